@@ -1,0 +1,3 @@
+from canvas_tui.cli import main
+
+raise SystemExit(main())

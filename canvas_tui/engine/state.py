@@ -1,0 +1,176 @@
+"""What the engine shows the world: a `RunState` snapshot, events, and the command surface.
+
+The console and the headless reporter both read `RunControl.snapshot()` on a timer and may
+subscribe to events for the rare things an operator must see at once. Commands flow back only
+through `RunControl`; nothing outside the engine mutates records.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Protocol
+
+from canvas_tui.records import State
+
+
+class Phase(StrEnum):
+    LOADING = "loading"  # reading the source into the journal
+    RUNNING = "running"
+    PAUSED = "paused"
+    CANCELLING = "cancelling"  # no new dispatch; waiting for in-flight requests
+    FINISHED = "finished"  # every record is final
+    CANCELLED = "cancelled"  # operator stopped it; pending records remain pending (resumable)
+    ABORTED = "aborted"  # fatal error (token rejected, unsafe URL)
+
+
+@dataclass(frozen=True, slots=True)
+class GovernorState:
+    limit: int  # how many requests the governor lets be in flight right now
+    in_flight: int
+    remaining: float | None  # last X-Rate-Limit-Remaining seen (None before any response)
+    high_water_mark: float  # the bucket's hwm as the governor models it (600 by default)
+    average_cost: float | None  # moving average of X-Request-Cost
+    cap: int | None  # operator's concurrency cap, None = no cap
+
+
+@dataclass(frozen=True, slots=True)
+class RunState:
+    phase: Phase
+    total: int
+    counts: Mapping[State, int]
+    elapsed: float  # seconds the run has been RUNNING (pauses excluded)
+    rate: float  # records finished per second, over the last few seconds
+    rate_history: Sequence[float]  # one sample per second, oldest first (bounded)
+    remaining_history: Sequence[float]  # X-Rate-Limit-Remaining, one sample per second
+    governor: GovernorState
+    requests: int  # HTTP requests sent, retries included
+    throttled: int  # responses that were throttle refusals
+    retries: int
+    throttled_last_minute: int
+    retries_last_minute: int
+    failures_by_category: Mapping[str, int]
+    failures_version: int  # bumps whenever the set of failed records changes
+    abort_reason: str | None = None
+    eta: float | None = None  # seconds, None when unknown
+
+    @property
+    def finished(self) -> int:
+        return sum(self.counts.get(s, 0) for s in (State.DONE, State.FAILED, State.SKIPPED))
+
+
+# ---- events -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RecordChanged:
+    record_id: int
+    state: State
+    category: str | None = None
+    message: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RetryScheduled:
+    record_id: int
+    attempt: int  # the attempt that just failed, 1-based
+    reason: str  # e.g. "429 throttled", "503 server error", "timeout"
+    wait: float  # seconds until the next attempt
+
+
+@dataclass(frozen=True, slots=True)
+class RunPhaseChanged:
+    phase: Phase
+    reason: str | None = None
+
+
+Event = RecordChanged | RetryScheduled | RunPhaseChanged
+
+
+# ---- records as the store shows them ------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    number: int
+    started_at: float
+    finished_at: float | None
+    method: str
+    url: str  # never carries the token
+    request_body: str | None  # JSON text as sent
+    status: int | None  # None for transport errors
+    category: str | None
+    message: str | None
+    error_report_id: int | None
+    cost: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class RecordRow:
+    """One journal row, as the UI and reports see it."""
+
+    record_id: int  # 1-based, in source order
+    source: str
+    line: int
+    key: str
+    user: str
+    course: str | None
+    section: str | None
+    role: str
+    status: str  # SIS status asked for (active, deleted, ...)
+    state: State
+    action: str | None  # what the engine did or will do: create, conclude, delete, ...
+    attempts: int
+    category: str | None
+    message: str | None
+    error_report_id: int | None
+    canvas_enrollment_id: int | None
+    raw: Mapping[str, str] = field(default_factory=dict)
+    updated_at: float = 0.0
+
+
+class RecordStore(Protocol):
+    """Read access to the journal for views that must scale to 100,000+ records."""
+
+    def count(self, state: State | None = None, text: str | None = None) -> int: ...
+
+    def rows(
+        self,
+        offset: int,
+        limit: int,
+        *,
+        state: State | None = None,
+        text: str | None = None,  # substring of user/course/section/message
+        order: str = "record_id",  # a RecordRow field name; prefix "-" for descending
+    ) -> list[RecordRow]: ...
+
+    def get(self, record_id: int) -> RecordRow | None: ...
+
+    def attempts(self, record_id: int) -> list[Attempt]: ...
+
+    def failed_ids(self, category: str | None = None) -> list[int]: ...
+
+
+class RunControl(Protocol):
+    """Operator commands. Every method is safe to call from the UI thread's event loop."""
+
+    def snapshot(self) -> RunState: ...
+
+    def pause(self) -> None: ...
+
+    def resume(self) -> None: ...
+
+    def cancel(self) -> None: ...
+
+    def skip(self, record_id: int) -> bool: ...  # False when the record is already final/in flight
+
+    def retry(self, record_id: int) -> bool: ...  # failed/skipped -> pending
+
+    def retry_failed(self, category: str | None = None) -> int: ...  # how many were re-queued
+
+    def set_concurrency_cap(self, cap: int | None) -> None: ...
+
+    def send_one(self, record_id: int | None = None) -> bool: ...  # while paused
+
+    def edit_and_retry(self, record_id: int, fields: Mapping[str, str]) -> bool: ...
