@@ -6,8 +6,12 @@ and the report, so they live here, below both the engine and the UI.
 
 from __future__ import annotations
 
+import json
+import re
 from dataclasses import dataclass
 from enum import StrEnum
+
+import httpx
 
 
 class Category(StrEnum):
@@ -118,6 +122,9 @@ class CanvasError(Exception):
     error_report_id: int | None = None
     method: str = ""
     url: str = ""
+    # For NETWORK errors: False when the request never left us (connect failure), so a write can't
+    # have happened; see `may_have_been_applied`.
+    request_sent: bool = True
 
     def __post_init__(self) -> None:
         super().__init__(self.message)
@@ -138,3 +145,184 @@ class CanvasError(Exception):
         status = f"{self.status} " if self.status is not None else ""
         report = f" (error report {self.error_report_id})" if self.error_report_id else ""
         return f"{status}{self.title}: {self.message}{report}"
+
+
+# ---- classification -----------------------------------------------------------------------------
+# Every error shape in CANVAS_API.md §5.1 is accepted; HTML and plain-text bodies too (load balancers
+# answer 502/503 with HTML, the open-source throttle answers 403 with text).
+
+_ROLE_MESSAGES = (
+    "invalid type",
+    "invalid role",
+    "base type for the role",
+    "role because it is inactive",
+    "role not found",
+    "not valid for the enrollment type",
+    "not an available role",
+)
+_AUTH_MESSAGES = (
+    "invalid access token",
+    "expired access token",
+    "revoked access token",
+    "insufficient scopes",  # the token itself must be replaced, so it stops the run like AUTH
+    "user authorization required",
+)
+_TAG = re.compile(r"<[^>]+>")
+_TITLE = re.compile(r"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
+
+
+def _texts(value: object) -> list[str]:
+    """Collect messages from `message`, `error`, `errors[*].message`, `errors.<f>[*].message`, ..."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list):
+        return [text for item in value for text in _texts(item)]
+    if isinstance(value, dict):
+        if "message" in value and isinstance(value["message"], str):
+            return [value["message"]]
+        found: list[str] = []
+        for key in ("errors", "error", "error_message"):
+            if key in value and not isinstance(value[key], bool):
+                found += _texts(value[key])
+        if not found:  # a validation hash: {"errors": {"field": [...]}} reaches here per field
+            for item in value.values():
+                if isinstance(item, list | dict):
+                    found += _texts(item)
+        return found
+    return []
+
+
+def _plain(text: str, limit: int = 300) -> str:
+    title = _TITLE.search(text)
+    if title:
+        text = title.group(1)
+    text = " ".join(_TAG.sub(" ", text).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def response_message(response: httpx.Response) -> tuple[str, int | None]:
+    """(Canvas's message text, error_report_id) from any body shape."""
+    body = response.content
+    if not body:
+        return f"HTTP {response.status_code} {response.reason_phrase}".strip(), None
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return _plain(body.decode("utf-8", "replace")) or f"HTTP {response.status_code}", None
+    report = data.get("error_report_id") if isinstance(data, dict) else None
+    texts = _texts(data)
+    message = "; ".join(dict.fromkeys(t.strip() for t in texts if t.strip()))
+    if not message:
+        message = _plain(body.decode("utf-8", "replace"))
+    return message, report if isinstance(report, int) and not isinstance(report, bool) else None
+
+
+def is_throttle(response: httpx.Response) -> bool:
+    """429 (hosted Canvas since 2025) or 403 whose body says Rate Limit Exceeded (open source)."""
+    if response.status_code == 429:
+        return True
+    return response.status_code == 403 and b"rate limit exceeded" in response.content.lower()
+
+
+def classify(response: httpx.Response, *, not_found: Category = Category.NOT_FOUND) -> CanvasError:
+    """The CanvasError for a non-2xx response.
+
+    `not_found` is what a 404 means for this request: Canvas's 404 body never says which id was
+    missing, so the caller, who knows what it asked for, decides (see CanvasClient).
+    The URL stored is the request URL, which never carries the token (it travels in a header).
+    """
+    status = response.status_code
+    message, report = response_message(response)
+    lowered = message.lower()
+    if is_throttle(response):
+        category = Category.THROTTLED
+    elif status == 401:
+        if any(m in lowered for m in _AUTH_MESSAGES):
+            category = Category.AUTH
+        elif "user not authorized" in lowered or "unauthorized" in lowered:
+            category = Category.PERMISSION
+        else:
+            # canvasapi's rule: WWW-Authenticate is only sent when there is no valid user.
+            has_challenge = "www-authenticate" in response.headers
+            category = Category.AUTH if has_challenge else Category.PERMISSION
+    elif status == 403:
+        category = Category.PERMISSION
+    elif status == 404:
+        category = not_found
+    elif status >= 500:
+        category = Category.SERVER
+    elif 300 <= status < 400:
+        # Never followed: a redirect could take the token elsewhere (a login page, another host).
+        category = Category.BAD_REQUEST
+        message = f"unexpected redirect ({status}) to {_redirect_origin(response)}"
+    elif any(m in lowered for m in _ROLE_MESSAGES):
+        category = Category.INVALID_ROLE
+    elif "concluded" in lowered:
+        category = Category.CONCLUDED
+    else:
+        category = Category.BAD_REQUEST
+    request = response.request if _has_request(response) else None
+    return CanvasError(
+        category,
+        message,
+        status=status,
+        error_report_id=report,
+        method=request.method if request else "",
+        url=str(request.url) if request else "",
+    )
+
+
+def _has_request(response: httpx.Response) -> bool:
+    try:
+        response.request  # noqa: B018 - raises RuntimeError when the response was built by hand
+    except RuntimeError:
+        return False
+    return True
+
+
+def _redirect_origin(response: httpx.Response) -> str:
+    location = response.headers.get("location", "")
+    try:
+        url = httpx.URL(location)
+    except (httpx.InvalidURL, TypeError, ValueError):
+        return "an invalid location"
+    return f"{url.scheme}://{url.host}" if url.host else "a relative location"
+
+
+def classify_transport(
+    exc: httpx.TransportError, *, method: str = "", url: str = ""
+) -> CanvasError:
+    """NETWORK for timeouts, resets, refused connections and protocol breaks."""
+    kind = {
+        httpx.ConnectTimeout: "connect timed out",
+        httpx.ReadTimeout: "timed out waiting for Canvas's answer",
+        httpx.WriteTimeout: "timed out sending the request",
+        httpx.PoolTimeout: "timed out waiting for a free connection",
+        httpx.ConnectError: "could not connect",
+        httpx.RemoteProtocolError: "connection closed or reset mid-answer",
+        httpx.ReadError: "connection reset while reading the answer",
+        httpx.WriteError: "connection reset while sending",
+    }
+    text = next((v for k, v in kind.items() if isinstance(exc, k)), "network failure")
+    detail = str(exc)
+    if detail:
+        text = f"{text} ({_plain(detail, 160)})"
+    unsent = isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout)
+    return CanvasError(Category.NETWORK, text, method=method, url=url, request_sent=not unsent)
+
+
+def may_have_been_applied(exc: BaseException) -> bool:
+    """Could Canvas have executed the request although we got no answer?
+
+    Only failures before the request left us are known not to have run: connect errors and pool
+    timeouts. A reset or timeout after sending, or a 502/503/504 from a load balancer, may hide a
+    completed write.
+    """
+    if isinstance(exc, CanvasError):
+        if exc.category is Category.NETWORK:
+            return exc.request_sent
+        # A throttle is refused before the app runs; Canvas's own 500 rolls its transaction back.
+        return exc.category is Category.SERVER and exc.status != 500
+    if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout):
+        return False
+    return isinstance(exc, httpx.TransportError)
