@@ -128,6 +128,10 @@ class RecordRow:
     canvas_enrollment_id: int | None
     raw: Mapping[str, str] = field(default_factory=dict)
     updated_at: float = 0.0
+    warnings: tuple[str, ...] = ()  # normalization notes from the source (e.g. TAEnrollment)
+    http_status: int | None = (
+        None  # status of the last answer, None before any / on transport errors
+    )
 
 
 class RecordStore(Protocol):

@@ -1,0 +1,183 @@
+"""The journal as a store: loading, state moves, queries the console's views rely on."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from pathlib import Path
+
+import pytest
+
+from canvas_tui.engine.journal import Journal, JournalError, Outcome
+from canvas_tui.records import SisStatus, State
+from tests.engine.helpers import items, problem, record
+
+
+@pytest.fixture
+def journal(tmp_path: Path):
+    j = Journal(tmp_path / "run.journal")
+    yield j
+    j.close()
+
+
+def test_load_accounts_for_every_source_item(journal: Journal) -> None:
+    source = [*items(10), problem(11), problem(12, "duplicate of line 3", skip=True)]
+    total = journal.load(source, description="in.csv", fingerprint="f")
+    assert total == 12
+    counts = journal.counts()
+    assert counts[State.PENDING] == 10
+    assert counts[State.FAILED] == 1
+    assert counts[State.SKIPPED] == 1
+    failed = journal.get(11)
+    assert failed is not None
+    assert failed.category == "invalid_input"
+    assert "Improper status" in (failed.message or "")
+    assert failed.raw["status"] == "bogus"
+    assert journal.record(11) is None
+    assert journal.loaded
+    assert journal.get_meta("source") == "in.csv"
+
+
+def test_records_round_trip_with_warnings(journal: Journal) -> None:
+    rec = record(1, role="TAEnrollment", enrollment_type="TaEnrollment", warnings=("TA spelled",))
+    journal.load([rec], description="in.csv")
+    assert journal.record(1) == rec
+    row = journal.get(1)
+    assert row is not None
+    assert row.warnings == ("TA spelled",)
+    assert row.user == "sis_user_id:U1"
+    assert row.course == "sis_course_id:C1"
+
+
+def test_interrupted_load_continues_without_duplicates(tmp_path: Path) -> None:
+    path = tmp_path / "run.journal"
+    j = Journal(path)
+
+    def crashing():
+        yield from items(2500)
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        j.load(crashing(), description="in.csv")
+    assert not j.loaded
+    assert j.last_record_id() == 2000  # one committed chunk
+    j.close()
+    j = Journal(path)
+    assert j.load(items(3000), description="in.csv") == 3000
+    assert j.count() == 3000
+    j.close()
+
+
+async def test_claim_is_durable_and_conditional(journal: Journal) -> None:
+    journal.load(items(5), description="in.csv")
+    journal.post_transition([2], State.SKIPPED, only_from=[State.PENDING])
+    claimed = await journal.claim([1, 2, 3])
+    assert claimed == [1, 3]  # 2 was skipped first: writes apply in order
+    # Claims are committed before claim() returns: another connection sees them.
+    other = sqlite3.connect(journal.path)
+    states = dict(other.execute("SELECT record_id, state FROM records").fetchall())
+    other.close()
+    assert states[1] == "in_flight"
+    assert states[2] == "skipped"
+
+
+async def test_outcomes_attempts_and_resume(tmp_path: Path) -> None:
+    path = tmp_path / "run.journal"
+    j = Journal(path)
+    j.load(items(3), description="in.csv")
+    await j.claim([1, 2])
+
+    class Ev:
+        number = 1
+        method = "POST"
+        url = "https://canvas.test/api/v1/courses/sis_course_id:C1/enrollments"
+        request_body = '{"enrollment": {}}'
+        status = 200
+        category = None
+        message = None
+        error_report_id = None
+        cost = 0.5
+        remaining = 590.0
+        started_at = time.time()
+        finished_at = time.time()
+        will_retry = False
+        wait = None
+
+    j.post_attempt(1, Ev())
+    j.post_outcome(1, Outcome(State.DONE, action="create", canvas_enrollment_id=77), attempts=1)
+    await j.flush()
+    row = j.get(1)
+    assert row is not None
+    assert (row.state, row.action, row.canvas_enrollment_id, row.attempts) == (
+        State.DONE,
+        "create",
+        77,
+        1,
+    )
+    assert [a.status for a in j.attempts(1)] == [200]
+    assert j.attempt_totals() == {"requests": 1, "throttled": 0, "retries": 0}
+    j.close()
+    # A crash left record 2 in flight: on resume it goes back to pending, record 1 stays done.
+    j = Journal(path)
+    assert j.reset_in_flight() == [2]
+    assert j.counts()[State.PENDING] == 2
+    assert j.counts()[State.DONE] == 1
+    j.close()
+
+
+def test_rows_filter_order_and_text(journal: Journal) -> None:
+    source = [record(i, course="BIO" if i % 2 else "CHEM") for i in range(1, 21)]
+    journal.load([*source, problem(21)], description="in.csv")
+    assert journal.count(text="chem") == 10
+    assert journal.count(state=State.FAILED) == 1
+    rows = journal.rows(0, 5, order="-record_id")
+    assert [r.record_id for r in rows] == [21, 20, 19, 18, 17]
+    page = journal.rows(5, 3, text="BIO")
+    assert [r.record_id for r in page] == [11, 13, 15]
+    assert journal.rows(0, 10, text="100%") == []  # LIKE wildcards are escaped
+    with pytest.raises(ValueError):
+        journal.rows(0, 1, order="user; DROP TABLE records")
+    assert journal.failed_ids() == [21]
+    assert journal.failed_ids("invalid_input") == [21]
+    assert journal.failed_ids("throttled") == []
+
+
+def test_read_only_refuses_writes(tmp_path: Path) -> None:
+    path = tmp_path / "run.journal"
+    j = Journal(path)
+    j.load(items(2), description="in.csv")
+    j.close()
+    ro = Journal(path, read_only=True)
+    assert ro.count() == 2
+    with pytest.raises(JournalError):
+        ro.set_meta(x="1")
+    ro.close()
+    with pytest.raises(JournalError):
+        Journal(tmp_path / "missing.journal", read_only=True)
+
+
+def test_not_a_journal(tmp_path: Path) -> None:
+    bogus = tmp_path / "x.journal"
+    bogus.write_text("hello, this is not sqlite" * 100)
+    with pytest.raises(JournalError, match="not a canvas-tui journal"):
+        Journal(bogus)
+
+
+def test_views_use_indexes(tmp_path: Path) -> None:
+    """Not a timing assertion: the plans must use indexes, not scans, for the console's views."""
+    j = Journal(tmp_path / "big.journal")
+    j.load(
+        (record(i, status=SisStatus.ACTIVE) for i in range(1, 20_001)),
+        description="big.csv",
+    )
+    assert j.count() == 20_000
+    plan = " ".join(
+        str(r)
+        for r in j._query(
+            "EXPLAIN QUERY PLAN SELECT record_id FROM records WHERE state = 'failed' "
+            "ORDER BY record_id LIMIT 50 OFFSET 0"
+        )
+    )
+    assert "records_state" in plan
+    assert len(j.rows(19_950, 100, state=State.PENDING)) == 50
+    j.close()
