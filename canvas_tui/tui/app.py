@@ -1,0 +1,567 @@
+"""The operator console: a dashboard over the engine, the queue, and the operator's controls.
+
+The engine runs as a worker in the app's event loop; the UI reads `runner.snapshot()` and the
+journal (through `RecordStore`) on a timer and sends commands through `RunControl` only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+from collections.abc import Mapping
+from pathlib import Path
+
+from textual import on, work
+from textual.app import App, ComposeResult
+from textual.screen import ModalScreen
+from textual.widgets import Footer, Header
+from textual.worker import Worker, WorkerState
+
+from canvas_tui.engine.state import Phase, RecordRow, RunState
+from canvas_tui.records import State, sis_value
+from canvas_tui.tui import format as fmt
+from canvas_tui.tui.actions import ACTIONS, ConsoleCommands, bindings
+from canvas_tui.tui.messages import PhaseChanged, RunEnded, SessionOpened
+from canvas_tui.tui.screens.dialogs import (
+    ChoiceScreen,
+    ConfirmScreen,
+    EditScreen,
+    HelpScreen,
+    PromptScreen,
+)
+from canvas_tui.tui.session import ConsoleSession, SessionOpener
+from canvas_tui.tui.widgets.dashboard import Dashboard
+from canvas_tui.tui.widgets.queue import ORDERS, STATE_CYCLE, QueueFilter, QueueView, parse_filter
+
+ACTIVE = frozenset({Phase.LOADING, Phase.RUNNING, Phase.PAUSED, Phase.CANCELLING})
+# actions that change records or Canvas: hidden in --read-only
+WRITES = frozenset(
+    {"toggle_pause", "skip", "retry", "retry_all", "cap", "uncap", "send_one", "cancel_run", "edit"}
+)
+REGISTRY = frozenset(a.action.split("(")[0] for a in ACTIONS)
+
+
+def exit_code(state: RunState | None) -> int:
+    """The same codes as `canvas-tui sync` (cli.ExitCode)."""
+    from canvas_tui.cli import ExitCode
+
+    if state is None:
+        return int(ExitCode.OK)
+    if state.phase in (Phase.ABORTED, Phase.CANCELLED) or state.counts.get(State.PENDING, 0):
+        return int(ExitCode.ABORTED)
+    if state.counts.get(State.FAILED, 0):
+        return int(ExitCode.RECORDS_FAILED)
+    return int(ExitCode.OK)
+
+
+class ConsoleApp(App[int]):
+    CSS_PATH = "app.tcss"
+    TITLE = "canvas-tui"
+    BINDINGS = bindings(ACTIONS)
+    COMMANDS = App.COMMANDS | {ConsoleCommands}
+
+    def __init__(
+        self,
+        opener: SessionOpener,
+        *,
+        description: str = "",
+        read_only: bool = False,
+        keymap: Mapping[str, str] | None = None,
+        tick_seconds: float = 0.3,
+        autostart: bool = True,
+        journal_path: Path | None = None,
+    ) -> None:
+        super().__init__()
+        self._opener = opener
+        self.read_only = read_only
+        self.keymap_overrides = dict(keymap or {})
+        self.tick_seconds = tick_seconds
+        self.autostart = autostart
+        self.journal_path = journal_path
+        self.session: ConsoleSession | None = None
+        self.state: RunState | None = None
+        self._engine: Worker[None] | None = None
+        self._quitting = False
+        self.sub_title = description + ("  [read-only]" if read_only else "")
+
+    # ---- layout and the refresh loop -----------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Dashboard()
+        yield QueueView(id="queue")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        if self.keymap_overrides:
+            self.set_keymap(self.keymap_overrides)
+        self.queue.table.focus()
+        self._open()
+        self.set_interval(self.tick_seconds, self.tick)
+
+    @property
+    def queue(self) -> QueueView:
+        return self.query_one(QueueView)
+
+    def tick(self) -> None:
+        """Read one snapshot and repaint everything that shows it."""
+        session = self.session
+        if session is None:
+            return
+        previous = self.state
+        state = session.runner.snapshot()
+        self.state = state
+        with self.batch_update():
+            self.screen_stack[0].query_one(Dashboard).show(state)
+            self.queue.tick(state)
+            on_tick = getattr(self.screen, "on_tick", None)
+            if on_tick is not None and self.screen is not self.screen_stack[0]:
+                on_tick(state)
+        if previous is None or previous.phase != state.phase:
+            self.refresh_bindings()
+
+    # ---- the engine worker -----------------------------------------------------------------------
+
+    @work(group="engine", exclusive=True, exit_on_error=False, name="open")
+    async def _open(self) -> None:
+        session = await self._opener()
+        self.session = session
+        self.queue.store = session.store
+        subscribe = getattr(session.runner, "subscribe", None)
+        if subscribe is not None:
+            subscribe(self._on_engine_event)
+        self.post_message(SessionOpened(self.sub_title))
+        if not self.read_only:
+            await session.load()
+        self.tick()
+        if self.autostart and not self.read_only:
+            self._start_run()
+
+    def _start_run(self) -> None:
+        if self.session is None or self._quitting:
+            return
+        if self._engine is not None and self._engine.state in (
+            WorkerState.PENDING,
+            WorkerState.RUNNING,
+        ):
+            return
+        self._engine = self.run_worker(self._run(), group="run", name="engine", exit_on_error=False)
+
+    async def _run(self) -> None:
+        assert self.session is not None
+        await self.session.run()
+        state = self.session.runner.snapshot()
+        self.post_message(RunEnded(state.phase))
+
+    def _on_engine_event(self, event: object) -> None:
+        # Per-record events arrive at the engine's pace; only phase changes are worth a message.
+        phase = getattr(event, "phase", None)
+        if isinstance(phase, Phase):
+            self.post_message(PhaseChanged(phase, getattr(event, "reason", None)))
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """One place where engine worker failures become something the operator sees."""
+        if event.state is WorkerState.ERROR and event.worker.group in ("engine", "run"):
+            error = event.worker.error
+            self.notify(
+                f"{type(error).__name__}: {error}",
+                title="Engine stopped",
+                severity="error",
+                timeout=30,
+            )
+            self.tick()
+
+    @on(PhaseChanged)
+    def _phase_changed(self, message: PhaseChanged) -> None:
+        self.tick()
+        if message.phase is Phase.ABORTED:
+            self.notify(
+                message.reason or "run aborted", title="Run aborted", severity="error", timeout=60
+            )
+
+    @on(RunEnded)
+    def _run_ended(self, message: RunEnded) -> None:
+        self.tick()
+        state = self.state
+        if state is None or self._quitting:
+            return
+        if message.phase is Phase.FINISHED:
+            counts = state.counts
+            self.notify(
+                f"{fmt.count(counts.get(State.DONE, 0))} done, "
+                f"{fmt.count(counts.get(State.FAILED, 0))} failed, "
+                f"{fmt.count(counts.get(State.SKIPPED, 0))} skipped",
+                title="Run finished",
+                timeout=10,
+            )
+
+    # ---- availability --------------------------------------------------------------------------
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action not in REGISTRY:
+            return True
+        if isinstance(self.screen, ModalScreen):
+            return False  # dialogs own the keyboard
+        if action in ("help", "quit_safely"):
+            return True
+        if self.read_only and action in WRITES:
+            return False
+        state = self.state
+        if self.session is None or state is None:
+            return None
+        phase = state.phase
+        failed = state.counts.get(State.FAILED, 0)
+        if action == "toggle_pause":
+            return phase in (Phase.RUNNING, Phase.PAUSED) or None
+        if action == "send_one":
+            return phase is Phase.PAUSED or None
+        if action == "cancel_run":
+            return phase in (Phase.RUNNING, Phase.PAUSED, Phase.LOADING) or None
+        if action in ("retry_all", "failures", "export_failures"):
+            return failed > 0 or None
+        return True
+
+    # ---- helpers -----------------------------------------------------------------------------
+
+    def current_record(self) -> RecordRow | None:
+        """The record the operator is looking at: the stepper's, else the queue's cursor."""
+        picker = getattr(self.screen, "current_record", None)
+        if callable(picker):
+            found = picker()
+            return found if isinstance(found, RecordRow) else None
+        return self.queue.selected
+
+    def _after_command(self) -> None:
+        self.tick()
+        self.refresh_bindings()
+
+    def _requeued(self) -> None:
+        """Records went back to pending: make sure a run is there to send them."""
+        if self.state is not None and self.state.phase not in ACTIVE:
+            self._start_run()
+        self._after_command()
+
+    # ---- actions -----------------------------------------------------------------------------
+
+    def action_toggle_pause(self) -> None:
+        if self.session is None or self.state is None:
+            return
+        runner = self.session.runner
+        if self.state.phase is Phase.PAUSED:
+            runner.resume()
+            self.notify("Resumed")
+        else:
+            runner.pause()
+            self.notify("Paused: in-flight requests finish, nothing new is sent")
+        self._after_command()
+
+    def action_skip(self) -> None:
+        row = self.current_record()
+        if self.session is None or row is None:
+            return
+        if self.session.runner.skip(row.record_id):
+            self.notify(f"Record {row.record_id} skipped")
+        else:
+            self.notify(
+                f"Record {row.record_id} is {row.state.value}: cannot skip it", severity="warning"
+            )
+        self._after_command()
+
+    def action_retry(self) -> None:
+        row = self.current_record()
+        if self.session is None or row is None:
+            return
+        if self.session.runner.retry(row.record_id):
+            self.notify(f"Record {row.record_id} queued again")
+            self._requeued()
+        else:
+            self.notify(
+                f"Record {row.record_id} is {row.state.value}: only failed or skipped records retry",
+                severity="warning",
+            )
+
+    def action_retry_all(self) -> None:
+        state = self.state
+        if self.session is None or state is None:
+            return
+        failed = state.counts.get(State.FAILED, 0)
+        options = [("*", f"All failed records ({fmt.count(failed)})")]
+        for category, n in sorted(state.failures_by_category.items(), key=lambda kv: -kv[1]):
+            if n:
+                options.append((category, f"{fmt.category_title(category)} ({fmt.count(n)})"))
+
+        def chosen(choice: str | None) -> None:
+            if choice is None or self.session is None:
+                return
+            n = self.session.runner.retry_failed(None if choice == "*" else choice)
+            self.notify(f"{fmt.count(n)} failed records queued again")
+            self._requeued()
+
+        self.push_screen(
+            ChoiceScreen(
+                "Retry failed records?",
+                options,
+                body="They go back to pending and are sent again. Escape: do nothing.",
+            ),
+            chosen,
+        )
+
+    def action_failures(self) -> None:
+        from canvas_tui.tui.screens.stepper import FailureStepper
+
+        row = self.queue.selected
+        start = row.record_id if row is not None and row.state is State.FAILED else None
+        self.push_screen(FailureStepper(start=start))
+
+    def action_filter(self) -> None:
+        current = self.queue.filter
+        parts = [f"state:{current.state.value}"] if current.state else []
+        if current.text:
+            parts.append(current.text)
+
+        def apply(query: str | None) -> None:
+            if query is None:
+                return
+            try:
+                self.queue.set_filter(parse_filter(query, self.queue.filter))
+            except ValueError as exc:
+                self.notify(str(exc), severity="error")
+            self.tick()
+
+        self.push_screen(
+            PromptScreen(
+                "Filter the queue",
+                value=" ".join(parts),
+                placeholder="state:failed course:BIO-101 smith",
+                help="state:<pending|in_flight|done|failed|skipped>, course:<id>, or any text "
+                "(user, course, section, message). Empty: show everything.",
+            ),
+            apply,
+        )
+
+    def action_cycle_state(self) -> None:
+        current = self.queue.filter
+        i = STATE_CYCLE.index(current.state)
+        self.queue.set_filter(
+            QueueFilter(STATE_CYCLE[(i + 1) % len(STATE_CYCLE)], current.text, current.order)
+        )
+        self.tick()
+
+    def action_cycle_order(self) -> None:
+        current = self.queue.filter
+        keys = [k for k, _ in ORDERS]
+        i = keys.index(current.order) if current.order in keys else -1
+        self.queue.set_filter(QueueFilter(current.state, current.text, keys[(i + 1) % len(keys)]))
+        self.tick()
+
+    def action_jump(self) -> None:
+        def go(answer: str | None) -> None:
+            if not answer or self.session is None:
+                return
+            try:
+                record_id = int(answer.lstrip("#"))
+            except ValueError:
+                self.notify(f"{answer!r} is not a record number", severity="error")
+                return
+            if self.session.store.get(record_id) is None:
+                self.notify(f"No record {record_id}", severity="error")
+                return
+            if not self.queue.filter.is_default:  # positions are only known in source order
+                self.queue.set_filter(QueueFilter())
+                self.tick()
+            self.queue.table.move_to(record_id - 1)
+
+        self.push_screen(PromptScreen("Jump to record number", placeholder="e.g. 4512"), go)
+
+    def action_roster(self) -> None:
+        row = self.current_record()
+        default = sis_value(row.course) if row is not None and row.course else ""
+
+        def open_roster(answer: str | None) -> None:
+            if answer:
+                from canvas_tui.tui.screens.roster import RosterScreen
+
+                self.push_screen(RosterScreen(answer))
+
+        self.push_screen(
+            PromptScreen(
+                "Open a course roster",
+                value=default,
+                placeholder="Canvas course id (123) or SIS course id (BIO-101)",
+                help="Digits are a Canvas id; anything else is a sis_course_id. "
+                "Prefix with sis_course_id: to force SIS.",
+            ),
+            open_roster,
+        )
+
+    def action_cap(self, delta: int) -> None:
+        if self.session is None or self.state is None:
+            return
+        gov = self.state.governor
+        current = gov.cap if gov.cap is not None else max(gov.limit, 1)
+        cap = max(1, current + delta)
+        self.session.runner.set_concurrency_cap(cap)
+        self.notify(f"Concurrency cap {cap}")
+        self._after_command()
+
+    def action_uncap(self) -> None:
+        if self.session is None:
+            return
+        self.session.runner.set_concurrency_cap(None)
+        self.notify("Concurrency cap removed: the governor decides")
+        self._after_command()
+
+    def action_send_one(self) -> None:
+        if self.session is None:
+            return
+        row = self.current_record()
+        record_id = row.record_id if row is not None and row.state is State.PENDING else None
+        if self.session.runner.send_one(record_id):
+            self.notify(f"Sending record {record_id}" if record_id else "Sending the next record")
+        else:
+            self.notify("Nothing to send (send one works while paused)", severity="warning")
+        self._after_command()
+
+    def action_cancel_run(self) -> None:
+        state = self.state
+        if self.session is None or state is None:
+            return
+        pending = state.counts.get(State.PENDING, 0)
+
+        def answer(yes: bool | None) -> None:
+            if yes and self.session is not None:
+                self.session.runner.cancel()
+                self.notify("Cancelling: in-flight requests finish; nothing new is sent")
+                self._after_command()
+
+        self.push_screen(
+            ConfirmScreen(
+                "Cancel the run?",
+                f"Nothing new is sent; {state.governor.in_flight} in flight finish. "
+                f"{fmt.count(pending)} pending records stay pending and resume when the "
+                "journal is opened again.",
+                yes="Cancel run",
+                no="Keep running",
+            ),
+            answer,
+        )
+
+    def action_edit(self) -> None:
+        row = self.current_record()
+        if self.session is None or row is None:
+            return
+        if row.state not in (State.FAILED, State.SKIPPED):
+            self.notify(
+                f"Record {row.record_id} is {row.state.value}: edit+retry is for failed or skipped records",
+                severity="warning",
+            )
+            return
+        fields = dict(row.raw) or {
+            "user_id": sis_value(row.user),
+            "course_id": sis_value(row.course),
+            "section_id": sis_value(row.section),
+            "role": row.role,
+            "status": row.status,
+        }
+
+        def save(changed: dict[str, str] | None) -> None:
+            if changed is None or self.session is None:
+                return
+            if self.session.runner.edit_and_retry(row.record_id, changed):
+                self.notify(f"Record {row.record_id} edited and queued again")
+                self._requeued()
+            else:
+                self.notify(f"Record {row.record_id}: the edit was refused", severity="error")
+
+        self.push_screen(
+            EditScreen(f"Edit record {row.record_id} ({row.source}:{row.line})", fields), save
+        )
+
+    def action_export_failures(self) -> None:
+        default = str(Path.cwd() / "failures.csv")
+
+        def export(path: str | None) -> None:
+            if path:
+                self._export(Path(path).expanduser())
+
+        self.push_screen(
+            PromptScreen(
+                "Export failed records as a SIS CSV",
+                value=default,
+                help="The file has the source's columns, ready to fix and feed back.",
+            ),
+            export,
+        )
+
+    @work(group="export", exclusive=True, exit_on_error=False)
+    async def _export(self, path: Path) -> None:
+        from canvas_tui.engine.report import write_failures_csv
+
+        assert self.session is not None
+        try:
+            n = await asyncio.to_thread(write_failures_csv, self.session.store, path)
+        except OSError as exc:
+            self.notify(f"{path}: {exc.strerror or exc}", title="Export failed", severity="error")
+            return
+        self.notify(
+            f"{fmt.count(n)} failed records written to {path}", title="Exported", timeout=10
+        )
+
+    def action_help(self) -> None:
+        self.push_screen(HelpScreen(self.keymap_overrides))
+
+    def action_quit_safely(self) -> None:
+        if self._quitting:
+            return
+        state = self.state
+        if self.read_only or state is None or state.phase not in ACTIVE:
+            self._wind_down()
+            return
+        pending = state.counts.get(State.PENDING, 0)
+        where = f" in {self.journal_path}" if self.journal_path else ""
+
+        def answer(yes: bool | None) -> None:
+            if yes:
+                self._wind_down()
+
+        self.push_screen(
+            ConfirmScreen(
+                "Quit?",
+                f"{state.governor.in_flight} in-flight requests finish first. "
+                f"{fmt.count(pending)} pending records stay pending{where}; "
+                "open the journal again to resume.",
+                yes="Quit",
+                no="Stay",
+            ),
+            answer,
+        )
+
+    @work(group="shutdown", exclusive=True, exit_on_error=False)
+    async def _wind_down(self) -> None:
+        self._quitting = True
+        session = self.session
+        if session is not None:
+            state = session.runner.snapshot()
+            if state.phase in ACTIVE and not self.read_only:
+                session.runner.cancel()
+                self.notify(f"Waiting for {state.governor.in_flight} in-flight requests…")
+            engine = self._engine
+            if engine is not None and engine.state in (WorkerState.PENDING, WorkerState.RUNNING):
+                # a failed engine was already reported by on_worker_state_changed
+                with contextlib.suppress(Exception):
+                    await engine.wait()
+            self.state = session.runner.snapshot()
+            await session.close()
+        self.exit(exit_code(self.state))
+
+
+# ---- entry points ------------------------------------------------------------------------------
+
+
+def main(args: argparse.Namespace) -> int:
+    raise NotImplementedError
+
+
+def demo_main(args: argparse.Namespace) -> int:
+    raise NotImplementedError

@@ -1,0 +1,64 @@
+"""Plain text helpers for the console: numbers, durations and labels an operator reads at a glance."""
+
+from __future__ import annotations
+
+from canvas_tui.canvas.errors import TITLES, Category
+from canvas_tui.records import State
+
+STATE_LABELS: dict[State, str] = {
+    State.PENDING: "pending",
+    State.IN_FLIGHT: "in flight",
+    State.DONE: "done",
+    State.FAILED: "failed",
+    State.SKIPPED: "skipped",
+}
+
+# Rich styles per state: the same colours in the counts, the queue and the stepper.
+STATE_STYLES: dict[State, str] = {
+    State.PENDING: "dim",
+    State.IN_FLIGHT: "bold cyan",
+    State.DONE: "green",
+    State.FAILED: "bold red",
+    State.SKIPPED: "yellow",
+}
+
+
+def duration(seconds: float | None) -> str:
+    """`75` -> `1m15s`; `3725` -> `1h02m`; None -> `--`."""
+    if seconds is None or seconds != seconds or seconds < 0:
+        return "--"
+    total = round(seconds)
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    if minutes:
+        return f"{minutes}m{secs:02d}s"
+    return f"{secs}s"
+
+
+def count(n: int) -> str:
+    """Thousands separated with a thin comma: `100000` -> `100,000`."""
+    return f"{n:,}"
+
+
+def rate(per_second: float) -> str:
+    return f"{per_second:,.1f}/s" if per_second < 100 else f"{per_second:,.0f}/s"
+
+
+def category_title(category: str | None) -> str:
+    if not category:
+        return "-"
+    try:
+        return TITLES[Category(category)]
+    except ValueError:
+        return category
+
+
+def bar(fraction: float, width: int) -> str:
+    """A solid gauge of `width` cells, with eighth-block precision."""
+    fraction = min(1.0, max(0.0, fraction))
+    eighths = round(fraction * width * 8)
+    full, part = divmod(eighths, 8)
+    partial = " ▏▎▍▌▋▊▉"[part] if part else ""
+    return ("█" * full + partial).ljust(width)[:width]

@@ -1,0 +1,161 @@
+"""Compare a course's live Canvas roster with the SIS records for it. Pure data, no Textual.
+
+Matching follows Canvas's own idea of "the same enrollment" (user + type/role + section,
+../shared/CANVAS_API.md §2.4): a SIS row without a section matches the user's enrollment with that
+role in any section of the course.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from canvas_tui.engine.state import RecordRow
+from canvas_tui.records import ROLE_WORDS, SisStatus, State, api_id, sis_value, split_api_id
+
+
+class Verdict(StrEnum):
+    OK = "in sync"
+    MISSING = "missing in Canvas"
+    EXTRA = "extra in Canvas"
+    DIFFERS = "state differs"
+
+
+# SIS status -> the Canvas enrollment_state values that satisfy it
+_SATISFIES: dict[str, frozenset[str]] = {
+    SisStatus.ACTIVE: frozenset({"active", "invited", "creation_pending"}),
+    SisStatus.INACTIVE: frozenset({"inactive"}),
+    SisStatus.COMPLETED: frozenset({"completed"}),
+    SisStatus.DELETED: frozenset({"deleted"}),
+    SisStatus.DELETED_LAST_COMPLETED: frozenset({"deleted", "completed"}),
+}
+_GONE = frozenset({SisStatus.DELETED.value, SisStatus.DELETED_LAST_COMPLETED.value})
+
+
+def course_ref(text: str) -> str:
+    """What the operator typed -> an API id: digits are a Canvas id, the rest a sis_course_id."""
+    text = text.strip()
+    kind, _ = split_api_id(text)
+    if kind is not None or text.isdigit():
+        return text
+    return api_id("sis_course_id", text)
+
+
+def role_key(role: str) -> str:
+    """A SIS role word -> Canvas's base type (how Canvas names it in `role`); custom names stay."""
+    lower = role.strip().lower()
+    if lower.startswith("student"):
+        return "StudentEnrollment"
+    return ROLE_WORDS.get(lower, role.strip())
+
+
+@dataclass(frozen=True, slots=True)
+class RosterLine:
+    user: str  # bare SIS user id (or Canvas user id when the SIS gave none)
+    name: str
+    role: str
+    section: str
+    canvas_state: str  # "" when not in Canvas
+    sis_status: str  # "" when not in the SIS source
+    verdict: Verdict
+    record_id: int | None = None  # the journal record, when the SIS source has this enrollment
+    record_state: State | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RosterDiff:
+    lines: Sequence[RosterLine]
+    canvas_count: int
+    sis_count: int
+
+    def count(self, verdict: Verdict) -> int:
+        return sum(1 for line in self.lines if line.verdict is verdict)
+
+    @property
+    def missing(self) -> list[RosterLine]:
+        return [line for line in self.lines if line.verdict is Verdict.MISSING]
+
+
+def _canvas_user(e: Mapping[str, Any]) -> str:
+    sis = e.get("sis_user_id") or (e.get("user") or {}).get("sis_user_id")
+    return str(sis) if sis else str(e.get("user_id", ""))
+
+
+def _record_user(row: RecordRow) -> str:
+    return sis_value(row.user)
+
+
+def records_for_course(
+    rows: Iterable[RecordRow], course_sis_id: str | None, course_id: str
+) -> list[RecordRow]:
+    """The SIS records that name this course (by SIS id or by its Canvas id)."""
+    wanted = {course_id}
+    if course_sis_id:
+        wanted.add(course_sis_id)
+    return [r for r in rows if r.course is not None and sis_value(r.course) in wanted]
+
+
+def compare(enrollments: Sequence[Mapping[str, Any]], records: Sequence[RecordRow]) -> RosterDiff:
+    by_user_role: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
+    for e in enrollments:
+        key = (_canvas_user(e), str(e.get("role") or e.get("type") or ""))
+        by_user_role.setdefault(key, []).append(e)
+    matched: set[int] = set()
+    lines: list[RosterLine] = []
+    for row in records:
+        role = role_key(row.role)
+        section = sis_value(row.section)
+        candidates = by_user_role.get((_record_user(row), role), [])
+        if section:
+            candidates = [e for e in candidates if str(e.get("sis_section_id") or "") == section]
+        found = next((e for e in candidates if id(e) not in matched), None)
+        if found is None:
+            verdict = Verdict.OK if row.status in _GONE else Verdict.MISSING
+            lines.append(
+                RosterLine(
+                    _record_user(row),
+                    "",
+                    role,
+                    section,
+                    "",
+                    row.status,
+                    verdict,
+                    row.record_id,
+                    row.state,
+                )
+            )
+            continue
+        matched.add(id(found))
+        canvas_state = str(found.get("enrollment_state", ""))
+        ok = canvas_state in _SATISFIES.get(row.status, frozenset({row.status}))
+        lines.append(
+            RosterLine(
+                _record_user(row),
+                str((found.get("user") or {}).get("name", "")),
+                role,
+                str(found.get("sis_section_id") or found.get("course_section_id") or ""),
+                canvas_state,
+                row.status,
+                Verdict.OK if ok else Verdict.DIFFERS,
+                row.record_id,
+                row.state,
+            )
+        )
+    for e in enrollments:
+        if id(e) in matched:
+            continue
+        lines.append(
+            RosterLine(
+                _canvas_user(e),
+                str((e.get("user") or {}).get("name", "")),
+                str(e.get("role") or e.get("type") or ""),
+                str(e.get("sis_section_id") or e.get("course_section_id") or ""),
+                str(e.get("enrollment_state", "")),
+                "",
+                Verdict.EXTRA,
+            )
+        )
+    lines.sort(key=lambda line: (line.user, line.role, line.section))
+    return RosterDiff(lines, canvas_count=len(enrollments), sis_count=len(records))

@@ -1,0 +1,1 @@
+"""Screens pushed over the dashboard: dialogs, help, failure stepper, roster inspector."""

@@ -1,0 +1,32 @@
+"""What the console needs from an engine session (ENG's `open_session` returns one).
+
+A Protocol rather than an import so the console's typing does not depend on engine internals.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+from canvas_tui.engine.state import RecordStore, RunControl
+
+
+class ConsoleSession(Protocol):
+    @property
+    def runner(self) -> RunControl: ...
+
+    @property
+    def store(self) -> RecordStore: ...
+
+    @property
+    def client(self) -> Any: ...  # CanvasClient: list_enrollments, get_course
+
+    async def load(self) -> None: ...
+
+    async def run(self) -> Any: ...
+
+    async def close(self) -> None: ...
+
+
+# Opens the session inside the app's event loop (httpx and the governor bind to it there).
+SessionOpener = Callable[[], Awaitable[ConsoleSession]]

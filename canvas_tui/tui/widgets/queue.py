@@ -1,0 +1,177 @@
+"""Every record in the run, live, at any size: a virtual table over the RecordStore.
+
+Filtering and sorting are parameters of `RecordStore.rows`, so the view never holds more than the
+visible window (STYLE.md §5).
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.widgets import Static
+
+from canvas_tui.engine.state import RecordRow, RecordStore, RunState
+from canvas_tui.records import State, sis_value
+from canvas_tui.tui import format as fmt
+from canvas_tui.tui.widgets.virtual_table import Column, VirtualTable
+
+ORDERS: tuple[tuple[str, str], ...] = (
+    ("record_id", "source order"),
+    ("-updated_at", "recently changed"),
+    ("state", "state"),
+    ("course", "course"),
+    ("user", "user"),
+    ("category", "failure category"),
+)
+STATE_CYCLE: tuple[State | None, ...] = (None, *State)
+
+COLUMNS = (
+    Column("#", 7, "right"),
+    Column("state", 9),
+    Column("user", 14),
+    Column("course", 16),
+    Column("section", 16),
+    Column("role", 9),
+    Column("status", 9),
+    Column("try", 3, "right"),
+    Column("result", 60),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class QueueFilter:
+    state: State | None = None
+    text: str | None = None
+    order: str = "record_id"
+
+    @property
+    def is_default(self) -> bool:
+        return self.state is None and not self.text and self.order == "record_id"
+
+    def describe(self) -> str:
+        parts = [f"state {self.state.value}" if self.state else "all states"]
+        if self.text:
+            parts.append(f"matching {self.text!r}")
+        parts.append(f"sorted by {dict(ORDERS).get(self.order, self.order)}")
+        return " · ".join(parts)
+
+
+def parse_filter(query: str, current: QueueFilter) -> QueueFilter:
+    """`state:failed course:BIO-101 smith` -> state=failed, text="BIO-101 smith".
+
+    The store matches text against user, course, section and message, so `course:` narrows by
+    course through the same index-free substring match; an empty query clears the filter.
+    """
+    state: State | None = None
+    words: list[str] = []
+    try:
+        tokens = shlex.split(query)
+    except ValueError:
+        tokens = query.split()
+    for token in tokens:
+        key, sep, value = token.partition(":")
+        if sep and key == "state":
+            try:
+                state = State(value.replace(" ", "_").replace("-", "_"))
+            except ValueError as exc:
+                known = ", ".join(s.value for s in State)
+                raise ValueError(f"unknown state {value!r}: use one of {known}") from exc
+        elif sep and key in ("course", "user", "section", "text"):
+            words.append(value)
+        else:
+            words.append(token)
+    return replace(current, state=state, text=" ".join(words) or None)
+
+
+def record_cells(row: RecordRow) -> Sequence[str | Text]:
+    if row.state is State.FAILED:
+        result = Text(f"{fmt.category_title(row.category)}: {row.message or ''}", style="red")
+    elif row.message:
+        result = Text(row.message, style="dim")
+    else:
+        result = Text(row.action or "", style="dim")
+    return (
+        str(row.record_id),
+        Text(fmt.STATE_LABELS[row.state], style=fmt.STATE_STYLES[row.state]),
+        sis_value(row.user),
+        sis_value(row.course),
+        sis_value(row.section),
+        row.role,
+        row.status,
+        str(row.attempts),
+        result,
+    )
+
+
+class QueueView(Vertical):
+    """The queue's status line and its virtual table."""
+
+    DEFAULT_CSS = """
+    QueueView { height: 1fr; }
+    QueueView #queue-status { height: 1; background: $panel; padding: 0 1; }
+    QueueView VirtualTable { height: 1fr; }
+    """
+
+    def __init__(self, store: RecordStore | None = None, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.store = store
+        self.filter = QueueFilter()
+        self._text_count: int | None = None  # cached count for a text filter; SQL LIKE is not free
+        self._text_count_age = 0
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="queue-status")
+        yield VirtualTable(COLUMNS, self._fetch, record_cells, id="queue-table")
+
+    @property
+    def table(self) -> VirtualTable:
+        return self.query_one(VirtualTable)
+
+    def _fetch(self, offset: int, limit: int) -> list[RecordRow]:
+        if self.store is None:
+            return []
+        f = self.filter
+        return self.store.rows(offset, limit, state=f.state, text=f.text, order=f.order)
+
+    @property
+    def selected(self) -> RecordRow | None:
+        row = self.table.current
+        return row if isinstance(row, RecordRow) else None
+
+    def set_filter(self, new: QueueFilter) -> None:
+        self.filter = new
+        self._text_count = None
+        self.table.move_to(0)
+        self.table.scroll_to(y=0, animate=False)
+
+    def total_for(self, state: RunState | None) -> int:
+        """Rows matching the filter: from the snapshot's counts unless text narrows it."""
+        if self.store is None:
+            return 0
+        f = self.filter
+        if f.text:
+            self._text_count_age += 1
+            if self._text_count is None or self._text_count_age >= 4:
+                self._text_count = self.store.count(f.state, f.text)
+                self._text_count_age = 0
+            return self._text_count
+        if state is None:
+            return self.store.count(f.state, None)
+        return state.counts.get(f.state, 0) if f.state else state.total
+
+    def tick(self, state: RunState | None) -> None:
+        """Refresh from the store; call once per UI tick inside `batch_update`."""
+        total = self.total_for(state)
+        table = self.table
+        table.set_total(total)
+        table.reload()
+        status = Text.assemble(
+            ("Queue ", "bold"),
+            f"{fmt.count(total)} records · {self.filter.describe()}",
+        )
+        self.query_one("#queue-status", Static).update(status)
