@@ -1,0 +1,134 @@
+"""Pure pieces of the console: filter syntax, roster comparison, text helpers (no Textual app)."""
+
+from __future__ import annotations
+
+import pytest
+
+from canvas_tui.engine.state import RecordRow
+from canvas_tui.records import State
+from canvas_tui.tui import format as fmt
+from canvas_tui.tui.actions import ACTIONS, check_keymap, effective_key
+from canvas_tui.tui.roster_model import Verdict, compare, course_ref, role_key
+from canvas_tui.tui.screens.stepper import redact
+from canvas_tui.tui.widgets.queue import QueueFilter, parse_filter
+
+
+def test_filter_syntax_splits_state_from_text() -> None:
+    f = parse_filter("state:failed course:BIO-101 smith", QueueFilter(order="-updated_at"))
+    assert f == QueueFilter(State.FAILED, "BIO-101 smith", "-updated_at")
+    assert parse_filter("", f) == QueueFilter(None, None, "-updated_at")
+    assert parse_filter("state:in-flight", f).state is State.IN_FLIGHT
+
+
+def test_filter_names_the_unknown_state() -> None:
+    with pytest.raises(ValueError, match="unknown state 'broken'"):
+        parse_filter("state:broken", QueueFilter())
+
+
+def test_course_ref_digits_are_canvas_ids() -> None:
+    assert course_ref("42") == "42"
+    assert course_ref("BIO-101") == "sis_course_id:BIO-101"
+    assert course_ref(" sis_course_id:X ") == "sis_course_id:X"
+
+
+def test_role_words_map_to_canvas_types() -> None:
+    assert role_key("student") == "StudentEnrollment"
+    assert role_key("Teacher") == "TeacherEnrollment"
+    assert role_key("Grader") == "Grader"
+
+
+def _row(
+    record_id: int,
+    user: str,
+    role: str = "student",
+    status: str = "active",
+    section: str | None = None,
+) -> RecordRow:
+    return RecordRow(
+        record_id=record_id,
+        source="e.csv",
+        line=record_id + 1,
+        key="",
+        user=f"sis_user_id:{user}",
+        course="sis_course_id:C1",
+        section=None if section is None else f"sis_section_id:{section}",
+        role=role,
+        status=status,
+        state=State.DONE,
+        action="create",
+        attempts=1,
+        category=None,
+        message=None,
+        error_report_id=None,
+        canvas_enrollment_id=None,
+    )
+
+
+def _enrollment(
+    user: str, role: str = "StudentEnrollment", state: str = "active", section: str = "C1-01"
+) -> dict[str, object]:
+    return {
+        "sis_user_id": user,
+        "role": role,
+        "type": role,
+        "enrollment_state": state,
+        "sis_section_id": section,
+        "user": {"name": user.lower()},
+    }
+
+
+def test_roster_comparison_finds_missing_extra_and_differing() -> None:
+    records = [
+        _row(1, "S1"),  # in sync
+        _row(2, "S2"),  # missing in Canvas
+        _row(3, "S3", status="inactive"),  # Canvas still active: differs
+        _row(4, "S4", status="deleted"),  # gone from Canvas as asked: in sync
+        _row(5, "S5", section="C1-02"),  # Canvas has S5 in another section: missing + extra
+        _row(6, "T1", role="teacher"),
+    ]
+    enrollments = [
+        _enrollment("S1"),
+        _enrollment("S3"),
+        _enrollment("S5"),
+        _enrollment("T1", role="TeacherEnrollment", state="invited"),
+        _enrollment("X9"),
+    ]
+    diff = compare(enrollments, records)
+    verdicts = {(line.user, line.verdict) for line in diff.lines}
+    assert verdicts == {
+        ("S1", Verdict.OK),
+        ("S2", Verdict.MISSING),
+        ("S3", Verdict.DIFFERS),
+        ("S4", Verdict.OK),
+        ("S5", Verdict.MISSING),
+        ("S5", Verdict.EXTRA),
+        ("T1", Verdict.OK),
+        ("X9", Verdict.EXTRA),
+    }
+    assert [line.record_id for line in diff.missing] == [2, 5]
+    assert (diff.canvas_count, diff.sis_count) == (5, 6)
+
+
+def test_keymap_check_names_unknown_actions() -> None:
+    assert check_keymap({"pause": "space"}) == []
+    (problem,) = check_keymap({"pasue": "space"})
+    assert "pasue" in problem and "pause" in problem
+
+
+def test_help_shows_remapped_keys() -> None:
+    pause = next(a for a in ACTIONS if a.id == "pause")
+    assert effective_key(pause, {}) == "p"
+    assert effective_key(pause, {"pause": "space"}) == "space"
+    help_ = next(a for a in ACTIONS if a.id == "help")
+    assert effective_key(help_, {}) == "?"
+
+
+def test_text_helpers() -> None:
+    assert fmt.duration(75) == "1m15s"
+    assert fmt.duration(3725) == "1h02m"
+    assert fmt.duration(None) == "--"
+    assert fmt.bar(0.5, 4) == "██  "
+    assert fmt.category_title("user_not_found") == "User not found"
+    assert (
+        redact("https://x/api?access_token=abc&a=1") == "https://x/api?access_token=[redacted]&a=1"
+    )
