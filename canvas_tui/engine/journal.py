@@ -825,27 +825,46 @@ class Journal:
             )
         )
 
-    def post_transition(
+    def transition(
         self,
         ids: Iterable[int],
         to: State,
         *,
         only_from: Iterable[State],
         message: str | None = None,
-    ) -> None:
-        """Operator moves (skip, retry): applied only where the record is still in `only_from`."""
-        params = [
-            (to.value, message, time.time(), record_id, *[s.value for s in only_from])
-            for record_id in ids
-        ]
-        if not params:
-            return
-        marks = ", ".join("?" for _ in only_from)
-        sql = (
-            "UPDATE records SET state = ?, message = COALESCE(?, message), updated_at = ? "  # noqa: S608
-            f"WHERE record_id = ? AND state IN ({marks})"
+    ) -> list[tuple[int, State, str | None]]:
+        """Operator moves (skip, retry), committed before returning, applied only where the
+        record is still in `only_from`. Returns (record_id, previous state, previous category)
+        for each record that moved.
+
+        Blocks for one commit: fine for an operator's keypress, not for the hot path.
+        """
+        wanted = list(ids)
+        allowed = [s.value for s in only_from]
+        marks = ", ".join("?" for _ in allowed)
+        select = (
+            "SELECT state, category FROM records WHERE record_id = ? "  # noqa: S608
+            f"AND state IN ({marks})"
         )
-        self.post(lambda conn: conn.executemany(sql, params))
+
+        def move(conn: sqlite3.Connection) -> list[tuple[int, State, str | None]]:
+            now = time.time()
+            moved: list[tuple[int, State, str | None]] = []
+            for record_id in wanted:
+                found = conn.execute(select, (record_id, *allowed)).fetchone()
+                if found is None:
+                    continue
+                conn.execute(
+                    "UPDATE records SET state = ?, message = COALESCE(?, message), "
+                    "updated_at = ? WHERE record_id = ?",
+                    (to.value, message, now, record_id),
+                )
+                moved.append((record_id, State(found[0]), found[1]))
+            return moved
+
+        if not wanted:
+            return []
+        return self.write_sync(move)
 
     def post_fields(self, record_id: int, record: EnrollmentRecord, raw: Mapping[str, str]) -> None:
         """Replace a record's normalized fields after an operator edit."""

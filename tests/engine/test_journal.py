@@ -70,9 +70,12 @@ def test_interrupted_load_continues_without_duplicates(tmp_path: Path) -> None:
 
 async def test_claim_is_durable_and_conditional(journal: Journal) -> None:
     journal.load(items(5), description="in.csv")
-    journal.post_transition([2], State.SKIPPED, only_from=[State.PENDING])
+    assert journal.transition([2], State.SKIPPED, only_from=[State.PENDING]) == [
+        (2, State.PENDING, None)
+    ]
     claimed = await journal.claim([1, 2, 3])
     assert claimed == [1, 3]  # 2 was skipped first: writes apply in order
+    assert journal.transition([1], State.SKIPPED, only_from=[State.PENDING]) == []
     # Claims are committed before claim() returns: another connection sees them.
     other = sqlite3.connect(journal.path)
     states = dict(other.execute("SELECT record_id, state FROM records").fetchall())

@@ -1,0 +1,254 @@
+"""SIS semantics over REST: what one enrollments.csv row means as Canvas API calls.
+
+`active` creates (idempotent per user + type + role + section, ../shared/CANVAS_API.md §2.4).
+`inactive` / `completed` / `deleted` look the user's enrollments in the course up (all states)
+and DELETE with task=inactivate|conclude|delete, or do nothing when the enrollment is already so
+(§2.7). Looking up before acting makes these safe to re-send after a crash. Effects follow Canvas's
+SIS importer (§6.5): `inactive` creates an inactive enrollment when none exists;
+`deleted_last_completed` deletes when the user keeps another active enrollment with the same role
+in the course, otherwise concludes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from canvas_tui.canvas.errors import CanvasError, Category
+from canvas_tui.records import EnrollmentRecord, SisStatus, split_api_id
+
+Observer = Callable[[Any], None]  # receives the client's AttemptEvent for every HTTP attempt
+
+# Every workflow state, so a lookup also sees concluded, inactive and deleted rows (§2.6).
+ALL_STATES = (
+    "active",
+    "invited",
+    "creation_pending",
+    "inactive",
+    "completed",
+    "deleted",
+    "rejected",
+)
+
+# SIS status -> (DELETE task, the enrollment_state it leaves)
+_TASKS = {
+    SisStatus.INACTIVE: ("inactivate", "inactive"),
+    SisStatus.COMPLETED: ("conclude", "completed"),
+    SisStatus.DELETED: ("delete", "deleted"),
+}
+
+
+class EnrollmentClient(Protocol):
+    """The part of `CanvasClient` the actions use."""
+
+    async def create_enrollment(
+        self,
+        *,
+        user: str,
+        course: str | None,
+        section: str | None,
+        enrollment_type: str | None,
+        role_id: str | None = None,
+        role: str | None = None,
+        state: str = "active",
+        notify: bool = False,
+        limit_section_privileges: bool = False,
+        start_at: str | None = None,
+        end_at: str | None = None,
+        associated_user: str | None = None,
+        observer: Observer | None = None,
+    ) -> dict[str, Any]: ...
+
+    async def list_enrollments(
+        self,
+        *,
+        course: str | None = None,
+        section: str | None = None,
+        user: str | None = None,
+        types: Sequence[str] = (),
+        roles: Sequence[str] = (),
+        states: Sequence[str] = (),
+        user_filter: str | None = None,
+        on_page: Callable[[int, int], None] | None = None,
+        observer: Observer | None = None,
+    ) -> list[dict[str, Any]]: ...
+
+    async def delete_enrollment(
+        self, course: str, enrollment_id: int | str, task: str, *, observer: Observer | None = None
+    ) -> dict[str, Any]: ...
+
+    async def list_roles(
+        self, account: str = "self", *, observer: Observer | None = None
+    ) -> list[dict[str, Any]]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ActionResult:
+    action: str  # create, create_inactive, inactivate, conclude, delete, none
+    enrollment_id: int | None
+    message: str | None = None
+
+
+def planned_action(record: EnrollmentRecord) -> str:
+    """What a record will ask of Canvas, before looking anything up (dry runs, the console)."""
+    if record.status is SisStatus.ACTIVE:
+        return "create"
+    if record.status is SisStatus.DELETED_LAST_COMPLETED:
+        return "delete_or_conclude"
+    return _TASKS[record.status][0]
+
+
+def _same_section(enrollment: Mapping[str, Any], section: str | None) -> bool:
+    if section is None:
+        return True
+    kind, value = split_api_id(section)
+    if kind == "sis_section_id":
+        return str(enrollment.get("sis_section_id") or "") == value
+    if kind is None:
+        return str(enrollment.get("course_section_id")) == value
+    return False  # an id kind the enrollment JSON does not carry; never act on a guess
+
+
+def _same_role(
+    enrollment: Mapping[str, Any], record: EnrollmentRecord, role_id: str | None
+) -> bool:
+    if role_id is not None:
+        return str(enrollment.get("role_id")) == str(role_id)
+    if record.enrollment_type is not None:
+        # A role word names the built-in role, whose name equals its type (§2.8).
+        return bool(
+            enrollment.get("type") == record.enrollment_type
+            and enrollment.get("role", record.enrollment_type) == record.enrollment_type
+        )
+    return enrollment.get("role") == record.role
+
+
+def _enrollment_id(enrollment: Mapping[str, Any]) -> int | None:
+    value = enrollment.get("id")
+    return int(value) if value is not None else None
+
+
+class EnrollmentActions:
+    """Turns records into Canvas calls. One instance per run (it caches role ids)."""
+
+    def __init__(self, client: EnrollmentClient, *, notify: bool = False) -> None:
+        self._client = client
+        self._notify = notify
+        self._roles: dict[str, dict[str, str]] = {}  # account -> role name -> role id
+        self._roles_lock = asyncio.Lock()
+
+    async def apply(self, record: EnrollmentRecord, observer: Observer | None) -> ActionResult:
+        role_id = record.role_id
+        if role_id is None and record.enrollment_type is None:
+            role_id = await self._custom_role_id(record.role, observer)
+        if record.status is SisStatus.ACTIVE:
+            return await self._create(record, role_id, "active", observer)
+        return await self._change(record, role_id, observer)
+
+    async def _custom_role_id(self, name: str, observer: Observer | None) -> str | None:
+        """A custom role name's id in the root account, looked up once per run."""
+        account = "self"
+        async with self._roles_lock:
+            if account not in self._roles:
+                try:
+                    roles = await self._client.list_roles(account, observer=observer)
+                except CanvasError as exc:
+                    if exc.fatal:
+                        raise
+                    roles = []  # fall back to sending the name; Canvas resolves it per course
+                self._roles[account] = {
+                    str(r["role"]): str(r["id"])
+                    for r in roles
+                    if r.get("workflow_state", "active") == "active" and "role" in r
+                }
+        return self._roles[account].get(name)
+
+    async def _create(
+        self,
+        record: EnrollmentRecord,
+        role_id: str | None,
+        state: str,
+        observer: Observer | None,
+    ) -> ActionResult:
+        created = await self._client.create_enrollment(
+            user=record.user,
+            course=record.course,
+            section=record.section,
+            enrollment_type=record.enrollment_type,
+            role_id=role_id,
+            role=record.role if role_id is None and record.enrollment_type is None else None,
+            state=state,
+            notify=record.notify or self._notify,
+            limit_section_privileges=record.limit_section_privileges,
+            start_at=record.start_at,
+            end_at=record.end_at,
+            associated_user=record.associated_user,
+            observer=observer,
+        )
+        action = "create" if state == "active" else f"create_{state}"
+        return ActionResult(action, _enrollment_id(created))
+
+    async def _list(
+        self, record: EnrollmentRecord, observer: Observer | None, *, course_wide: bool = False
+    ) -> list[dict[str, Any]]:
+        if record.course is not None:
+            return await self._client.list_enrollments(
+                course=record.course, user=record.user, states=ALL_STATES, observer=observer
+            )
+        found = await self._client.list_enrollments(
+            section=record.section, user=record.user, states=ALL_STATES, observer=observer
+        )
+        if course_wide and found:
+            return await self._client.list_enrollments(
+                course=str(found[0]["course_id"]),
+                user=record.user,
+                states=ALL_STATES,
+                observer=observer,
+            )
+        return found
+
+    async def _change(
+        self, record: EnrollmentRecord, role_id: str | None, observer: Observer | None
+    ) -> ActionResult:
+        listed = await self._list(
+            record, observer, course_wide=record.status is SisStatus.DELETED_LAST_COMPLETED
+        )
+        mine = [
+            e for e in listed if _same_role(e, record, role_id) and _same_section(e, record.section)
+        ]
+        status = record.status
+        if status is SisStatus.DELETED_LAST_COMPLETED:
+            mine_ids = {e.get("id") for e in mine}
+            keeps_another = any(
+                e.get("enrollment_state") == "active" and e.get("id") not in mine_ids
+                for e in listed
+                if _same_role(e, record, role_id)
+            )
+            status = SisStatus.DELETED if keeps_another else SisStatus.COMPLETED
+        task, target = _TASKS[status]
+        live = [e for e in mine if e.get("enrollment_state") != "deleted"]
+        if not live:
+            if status is SisStatus.INACTIVE:
+                # Canvas's importer creates the enrollment inactive; a deleted row is reused.
+                return await self._create(record, role_id, "inactive", observer)
+            existing = _enrollment_id(mine[0]) if mine else None
+            what = "is already deleted" if mine else "exists"
+            return ActionResult("none", existing, f"nothing to do: no enrollment {what}")
+        todo = [e for e in live if e.get("enrollment_state") != target]
+        if not todo:
+            return ActionResult("none", _enrollment_id(live[0]), f"nothing to do: already {target}")
+        last: dict[str, Any] = {}
+        for enrollment in todo:
+            course_id = enrollment.get("course_id")
+            if course_id is None or enrollment.get("id") is None:
+                raise CanvasError(Category.BAD_REQUEST, "enrollment without course_id or id")
+            last = await self._client.delete_enrollment(
+                str(course_id), enrollment["id"], task, observer=observer
+            )
+        note = f"{len(todo)} enrollments" if len(todo) > 1 else None
+        return ActionResult(task, _enrollment_id(last) or _enrollment_id(todo[-1]), note)
+
+
+Apply = Callable[[EnrollmentRecord, Observer | None], Awaitable[ActionResult]]

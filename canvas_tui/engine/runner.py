@@ -1,0 +1,577 @@
+"""The dispatcher: records from the journal to Canvas, as many in flight as the governor allows.
+
+Records are read from the journal in small batches (never all held in memory), claimed in flight
+durably before their request goes out, and their outcome is posted back. Operator commands
+(RunControl) only touch the journal and a few in-memory queues; the dispatch loop re-reads the
+governor's limit before every dispatch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Protocol
+
+from canvas_tui.canvas.errors import CanvasError, Category
+from canvas_tui.engine.actions import ActionResult, Observer
+from canvas_tui.engine.edit import edited_record
+from canvas_tui.engine.journal import Journal, Outcome
+from canvas_tui.engine.state import (
+    Event,
+    GovernorState,
+    Phase,
+    RecordChanged,
+    RetryScheduled,
+    RunPhaseChanged,
+    RunState,
+)
+from canvas_tui.records import EnrollmentRecord, RowProblem, State
+from canvas_tui.sources.normalize import Layout
+
+log = logging.getLogger(__name__)
+
+HISTORY = 300  # seconds of per-second samples kept for sparklines
+RATE_WINDOW = 5  # seconds the headline rate averages over
+INTERNAL = "internal_error"  # category for a bug in canvas-tui itself, never Canvas's fault
+
+
+class RunCancelled(Exception):
+    """Raised from a retry wait when the operator cancels: the record goes back to pending."""
+
+
+class GovernorLike(Protocol):
+    @property
+    def limit(self) -> int: ...
+
+    def state(self) -> GovernorState: ...
+
+    def set_cap(self, cap: int | None) -> None: ...
+
+
+class Executor(Protocol):
+    async def apply(self, record: EnrollmentRecord, observer: Observer | None) -> ActionResult: ...
+
+
+class RunGate:
+    """Pause and cancel, shared by the dispatcher and the client's retry sleep."""
+
+    def __init__(self) -> None:
+        self._resumed = asyncio.Event()
+        self._resumed.set()
+        self._cancelled = asyncio.Event()
+
+    @property
+    def paused(self) -> bool:
+        return not self._resumed.is_set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancelled.is_set()
+
+    def pause(self) -> None:
+        self._resumed.clear()
+
+    def resume(self) -> None:
+        self._resumed.set()
+
+    def cancel(self) -> None:
+        self._cancelled.set()
+        self._resumed.set()
+
+    def reset(self) -> None:
+        self._cancelled.clear()
+        self._resumed.set()
+
+    async def sleep(self, seconds: float) -> None:
+        """The client's retry wait: cut short by cancel, held while paused."""
+        if seconds > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._cancelled.wait(), timeout=seconds)
+        if self.cancelled:
+            raise RunCancelled
+        await self._resumed.wait()
+        if self.cancelled:
+            raise RunCancelled
+
+
+class Runner:
+    """Implements `RunControl` (engine/state.py)."""
+
+    def __init__(
+        self,
+        journal: Journal,
+        executor: Executor,
+        governor: GovernorLike,
+        *,
+        gate: RunGate | None = None,
+        preflight: Callable[[], Awaitable[Any]] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        layout: Layout | None = None,
+    ) -> None:
+        self._journal = journal
+        self._executor = executor
+        self._governor = governor
+        self.gate = gate or RunGate()
+        self._preflight = preflight
+        self._clock = clock
+        self._layout = layout  # how the source's rows normalize, for edit_and_retry
+        self._subscribers: list[Callable[[Event], None]] = []
+
+        self._phase = Phase.LOADING
+        self._abort_reason: str | None = None
+        self._counts: dict[State, int] = journal.counts()
+        self._failures_by_category: dict[str, int] = journal.category_counts(State.FAILED)
+        self._failures_version = 0
+        totals = journal.attempt_totals()
+        self._requests = totals["requests"]
+        self._throttled = totals["throttled"]
+        self._retries = totals["retries"]
+        self._throttle_times: deque[float] = deque()
+        self._retry_times: deque[float] = deque()
+        self._rate_history: deque[float] = deque(maxlen=HISTORY)
+        self._remaining_history: deque[float] = deque(maxlen=HISTORY)
+        self._elapsed_before = float(journal.get_meta("elapsed") or 0.0)
+        self._running_since: float | None = None
+        self._elapsed_paused = 0.0  # this session's running time, frozen while paused
+
+        self._tasks: dict[int, asyncio.Task[None]] = {}
+        self._claimed: set[int] = set()
+        self._requeue: deque[int] = deque()
+        self._buffer: deque[int] = deque()
+        self._cursor = 0
+        self._send_budget = 0
+        self._wake = asyncio.Event()
+        self._running = False
+        self._resumed_checked = False
+
+    # ---- events ------------------------------------------------------------------------------
+
+    def subscribe(self, callback: Callable[[Event], None]) -> Callable[[], None]:
+        """Call `callback` for every event; returns a function that unsubscribes it."""
+        self._subscribers.append(callback)
+
+        def unsubscribe() -> None:
+            if callback in self._subscribers:
+                self._subscribers.remove(callback)
+
+        return unsubscribe
+
+    def _emit(self, event: Event) -> None:
+        for callback in list(self._subscribers):
+            try:
+                callback(event)
+            except Exception:
+                log.exception("event subscriber failed")
+
+    def _set_phase(self, phase: Phase, reason: str | None = None) -> None:
+        if phase == self._phase:
+            return
+        now = self._clock()
+        if self._phase == Phase.RUNNING and self._running_since is not None:
+            self._elapsed_paused += now - self._running_since
+            self._running_since = None
+        if phase == Phase.RUNNING:
+            self._running_since = now
+        self._phase = phase
+        self._emit(RunPhaseChanged(phase, reason))
+
+    # ---- counts ------------------------------------------------------------------------------
+
+    def _move(
+        self,
+        record_id: int,
+        old: State,
+        new: State,
+        *,
+        category: str | None = None,
+        message: str | None = None,
+        old_category: str | None = None,
+    ) -> None:
+        self._counts[old] = self._counts.get(old, 0) - 1
+        self._counts[new] = self._counts.get(new, 0) + 1
+        if old == State.FAILED:
+            key = old_category or "unknown"
+            self._failures_by_category[key] = self._failures_by_category.get(key, 0) - 1
+            if self._failures_by_category[key] <= 0:
+                del self._failures_by_category[key]
+            self._failures_version += 1
+        if new == State.FAILED:
+            key = category or "unknown"
+            self._failures_by_category[key] = self._failures_by_category.get(key, 0) + 1
+            self._failures_version += 1
+        self._emit(RecordChanged(record_id, new, category, message))
+
+    # ---- the run -----------------------------------------------------------------------------
+
+    @property
+    def phase(self) -> Phase:
+        return self._phase
+
+    @property
+    def abort_reason(self) -> str | None:
+        return self._abort_reason
+
+    async def run(self) -> RunState:
+        """Dispatch until every record is final, or the run is cancelled or aborted.
+
+        May be called again after it returns (e.g. after `retry_failed`); a cancelled or aborted
+        run resumes where it stopped.
+        """
+        if self._running:
+            raise RuntimeError("the runner is already running")
+        self._running = True
+        self._abort_reason = None
+        self.gate.reset()
+        if not self._resumed_checked:
+            self._resumed_checked = True
+            if self._counts.get(State.IN_FLIGHT, 0):
+                await asyncio.to_thread(self._journal.reset_in_flight)
+                self._counts = self._journal.counts()
+        self._cursor = 0
+        self._buffer.clear()
+        ticker = asyncio.create_task(self._tick())
+        try:
+            if self._preflight is not None and self._counts.get(State.PENDING, 0):
+                await self._check_token()
+            if self._abort_reason is None:
+                self._set_phase(Phase.RUNNING)
+                await self._dispatch()
+            if self._tasks:
+                await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+        finally:
+            ticker.cancel()
+            self._running = False
+            await self._journal.flush()
+            self._counts = self._journal.counts()
+            self._failures_by_category = self._journal.category_counts(State.FAILED)
+            self._journal.set_meta(elapsed=repr(self._elapsed()))
+            await self._journal.flush()
+        if self._abort_reason is not None:
+            self._set_phase(Phase.ABORTED, self._abort_reason)
+        elif self.gate.cancelled:
+            self._set_phase(Phase.CANCELLED, "cancelled by the operator")
+        else:
+            self._set_phase(Phase.FINISHED)
+        return self.snapshot()
+
+    async def _check_token(self) -> None:
+        """One cheap request first, so a bad token stops the run before any record is tried."""
+        assert self._preflight is not None
+        try:
+            await self._preflight()
+        except CanvasError as exc:
+            if exc.fatal or exc.category == Category.NETWORK:
+                self._abort(exc)
+            else:
+                log.warning("pre-flight check failed: %s", exc)
+        except RunCancelled:
+            pass
+
+    def _abort(self, exc: CanvasError) -> None:
+        if self._abort_reason is None:
+            self._abort_reason = f"{exc} — {exc.title}" if exc.status is None else str(exc)
+            self._set_phase(Phase.CANCELLING, self._abort_reason)
+            self.gate.cancel()
+            self._wake.set()
+
+    async def _wait_wake(self) -> None:
+        # Also wakes on a timer: the governor's limit can rise without any event here.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), 0.05)
+        self._wake.clear()
+
+    async def _dispatch(self) -> None:
+        while True:
+            if self.gate.cancelled or self._abort_reason is not None:
+                return
+            paused = self.gate.paused
+            if paused and self._send_budget <= 0:
+                await self._wait_wake()
+                continue
+            free = max(1, self._governor.limit) - len(self._tasks)
+            if free <= 0:
+                await self._wait_wake()
+                continue
+            if paused:
+                free = min(free, self._send_budget)
+            ids = self._next_ids(free)
+            if not ids:
+                if not self._tasks and not self._requeue:
+                    self._send_budget = 0
+                    return
+                await self._wait_wake()
+                continue
+            self._claimed.update(ids)
+            claimed = await self._journal.claim(ids)
+            self._claimed.difference_update(set(ids) - set(claimed))
+            if paused:
+                self._send_budget -= len(claimed)
+            for record_id in claimed:
+                self._move(record_id, State.PENDING, State.IN_FLIGHT)
+                self._tasks[record_id] = asyncio.create_task(self._process(record_id))
+
+    def _next_ids(self, n: int) -> list[int]:
+        out: list[int] = []
+        while self._requeue and len(out) < n:
+            record_id = self._requeue.popleft()
+            if record_id not in self._claimed and record_id not in out:
+                out.append(record_id)
+        while len(out) < n:
+            if not self._buffer:
+                batch = self._journal.pending_ids(after=self._cursor, limit=500)
+                if not batch:
+                    break
+                self._cursor = batch[-1]
+                self._buffer.extend(batch)
+            record_id = self._buffer.popleft()
+            if record_id not in self._claimed and record_id not in out:
+                out.append(record_id)
+        return out
+
+    async def _process(self, record_id: int) -> None:
+        attempts = 0
+        cost = 0.0
+
+        def observe(event: Any) -> None:
+            nonlocal attempts, cost
+            attempts += 1
+            cost += float(event.cost or 0.0)
+            self._journal.post_attempt(record_id, event)
+            self._requests += 1
+            now = self._clock()
+            if event.category is not None and str(event.category) == Category.THROTTLED:
+                self._throttled += 1
+                self._throttle_times.append(now)
+            if event.will_retry:
+                self._retries += 1
+                self._retry_times.append(now)
+                reason = f"{event.status} {event.category}" if event.status else str(event.category)
+                self._emit(RetryScheduled(record_id, event.number, reason, float(event.wait or 0)))
+
+        try:
+            outcome = await self._attempt(record_id, observe)
+            outcome = Outcome(
+                outcome.state,
+                outcome.action,
+                outcome.category,
+                outcome.message,
+                outcome.http_status,
+                outcome.error_report_id,
+                outcome.canvas_enrollment_id,
+                cost if attempts else None,
+            )
+            self._journal.post_outcome(record_id, outcome, attempts=attempts)
+            self._move(
+                record_id,
+                State.IN_FLIGHT,
+                outcome.state,
+                category=outcome.category,
+                message=outcome.message,
+            )
+        finally:
+            self._claimed.discard(record_id)
+            self._tasks.pop(record_id, None)
+            self._wake.set()
+
+    async def _attempt(self, record_id: int, observe: Observer) -> Outcome:
+        record = self._journal.record(record_id)
+        if record is None:
+            return Outcome(
+                State.FAILED,
+                category=Category.INVALID_INPUT.value,
+                message="the source row has no valid record to send",
+            )
+        try:
+            result = await self._executor.apply(record, observe)
+        except RunCancelled:
+            return Outcome(State.PENDING, message="stopped during a retry wait; resumable")
+        except CanvasError as exc:
+            if exc.fatal:
+                self._abort(exc)
+                return Outcome(
+                    State.PENDING,
+                    category=exc.category.value,
+                    message=exc.message,
+                    http_status=exc.status,
+                )
+            return Outcome(
+                State.FAILED,
+                category=exc.category.value,
+                message=exc.message,
+                http_status=exc.status,
+                error_report_id=exc.error_report_id,
+            )
+        except Exception as exc:
+            log.exception("record %d: unexpected error", record_id)
+            return Outcome(State.FAILED, category=INTERNAL, message=f"{type(exc).__name__}: {exc}")
+        notes = [*record.warnings, *([result.message] if result.message else [])]
+        return Outcome(
+            State.DONE,
+            action=result.action,
+            message="; ".join(notes) or None,
+            canvas_enrollment_id=result.enrollment_id,
+        )
+
+    async def _tick(self) -> None:
+        last_finished = self._finished()
+        last = self._clock()
+        while True:
+            await asyncio.sleep(1.0)
+            now = self._clock()
+            finished = self._finished()
+            if self._phase == Phase.RUNNING or self._tasks:
+                self._rate_history.append((finished - last_finished) / max(1e-6, now - last))
+                remaining = self._governor.state().remaining
+                self._remaining_history.append(
+                    remaining if remaining is not None else self._governor.state().high_water_mark
+                )
+            last_finished, last = finished, now
+
+    def _finished(self) -> int:
+        return sum(self._counts.get(s, 0) for s in (State.DONE, State.FAILED, State.SKIPPED))
+
+    def _elapsed(self) -> float:
+        running = self._elapsed_paused
+        if self._running_since is not None:
+            running += self._clock() - self._running_since
+        return self._elapsed_before + running
+
+    # ---- RunControl --------------------------------------------------------------------------
+
+    def snapshot(self) -> RunState:
+        now = self._clock()
+        for times in (self._throttle_times, self._retry_times):
+            while times and times[0] < now - 60:
+                times.popleft()
+        recent = list(self._rate_history)[-RATE_WINDOW:]
+        rate = sum(recent) / len(recent) if recent else 0.0
+        left = self._counts.get(State.PENDING, 0) + self._counts.get(State.IN_FLIGHT, 0)
+        total = sum(self._counts.values())
+        return RunState(
+            phase=self._phase,
+            total=total,
+            counts=dict(self._counts),
+            elapsed=self._elapsed(),
+            rate=rate,
+            rate_history=tuple(self._rate_history),
+            remaining_history=tuple(self._remaining_history),
+            governor=self._governor.state(),
+            requests=self._requests,
+            throttled=self._throttled,
+            retries=self._retries,
+            throttled_last_minute=len(self._throttle_times),
+            retries_last_minute=len(self._retry_times),
+            failures_by_category=dict(self._failures_by_category),
+            failures_version=self._failures_version,
+            abort_reason=self._abort_reason,
+            eta=(left / rate) if rate > 0 else (0.0 if left == 0 else None),
+        )
+
+    def pause(self) -> None:
+        if self._phase in (Phase.RUNNING, Phase.LOADING):
+            self.gate.pause()
+            self._set_phase(Phase.PAUSED)
+            self._wake.set()
+
+    def resume(self) -> None:
+        if self.gate.paused:
+            self.gate.resume()
+            if self._running:
+                self._set_phase(Phase.RUNNING)
+            self._wake.set()
+
+    def cancel(self) -> None:
+        if self._running and not self.gate.cancelled:
+            self._set_phase(Phase.CANCELLING, "cancelled by the operator")
+        self.gate.cancel()
+        self._wake.set()
+
+    def skip(self, record_id: int) -> bool:
+        if record_id in self._claimed:
+            return False
+        moved = self._journal.transition(
+            [record_id], State.SKIPPED, only_from=[State.PENDING], message="skipped by the operator"
+        )
+        for rid, old, category in moved:
+            self._move(
+                rid, old, State.SKIPPED, message="skipped by the operator", old_category=category
+            )
+        return bool(moved)
+
+    def _requeue_ids(self, ids: list[int], *, front: bool = False) -> int:
+        sendable = [
+            i for i in ids if i not in self._claimed and self._journal.record(i) is not None
+        ]
+        moved = self._journal.transition(
+            sendable,
+            State.PENDING,
+            only_from=[State.FAILED, State.SKIPPED],
+            message="queued again by the operator",
+        )
+        for rid, old, category in moved:
+            self._move(rid, old, State.PENDING, old_category=category)
+            if front:
+                self._requeue.appendleft(rid)
+            else:
+                self._requeue.append(rid)
+        self._wake.set()
+        return len(moved)
+
+    def retry(self, record_id: int) -> bool:
+        return self._requeue_ids([record_id]) == 1
+
+    def retry_failed(self, category: str | None = None) -> int:
+        return self._requeue_ids(self._journal.failed_ids(category))
+
+    def set_concurrency_cap(self, cap: int | None) -> None:
+        self._governor.set_cap(cap if cap is None else max(1, cap))
+        self._wake.set()
+
+    def send_one(self, record_id: int | None = None) -> bool:
+        if not self.gate.paused:
+            return False
+        if record_id is not None:
+            row = self._journal.get(record_id)
+            if row is None or record_id in self._claimed:
+                return False
+            if row.state in (State.FAILED, State.SKIPPED):
+                if not self._requeue_ids([record_id], front=True):
+                    return False
+            elif row.state == State.PENDING:
+                self._requeue.appendleft(record_id)
+            else:
+                return False
+        elif self._counts.get(State.PENDING, 0) <= 0:
+            return False
+        self._send_budget += 1
+        self._wake.set()
+        return True
+
+    def edit_and_retry(self, record_id: int, fields: Mapping[str, str]) -> bool:
+        """Apply an edit to the source row; if it now makes a valid record, queue it again."""
+        if record_id in self._claimed:
+            return False
+        row = self._journal.get(record_id)
+        if row is None or row.state not in (State.FAILED, State.SKIPPED, State.PENDING):
+            return False
+        record, raw = edited_record(row, fields, self._layout)
+        if isinstance(record, RowProblem):
+            return False
+        self._journal.post_fields(record_id, record, raw)
+        if row.state == State.PENDING:
+            return True
+        return self._requeue_after_edit(row.record_id, row.state, row.category)
+
+    def _requeue_after_edit(self, record_id: int, state: State, category: str | None) -> bool:
+        moved = self._journal.transition(
+            [record_id], State.PENDING, only_from=[state], message="edited and queued again"
+        )
+        for rid, old, old_category in moved:
+            self._move(rid, old, State.PENDING, old_category=old_category)
+            self._requeue.append(rid)
+        self._wake.set()
+        return bool(moved)

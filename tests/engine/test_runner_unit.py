@@ -1,0 +1,247 @@
+"""The runner's state machine and commands, with an in-process executor (no HTTP at all).
+
+Scenarios against the simulator and the real client live in test_runner_sim.py; these pin the
+dispatch rules themselves: the in-flight bound, pause/resume, skip/retry, cancel and abort.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from canvas_tui.canvas.errors import CanvasError, Category
+from canvas_tui.engine.actions import ActionResult, Observer
+from canvas_tui.engine.journal import Journal
+from canvas_tui.engine.runner import Runner
+from canvas_tui.engine.state import GovernorState, Phase, RecordChanged, RunPhaseChanged
+from canvas_tui.records import EnrollmentRecord, State
+from tests.engine.helpers import items
+
+
+class FixedGovernor:
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self.cap: int | None = None
+
+    @property
+    def limit(self) -> int:
+        return self._limit if self.cap is None else min(self._limit, self.cap)
+
+    def set_cap(self, cap: int | None) -> None:
+        self.cap = cap
+
+    def state(self) -> GovernorState:
+        return GovernorState(self.limit, 0, None, 600.0, None, self.cap)
+
+
+class Scripted:
+    """Answers per user: `fail` maps user number -> error; `hold` keeps records until released."""
+
+    def __init__(self, fail: dict[int, CanvasError] | None = None, hold: bool = False) -> None:
+        self.fail = dict(fail or {})
+        self.hold = hold
+        self.release = asyncio.Event()
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.sent: list[int] = []
+
+    async def apply(self, record: EnrollmentRecord, observer: Observer | None) -> ActionResult:
+        n = int(record.user.split(":U")[1])
+        self.sent.append(n)
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            if self.hold:
+                await self.release.wait()
+            else:
+                await asyncio.sleep(0.001)
+            if n in self.fail:
+                raise self.fail[n]
+            return ActionResult("create", 1000 + n)
+        finally:
+            self.in_flight -= 1
+
+
+@pytest.fixture
+def journal(tmp_path: Path):
+    j = Journal(tmp_path / "run.journal")
+    yield j
+    j.close()
+
+
+async def until(predicate, limit: float = 5.0) -> None:
+    async with asyncio.timeout(limit):
+        while not predicate():  # noqa: ASYNC110 - polling observable state is the point here
+            await asyncio.sleep(0.005)
+
+
+async def test_every_record_ends_and_counts_reconcile(journal: Journal) -> None:
+    journal.load(items(60, bad_every=7), description="in.csv")
+    not_found = CanvasError(Category.USER_NOT_FOUND, "The specified resource does not exist.", 404)
+    executor = Scripted(fail={3: not_found, 5: not_found})
+    runner = Runner(journal, executor, FixedGovernor(4))
+    events = []
+    runner.subscribe(events.append)
+    state = await runner.run()
+    assert state.phase == Phase.FINISHED
+    assert state.counts[State.DONE] == 60 - 8 - 2
+    assert state.counts[State.FAILED] == 8 + 2
+    assert state.counts[State.PENDING] == state.counts[State.IN_FLIGHT] == 0
+    assert state.total == 60 == state.finished
+    assert state.failures_by_category == {"invalid_input": 8, "user_not_found": 2}
+    assert executor.max_in_flight <= 4
+    assert sorted(executor.sent) == [n for n in range(1, 61) if n % 7]
+    row = journal.get(1)
+    assert row is not None
+    assert row.canvas_enrollment_id == 1001
+    assert row.action == "create"
+    assert any(isinstance(e, RecordChanged) and e.state == State.DONE for e in events)
+    assert isinstance(events[-1], RunPhaseChanged)
+    assert events[-1].phase == Phase.FINISHED
+
+
+async def test_pause_stops_dispatch_and_resume_continues(journal: Journal) -> None:
+    journal.load(items(20), description="in.csv")
+    executor = Scripted(hold=True)
+    runner = Runner(journal, executor, FixedGovernor(3))
+    task = asyncio.create_task(runner.run())
+    await until(lambda: executor.in_flight == 3)
+    runner.pause()
+    assert runner.snapshot().phase == Phase.PAUSED
+    executor.release.set()  # in-flight records finish...
+    await until(lambda: runner.snapshot().counts[State.DONE] == 3)
+    await asyncio.sleep(0.2)
+    assert len(executor.sent) == 3  # ...and nothing new goes out while paused
+    # send_one dispatches exactly one record while paused
+    assert runner.send_one()
+    await until(lambda: runner.snapshot().counts[State.DONE] == 4)
+    await asyncio.sleep(0.1)
+    assert len(executor.sent) == 4
+    assert runner.send_one(20)
+    await until(lambda: 20 in executor.sent)
+    runner.resume()
+    state = await asyncio.wait_for(task, 5)
+    assert state.phase == Phase.FINISHED
+    assert state.counts[State.DONE] == 20
+    assert sorted(executor.sent) == list(range(1, 21))
+
+
+async def test_skip_retry_and_retry_failed_by_category(journal: Journal) -> None:
+    journal.load(items(10), description="in.csv")
+    executor = Scripted(
+        fail={
+            2: CanvasError(
+                Category.CONCLUDED, "Can't add an enrollment to a concluded course.", 400
+            ),
+            3: CanvasError(Category.USER_NOT_FOUND, "not found", 404),
+            4: CanvasError(Category.USER_NOT_FOUND, "not found", 404),
+        }
+    )
+    runner = Runner(journal, executor, FixedGovernor(2))
+    runner.pause()  # nothing goes out until resumed: skip while still pending
+    assert runner.skip(9)
+    assert not runner.skip(9)  # already final
+    runner.resume()
+    state = await runner.run()
+    assert state.counts == {
+        State.PENDING: 0,
+        State.IN_FLIGHT: 0,
+        State.DONE: 6,
+        State.FAILED: 3,
+        State.SKIPPED: 1,
+    }
+    assert 9 not in executor.sent
+    assert not runner.skip(1)  # done records cannot be skipped
+    # The operator fixed the users: retry that category only.
+    executor.fail.pop(3)
+    executor.fail.pop(4)
+    assert runner.retry_failed("user_not_found") == 2
+    assert runner.retry(9)
+    assert not runner.retry(1)
+    state = await runner.run()
+    assert state.counts[State.DONE] == 9
+    assert state.failures_by_category == {"concluded_course": 1}
+    assert journal.failed_ids() == [2]
+    assert sorted(executor.sent) == [1, 2, 3, 3, 4, 4, 5, 6, 7, 8, 9, 10]
+
+
+async def test_cap_is_passed_to_the_governor_and_bounds_dispatch(journal: Journal) -> None:
+    journal.load(items(30), description="in.csv")
+    executor = Scripted()
+    governor = FixedGovernor(8)
+    runner = Runner(journal, executor, governor)
+    runner.set_concurrency_cap(2)
+    assert governor.cap == 2
+    await runner.run()
+    assert executor.max_in_flight <= 2
+    runner.set_concurrency_cap(None)
+    assert governor.cap is None
+
+
+async def test_fatal_error_aborts_and_leaves_the_rest_pending(journal: Journal) -> None:
+    journal.load(items(50), description="in.csv")
+    executor = Scripted(fail={5: CanvasError(Category.AUTH, "Invalid access token.", 401)})
+    runner = Runner(journal, executor, FixedGovernor(1))
+    state = await runner.run()
+    assert state.phase == Phase.ABORTED
+    assert state.abort_reason is not None
+    assert "Invalid access token" in state.abort_reason
+    assert state.counts[State.DONE] == 4
+    assert state.counts[State.PENDING] == 46  # record 5 included: resumable
+    assert state.counts[State.FAILED] == 0
+    # Resuming with a good token finishes the rest.
+    executor.fail.clear()
+    state = await runner.run()
+    assert state.phase == Phase.FINISHED
+    assert state.counts[State.DONE] == 50
+
+
+async def test_cancel_waits_for_in_flight_and_retry_sleep_stops(journal: Journal) -> None:
+    journal.load(items(10), description="in.csv")
+
+    class Retrying(Scripted):
+        async def apply(self, record, observer):
+            self.sent.append(int(record.user.split(":U")[1]))
+            await runner.gate.sleep(30)  # a long retry wait the operator cuts short
+            return ActionResult("create", 1)
+
+    executor = Retrying()
+    runner = Runner(journal, executor, FixedGovernor(3))
+    task = asyncio.create_task(runner.run())
+    await until(lambda: len(executor.sent) == 3)
+    runner.cancel()
+    state = await asyncio.wait_for(task, 5)
+    assert state.phase == Phase.CANCELLED
+    assert state.counts[State.PENDING] == 10
+    assert state.counts[State.IN_FLIGHT] == 0
+
+
+async def test_resume_resends_in_flight_records_only(tmp_path: Path) -> None:
+    path = tmp_path / "run.journal"
+    j = Journal(path)
+    j.load(items(6), description="in.csv")
+    await j.claim([1, 2])  # as if a crash happened while 1 and 2 were in flight
+    j.transition([3], State.DONE, only_from=[State.PENDING])
+    await j.flush()
+    j.close()
+    j = Journal(path)
+    executor = Scripted()
+    state = await Runner(j, executor, FixedGovernor(4)).run()
+    assert sorted(executor.sent) == [1, 2, 4, 5, 6]
+    assert state.counts[State.DONE] == 6
+    j.close()
+
+
+async def test_edit_and_retry_renormalizes_the_row(journal: Journal) -> None:
+    journal.load(items(3, bad_every=3), description="in.csv")
+    executor = Scripted()
+    runner = Runner(journal, executor, FixedGovernor(2))
+    await runner.run()
+    assert journal.get(3).state == State.FAILED
+    assert not runner.edit_and_retry(3, {"status": "still-bogus"})
+    assert runner.edit_and_retry(3, {"status": "active"})
+    state = await runner.run()
+    assert state.counts[State.DONE] == 3
+    assert journal.record(3).status == "active"
