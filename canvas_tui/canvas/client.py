@@ -1,0 +1,610 @@
+"""The Canvas REST client: one long-lived httpx.AsyncClient behind the governor and the retry policy.
+
+Security rules enforced here, not left to callers:
+- the token goes only to the configured base URL's scheme, host and port (`_OriginBearer` refuses
+  to attach it anywhere else, and a foreign pagination link is refused before any request);
+- plain http is refused unless the host is loopback (`urls.base_url_problem`);
+- the token is never logged, never part of a URL, an event, an exception text or a repr.
+
+404 attribution (Canvas's 404 body never says which id was missing): a request that names one
+object blames that one. An enrollment create names two — the course or section in the path, then
+the user — and Canvas looks them up in that order (CANVAS_API.md §2.3), so after a 404 the client
+GETs the path object once (cached per id): if it is missing the error is COURSE/SECTION_NOT_FOUND,
+otherwise USER_NOT_FOUND (which also covers a user with no login in this account, also a 404).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterable, Mapping
+from dataclasses import dataclass, replace
+from types import TracebackType
+from typing import Any
+
+import httpx
+
+from canvas_tui import __version__
+from canvas_tui.canvas.errors import (
+    CanvasError,
+    Category,
+    classify,
+    classify_transport,
+    is_throttle,
+    may_have_been_applied,
+)
+from canvas_tui.canvas.governor import Governor
+from canvas_tui.canvas.ids import path_segment
+from canvas_tui.canvas.retry import RetryPolicy, Sleep, call_with_retry
+from canvas_tui.canvas.urls import base_url_problem, next_link, origin
+
+log = logging.getLogger(__name__)
+
+PER_PAGE = 100
+USER_AGENT = f"canvas-tui/{__version__}"
+JsonObject = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptEvent:
+    """One HTTP attempt as the journal and the UI record it. Never carries the token."""
+
+    number: int  # 1-based attempt number within the call
+    method: str
+    url: str
+    request_body: str | None  # JSON text as sent
+    status: int | None  # None for transport failures
+    category: str | None  # None on success
+    message: str | None
+    error_report_id: int | None
+    cost: float | None  # X-Request-Cost
+    remaining: float | None  # X-Rate-Limit-Remaining
+    started_at: float  # wall clock, seconds since the epoch
+    finished_at: float
+    will_retry: bool
+    wait: float | None  # seconds until the retry, when will_retry
+
+
+Observer = Callable[[AttemptEvent], None]
+
+
+class _OriginBearer(httpx.Auth):
+    """Bearer auth that only ever attaches the token to the base URL's origin."""
+
+    def __init__(self, token: str, allowed: tuple[str, str, int]) -> None:
+        self.__token = token
+        self._allowed = allowed
+
+    def __repr__(self) -> str:
+        return f"_OriginBearer(token=<redacted>, origin={self._allowed!r})"
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        if origin(request.url) != self._allowed:
+            raise CanvasError(
+                Category.UNSAFE,
+                f"refused to send the token to {_origin_text(request.url)}; only "
+                f"{self._allowed[0]}://{self._allowed[1]}:{self._allowed[2]} may receive it",
+                method=request.method,
+                url=_origin_text(request.url),
+            )
+        request.headers["Authorization"] = f"Bearer {self.__token}"
+        yield request
+
+
+def _origin_text(url: httpx.URL) -> str:
+    scheme, host, port = origin(url)
+    return f"{scheme}://{host}:{port}"
+
+
+def _float_header(headers: httpx.Headers, name: str) -> float | None:
+    try:
+        value = headers.get(name)
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+class CanvasClient:
+    """Async Canvas API client. Use `async with CanvasClient(...)` or call `aclose()`."""
+
+    def __init__(
+        self,
+        base_url: str,
+        token: str,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        governor: Governor | None = None,
+        timeout: float = 30.0,
+        max_attempts: int = 8,
+        sleep: Sleep | None = None,
+        retry_policy: RetryPolicy | None = None,
+        max_connections: int = 100,
+    ) -> None:
+        problem = base_url_problem(base_url)
+        if problem:
+            raise CanvasError(Category.UNSAFE, f"base URL refused: {problem}")
+        if not token or token != token.strip() or any(c in token for c in "\r\n\0"):
+            raise CanvasError(
+                Category.AUTH, "the API token is empty or contains invalid characters"
+            )
+        self.base_url = httpx.URL(base_url.rstrip("/"))
+        self._origin = origin(self.base_url)
+        self.governor = governor or Governor()
+        self.retry_policy = retry_policy or RetryPolicy(max_attempts=max_attempts)
+        self.sleep = sleep
+        self._exists: dict[str, bool] = {}  # 404 attribution cache: path -> exists
+        self._http = httpx.AsyncClient(
+            base_url=str(self.base_url) + "/api/v1/",
+            auth=_OriginBearer(token, self._origin),
+            headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
+            limits=httpx.Limits(
+                max_connections=max_connections, max_keepalive_connections=max_connections
+            ),
+            transport=transport,
+            follow_redirects=False,
+        )
+
+    def __repr__(self) -> str:
+        return f"CanvasClient({str(self.base_url)!r}, token=<redacted>)"
+
+    async def __aenter__(self) -> CanvasClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    # ---- one request, with governor, retry and events -------------------------------------------
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | list[tuple[str, Any]] | None = None,
+        body: JsonObject | None = None,
+        not_found: Category = Category.NOT_FOUND,
+        observer: Observer | None = None,
+        recover: Callable[[CanvasError], Awaitable[Any]] | None = None,
+    ) -> httpx.Response:
+        """Send `method path` (relative to /api/v1/, or an absolute same-origin URL) with retries.
+
+        `recover(error)` runs when the call failed after an attempt that may have been applied
+        (a reset after sending, a gateway error); a non-None result replaces the error.
+        """
+        content = None if body is None else json.dumps(body, separators=(",", ":"))
+        maybe_applied = False
+        pending: dict[int, AttemptEvent] = {}
+
+        def on_failure(
+            error: CanvasError, number: int, will_retry: bool, wait: float | None
+        ) -> None:
+            nonlocal maybe_applied
+            maybe_applied = maybe_applied or may_have_been_applied(error)
+            draft = pending.pop(number, None)
+            if draft is not None and observer is not None:
+                observer(_with_retry(draft, will_retry, wait))
+            if will_retry:
+                log.info(
+                    "retrying %s %s after %s (attempt %d, wait %.2fs)",
+                    error.method,
+                    error.url,
+                    error.category,
+                    number,
+                    wait or 0.0,
+                )
+
+        async def attempt(number: int) -> httpx.Response:
+            response, draft, error = await self._send_once(
+                method, path, params, content, not_found, number
+            )
+            if error is None and response is not None:
+                if observer is not None:
+                    observer(draft)
+                return response
+            assert error is not None
+            pending[number] = draft
+            raise error
+
+        try:
+            return await call_with_retry(
+                attempt,
+                policy=self.retry_policy,
+                on_failure=on_failure,
+                sleep=self.sleep,
+                refill_wait=self.governor.refill_wait,
+            )
+        except CanvasError as error:
+            if recover is not None and maybe_applied and not error.fatal:
+                recovered = await recover(error)
+                if recovered is not None:
+                    return httpx.Response(200, json=recovered)
+            raise
+
+    async def _send_once(
+        self,
+        method: str,
+        path: str,
+        params: Mapping[str, Any] | list[tuple[str, Any]] | None,
+        content: str | None,
+        not_found: Category,
+        number: int,
+    ) -> tuple[httpx.Response | None, AttemptEvent, CanvasError | None]:
+        url = self._http.build_request(method, path, params=params).url
+        if origin(url) != self._origin:
+            raise CanvasError(
+                Category.UNSAFE,
+                f"refused a request to {_origin_text(url)}: not the configured Canvas "
+                f"({_origin_text(self.base_url)})",
+                method=method,
+                url=_origin_text(url),
+            )
+        headers = {"Content-Type": "application/json"} if content is not None else None
+        async with self.governor.slot() as slot:
+            started = time.time()
+            try:
+                response = await self._http.request(method, url, content=content, headers=headers)
+            except httpx.TransportError as exc:
+                error = classify_transport(exc, method=method, url=str(url))
+                return None, _event(number, method, url, content, started, error=error), error
+            except httpx.InvalidURL as exc:
+                raise CanvasError(
+                    Category.BAD_REQUEST, f"invalid URL: {exc}", method=method
+                ) from exc
+            slot.report(response.headers, throttled=is_throttle(response))
+        log.debug("%s %s -> %d", method, url, response.status_code)
+        if response.is_success:
+            try:
+                response.json()
+            except ValueError:
+                error = CanvasError(
+                    Category.SERVER,
+                    "Canvas answered with a body that is not JSON "
+                    f"({response.headers.get('content-type', 'no content type')})",
+                    status=response.status_code,
+                    method=method,
+                    url=str(url),
+                )
+                return (
+                    response,
+                    _event(number, method, url, content, started, response, error),
+                    error,
+                )
+            return response, _event(number, method, url, content, started, response), None
+        error = classify(response, not_found=not_found)
+        return response, _event(number, method, url, content, started, response, error), error
+
+    async def _json(self, method: str, path: str, **kwargs: Any) -> Any:
+        return (await self.request(method, path, **kwargs)).json()
+
+    # ---- pagination -----------------------------------------------------------------------------
+
+    async def paginate(
+        self,
+        path: str,
+        params: Mapping[str, Any] | list[tuple[str, Any]] | None = None,
+        *,
+        not_found: Category = Category.NOT_FOUND,
+        observer: Observer | None = None,
+    ) -> AsyncIterator[list[JsonObject]]:
+        """Yield each page of a list endpoint, following only rel="next", same origin only."""
+        items = list(params.items()) if isinstance(params, Mapping) else list(params or [])
+        if not any(key == "per_page" for key, _ in items):
+            items.append(("per_page", PER_PAGE))
+        target: str = path
+        query: list[tuple[str, Any]] | None = items
+        seen: set[str] = set()
+        while True:
+            response = await self.request(
+                "GET", target, params=query, not_found=not_found, observer=observer
+            )
+            page = response.json()
+            yield page if isinstance(page, list) else [page]
+            link = next_link(response.headers)
+            if link is None:
+                return
+            next_url = httpx.URL(link)
+            if origin(next_url) != self._origin:
+                log.warning(
+                    "refused to follow a pagination link to %s (not the configured Canvas)",
+                    _origin_text(next_url),
+                )
+                raise CanvasError(
+                    Category.UNSAFE,
+                    f"Canvas's next-page link points to {_origin_text(next_url)}, not "
+                    f"{_origin_text(self.base_url)}; not followed (the token would go there)",
+                    method="GET",
+                    url=_origin_text(next_url),
+                )
+            if link in seen:  # a server that repeats a page must not loop us forever
+                raise CanvasError(Category.SERVER, "Canvas repeated a pagination link", url=link)
+            seen.add(link)
+            target, query = link, None
+
+    async def list_all(
+        self,
+        path: str,
+        params: Mapping[str, Any] | list[tuple[str, Any]] | None = None,
+        *,
+        not_found: Category = Category.NOT_FOUND,
+        on_page: Callable[[int, int], None] | None = None,
+        observer: Observer | None = None,
+    ) -> list[JsonObject]:
+        results: list[JsonObject] = []
+        pages = 0
+        async for page in self.paginate(path, params, not_found=not_found, observer=observer):
+            pages += 1
+            results.extend(page)
+            if on_page is not None:
+                on_page(pages, len(results))
+        return results
+
+    # ---- enrollments ----------------------------------------------------------------------------
+
+    async def create_enrollment(
+        self,
+        *,
+        user: str,
+        course: str | None,
+        section: str | None,
+        enrollment_type: str | None,
+        role_id: str | None = None,
+        role: str | None = None,
+        state: str = "active",
+        notify: bool = False,
+        limit_section_privileges: bool = False,
+        start_at: str | None = None,
+        end_at: str | None = None,
+        associated_user: str | None = None,
+        observer: Observer | None = None,
+    ) -> JsonObject:
+        """Create (or, idempotently, re-find) an enrollment; returns Canvas's Enrollment JSON.
+
+        Re-sending is safe: Canvas matches user + type + role + section + associated user and
+        returns the same row (CANVAS_API.md §2.4), so a retry after a reset creates no duplicate.
+        """
+        if section:
+            context_path, context_kind = f"sections/{path_segment(section)}", "section"
+        elif course:
+            context_path, context_kind = f"courses/{path_segment(course)}", "course"
+        else:
+            raise ValueError("create_enrollment needs a course or a section")
+        fields: JsonObject = {
+            "user_id": user,
+            "enrollment_state": state,
+            "notify": notify,
+            "limit_privileges_to_course_section": limit_section_privileges,
+        }
+        optional = {
+            "type": enrollment_type,
+            "role_id": role_id,
+            "role": role,
+            "start_at": start_at,
+            "end_at": end_at,
+            "associated_user_id": associated_user,
+        }
+        fields.update({k: v for k, v in optional.items() if v is not None})
+        try:
+            return dict(
+                await self._json(
+                    "POST",
+                    f"{context_path}/enrollments",
+                    body={"enrollment": fields},
+                    observer=observer,
+                )
+            )
+        except CanvasError as error:
+            if error.status == 404 and error.category is Category.NOT_FOUND:
+                error.category = await self._which_missing(context_path, context_kind)
+            raise
+
+    async def _which_missing(self, context_path: str, kind: str) -> Category:
+        missing = Category.SECTION_NOT_FOUND if kind == "section" else Category.COURSE_NOT_FOUND
+        if context_path not in self._exists:
+            try:
+                await self.request("GET", context_path, not_found=missing)
+                self._exists[context_path] = True
+            except CanvasError as error:
+                if error.status != 404:
+                    return Category.NOT_FOUND  # cannot tell; say so rather than guess
+                self._exists[context_path] = False
+        return Category.USER_NOT_FOUND if self._exists[context_path] else missing
+
+    async def list_enrollments(
+        self,
+        *,
+        course: str | None = None,
+        section: str | None = None,
+        user: str | None = None,
+        types: Iterable[str] = (),
+        roles: Iterable[str] = (),
+        states: Iterable[str] = (),
+        user_filter: str | None = None,
+        on_page: Callable[[int, int], None] | None = None,
+        observer: Observer | None = None,
+    ) -> list[JsonObject]:
+        """Every enrollment of a section, a course, or a user (in that order of preference)."""
+        if section:
+            path, missing = (
+                f"sections/{path_segment(section)}/enrollments",
+                Category.SECTION_NOT_FOUND,
+            )
+        elif course:
+            path, missing = f"courses/{path_segment(course)}/enrollments", Category.COURSE_NOT_FOUND
+        elif user:
+            path, missing = f"users/{path_segment(user)}/enrollments", Category.USER_NOT_FOUND
+        else:
+            raise ValueError("list_enrollments needs a course, a section or a user")
+        params: list[tuple[str, Any]] = [("type[]", t) for t in types]
+        params += [("role[]", r) for r in roles]
+        params += [("state[]", s) for s in states]
+        if user_filter:
+            params.append(("user_id", user_filter))
+        return await self.list_all(
+            path, params, not_found=missing, on_page=on_page, observer=observer
+        )
+
+    async def get_enrollment(
+        self, enrollment_id: int | str, *, account: str = "self", observer: Observer | None = None
+    ) -> JsonObject:
+        """One enrollment by id, deleted ones included (the account-level show endpoint)."""
+        return dict(
+            await self._json(
+                "GET",
+                f"accounts/{path_segment(account)}/enrollments/{path_segment(str(enrollment_id))}",
+                observer=observer,
+            )
+        )
+
+    async def delete_enrollment(
+        self,
+        course: str,
+        enrollment_id: int | str,
+        task: str = "conclude",
+        *,
+        observer: Observer | None = None,
+    ) -> JsonObject:
+        """DELETE with task conclude / delete / inactivate / deactivate.
+
+        conclude and inactivate repeat harmlessly, but a repeated `delete` answers 404 (Canvas
+        hides deleted rows from this lookup). So when an earlier attempt may have been applied
+        (reset after sending, gateway error) and the call then fails, the enrollment is re-read:
+        if it is already in the requested state, that is success.
+        """
+        wanted = {"delete": "deleted", "inactivate": "inactive", "deactivate": "inactive"}.get(
+            task, "completed"
+        )
+
+        async def recover(_error: CanvasError) -> JsonObject | None:
+            return await self._reread(enrollment_id, wanted)
+
+        return dict(
+            await self._json(
+                "DELETE",
+                f"courses/{path_segment(course)}/enrollments/{path_segment(str(enrollment_id))}",
+                params={"task": task},
+                observer=observer,
+                recover=recover,
+            )
+        )
+
+    async def reactivate_enrollment(
+        self, course: str, enrollment_id: int | str, *, observer: Observer | None = None
+    ) -> JsonObject:
+        """PUT …/reactivate. A retry after an applied-but-unanswered attempt gets 400 "enrollment
+        not inactive"; re-reading tells that apart from a real refusal."""
+
+        async def recover(_error: CanvasError) -> JsonObject | None:
+            return await self._reread(enrollment_id, "active")
+
+        return dict(
+            await self._json(
+                "PUT",
+                f"courses/{path_segment(course)}/enrollments/{path_segment(str(enrollment_id))}/reactivate",
+                observer=observer,
+                recover=recover,
+            )
+        )
+
+    async def _reread(self, enrollment_id: int | str, wanted: str) -> JsonObject | None:
+        try:
+            current = await self.get_enrollment(enrollment_id)
+        except CanvasError as error:
+            if error.fatal:
+                raise
+            return None
+        return current if current.get("enrollment_state") == wanted else None
+
+    # ---- other objects --------------------------------------------------------------------------
+
+    async def get_course(self, course: str, *, observer: Observer | None = None) -> JsonObject:
+        return dict(
+            await self._json(
+                "GET",
+                f"courses/{path_segment(course)}",
+                not_found=Category.COURSE_NOT_FOUND,
+                observer=observer,
+            )
+        )
+
+    async def get_section(self, section: str, *, observer: Observer | None = None) -> JsonObject:
+        return dict(
+            await self._json(
+                "GET",
+                f"sections/{path_segment(section)}",
+                not_found=Category.SECTION_NOT_FOUND,
+                observer=observer,
+            )
+        )
+
+    async def get_user(self, user: str, *, observer: Observer | None = None) -> JsonObject:
+        return dict(
+            await self._json(
+                "GET",
+                f"users/{path_segment(user)}",
+                not_found=Category.USER_NOT_FOUND,
+                observer=observer,
+            )
+        )
+
+    async def whoami(self, *, observer: Observer | None = None) -> JsonObject:
+        """The token's own user; a cheap way to validate the token before a run."""
+        return dict(await self._json("GET", "users/self", observer=observer))
+
+    async def list_course_sections(
+        self, course: str, *, observer: Observer | None = None
+    ) -> list[JsonObject]:
+        return await self.list_all(
+            f"courses/{path_segment(course)}/sections",
+            not_found=Category.COURSE_NOT_FOUND,
+            observer=observer,
+        )
+
+    async def list_roles(
+        self, account: str = "self", *, observer: Observer | None = None
+    ) -> list[JsonObject]:
+        return await self.list_all(f"accounts/{path_segment(account)}/roles", observer=observer)
+
+
+# ---- helpers ------------------------------------------------------------------------------------
+
+
+def _event(
+    number: int,
+    method: str,
+    url: httpx.URL,
+    content: str | None,
+    started: float,
+    response: httpx.Response | None = None,
+    error: CanvasError | None = None,
+) -> AttemptEvent:
+    headers = response.headers if response is not None else httpx.Headers()
+    return AttemptEvent(
+        number=number,
+        method=method,
+        url=str(url),
+        request_body=content,
+        status=response.status_code if response is not None else None,
+        category=str(error.category) if error else None,
+        message=error.message if error else None,
+        error_report_id=error.error_report_id if error else None,
+        cost=_float_header(headers, "x-request-cost"),
+        remaining=_float_header(headers, "x-rate-limit-remaining"),
+        started_at=started,
+        finished_at=time.time(),
+        will_retry=False,
+        wait=None,
+    )
+
+
+def _with_retry(event: AttemptEvent, will_retry: bool, wait: float | None) -> AttemptEvent:
+    return replace(event, will_retry=will_retry, wait=wait if will_retry else None)

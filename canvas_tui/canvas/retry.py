@@ -1,0 +1,109 @@
+"""Retry policy: which failures are retried, how long to wait, and the events the UI shows.
+
+Retried: THROTTLED, SERVER and NETWORK (errors.RETRYABLE). Never retried: 400, 401, 404 — the same
+request would get the same answer — and AUTH / UNSAFE are fatal for the whole run.
+
+Waits are exponential with jitter and a cap. After a throttle refusal the wait is also at least the
+time the governor's bucket model needs to have room again, so a retry does not walk straight into
+a second refusal. The sleep is injectable: the engine passes one that honours pause / cancel, tests
+pass one that returns at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
+
+from canvas_tui.canvas.errors import CanvasError, Category
+
+T = TypeVar("T")
+Sleep = Callable[[float], Awaitable[None]]
+# (the error of the attempt that just failed, its 1-based number, will it be retried, the wait)
+FailureHook = Callable[[CanvasError, int, bool, float | None], None]
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    max_attempts: int = 8  # server errors and network failures
+    throttle_attempts: int = (
+        20  # throttles: the governor makes them rare; a storm must not fail rows
+    )
+    initial: float = 0.5  # first wait after a server/network failure, seconds
+    throttle_initial: float = 0.1  # first wait after a throttle (plus whatever the bucket needs)
+    maximum: float = 30.0
+    jitter: float = 0.25  # up to this fraction of the wait is added at random
+
+    def backoff(self, error: CanvasError, attempt: int, rng: random.Random) -> float:
+        start = self.throttle_initial if error.category is Category.THROTTLED else self.initial
+        wait: float = min(self.maximum, start * 2.0 ** (attempt - 1))
+        return min(self.maximum, wait * (1 + self.jitter * rng.random()))
+
+    def attempts_for(self, error: CanvasError) -> int:
+        return self.throttle_attempts if error.category is Category.THROTTLED else self.max_attempts
+
+
+def _retryable(exc: BaseException) -> bool:
+    return isinstance(exc, CanvasError) and exc.retryable
+
+
+async def call_with_retry(
+    attempt: Callable[[int], Awaitable[T]],
+    *,
+    policy: RetryPolicy,
+    on_failure: FailureHook,
+    sleep: Sleep | None = None,
+    refill_wait: Callable[[], float] | None = None,
+    rng: random.Random | None = None,
+) -> T:
+    """Run `attempt(number)` until it returns, a non-retryable error, or the budget runs out.
+
+    `on_failure` is told about every failed attempt, including the last (with will_retry=False),
+    before the error propagates.
+    """
+    rng = rng or random.Random()
+
+    def stop(state: RetryCallState) -> bool:
+        error = state.outcome.exception() if state.outcome else None
+        if not isinstance(error, CanvasError):
+            return True
+        return state.attempt_number >= policy.attempts_for(error)
+
+    def wait(state: RetryCallState) -> float:
+        error = state.outcome.exception() if state.outcome else None
+        assert isinstance(error, CanvasError)
+        delay = policy.backoff(error, state.attempt_number, rng)
+        if error.category is Category.THROTTLED and refill_wait is not None:
+            delay = max(delay, refill_wait())
+        return delay
+
+    def before_sleep(state: RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome else None
+        assert isinstance(error, CanvasError)
+        delay = state.next_action.sleep if state.next_action else None
+        on_failure(error, state.attempt_number, True, delay)
+
+    number = 0
+
+    async def one() -> T:
+        nonlocal number
+        number += 1
+        return await attempt(number)
+
+    retrying = AsyncRetrying(
+        stop=stop,
+        wait=wait,
+        retry=retry_if_exception(_retryable),
+        sleep=sleep or asyncio.sleep,
+        before_sleep=before_sleep,
+        reraise=True,
+    )
+    try:
+        return await retrying(one)
+    except CanvasError as error:
+        on_failure(error, number, False, None)
+        raise
