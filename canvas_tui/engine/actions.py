@@ -133,9 +133,12 @@ def _enrollment_id(enrollment: Mapping[str, Any]) -> int | None:
 class EnrollmentActions:
     """Turns records into Canvas calls. One instance per run (it caches role ids)."""
 
-    def __init__(self, client: EnrollmentClient, *, notify: bool = False) -> None:
+    def __init__(
+        self, client: EnrollmentClient, *, notify: bool = False, active_state: str = "active"
+    ) -> None:
         self._client = client
         self._notify = notify
+        self._active_state = active_state  # what `active` rows are created as (config)
         self._roles: dict[str, dict[str, str]] = {}  # account -> role name -> role id
         self._roles_lock = asyncio.Lock()
 
@@ -144,7 +147,7 @@ class EnrollmentActions:
         if role_id is None and record.enrollment_type is None:
             role_id = await self._custom_role_id(record.role, observer)
         if record.status is SisStatus.ACTIVE:
-            return await self._create(record, role_id, "active", observer)
+            return await self._create(record, role_id, self._active_state, observer)
         return await self._change(record, role_id, observer)
 
     async def _custom_role_id(self, name: str, observer: Observer | None) -> str | None:
@@ -187,7 +190,7 @@ class EnrollmentActions:
             associated_user=record.associated_user,
             observer=observer,
         )
-        action = "create" if state == "active" else f"create_{state}"
+        action = "create" if state == self._active_state else f"create_{state}"
         return ActionResult(action, _enrollment_id(created))
 
     async def _list(
@@ -195,15 +198,15 @@ class EnrollmentActions:
     ) -> list[dict[str, Any]]:
         if record.course is not None:
             return await self._client.list_enrollments(
-                course=record.course, user=record.user, states=ALL_STATES, observer=observer
+                course=record.course, user_filter=record.user, states=ALL_STATES, observer=observer
             )
         found = await self._client.list_enrollments(
-            section=record.section, user=record.user, states=ALL_STATES, observer=observer
+            section=record.section, user_filter=record.user, states=ALL_STATES, observer=observer
         )
         if course_wide and found:
             return await self._client.list_enrollments(
                 course=str(found[0]["course_id"]),
-                user=record.user,
+                user_filter=record.user,
                 states=ALL_STATES,
                 observer=observer,
             )

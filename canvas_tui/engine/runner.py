@@ -205,6 +205,12 @@ class Runner:
             self._failures_version += 1
         self._emit(RecordChanged(record_id, new, category, message))
 
+    def reload_counts(self) -> None:
+        """Re-read the counts from the journal (after a load)."""
+        self._counts = self._journal.counts()
+        self._failures_by_category = self._journal.category_counts(State.FAILED)
+        self._failures_version += 1
+
     # ---- the run -----------------------------------------------------------------------------
 
     @property
@@ -292,7 +298,7 @@ class Runner:
             if paused and self._send_budget <= 0:
                 await self._wait_wake()
                 continue
-            free = max(1, self._governor.limit) - len(self._tasks)
+            free = self._governor.limit - len(self._tasks)
             if free <= 0:
                 await self._wait_wake()
                 continue

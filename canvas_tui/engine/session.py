@@ -1,0 +1,167 @@
+"""The one wiring function: config + source -> journal; client with transport; runner.
+
+Headless sync, the console and the demo all open a run through `open_session`, so they share one
+set of rules: where the journal goes, that an existing journal is resumed (never re-loaded), that
+the token only ever reaches the client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from canvas_tui.canvas.client import CanvasClient
+from canvas_tui.canvas.errors import CanvasError
+from canvas_tui.canvas.governor import Governor
+from canvas_tui.config import Config, ConfigError, check_base_url
+from canvas_tui.engine.actions import ActionResult, EnrollmentActions, Observer
+from canvas_tui.engine.journal import Journal, JournalError
+from canvas_tui.engine.runner import RunGate, Runner
+from canvas_tui.engine.state import RunState
+from canvas_tui.records import EnrollmentRecord, InputError, Source
+from canvas_tui.sources import layout_of, open_source
+
+DEFAULT_JOURNAL_DIR = Path("runs")
+
+
+def default_journal_path(directory: Path | None = None) -> Path:
+    """`runs/<UTC timestamp>.journal`, never an existing file."""
+    directory = directory or DEFAULT_JOURNAL_DIR
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    path = directory / f"{stamp}.journal"
+    n = 1
+    while path.exists():
+        n += 1
+        path = directory / f"{stamp}-{n}.journal"
+    return path
+
+
+def config_fingerprint(config: Config, source_description: str) -> str:
+    """What makes two runs the same job (never the token): stored in the journal's metadata."""
+    data = {
+        "base_url": config.canvas.base_url,
+        "source": source_description,
+        "format": config.source.format,
+        "mapping": dict(config.source.mapping),
+        "defaults": dict(config.source.defaults),
+        "notify": config.sync.notify,
+        "enrollment_state": config.sync.enrollment_state,
+    }
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+class _ReadOnly:
+    async def apply(self, record: EnrollmentRecord, observer: Observer | None) -> ActionResult:
+        raise JournalError("this session is read-only; nothing can be sent")
+
+
+@dataclass
+class Session:
+    config: Config
+    store: Journal
+    runner: Runner
+    client: CanvasClient | None  # None when read-only
+    journal_path: Path
+    source: Source | None = None
+    resumed: bool = False  # the journal already held a loaded run: nothing is re-read
+    notes: list[str] = field(default_factory=list)  # source remarks (ignored columns, ...)
+
+    async def load(self, on_progress: Callable[[int], None] | None = None) -> int:
+        """Read the source into the journal (in a thread). A loaded journal is never re-read."""
+        if self.store.loaded:
+            return self.store.count()
+        source = self.source
+        if source is None:
+            source = self.source = open_source(self.config.source)
+        description = source.description
+        fingerprint = config_fingerprint(self.config, description)
+        total = await asyncio.to_thread(
+            self.store.load,
+            source,
+            description=description,
+            fingerprint=fingerprint,
+            on_progress=on_progress,
+        )
+        self.notes.extend(getattr(source, "notes", []) or [])
+        if self.notes:
+            self.store.set_meta(notes=json.dumps(self.notes))
+        self.runner.reload_counts()
+        return total
+
+    async def run(self) -> RunState:
+        await self.load()
+        return await self.runner.run()
+
+    async def close(self) -> None:
+        if self.client is not None:
+            await self.client.aclose()
+        self.store.close()
+
+
+def open_session(
+    config: Config,
+    *,
+    source: Source | None = None,
+    journal_path: Path | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+    read_only: bool = False,
+    governor: Governor | None = None,
+    max_concurrency: int | None = None,
+) -> Session:
+    """Wire a run. Raises ConfigError (no base URL / token, unsafe URL), JournalError (the file
+    is not a journal) or InputError (the journal belongs to a different source)."""
+    path = Path(
+        journal_path or config.sync.journal or default_journal_path(config.sync.journal_dir)
+    )
+    if read_only:
+        store = Journal(path, read_only=True)
+        runner = Runner(store, _ReadOnly(), governor or Governor(), layout=layout_of(config.source))
+        return Session(config, store, runner, None, path, source, resumed=True)
+
+    base_url = config.canvas.base_url
+    check_base_url(base_url)
+    if config.canvas.token is None or not config.canvas.token.reveal():
+        raise ConfigError(
+            "no API token: set CANVAS_API_TOKEN, or [canvas] token_file or token_command"
+        )
+    store = Journal(path)
+    try:
+        previous = store.get_meta("source")
+        resumed = store.loaded
+        if source is not None and previous is not None and previous != source.description:
+            raise InputError(
+                f"{path} is the journal of {previous}, not {source.description}; "
+                "give a new --journal path (or none) to start a new run"
+            )
+        gate = RunGate()
+        governor = governor or Governor()
+        cap = max_concurrency or config.sync.max_concurrency
+        if cap is not None:
+            governor.set_cap(cap)
+        try:
+            client = CanvasClient(
+                base_url,
+                config.canvas.token.reveal(),
+                transport=transport,
+                governor=governor,
+                timeout=config.canvas.timeout,
+                sleep=gate.sleep,
+            )
+        except CanvasError as exc:
+            raise ConfigError(str(exc)) from None
+        actions = EnrollmentActions(
+            client, notify=config.sync.notify, active_state=config.sync.enrollment_state
+        )
+        layout = getattr(source, "layout", None) or layout_of(config.source)
+        runner = Runner(store, actions, governor, gate=gate, preflight=client.whoami, layout=layout)
+    except BaseException:
+        store.close()
+        raise
+    return Session(config, store, runner, client, path, source, resumed=resumed)
