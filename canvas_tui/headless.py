@@ -1,0 +1,428 @@
+"""`canvas-tui sync`: the same engine the console drives, with a terminal or JSON-lines reporter.
+
+On a TTY: a rich progress bar (rate, ETA, throttle headroom, failures). Otherwise (cron,
+Kubernetes): one JSON object per line on stdout — a state summary every few seconds, one line per
+failed record, a final summary. Exit codes are `cli.ExitCode`. SIGINT/SIGTERM stop dispatching,
+let in-flight requests finish and leave a consistent, resumable journal (exit 3).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol, TextIO
+
+from canvas_tui.canvas.errors import Category, hint_for
+from canvas_tui.cli import ExitCode
+from canvas_tui.config import Config, ConfigError, check_base_url, load_config
+from canvas_tui.engine.actions import planned_action
+from canvas_tui.engine.journal import Journal, JournalError
+from canvas_tui.engine.report import write_report
+from canvas_tui.engine.session import Session, open_session
+from canvas_tui.engine.state import Event, Phase, RecordChanged, RunPhaseChanged, RunState
+from canvas_tui.records import InputError, Source, State, sis_value
+from canvas_tui.sources import open_source
+
+log = logging.getLogger("canvas_tui")
+
+JSON_INTERVAL = float(os.environ.get("CANVAS_TUI_PROGRESS_INTERVAL", "5"))
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def _state_fields(state: RunState) -> dict[str, Any]:
+    c = state.counts
+    return {
+        "phase": str(state.phase),
+        "total": state.total,
+        "done": c.get(State.DONE, 0),
+        "failed": c.get(State.FAILED, 0),
+        "skipped": c.get(State.SKIPPED, 0),
+        "pending": c.get(State.PENDING, 0),
+        "in_flight": c.get(State.IN_FLIGHT, 0),
+        "rate": round(state.rate, 2),
+        "eta": None if state.eta is None else round(state.eta, 1),
+        "elapsed": round(state.elapsed, 2),
+        "requests": state.requests,
+        "throttled": state.throttled,
+        "retries": state.retries,
+        "limit": state.governor.limit,
+        "remaining": state.governor.remaining,
+        "failures_by_category": dict(state.failures_by_category),
+    }
+
+
+def _exit_code(state: RunState) -> ExitCode:
+    if state.phase in (Phase.ABORTED, Phase.CANCELLED):
+        return ExitCode.ABORTED
+    if state.counts.get(State.FAILED, 0):
+        return ExitCode.RECORDS_FAILED
+    return ExitCode.OK
+
+
+# ---- reporters ----------------------------------------------------------------------------------
+
+
+class Reporter(Protocol):
+    def info(self, message: str, **fields: Any) -> None: ...
+    def error(self, message: str, code: int) -> None: ...
+    def failure(self, fields: dict[str, Any]) -> None: ...
+    def progress(self, state: RunState) -> None: ...
+    def summary(self, fields: dict[str, Any]) -> None: ...
+    def close(self) -> None: ...
+
+
+class JsonReporter:
+    """One JSON object per line: what log collectors (k8s, journald) index best."""
+
+    interval = JSON_INTERVAL
+
+    def __init__(self, out: TextIO) -> None:
+        self._out = out
+        self._last = 0.0
+        self._last_phase: str | None = None
+
+    def _emit(self, event: str, fields: dict[str, Any]) -> None:
+        self._out.write(json.dumps({"ts": _now(), "event": event, **fields}) + "\n")
+        self._out.flush()
+
+    def info(self, message: str, **fields: Any) -> None:
+        self._emit("info", {"message": message, **fields})
+
+    def error(self, message: str, code: int) -> None:
+        self._emit("error", {"message": message, "exit_code": code})
+
+    def failure(self, fields: dict[str, Any]) -> None:
+        self._emit("record_failed", fields)
+
+    def progress(self, state: RunState) -> None:
+        now = time.monotonic()
+        phase_changed = str(state.phase) != self._last_phase
+        if now - self._last >= self.interval or phase_changed:
+            self._last, self._last_phase = now, str(state.phase)
+            self._emit("progress", _state_fields(state))
+
+    def summary(self, fields: dict[str, Any]) -> None:
+        self._emit("summary", fields)
+
+    def close(self) -> None:
+        pass
+
+
+class RichReporter:
+    """A progress bar with rate, ETA, headroom and failures; failures print above it."""
+
+    interval = 0.25
+
+    def __init__(self, out: TextIO, *, force_terminal: bool | None = None) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+        self.console = Console(file=out, force_terminal=force_terminal, highlight=False)
+        self._progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[detail]}"),
+            console=self.console,
+            transient=False,
+        )
+        self._task = self._progress.add_task("sync", total=None, detail="")
+        self._started = False
+
+    def info(self, message: str, **fields: Any) -> None:
+        extra = " ".join(f"{k}={v}" for k, v in fields.items())
+        self.console.print(f"{message} {extra}".rstrip(), markup=False)
+
+    def error(self, message: str, code: int) -> None:
+        self.console.print(f"[bold red]error:[/] {_escape(message)}")
+
+    def failure(self, fields: dict[str, Any]) -> None:
+        where = f"{fields.get('source')}:{fields.get('line')}"
+        self.console.print(
+            f"[red]failed[/] {_escape(where)} {_escape(str(fields.get('user')))} "
+            f"in {_escape(str(fields.get('course')))}: "
+            f"[bold]{_escape(str(fields.get('category')))}[/] {_escape(str(fields.get('message')))}"
+        )
+
+    def progress(self, state: RunState) -> None:
+        if not self._started:
+            self._progress.start()
+            self._started = True
+        g = state.governor
+        headroom = "?" if g.remaining is None else f"{g.remaining:.0f}/{g.high_water_mark:.0f}"
+        eta = "?" if state.eta is None else f"{state.eta:.0f}s"
+        failed = state.counts.get(State.FAILED, 0)
+        detail = (
+            f"{state.rate:6.1f}/s  ETA {eta}  in flight {g.in_flight}/{g.limit}  "
+            f"headroom {headroom}  failed {failed}  throttled {state.throttled}  "
+            f"[{state.phase}]"
+        )
+        self._progress.update(
+            self._task, total=state.total or None, completed=state.finished, detail=detail
+        )
+
+    def summary(self, fields: dict[str, Any]) -> None:
+        self.close()
+        counts = fields["counts"]
+        self.console.print(
+            f"[bold]{fields['phase']}[/]: {counts['done']} done, {counts['failed']} failed, "
+            f"{counts['skipped']} skipped, {counts['pending']} pending of {fields['total']} "
+            f"in {fields['elapsed']:.1f}s; {fields['requests']} requests, "
+            f"{fields['throttled']} throttled, {fields['retries']} retries"
+        )
+        for action, n in sorted(fields.get("would_send", {}).items()):
+            self.console.print(f"  would {action}: {n}", markup=False)
+        for category, n in sorted(fields.get("failures_by_category", {}).items()):
+            self.console.print(f"  {category}: {n}", markup=False)
+        if fields.get("abort_reason"):
+            self.console.print(f"[bold red]stopped:[/] {_escape(fields['abort_reason'])}")
+        for key in ("journal", "report", "failures_csv"):
+            if fields.get(key):
+                self.console.print(f"  {key}: {fields[key]}", markup=False)
+
+    def close(self) -> None:
+        if self._started:
+            self._progress.stop()
+            self._started = False
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
+
+
+def _reporter(fmt: str) -> Reporter:
+    if fmt == "json" or (fmt == "auto" and not sys.stdout.isatty()):
+        return JsonReporter(sys.stdout)
+    return RichReporter(sys.stdout, force_terminal=True if fmt == "rich" else None)
+
+
+class _JsonLogHandler(logging.Handler):
+    """Library warnings as JSON lines too, so a log collector sees one format."""
+
+    def __init__(self, reporter: JsonReporter) -> None:
+        super().__init__(logging.WARNING)
+        self._reporter = reporter
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self._reporter.info(record.getMessage(), level=record.levelname.lower())
+
+
+# ---- the command --------------------------------------------------------------------------------
+
+
+def main(args: argparse.Namespace) -> int:
+    reporter = _reporter(getattr(args, "log_format", "auto") or "auto")
+    handler: logging.Handler = (
+        _JsonLogHandler(reporter) if isinstance(reporter, JsonReporter) else logging.StreamHandler()
+    )
+    handler.setLevel(logging.WARNING)
+    log.addHandler(handler)
+    try:
+        return int(_main(args, reporter))
+    finally:
+        reporter.close()
+        log.removeHandler(handler)
+
+
+def _main(args: argparse.Namespace, reporter: Reporter) -> ExitCode:
+    if getattr(args, "plan", False) or getattr(args, "allow_drops", None) is not None:
+        reporter.error(
+            "--plan and --allow-drops are not yet available in `sync`; use `canvas-tui plan` "
+            "to preview drops",
+            ExitCode.USAGE,
+        )
+        return ExitCode.USAGE
+    if args.max_concurrency is not None and args.max_concurrency < 1:
+        reporter.error("--max-concurrency must be at least 1", ExitCode.USAGE)
+        return ExitCode.USAGE
+    try:
+        config = load_config(args.config)
+        for warning in config.warnings:
+            reporter.info(warning, level="warning")
+        source = open_source(args.source) if args.source else None
+        if args.dry_run:
+            return _dry_run(config, source, args, reporter)
+        journal = Path(args.journal) if args.journal else None
+        session = open_session(
+            config, source=source, journal_path=journal, max_concurrency=args.max_concurrency
+        )
+    except (ConfigError, InputError, JournalError) as exc:
+        reporter.error(str(exc), ExitCode.USAGE)
+        return ExitCode.USAGE
+    return asyncio.run(_sync(session, reporter, args))
+
+
+def _failure_fields(session: Session, event: RecordChanged) -> dict[str, Any]:
+    row = session.store.get(event.record_id)
+    fields: dict[str, Any] = {"record_id": event.record_id, "category": event.category}
+    if row is not None:
+        fields.update(
+            source=row.source,
+            line=row.line,
+            user=sis_value(row.user),
+            course=sis_value(row.course or row.section),
+            section=sis_value(row.section),
+            role=row.role,
+            status=row.status,
+        )
+    fields["message"] = event.message
+    category = Category(event.category) if event.category in Category.__members__.values() else None
+    if category is not None:
+        fields["hint"] = hint_for(
+            category,
+            user=str(fields.get("user", "")),
+            course=str(fields.get("course", "")),
+            section=str(fields.get("section", "")),
+            role=str(fields.get("role", "")),
+        )
+    return fields
+
+
+async def _sync(session: Session, reporter: Reporter, args: argparse.Namespace) -> ExitCode:
+    loop = asyncio.get_running_loop()
+    runner = session.runner
+    stops = 0
+
+    def stop() -> None:
+        nonlocal stops
+        stops += 1
+        if stops == 1:
+            reporter.info("stopping: letting requests in flight finish (signal again to force)")
+            runner.cancel()
+        else:
+            os._exit(ExitCode.ABORTED)  # the journal stays consistent: WAL commits are atomic
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop)
+
+    def on_event(event: Event) -> None:
+        if isinstance(event, RecordChanged) and event.state == State.FAILED:
+            reporter.failure(_failure_fields(session, event))
+        elif isinstance(event, RunPhaseChanged) and event.phase == Phase.ABORTED:
+            reporter.error(f"run aborted: {event.reason}", ExitCode.ABORTED)
+
+    try:
+        try:
+            total = await session.load()
+        except InputError as exc:
+            reporter.error(str(exc), ExitCode.USAGE)
+            return ExitCode.USAGE
+        for note in session.notes:
+            reporter.info(note, level="warning")
+        reporter.info(
+            "resuming" if session.resumed else "starting",
+            journal=str(session.journal_path),
+            records=total,
+        )
+        # Rows the source rejected are failures too: report them before anything is sent.
+        for row in session.store.iter_rows(state=State.FAILED):
+            reporter.failure(
+                _failure_fields(
+                    session, RecordChanged(row.record_id, row.state, row.category, row.message)
+                )
+            )
+        unsubscribe = runner.subscribe(on_event)
+        ticker = asyncio.create_task(_tick(runner.snapshot, reporter))
+        try:
+            state = await session.run()
+        finally:
+            ticker.cancel()
+            unsubscribe()
+        report_path = args.report or session.config.sync.report
+        fields = _state_fields(state)
+        fields["counts"] = {str(s): n for s, n in state.counts.items()}
+        fields["abort_reason"] = state.abort_reason
+        fields["journal"] = str(session.journal_path)
+        code = _exit_code(state)
+        if report_path:
+            paths = write_report(session.store, Path(report_path), state)
+            fields["report"] = str(paths.json)
+            fields["failures_csv"] = str(paths.failures_csv)
+        fields["exit_code"] = int(code)
+        reporter.summary(fields)
+        return code
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.remove_signal_handler(sig)
+        await session.close()
+
+
+async def _tick(snapshot: Callable[[], RunState], reporter: Reporter) -> None:
+    interval = min(getattr(reporter, "interval", 1.0), 1.0)
+    while True:
+        reporter.progress(snapshot())
+        await asyncio.sleep(interval)
+
+
+def _dry_run(
+    config: Config, source: Source | None, args: argparse.Namespace, reporter: Reporter
+) -> ExitCode:
+    """Validate the source and say what each record would ask of Canvas; no HTTP at all."""
+    if config.canvas.base_url:
+        check_base_url(config.canvas.base_url)
+    if source is None:
+        source = open_source(config.source)
+    with tempfile.TemporaryDirectory(prefix="canvas-tui-dry-run-") as tmp:
+        store = Journal(Path(tmp) / "dry-run.journal")
+        try:
+            total = store.load(source, description=source.description)
+            for note in getattr(source, "notes", []) or []:
+                reporter.info(note, level="warning")
+            actions: dict[str, int] = {}
+            for row in store.iter_rows(state=State.PENDING):
+                record = store.record(row.record_id)
+                if record is not None:
+                    action = planned_action(record)
+                    actions[action] = actions.get(action, 0) + 1
+            for row in store.iter_rows(state=State.FAILED):
+                reporter.failure(
+                    {
+                        "record_id": row.record_id,
+                        "source": row.source,
+                        "line": row.line,
+                        "user": row.user,
+                        "course": row.course,
+                        "category": row.category,
+                        "message": row.message,
+                    }
+                )
+            counts = store.counts()
+            failed = counts[State.FAILED]
+            code = ExitCode.RECORDS_FAILED if failed else ExitCode.OK
+            fields: dict[str, Any] = {
+                "phase": "dry_run",
+                "total": total,
+                "counts": {str(s): n for s, n in counts.items()},
+                "would_send": actions,
+                "failures_by_category": store.category_counts(State.FAILED),
+                "elapsed": 0.0,
+                "requests": 0,
+                "throttled": 0,
+                "retries": 0,
+                "exit_code": int(code),
+            }
+            if args.report:
+                paths = write_report(store, Path(args.report))
+                fields["report"] = str(paths.json)
+                fields["failures_csv"] = str(paths.failures_csv)
+            reporter.summary(fields)
+            return code
+        finally:
+            store.close()
