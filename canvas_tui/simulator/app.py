@@ -1,0 +1,977 @@
+"""The simulated Canvas: a plain ASGI application (no framework, so the raw path stays raw).
+
+The pipeline of one `/api/v1` request mirrors Canvas's (../shared/CANVAS_API.md §1.3):
+
+1. User-Agent check (a request without one gets 403 JSON, as Instructure announced for 2026).
+2. A seeded fault draw; a load-balancer 503 answers here, before Canvas and its throttle.
+3. Reserve 50 units in the token's bucket; refuse (429, or the legacy 403 text) if the count after
+   the reservation is >= hwm.
+4. Sleep the simulated latency (mean per endpoint / time scale, seeded jitter): the request holds its
+   reservation the whole time, which is what makes concurrency trip the limit.
+5. Authenticate, route, run the handler (the write), settle `cost - 50`, send with
+   `X-Request-Cost` and `X-Rate-Limit-Remaining`.
+
+Path segments are decoded one by one from `scope["raw_path"]`, so `%2F` inside a SIS id never
+becomes a separator. Inspection routes live under `/__sim__/` and need no token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import random
+import threading
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl, unquote
+
+from canvas_tui.simulator import views
+from canvas_tui.simulator.bucket import BucketSettings, Clock, LeakyBucket, ruby_float
+from canvas_tui.simulator.faults import (
+    HTML_503,
+    Fault,
+    FaultInjector,
+    FaultRates,
+    SimulatedConnectionReset,
+)
+from canvas_tui.simulator.views import HttpError, PageRequest, Response
+from canvas_tui.simulator.world import (
+    Course,
+    Enrollment,
+    Role,
+    Section,
+    Token,
+    User,
+    World,
+    now_iso,
+)
+
+ASGIScope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+Sleep = Callable[[float], Awaitable[None]]
+
+BASE_TYPES = (
+    "StudentEnrollment",
+    "TeacherEnrollment",
+    "TaEnrollment",
+    "ObserverEnrollment",
+    "DesignerEnrollment",
+)
+STAFF_TYPES = frozenset({"TeacherEnrollment", "TaEnrollment", "DesignerEnrollment"})
+CREATE_STATES = frozenset({"active", "invited", "inactive"})
+ENROLLMENT_STATES = frozenset(
+    {"active", "invited", "creation_pending", "deleted", "rejected", "completed", "inactive"}
+)
+USER_CONTEXT_STATES = {
+    "current_and_invited": {"active", "invited"},
+    "current_and_future": {"active", "invited", "creation_pending"},
+    "current_future_and_restricted": {"active", "invited", "creation_pending", "inactive"},
+    "current_and_concluded": {"active", "completed"},
+}
+DELETE_TASKS = {"delete": "deleted", "inactivate": "inactive", "deactivate": "inactive"}
+TRUE_STRINGS = frozenset({"true", "1", "t", "yes", "y", "on"})
+
+
+@dataclass
+class LatencyModel:
+    """Mean latency per endpoint kind, in world seconds at time scale 1; jitter is a +/- fraction."""
+
+    create: float = 0.25
+    list: float = 0.15
+    show: float = 0.08
+    write: float = 0.2  # delete, reactivate
+    jitter: float = 0.4
+
+    @classmethod
+    def uniform(cls, mean: float) -> LatencyModel:
+        return cls(create=mean, list=mean, show=mean, write=mean)
+
+
+@dataclass
+class SimConfig:
+    seed: int = 7
+    time_scale: float = 1.0
+    throttle_status: int = 429  # 429 as hosted Canvas since Oct 2025; 403 as the open-source code
+    hwm: float = 600.0
+    maximum: float = 800.0
+    leak: float = 10.0  # units per world second
+    up_front: float = 50.0
+    post_cost: float = 0.1  # enrollment create
+    get_cost: float = 0.05
+    write_cost: float = 0.1  # delete, reactivate
+    refused_cost: float = 0.01  # building the refusal is not free either
+    cost_jitter: float = 0.2  # +/- fraction, seeded; 0 makes costs exact
+    latency: LatencyModel = field(default_factory=LatencyModel)
+    faults: FaultRates = field(default_factory=FaultRates)
+    tokens: tuple[str, ...] = ()  # extra accepted tokens, as account admins
+    require_user_agent: bool = True
+    clock: Clock = time.monotonic
+    sleep: Sleep | None = None  # default asyncio.sleep; tests may inject
+    world_users: int = 2000  # size of the generated world when none is given
+    world_courses: int = 120
+
+
+@dataclass
+class Stats:
+    requests: int = 0
+    by_status: Counter[str] = field(default_factory=Counter)
+    by_endpoint: Counter[str] = field(default_factory=Counter)
+    throttled: int = 0
+    in_flight: int = 0
+    max_in_flight: int = 0
+    enrollments_created: int = 0
+    reposts: int = 0  # creates that matched an existing enrollment (Canvas reuses the row)
+    reactivated: int = 0  # ... of which changed the row's state
+    faults: Counter[str] = field(default_factory=Counter)
+    error_report_id: int = 41_000
+
+
+@dataclass
+class Request:
+    method: str
+    raw_path: str
+    segments: list[str]
+    raw_query: str
+    params: dict[str, Any]
+    headers: dict[str, str]
+    base_url: str
+    token: str | None
+
+    @property
+    def page_request(self) -> PageRequest:
+        return PageRequest(self.base_url, self.raw_path, self.raw_query)
+
+
+@dataclass
+class Route:
+    endpoint: str  # a stable name for stats: "create_enrollment", ...
+    kind: str  # latency/cost class: create | list | show | write
+    handler: Callable[..., Response]
+    args: tuple[str, ...]
+
+
+def rails_params(
+    pairs: list[tuple[str, str]], into: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Rails-style nesting: `enrollment[user_id]`, `type[]`, `enrollment[tags][]`."""
+    out: dict[str, Any] = {} if into is None else into
+    for key, value in pairs:
+        name, bracket, rest = key.partition("[")
+        parts = [name] + (rest.rstrip("]").split("][") if bracket else [])
+        is_list = len(parts) > 1 and parts[-1] == ""
+        if is_list:
+            parts = parts[:-1]
+        node = out
+        for part in parts[:-1]:
+            child = node.get(part)
+            if not isinstance(child, dict):
+                child = node[part] = {}
+            node = child
+        if is_list:
+            existing = node.get(parts[-1])
+            if not isinstance(existing, list):
+                existing = node[parts[-1]] = []
+            existing.append(value)
+        else:
+            node[parts[-1]] = value
+    return out
+
+
+def as_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    return str(value).strip().lower() in TRUE_STRINGS
+
+
+def as_list(value: Any) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, list):
+        return [str(v) for v in value]
+    return [str(value)]
+
+
+def token_label(identifier: str) -> str:
+    """Buckets are keyed by token; stats show a short hash, never the token."""
+    kind, _, value = identifier.partition(":")
+    if kind == "token":
+        return "token:" + hashlib.sha256(value.encode()).hexdigest()[:10]
+    return identifier
+
+
+class Simulator:
+    """The ASGI app. `.world` is the data, `.stats()` the counters, `.storm()` a throttle storm."""
+
+    def __init__(self, config: SimConfig | None = None, world: World | None = None) -> None:
+        self.config = config or SimConfig()
+        cfg = self.config
+        if cfg.throttle_status not in (403, 429):
+            raise ValueError(f"throttle_status must be 403 or 429, not {cfg.throttle_status}")
+        if cfg.time_scale <= 0:
+            raise ValueError(f"time_scale must be positive, not {cfg.time_scale}")
+        self.world = world or World.generate(
+            cfg.seed, users=cfg.world_users, courses=cfg.world_courses
+        )
+        for token in cfg.tokens:
+            self.world.tokens.setdefault(token, Token(user_id=1, admin=True))
+        self.settings = BucketSettings(
+            hwm=cfg.hwm,
+            maximum=cfg.maximum,
+            outflow=cfg.leak,
+            up_front=cfg.up_front,
+            time_scale=cfg.time_scale,
+        )
+        self._base_hwm = cfg.hwm
+        self._storm_until: float | None = None
+        self.buckets: dict[str, LeakyBucket] = {}
+        self._latency_rng = random.Random(f"{cfg.seed}:latency")
+        self._cost_rng = random.Random(f"{cfg.seed}:cost")
+        self.faults = FaultInjector(cfg.faults, random.Random(f"{cfg.seed}:faults"))
+        self._sleep: Sleep = cfg.sleep or asyncio.sleep
+        self._stats = Stats()
+        # uvicorn runs the app in its own thread while tests read stats and mutate the world.
+        self.lock = threading.RLock()
+
+    # ---- Python-side accessors ------------------------------------------------------------
+
+    def bucket(self, identifier: str) -> LeakyBucket:
+        """The bucket of `token:<token>` (or `ip:<addr>` for requests without a token)."""
+        bucket = self.buckets.get(identifier)
+        if bucket is None:
+            bucket = self.buckets[identifier] = LeakyBucket(self.settings, self.config.clock)
+        return bucket
+
+    def token_bucket(self, token: str) -> LeakyBucket:
+        return self.bucket(f"token:{token}")
+
+    def stats(self) -> dict[str, Any]:
+        with self.lock:
+            s = self._stats
+            levels = {token_label(k): round(b.level(), 4) for k, b in self.buckets.items()}
+            return {
+                "requests": s.requests,
+                "requests_by_status": dict(s.by_status),
+                "requests_by_endpoint": dict(s.by_endpoint),
+                "throttled": s.throttled,
+                "in_flight": s.in_flight,
+                "max_in_flight": s.max_in_flight,
+                "bucket_level": max(levels.values(), default=0.0),
+                "buckets": levels,
+                "hwm": self.settings.hwm,
+                "enrollments_created": s.enrollments_created,
+                "reposts": s.reposts,
+                "reactivated": s.reactivated,
+                "duplicates": self.world.duplicates(),
+                "enrollments_total": len(self.world.enrollments),
+                "faults": dict(s.faults),
+                "time_scale": self.config.time_scale,
+                "throttle_status": self.config.throttle_status,
+            }
+
+    def reset_stats(self) -> None:
+        with self.lock:
+            in_flight = self._stats.in_flight
+            self._stats = Stats(in_flight=in_flight, max_in_flight=in_flight)
+
+    def storm(
+        self,
+        *,
+        fill: float | None = None,
+        hwm: float | None = None,
+        duration: float | None = None,
+        token: str | None = None,
+    ) -> None:
+        """A throttle storm: pre-fill buckets to `fill` and/or lower the hwm for `duration` world
+        seconds (None = until `calm()`). `token` limits the fill to that token's bucket."""
+        with self.lock:
+            if fill is not None:
+                targets = [self.token_bucket(token)] if token else list(self.buckets.values())
+                for bucket in targets:
+                    bucket.fill(fill)
+            if hwm is not None:
+                self.settings.hwm = hwm
+                self._storm_until = (
+                    None
+                    if duration is None
+                    else self.config.clock() + duration / self.config.time_scale
+                )
+
+    def calm(self) -> None:
+        with self.lock:
+            self.settings.hwm = self._base_hwm
+            self._storm_until = None
+
+    def set_faults(self, rates: FaultRates) -> None:
+        self.faults.rates = rates
+
+    # ---- ASGI -----------------------------------------------------------------------------
+
+    async def __call__(self, scope: ASGIScope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                elif message["type"] == "lifespan.shutdown":
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        if scope["type"] != "http":
+            return
+        body = b""
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        raw = scope.get("raw_path") or scope["path"].encode("utf-8")
+        # httpx.ASGITransport puts the query into raw_path; servers do not.
+        raw_path = raw.split(b"?", 1)[0].decode("latin-1")
+        if raw_path.startswith("/__sim__/"):
+            await self._send(send, self._inspect(scope["method"], raw_path, body))
+            return
+        if not raw_path.startswith("/api/v1/"):
+            await self._send(send, views.not_found().response)
+            return
+        await self._api(scope, raw_path, body, send)
+
+    async def _api(self, scope: ASGIScope, raw_path: str, body: bytes, send: Send) -> None:
+        cfg = self.config
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        if cfg.require_user_agent and not headers.get("user-agent", "").strip():
+            await self._finish(send, views.user_agent_required(), "user_agent_missing")
+            return
+        fault = self.faults.draw()
+        if fault is Fault.HTML_503:
+            await self._sleep(self._latency("show"))
+            self._stats.faults[fault.value] += 1
+            response = Response(503, HTML_503, b"text/html; charset=utf-8")
+            await self._finish(send, response, "html_503")
+            return
+        query = scope.get("query_string", b"").decode("latin-1")
+        request = self._request(scope, raw_path, query, headers, body)
+        identifier = (
+            f"token:{request.token}"
+            if request.token
+            else f"ip:{(scope.get('client') or ('unknown',))[0]}"
+        )
+        route = self._route(request)
+        with self.lock:
+            self._expire_storm()
+            bucket = self.bucket(identifier)
+            stats = self._stats
+            stats.in_flight += 1
+            stats.max_in_flight = max(stats.max_in_flight, stats.in_flight)
+            admitted = bucket.reserve()
+        endpoint = route.endpoint if route else "unknown"
+        try:
+            if not admitted:
+                with self.lock:
+                    bucket.settle(cfg.refused_cost)
+                    self._stats.throttled += 1
+                    response = self._refusal(bucket)
+                await self._finish(send, response, endpoint)
+                return
+            kind = route.kind if route else "show"
+            delay = self._latency(kind)
+            if fault is Fault.SLOW:
+                delay = cfg.faults.slow_seconds / cfg.time_scale
+            cost = self._cost(request.method)
+            try:
+                await self._sleep(delay)
+                if fault is Fault.RESET_BEFORE:
+                    raise SimulatedConnectionReset("connection reset before the write")
+                if fault is Fault.ERROR_500:
+                    with self.lock:
+                        self._stats.error_report_id += 1
+                        response = views.internal_error(self._stats.error_report_id)
+                else:
+                    with self.lock:
+                        response = self._dispatch(request, route)
+                if fault is Fault.RESET_AFTER:
+                    raise SimulatedConnectionReset("connection reset after the write")
+            except SimulatedConnectionReset:
+                with self.lock:
+                    bucket.settle(cost)
+                    self._stats.faults[fault.value if fault else "reset"] += 1
+                    self._stats.requests += 1
+                    self._stats.by_endpoint[endpoint] += 1
+                # Starting the response, then raising, is what drops the socket under uvicorn
+                # (an exception before the start would become a clean 500 instead).
+                await send(
+                    {
+                        "type": "http.response.start",
+                        "status": 200,
+                        "headers": [(b"content-type", views.JSON_TYPE), (b"content-length", b"64")],
+                    }
+                )
+                raise
+            with self.lock:
+                bucket.settle(cost)
+                if fault is not None:
+                    self._stats.faults[fault.value] += 1
+                response.headers.append((b"x-request-cost", ruby_float(cost).encode()))
+                response.headers.append(
+                    (b"x-rate-limit-remaining", ruby_float(bucket.remaining()).encode())
+                )
+            await self._finish(send, response, endpoint)
+        finally:
+            with self.lock:
+                self._stats.in_flight -= 1
+
+    def _request(
+        self, scope: ASGIScope, raw_path: str, query: str, headers: dict[str, str], body: bytes
+    ) -> Request:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        params = rails_params(pairs)
+        content_type = headers.get("content-type", "")
+        malformed = False
+        if body:
+            if "json" in content_type:
+                try:
+                    payload = json.loads(body)
+                except ValueError:
+                    malformed = True
+                else:
+                    if isinstance(payload, dict):
+                        params.update(payload)
+            else:
+                rails_params(
+                    parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True), params
+                )
+        token = None
+        auth = headers.get("authorization", "")
+        if auth[:7].lower() == "bearer ":
+            token = auth[7:].strip() or None
+        elif isinstance(params.get("access_token"), str):
+            token = params["access_token"] or None
+        host = headers.get("host") or "{}:{}".format(*(scope.get("server") or ("localhost", 80)))
+        scheme = scope.get("scheme", "http")
+        segments: list[str] = []
+        for raw_segment in raw_path[len("/api/v1/") :].split("/"):
+            try:
+                segments.append(unquote(raw_segment, encoding="utf-8", errors="strict"))
+            except UnicodeDecodeError:
+                segments.append("\x00invalid")
+        while segments and segments[-1] == "":
+            segments.pop()
+        if segments and segments[-1].endswith(".json"):
+            segments[-1] = segments[-1][: -len(".json")]
+        if malformed:
+            params["\x00malformed"] = True
+        return Request(
+            method=scope["method"].upper(),
+            raw_path=raw_path,
+            segments=segments,
+            raw_query=query,
+            params=params,
+            headers=headers,
+            base_url=f"{scheme}://{host}",
+            token=token,
+        )
+
+    def _expire_storm(self) -> None:
+        if self._storm_until is not None and self.config.clock() >= self._storm_until:
+            self.settings.hwm = self._base_hwm
+            self._storm_until = None
+
+    def _latency(self, kind: str) -> float:
+        model = self.config.latency
+        mean = getattr(model, kind, model.show)
+        jitter = self._latency_rng.uniform(1 - model.jitter, 1 + model.jitter)
+        return max(0.0, mean * jitter) / self.config.time_scale
+
+    def _cost(self, method: str) -> float:
+        cfg = self.config
+        base = {"GET": cfg.get_cost, "POST": cfg.post_cost}.get(method, cfg.write_cost)
+        if cfg.cost_jitter:
+            base *= self._cost_rng.uniform(1 - cfg.cost_jitter, 1 + cfg.cost_jitter)
+        return base
+
+    def _refusal(self, bucket: LeakyBucket) -> Response:
+        status = self.config.throttle_status
+        text = (
+            b"403 Forbidden (Rate Limit Exceeded)\n"
+            if status == 403
+            else b"429 Too Many Requests (Rate Limit Exceeded)\n"
+        )
+        response = Response(status, text, b"text/plain; charset=utf-8")
+        response.headers.append(
+            (b"x-rate-limit-remaining", ruby_float(bucket.remaining()).encode())
+        )
+        return response
+
+    async def _finish(self, send: Send, response: Response, endpoint: str) -> None:
+        with self.lock:
+            self._stats.requests += 1
+            self._stats.by_status[str(response.status)] += 1
+            self._stats.by_endpoint[endpoint] += 1
+        await self._send(send, response)
+
+    @staticmethod
+    async def _send(send: Send, response: Response) -> None:
+        headers = [
+            (b"content-type", response.content_type),
+            (b"content-length", str(len(response.body)).encode()),
+            *response.headers,
+        ]
+        await send({"type": "http.response.start", "status": response.status, "headers": headers})
+        await send({"type": "http.response.body", "body": response.body})
+
+    # ---- inspection -----------------------------------------------------------------------
+
+    def _inspect(self, method: str, raw_path: str, body: bytes) -> Response:
+        name = raw_path[len("/__sim__/") :]
+        if method == "GET" and name == "stats":
+            return views.json_response(self.stats())
+        if method == "POST" and name == "reset-stats":
+            self.reset_stats()
+            return views.json_response(self.stats())
+        if method == "POST" and name in ("storm", "calm", "faults"):
+            try:
+                options = json.loads(body) if body else {}
+                if name == "storm":
+                    self.storm(
+                        **{k: options[k] for k in ("fill", "hwm", "duration") if k in options}
+                    )
+                elif name == "calm":
+                    self.calm()
+                else:
+                    self.set_faults(FaultRates(**options))
+            except (ValueError, TypeError) as exc:
+                return views.json_response({"message": str(exc)}, 400)
+            return views.json_response(self.stats())
+        return views.not_found().response
+
+    # ---- routing --------------------------------------------------------------------------
+
+    def _route(self, request: Request) -> Route | None:
+        s = request.segments
+        m = request.method
+        n = len(s)
+        if n >= 2 and s[0] == "courses":
+            if n == 2 and m == "GET":
+                return Route("get_course", "show", self._get_course, (s[1],))
+            if n == 3 and s[2] == "enrollments":
+                if m == "GET":
+                    return Route("list_enrollments", "list", self._list_course_enrollments, (s[1],))
+                if m == "POST":
+                    return Route("create_enrollment", "create", self._create_on_course, (s[1],))
+            if n == 4 and s[2] == "enrollments" and m == "DELETE":
+                return Route("delete_enrollment", "write", self._delete_enrollment, (s[1], s[3]))
+            if n == 5 and s[2] == "enrollments" and s[4] == "reactivate" and m == "PUT":
+                return Route("reactivate_enrollment", "write", self._reactivate, (s[1], s[3]))
+            if n == 3 and s[2] == "sections" and m == "GET":
+                return Route("list_sections", "list", self._list_sections, (s[1],))
+            if n == 4 and s[2] == "sections" and m == "GET":
+                return Route("get_section", "show", self._get_course_section, (s[1], s[3]))
+        if n >= 2 and s[0] == "sections":
+            if n == 2 and m == "GET":
+                return Route("get_section", "show", self._get_section, (s[1],))
+            if n == 3 and s[2] == "enrollments":
+                if m == "GET":
+                    return Route(
+                        "list_enrollments", "list", self._list_section_enrollments, (s[1],)
+                    )
+                if m == "POST":
+                    return Route("create_enrollment", "create", self._create_on_section, (s[1],))
+        if n >= 2 and s[0] == "users" and m == "GET":
+            if n == 2:
+                return Route("get_user", "show", self._get_user, (s[1],))
+            if n == 3 and s[2] == "enrollments":
+                return Route("list_enrollments", "list", self._list_user_enrollments, (s[1],))
+        if n >= 2 and s[0] == "accounts" and m == "GET":
+            if n == 2:
+                return Route("get_account", "show", self._get_account, (s[1],))
+            if n == 3 and s[2] == "roles":
+                return Route("list_roles", "list", self._list_roles, (s[1],))
+        return None
+
+    def _dispatch(self, request: Request, route: Route | None) -> Response:
+        token = self._authenticate(request)
+        if isinstance(token, Response):
+            return token
+        if route is None:
+            return views.not_found().response
+        if request.params.get("\x00malformed"):
+            return views.generic_bad_request().response
+        try:
+            return route.handler(request, token, *route.args)
+        except HttpError as error:
+            return error.response
+
+    def _authenticate(self, request: Request) -> Token | Response:
+        if request.token is None:
+            return views.unauthenticated()
+        token = self.world.tokens.get(request.token)
+        if token is None or token.user_id not in self.world.users:
+            return views.invalid_token()
+        return token
+
+    # ---- lookups --------------------------------------------------------------------------
+
+    def _course(self, ref: str) -> Course:
+        course = self.world.find_course(ref)
+        if course is None:
+            raise views.not_found()
+        return course
+
+    def _section(self, ref: str) -> Section:
+        section = self.world.find_section(ref)
+        if section is None:
+            raise views.not_found()
+        return section
+
+    def _user(self, ref: str, token: Token) -> User:
+        user = self.world.find_user(ref, current_user_id=token.user_id)
+        if user is None:
+            raise views.not_found()
+        return user
+
+    @staticmethod
+    def _require_admin(token: Token) -> None:
+        if not token.admin:
+            raise views.unauthorized()
+
+    # ---- handlers: show -------------------------------------------------------------------
+
+    def _get_course(self, request: Request, token: Token, ref: str) -> Response:
+        course = self._course(ref)
+        self._require_admin(token)
+        return views.json_response(views.course_json(course))
+
+    def _get_section(self, request: Request, token: Token, ref: str) -> Response:
+        section = self._section(ref)
+        self._require_admin(token)
+        return views.json_response(views.section_json(self.world, section))
+
+    def _get_course_section(
+        self, request: Request, token: Token, course_ref: str, ref: str
+    ) -> Response:
+        course = self._course(course_ref)
+        section = self._section(ref)
+        if section.course_id != course.id:
+            raise views.not_found()
+        self._require_admin(token)
+        return views.json_response(views.section_json(self.world, section))
+
+    def _list_sections(self, request: Request, token: Token, ref: str) -> Response:
+        course = self._course(ref)
+        self._require_admin(token)
+        sections = sorted(self.world.sections_of(course.id), key=lambda s: (s.name, s.id))
+        page, link = views.numbered_page(sections, request.params, request.page_request)
+        response = views.json_response([views.section_json(self.world, s) for s in page])
+        response.headers.append(link)
+        return response
+
+    def _get_user(self, request: Request, token: Token, ref: str) -> Response:
+        user = self._user(ref, token)
+        if not token.admin and user.id != token.user_id:
+            raise views.unauthorized()
+        return views.json_response(views.user_json(user, full=True))
+
+    def _get_account(self, request: Request, token: Token, ref: str) -> Response:
+        account = self.world.find_account(ref)
+        if account is None:
+            raise views.not_found()
+        self._require_admin(token)
+        return views.json_response(views.account_json(account))
+
+    def _list_roles(self, request: Request, token: Token, ref: str) -> Response:
+        account = self.world.find_account(ref)
+        if account is None:
+            raise views.not_found()
+        self._require_admin(token)
+        states = set(as_list(request.params.get("state"))) or {"active"}
+        roles = [
+            r
+            for r in self.world.course_roles(account.id)
+            if ("active" in states and r.workflow_state in ("built_in", "active"))
+            or r.workflow_state in states
+        ]
+        page, link = views.numbered_page(roles, request.params, request.page_request)
+        owner = self.world.accounts
+        response = views.json_response([views.role_json(r, owner[r.account_id]) for r in page])
+        response.headers.append(link)
+        return response
+
+    # ---- handlers: enrollment lists -------------------------------------------------------
+
+    def _list_course_enrollments(self, request: Request, token: Token, ref: str) -> Response:
+        course = self._course(ref)
+        self._require_admin(token)
+        items = self.world.enrollments_in_course(course.id)
+        return self._enrollment_page(request, token, items, course, context="course")
+
+    def _list_section_enrollments(self, request: Request, token: Token, ref: str) -> Response:
+        section = self._section(ref)
+        self._require_admin(token)
+        course = self.world.courses[section.course_id]
+        items = [
+            e
+            for e in self.world.enrollments_in_course(course.id)
+            if e.course_section_id == section.id
+        ]
+        return self._enrollment_page(request, token, items, course, context="section")
+
+    def _list_user_enrollments(self, request: Request, token: Token, ref: str) -> Response:
+        user = self._user(ref, token)
+        if not token.admin and user.id != token.user_id:
+            raise views.unauthorized()
+        items = [
+            e
+            for e in self.world.enrollments_of_user(user.id)
+            if self.world.courses[e.course_id].workflow_state != "deleted"
+        ]
+        return self._enrollment_page(request, token, items, None, context="user", user=user)
+
+    def _enrollment_page(
+        self,
+        request: Request,
+        token: Token,
+        items: list[Enrollment],
+        course: Course | None,
+        *,
+        context: str,
+        user: User | None = None,
+    ) -> Response:
+        params = request.params
+        world = self.world
+        states = set(as_list(params.get("state")))
+        if states and context == "user":
+            expanded: set[str] = set()
+            for state in states:
+                if state in USER_CONTEXT_STATES:
+                    expanded |= USER_CONTEXT_STATES[state]
+                elif state in ENROLLMENT_STATES:
+                    expanded.add(state)
+                elif user is not None and user.id == token.user_id:
+                    raise views.error_400(f"Invalid state {state}")
+            states = expanded
+        if not states:
+            states = (
+                {"active", "invited"}
+                if context == "user"
+                else {"active", "invited", "creation_pending", "inactive"}
+            )
+        selected = [e for e in items if e.workflow_state in states]
+        role_names = as_list(params.get("role"))
+        role_ids = as_list(params.get("role_id"))
+        if role_names or role_ids:
+            wanted: set[int] = set()
+            roles = world.course_roles(course.account_id if course else 1)
+            for name in role_names:
+                role = next((r for r in roles if r.label == name), None)
+                if role is None:
+                    raise views.generic_bad_request()  # Canvas: BadRequest "role not found"
+                wanted.add(role.id)
+            wanted |= {int(r) for r in role_ids if r.isdigit()}
+            selected = [e for e in selected if e.role_id in wanted]
+        elif types := set(as_list(params.get("type"))):
+            selected = [e for e in selected if e.type in types]
+        if (user_ref := params.get("user_id")) is not None and context != "user":
+            wanted_user = self._user(str(user_ref), token)
+            selected = [e for e in selected if e.user_id == wanted_user.id]
+        sis_filters: list[tuple[str, Callable[[Enrollment], str | None]]] = [
+            ("sis_user_id", lambda e: world.users[e.user_id].sis_user_id),
+            ("sis_course_id", lambda e: world.courses[e.course_id].sis_course_id),
+            ("sis_section_id", lambda e: world.sections[e.course_section_id].sis_section_id),
+        ]
+        for name, value_of in sis_filters:
+            if name in params:
+                wanted_ids = set(as_list(params[name]))
+                selected = [e for e in selected if value_of(e) in wanted_ids]
+
+        def order(e: Enrollment) -> tuple[str, str, int]:
+            return (e.type, world.users[e.user_id].sortable_name, e.id)
+
+        selected.sort(key=order)
+        page, link = views.bookmark_page(selected, order, params, request.page_request)
+        body = [views.enrollment_json(world, e, request.base_url, with_user=True) for e in page]
+        response = views.json_response(body)
+        response.headers.append(link)
+        return response
+
+    # ---- handlers: enrollment writes ------------------------------------------------------
+
+    def _create_on_course(self, request: Request, token: Token, ref: str) -> Response:
+        course = self._course(ref)
+        return self._create(request, token, course, None)
+
+    def _create_on_section(self, request: Request, token: Token, ref: str) -> Response:
+        section = self._section(ref)
+        return self._create(request, token, self.world.courses[section.course_id], section)
+
+    def _create(
+        self, request: Request, token: Token, course: Course, url_section: Section | None
+    ) -> Response:
+        """Canvas's `EnrollmentsApiController#create`, in its order of checks (§2.3)."""
+        world = self.world
+        params = request.params.get("enrollment")
+        if not isinstance(params, dict) or not params:
+            raise views.bad_request("No parameters given")
+        errors: list[str] = []
+        enrollment_type = str(params.get("type") or "")
+        valid_roles = world.course_roles(course.account_id)
+        role: Role | None
+        if role_id := str(params.get("role_id") or ""):
+            role = world.roles.get(int(role_id)) if role_id.isdigit() else None
+        elif role_name := str(params.get("role") or ""):
+            role = next((r for r in valid_roles if r.label == role_name), None)
+        else:
+            enrollment_type = enrollment_type or "StudentEnrollment"
+            role = world.built_in_role(enrollment_type)
+            if role is None:
+                errors.append("Invalid type")
+        if role is not None and role in valid_roles:
+            enrollment_type = enrollment_type or role.base_role_type
+            if role.workflow_state == "inactive":
+                errors.append("Cannot create an enrollment with this role because it is inactive.")
+            elif enrollment_type != role.base_role_type:
+                errors.append("The specified type must match the base type for the role")
+        elif not errors:
+            errors.append("Invalid role")
+        user_ref = params.get("user_id")
+        if user_ref is None or str(user_ref).strip() == "":
+            errors.append(
+                "Can't create an enrollment without a user. Include enrollment[user_id] to create an enrollment"
+            )
+        requested_state = params.get("enrollment_state")
+        if requested_state is not None and str(requested_state) not in CREATE_STATES:
+            # Canvas passes unknown states through (§10); the simulator refuses them.
+            errors.append(f"Invalid enrollment_state {requested_state}")
+        if errors:
+            raise views.bad_request(", ".join(errors))
+        assert role is not None
+        self._require_admin(token)
+        if url_section is not None:
+            section = url_section
+        elif section_ref := str(params.get("course_section_id") or ""):
+            found = world.find_section(section_ref)
+            if found is None or found.course_id != course.id:
+                raise views.not_found()
+            section = found
+        else:
+            section = world.default_section(course)
+        user = self._user(str(user_ref), token)
+        if course.concluded:
+            raise views.bad_request("Can't add an enrollment to a concluded course.")
+        associated_user_id: int | None = None
+        if (associated := params.get("associated_user_id")) not in (None, ""):
+            observed = world.find_user(str(associated), current_user_id=token.user_id)
+            if enrollment_type != "ObserverEnrollment":
+                raise views.validation_error(
+                    "associated_user_id", "Associated users can only be set for observers"
+                )
+            if observed is None:
+                raise views.not_found()
+            if observed.id == user.id:
+                raise views.validation_error("associated_user_id", "Cannot observe yourself")
+            associated_user_id = observed.id
+        state = self._initial_state(course, enrollment_type, requested_state)
+        limit = as_bool(params.get("limit_privileges_to_course_section", False))
+        start_at = params.get("start_at") or None
+        end_at = params.get("end_at") or None
+        identity = (user.id, enrollment_type, role.id, associated_user_id, section.id)
+        existing = world.find_enrollment(identity)
+        stats = self._stats
+        if existing is not None:
+            stats.reposts += 1
+            changed = False
+            if existing.workflow_state != "active" and (
+                existing.workflow_state in ("completed", "rejected", "deleted")
+                or existing.workflow_state != state
+            ):
+                existing.workflow_state = state
+                stats.reactivated += 1
+                changed = True
+            new_values = (limit, start_at, end_at)
+            old_values = (
+                existing.limit_privileges_to_course_section,
+                existing.start_at,
+                existing.end_at,
+            )
+            if new_values != old_values:
+                existing.limit_privileges_to_course_section = limit
+                existing.start_at, existing.end_at = start_at, end_at
+                changed = True
+            if changed:
+                existing.updated_at = now_iso()
+            enrollment = existing
+        else:
+            enrollment = world.add_enrollment(
+                user,
+                section,
+                role,
+                state=state,
+                associated_user_id=associated_user_id,
+                limit_privileges=limit,
+                start_at=start_at,
+                end_at=end_at,
+            )
+            stats.enrollments_created += 1
+        return views.json_response(views.enrollment_json(world, enrollment, request.base_url))
+
+    @staticmethod
+    def _initial_state(course: Course, enrollment_type: str, requested: Any) -> str:
+        """The state a create lands in (§2.5)."""
+        unpublished = course.workflow_state == "unpublished"
+        if requested is None or requested == "":
+            if enrollment_type == "ObserverEnrollment":
+                return "active"
+            if unpublished and enrollment_type not in STAFF_TYPES:
+                return "creation_pending"
+            return "invited"
+        state = str(requested)
+        if (
+            state == "invited"
+            and unpublished
+            and enrollment_type not in STAFF_TYPES
+            and enrollment_type != "ObserverEnrollment"
+        ):
+            return "creation_pending"
+        return state
+
+    def _course_enrollment(self, course_ref: str, enrollment_ref: str) -> Enrollment:
+        course = self._course(course_ref)
+        enrollment = (
+            self.world.enrollments.get(int(enrollment_ref)) if enrollment_ref.isdigit() else None
+        )
+        if (
+            enrollment is None
+            or enrollment.course_id != course.id
+            or enrollment.workflow_state == "deleted"
+        ):
+            raise views.not_found()
+        return enrollment
+
+    def _delete_enrollment(
+        self, request: Request, token: Token, course_ref: str, enrollment_ref: str
+    ) -> Response:
+        enrollment = self._course_enrollment(course_ref, enrollment_ref)
+        self._require_admin(token)
+        task = str(request.params.get("task") or "conclude")
+        enrollment.workflow_state = DELETE_TASKS.get(task, "completed")
+        enrollment.updated_at = now_iso()
+        return views.json_response(views.enrollment_json(self.world, enrollment, request.base_url))
+
+    def _reactivate(
+        self, request: Request, token: Token, course_ref: str, enrollment_ref: str
+    ) -> Response:
+        enrollment = self._course_enrollment(course_ref, enrollment_ref)
+        self._require_admin(token)
+        if enrollment.workflow_state != "inactive":
+            raise views.error_400("enrollment not inactive")
+        enrollment.workflow_state = "active"
+        enrollment.updated_at = now_iso()
+        return views.json_response(views.enrollment_json(self.world, enrollment, request.base_url))
+
+
+def build_app(config: SimConfig | None = None, world: World | None = None) -> Simulator:
+    return Simulator(config, world)

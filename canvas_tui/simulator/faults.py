@@ -1,0 +1,120 @@
+"""Seeded fault injection: what a Canvas behind load balancers does on a bad day.
+
+Each API request draws once from the simulator's seeded RNG and gets at most one fault:
+
+- `error_500`: the app raises; Canvas answers 500 with an `error_report_id`. The write does not happen.
+- `html_503`: a load balancer answers 503 with an HTML page; the request never reaches Canvas, so it
+  neither touches the bucket nor carries rate-limit headers.
+- `reset_before`: the connection drops before the write took effect.
+- `reset_after`: the write took effect, then the connection drops: the client cannot tell the two
+  resets apart, which is the point (a retried POST must be idempotent).
+- `slow`: the answer takes `slow_seconds` (world seconds, divided by the time scale like every
+  latency), long enough to outlast a client timeout; the request holds its bucket reservation all along.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, fields
+from enum import StrEnum
+
+import httpx
+
+
+class Fault(StrEnum):
+    ERROR_500 = "error_500"
+    HTML_503 = "html_503"
+    RESET_BEFORE = "reset_before"
+    RESET_AFTER = "reset_after"
+    SLOW = "slow"
+
+
+class SimulatedConnectionReset(httpx.RemoteProtocolError):
+    """Raised by the app after the response has started, to drop the connection.
+
+    Over uvicorn, an exception after `http.response.start` makes the server close the socket
+    mid-response, so the client sees a protocol error. Through `httpx.ASGITransport` the exception
+    propagates to the caller as-is, and because it *is* an `httpx.RemoteProtocolError` the client
+    sees the same exception type in both cases.
+    """
+
+    def __init__(self, message: str = "simulated connection reset") -> None:
+        super().__init__(message)
+
+
+@dataclass
+class FaultRates:
+    error_500: float = 0.0
+    html_503: float = 0.0
+    reset_before: float = 0.0
+    reset_after: float = 0.0
+    slow: float = 0.0
+    slow_seconds: float = 45.0
+
+    @property
+    def any(self) -> bool:
+        return any(getattr(self, f.value) > 0 for f in Fault)
+
+
+# Names accepted in a --faults spec, besides the field names themselves.
+_ALIASES = {
+    "500": ("error_500",),
+    "503": ("html_503",),
+    "reset": ("reset_before", "reset_after"),  # split evenly
+    "slow": ("slow",),
+}
+
+
+def parse_faults(spec: str | None) -> FaultRates:
+    """`"500=0.05,503=0.02,reset=0.02,slow=0.01,slow_seconds=5"` -> FaultRates; ValueError if bad."""
+    rates = FaultRates()
+    if not spec:
+        return rates
+    names = {f.name for f in fields(FaultRates)}
+    for part in spec.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        key, sep, raw = part.partition("=")
+        key = key.strip()
+        if not sep:
+            raise ValueError(f"fault {part!r}: expected NAME=RATE, e.g. 500=0.05")
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ValueError(f"fault {key!r}: {raw!r} is not a number") from None
+        targets = _ALIASES.get(key, (key,) if key in names else ())
+        if not targets:
+            known = ", ".join(sorted({*names, *_ALIASES}))
+            raise ValueError(f"unknown fault {key!r}; expected one of: {known}")
+        if key != "slow_seconds" and not 0.0 <= value <= 1.0:
+            raise ValueError(f"fault {key!r}: rate {value} is not between 0 and 1")
+        for target in targets:
+            setattr(rates, target, value / len(targets))
+    total = sum(getattr(rates, f.value) for f in Fault)
+    if total > 1.0:
+        raise ValueError(f"fault rates add up to {total:.3f}, more than 1")
+    return rates
+
+
+class FaultInjector:
+    def __init__(self, rates: FaultRates, rng: random.Random) -> None:
+        self.rates = rates
+        self.rng = rng
+
+    def draw(self) -> Fault | None:
+        if not self.rates.any:
+            return None
+        roll = self.rng.random()
+        for fault in Fault:
+            roll -= getattr(self.rates, fault.value)
+            if roll < 0:
+                return fault
+        return None
+
+
+HTML_503 = (
+    b"<!DOCTYPE html>\n<html><head><title>503 Service Unavailable</title></head>\n"
+    b"<body><h1>Service Unavailable</h1><p>The server is temporarily unable to service your "
+    b"request. Please try again later.</p></body></html>\n"
+)

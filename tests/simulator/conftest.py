@@ -1,0 +1,51 @@
+"""Helpers for simulator tests: an in-process client and configs that run fast and exact."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+
+from canvas_tui.simulator import ADMIN_TOKEN, LatencyModel, SimConfig, Simulator, build_app
+from canvas_tui.simulator.testing import asgi_transport
+from canvas_tui.simulator.world import World
+
+USER_AGENT = "canvas-tui-tests/1.0"
+BASE = "http://canvas.test"
+
+
+def fast_config(**overrides: Any) -> SimConfig:
+    """Exact costs and near-zero latency, unless a test asks otherwise."""
+    settings: dict[str, Any] = {
+        "time_scale": 1000.0,
+        "cost_jitter": 0.0,
+        "latency": LatencyModel.uniform(0.0),
+    }
+    settings.update(overrides)
+    return SimConfig(**settings)
+
+
+def client_for(app: Simulator, token: str | None = ADMIN_TOKEN, **kwargs: Any) -> httpx.AsyncClient:
+    headers = {"User-Agent": USER_AGENT}
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    return httpx.AsyncClient(
+        transport=asgi_transport(app), base_url=BASE, headers=headers, **kwargs
+    )
+
+
+@pytest.fixture
+def world() -> World:
+    return World.generate(7)
+
+
+@pytest.fixture
+def app(world: World) -> Simulator:
+    return build_app(fast_config(), world)
+
+
+@pytest.fixture
+async def client(app: Simulator) -> Any:
+    async with client_for(app) as c:
+        yield c
