@@ -281,7 +281,10 @@ def _failure_fields(session: Session, event: RecordChanged) -> dict[str, Any]:
             status=row.status,
         )
     fields["message"] = event.message
-    category = Category(event.category) if event.category in Category.__members__.values() else None
+    category: Category | None = None
+    if event.category is not None:
+        with contextlib.suppress(ValueError):
+            category = Category(event.category)
     if category is not None:
         fields["hint"] = hint_for(
             category,

@@ -83,8 +83,8 @@ class RunGate:
         self._resumed.set()
 
     def reset(self) -> None:
+        """Forget a cancel (for the next run); a pause stays until resumed."""
         self._cancelled.clear()
-        self._resumed.set()
 
     async def sleep(self, seconds: float) -> None:
         """The client's retry wait: cut short by cancel, held while paused."""
@@ -244,7 +244,7 @@ class Runner:
             if self._preflight is not None and self._counts.get(State.PENDING, 0):
                 await self._check_token()
             if self._abort_reason is None:
-                self._set_phase(Phase.RUNNING)
+                self._set_phase(Phase.PAUSED if self.gate.paused else Phase.RUNNING)
                 await self._dispatch()
             if self._tasks:
                 await asyncio.gather(*self._tasks.values(), return_exceptions=True)
@@ -478,7 +478,7 @@ class Runner:
         )
 
     def pause(self) -> None:
-        if self._phase in (Phase.RUNNING, Phase.LOADING):
+        if self._phase in (Phase.RUNNING, Phase.LOADING, Phase.FINISHED, Phase.CANCELLED):
             self.gate.pause()
             self._set_phase(Phase.PAUSED)
             self._wake.set()

@@ -1,0 +1,40 @@
+"""Engine scenarios run the real client against the real simulator (in process or on loopback)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+
+from canvas_tui.config import CanvasConfig, Config, Secret, SyncConfig
+from canvas_tui.engine.session import Session, open_session
+from canvas_tui.simulator import ADMIN_TOKEN
+from canvas_tui.sources import CsvSource
+
+
+def sim_config(
+    base_url: str = "http://127.0.0.1",
+    token: str = ADMIN_TOKEN,
+    *,
+    timeout: float = 30.0,
+    max_concurrency: int | None = None,
+) -> Config:
+    return Config(
+        canvas=CanvasConfig(base_url=base_url, token=Secret(token), timeout=timeout),
+        sync=SyncConfig(max_concurrency=max_concurrency),
+    )
+
+
+def session_for(
+    csv_path: Path,
+    journal: Path,
+    *,
+    transport: httpx.AsyncBaseTransport | None = None,
+    config: Config | None = None,
+) -> Session:
+    return open_session(
+        config or sim_config(),
+        source=CsvSource(csv_path),
+        journal_path=journal,
+        transport=transport,
+    )

@@ -1,0 +1,206 @@
+"""The runner and SIS semantics against the real client and the in-process simulator."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+from pathlib import Path
+
+from canvas_tui.engine.state import Phase
+from canvas_tui.records import State
+from canvas_tui.simulator import SimConfig, World, build_app
+from canvas_tui.simulator.testing import asgi_transport
+from tests.engine.conftest import session_for, sim_config
+from tests.engine.workload import HEADER, fresh_pairs, write_csv
+
+
+def _csv(path: Path, rows: list[list[str]]) -> Path:
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(HEADER[:5])
+        writer.writerows(rows)
+    return path
+
+
+async def test_counts_reconcile_and_nothing_is_duplicated(tmp_path: Path) -> None:
+    world = World.generate(7)
+    app = build_app(SimConfig(time_scale=50), world)
+    rows = write_csv(tmp_path / "in.csv", world, 150, bad=4, unknown_users=3)
+    session = session_for(tmp_path / "in.csv", tmp_path / "j", transport=asgi_transport(app))
+    state = await session.run()
+    assert state.phase == Phase.FINISHED
+    assert state.total == len(rows) == state.finished
+    assert state.counts[State.DONE] == 143
+    assert state.failures_by_category == {"invalid_input": 4, "user_not_found": 3}
+    stats = app.stats()
+    assert stats["enrollments_created"] == 143
+    assert stats["duplicates"] == 0
+    row = session.store.get(1)
+    assert row is not None and row.canvas_enrollment_id in world.enrollments
+    await session.close()
+
+    # The same file again, in a new journal: Canvas hands back the same rows, nothing new.
+    again = session_for(tmp_path / "in.csv", tmp_path / "j2", transport=asgi_transport(app))
+    state = await again.run()
+    assert state.counts[State.DONE] == 143
+    assert app.stats()["enrollments_created"] == 143
+    assert app.stats()["duplicates"] == 0
+    await again.close()
+
+
+async def test_pause_send_one_cap_and_retry_failed(tmp_path: Path) -> None:
+    world = World.generate(7)
+    app = build_app(SimConfig(time_scale=20), world)
+    write_csv(tmp_path / "in.csv", world, 60, unknown_users=2)
+    session = session_for(tmp_path / "in.csv", tmp_path / "j", transport=asgi_transport(app))
+    await session.load()
+    runner = session.runner
+    runner.set_concurrency_cap(3)
+    runner.pause()
+    task = asyncio.create_task(session.run())
+    await asyncio.sleep(0.3)
+    # paused before the start: only the token check went out
+    assert app.stats()["requests_by_endpoint"] == {"get_user": 1}
+    assert runner.send_one()
+    async with asyncio.timeout(5):
+        while runner.snapshot().counts[State.DONE] < 1:  # noqa: ASYNC110 - polling a snapshot
+            await asyncio.sleep(0.01)
+    await asyncio.sleep(0.2)
+    assert runner.snapshot().counts[State.DONE] == 1
+    runner.resume()
+    state = await asyncio.wait_for(task, 20)
+    assert state.phase == Phase.FINISHED
+    assert app.stats()["max_in_flight"] <= 3
+    assert state.failures_by_category == {"user_not_found": 2}
+
+    # The operator creates the missing users, then retries that category only.
+    for k in range(2):
+        world.add_user(f"New Person{k}", f"NOBODY-{k}")
+    assert runner.retry_failed("server_error") == 0
+    assert runner.retry_failed("user_not_found") == 2
+    state = await session.run()
+    assert state.counts[State.DONE] == 60
+    assert state.counts[State.FAILED] == 0
+    assert app.stats()["duplicates"] == 0
+    await session.close()
+
+
+async def test_sis_statuses_map_to_delete_tasks(tmp_path: Path) -> None:
+    world = World.generate(7)
+    app = build_app(SimConfig(time_scale=50), world)
+    live = [
+        e
+        for e in world.enrollments.values()
+        if e.type == "StudentEnrollment"
+        and e.workflow_state == "active"
+        and world.users[e.user_id].sis_user_id
+        and world.courses[e.course_id].sis_course_id
+        and world.courses[e.course_id].workflow_state == "available"
+        and world.sections[e.course_section_id].sis_section_id
+    ]
+    chosen = live[:4]
+
+    def ref(e):  # -> course, user, section SIS ids
+        return (
+            world.courses[e.course_id].sis_course_id,
+            world.users[e.user_id].sis_user_id,
+            world.sections[e.course_section_id].sis_section_id,
+        )
+
+    (c0, u0, s0), (c1, u1, s1), (c2, u2, s2), (c3, u3, _) = (ref(e) for e in chosen)
+    (fu0, fc0, fs0), (fu1, fc1, fs1), (fu2, fc2, fs2), (fu3, fc3, fs3) = fresh_pairs(world, 4)
+    rows = [
+        [c0, u0, "student", s0, "inactive"],
+        [c1, u1, "student", s1, "completed"],
+        [c2, u2, "student", s2, "deleted"],
+        [c3, u3, "student", "", "deleted_last_completed"],  # no other active: concluded
+        [fc0, fu0, "student", fs0, "completed"],  # nothing to conclude
+        [fc1, fu1, "student", fs1, "inactive"],  # created inactive, as Canvas's importer does
+        [fc2, fu2, "Grader", fs2, "active"],  # custom role -> role_id
+        [fc3, fu3, "TAEnrollment", fs3, "active"],  # normalized, with a warning kept
+    ]
+    session = session_for(
+        _csv(tmp_path / "in.csv", rows), tmp_path / "j", transport=asgi_transport(app)
+    )
+    state = await session.run()
+    assert state.counts[State.DONE] == 8, session.store.rows(0, 10)
+    got = {r.record_id: r for r in session.store.rows(0, 10)}
+    assert [got[i].action for i in range(1, 9)] == [
+        "inactivate",
+        "conclude",
+        "delete",
+        "conclude",
+        "none",
+        "create_inactive",
+        "create",
+        "create",
+    ]
+    assert world.enrollments[chosen[0].id].workflow_state == "inactive"
+    assert world.enrollments[chosen[1].id].workflow_state == "completed"
+    assert world.enrollments[chosen[2].id].workflow_state == "deleted"
+    assert world.enrollments[chosen[3].id].workflow_state == "completed"
+    assert got[1].canvas_enrollment_id == chosen[0].id
+    assert got[5].canvas_enrollment_id is None
+    assert "nothing to do" in (got[5].message or "")
+    created_inactive = world.enrollments[got[6].canvas_enrollment_id]
+    assert created_inactive.workflow_state == "inactive"
+    grader = world.enrollments[got[7].canvas_enrollment_id]
+    assert (grader.type, grader.role_id) == ("TaEnrollment", 10)
+    ta = world.enrollments[got[8].canvas_enrollment_id]
+    assert ta.type == "TaEnrollment"
+    assert got[8].warnings and "TaEnrollment" in got[8].warnings[0]
+    assert app.stats()["requests_by_endpoint"]["list_roles"] == 1  # looked up once per run
+    await session.close()
+
+    # Re-sending the same changes finds them already made: nothing is written twice.
+    again = session_for(tmp_path / "in.csv", tmp_path / "j2", transport=asgi_transport(app))
+    state = await again.run()
+    assert state.counts[State.DONE] == 8
+    actions = [r.action for r in again.store.rows(0, 10)]
+    assert actions[:5] == ["none"] * 5
+    assert app.stats()["duplicates"] == 0
+    await again.close()
+
+
+async def test_deleted_last_completed_deletes_when_another_section_stays(tmp_path: Path) -> None:
+    world = World.generate(7)
+    app = build_app(SimConfig(time_scale=50), world)
+    course = next(
+        c
+        for c in world.courses.values()
+        if c.sis_course_id
+        and c.workflow_state == "available"
+        and len([s for s in world.sections_of(c.id) if s.sis_section_id]) >= 2
+    )
+    s1, s2 = [s for s in world.sections_of(course.id) if s.sis_section_id][:2]
+    user = world.add_user("Two Sections", "TWO-1")
+    student = world.built_in_role("StudentEnrollment")
+    assert student is not None
+    first = world.add_enrollment(user, s1, student)
+    world.add_enrollment(user, s2, student)
+    rows = [[course.sis_course_id, "TWO-1", "student", s1.sis_section_id, "deleted_last_completed"]]
+    session = session_for(
+        _csv(tmp_path / "in.csv", rows), tmp_path / "j", transport=asgi_transport(app)
+    )
+    state = await session.run()
+    assert state.counts[State.DONE] == 1
+    assert world.enrollments[first.id].workflow_state == "deleted"
+    await session.close()
+
+
+async def test_invalid_token_aborts_before_any_record(tmp_path: Path) -> None:
+    world = World.generate(7)
+    app = build_app(SimConfig(time_scale=50), world)
+    write_csv(tmp_path / "in.csv", world, 40)
+    session = session_for(
+        tmp_path / "in.csv",
+        tmp_path / "j",
+        transport=asgi_transport(app),
+        config=sim_config(token="not-a-real-token"),
+    )
+    state = await session.run()
+    assert state.phase == Phase.ABORTED
+    assert state.abort_reason is not None and "Invalid access token" in state.abort_reason
+    assert state.counts[State.PENDING] == 40
+    assert app.stats()["requests"] <= 2
+    await session.close()
