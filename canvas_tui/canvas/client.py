@@ -485,7 +485,7 @@ class CanvasClient:
         )
 
         async def recover(_error: CanvasError) -> JsonObject | None:
-            return await self._reread(enrollment_id, wanted)
+            return await self._reread(course, enrollment_id, wanted)
 
         return dict(
             await self._json(
@@ -504,7 +504,7 @@ class CanvasClient:
         not inactive"; re-reading tells that apart from a real refusal."""
 
         async def recover(_error: CanvasError) -> JsonObject | None:
-            return await self._reread(enrollment_id, "active")
+            return await self._reread(course, enrollment_id, "active")
 
         return dict(
             await self._json(
@@ -515,13 +515,23 @@ class CanvasClient:
             )
         )
 
-    async def _reread(self, enrollment_id: int | str, wanted: str) -> JsonObject | None:
+    async def _reread(
+        self, course: str, enrollment_id: int | str, wanted: str
+    ) -> JsonObject | None:
+        """The enrollment if it is now in state `wanted`, else None.
+
+        The account-level show endpoint sees deleted rows too; where it is unavailable, the
+        course's enrollments in that state are listed instead (rare: only after a lost answer).
+        """
         try:
             current = await self.get_enrollment(enrollment_id)
         except CanvasError as error:
             if error.fatal:
                 raise
-            return None
+            if error.status not in (404, 401):
+                return None
+            listed = await self.list_enrollments(course=course, states=[wanted])
+            current = next((e for e in listed if str(e.get("id")) == str(enrollment_id)), {})
         return current if current.get("enrollment_state") == wanted else None
 
     # ---- other objects --------------------------------------------------------------------------

@@ -239,7 +239,7 @@ def classify(response: httpx.Response, *, not_found: Category = Category.NOT_FOU
     elif status == 401:
         if any(m in lowered for m in _AUTH_MESSAGES):
             category = Category.AUTH
-        elif "user not authorized" in lowered or "unauthorized" in lowered:
+        elif "not authorized" in lowered or b'"unauthorized"' in response.content:
             category = Category.PERMISSION
         else:
             # canvasapi's rule: WWW-Authenticate is only sent when there is no valid user.

@@ -1,0 +1,79 @@
+"""Fixtures for the Canvas client tests: the real simulator, in process or on a loopback socket."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+
+from canvas_tui.canvas.client import AttemptEvent, CanvasClient
+from canvas_tui.canvas.governor import Governor
+from canvas_tui.simulator import ADMIN_TOKEN, LatencyModel, SimConfig, Simulator, build_app
+from canvas_tui.simulator.testing import asgi_transport
+from canvas_tui.simulator.world import World
+
+# In-process requests never leave the process, but the client still checks the base URL's rule.
+BASE = "http://127.0.0.1:8999"
+
+
+def sim_config(**overrides: Any) -> SimConfig:
+    """Exact costs and no latency unless a test asks otherwise."""
+    settings: dict[str, Any] = {
+        "time_scale": 1000.0,
+        "cost_jitter": 0.0,
+        "latency": LatencyModel.uniform(0.0),
+        "world_users": 800,
+        "world_courses": 20,
+    }
+    settings.update(overrides)
+    return SimConfig(**settings)
+
+
+class Sleeps:
+    """An instant sleep that remembers what it was asked to wait."""
+
+    def __init__(self) -> None:
+        self.waits: list[float] = []
+
+    async def __call__(self, seconds: float) -> None:
+        self.waits.append(seconds)
+
+
+def make_client(
+    app: Simulator, token: str = ADMIN_TOKEN, *, base: str = BASE, **kwargs: Any
+) -> CanvasClient:
+    kwargs.setdefault("sleep", Sleeps())
+    # The governor's leak is in our clock's seconds; the simulator leaks time_scale times faster.
+    kwargs.setdefault("governor", Governor(leak=app.config.leak * app.config.time_scale))
+    return CanvasClient(base, token, transport=asgi_transport(app), **kwargs)
+
+
+@pytest.fixture(scope="session")
+def small_world_seed() -> int:
+    return 7
+
+
+@pytest.fixture
+def world() -> World:
+    return World.generate(7, users=800, courses=20)
+
+
+@pytest.fixture
+def app(world: World) -> Simulator:
+    return build_app(sim_config(), world)
+
+
+@pytest.fixture
+async def client(app: Simulator) -> AsyncIterator[CanvasClient]:
+    async with make_client(app) as c:
+        yield c
+
+
+@pytest.fixture
+def events() -> Iterator[list[AttemptEvent]]:
+    yield []
+
+
+def fresh_governor(**kwargs: Any) -> Governor:
+    return Governor(**kwargs)
