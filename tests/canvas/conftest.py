@@ -40,6 +40,21 @@ class Sleeps:
         self.waits.append(seconds)
 
 
+class ManualClock:
+    """A clock shared by the simulator and the governor; sleeping advances it, instantly."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.waits: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.waits.append(seconds)
+        self.now += seconds
+
+
 def make_client(
     app: Simulator, token: str = ADMIN_TOKEN, *, base: str = BASE, **kwargs: Any
 ) -> CanvasClient:

@@ -8,10 +8,11 @@ import pytest
 
 from canvas_tui.canvas.client import AttemptEvent
 from canvas_tui.canvas.errors import CanvasError, Category
+from canvas_tui.canvas.governor import Governor
 from canvas_tui.canvas.retry import RetryPolicy
-from canvas_tui.simulator import FaultRates, Simulator
-from canvas_tui.simulator.world import DOC_COURSE
-from tests.canvas.conftest import Sleeps, make_client
+from canvas_tui.simulator import FaultRates, Simulator, build_app
+from canvas_tui.simulator.world import DOC_COURSE, World
+from tests.canvas.conftest import ManualClock, Sleeps, make_client, sim_config
 from tests.canvas.test_client import sis_students
 
 COURSE = f"sis_course_id:{DOC_COURSE}"
@@ -94,30 +95,26 @@ async def test_no_retry_for_400_404_401(client: object, app: Simulator) -> None:
     assert sleeps.waits == []
 
 
-async def test_throttle_refusal_is_retried_after_the_bucket_has_room(app: Simulator) -> None:
-    app.config.throttle_status = 403
-    sleeps = Sleeps()
+@pytest.mark.parametrize("status", [429, 403])
+async def test_throttle_refusal_waits_until_the_bucket_has_room(world: World, status: int) -> None:
+    clock = ManualClock()
+    app = build_app(sim_config(time_scale=1.0, clock=clock, throttle_status=status), world)
+    governor = Governor(clock=clock)  # real Canvas leak, 10 units/s of the shared clock
     events: list[AttemptEvent] = []
-    async with make_client(app, sleep=sleeps) as client:
+    async with make_client(app, sleep=clock.sleep, governor=governor) as client:
         await client.whoami()  # the governor learns the bucket
         app.storm(fill=590.0)  # another job filled our bucket
         me = await client.whoami(observer=events.append)
     assert me["id"] == 1
-    refused = events[0]
-    assert refused.status == 403 and refused.category == "throttled" and refused.will_retry
-    assert refused.wait is not None and refused.wait > 0
-    assert events[-1].status == 200
-    assert client.governor.throttled >= 1
-
-
-async def test_throttle_429_is_retried(app: Simulator) -> None:
-    sleeps = Sleeps()
-    events: list[AttemptEvent] = []
-    async with make_client(app, sleep=sleeps) as client:
-        await client.whoami()
-        app.storm(fill=595.0)
-        await client.whoami(observer=events.append)
-    assert events[0].status == 429 and events[0].will_retry and events[-1].status == 200
+    refused, accepted = events
+    assert refused.status == status and refused.category == "throttled" and refused.will_retry
+    assert refused.remaining is not None and refused.wait is not None
+    # The retry waited for the leak to make room for one reservation (plus the margin) ...
+    needed = (governor.up_front + governor.margin - refused.remaining) / governor.leak
+    assert refused.wait >= needed > 1.0
+    # ... so it went through at once, not into a second refusal.
+    assert accepted.status == 200 and app.stats()["throttled"] == 1
+    assert governor.throttled == 1
 
 
 async def test_delete_after_a_reset_that_hid_the_write(app: Simulator) -> None:
