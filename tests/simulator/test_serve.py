@@ -1,0 +1,67 @@
+"""`canvas-tui simulate` answers real HTTP on a loopback port."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from canvas_tui.simulator import ADMIN_TOKEN
+from tests.simulator.conftest import USER_AGENT
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_simulate_serves_real_http(tmp_path: Path) -> None:
+    port = free_port()
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "canvas_tui", "simulate", "--port", str(port),
+         "--time-scale", "50", "--throttle-status", "403", "--seed", "7"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                stats = httpx.get(f"{base}/__sim__/stats", timeout=1).json()
+                break
+            except httpx.TransportError:
+                assert process.poll() is None, process.communicate()
+                assert time.monotonic() < deadline, "simulator did not start"
+                time.sleep(0.1)
+        assert stats["throttle_status"] == 403 and stats["time_scale"] == 50
+        headers = {"User-Agent": USER_AGENT, "Authorization": f"Bearer {ADMIN_TOKEN}"}
+        response = httpx.get(
+            f"{base}/api/v1/courses/sis_course_id:E411208/enrollments", headers=headers
+        )
+        assert response.status_code == 200
+        assert response.headers["link"].startswith(f"<{base}/api/v1/courses/")
+        assert "x-rate-limit-remaining" in response.headers
+    finally:
+        process.terminate()
+        out, err = process.communicate(timeout=10)
+    assert f"http://127.0.0.1:{port}/api/v1/" in out
+    assert ADMIN_TOKEN not in out + err  # the token's location is printed, never the token
+    token_file = next(tmp_path.glob("canvas-tui-simulator-*/token"))
+    assert token_file.read_text().strip() == ADMIN_TOKEN
+    assert token_file.stat().st_mode & 0o077 == 0
+
+
+def test_simulate_rejects_a_bad_fault_spec() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "canvas_tui", "simulate", "--faults", "boom=1"],
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "unknown fault 'boom'" in result.stderr
