@@ -1,0 +1,56 @@
+"""Where enrollments come from: Canvas SIS CSV, mapped CSV, or a SQL query.
+
+Every source iterates `EnrollmentRecord | RowProblem` lazily (records.py) and raises `InputError`
+when it cannot be read at all; `records + problems == data rows` always holds.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from canvas_tui.records import InputError
+from canvas_tui.sources.csv import CsvSource
+from canvas_tui.sources.normalize import FIELDS, IdKind, Layout, RowNormalizer
+from canvas_tui.sources.sql import SqlSource, mask_url
+
+if TYPE_CHECKING:
+    from canvas_tui.config import SourceConfig
+
+__all__ = [
+    "FIELDS",
+    "CsvSource",
+    "IdKind",
+    "InputError",
+    "Layout",
+    "RowNormalizer",
+    "SqlSource",
+    "layout_of",
+    "mask_url",
+    "open_source",
+]
+
+
+def layout_of(spec: SourceConfig) -> Layout:
+    return Layout(
+        format=spec.format,
+        mapping=spec.mapping,
+        defaults=spec.defaults,
+        values=spec.values,
+        ids=spec.ids,
+    )
+
+
+def open_source(spec: SourceConfig | str | Path) -> CsvSource | SqlSource:
+    """A source for a config's [source], or for a path to a Canvas SIS enrollments.csv."""
+    if isinstance(spec, str | Path):
+        return CsvSource(spec)
+    if spec.kind == "sql":
+        if not spec.url or not spec.query:
+            raise InputError("a SQL source needs [source] url and query")
+        return SqlSource(spec.url, spec.query, params=spec.params, layout=layout_of(spec))
+    if spec.path is None:
+        raise InputError("no source file: give a path, or set [source] path in the config")
+    return CsvSource(
+        spec.path, layout=layout_of(spec), encoding=spec.encoding, delimiter=spec.delimiter
+    )

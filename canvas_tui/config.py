@@ -1,0 +1,588 @@
+"""Typed configuration from TOML (tomllib) and the environment; `canvas-tui init` writes one.
+
+Every key is documented in config.example.toml. Errors name the file, the dotted key and what was
+expected; unknown keys are errors (with a did-you-mean), because a mistyped safety setting such as
+`drop_polcy` must not silently fall back to its default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import codecs
+import difflib
+import ipaddress
+import os
+import shlex
+import stat
+import subprocess
+import sys
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final, Literal, TypeVar, cast
+from urllib.parse import urlsplit
+
+from canvas_tui.sources.normalize import FIELDS, ID_FIELDS, Format, IdKind
+
+DEFAULT_PATH: Final = Path("canvas-tui.toml")
+ENV_TOKEN: Final = "CANVAS_API_TOKEN"  # noqa: S105 -- the variable name, not a token
+ENV_BASE_URL: Final = "CANVAS_BASE_URL"
+TOKEN_COMMAND_TIMEOUT: Final = 30.0
+
+DropPolicy = Literal["never", "inactivate", "conclude", "delete"]
+ManualEnrollments = Literal["leave", "include"]
+EnrollmentState = Literal["active", "invited", "inactive"]
+SourceKind = Literal["csv", "sql"]
+
+T = TypeVar("T")
+
+
+class ConfigError(Exception):
+    """The configuration is unusable; the message names the file, the key and what is expected."""
+
+
+class Secret:
+    """A value that must never be printed, logged or stored: repr/str show only a mask."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    def __str__(self) -> str:
+        return "***"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+
+@dataclass(frozen=True, slots=True)
+class CanvasConfig:
+    base_url: str = ""  # "" until configured; check_base_url() says so
+    token: Secret | None = None
+    token_origin: str | None = None  # where the token came from, for `check` (never the token)
+    token_file: Path | None = None
+    token_command: str | None = None
+    timeout: float = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class SourceConfig:
+    kind: SourceKind = "csv"
+    path: Path | None = None
+    encoding: str = "utf-8"
+    delimiter: str = ","
+    format: Format = "canvas"
+    mapping: Mapping[str, str] = field(default_factory=dict)
+    defaults: Mapping[str, str] = field(default_factory=dict)
+    values: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    ids: Mapping[str, IdKind] = field(default_factory=dict)
+    url: str | None = None
+    query: str | None = None
+    params: Mapping[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class SyncConfig:
+    max_concurrency: int | None = None  # None: as many as Canvas's throttle allows
+    notify: bool = False
+    enrollment_state: EnrollmentState = "active"
+    journal: Path | None = None  # a fixed journal file (resumed when it exists)
+    journal_dir: Path | None = None  # where per-run journals go when `journal` is not set
+    report: Path | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PlanConfig:
+    drop_policy: DropPolicy = "never"
+    manual_enrollments: ManualEnrollments = "leave"
+    brake_max_share: float = 0.2
+    brake_max_count: int | None = 100
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    canvas: CanvasConfig = field(default_factory=CanvasConfig)
+    source: SourceConfig = field(default_factory=SourceConfig)
+    sync: SyncConfig = field(default_factory=SyncConfig)
+    plan: PlanConfig = field(default_factory=PlanConfig)
+    path: Path | None = None  # the file it was read from
+    warnings: tuple[str, ...] = ()  # show these to the operator (token exposure and the like)
+
+
+# -- reading ---------------------------------------------------------------------------------
+
+
+class _Table:
+    """One TOML table being read: typed getters that record which keys were used."""
+
+    def __init__(self, file: str, prefix: str, data: Mapping[str, Any], base: Path) -> None:
+        self.file = file
+        self.prefix = prefix
+        self.data = data
+        self.base = base
+        self.used: set[str] = set()
+
+    def key(self, name: str) -> str:
+        return f"{self.prefix}.{name}" if self.prefix else name
+
+    def error(self, name: str, expected: str, value: object = None) -> ConfigError:
+        got = "" if value is None else f", got {value!r}"
+        return ConfigError(f"{self.file}: {self.key(name)}: expected {expected}{got}")
+
+    def get(self, name: str, kind: type[T] | tuple[type, ...], expected: str) -> T | None:
+        self.used.add(name)
+        if name not in self.data:
+            return None
+        value = self.data[name]
+        # bool is an int in Python; a TOML `true` is never a number here.
+        if not isinstance(value, kind) or (isinstance(value, bool) and bool not in _kinds(kind)):
+            raise self.error(name, expected, value)
+        return cast(T, value)
+
+    def text(self, name: str, default: str | None = None, *, empty: bool = False) -> str | None:
+        value = self.get(name, str, "a string")
+        if value is None:
+            return default
+        if not empty and not value.strip():
+            raise self.error(name, "a non-empty string", value)
+        return value
+
+    def choice(self, name: str, choices: tuple[str, ...], default: str) -> str:
+        value = self.get(name, str, f"one of {', '.join(choices)}")
+        if value is None:
+            return default
+        if value not in choices:
+            close = difflib.get_close_matches(value, choices, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise self.error(name, f"one of {', '.join(choices)}{hint}", value)
+        return value
+
+    def boolean(self, name: str, default: bool) -> bool:
+        value = self.get(name, bool, "true or false")
+        return default if value is None else value
+
+    def integer(self, name: str, default: int | None, *, minimum: int) -> int | None:
+        value = self.get(name, int, f"an integer >= {minimum}")
+        if value is None:
+            return default
+        if value < minimum:
+            raise self.error(name, f"an integer >= {minimum}", value)
+        return value
+
+    def number(self, name: str, default: float, *, low: float, high: float | None) -> float:
+        value = self.get(name, (int, float), "a number")
+        if value is None:
+            return default
+        if value < low or (high is not None and value > high):
+            span = f"between {low} and {high}" if high is not None else f"> {low}"
+            raise self.error(name, f"a number {span}", value)
+        return float(value)
+
+    def path(self, name: str) -> Path | None:
+        value = self.text(name)
+        if value is None:
+            return None
+        path = Path(value).expanduser()
+        return path if path.is_absolute() else self.base / path
+
+    def table(self, name: str) -> _Table:
+        value = self.get(name, dict, "a table")
+        return _Table(self.file, self.key(name), value or {}, self.base)
+
+    def string_map(self, name: str) -> dict[str, str]:
+        sub = self.table(name)
+        out: dict[str, str] = {}
+        for key, value in sub.data.items():
+            if isinstance(value, bool) or not isinstance(value, str | int | float):
+                raise sub.error(key, "a string", value)
+            out[key] = str(value)
+        return out
+
+    def finish(self, nested: tuple[str, ...] = ()) -> None:
+        """Unknown keys are errors: a typo in a safety setting must not pass silently."""
+        known = self.used | set(nested)
+        for name in self.data:
+            if name not in known:
+                close = difflib.get_close_matches(name, sorted(known), n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                where = f"[{self.prefix}]" if self.prefix else "the top level"
+                raise ConfigError(
+                    f"{self.file}: {self.key(name)}: unknown key in {where}{hint} "
+                    f"(known: {', '.join(sorted(known))})"
+                )
+
+
+def _kinds(kind: type | tuple[type, ...]) -> tuple[type, ...]:
+    return kind if isinstance(kind, tuple) else (kind,)
+
+
+def load_config(path: str | Path | None = None, *, env: Mapping[str, str] | None = None) -> Config:
+    """Read `path` (default ./canvas-tui.toml when it exists) and apply the environment."""
+    env = os.environ if env is None else env
+    if path is None:
+        file = DEFAULT_PATH if DEFAULT_PATH.is_file() else None
+    else:
+        file = Path(path)
+        if not file.is_file():
+            raise ConfigError(f"{file}: config file not found")
+    data: dict[str, Any] = {}
+    if file is not None:
+        try:
+            data = tomllib.loads(file.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{file}: not valid TOML: {exc}") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{file}: cannot read: {exc}") from None
+    return _parse(data, file, env)
+
+
+def _parse(data: Mapping[str, Any], file: Path | None, env: Mapping[str, str]) -> Config:
+    name = str(file) if file is not None else "(defaults)"
+    base = file.parent if file is not None else Path.cwd()
+    root = _Table(name, "", data, base)
+    warnings: list[str] = []
+    canvas = _canvas(root.table("canvas"), file, env, warnings)
+    source = _source(root.table("source"))
+    sync = _sync(root.table("sync"))
+    plan = _plan(root.table("plan"))
+    root.finish()
+    return Config(canvas, source, sync, plan, file, tuple(warnings))
+
+
+def _canvas(
+    t: _Table, file: Path | None, env: Mapping[str, str], warnings: list[str]
+) -> CanvasConfig:
+    base_url = t.text("base_url", "") or ""
+    where = t.key("base_url")
+    if env.get(ENV_BASE_URL):
+        base_url, where = env[ENV_BASE_URL], ENV_BASE_URL
+    base_url = base_url.strip().rstrip("/")
+    if base_url:
+        try:
+            check_base_url(base_url)
+        except ConfigError as exc:
+            raise ConfigError(f"{t.file}: {where}: {exc}") from None
+    plain = t.get("token", str, "a string (better: use token_file or token_command)")
+    token_file = t.path("token_file")
+    token_command = t.text("token_command")
+    timeout = t.number("timeout", 30.0, low=0.001, high=None)
+    t.finish()
+
+    given = [k for k, v in (("token", plain), ("token_file", token_file)) if v is not None]
+    if token_command is not None:
+        given.append("token_command")
+    if len(given) > 1:
+        raise ConfigError(f"{t.file}: [canvas]: set only one of {', '.join(given)}")
+    if plain is not None:
+        warnings.append(
+            f"{t.file}: [canvas] token holds the API token in plain text; move it to a file "
+            "named by token_file (chmod 600), or use token_command or CANVAS_API_TOKEN"
+        )
+        if file is not None:
+            _warn_if_exposed(file, "the config file, which holds the token", warnings)
+
+    token: Secret | None = None
+    origin: str | None = None
+    if env.get(ENV_TOKEN):
+        token, origin = Secret(env[ENV_TOKEN].strip()), ENV_TOKEN
+    elif plain is not None:
+        token, origin = Secret(plain.strip()), f"{t.key('token')} in {t.file}"
+    elif token_file is not None:
+        token, origin = _read_token_file(token_file, t, warnings), f"token_file {token_file}"
+    elif token_command is not None:
+        token, origin = _run_token_command(token_command, t), "token_command"
+    return CanvasConfig(base_url, token, origin, token_file, token_command, timeout)
+
+
+def _read_token_file(path: Path, t: _Table, warnings: list[str]) -> Secret:
+    try:
+        value = path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise t.error("token_file", f"a readable file holding the token ({exc.strerror})") from None
+    if not value:
+        raise t.error("token_file", f"a file holding the token, but {path} is empty")
+    _warn_if_exposed(path, "the token file", warnings)
+    return Secret(value)
+
+
+def _run_token_command(command: str, t: _Table) -> Secret:
+    try:
+        done = subprocess.run(  # noqa: S603 -- the operator's own command, no shell
+            shlex.split(command),
+            capture_output=True,
+            text=True,
+            timeout=TOKEN_COMMAND_TIMEOUT,
+            check=False,
+        )
+    except (OSError, ValueError, subprocess.TimeoutExpired) as exc:
+        raise t.error("token_command", f"a command that prints the token ({exc})") from None
+    if done.returncode != 0:
+        first = (done.stderr.strip().splitlines() or [""])[0]
+        raise t.error(
+            "token_command",
+            f"a command that prints the token; it exited {done.returncode}: {first}",
+        )
+    value = done.stdout.strip()
+    if not value:
+        raise t.error("token_command", "a command that prints the token; it printed nothing")
+    return Secret(value)
+
+
+def _warn_if_exposed(path: Path, what: str, warnings: list[str]) -> None:
+    if os.name != "posix":
+        return
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return
+    if mode & (stat.S_IRGRP | stat.S_IROTH):
+        warnings.append(
+            f"{path} ({what}) is readable by other users (mode {stat.S_IMODE(mode):o}); "
+            f"run: chmod 600 {path}"
+        )
+
+
+def _source(t: _Table) -> SourceConfig:
+    url = t.text("url")
+    path = t.path("path")
+    kind = t.choice("kind", ("csv", "sql"), "sql" if url is not None else "csv")
+    fmt = t.choice("format", ("canvas", "mapped"), "canvas")
+    encoding = t.text("encoding", "utf-8") or "utf-8"
+    try:
+        codecs.lookup(encoding)
+    except LookupError:
+        raise t.error("encoding", "a Python codec name such as utf-8 or cp1252", encoding) from None
+    delimiter = t.text("delimiter", ",", empty=True) or ","
+    if delimiter == "\\t":
+        delimiter = "\t"
+    if len(delimiter) != 1:
+        raise t.error("delimiter", 'one character (use "\\t" for tab)', delimiter)
+
+    mapping = t.string_map("mapping")
+    _known_fields(t, "mapping", mapping)
+    defaults = t.string_map("defaults")
+    _known_fields(t, "defaults", defaults)
+    values_table = t.table("values")
+    values: dict[str, dict[str, str]] = {}
+    for field_name in values_table.data:
+        values[field_name] = values_table.string_map(field_name)
+    _known_fields(t, "values", values)
+    ids = _ids(t)
+    query = t.text("query")
+    params_table = t.table("params")
+    params: dict[str, object] = {}
+    for key, value in params_table.data.items():
+        if isinstance(value, dict | list):
+            raise params_table.error(key, "a string, number, boolean or date", value)
+        params[key] = value
+    t.finish()
+
+    if fmt == "mapped" and not mapping:
+        raise t.error("mapping", 'a [source.mapping] table when format = "mapped"')
+    if fmt == "canvas" and mapping:
+        raise t.error("format", '"mapped" when a [source.mapping] table is given', fmt)
+    if kind == "sql":
+        if url is None:
+            raise t.error("url", 'a SQLAlchemy database URL when kind = "sql"')
+        if query is None:
+            raise t.error("query", 'a SQL query when kind = "sql"')
+    elif url is not None or query is not None:
+        raise t.error("kind", '"sql" when url or query is set', kind)
+    return SourceConfig(
+        kind=cast(SourceKind, kind),
+        path=path,
+        encoding=encoding,
+        delimiter=delimiter,
+        format=cast(Format, fmt),
+        mapping=mapping,
+        defaults=defaults,
+        values=values,
+        ids=ids,
+        url=url,
+        query=query,
+        params=params,
+    )
+
+
+def _known_fields(t: _Table, name: str, table: Mapping[str, object]) -> None:
+    for key in table:
+        if key not in FIELDS:
+            close = difflib.get_close_matches(key, FIELDS, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigError(
+                f"{t.file}: {t.key(name)}.{key}: unknown field{hint}; expected one of "
+                f"{', '.join(FIELDS)}"
+            )
+
+
+def _ids(t: _Table) -> dict[str, IdKind]:
+    kinds = tuple(k.value for k in IdKind)
+    raw = t.get("ids", (str, dict), f"{' or '.join(kinds)}, or a table of user/course/section")
+    if raw is None:
+        return {}
+    if isinstance(raw, str):
+        return {obj: IdKind(t.choice("ids", kinds, "sis")) for obj in ID_FIELDS}
+    sub = t.table("ids")
+    out = {obj: IdKind(sub.choice(obj, kinds, "sis")) for obj in ID_FIELDS}
+    sub.finish()
+    return out
+
+
+def _sync(t: _Table) -> SyncConfig:
+    out = SyncConfig(
+        max_concurrency=t.integer("max_concurrency", None, minimum=1),
+        notify=t.boolean("notify", False),
+        enrollment_state=cast(
+            EnrollmentState,
+            t.choice("enrollment_state", ("active", "invited", "inactive"), "active"),
+        ),
+        journal=t.path("journal"),
+        journal_dir=t.path("journal_dir"),
+        report=t.path("report"),
+    )
+    t.finish()
+    return out
+
+
+def _plan(t: _Table) -> PlanConfig:
+    out = PlanConfig(
+        drop_policy=cast(
+            DropPolicy,
+            t.choice("drop_policy", ("never", "inactivate", "conclude", "delete"), "never"),
+        ),
+        manual_enrollments=cast(
+            ManualEnrollments, t.choice("manual_enrollments", ("leave", "include"), "leave")
+        ),
+        brake_max_share=t.number("brake_max_share", 0.2, low=0.0, high=1.0),
+        brake_max_count=t.integer("brake_max_count", 100, minimum=0),
+    )
+    t.finish()
+    return out
+
+
+# -- safety ----------------------------------------------------------------------------------
+
+
+def is_loopback(host: str) -> bool:
+    host = host.strip("[]").lower()
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_base_url(url: str) -> None:
+    """Refuse what would leak the token: plain http to a non-loopback host, or a malformed URL."""
+    if not url:
+        raise ConfigError(
+            "no Canvas base URL: set [canvas] base_url or CANVAS_BASE_URL "
+            "(e.g. https://canvas.example.edu)"
+        )
+    parts = urlsplit(url)
+    try:
+        host = parts.hostname or ""
+        _ = parts.port
+    except ValueError:
+        raise ConfigError(f"{url!r} is not a valid URL") from None
+    if parts.scheme not in ("https", "http") or not host:
+        raise ConfigError(f"{url!r}: expected an https:// URL such as https://canvas.example.edu")
+    if parts.username or parts.password:
+        raise ConfigError(f"{parts.scheme}://{host}: credentials do not belong in the base URL")
+    if parts.query or parts.fragment:
+        raise ConfigError(f"{url!r}: expected a base URL without ?query or #fragment")
+    if parts.scheme == "http" and not is_loopback(host):
+        raise ConfigError(
+            f"{url!r}: plain http would send the API token unencrypted; use https "
+            "(http is allowed only to loopback: localhost, 127.0.0.0/8, ::1)"
+        )
+
+
+# -- canvas-tui init -------------------------------------------------------------------------
+
+DEFAULT_TOKEN_FILE: Final = "~/.config/canvas-tui/token"  # noqa: S105 -- a path
+
+
+def init_main(args: argparse.Namespace, *, ask: Callable[[str], str] | None = None) -> int:
+    """`canvas-tui init`: write a starter config from flags, or by asking on a terminal."""
+    target = Path(args.path)
+    if target.exists() and not args.force:
+        print(f"{target} already exists; use --force to overwrite it", file=sys.stderr)
+        return 2
+    interactive = not args.no_input and (ask is not None or sys.stdin.isatty())
+    prompt = ask or input
+
+    def value(flag: str | None, question: str, default: str) -> str:
+        if flag:
+            return flag
+        if not interactive:
+            return default
+        answer = prompt(f"{question} [{default}]: ").strip()
+        return answer or default
+
+    try:
+        base_url = value(args.base_url, "Canvas base URL", "https://canvas.example.edu").rstrip("/")
+        check_base_url(base_url)
+        token_file = value(args.token_file, "File holding the API token", DEFAULT_TOKEN_FILE)
+        source = value(args.source, "Source enrollments.csv", "enrollments.csv")
+    except ConfigError as exc:
+        print(f"canvas-tui init: {exc}", file=sys.stderr)
+        return 2
+    except EOFError:
+        print("canvas-tui init: no answer; pass --base-url etc. or --no-input", file=sys.stderr)
+        return 2
+
+    document = starter_document(base_url=base_url, token_file=token_file, source=source)
+    write_config(target, document)
+    load_config(target, env={})  # what we wrote must read back
+    token_path = Path(token_file).expanduser()
+    print(f"wrote {target}")
+    if not token_path.exists():
+        print(
+            f"next: put your Canvas API token in {token_file} and run: chmod 600 {token_file}\n"
+            f"      (or set {ENV_TOKEN}); then run: canvas-tui check -c {target}"
+        )
+    else:
+        print(f"next: canvas-tui check -c {target}")
+    return 0
+
+
+def starter_document(*, base_url: str, token_file: str, source: str) -> dict[str, Any]:
+    """The starter config as TOML data; the token itself never goes in it."""
+    return {
+        "canvas": {"base_url": base_url, "token_file": token_file, "timeout": 30.0},
+        "source": {"kind": "csv", "path": source, "format": "canvas", "encoding": "utf-8"},
+        "sync": {"notify": False, "enrollment_state": "active"},
+        "plan": {
+            "drop_policy": "never",
+            "manual_enrollments": "leave",
+            "brake_max_share": 0.2,
+            "brake_max_count": 100,
+        },
+    }
+
+
+def write_config(path: Path, document: Mapping[str, Any]) -> None:
+    import tomli_w
+
+    header = (
+        "# canvas-tui configuration (written by `canvas-tui init`).\n"
+        "# Every key is documented in config.example.toml. Keep the API token out of this\n"
+        "# file: token_file names a file that holds it (chmod 600), or set CANVAS_API_TOKEN.\n\n"
+    )
+    path.write_text(header + tomli_w.dumps(document), encoding="utf-8")
