@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 import uvicorn
@@ -34,12 +33,17 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
     return config
 
 
+def demo_token_path() -> Path:
+    """Where `simulate` leaves the demo token: examples/demo.toml names it as `token_file`."""
+    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(cache) / "canvas-tui" / "simulator-token"
+
+
 def write_demo_token() -> Path:
     """The demo token goes in a 0600 file, so configs point at it (`token_file`) and it is never
-    printed, like a real token would not be."""
-    directory = Path(tempfile.gettempdir()) / f"canvas-tui-simulator-{os.getuid()}"
-    directory.mkdir(mode=0o700, exist_ok=True)
-    path = directory / "token"
+    printed, as a real token would never be."""
+    path = demo_token_path()
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:
         handle.write(ADMIN_TOKEN + "\n")

@@ -23,7 +23,7 @@ def free_port() -> int:
 
 def test_simulate_serves_real_http(tmp_path: Path) -> None:
     port = free_port()
-    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path)}
     process = subprocess.Popen(
         [sys.executable, "-m", "canvas_tui", "simulate", "--port", str(port),
          "--time-scale", "50", "--throttle-status", "403", "--seed", "7"],
@@ -53,7 +53,8 @@ def test_simulate_serves_real_http(tmp_path: Path) -> None:
         out, err = process.communicate(timeout=10)
     assert f"http://127.0.0.1:{port}/api/v1/" in out
     assert ADMIN_TOKEN not in out + err  # the token's location is printed, never the token
-    token_file = next(tmp_path.glob("canvas-tui-simulator-*/token"))
+    token_file = tmp_path / "canvas-tui" / "simulator-token"
+    assert str(token_file) in out
     assert token_file.read_text().strip() == ADMIN_TOKEN
     assert token_file.stat().st_mode & 0o077 == 0
 
