@@ -74,6 +74,7 @@ USER_CONTEXT_STATES = {
     "current_and_concluded": {"active", "completed"},
 }
 DELETE_TASKS = {"delete": "deleted", "inactivate": "inactive", "deactivate": "inactive"}
+EXCLUDED_FROM_CACHE_KEY = frozenset({"page", "per_page", "access_token", "api_key"})
 TRUE_STRINGS = frozenset({"true", "1", "t", "yes", "y", "on"})
 
 
@@ -234,6 +235,8 @@ class Simulator:
         self.faults = FaultInjector(cfg.faults, random.Random(f"{cfg.seed}:faults"))
         self._sleep: Sleep = cfg.sleep or asyncio.sleep
         self._stats = Stats()
+        # Sorted rosters by listing, reused by the bookmark pages that follow the first one.
+        self._roster_cache: dict[tuple[Any, ...], list[Enrollment]] = {}
         # uvicorn runs the app in its own thread while tests read stats and mutate the world.
         self.lock = threading.RLock()
 
@@ -605,6 +608,9 @@ class Simulator:
             return route.handler(request, token, *route.args)
         except HttpError as error:
             return error.response
+        finally:
+            if request.method != "GET":
+                self.world.version += 1
 
     def _authenticate(self, request: Request) -> Token | Response:
         if request.token is None:
@@ -743,6 +749,23 @@ class Simulator:
     ) -> Response:
         params = request.params
         world = self.world
+
+        def order(e: Enrollment) -> tuple[str, str, int]:
+            return (e.type, world.users[e.user_id].sortable_name, e.id)
+
+        # Sorting a big roster for every page would make paging it quadratic; a first page
+        # (no bookmark) always recomputes, so only a pagination in progress reuses the order.
+        filters = tuple(
+            sorted((k, repr(v)) for k, v in params.items() if k not in EXCLUDED_FROM_CACHE_KEY)
+        )
+        cache_key = (request.raw_path, filters, token.user_id, world.version)
+        page_param = params.get("page")
+        cached = self._roster_cache.get(cache_key)
+        if cached is not None and views.decode_bookmark(
+            page_param if isinstance(page_param, str) else None
+        ):
+            page, link = views.bookmark_page(cached, order, params, request.page_request)
+            return self._roster_response(request, page, link)
         states = set(as_list(params.get("state")))
         if states and context == "user":
             expanded: set[str] = set()
@@ -788,11 +811,17 @@ class Simulator:
                 wanted_ids = set(as_list(params[name]))
                 selected = [e for e in selected if value_of(e) in wanted_ids]
 
-        def order(e: Enrollment) -> tuple[str, str, int]:
-            return (e.type, world.users[e.user_id].sortable_name, e.id)
-
         selected.sort(key=order)
+        if len(self._roster_cache) >= 32:
+            self._roster_cache.clear()
+        self._roster_cache[cache_key] = selected
         page, link = views.bookmark_page(selected, order, params, request.page_request)
+        return self._roster_response(request, page, link)
+
+    def _roster_response(
+        self, request: Request, page: list[Enrollment], link: tuple[bytes, bytes]
+    ) -> Response:
+        world = self.world
         body = [views.enrollment_json(world, e, request.base_url, with_user=True) for e in page]
         response = views.json_response(body)
         response.headers.append(link)
@@ -888,6 +917,8 @@ class Simulator:
                 existing.workflow_state in ("completed", "rejected", "deleted")
                 or existing.workflow_state != state
             ):
+                if existing.workflow_state == "deleted":
+                    existing.sis_import_id = None  # Canvas clears sis_batch_id on revival (§2.4)
                 existing.workflow_state = state
                 stats.reactivated += 1
                 changed = True

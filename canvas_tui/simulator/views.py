@@ -162,7 +162,7 @@ def enrollment_json(
         "enrollment_state": enrollment.workflow_state,
         "limit_privileges_to_course_section": enrollment.limit_privileges_to_course_section,
         "associated_user_id": enrollment.associated_user_id,
-        "sis_import_id": None,
+        "sis_import_id": enrollment.sis_import_id,
         "sis_account_id": account.sis_account_id if account else None,
         "sis_course_id": course.sis_course_id,
         "course_integration_id": course.integration_id,

@@ -37,6 +37,8 @@ AUDITOR_ROLE_ID = 11  # custom, based on StudentEnrollment, inactive
 
 # A fixed "now" for generated timestamps, so a seed always yields the same world.
 GENERATED_AT = "2026-08-24T12:00:00Z"
+# The SIS import that made the generated students (teachers are enrolled by hand: no import id).
+PREFILL_SIS_IMPORT_ID = 1
 TERM_START = "2026-08-24T00:00:00Z"
 TERM_END = "2026-12-18T23:59:59Z"
 PAST_END = "2025-12-19T23:59:59Z"
@@ -168,6 +170,7 @@ class Enrollment:
     end_at: str | None = None
     created_at: str = GENERATED_AT
     updated_at: str = GENERATED_AT
+    sis_import_id: int | None = None  # set when an SIS import made it; API-made rows have none
 
     @property
     def identity(self) -> tuple[int, str, int, int | None, int]:
@@ -221,6 +224,7 @@ class World:
     enrollments: dict[int, Enrollment] = field(default_factory=dict)
     tokens: dict[str, Token] = field(default_factory=dict)
     seed: int = 0
+    version: int = 0  # bumped on every enrollment write, so cached roster orderings go stale
 
     def __post_init__(self) -> None:
         self._users_by_sis: dict[str, User] = {}
@@ -367,6 +371,7 @@ class World:
         start_at: str | None = None,
         end_at: str | None = None,
         created_at: str | None = None,
+        sis_import_id: int | None = None,
     ) -> Enrollment:
         stamp = created_at or now_iso()
         enrollment = Enrollment(
@@ -383,9 +388,11 @@ class World:
             end_at=end_at,
             created_at=stamp,
             updated_at=stamp,
+            sis_import_id=sis_import_id,
         )
         self.enrollments[enrollment.id] = enrollment
         self._index_enrollment(enrollment)
+        self.version += 1
         return enrollment
 
     # ---- lookups (Canvas `api_find`: numeric id, SIS prefixes, hex:) -----------------------
@@ -670,4 +677,5 @@ class World:
                     student,
                     state=done_state,
                     created_at=GENERATED_AT,
+                    sis_import_id=PREFILL_SIS_IMPORT_ID,
                 )
