@@ -6,6 +6,7 @@ from pathlib import Path
 
 import httpx
 
+from canvas_tui.canvas.governor import Governor
 from canvas_tui.config import CanvasConfig, Config, Secret, SyncConfig
 from canvas_tui.engine.session import Session, open_session
 from canvas_tui.simulator import ADMIN_TOKEN
@@ -31,10 +32,13 @@ def session_for(
     *,
     transport: httpx.AsyncBaseTransport | None = None,
     config: Config | None = None,
+    time_scale: float = 1.0,
 ) -> Session:
+    """A session on the simulator; the governor's leak runs as fast as the time-scaled bucket's."""
     return open_session(
         config or sim_config(),
         source=CsvSource(csv_path),
         journal_path=journal,
         transport=transport,
+        governor=Governor(leak=10.0 * time_scale),
     )
