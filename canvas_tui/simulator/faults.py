@@ -9,7 +9,9 @@ Each API request draws once from the simulator's seeded RNG and gets at most one
 - `reset_after`: the write took effect, then the connection drops: the client cannot tell the two
   resets apart, which is the point (a retried POST must be idempotent).
 - `slow`: the answer takes `slow_seconds` (world seconds, divided by the time scale like every
-  latency), long enough to outlast a client timeout; the request holds its bucket reservation all along.
+  latency), long enough to outlast a client timeout; the request holds its bucket reservation all
+  along. `httpx.ASGITransport` applies no timeouts, so in process a slow answer is only late: test
+  client timeouts over a socket (`testing.serve_in_thread`).
 """
 
 from __future__ import annotations

@@ -66,3 +66,18 @@ def test_simulate_rejects_a_bad_fault_spec() -> None:
     )  # fmt: skip
     assert result.returncode == 2
     assert "unknown fault 'boom'" in result.stderr
+
+
+def test_cli_options_reach_the_config() -> None:
+    from canvas_tui.cli import build_parser
+    from canvas_tui.simulator.serve import config_from_args
+
+    args = build_parser().parse_args(
+        ["simulate", "--time-scale", "4", "--hwm", "700", "--post-cost", "1.0", "--latency", "0.5",
+         "--faults", "500=0.1,reset=0.2", "--token", "bench-token", "--seed", "9"]
+    )  # fmt: skip
+    config = config_from_args(args)
+    assert (config.time_scale, config.hwm, config.post_cost, config.seed) == (4, 700, 1.0, 9)
+    assert config.latency.create == config.latency.list == 0.5
+    assert config.faults.error_500 == 0.1 and config.faults.reset_after == 0.1
+    assert config.tokens == ("bench-token",)
