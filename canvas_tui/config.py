@@ -74,6 +74,7 @@ class CanvasConfig:
     base_url: str = ""  # "" until configured; check_base_url() says so
     token: Secret | None = None
     token_origin: str | None = None  # where the token came from, for `check` (never the token)
+    token_error: str | None = None  # why token_file / token_command gave no token
     token_file: Path | None = None
     token_command: str | None = None
     timeout: float = 30.0
@@ -252,7 +253,7 @@ def load_config(path: str | Path | None = None, *, env: Mapping[str, str] | None
 
 def _parse(data: Mapping[str, Any], file: Path | None, env: Mapping[str, str]) -> Config:
     name = str(file) if file is not None else "(defaults)"
-    base = file.parent if file is not None else Path.cwd()
+    base = file.resolve().parent if file is not None else Path.cwd()
     root = _Table(name, "", data, base)
     warnings: list[str] = []
     canvas = _canvas(root.table("canvas"), file, env, warnings)
@@ -297,15 +298,24 @@ def _canvas(
 
     token: Secret | None = None
     origin: str | None = None
+    token_error: str | None = None
     if env.get(ENV_TOKEN):
         token, origin = Secret(env[ENV_TOKEN].strip()), ENV_TOKEN
     elif plain is not None:
         token, origin = Secret(plain.strip()), f"{t.key('token')} in {t.file}"
-    elif token_file is not None:
-        token, origin = _read_token_file(token_file, t, warnings), f"token_file {token_file}"
-    elif token_command is not None:
-        token, origin = _run_token_command(token_command, t), "token_command"
-    return CanvasConfig(base_url, token, origin, token_file, token_command, timeout)
+    else:
+        # A token that cannot be had is reported, not raised: commands that need no token
+        # (validating the source, opening a journal read-only) still work.
+        try:
+            if token_file is not None:
+                token = _read_token_file(token_file, t, warnings)
+                origin = f"token_file {token_file}"
+            elif token_command is not None:
+                token, origin = _run_token_command(token_command, t), "token_command"
+        except ConfigError as exc:
+            token_error = str(exc)
+            warnings.append(token_error)
+    return CanvasConfig(base_url, token, origin, token_error, token_file, token_command, timeout)
 
 
 def _read_token_file(path: Path, t: _Table, warnings: list[str]) -> Secret:
@@ -379,7 +389,9 @@ def _source(t: _Table) -> SourceConfig:
     values_table = t.table("values")
     values: dict[str, dict[str, str]] = {}
     for field_name in values_table.data:
-        values[field_name] = values_table.string_map(field_name)
+        table = values_table.string_map(field_name)
+        if table:  # an empty table (all examples commented out) maps nothing
+            values[field_name] = table
     _known_fields(t, "values", values)
     ids = _ids(t)
     query = t.text("query")
