@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import codecs
 import difflib
-import ipaddress
 import os
 import shlex
 import stat
@@ -21,8 +20,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Literal, TypeVar, cast
-from urllib.parse import urlsplit
 
+from canvas_tui.canvas.urls import base_url_problem
 from canvas_tui.sources.normalize import FIELDS, ID_FIELDS, Format, IdKind
 
 DEFAULT_PATH: Final = Path("canvas-tui.toml")
@@ -489,16 +488,6 @@ def _plan(t: _Table) -> PlanConfig:
 # -- safety ----------------------------------------------------------------------------------
 
 
-def is_loopback(host: str) -> bool:
-    host = host.strip("[]").lower()
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def check_base_url(url: str) -> None:
     """Refuse what would leak the token: plain http to a non-loopback host, or a malformed URL."""
     if not url:
@@ -506,23 +495,9 @@ def check_base_url(url: str) -> None:
             "no Canvas base URL: set [canvas] base_url or CANVAS_BASE_URL "
             "(e.g. https://canvas.example.edu)"
         )
-    parts = urlsplit(url)
-    try:
-        host = parts.hostname or ""
-        _ = parts.port
-    except ValueError:
-        raise ConfigError(f"{url!r} is not a valid URL") from None
-    if parts.scheme not in ("https", "http") or not host:
-        raise ConfigError(f"{url!r}: expected an https:// URL such as https://canvas.example.edu")
-    if parts.username or parts.password:
-        raise ConfigError(f"{parts.scheme}://{host}: credentials do not belong in the base URL")
-    if parts.query or parts.fragment:
-        raise ConfigError(f"{url!r}: expected a base URL without ?query or #fragment")
-    if parts.scheme == "http" and not is_loopback(host):
-        raise ConfigError(
-            f"{url!r}: plain http would send the API token unencrypted; use https "
-            "(http is allowed only to loopback: localhost, 127.0.0.0/8, ::1)"
-        )
+    problem = base_url_problem(url)  # the client enforces the same rule on every request
+    if problem is not None:
+        raise ConfigError(f"{url!r}: {problem}")
 
 
 # -- canvas-tui init -------------------------------------------------------------------------

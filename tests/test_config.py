@@ -103,7 +103,7 @@ def test_malformed_toml_names_the_file_and_line(tmp_path: Path) -> None:
         ("[source]\nkind = 'sql'\n", "source.url: expected a SQLAlchemy database URL"),
         ("[source]\nids = 'numeric'\n", "source.ids: expected one of sis, canvas"),
         ("[source]\nids = { person = 'sis' }\n", "source.ids.person: unknown key"),
-        ("[canvas]\nbase_url = 'http://canvas.example.edu'\n", "canvas.base_url: 'http://canvas.example.edu': plain http"),
+        ("[canvas]\nbase_url = 'http://canvas.example.edu'\n", "canvas.base_url: 'http://canvas.example.edu': plain http would send the token"),
         ("[canvas]\ntoken = 'a'\ntoken_command = 'b'\n", "[canvas]: set only one of token, token_command"),
     ],
 )  # fmt: skip
@@ -241,14 +241,14 @@ def test_check_base_url_accepts(url: str) -> None:
     ("url", "message"),
     [
         ("", "no Canvas base URL"),
-        ("http://canvas.example.edu", "plain http would send the API token unencrypted"),
+        ("http://canvas.example.edu", "plain http would send the token unencrypted"),
         ("http://10.0.0.1", "plain http"),
         ("http://localhost.evil.test", "plain http"),
-        ("ftp://canvas.example.edu", "expected an https:// URL"),
-        ("canvas.example.edu", "expected an https:// URL"),
-        ("https://user:pw@canvas.example.edu", "credentials do not belong"),
-        ("https://canvas.example.edu/?x=1", "without ?query"),
-        ("https://canvas.example.edu:notaport", "not a valid URL"),
+        ("ftp://canvas.example.edu", "the scheme must be https"),
+        ("canvas.example.edu", "the scheme must be https"),
+        ("https://user:pw@canvas.example.edu", "must not carry a user name or password"),
+        ("https://canvas.example.edu/?x=1", "must not carry a query"),
+        ("https://canvas.example.edu:notaport", "not a URL"),
     ],
 )
 def test_check_base_url_refuses(url: str, message: str) -> None:
