@@ -12,7 +12,17 @@ The pipeline of one `/api/v1` request mirrors Canvas's (../shared/CANVAS_API.md 
    `X-Request-Cost` and `X-Rate-Limit-Remaining`.
 
 Path segments are decoded one by one from `scope["raw_path"]`, so `%2F` inside a SIS id never
-becomes a separator. Inspection routes live under `/__sim__/` and need no token.
+becomes a separator. Inspection routes live under `/__sim__/` and need no token: GET stats, POST
+reset-stats, storm ({"fill", "hwm", "duration"}), calm, faults (FaultRates fields).
+
+Choices where CANVAS_API.md §10 says Canvas is unconfirmed:
+- The 429 body is `429 Too Many Requests (Rate Limit Exceeded)\n` (text/plain), so clients that
+  look for "Rate Limit Exceeded" work with either status; no Retry-After on either.
+- A missing User-Agent gets 403 `{"error":"Forbidden","message":"...valid user agent."}`, as
+  Instructure's announcement shows it; no bucket is touched and no rate-limit header is sent.
+- `enrollment_state` outside active|invited|inactive is a 400; a deleted course is a 404.
+- Soft-concluded courses refuse every create (Canvas lets a user who already has an enrollment in
+  the course into a section that is still open; sections here have no dates of their own).
 """
 
 from __future__ import annotations

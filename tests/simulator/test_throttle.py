@@ -175,7 +175,7 @@ async def test_in_real_time_the_leak_admits_a_little_more() -> None:
     # Arrivals 0.25 world-seconds apart leak 2.5 units between them, so the 12th still fits and the
     # 13th or a later one is the first refused.
     scale = 10.0
-    app = build_app(fast_config(time_scale=scale, latency=LatencyModel.uniform(10.0)))
+    app = build_app(fast_config(time_scale=scale, latency=LatencyModel.uniform(20.0)))
     results: dict[int, int] = {}
     async with client_for(app, timeout=30) as client:
 
