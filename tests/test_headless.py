@@ -1,0 +1,171 @@
+"""`canvas-tui sync` end to end against the simulator on loopback: output format, exit codes,
+reports, dry runs, a rejected token and a graceful stop."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from canvas_tui.cli import build_parser
+from canvas_tui.headless import main
+from canvas_tui.records import EnrollmentRecord, RowProblem
+from canvas_tui.simulator import ADMIN_TOKEN, SimConfig, Simulator, World, build_app
+from canvas_tui.simulator.testing import serve_in_thread
+from canvas_tui.sources import open_source
+from tests.engine.workload import write_csv
+
+
+def sync(*argv: str) -> int:
+    return main(build_parser().parse_args(["sync", *argv]))
+
+
+@pytest.fixture
+def sim(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Simulator]:
+    world = World.generate(7)
+    app = build_app(SimConfig(time_scale=50), world)
+    write_csv(tmp_path / "good.csv", world, 40)
+    write_csv(tmp_path / "mixed.csv", world, 50, bad=2, unknown_users=2)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("CANVAS_API_TOKEN", ADMIN_TOKEN)
+    with serve_in_thread(app) as base_url:
+        monkeypatch.setenv("CANVAS_BASE_URL", base_url)
+        yield app
+
+
+def lines(out: str) -> list[dict]:
+    return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+
+def test_all_done_exit_0_json_lines_when_not_a_tty(
+    sim: Simulator, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    assert sync("good.csv") == 0
+    events = lines(capsys.readouterr().out)  # every line is JSON
+    kinds = {e["event"] for e in events}
+    assert {"info", "progress", "summary"} <= kinds
+    summary = events[-1]
+    assert summary["event"] == "summary" and summary["exit_code"] == 0
+    assert (summary["done"], summary["failed"], summary["total"]) == (40, 0, 40)
+    assert Path(summary["journal"]).parent == Path("runs")  # the default journal location
+    assert (tmp_path / summary["journal"]).exists()
+    assert sim.stats()["enrollments_created"] == 40
+
+
+def test_some_failed_exit_1_with_report_that_feeds_back(
+    sim: Simulator, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    assert sync("mixed.csv", "--journal", "m.journal", "--report", "out/report.json") == 1
+    events = lines(capsys.readouterr().out)
+    failed = [e for e in events if e["event"] == "record_failed"]
+    assert sorted(e["category"] for e in failed) == ["invalid_input"] * 2 + ["user_not_found"] * 2
+    assert all(e["hint"] and e["line"] > 1 for e in failed)
+
+    report = json.loads((tmp_path / "out/report.json").read_text())
+    assert report["counts"] == {"pending": 0, "in_flight": 0, "done": 46, "failed": 4, "skipped": 0}
+    assert report["failures_by_category"] == {"invalid_input": 2, "user_not_found": 2}
+    assert report["requests"] >= 48 and report["elapsed"] > 0
+    assert len(report["records"]) == 50
+    done = [r for r in report["records"] if r["state"] == "done"]
+    assert all(r["canvas_enrollment_id"] and r["action"] == "create" for r in done)
+
+    failures = tmp_path / "out/report.failures.csv"
+    with failures.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 4
+    assert list(rows[0])[:5] == ["course_id", "user_id", "role", "section_id", "status"]
+    assert "term" in rows[0]  # the source's own extra column is kept
+    fed_back = list(open_source(failures))
+    assert sum(isinstance(i, EnrollmentRecord) for i in fed_back) == 2  # the unknown users
+    assert sum(isinstance(i, RowProblem) for i in fed_back) == 2  # still an invalid status
+
+
+def test_dry_run_sends_nothing(sim: Simulator, capsys: pytest.CaptureFixture[str]) -> None:
+    before = sim.stats()["requests"]
+    assert sync("mixed.csv", "--dry-run", "--report", "dry.json") == 1
+    summary = lines(capsys.readouterr().out)[-1]
+    assert summary["would_send"] == {"create": 48}
+    assert summary["counts"]["failed"] == 2
+    assert sim.stats()["requests"] == before
+    assert not Path("runs").exists()
+    assert Path("dry.json").exists()
+
+
+def test_usage_and_input_errors_exit_2(
+    sim: Simulator, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert sync("missing.csv") == 2
+    assert "missing.csv" in capsys.readouterr().out
+    assert sync("good.csv", "--config", "nope.toml") == 2
+    assert "nope.toml" in capsys.readouterr().out
+    assert sync("good.csv", "--max-concurrency", "0") == 2
+    Path("empty.csv").write_text("")
+    assert sync("empty.csv") == 2
+    assert "empty" in capsys.readouterr().out
+    monkeypatch.delenv("CANVAS_API_TOKEN")
+    assert sync("good.csv") == 2
+    assert "CANVAS_API_TOKEN" in capsys.readouterr().out
+    assert sim.stats()["requests"] == 0
+
+
+def test_invalid_token_stops_at_once_with_exit_3(
+    sim: Simulator, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CANVAS_API_TOKEN", "expired-or-wrong")
+    assert sync("good.csv", "--journal", "t.journal") == 3
+    events = lines(capsys.readouterr().out)
+    summary = events[-1]
+    assert summary["exit_code"] == 3 and summary["phase"] == "aborted"
+    assert "Invalid access token" in summary["abort_reason"]
+    assert summary["pending"] == 40  # nothing lost: resumable with a good token
+    errors = [e for e in events if e["event"] == "error"]
+    assert errors and "Token rejected" in errors[0]["message"]
+    assert sim.stats()["requests"] <= 2
+    monkeypatch.setenv("CANVAS_API_TOKEN", ADMIN_TOKEN)
+    assert sync("good.csv", "--journal", "t.journal") == 0
+
+
+def test_max_concurrency_caps_requests_in_flight(sim: Simulator) -> None:
+    assert sync("good.csv", "--max-concurrency", "2") == 0
+    assert sim.stats()["max_in_flight"] <= 2
+
+
+@pytest.mark.slow
+def test_sigterm_stops_gracefully_with_exit_3(tmp_path: Path) -> None:
+    world = World.generate(7)
+    app = build_app(SimConfig(time_scale=2), world)
+    write_csv(tmp_path / "in.csv", world, 300)
+    with serve_in_thread(app) as base_url:
+        env = {**os.environ, "CANVAS_BASE_URL": base_url, "CANVAS_API_TOKEN": ADMIN_TOKEN}
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "canvas_tui", "sync", "in.csv", "--journal", "j.journal"],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        deadline = time.monotonic() + 30
+        while app.stats()["enrollments_created"] < 30:
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 3, err
+    summary = lines(out)[-1]
+    assert summary["phase"] == "cancelled"
+    conn = sqlite3.connect(tmp_path / "j.journal")
+    counts = dict(conn.execute("SELECT state, COUNT(*) FROM records GROUP BY state"))
+    conn.close()
+    assert "in_flight" not in counts  # in-flight requests finished before exit
+    assert counts["done"] == app.stats()["enrollments_created"]
+    assert counts["pending"] > 0 and sum(counts.values()) == 300
