@@ -1,0 +1,251 @@
+"""`canvas-tui check`: is the config sound, does the source read, can this token see the courses?
+
+Only GET requests are sent: the token's own user, then each distinct course (or section, for
+rows that name only a section) in the source. Exit 0 when all is well, 2 for config or input
+problems (nothing can be trusted to run), 3 when Canvas cannot be reached or refuses the token.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import TextIO
+
+import httpx
+
+from canvas_tui.canvas.client import CanvasClient
+from canvas_tui.canvas.errors import CanvasError, Category
+from canvas_tui.cli import ExitCode
+from canvas_tui.config import Config, ConfigError, check_base_url, load_config
+from canvas_tui.records import EnrollmentRecord, InputError, RowProblem, Source, SourceItem
+from canvas_tui.sources import open_source
+
+COURSE_CONCURRENCY = 8  # the governor bounds requests anyway; this bounds the task count
+SHOWN = 10  # examples per list in the report
+
+NOT_FOUND = frozenset({Category.COURSE_NOT_FOUND, Category.SECTION_NOT_FOUND, Category.NOT_FOUND})
+UNREACHABLE = frozenset({Category.AUTH, Category.NETWORK, Category.SERVER, Category.THROTTLED})
+
+
+@dataclass
+class SourceSummary:
+    description: str
+    records: int = 0
+    failed: int = 0
+    skipped: int = 0
+    warned: int = 0
+    by_field: Counter[str] = field(default_factory=Counter)
+    examples: dict[str, RowProblem] = field(default_factory=dict)  # first problem per field
+    # ("course" | "section", API id) -> the first line naming it
+    contexts: dict[tuple[str, str], int] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def add(self, item: SourceItem) -> None:
+        if isinstance(item, EnrollmentRecord):
+            self.records += 1
+            self.warned += bool(item.warnings)
+            if item.course is not None:
+                self.contexts.setdefault(("course", item.course), item.provenance.line)
+            elif item.section is not None:
+                self.contexts.setdefault(("section", item.section), item.provenance.line)
+            return
+        if item.skip:
+            self.skipped += 1
+            kind = "duplicate"
+        else:
+            self.failed += 1
+            kind = item.field or "row"
+        self.by_field[kind] += 1
+        self.examples.setdefault(kind, item)
+
+
+def summarize(source: Source) -> SourceSummary:
+    summary = SourceSummary(source.description)
+    for item in source:
+        summary.add(item)
+    summary.notes = list(getattr(source, "notes", []))
+    return summary
+
+
+@dataclass
+class Reachability:
+    who: str = ""
+    visible: list[tuple[str, str]] = field(default_factory=list)
+    concluded: list[tuple[str, str]] = field(default_factory=list)
+    missing: list[tuple[tuple[str, str], str]] = field(default_factory=list)  # (context, why)
+    error: CanvasError | None = None  # what stopped the check (token refused, unreachable)
+
+
+async def reach(
+    config: Config,
+    contexts: Iterable[tuple[str, str]],
+    *,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> Reachability:
+    """Who the token is, then a GET of every course/section; never anything but GETs."""
+    assert config.canvas.token is not None
+    out = Reachability()
+    async with CanvasClient(
+        config.canvas.base_url,
+        config.canvas.token.reveal(),
+        transport=transport,
+        timeout=config.canvas.timeout,
+        max_attempts=3,
+    ) as client:
+        try:
+            me = await client.whoami()
+        except CanvasError as exc:
+            out.error = exc
+            return out
+        out.who = f"{me.get('name', '?')} (user {me.get('id', '?')})"
+        limit = asyncio.Semaphore(COURSE_CONCURRENCY)
+
+        async def one(context: tuple[str, str]) -> None:
+            kind, ref = context
+            async with limit:
+                if out.error is not None:
+                    return
+                try:
+                    if kind == "section":
+                        await client.get_section(ref)
+                    else:
+                        course = await client.get_course(ref)
+                        if course.get("workflow_state") == "completed":
+                            out.concluded.append(context)
+                except CanvasError as exc:
+                    if exc.category in UNREACHABLE:
+                        out.error = out.error or exc
+                    else:
+                        out.missing.append((context, f"{exc.category}: {exc.message}"))
+                    return
+                out.visible.append(context)
+
+        await asyncio.gather(*(one(c) for c in contexts))
+    return out
+
+
+class Report:
+    """Plain lines for a terminal or a log; warnings and problems are prefixed to grep for."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+
+    def __call__(self, text: str = "") -> None:
+        print(text, file=self.out)
+
+
+def main(
+    args: argparse.Namespace,
+    *,
+    transport: httpx.AsyncBaseTransport | None = None,
+    out: TextIO | None = None,
+) -> int:
+    say = Report(out or sys.stdout)
+    if getattr(args, "deep", False):
+        say(
+            "check --deep is not available yet: the per-user/course/section preflight comes "
+            "with `canvas-tui plan` (issue 6). Run `canvas-tui check` without --deep."
+        )
+        return ExitCode.USAGE
+
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        say(f"config: ERROR {exc}")
+        return ExitCode.USAGE
+    say(f"config: {config.path or 'none (defaults + environment)'}")
+    for warning in config.warnings:
+        say(f"  warning: {warning}")
+    code: int = ExitCode.OK
+
+    summary = _check_source(args, config, say)
+    if summary is None or summary.failed or not summary.records:
+        code = ExitCode.USAGE
+
+    ready = _check_canvas_settings(config, say)
+    if not ready:
+        return ExitCode.USAGE
+    contexts = list(summary.contexts) if summary is not None else []
+    result = asyncio.run(reach(config, contexts, transport=transport))
+    reach_code = _report_reachability(result, summary, say)
+    code = max(code, reach_code)
+    say(
+        {
+            ExitCode.OK: "result: OK",
+            ExitCode.USAGE: "result: problems found (exit 2)",
+            ExitCode.ABORTED: "result: cannot reach or authenticate to Canvas (exit 3)",
+        }[ExitCode(code)]
+    )
+    return code
+
+
+def _check_source(
+    args: argparse.Namespace, config: Config, say: Callable[[str], None]
+) -> SourceSummary | None:
+    spec = args.source or config.source
+    try:
+        source = open_source(spec)
+        summary = summarize(source)
+    except InputError as exc:
+        say(f"source: ERROR {exc}")
+        return None
+    say(f"source: {summary.description}")
+    for note in summary.notes:
+        say(f"  note: {note}")
+    rows = summary.records + summary.failed + summary.skipped
+    say(
+        f"  {rows:,} rows: {summary.records:,} records, {summary.failed:,} failed validation, "
+        f"{summary.skipped:,} duplicates skipped; {summary.warned:,} records with warnings"
+    )
+    for kind, count in summary.by_field.most_common(SHOWN):
+        say(f"  problem: {kind} x{count}, first: {summary.examples[kind]}")
+    say(f"  {len(summary.contexts):,} distinct courses/sections")
+    return summary
+
+
+def _check_canvas_settings(config: Config, say: Callable[[str], None]) -> bool:
+    try:
+        check_base_url(config.canvas.base_url)
+    except ConfigError as exc:
+        say(f"canvas: ERROR {exc}")
+        return False
+    say(f"canvas: {config.canvas.base_url}")
+    if config.canvas.token is None or not config.canvas.token:
+        why = config.canvas.token_error or (
+            "set CANVAS_API_TOKEN, or [canvas] token_file or token_command"
+        )
+        say(f"  ERROR no API token: {why}")
+        return False
+    say(f"  token: from {config.canvas.token_origin} (never shown)")
+    return True
+
+
+def _report_reachability(
+    result: Reachability, summary: SourceSummary | None, say: Callable[[str], None]
+) -> int:
+    if result.error is not None and not result.who:
+        error = result.error
+        status = f" (HTTP {error.status})" if error.status else ""
+        say(f"  ERROR {error.category}{status}: {error.message}")
+        return ExitCode.ABORTED
+    say(f"  token user: {result.who}")
+    if summary is None or not summary.contexts:
+        return ExitCode.OK
+    total = len(summary.contexts)
+    say(f"  courses/sections visible: {len(result.visible):,} of {total:,}")
+    code: int = ExitCode.OK
+    for context, why in sorted(result.missing)[:SHOWN]:
+        line = summary.contexts[context]
+        say(f"  problem: {context[0]} {context[1]} (first at line {line}): {why}")
+    if result.missing:
+        code = ExitCode.USAGE
+    for kind, ref in sorted(result.concluded)[:SHOWN]:
+        say(f"  warning: {kind} {ref} is concluded; Canvas refuses new enrollments in it")
+    if result.error is not None:
+        say(f"  ERROR stopped: {result.error.category}: {result.error.message}")
+        code = ExitCode.ABORTED
+    return code
