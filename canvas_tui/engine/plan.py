@@ -1,0 +1,1074 @@
+"""Reconcile: diff the source against the live Canvas rosters, then apply only the changes.
+
+For every course (or section, for section-only rows) the source names, the whole roster is read
+in every state (`state[]`: the default list hides completed and deleted rows, CANVAS_API.md §2.6),
+a page at a time through the same client and governor as a sync. Each source record is matched to
+the enrollments with the same user, role and section (the identity Canvas reuses on a re-POST,
+§2.4) and gets one action: create, reactivate, update, inactivate, conclude, delete or none.
+Every enrollment no record claims is a *drop*, and follows `[plan] drop_policy` (never by default).
+
+Who owns an enrollment. Only enrollments the SIS made may be dropped: those with a
+`sis_import_id` (Canvas's SIS import made them) and those canvas-tui itself wrote for an SIS row.
+Canvas keeps no mark on API-made rows, so canvas-tui's journals are the record: any journal in the
+journal directory (`[sync] journal_dir`, default `runs/`), the configured `[sync] journal` and the
+current run's journal, whose row ended done with a create/reactivate/update, names its enrollment
+id. An enrollment that is neither is manual and is left alone unless `manual_enrollments =
+"include"`. The failure mode is the safe one: a journal deleted or moved elsewhere turns its
+enrollments into "manual", which are kept. A POST that Canvas answered with an older hand-made row
+(same user, role and section) counts as canvas-tui's: the SIS asserted that enrollment.
+
+Brake: a plan whose drops exceed `brake_max_share` of any course's live roster, or
+`brake_max_count` in all, is not applied unless the operator allows that many drops
+(`--allow-drops N` headless, an approval dialog in the console).
+
+Applying: the plan's steps become the run's journal (the source rows, then one row per drop), rows
+that need nothing are marked done at once, and the rest go through the same runner, governor,
+journal and controls as a sync. A record edited by the operator, or resumed from a journal in a
+later process, no longer has a current step and falls back to the lookup-based SIS actions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import csv
+import json
+import math
+import sqlite3
+import sys
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+from canvas_tui.canvas.client import CanvasClient
+from canvas_tui.canvas.errors import CanvasError
+from canvas_tui.canvas.governor import Governor
+from canvas_tui.config import Config, ConfigError, PlanConfig, check_base_url, load_config
+from canvas_tui.engine.actions import (
+    ALL_STATES,
+    ActionResult,
+    EnrollmentActions,
+    Observer,
+    _same_role,
+    _same_section,
+    planned_action,
+)
+from canvas_tui.engine.journal import Outcome
+from canvas_tui.engine.session import DEFAULT_JOURNAL_DIR, Session
+from canvas_tui.records import (
+    EnrollmentRecord,
+    InputError,
+    Provenance,
+    RowProblem,
+    SisStatus,
+    Source,
+    SourceItem,
+    State,
+    sis_value,
+    split_api_id,
+)
+from canvas_tui.sources import open_source
+
+DROP_SOURCE = "plan:drops"  # provenance of the journal rows a plan adds for drops
+ROSTER_CONCURRENCY = 8  # rosters read at once; the governor still decides what is in flight
+PAGE_SIZE = 100  # enrollments per roster page (the client's per_page)
+# Auto mode picks the plan when records >= PLAN_RATIO x estimated roster pages: even if every
+# record turned out to need a write, the plan's extra reads cost at most 1/PLAN_RATIO (10 %).
+PLAN_RATIO = 10
+
+LIVE_STATES = frozenset({"active", "invited", "creation_pending", "inactive"})
+NEVER_DROPPED_TYPES = frozenset({"StudentViewEnrollment"})  # the course's test student
+_DROP_TASK = {"inactivate": SisStatus.INACTIVE, "conclude": SisStatus.COMPLETED}
+_TASK_STATE = {"inactivate": "inactive", "conclude": "completed", "delete": "deleted"}
+_WRITE_ACTIONS = ("create", "create_inactive", "reactivate", "update")
+ACTIONS = ("create", "reactivate", "update", "inactivate", "conclude", "delete", "none")
+
+
+# ---- the plan -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """What one source record, or one enrollment gone from the SIS, will ask of Canvas."""
+
+    kind: str  # "record" (a source row) or "enrollment" (in Canvas, not in the SIS)
+    action: str  # one of ACTIONS
+    course: str  # the course as an operator names it (SIS id, else Canvas id)
+    user: str
+    role: str
+    section: str
+    reason: str
+    record_index: int | None = None  # 0-based position among the source's items
+    record: EnrollmentRecord | None = None
+    enrollment_ids: tuple[int, ...] = ()  # what the step changes (or matched, for none)
+    course_id: int | None = None  # Canvas course id, for the DELETE / PUT routes
+    canvas_state: str | None = None  # the matched enrollment's state now
+    via: str = ""  # POST, PUT reactivate, DELETE task=..., lookup (decided at send time)
+    drop: bool = False
+    manual: bool = False  # neither SIS-imported nor written by canvas-tui
+    refs: tuple[str, str, str | None] | None = None  # a drop's user, course, section as API ids
+
+    @property
+    def requests(self) -> int:
+        """HTTP requests the step needs when applied (lookups count their list request)."""
+        if self.action == "none":
+            return 0
+        if self.via == "lookup":
+            return 2
+        return max(1, len(self.enrollment_ids)) if self.via.startswith("DELETE") else 1
+
+    def row(self) -> dict[str, Any]:
+        provenance = self.record.provenance if self.record is not None else None
+        return {
+            "kind": self.kind,
+            "action": self.action,
+            "course": self.course,
+            "section": self.section,
+            "user": self.user,
+            "role": self.role,
+            "status": str(self.record.status) if self.record is not None else "",
+            "canvas_state": self.canvas_state or "",
+            "enrollment_ids": " ".join(str(i) for i in self.enrollment_ids),
+            "via": self.via,
+            "drop": self.drop,
+            "manual": self.manual,
+            "reason": self.reason,
+            "source": provenance.source if provenance else "",
+            "line": provenance.line if provenance else "",
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Brake:
+    """Whether the plan's drops are too many to apply without the operator's say-so."""
+
+    drops: int
+    max_share: float
+    max_count: int | None
+    by_course: Mapping[str, tuple[int, int]]  # course -> (drops, live enrollments)
+    reasons: tuple[str, ...]
+
+    @property
+    def tripped(self) -> bool:
+        return bool(self.reasons)
+
+    def allows(self, allow_drops: int | None) -> bool:
+        """True when the plan may be applied: under the thresholds, or the operator allowed at
+        least this many drops."""
+        return not self.tripped or (allow_drops is not None and self.drops <= allow_drops)
+
+
+@dataclass(slots=True)
+class Plan:
+    steps: list[Step]
+    scopes: int  # rosters read
+    roster_pages: int
+    roster_requests: int  # HTTP attempts spent reading them (retries included)
+    roster_errors: dict[str, str]  # scope -> why its roster could not be read
+    invalid_rows: int  # source rows that are not records (failed validation, exact duplicates)
+    policy: PlanConfig
+    brake: Brake
+    elapsed: float = 0.0
+
+    def counts(self) -> Counter[str]:
+        return Counter(s.action for s in self.steps)
+
+    def by_course(self) -> dict[str, Counter[str]]:
+        out: dict[str, Counter[str]] = defaultdict(Counter)
+        for step in self.steps:
+            out[step.course][step.action] += 1
+        return dict(sorted(out.items()))
+
+    @property
+    def changes(self) -> list[Step]:
+        return [s for s in self.steps if s.action != "none"]
+
+    @property
+    def drops(self) -> list[Step]:
+        return [s for s in self.steps if s.drop and s.action != "none"]
+
+    @property
+    def change_requests(self) -> int:
+        return sum(s.requests for s in self.steps)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "records": sum(1 for s in self.steps if s.kind == "record"),
+            "invalid_rows": self.invalid_rows,
+            "canvas_only": sum(1 for s in self.steps if s.kind == "enrollment"),
+            "actions": {a: self.counts().get(a, 0) for a in ACTIONS},
+            "drops": len(self.drops),
+            "manual_left_alone": sum(1 for s in self.steps if s.manual and s.action == "none"),
+            "drop_policy": self.policy.drop_policy,
+            "manual_enrollments": self.policy.manual_enrollments,
+            "rosters": self.scopes,
+            "roster_pages": self.roster_pages,
+            "roster_requests": self.roster_requests,
+            "roster_errors": dict(self.roster_errors),
+            "change_requests": self.change_requests,
+            "brake": {
+                "tripped": self.brake.tripped,
+                "reasons": list(self.brake.reasons),
+                "max_share": self.brake.max_share,
+                "max_count": self.brake.max_count,
+            },
+            "elapsed": round(self.elapsed, 3),
+        }
+
+
+# ---- reading rosters ------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Roster:
+    scope: str  # the API id of the course or section read
+    enrollments: list[dict[str, Any]] = field(default_factory=list)
+    pages: int = 0
+    error: CanvasError | None = None
+
+
+def scope_of(record: EnrollmentRecord) -> str:
+    """Which roster a record is diffed against: its course, else its section."""
+    scope = record.course or record.section
+    assert scope is not None, "a record names a course or a section"
+    return scope
+
+
+async def fetch_rosters(
+    client: CanvasClient,
+    scopes: Iterable[str],
+    *,
+    concurrency: int = ROSTER_CONCURRENCY,
+    observer: Observer | None = None,
+    on_roster: Callable[[int, int], None] | None = None,
+) -> dict[str, Roster]:
+    """Every page of every roster, in every state. A roster that cannot be read (unknown course,
+    no permission) is kept with its error; a fatal error (token, unsafe URL) is raised."""
+    wanted = list(dict.fromkeys(scopes))
+    gate = asyncio.Semaphore(max(1, concurrency))
+    rosters: dict[str, Roster] = {}
+    done = 0
+
+    async def read(scope: str) -> None:
+        nonlocal done
+        roster = rosters[scope] = Roster(scope)
+
+        def on_page(pages: int, _items: int) -> None:
+            roster.pages = pages
+
+        kind, _value = split_api_id(scope)
+        async with gate:
+            try:
+                if kind == "sis_section_id":
+                    roster.enrollments = await client.list_enrollments(
+                        section=scope, states=ALL_STATES, on_page=on_page, observer=observer
+                    )
+                else:
+                    roster.enrollments = await client.list_enrollments(
+                        course=scope, states=ALL_STATES, on_page=on_page, observer=observer
+                    )
+            except CanvasError as error:
+                if error.fatal:
+                    raise
+                roster.error = error
+        done += 1
+        if on_roster is not None:
+            on_roster(done, len(wanted))
+
+    async with asyncio.TaskGroup() as group:
+        for scope in wanted:
+            group.create_task(read(scope))
+    return rosters
+
+
+# ---- who is who -----------------------------------------------------------------------------
+
+
+def _user_keys(enrollment: Mapping[str, Any]) -> Iterator[tuple[str | None, str]]:
+    """Every API id that names the enrollment's user, as (kind, value) pairs."""
+    user = enrollment.get("user") or {}
+    yield None, str(enrollment.get("user_id"))
+    sis = enrollment.get("sis_user_id") or user.get("sis_user_id")
+    if sis:
+        yield "sis_user_id", str(sis)
+    if user.get("integration_id"):
+        yield "sis_integration_id", str(user["integration_id"])
+    if user.get("login_id"):
+        yield "sis_login_id", str(user["login_id"]).lower()
+
+
+def _record_user_key(ref: str) -> tuple[str | None, str]:
+    kind, value = split_api_id(ref)
+    return kind, value.lower() if kind == "sis_login_id" else value
+
+
+class RosterIndex:
+    """The rosters, indexed by user, and which enrollment ids the SIS claims."""
+
+    def __init__(self, rosters: Mapping[str, Roster]) -> None:
+        self.rosters = rosters
+        self._by_user: dict[str, dict[tuple[str | None, str], list[dict[str, Any]]]] = {}
+        self.user_ids: dict[tuple[str | None, str], int] = {}
+        for scope, roster in rosters.items():
+            index: dict[tuple[str | None, str], list[dict[str, Any]]] = defaultdict(list)
+            for enrollment in roster.enrollments:
+                for key in _user_keys(enrollment):
+                    index[key].append(enrollment)
+                    if enrollment.get("user_id") is not None:
+                        self.user_ids[key] = int(enrollment["user_id"])
+            self._by_user[scope] = index
+
+    def of_user(self, scope: str, user: str) -> list[dict[str, Any]]:
+        return self._by_user.get(scope, {}).get(_record_user_key(user), [])
+
+    def knows_user(self, user: str) -> bool:
+        return _record_user_key(user) in self.user_ids
+
+
+def _same_observed(
+    enrollment: Mapping[str, Any], record: EnrollmentRecord, index: RosterIndex
+) -> bool:
+    if record.associated_user is None:
+        return enrollment.get("associated_user_id") is None
+    observed = index.user_ids.get(_record_user_key(record.associated_user))
+    # An observed user seen in no roster cannot be resolved here; any observer row matches then.
+    return observed is None or enrollment.get("associated_user_id") == observed
+
+
+def known_enrollment_ids(paths: Iterable[Path]) -> set[int]:
+    """Enrollment ids canvas-tui wrote for an SIS row, read from its journals (read-only)."""
+    ids: set[int] = set()
+    marks = ", ".join("?" for _ in _WRITE_ACTIONS)
+    sql = (
+        "SELECT canvas_enrollment_id FROM records WHERE state = 'done' "  # noqa: S608
+        f"AND canvas_enrollment_id IS NOT NULL AND action IN ({marks}) AND source != ?"
+    )
+    for path in dict.fromkeys(p.resolve() for p in paths):
+        if not path.is_file():
+            continue
+        try:
+            conn = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)
+        except sqlite3.Error:
+            continue
+        try:
+            ids.update(int(v[0]) for v in conn.execute(sql, (*_WRITE_ACTIONS, DROP_SOURCE)))
+        except sqlite3.Error:
+            pass  # not a journal (or an unreadable one): it knows nothing
+        finally:
+            conn.close()
+    return ids
+
+
+def journal_paths(config: Config, *extra: Path | None) -> list[Path]:
+    """The journals whose enrollments count as canvas-tui's (see the module docstring)."""
+    directory = config.sync.journal_dir or DEFAULT_JOURNAL_DIR
+    found = sorted(directory.glob("*.journal")) if directory.is_dir() else []
+    return [*found, *(p for p in (config.sync.journal, *extra) if p is not None)]
+
+
+# ---- computing the plan ---------------------------------------------------------------------
+
+
+def _label(enrollment: Mapping[str, Any], sis: str, canvas: str) -> str:
+    return str(enrollment.get(sis) or enrollment.get(canvas) or "")
+
+
+def _ref(enrollment: Mapping[str, Any], sis: str, canvas: str) -> str:
+    """The API id form of a label: `sis_user_id:S1`, or the Canvas id."""
+    value = enrollment.get(sis)
+    return f"{sis}:{value}" if value else str(enrollment.get(canvas) or "")
+
+
+def _instant(value: Any) -> datetime | None:
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(str(value))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
+def _differs(record: EnrollmentRecord, enrollment: Mapping[str, Any]) -> str | None:
+    """What a re-POST would rewrite on an enrollment that is otherwise in place (§2.4)."""
+    if bool(enrollment.get("limit_privileges_to_course_section")) != (
+        record.limit_section_privileges
+    ):
+        return "limit_section_privileges"
+    for name, value in (("start_at", record.start_at), ("end_at", record.end_at)):
+        if _instant(value) != _instant(enrollment.get(name)) or (
+            bool(value) != bool(enrollment.get(name))
+        ):
+            return name
+    return None
+
+
+def _ids(enrollments: Iterable[Mapping[str, Any]]) -> tuple[int, ...]:
+    return tuple(int(e["id"]) for e in enrollments if e.get("id") is not None)
+
+
+def _course_id(enrollments: Sequence[Mapping[str, Any]]) -> int | None:
+    return next((int(e["course_id"]) for e in enrollments if e.get("course_id") is not None), None)
+
+
+def plan_record(
+    index_position: int,
+    record: EnrollmentRecord,
+    index: RosterIndex,
+    *,
+    active_state: str = "active",
+) -> tuple[Step, list[dict[str, Any]]]:
+    """The step for one record, and the enrollments it claims (never dropped)."""
+    scope = scope_of(record)
+    base = {
+        "kind": "record",
+        "course": record.course_label,
+        "user": sis_value(record.user),
+        "role": record.role,
+        "section": sis_value(record.section),
+        "record_index": index_position,
+        "record": record,
+    }
+    roster = index.rosters.get(scope)
+    if roster is None or roster.error is not None:
+        why = roster.error.message if roster and roster.error else "not read"
+        unread = Step(
+            action=_lookup_action(record),
+            reason=f"roster unavailable ({why}); decided when sent",
+            via="lookup",
+            **base,  # type: ignore[arg-type]
+        )
+        return unread, []
+    users = index.of_user(scope, record.user)
+    role_id = record.role_id
+    mine = [
+        e
+        for e in users
+        if _same_role(e, record, role_id)
+        and _same_section(e, record.section)
+        and _same_observed(e, record, index)
+    ]
+    course_id = _course_id(mine) or _course_id(roster.enrollments)
+    state_of = Counter(str(e.get("enrollment_state")) for e in mine)
+    current = ",".join(sorted(state_of)) or None
+    live = [e for e in mine if e.get("enrollment_state") != "deleted"]
+
+    def step(action: str, reason: str, via: str, targets: Sequence[Mapping[str, Any]]) -> Step:
+        return Step(
+            action=action,
+            reason=reason,
+            via=via,
+            enrollment_ids=_ids(targets),
+            course_id=_course_id(targets) or course_id,
+            canvas_state=current,
+            **base,  # type: ignore[arg-type]
+        )
+
+    status = record.status
+    if status is SisStatus.ACTIVE:
+        in_place = [e for e in mine if e.get("enrollment_state") == active_state]
+        if in_place:
+            changed = _differs(record, in_place[0])
+            if changed:
+                return step("update", f"{changed} differs in Canvas", "POST", in_place[:1]), mine
+            return step("none", f"already {active_state} in Canvas", "", in_place[:1]), mine
+        inactive = [e for e in mine if e.get("enrollment_state") == "inactive"]
+        if inactive and active_state == "active" and not _differs(record, inactive[0]):
+            return step("reactivate", "inactive in Canvas", "PUT reactivate", inactive[:1]), mine
+        if mine:
+            return step("reactivate", f"{current} in Canvas", "POST", mine[:1]), mine
+        return step("create", "not in Canvas", "POST", []), mine
+    if status is SisStatus.DELETED_LAST_COMPLETED:
+        if record.course is None:
+            return step(_lookup_action(record), "needs the whole course", "lookup", live), mine
+        mine_ids = set(_ids(mine))
+        keeps_another = any(
+            e.get("enrollment_state") == "active" and int(e["id"]) not in mine_ids
+            for e in users
+            if _same_role(e, record, role_id)
+        )
+        status = SisStatus.DELETED if keeps_another else SisStatus.COMPLETED
+    task, target = {
+        SisStatus.INACTIVE: ("inactivate", "inactive"),
+        SisStatus.COMPLETED: ("conclude", "completed"),
+        SisStatus.DELETED: ("delete", "deleted"),
+    }[status]
+    if not live:
+        if status is SisStatus.INACTIVE:
+            return step("create", "not in Canvas; created inactive", "POST", []), mine
+        what = "already deleted" if mine else "not in Canvas"
+        return step("none", what, "", mine[:1]), mine
+    todo = [e for e in live if e.get("enrollment_state") != target]
+    if not todo:
+        return step("none", f"already {target}", "", live[:1]), mine
+    return step(task, f"{current} in Canvas", f"DELETE task={task}", todo), mine
+
+
+def _lookup_action(record: EnrollmentRecord) -> str:
+    action = planned_action(record)
+    return "conclude" if action == "delete_or_conclude" else action
+
+
+def plan_drop(enrollment: Mapping[str, Any], policy: PlanConfig, *, managed: bool) -> Step | None:
+    """The step for an enrollment no record claims; None when there is nothing to say."""
+    state = str(enrollment.get("enrollment_state"))
+    if state == "deleted" or enrollment.get("type") in NEVER_DROPPED_TYPES:
+        return None
+    base = {
+        "kind": "enrollment",
+        "course": _label(enrollment, "sis_course_id", "course_id"),
+        "user": _label(enrollment, "sis_user_id", "user_id"),
+        "role": str(enrollment.get("role") or enrollment.get("type") or ""),
+        "section": _label(enrollment, "sis_section_id", "course_section_id"),
+        "enrollment_ids": _ids([enrollment]),
+        "course_id": _course_id([enrollment]),
+        "canvas_state": state,
+        "manual": not managed,
+        "refs": (
+            _ref(enrollment, "sis_user_id", "user_id"),
+            _ref(enrollment, "sis_course_id", "course_id"),
+            _ref(enrollment, "sis_section_id", "course_section_id"),
+        ),
+    }
+    if not managed and policy.manual_enrollments != "include":
+        return Step(
+            action="none",
+            reason="not in the SIS; manual (no sis_import_id, not written by canvas-tui): left alone",
+            **base,  # type: ignore[arg-type]
+        )
+    drop_policy = policy.drop_policy
+    if drop_policy == "never":
+        return Step(action="none", reason="not in the SIS; drop_policy is never", **base)  # type: ignore[arg-type]
+    target = _TASK_STATE[drop_policy]
+    settled = {
+        "inactivate": {"inactive", "completed", "rejected"},
+        "conclude": {"completed", "rejected"},
+        "delete": set(),
+    }[drop_policy]
+    if state in settled:
+        return Step(action="none", reason=f"not in the SIS; already {state}", **base)  # type: ignore[arg-type]
+    return Step(
+        action=drop_policy,
+        reason=f"not in the SIS; drop_policy {drop_policy} -> {target}",
+        via=f"DELETE task={drop_policy}",
+        drop=True,
+        **base,  # type: ignore[arg-type]
+    )
+
+
+def evaluate_brake(
+    steps: Sequence[Step], rosters: Mapping[str, Roster], policy: PlanConfig
+) -> Brake:
+    """Drops per course against the course's live roster, and in all."""
+    live: dict[str, set[int]] = defaultdict(set)
+    for roster in rosters.values():
+        for enrollment in roster.enrollments:
+            if enrollment.get("enrollment_state") in LIVE_STATES and enrollment.get("id"):
+                course = _label(enrollment, "sis_course_id", "course_id")
+                live[course].add(int(enrollment["id"]))
+    drops = Counter(s.course for s in steps if s.drop and s.action != "none")
+    by_course = {c: (n, len(live.get(c, ()))) for c, n in sorted(drops.items())}
+    reasons: list[str] = []
+    for course, (n, size) in by_course.items():
+        share = n / size if size else 1.0
+        if share > policy.brake_max_share:
+            reasons.append(
+                f"{course}: {n} of {size} live enrollments ({share:.0%}) would be dropped; "
+                f"brake_max_share is {policy.brake_max_share:.0%}"
+            )
+    total = sum(drops.values())
+    if policy.brake_max_count is not None and total > policy.brake_max_count:
+        reasons.append(f"{total} drops in all; brake_max_count is {policy.brake_max_count}")
+    return Brake(total, policy.brake_max_share, policy.brake_max_count, by_course, tuple(reasons))
+
+
+def build_plan(
+    items: Sequence[SourceItem],
+    rosters: Mapping[str, Roster],
+    policy: PlanConfig,
+    *,
+    known_ids: set[int] | None = None,
+    active_state: str = "active",
+    roster_requests: int = 0,
+) -> Plan:
+    """Pure: the steps for the source's records and for the enrollments they do not claim."""
+    index = RosterIndex(rosters)
+    steps: list[Step] = []
+    claimed: set[int] = set()
+    invalid = 0
+    for position, item in enumerate(items):
+        if isinstance(item, RowProblem):
+            invalid += 1
+            continue
+        step, mine = plan_record(position, item, index, active_state=active_state)
+        steps.append(step)
+        claimed.update(_ids(mine))
+    known = known_ids or set()
+    seen: set[int] = set()
+    for roster in rosters.values():
+        for enrollment in roster.enrollments:
+            eid = enrollment.get("id")
+            if eid is None or int(eid) in claimed or int(eid) in seen:
+                continue
+            seen.add(int(eid))
+            managed = enrollment.get("sis_import_id") is not None or int(eid) in known
+            drop = plan_drop(enrollment, policy, managed=managed)
+            if drop is not None:
+                steps.append(drop)
+    return Plan(
+        steps=steps,
+        scopes=len(rosters),
+        roster_pages=sum(r.pages for r in rosters.values()),
+        roster_requests=roster_requests,
+        roster_errors={s: str(r.error) for s, r in rosters.items() if r.error is not None},
+        invalid_rows=invalid,
+        policy=policy,
+        brake=evaluate_brake(steps, rosters, policy),
+    )
+
+
+async def compute_plan(
+    client: CanvasClient,
+    items: Sequence[SourceItem],
+    config: Config,
+    *,
+    known_ids: set[int] | None = None,
+    rosters: Mapping[str, Roster] | None = None,
+    on_roster: Callable[[int, int], None] | None = None,
+) -> Plan:
+    """Read the rosters of the courses the source names (unless given) and build the plan."""
+    started = time.monotonic()
+    requests = 0
+
+    def count(_event: Any) -> None:
+        nonlocal requests
+        requests += 1
+
+    if rosters is None:
+        scopes = [scope_of(i) for i in items if isinstance(i, EnrollmentRecord)]
+        rosters = await fetch_rosters(client, scopes, observer=count, on_roster=on_roster)
+    plan = build_plan(
+        items,
+        rosters,
+        config.plan,
+        known_ids=known_ids,
+        active_state=config.sync.enrollment_state,
+        roster_requests=requests,
+    )
+    plan.elapsed = time.monotonic() - started
+    return plan
+
+
+def estimated_roster_pages(items: Iterable[SourceItem]) -> int:
+    """Before reading anything: one page per 100 records of each roster, at least one each."""
+    per_scope = Counter(scope_of(i) for i in items if isinstance(i, EnrollmentRecord))
+    return sum(math.ceil(n / PAGE_SIZE) for n in per_scope.values())
+
+
+def choose_mode(
+    items: Sequence[SourceItem], policy: PlanConfig, requested: bool | None
+) -> tuple[bool, str]:
+    """(use the plan?, why). Explicit --plan / --no-plan wins; otherwise the cheaper mode."""
+    if requested is not None:
+        return requested, "plan mode (--plan)" if requested else "full mode (--no-plan)"
+    if policy.drop_policy != "never":
+        return True, f"plan mode: drop_policy is {policy.drop_policy} (only a plan sees drops)"
+    records = sum(1 for i in items if isinstance(i, EnrollmentRecord))
+    pages = estimated_roster_pages(items)
+    if records and records >= PLAN_RATIO * pages:
+        return True, (
+            f"plan mode (auto): {records} records, about {pages} roster pages to read first"
+        )
+    return False, (
+        f"full mode (auto): {records} records against about {pages} roster pages; "
+        f"a plan pays off from {PLAN_RATIO} records per page"
+    )
+
+
+# ---- writing it down ------------------------------------------------------------------------
+
+
+CSV_COLUMNS = (
+    "kind",
+    "action",
+    "course",
+    "section",
+    "user",
+    "role",
+    "status",
+    "canvas_state",
+    "enrollment_ids",
+    "via",
+    "drop",
+    "manual",
+    "reason",
+    "source",
+    "line",
+)
+
+
+def write_plan(
+    plan: Plan, prefix: Path, *, extra: Mapping[str, Any] | None = None
+) -> tuple[Path, Path]:
+    """PREFIX.json (summary, per course, every change) and PREFIX.csv (every step)."""
+    prefix.parent.mkdir(parents=True, exist_ok=True)
+    json_path = prefix.with_name(prefix.name + ".json")
+    csv_path = prefix.with_name(prefix.name + ".csv")
+    document = {
+        "summary": plan.summary(),
+        "by_course": {c: dict(n) for c, n in plan.by_course().items()},
+        "brake_by_course": {
+            c: {"drops": d, "live": n} for c, (d, n) in plan.brake.by_course.items()
+        },
+        "changes": [s.row() for s in plan.changes],
+        **(dict(extra) if extra else {}),
+    }
+    json_path.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+    with csv_path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS)
+        writer.writeheader()
+        for step in plan.steps:
+            writer.writerow(step.row())
+    return json_path, csv_path
+
+
+def format_plan(plan: Plan, *, max_courses: int = 40) -> list[str]:
+    """The console summary: per action, per course, the brake."""
+    counts = plan.counts()
+    lines = [
+        f"plan: {sum(1 for s in plan.steps if s.kind == 'record')} records, "
+        f"{plan.invalid_rows} invalid rows, {plan.scopes} rosters in {plan.roster_pages} pages "
+        f"({plan.roster_requests} requests, {plan.elapsed:.1f}s)",
+        "  " + "  ".join(f"{a} {counts.get(a, 0)}" for a in ACTIONS),
+        f"  drops: {len(plan.drops)} (drop_policy {plan.policy.drop_policy}); "
+        f"manual enrollments left alone: "
+        f"{sum(1 for s in plan.steps if s.manual and s.action == 'none')}; "
+        f"requests to apply: {plan.change_requests}",
+    ]
+    changed = [(c, n) for c, n in plan.by_course().items() if sum(n.values()) != n.get("none", 0)]
+    if changed:
+        lines.append("  per course (changes only):")
+        for course, n in changed[:max_courses]:
+            parts = ", ".join(f"{a} {n[a]}" for a in ACTIONS if a != "none" and n.get(a))
+            lines.append(f"    {course}: {parts}")
+        if len(changed) > max_courses:
+            lines.append(f"    ... {len(changed) - max_courses} more courses (see the JSON)")
+    for scope, error in plan.roster_errors.items():
+        lines.append(f"  roster of {sis_value(scope)} unavailable: {error}")
+    if plan.brake.tripped:
+        lines.append("  BRAKE: the drops exceed the thresholds:")
+        lines.extend(f"    {r}" for r in plan.brake.reasons)
+    return lines
+
+
+# ---- applying it through the engine ---------------------------------------------------------
+
+
+def drop_record(step: Step, line: int) -> EnrollmentRecord:
+    """A journal row for a drop, so it is sent, retried and reported like any record."""
+    status = _DROP_TASK.get(step.action, SisStatus.DELETED)
+    raw = {
+        "course_id": step.course,
+        "user_id": step.user,
+        "role": step.role,
+        "section_id": step.section,
+        "status": str(status),
+        "canvas_enrollment_id": str(step.enrollment_ids[0]),
+        "canvas_course_id": str(step.course_id),
+        "task": step.action,
+        "reason": step.reason,
+    }
+    assert step.refs is not None, "a drop step carries its enrollment's ids"
+    user, course, section = step.refs
+    return EnrollmentRecord(
+        user=user,
+        course=course,
+        section=section or None,
+        role=step.role,
+        enrollment_type=None,
+        status=status,
+        provenance=Provenance(DROP_SOURCE, line, raw),
+    )
+
+
+class PlannedSource:
+    """The source's items, then one record per drop: what a planned run's journal holds."""
+
+    def __init__(self, source: Source, items: Sequence[SourceItem], drops: Sequence[Step]) -> None:
+        self._source = source
+        self._items = items
+        self._drops = drops
+        self.notes = getattr(source, "notes", [])
+        self.layout = getattr(source, "layout", None)
+
+    @property
+    def description(self) -> str:
+        return self._source.description
+
+    def __iter__(self) -> Iterator[SourceItem]:
+        yield from self._items
+        for line, step in enumerate(self._drops, start=1):
+            yield drop_record(step, line)
+
+
+class PlanExecutor:
+    """Sends a record's planned step; without a current step, the lookup-based SIS actions."""
+
+    def __init__(
+        self,
+        client: CanvasClient,
+        fallback: EnrollmentActions,
+        steps: Iterable[Step] = (),
+    ) -> None:
+        self._client = client
+        self._fallback = fallback
+        self._steps = {
+            (s.record.provenance.source, s.record.provenance.line): s
+            for s in steps
+            if s.record is not None
+        }
+
+    async def apply(self, record: EnrollmentRecord, observer: Observer | None) -> ActionResult:
+        if record.provenance.source == DROP_SOURCE:
+            return await self._drop(record, observer)
+        step = self._steps.get((record.provenance.source, record.provenance.line))
+        if step is None or step.record != record or step.via == "lookup":
+            return await self._fallback.apply(record, observer)  # edited, resumed or unknown
+        if step.via == "PUT reactivate" and step.course_id is not None:
+            done = await self._client.reactivate_enrollment(
+                str(step.course_id), step.enrollment_ids[0], observer=observer
+            )
+            return ActionResult("reactivate", _int(done.get("id")))
+        if step.via == "POST":
+            if record.status is SisStatus.INACTIVE:
+                fallback = self._fallback
+                role_id = record.role_id
+                if role_id is None and record.enrollment_type is None:
+                    role_id = await fallback._custom_role_id(record.role, observer)
+                result = await fallback._create(record, role_id, "inactive", observer)
+            else:
+                result = await self._fallback.apply(record, observer)  # an idempotent POST
+            return ActionResult(step.action, result.enrollment_id, result.message)
+        if step.via.startswith("DELETE") and step.course_id is not None:
+            last: dict[str, Any] = {}
+            for enrollment_id in step.enrollment_ids:
+                last = await self._client.delete_enrollment(
+                    str(step.course_id), enrollment_id, step.action, observer=observer
+                )
+            return ActionResult(step.action, _int(last.get("id")))
+        return await self._fallback.apply(record, observer)
+
+    async def _drop(self, record: EnrollmentRecord, observer: Observer | None) -> ActionResult:
+        raw = record.provenance.raw
+        task, course, enrollment = raw["task"], raw["canvas_course_id"], raw["canvas_enrollment_id"]
+        try:
+            done = await self._client.delete_enrollment(course, enrollment, task, observer=observer)
+        except CanvasError as error:
+            # DELETE cannot see deleted rows (§2.7): gone already is what a delete wanted.
+            if task == "delete" and error.status == 404:
+                return ActionResult("none", int(enrollment), "nothing to do: already deleted")
+            raise
+        return ActionResult(task, _int(done.get("id")), raw.get("reason"))
+
+
+def _int(value: Any) -> int | None:
+    return int(value) if value is not None else None
+
+
+@dataclass(slots=True)
+class SyncDecision:
+    """What `sync` decided before sending anything."""
+
+    planned: bool
+    message: str
+    plan: Plan | None = None
+    refused: str | None = None  # why nothing may be sent (the brake, an unreadable source)
+    fields: dict[str, Any] = field(default_factory=dict)
+
+
+def read_items(source: Source) -> list[SourceItem]:
+    return list(source)
+
+
+async def prepare_sync(
+    session: Session,
+    *,
+    requested: bool | None,
+    allow_drops: int | None,
+    on_progress: Callable[[str], None] | None = None,
+) -> SyncDecision:
+    """Before `session.run()`: pick the mode, and in plan mode diff, brake, load and mark.
+
+    A resumed journal is never re-planned; its remaining rows are sent as they are (drops by
+    their recorded enrollment id, source rows with lookups).
+    """
+    client = session.client
+    assert client is not None, "a writable session"
+    config = session.config
+    fallback = EnrollmentActions(
+        client, notify=config.sync.notify, active_state=config.sync.enrollment_state
+    )
+    if session.resumed:
+        session.runner.use_executor(PlanExecutor(client, fallback))
+        return SyncDecision(False, "resuming the journal: its remaining rows are sent as they are")
+    source = session.source or open_source(config.source)
+    items = await asyncio.to_thread(read_items, source)
+    planned, why = choose_mode(items, config.plan, requested)
+    if not planned:
+        session.source = PlannedSource(source, items, [])
+        session.runner.use_executor(PlanExecutor(client, fallback))
+        return SyncDecision(False, why)
+    known = await asyncio.to_thread(
+        known_enrollment_ids, journal_paths(config, session.journal_path)
+    )
+
+    def progress(done: int, total: int) -> None:
+        if on_progress is not None and (done == total or done % 25 == 0):
+            on_progress(f"rosters read: {done}/{total}")
+
+    plan = await compute_plan(client, items, config, known_ids=known, on_roster=progress)
+    fields = {
+        "mode": "plan",
+        "roster_pages": plan.roster_pages,
+        "roster_requests": plan.roster_requests,
+        "changes": len(plan.changes),
+        "drops": len(plan.drops),
+        **{f"plan_{a}": n for a, n in plan.counts().items()},
+    }
+    if not plan.brake.allows(allow_drops):
+        reasons = "; ".join(plan.brake.reasons)
+        allowed = "" if allow_drops is None else f" (--allow-drops {allow_drops} is fewer)"
+        refusal = (
+            f"brake: the plan would drop {plan.brake.drops} enrollments{allowed}: {reasons}. "
+            f"Nothing was sent. Review them with `canvas-tui plan --out PREFIX`, then re-run "
+            f"with --allow-drops {plan.brake.drops} to apply them"
+        )
+        return SyncDecision(True, why, plan, refusal, fields)
+    session.source = PlannedSource(source, items, plan.drops)
+    await session.load()
+    session.store.set_meta(mode="plan")
+    for step in plan.steps:
+        if step.kind == "record" and step.action == "none" and step.record_index is not None:
+            notes = [*(step.record.warnings if step.record else ()), f"plan: {step.reason}"]
+            session.store.post_outcome(
+                step.record_index + 1,
+                Outcome(
+                    State.DONE,
+                    action="none",
+                    message="; ".join(notes),
+                    canvas_enrollment_id=step.enrollment_ids[0] if step.enrollment_ids else None,
+                ),
+            )
+    await session.store.flush()
+    session.runner.reload_counts()
+    session.runner.use_executor(PlanExecutor(client, fallback, plan.changes), token_checked=True)
+    return SyncDecision(True, why, plan, None, fields)
+
+
+# ---- `canvas-tui plan` ----------------------------------------------------------------------
+
+
+def _client_for(config: Config) -> CanvasClient:
+    check_base_url(config.canvas.base_url)
+    if config.canvas.token is None or not config.canvas.token.reveal():
+        raise ConfigError(
+            "no API token: set CANVAS_API_TOKEN, or [canvas] token_file or token_command"
+        )
+    try:
+        return CanvasClient(
+            config.canvas.base_url,
+            config.canvas.token.reveal(),
+            governor=Governor(),
+            timeout=config.canvas.timeout,
+        )
+    except CanvasError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def default_prefix(config: Config) -> Path:
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    return (config.sync.journal_dir or DEFAULT_JOURNAL_DIR) / f"plan-{stamp}"
+
+
+def main(args: argparse.Namespace) -> int:
+    """`canvas-tui plan [SOURCE] [--out PREFIX]`: preflight, then the plan; changes nothing."""
+    from canvas_tui.cli import ExitCode
+
+    out: TextIO = sys.stdout
+    try:
+        config = load_config(args.config)
+        source = open_source(args.source) if args.source else open_source(config.source)
+        client = _client_for(config)
+    except (ConfigError, InputError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return ExitCode.USAGE
+    prefix = Path(args.out) if getattr(args, "out", None) else default_prefix(config)
+    try:
+        return asyncio.run(_plan_command(config, source, client, prefix, out))
+    except InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return ExitCode.USAGE
+
+
+async def _plan_command(
+    config: Config, source: Source, client: CanvasClient, prefix: Path, out: TextIO
+) -> int:
+    from canvas_tui.cli import ExitCode
+    from canvas_tui.engine.preflight import format_preflight, preflight
+
+    try:
+        items = await asyncio.to_thread(read_items, source)
+        print(f"source: {source.description} ({len(items)} rows)", file=out)
+        known = await asyncio.to_thread(known_enrollment_ids, journal_paths(config))
+        requests = 0
+
+        def count(_event: Any) -> None:
+            nonlocal requests
+            requests += 1
+
+        records = [i for i in items if isinstance(i, EnrollmentRecord)]
+        rosters = await fetch_rosters(client, [scope_of(r) for r in records], observer=count)
+        plan = await compute_plan(client, items, config, known_ids=known, rosters=rosters)
+        plan.roster_requests = requests
+        checked = await preflight(client, records, rosters=rosters, plan=plan)
+    except CanvasError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return ExitCode.ABORTED
+    finally:
+        await client.aclose()
+    for line in format_preflight(checked):
+        print(line, file=out)
+    for line in format_plan(plan):
+        print(line, file=out)
+    json_path, csv_path = write_plan(plan, prefix, extra={"preflight": checked.to_json()})
+    print(f"wrote {json_path} and {csv_path}", file=out)
+    with contextlib.suppress(Exception):
+        out.flush()
+    problems = bool(checked.findings) or plan.brake.tripped
+    return ExitCode.RECORDS_FAILED if problems else ExitCode.OK
+
+
+__all__ = [
+    "ACTIONS",
+    "DROP_SOURCE",
+    "Brake",
+    "Plan",
+    "PlanExecutor",
+    "PlannedSource",
+    "Roster",
+    "Step",
+    "SyncDecision",
+    "build_plan",
+    "choose_mode",
+    "compute_plan",
+    "fetch_rosters",
+    "known_enrollment_ids",
+    "main",
+    "prepare_sync",
+    "write_plan",
+]

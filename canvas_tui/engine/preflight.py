@@ -1,0 +1,388 @@
+"""Preflight: GET-only checks of everything the source names, and what a run will cost.
+
+Every course is fetched once (does it exist, is it concluded — hard, or soft by its end date),
+every course's active sections are listed once (does each section the source names belong to
+it), and every user is checked — but only users that appear in no roster cost a request: the
+rosters the plan reads anyway prove the others exist. So a deep check of a synced source costs
+about one request per course plus its roster pages, not one per record.
+
+The estimate uses the costs the governor measured (the X-Request-Cost average) and the latency
+seen on these GETs, with Canvas's bucket: at most about hwm / 50 requests fit in flight, and
+the sustained rate is bounded by leak / cost. Write requests may cost more than GETs; the
+figure is a floor, and says so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import sys
+from collections import Counter, defaultdict
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, TextIO
+
+from canvas_tui.canvas.client import CanvasClient
+from canvas_tui.canvas.errors import CanvasError
+from canvas_tui.canvas.governor import Governor
+from canvas_tui.records import EnrollmentRecord, SisStatus, SourceItem, sis_value, split_api_id
+
+if TYPE_CHECKING:
+    from canvas_tui.config import Config
+    from canvas_tui.engine.plan import Plan, Roster
+
+CHECK_CONCURRENCY = 8
+DEFAULT_COST = 0.1  # X-Request-Cost assumed before any answer carried one
+DEFAULT_LATENCY = 0.25  # seconds per request assumed before any answer
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    kind: str  # course | section | user
+    ref: str  # the id as the source gives it (API id form)
+    problem: str
+    records: int  # how many records name it
+    first: str  # where the first of them is (file:line)
+
+    def __str__(self) -> str:
+        many = f" ({self.records} records, first at {self.first})"
+        return f"{self.kind} {sis_value(self.ref)}: {self.problem}{many}"
+
+
+@dataclass(frozen=True, slots=True)
+class Estimate:
+    mode: str  # full | plan
+    requests: int
+    cost: float  # throttle units
+    seconds: float
+    note: str = ""
+
+
+@dataclass(slots=True)
+class PreflightResult:
+    courses: int = 0
+    sections: int = 0
+    users: int = 0
+    users_seen_in_rosters: int = 0
+    findings: list[Finding] = field(default_factory=list)
+    requests: int = 0  # GETs this preflight sent (retries included)
+    average_cost: float | None = None
+    mean_latency: float | None = None
+    estimates: list[Estimate] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "checked": {"courses": self.courses, "sections": self.sections, "users": self.users},
+            "users_seen_in_rosters": self.users_seen_in_rosters,
+            "findings": [
+                {
+                    "kind": f.kind,
+                    "id": sis_value(f.ref),
+                    "problem": f.problem,
+                    "records": f.records,
+                    "first": f.first,
+                }
+                for f in self.findings
+            ],
+            "requests": self.requests,
+            "average_cost": self.average_cost,
+            "mean_latency": self.mean_latency,
+            "estimates": [
+                {
+                    "mode": e.mode,
+                    "requests": e.requests,
+                    "cost": round(e.cost, 2),
+                    "seconds": round(e.seconds, 1),
+                    "note": e.note,
+                }
+                for e in self.estimates
+            ],
+        }
+
+
+class _Meter:
+    """Counts this preflight's requests and their latency (an observer for the client)."""
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self.latency = 0.0
+
+    def __call__(self, event: Any) -> None:
+        self.requests += 1
+        self.latency += max(0.0, float(event.finished_at) - float(event.started_at))
+
+    @property
+    def mean_latency(self) -> float | None:
+        return self.latency / self.requests if self.requests else None
+
+
+def _concluded(course: Mapping[str, Any]) -> str | None:
+    state = course.get("workflow_state")
+    if state in ("completed", "deleted"):
+        return f"is {'concluded' if state == 'completed' else 'deleted'} (workflow_state {state})"
+    end = course.get("end_at")
+    if course.get("restrict_enrollments_to_course_dates") and end:
+        try:
+            ended = datetime.fromisoformat(str(end))
+        except ValueError:
+            return None
+        if ended.tzinfo is None:
+            ended = ended.replace(tzinfo=UTC)
+        if ended < datetime.now(UTC):
+            return f"is concluded: its end date {end} has passed and enrollments keep to it"
+    return None
+
+
+async def _bounded(jobs: Iterable[Callable[[], Awaitable[None]]], limit: int) -> None:
+    gate = asyncio.Semaphore(max(1, limit))
+
+    async def run(job: Callable[[], Awaitable[None]]) -> None:
+        async with gate:
+            await job()
+
+    async with asyncio.TaskGroup() as group:
+        for job in jobs:
+            group.create_task(run(job))
+
+
+async def preflight(
+    client: CanvasClient,
+    records: Sequence[EnrollmentRecord],
+    *,
+    rosters: Mapping[str, Roster] | None = None,
+    plan: Plan | None = None,
+    concurrency: int = CHECK_CONCURRENCY,
+) -> PreflightResult:
+    """Check every course, section and user the records name (GET only); raise only on a
+    fatal error (token rejected, unsafe URL). `rosters` spare the GETs of users seen in them."""
+    from canvas_tui.engine.plan import RosterIndex
+
+    meter = _Meter()
+    result = PreflightResult()
+    named: dict[tuple[str, str], list[EnrollmentRecord]] = defaultdict(list)
+    sections_of: dict[str, set[str]] = defaultdict(set)
+    for record in records:
+        if record.course:
+            named["course", record.course].append(record)
+            if record.section:
+                sections_of[record.course].add(record.section)
+        if record.section:
+            named["section", record.section].append(record)
+        named["user", record.user].append(record)
+        if record.associated_user:
+            named["user", record.associated_user].append(record)
+
+    def finding(kind: str, ref: str, problem: str) -> None:
+        named_by = named[kind, ref]
+        first = str(named_by[0].provenance) if named_by else ""
+        result.findings.append(Finding(kind, ref, problem, len(named_by), first))
+
+    async def check(kind: str, ref: str, call: Callable[[], Awaitable[Any]]) -> Any:
+        try:
+            return await call()
+        except CanvasError as error:
+            if error.fatal:
+                raise
+            if error.status == 404:
+                finding(kind, ref, "does not exist" + _missing_hint(kind))
+            else:
+                finding(kind, ref, f"could not be checked: {error}")
+            return None
+
+    courses: dict[str, Mapping[str, Any]] = {}
+    course_refs = sorted({ref for kind, ref in named if kind == "course"})
+
+    def course_job(ref: str) -> Callable[[], Awaitable[None]]:
+        async def job() -> None:
+            found = await check("course", ref, lambda: client.get_course(ref, observer=meter))
+            if found is not None:
+                courses[ref] = found
+                problem = _concluded(found)
+                if problem:
+                    finding("course", ref, problem)
+
+        return job
+
+    await _bounded((course_job(r) for r in course_refs), concurrency)
+    result.courses = len(course_refs)
+
+    def sections_job(course: str, wanted: set[str]) -> Callable[[], Awaitable[None]]:
+        async def job() -> None:
+            listed = await check(
+                "course", course, lambda: client.list_course_sections(course, observer=meter)
+            )
+            if listed is None:
+                return
+            ids: set[tuple[str | None, str]] = {
+                ("sis_section_id", str(s.get("sis_section_id"))) for s in listed
+            }
+            ids |= {(None, str(s.get("id"))) for s in listed}
+            for section in sorted(wanted):
+                if split_api_id(section) not in ids:
+                    finding(
+                        "section",
+                        section,
+                        f"is not an active section of course {sis_value(course)}",
+                    )
+
+        return job
+
+    # Sections the source names with their course: one list per course that exists.
+    await _bounded(
+        (sections_job(c, s) for c, s in sorted(sections_of.items()) if c in courses),
+        concurrency,
+    )
+    lone_sections = sorted(
+        {r.section for r in records if r.section and not r.course and r.section is not None}
+    )
+
+    def section_job(ref: str) -> Callable[[], Awaitable[None]]:
+        async def job() -> None:
+            await check("section", ref, lambda: client.get_section(ref, observer=meter))
+
+        return job
+
+    await _bounded((section_job(s) for s in lone_sections), concurrency)
+    result.sections = len({ref for kind, ref in named if kind == "section"})
+
+    index = RosterIndex(rosters or {})
+    users = sorted({ref for kind, ref in named if kind == "user"})
+    unseen = [u for u in users if not index.knows_user(u)]
+    result.users = len(users)
+    result.users_seen_in_rosters = len(users) - len(unseen)
+
+    def user_job(ref: str) -> Callable[[], Awaitable[None]]:
+        async def job() -> None:
+            await check("user", ref, lambda: client.get_user(ref, observer=meter))
+
+        return job
+
+    await _bounded((user_job(u) for u in unseen), concurrency)
+    result.findings.sort(key=lambda f: (f.kind, f.ref))
+    result.requests = meter.requests
+    result.average_cost = client.governor.state().average_cost
+    result.mean_latency = meter.mean_latency
+    result.estimates = estimate(
+        records,
+        client.governor,
+        average_cost=result.average_cost,
+        latency=result.mean_latency,
+        plan=plan,
+    )
+    return result
+
+
+def _missing_hint(kind: str) -> str:
+    return {
+        "course": " (or is deleted)",
+        "section": " (or is deleted)",
+        "user": " (or has no login in this account)",
+    }[kind]
+
+
+def estimate(
+    records: Sequence[EnrollmentRecord],
+    governor: Governor,
+    *,
+    average_cost: float | None,
+    latency: float | None,
+    plan: Plan | None = None,
+) -> list[Estimate]:
+    """Requests, throttle units and seconds for a full sync and, given a plan, for applying it."""
+    cost = average_cost if average_cost is not None else DEFAULT_COST
+    latency = latency if latency is not None and latency > 0 else DEFAULT_LATENCY
+    in_flight = max(1, math.floor((governor.hwm - governor.margin) / governor.up_front) - 1)
+    rate = in_flight / latency
+    if cost > 0 and governor.leak > 0:
+        rate = min(rate, governor.leak / cost)
+    note = "cost per request measured on GETs" if average_cost is not None else "assumed cost"
+    statuses = Counter(r.status for r in records)
+    # active: one POST; the others look the enrollment up, then DELETE (about two each)
+    full = 1 + statuses.get(SisStatus.ACTIVE, 0) + 2 * (len(records) - statuses[SisStatus.ACTIVE])
+    out = [Estimate("full", full, full * cost, full / rate, note)]
+    if plan is not None:
+        planned = plan.roster_requests or plan.roster_pages
+        planned += plan.change_requests
+        out.append(Estimate("plan", planned, planned * cost, planned / rate, note))
+    return out
+
+
+def format_preflight(result: PreflightResult) -> list[str]:
+    lines = [
+        f"preflight: {result.courses} courses, {result.sections} sections, {result.users} users "
+        f"checked ({result.users_seen_in_rosters} users proven by the rosters); "
+        f"{result.requests} GET requests",
+    ]
+    if result.findings:
+        lines.append(f"  {len(result.findings)} problems:")
+        lines.extend(f"    {f}" for f in result.findings)
+    else:
+        lines.append("  every course, section and user exists; no course is concluded")
+    cost = "?" if result.average_cost is None else f"{result.average_cost:.3f}"
+    latency = "?" if result.mean_latency is None else f"{result.mean_latency * 1000:.0f} ms"
+    lines.append(f"  measured: X-Request-Cost average {cost}, latency {latency}")
+    for e in result.estimates:
+        lines.append(
+            f"  estimate ({e.mode}): {e.requests} requests, {e.cost:.1f} throttle units, "
+            f"about {_duration(e.seconds)} ({e.note})"
+        )
+    return lines
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f}s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+async def deep_check(
+    client: CanvasClient, items: Sequence[SourceItem], config: Config
+) -> tuple[PreflightResult, Plan]:
+    """`check --deep`: read the rosters (they prove most users exist), plan, then preflight."""
+    from canvas_tui.engine.plan import compute_plan, fetch_rosters, scope_of
+
+    records = [i for i in items if isinstance(i, EnrollmentRecord)]
+    meter = _Meter()
+    rosters = await fetch_rosters(client, [scope_of(r) for r in records], observer=meter)
+    plan = await compute_plan(client, items, config, rosters=rosters)
+    plan.roster_requests = meter.requests
+    result = await preflight(client, records, rosters=rosters, plan=plan)
+    result.requests += meter.requests
+    return result, plan
+
+
+def run_deep_check(config: Config, source_arg: str | None, out: TextIO = sys.stdout) -> int:
+    """For `canvas-tui check --deep`: exit 0 when all is well, 1 with findings, 2/3 otherwise."""
+    from canvas_tui.cli import ExitCode
+    from canvas_tui.config import ConfigError
+    from canvas_tui.engine.plan import _client_for, read_items
+    from canvas_tui.records import InputError
+    from canvas_tui.sources import open_source
+
+    try:
+        source = open_source(source_arg) if source_arg else open_source(config.source)
+        client = _client_for(config)
+    except (ConfigError, InputError) as exc:
+        print(f"error: {exc}", file=out)
+        return ExitCode.USAGE
+
+    async def go() -> int:
+        try:
+            items = await asyncio.to_thread(read_items, source)
+            result, _plan = await deep_check(client, items, config)
+        except CanvasError as exc:
+            print(f"error: {exc}", file=out)
+            return ExitCode.ABORTED
+        except InputError as exc:
+            print(f"error: {exc}", file=out)
+            return ExitCode.USAGE
+        finally:
+            await client.aclose()
+        for line in format_preflight(result):
+            print(line, file=out)
+        return ExitCode.RECORDS_FAILED if result.findings else ExitCode.OK
+
+    return asyncio.run(go())
