@@ -148,6 +148,13 @@ class Runner:
         self._running = False
         self._resumed_checked = False
 
+    def use_executor(self, executor: Executor, *, token_checked: bool = False) -> None:
+        """Swap what sends each record (a plan's executor); call it before `run()`.
+        `token_checked`: requests already proved the token (a plan's reads); skip the check."""
+        self._executor = executor
+        if token_checked:
+            self._preflight = None
+
     # ---- events ------------------------------------------------------------------------------
 
     def subscribe(self, callback: Callable[[Event], None]) -> Callable[[], None]:
