@@ -22,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol, TextIO
 
-from canvas_tui.canvas.errors import Category, hint_for
+from canvas_tui.canvas.errors import CanvasError, Category, hint_for
 from canvas_tui.cli import ExitCode
 from canvas_tui.config import Config, ConfigError, check_base_url, load_config
 from canvas_tui.engine.actions import planned_action
@@ -240,12 +240,8 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _main(args: argparse.Namespace, reporter: Reporter) -> ExitCode:
-    if getattr(args, "plan", False) or getattr(args, "allow_drops", None) is not None:
-        reporter.error(
-            "--plan and --allow-drops are not yet available in `sync`; use `canvas-tui plan` "
-            "to preview drops",
-            ExitCode.USAGE,
-        )
+    if (getattr(args, "allow_drops", None) or 0) < 0:
+        reporter.error("--allow-drops must be 0 or more", ExitCode.USAGE)
         return ExitCode.USAGE
     if args.max_concurrency is not None and args.max_concurrency < 1:
         reporter.error("--max-concurrency must be at least 1", ExitCode.USAGE)
@@ -322,7 +318,23 @@ async def _sync(session: Session, reporter: Reporter, args: argparse.Namespace) 
 
     try:
         try:
+            # Plan or full mode (engine/plan.py); the brake may refuse before anything is sent.
+            from canvas_tui.engine.plan import prepare_sync
+
+            decision = await prepare_sync(
+                session,
+                requested=getattr(args, "plan", None),
+                allow_drops=getattr(args, "allow_drops", None),
+                on_progress=reporter.info,
+            )
+            reporter.info(decision.message, **decision.fields)
+            if decision.refused is not None:
+                reporter.error(decision.refused, ExitCode.USAGE)
+                return ExitCode.USAGE
             total = await session.load()
+        except CanvasError as exc:
+            reporter.error(f"could not read the rosters: {exc}", ExitCode.ABORTED)
+            return ExitCode.ABORTED
         except InputError as exc:
             reporter.error(str(exc), ExitCode.USAGE)
             return ExitCode.USAGE
@@ -352,6 +364,7 @@ async def _sync(session: Session, reporter: Reporter, args: argparse.Namespace) 
         fields["counts"] = {str(s): n for s, n in state.counts.items()}
         fields["abort_reason"] = state.abort_reason
         fields["journal"] = str(session.journal_path)
+        fields["mode"] = "plan" if decision.planned else "full"
         code = _exit_code(state)
         if report_path:
             paths = write_report(session.store, Path(report_path), state)
