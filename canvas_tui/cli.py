@@ -67,7 +67,12 @@ def build_parser() -> argparse.ArgumentParser:
     sync.add_argument("--report", metavar="FILE", help="write a JSON report (+ failures CSV)")
     sync.add_argument("--dry-run", action="store_true", help="validate and plan; send nothing")
     sync.add_argument("--max-concurrency", type=int, metavar="N", help="cap requests in flight")
-    sync.add_argument("--plan", action="store_true", help="diff against live rosters first")
+    sync.add_argument(
+        "--plan",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="diff against live rosters first and send only the changes (default: when cheaper)",
+    )
     sync.add_argument("--allow-drops", type=int, metavar="N", help="permit up to N drops")
     sync.add_argument("--log-format", choices=("auto", "rich", "json"), default="auto")
 
