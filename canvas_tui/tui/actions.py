@@ -112,7 +112,8 @@ class ConsoleCommands(Provider):
         for a in ACTIONS:
             if a.id in {"help", "quit", "edit"}:
                 continue
-            if app.check_action(a.action.split("(")[0], ()) is False:
+            available = getattr(app, "action_available", None)
+            if available is not None and not available(a.action.split("(")[0]):
                 continue
             out.append((f"{a.help}", a.action, effective_key(a, keymap)))
         return out

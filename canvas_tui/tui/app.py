@@ -9,11 +9,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import sys
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from textual import on, work
 from textual.app import App, ComposeResult
+from textual.css.query import NoMatches
 from textual.screen import ModalScreen
 from textual.widgets import Footer, Header
 from textual.worker import Worker, WorkerState
@@ -21,7 +24,7 @@ from textual.worker import Worker, WorkerState
 from canvas_tui.engine.state import Phase, RecordRow, RunState
 from canvas_tui.records import State, sis_value
 from canvas_tui.tui import format as fmt
-from canvas_tui.tui.actions import ACTIONS, ConsoleCommands, bindings
+from canvas_tui.tui.actions import ACTIONS, ConsoleCommands, bindings, check_keymap
 from canvas_tui.tui.messages import PhaseChanged, RunEnded, SessionOpened
 from canvas_tui.tui.screens.dialogs import (
     ChoiceScreen,
@@ -83,7 +86,10 @@ class ConsoleApp(App[int]):
         self.state: RunState | None = None
         self._engine: Worker[None] | None = None
         self._quitting = False
-        self.sub_title = description + ("  [read-only]" if read_only else "")
+        self._read_client: Any = None
+        self._description = description + ("  [read-only]" if read_only else "")
+        self._loading = False
+        self.sub_title = self._description
 
     # ---- layout and the refresh loop -----------------------------------------------------------
 
@@ -112,12 +118,15 @@ class ConsoleApp(App[int]):
         previous = self.state
         state = session.runner.snapshot()
         self.state = state
-        with self.batch_update():
-            self.screen_stack[0].query_one(Dashboard).show(state)
-            self.queue.tick(state)
-            on_tick = getattr(self.screen, "on_tick", None)
-            if on_tick is not None and self.screen is not self.screen_stack[0]:
-                on_tick(state)
+        try:
+            with self.batch_update():
+                self.screen_stack[0].query_one(Dashboard).show(state)
+                self.queue.tick(state)
+                on_tick = getattr(self.screen, "on_tick", None)
+                if on_tick is not None and self.screen is not self.screen_stack[0]:
+                    on_tick(state)
+        except NoMatches:
+            return  # the app is tearing its widgets down on exit
         if previous is None or previous.phase != state.phase:
             self.refresh_bindings()
 
@@ -133,10 +142,21 @@ class ConsoleApp(App[int]):
             subscribe(self._on_engine_event)
         self.post_message(SessionOpened(self.sub_title))
         if not self.read_only:
-            await session.load()
+            self._loading = True
+            try:
+                await session.load(on_progress=self._loaded_rows)
+            finally:
+                self._loading = False
+                self.sub_title = self._description
         self.tick()
         if self.autostart and not self.read_only:
             self._start_run()
+
+    def _loaded_rows(self, n: int) -> None:
+        # called from the loading thread: hand the number to the UI thread
+        self.call_from_thread(
+            setattr, self, "sub_title", f"{self._description} · loading: {n:,} rows read"
+        )
 
     def _start_run(self) -> None:
         if self.session is None or self._quitting:
@@ -203,6 +223,11 @@ class ConsoleApp(App[int]):
             return True
         if isinstance(self.screen, ModalScreen):
             return False  # dialogs own the keyboard
+        return self.action_available(action)
+
+    def action_available(self, action: str) -> bool | None:
+        """Whether a registry action makes sense now: True, None (shown, disabled) or False
+        (hidden). The command palette asks this too, while it is itself the active screen."""
         if action in ("help", "quit_safely"):
             return True
         if self.read_only and action in WRITES:
@@ -213,7 +238,9 @@ class ConsoleApp(App[int]):
         phase = state.phase
         failed = state.counts.get(State.FAILED, 0)
         if action == "toggle_pause":
-            return phase in (Phase.RUNNING, Phase.PAUSED) or None
+            if not self.run_active:
+                return state.counts.get(State.PENDING, 0) > 0 or None
+            return phase in (Phase.LOADING, Phase.RUNNING, Phase.PAUSED) or None
         if action == "send_one":
             return phase is Phase.PAUSED or None
         if action == "cancel_run":
@@ -223,6 +250,26 @@ class ConsoleApp(App[int]):
         return True
 
     # ---- helpers -----------------------------------------------------------------------------
+
+    def roster_client(self) -> Any:
+        """The session's Canvas client; a read-only session has none, so the roster inspector
+        gets a GET-only one of its own with the same base-URL and token rules."""
+        session = self.session
+        if session is None:
+            raise RuntimeError("the session is not open yet")
+        if session.client is not None:
+            return session.client
+        if self._read_client is None:
+            from canvas_tui.canvas.client import CanvasClient
+
+            config = getattr(session, "config", None)
+            token = config.canvas.token if config is not None else None
+            if config is None or token is None or not config.canvas.base_url:
+                raise RuntimeError("no Canvas base URL or token configured to read rosters with")
+            self._read_client = CanvasClient(
+                config.canvas.base_url, token.reveal(), timeout=config.canvas.timeout
+            )
+        return self._read_client
 
     def current_record(self) -> RecordRow | None:
         """The record the operator is looking at: the stepper's, else the queue's cursor."""
@@ -238,17 +285,27 @@ class ConsoleApp(App[int]):
 
     def _requeued(self) -> None:
         """Records went back to pending: make sure a run is there to send them."""
-        if self.state is not None and self.state.phase not in ACTIVE:
+        if not self.run_active:
             self._start_run()
         self._after_command()
 
     # ---- actions -----------------------------------------------------------------------------
 
+    @property
+    def run_active(self) -> bool:
+        """A `session.run()` worker is going (it may be paused)."""
+        engine = self._engine
+        return engine is not None and engine.state in (WorkerState.PENDING, WorkerState.RUNNING)
+
     def action_toggle_pause(self) -> None:
         if self.session is None or self.state is None:
             return
         runner = self.session.runner
-        if self.state.phase is Phase.PAUSED:
+        if not self.run_active:
+            # a journal opened for triage, or a cancelled run: the same key starts it
+            self._start_run()
+            self.notify("Run started")
+        elif self.state.phase is Phase.PAUSED:
             runner.resume()
             self.notify("Resumed")
         else:
@@ -500,7 +557,8 @@ class ConsoleApp(App[int]):
 
         assert self.session is not None
         try:
-            n = await asyncio.to_thread(write_failures_csv, self.session.store, path)
+            store: Any = self.session.store  # the journal; the protocol is narrower than the writer
+            n = await asyncio.to_thread(write_failures_csv, store, path)
         except OSError as exc:
             self.notify(f"{path}: {exc.strerror or exc}", title="Export failed", severity="error")
             return
@@ -515,7 +573,7 @@ class ConsoleApp(App[int]):
         if self._quitting:
             return
         state = self.state
-        if self.read_only or state is None or state.phase not in ACTIVE:
+        if self.read_only or state is None or not self.run_active:
             self._wind_down()
             return
         pending = state.counts.get(State.PENDING, 0)
@@ -543,7 +601,7 @@ class ConsoleApp(App[int]):
         session = self.session
         if session is not None:
             state = session.runner.snapshot()
-            if state.phase in ACTIVE and not self.read_only:
+            if self.run_active:
                 session.runner.cancel()
                 self.notify(f"Waiting for {state.governor.in_flight} in-flight requests…")
             engine = self._engine
@@ -553,15 +611,120 @@ class ConsoleApp(App[int]):
                     await engine.wait()
             self.state = session.runner.snapshot()
             await session.close()
+            if self._read_client is not None:
+                await self._read_client.aclose()
         self.exit(exit_code(self.state))
 
 
 # ---- entry points ------------------------------------------------------------------------------
 
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+def _fail(message: str) -> int:
+    from canvas_tui.cli import ExitCode
+
+    print(f"canvas-tui: {message}", file=sys.stderr)
+    return int(ExitCode.USAGE)
+
 
 def main(args: argparse.Namespace) -> int:
-    raise NotImplementedError
+    """`canvas-tui [console] [SOURCE] [--config] [--journal] [--read-only]`."""
+    from canvas_tui.config import ConfigError, load_config
+    from canvas_tui.engine.journal import JournalError
+    from canvas_tui.engine.session import open_session
+    from canvas_tui.records import InputError
+    from canvas_tui.sources import open_source
+
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        return _fail(str(exc))
+    keymap = dict(getattr(config, "keys", {}) or {})
+    problems = check_keymap(keymap)
+    if problems:
+        return _fail("; ".join(problems))
+    journal = Path(args.journal) if args.journal else config.sync.journal
+    existing = journal is not None and journal.exists()
+    source = None
+    if args.source or not existing:
+        try:
+            source = open_source(args.source or config.source)
+        except InputError as exc:
+            if not args.read_only:
+                return _fail(str(exc))
+    for warning in config.warnings:
+        print(f"canvas-tui: warning: {warning}", file=sys.stderr)
+    if args.read_only and not existing:
+        return _fail("--read-only inspects an existing journal: give --journal FILE")
+    try:
+        # opened before the UI starts, so a bad config or journal is a plain message and exit 2
+        session = open_session(
+            config, source=source, journal_path=journal, read_only=args.read_only
+        )
+    except (ConfigError, InputError, JournalError) as exc:
+        return _fail(str(exc))
+
+    async def opener() -> ConsoleSession:
+        return session
+
+    label = source.description if source is not None else str(journal or "")
+    app = ConsoleApp(
+        opener,
+        description=label,
+        read_only=args.read_only,
+        keymap=keymap,
+        # an existing journal opens for triage; the operator resumes it with the pause key
+        autostart=source is not None and not existing,
+        journal_path=session.journal_path,
+    )
+    return app.run() or 0
 
 
 def demo_main(args: argparse.Namespace) -> int:
-    raise NotImplementedError
+    """`canvas-tui demo`: the console on the in-process simulator and the example data."""
+    import tempfile
+
+    from canvas_tui.config import load_config
+    from canvas_tui.engine.session import open_session
+    from canvas_tui.simulator import DEMO_TOKEN, SimConfig, build_app
+    from canvas_tui.simulator.testing import asgi_transport
+    from canvas_tui.sources import open_source
+
+    csv_path = EXAMPLES / "enrollments.csv"
+    if not csv_path.is_file():
+        return _fail(f"{csv_path}: the demo data is missing")
+    sim = build_app(
+        SimConfig(
+            seed=args.seed,
+            time_scale=args.time_scale,
+            throttle_status=args.throttle_status,
+            # dearer creates than Canvas's usual, so the bucket fills and the limiter shows
+            # within seconds on a small data set
+            post_cost=DEMO_POST_COST,
+        )
+    )
+    config = load_config(None, env={"CANVAS_API_TOKEN": DEMO_TOKEN, "CANVAS_BASE_URL": DEMO_URL})
+    workdir = Path(tempfile.mkdtemp(prefix="canvas-tui-demo-"))
+    journal = workdir / "journal.sqlite"
+
+    async def opener() -> ConsoleSession:
+        return open_session(
+            config,
+            source=open_source(csv_path),
+            journal_path=journal,
+            transport=asgi_transport(sim),
+        )
+
+    app = ConsoleApp(
+        opener,
+        description=f"demo · {csv_path.name} · simulator seed {args.seed}",
+        journal_path=journal,
+    )
+    code = app.run() or 0
+    print(f"canvas-tui demo: journal kept in {journal}")
+    return code
+
+
+DEMO_URL = "http://127.0.0.1"  # never dialled: the transport is the in-process simulator
+DEMO_POST_COST = 2.0

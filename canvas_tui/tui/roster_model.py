@@ -21,6 +21,7 @@ class Verdict(StrEnum):
     MISSING = "missing in Canvas"
     EXTRA = "extra in Canvas"
     DIFFERS = "state differs"
+    INVALID = "invalid SIS row"  # rejected by validation: never sendable as it stands
 
 
 # SIS status -> the Canvas enrollment_state values that satisfy it
@@ -107,6 +108,21 @@ def compare(enrollments: Sequence[Mapping[str, Any]], records: Sequence[RecordRo
     for row in records:
         role = role_key(row.role)
         section = sis_value(row.section)
+        if row.category == "invalid_input":
+            lines.append(
+                RosterLine(
+                    _record_user(row),
+                    "",
+                    role,
+                    section,
+                    "",
+                    row.status,
+                    Verdict.INVALID,
+                    row.record_id,
+                    row.state,
+                )
+            )
+            continue
         candidates = by_user_role.get((_record_user(row), role), [])
         if section:
             candidates = [e for e in candidates if str(e.get("sis_section_id") or "") == section]

@@ -6,6 +6,7 @@ A Protocol rather than an import so the console's typing does not depend on engi
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any, Protocol
 
 from canvas_tui.engine.state import RecordStore, RunControl
@@ -19,9 +20,12 @@ class ConsoleSession(Protocol):
     def store(self) -> RecordStore: ...
 
     @property
-    def client(self) -> Any: ...  # CanvasClient: list_enrollments, get_course
+    def client(self) -> Any: ...  # CanvasClient (list_enrollments, get_course); None read-only
 
-    async def load(self) -> None: ...
+    @property
+    def journal_path(self) -> Path: ...
+
+    async def load(self, on_progress: Callable[[int], None] | None = None) -> Any: ...
 
     async def run(self) -> Any: ...
 

@@ -242,7 +242,7 @@ class HelpScreen(ModalScreen[None]):
         table.add_row("ctrl+p", "Command palette: every action by name")
         with Vertical():
             yield Label("Keys", classes="title")
-            yield Static(table)
+            yield Static(table, classes="help-keys")
             yield Static(Text('Remap any key in the config: [keys] pause = "space"', "dim"))
 
     def action_close(self) -> None:

@@ -44,6 +44,7 @@ VERDICT_STYLES = {
     Verdict.MISSING: "bold red",
     Verdict.EXTRA: "yellow",
     Verdict.DIFFERS: "magenta",
+    Verdict.INVALID: "dim red",
 }
 # records the enqueue action can put back in the queue; pending/in flight are already there
 REQUEUE_STATES = frozenset({State.FAILED, State.SKIPPED, State.DONE})
@@ -176,7 +177,7 @@ class RosterScreen(Screen[None]):
         if session is None:
             self.post_message(self.RosterFailed("the session is not open yet"))
             return
-        client = session.client
+        client = self.app.roster_client()  # type: ignore[attr-defined]
         try:
             course: dict[str, Any] = await client.get_course(self.ref)
             enrollments: list[dict[str, Any]] = await client.list_enrollments(
@@ -317,11 +318,17 @@ class RosterScreen(Screen[None]):
         session = getattr(self.app, "session", None)
         if session is None or not record_ids:
             return
-        n = session.runner.enqueue(record_ids)
-        self.app.notify(f"{n} records queued again")
+        runner = session.runner
+        enqueue = getattr(runner, "enqueue", None)
+        if enqueue is not None:  # also re-sends DONE records whose enrollment is gone
+            n = int(enqueue(record_ids))
+        else:
+            n = sum(1 for record_id in record_ids if runner.retry(record_id))
+        self.app.notify(f"{n} of {len(record_ids)} records queued again")
         requeued = getattr(self.app, "_requeued", None)
         if requeued is not None:
             requeued()
+        self.action_refetch()
 
     def action_close(self) -> None:
         self.app.pop_screen()

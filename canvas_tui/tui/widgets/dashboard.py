@@ -78,11 +78,11 @@ def headroom_text(state: RunState, width: int = 24) -> Text:
 def concurrency_text(state: RunState) -> Text:
     gov = state.governor
     cap = "no cap" if gov.cap is None else f"cap {gov.cap}"
-    cost = "" if gov.average_cost is None else f"   cost ~{gov.average_cost:.1f}"
+    cost = "" if gov.average_cost is None else f" · cost {gov.average_cost:.1f}"
     return Text.assemble(
         ("in flight ", "dim"),
         (str(gov.in_flight), "bold"),
-        f" / limit {gov.limit}  ({cap}){cost}",
+        f"/{gov.limit} limit ({cap}){cost}",
     )
 
 

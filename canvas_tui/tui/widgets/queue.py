@@ -39,7 +39,7 @@ COLUMNS = (
     Column("role", 9),
     Column("status", 9),
     Column("try", 3, "right"),
-    Column("result", 60),
+    Column("result", 30),
 )
 
 

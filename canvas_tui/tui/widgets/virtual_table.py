@@ -108,7 +108,9 @@ class VirtualTable(ScrollView, can_focus=True):
         self._window_start = 0
         self._window: list[Any] = []
         self._window_valid = False
-        self._row_width = sum(c.width + 1 for c in self.columns)
+        # the last column stretches to the view's width; the rest are fixed
+        self._fixed_width = sum(c.width + 1 for c in self.columns[:-1])
+        self._row_width = self._fixed_width + self.columns[-1].width
         self.fetches = 0  # how many windows were read: the benchmark and tests watch it
 
     # ---- data ------------------------------------------------------------------------------
@@ -158,9 +160,14 @@ class VirtualTable(ScrollView, can_focus=True):
 
     def _line(self, cells: Row, style: Style) -> Strip:
         text = Text(no_wrap=True, overflow="ellipsis", end="")
-        for col, cell in zip(self.columns, cells, strict=False):
-            text.append_text(_fit(cell, col.width, col.justify))
-            text.append(" ")
+        last = len(self.columns) - 1
+        for i, (col, cell) in enumerate(zip(self.columns, cells, strict=False)):
+            width = col.width
+            if i == last:
+                width = max(width, self.size.width - self._fixed_width)
+            text.append_text(_fit(cell, width, col.justify))
+            if i != last:
+                text.append(" ")
         segments = list(text.render(self.app.console))
         strip = Strip(segments).extend_cell_length(max(self._row_width, self.size.width))
         return strip.apply_style(style) if style else strip

@@ -1,0 +1,151 @@
+"""The console against the real engine and the in-process simulator (no fake runner)."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from canvas_tui.config import load_config
+from canvas_tui.engine.session import Session, open_session
+from canvas_tui.simulator import ADMIN_TOKEN, LatencyModel, SimConfig, Simulator, World, build_app
+from canvas_tui.simulator.testing import asgi_transport
+from canvas_tui.sources import open_source
+from canvas_tui.tui.app import ConsoleApp
+
+BASE_URL = "http://127.0.0.1"  # never dialled: the transport is the simulator
+ROSTER_COURSE = "TUI-ROSTER-250"
+SIZE = (140, 45)
+
+
+def small_world(seed: int = 7) -> World:
+    return World.generate(seed, users=400, courses=12)
+
+
+def active_courses(world: World) -> list[str]:
+    return sorted(
+        c.sis_course_id
+        for c in world.courses.values()
+        if c.sis_course_id
+        and c.workflow_state == "available"
+        and not c.concluded
+        and "/" not in c.sis_course_id
+    )
+
+
+def sis_users(world: World) -> list[str]:
+    return sorted(
+        u.sis_user_id
+        for u in world.users.values()
+        if u.sis_user_id and u.sis_user_id.startswith("S1")
+    )
+
+
+def write_enrollments(path: Path, world: World, good: int, *, bad_every: int = 0) -> Path:
+    """`good` sendable rows over the world's courses; every `bad_every`-th row is followed by a user
+    Canvas does not have, and the third row is invalid (a status the SIS format does not know)."""
+    courses, users = active_courses(world), sis_users(world)
+    with path.open("w", newline="", encoding="utf-8") as f:
+        out = csv.writer(f)
+        out.writerow(["course_id", "user_id", "role", "section_id", "status"])
+        for i in range(good):
+            out.writerow(
+                [courses[i % len(courses)], users[i % len(users)], "student", "", "active"]
+            )
+            if i == 1:
+                out.writerow([courses[0], users[0], "student", "", "enrolled"])
+            if bad_every and i % bad_every == bad_every - 1:
+                out.writerow([courses[1], f"GHOST{i:04d}", "student", "", "active"])
+    return path
+
+
+@dataclass
+class Harness:
+    """A simulator, a source file and a journal path; `app()` builds a console over them."""
+
+    sim: Simulator
+    csv_path: Path
+    journal: Path
+    sessions: list[Session] = field(default_factory=list)
+
+    def opener(self, *, read_only: bool = False) -> Callable[[], object]:
+        async def open_() -> Session:
+            config = load_config(
+                None, env={"CANVAS_API_TOKEN": ADMIN_TOKEN, "CANVAS_BASE_URL": BASE_URL}
+            )
+            session = open_session(
+                config,
+                source=None if read_only else open_source(self.csv_path),
+                journal_path=self.journal,
+                transport=asgi_transport(self.sim),
+                read_only=read_only,
+            )
+            self.sessions.append(session)
+            return session
+
+        return open_
+
+    def app(self, **kwargs: object) -> ConsoleApp:
+        read_only = bool(kwargs.pop("read_only", False))
+        return ConsoleApp(
+            self.opener(read_only=read_only),  # type: ignore[arg-type]
+            description=self.csv_path.name,
+            journal_path=self.journal,
+            read_only=read_only,
+            **kwargs,  # type: ignore[arg-type]
+        )
+
+
+def make_harness(
+    tmp_path: Path,
+    *,
+    good: int,
+    bad_every: int = 0,
+    time_scale: float = 20.0,
+    latency: float = 0.25,
+    world: World | None = None,
+) -> Harness:
+    world = world or small_world()
+    sim = build_app(
+        SimConfig(
+            seed=7, time_scale=time_scale, latency=LatencyModel.uniform(latency), cost_jitter=0.0
+        ),
+        world=world,
+    )
+    csv_path = write_enrollments(tmp_path / "enrollments.csv", world, good, bad_every=bad_every)
+    return Harness(sim, csv_path, tmp_path / "run.journal")
+
+
+@pytest.fixture
+def harness(tmp_path: Path) -> Harness:
+    return make_harness(tmp_path, good=40, bad_every=10)
+
+
+async def wait_for(
+    pilot: object, predicate: Callable[[], bool], within: float = 15.0, step: float = 0.05
+) -> None:
+    """Let the app run until `predicate()` holds (fails the test with a clear message otherwise)."""
+    import time
+
+    deadline = time.monotonic() + within
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(
+                f"timed out after {within}s waiting for {predicate.__doc__ or predicate}"
+            )
+        await pilot.pause(step)  # type: ignore[attr-defined]
+
+
+def text_of(widget: object) -> str:
+    """What a Static shows, as plain text (its content rendered by Rich, wide enough not to wrap)."""
+    import io
+
+    from rich.console import Console
+
+    console = Console(width=200, file=io.StringIO(), color_system=None)
+    with console.capture() as capture:
+        console.print(widget.content)  # type: ignore[attr-defined]
+    return capture.get()

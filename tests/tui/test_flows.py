@@ -1,0 +1,256 @@
+"""Operator flows, driven by key presses, against the real engine and the in-process simulator."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from canvas_tui.engine.journal import Journal
+from canvas_tui.engine.state import Phase
+from canvas_tui.records import FINAL_STATES, State
+from canvas_tui.tui.app import ConsoleApp
+from canvas_tui.tui.screens.dialogs import ConfirmScreen, EditScreen, HelpScreen
+from canvas_tui.tui.screens.stepper import FailureStepper
+from tests.tui.conftest import SIZE, Harness, make_harness, text_of, wait_for
+
+
+def _phase(app: ConsoleApp) -> Phase | None:
+    return app.state.phase if app.state is not None else None
+
+
+def _store(app: ConsoleApp) -> Journal:
+    assert app.session is not None
+    store = app.session.store
+    assert isinstance(store, Journal)
+    return store
+
+
+async def test_a_run_goes_to_the_end_and_counts_reconcile(harness: Harness) -> None:
+    app = harness.app()
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: _phase(app) is Phase.FINISHED)
+        state = app.state
+        assert state is not None
+        # 40 good rows, 4 users Canvas lacks, 1 invalid row
+        assert state.total == 45
+        assert state.failures_by_category == {"user_not_found": 4, "invalid_input": 1}
+        assert state.counts[State.DONE] == 40
+        assert state.counts[State.FAILED] == 5
+        assert state.failures_by_category == {"user_not_found": 4, "invalid_input": 1}
+        failures = text_of(app.query_one("#failures"))
+        assert "User not found" in failures and "Invalid source row" in failures
+        await pilot.press("q")  # finished: no question asked
+    assert app.return_value == 1  # ExitCode.RECORDS_FAILED
+
+
+async def test_pause_stops_dispatch_send_one_sends_one_resume_finishes(tmp_path: Path) -> None:
+    h = make_harness(tmp_path, good=150, time_scale=2.0)
+    app = h.app()
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(
+            pilot, lambda: app.state is not None and app.check_action("toggle_pause", ()) is True
+        )
+        await pilot.press("p")
+        await wait_for(
+            pilot, lambda: _phase(app) is Phase.PAUSED and app.state.governor.in_flight == 0
+        )
+        before = h.sim.stats()["requests"]
+        finished = app.state.finished
+        await pilot.pause(0.8)
+        assert h.sim.stats()["requests"] == before, "nothing is sent while paused"
+        assert app.state.finished == finished
+        assert app.state.counts[State.PENDING] > 0
+
+        await pilot.press("n")  # exactly one record goes out
+        await wait_for(
+            pilot, lambda: app.state.finished == finished + 1 and app.state.governor.in_flight == 0
+        )
+        await pilot.pause(0.4)
+        assert app.state.finished == finished + 1
+        assert _phase(app) is Phase.PAUSED
+
+        await pilot.press("p")
+        await wait_for(pilot, lambda: _phase(app) is Phase.FINISHED, within=30)
+        assert app.state.finished == app.state.total == 151
+        await pilot.press("q")
+
+
+async def test_skip_and_retry_change_a_records_state(tmp_path: Path) -> None:
+    h = make_harness(tmp_path, good=60, bad_every=20, time_scale=2.0)
+    app = h.app()
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(
+            pilot, lambda: app.state is not None and app.check_action("toggle_pause", ()) is True
+        )
+        await pilot.press("p")
+        await wait_for(
+            pilot, lambda: _phase(app) is Phase.PAUSED and app.state.governor.in_flight == 0
+        )
+        store = _store(app)
+        pending = next(
+            r
+            for r in store.rows(0, 20, state=State.PENDING, order="-record_id")
+            if "GHOST" not in r.user
+        )
+        await pilot.press("colon")
+        await pilot.press(*str(pending.record_id), "enter")
+        assert app.queue.selected is not None and app.queue.selected.record_id == pending.record_id
+
+        await pilot.press("s")
+        assert store.get(pending.record_id).state is State.SKIPPED  # type: ignore[union-attr]
+        await pilot.press("r")
+        await pilot.pause(0.1)
+        assert store.get(pending.record_id).state is State.PENDING  # type: ignore[union-attr]
+
+        await pilot.press("p")
+        await wait_for(pilot, lambda: _phase(app) is Phase.FINISHED, within=30)
+        assert store.get(pending.record_id).state is State.DONE  # type: ignore[union-attr]
+
+        # a user missing in Canvas is created; retrying the failed record now succeeds
+        ghost_id = store.failed_ids("user_not_found")[0]
+        ghost = store.get(ghost_id)
+        assert ghost is not None
+        h.sim.world.add_user("Late Arrival", ghost.user.split(":", 1)[1])
+        await pilot.press("colon", *str(ghost_id), "enter")
+        await pilot.press("r")
+        await wait_for(pilot, lambda: store.get(ghost_id).state is State.DONE)  # type: ignore[union-attr]
+        assert store.get(ghost_id).attempts == 2  # type: ignore[union-attr]
+        await pilot.press("q")
+
+
+async def test_stepper_walks_the_failures_in_order_and_edit_retries(harness: Harness) -> None:
+    app = harness.app()
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: _phase(app) is Phase.FINISHED)
+        store = _store(app)
+        expected = store.failed_ids()
+        assert len(expected) == 5
+        await pilot.press("f")
+        stepper = app.screen
+        assert isinstance(stepper, FailureStepper)
+        seen = []
+        for n in range(1, 6):
+            row = stepper.current_record()
+            assert row is not None
+            seen.append(row.record_id)
+            assert stepper.position == (n, 5)
+            title = text_of(stepper.query_one("#stepper-title"))
+            assert f"Failure {n} of 5" in title
+            body = stepper.query_one("#stepper-body")
+            text = text_of(body)
+            assert f"{row.source}:{row.line}" in text
+            if row.category == "user_not_found":
+                ghost = row.user.split(":", 1)[1]
+                assert f"No user with SIS id {ghost} in this account" in text
+                assert "POST" in text and "404" in text
+            await pilot.press("l")
+        assert seen == expected
+        await pilot.press("h")
+        assert stepper.position == (4, 5)
+
+        # the invalid row: fix its status in the editor, retry, and it is sent
+        invalid = next(i for i in expected if store.get(i).category == "invalid_input")  # type: ignore[union-attr]
+        while stepper.current_record().record_id != invalid:  # type: ignore[union-attr]
+            await pilot.press("h")
+        await pilot.press("e")
+        editor = app.screen
+        assert isinstance(editor, EditScreen)
+        box = editor.query_one("#field-status")
+        box.value = "active"  # type: ignore[attr-defined]
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: store.get(invalid).state is State.DONE)  # type: ignore[union-attr]
+        await wait_for(pilot, lambda: stepper.position[1] == 4)  # it left the failures
+        await pilot.press("escape")
+        await pilot.press("q")
+
+
+async def test_quitting_mid_run_leaves_a_consistent_journal_that_resumes(tmp_path: Path) -> None:
+    h = make_harness(tmp_path, good=300, time_scale=2.0)
+    app = h.app()
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(
+            pilot, lambda: app.state is not None and app.state.counts.get(State.DONE, 0) >= 20
+        )
+        await pilot.press("q")
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("y")
+        await wait_for(pilot, lambda: app.return_value is not None, within=20)
+    assert app.return_value == 3  # ExitCode.ABORTED: records left pending
+
+    journal = Journal(h.journal, read_only=True)
+    try:
+        counts = journal.counts()
+        assert counts[State.IN_FLIGHT] == 0, "in-flight requests finished before the exit"
+        assert sum(counts.values()) == 301
+        assert counts[State.PENDING] > 0
+        final = sum(counts[s] for s in FINAL_STATES)
+        # every record that reached Canvas is accounted for exactly once
+        created = h.sim.stats()["enrollments_created"] + h.sim.stats()["reposts"]
+        assert counts[State.DONE] == created
+        assert final + counts[State.PENDING] == 301
+    finally:
+        journal.close()
+
+    # opening the same journal again resumes: `p` starts it, and it runs to the end
+    again = h.app(autostart=False)
+    async with again.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: again.check_action("toggle_pause", ()) is True)
+        await pilot.press("p")
+        await wait_for(pilot, lambda: _phase(again) is Phase.FINISHED, within=30)
+        assert again.state.finished == 301
+        await pilot.press("q")
+
+
+async def test_read_only_triage_hides_writes_but_steps_failures(harness: Harness) -> None:
+    app = harness.app()
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: _phase(app) is Phase.FINISHED)
+        await pilot.press("q")
+    triage = harness.app(read_only=True)
+    async with triage.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: triage.state is not None)
+        for action in ("toggle_pause", "skip", "retry", "retry_all", "cancel_run", "send_one"):
+            assert triage.check_action(action, ()) is False, action
+        failed_before = triage.state.counts[State.FAILED]
+        await pilot.press("R", "r", "s", "p")
+        assert not isinstance(triage.screen, ConfirmScreen)
+        await pilot.press("f")
+        assert isinstance(triage.screen, FailureStepper)
+        assert triage.screen.position == (1, failed_before)
+        await pilot.press("escape", "q")
+    assert triage.return_value == 1
+
+
+async def test_help_palette_and_remapped_keys_share_one_registry(tmp_path: Path) -> None:
+    h = make_harness(tmp_path, good=60, bad_every=20, time_scale=4.0)
+    app = h.app(keymap={"pause": "space"})
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.check_action("toggle_pause", ()) is True)
+        await pilot.press("space")  # the remapped key pauses
+        await wait_for(pilot, lambda: _phase(app) is Phase.PAUSED)
+        await pilot.press("question_mark")
+        assert isinstance(app.screen, HelpScreen)
+        text = text_of(app.screen.query_one("Static.help-keys"))
+        assert "space" in text and "Pause or resume dispatching records" in text
+        await pilot.press("escape")
+        # the command palette runs the same action by name
+        await pilot.press("ctrl+p")
+        await pilot.press(*"Pause or resume")
+        await pilot.pause(0.3)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: _phase(app) in (Phase.RUNNING, Phase.FINISHED))
+        await wait_for(pilot, lambda: _phase(app) is Phase.FINISHED)
+        # a bulk action asks first; declining changes nothing
+        failed = app.state.counts[State.FAILED]
+        await pilot.press("R")
+        await pilot.press("escape")
+        await pilot.pause(0.2)
+        assert app.state.counts[State.FAILED] == failed
+        await pilot.press("R", "enter")  # first option: all failed records
+        await wait_for(
+            pilot,
+            lambda: app.state.counts.get(State.PENDING, 0) == 0 and _phase(app) is Phase.FINISHED,
+        )
+        store = _store(app)
+        # the users are still missing: sent again, failed again; the invalid row cannot be sent
+        assert [store.get(i).attempts for i in store.failed_ids("user_not_found")] == [2, 2, 2]  # type: ignore[union-attr]
+        await pilot.press("q")
