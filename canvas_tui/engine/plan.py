@@ -45,6 +45,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
+import httpx
+
 from canvas_tui.canvas.client import CanvasClient
 from canvas_tui.canvas.errors import CanvasError
 from canvas_tui.canvas.governor import Governor
@@ -973,7 +975,7 @@ async def prepare_sync(
 # ---- `canvas-tui plan` ----------------------------------------------------------------------
 
 
-def _client_for(config: Config) -> CanvasClient:
+def _client_for(config: Config, transport: httpx.AsyncBaseTransport | None = None) -> CanvasClient:
     check_base_url(config.canvas.base_url)
     if config.canvas.token is None or not config.canvas.token.reveal():
         raise ConfigError(
@@ -985,6 +987,7 @@ def _client_for(config: Config) -> CanvasClient:
             config.canvas.token.reveal(),
             governor=Governor(),
             timeout=config.canvas.timeout,
+            transport=transport,
         )
     except CanvasError as exc:
         raise ConfigError(str(exc)) from None

@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TextIO
 
+import httpx
+
 from canvas_tui.canvas.client import CanvasClient
 from canvas_tui.canvas.errors import CanvasError
 from canvas_tui.canvas.governor import Governor
@@ -354,8 +356,15 @@ async def deep_check(
     return result, plan
 
 
-def run_deep_check(config: Config, source_arg: str | None, out: TextIO = sys.stdout) -> int:
-    """For `canvas-tui check --deep`: exit 0 when all is well, 1 with findings, 2/3 otherwise."""
+def run_deep_check(
+    config: Config,
+    source_arg: str | None,
+    out: TextIO = sys.stdout,
+    *,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> int:
+    """For `canvas-tui check --deep`: 0 when all is well, 2 with findings (as `check`), 3 when
+    Canvas cannot be read."""
     from canvas_tui.cli import ExitCode
     from canvas_tui.config import ConfigError
     from canvas_tui.engine.plan import _client_for, read_items
@@ -364,7 +373,7 @@ def run_deep_check(config: Config, source_arg: str | None, out: TextIO = sys.std
 
     try:
         source = open_source(source_arg) if source_arg else open_source(config.source)
-        client = _client_for(config)
+        client = _client_for(config, transport)
     except (ConfigError, InputError) as exc:
         print(f"error: {exc}", file=out)
         return ExitCode.USAGE
@@ -383,6 +392,6 @@ def run_deep_check(config: Config, source_arg: str | None, out: TextIO = sys.std
             await client.aclose()
         for line in format_preflight(result):
             print(line, file=out)
-        return ExitCode.RECORDS_FAILED if result.findings else ExitCode.OK
+        return ExitCode.USAGE if result.findings else ExitCode.OK
 
     return asyncio.run(go())
