@@ -145,13 +145,6 @@ def main(
     out: TextIO | None = None,
 ) -> int:
     say = Report(out or sys.stdout)
-    if getattr(args, "deep", False):
-        say(
-            "check --deep is not available yet: the per-user/course/section preflight comes "
-            "with `canvas-tui plan` (issue 6). Run `canvas-tui check` without --deep."
-        )
-        return ExitCode.USAGE
-
     try:
         config = load_config(args.config)
     except ConfigError as exc:
@@ -173,6 +166,12 @@ def main(
     result = asyncio.run(reach(config, contexts, transport=transport))
     reach_code = _report_reachability(result, summary, say)
     code = max(code, reach_code)
+    if getattr(args, "deep", False) and code != ExitCode.ABORTED:
+        # Every user, course and section, and what a run will cost (engine/preflight.py).
+        from canvas_tui.engine.preflight import run_deep_check
+
+        deep = run_deep_check(config, args.source, say.out, transport=transport)
+        code = max(code, deep)
     say(
         {
             ExitCode.OK: "result: OK",

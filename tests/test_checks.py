@@ -131,7 +131,11 @@ def test_unreadable_source_exits_2_but_still_checks_canvas(tmp_path: Path) -> No
     assert "token user: " in out
 
 
-def test_deep_is_not_available_yet(tmp_path: Path) -> None:
-    code, out = run(tmp_path, FIXTURE, deep=True)
-    assert code == 2
-    assert "--deep is not available yet" in out
+def test_deep_checks_every_user_course_and_section(tmp_path: Path) -> None:
+    app = sim()
+    code, out = run(tmp_path, FIXTURE, transport=asgi_transport(app), deep=True)
+    assert code == 0, out
+    assert "preflight: 1 courses, 2 sections, 3 users checked" in out
+    assert "every course, section and user exists" in out
+    assert "estimate (full): 4 requests" in out
+    assert app.stats()["enrollments_created"] == 0
