@@ -998,15 +998,23 @@ def default_prefix(config: Config) -> Path:
     return (config.sync.journal_dir or DEFAULT_JOURNAL_DIR) / f"plan-{stamp}"
 
 
-def main(args: argparse.Namespace) -> int:
-    """`canvas-tui plan [SOURCE] [--out PREFIX]`: preflight, then the plan; changes nothing."""
+def main(
+    args: argparse.Namespace,
+    *,
+    transport: httpx.AsyncBaseTransport | None = None,
+    out: TextIO | None = None,
+) -> int:
+    """`canvas-tui plan [SOURCE] [--out PREFIX]`: preflight, then the plan; changes nothing.
+
+    Exit 0: planned, nothing wrong; 1: planned, but the preflight found problems or the brake
+    would stop it; 2: config or source error; 3: Canvas could not be read (token, network)."""
     from canvas_tui.cli import ExitCode
 
-    out: TextIO = sys.stdout
+    out = out or sys.stdout
     try:
         config = load_config(args.config)
         source = open_source(args.source) if args.source else open_source(config.source)
-        client = _client_for(config)
+        client = _client_for(config, transport)
     except (ConfigError, InputError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return ExitCode.USAGE
