@@ -132,8 +132,8 @@ class RichReporter:
 
         self.console = Console(file=out, force_terminal=force_terminal, highlight=False)
         self._progress = Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
+            TextColumn("[bold]{task.description:<9}"),
+            BarColumn(bar_width=24),
             MofNCompleteColumn(),
             TextColumn("{task.fields[detail]}"),
             console=self.console,
@@ -162,16 +162,19 @@ class RichReporter:
             self._progress.start()
             self._started = True
         g = state.governor
-        headroom = "?" if g.remaining is None else f"{g.remaining:.0f}/{g.high_water_mark:.0f}"
+        headroom = "?" if g.remaining is None else f"{g.remaining:.0f}"
         eta = "?" if state.eta is None else f"{state.eta:.0f}s"
         failed = state.counts.get(State.FAILED, 0)
         detail = (
-            f"{state.rate:6.1f}/s  ETA {eta}  in flight {g.in_flight}/{g.limit}  "
-            f"headroom {headroom}  failed {failed}  throttled {state.throttled}  "
-            f"[{state.phase}]"
+            f"{state.rate:.1f}/s ETA {eta} | {g.in_flight}/{g.limit} in flight | "
+            f"headroom {headroom} | [red]{failed} failed[/] | {state.throttled} throttled"
         )
         self._progress.update(
-            self._task, total=state.total or None, completed=state.finished, detail=detail
+            self._task,
+            description=str(state.phase),
+            total=state.total or None,
+            completed=state.finished,
+            detail=detail,
         )
 
     def summary(self, fields: dict[str, Any]) -> None:
@@ -359,6 +362,7 @@ async def _sync(session: Session, reporter: Reporter, args: argparse.Namespace) 
         finally:
             ticker.cancel()
             unsubscribe()
+        reporter.progress(state)  # the bar ends where the run did
         report_path = args.report or session.config.sync.report
         fields = _state_fields(state)
         fields["counts"] = {str(s): n for s, n in state.counts.items()}

@@ -48,7 +48,7 @@ def simulator(tmp_path: Path) -> Iterator[str]:
             "--port",
             str(port),
             "--time-scale",
-            "3",
+            "5",
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
