@@ -11,7 +11,8 @@ never needs to be known (hosted Canvas may use 700). Requests that the client co
 has not seen yet make that estimate too high, so the governor:
 - takes the minimum of the last few estimates, each carried forward by the leak and the costs
   reported since (a single stale sample cannot open the gate),
-- caps `free` at the largest `remaining` ever seen (a lower bound on the real hwm),
+- caps `free` at the hwm: the configured one, or the largest `remaining` ever seen if higher
+  (that is a lower bound on the real hwm, e.g. hosted Canvas's 700),
 - keeps `margin` units spare.
 Between responses `free` grows by `leak` per second, so a full bucket reopens on a timer.
 
@@ -33,6 +34,8 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
+
+import httpx
 
 from canvas_tui.engine.state import GovernorState
 
@@ -116,7 +119,7 @@ class Governor:
             for at, sample, cost_then in self._samples
         )
         assert self._hwm_seen is not None
-        return min(free, self._hwm_seen)
+        return min(free, max(self.hwm, self._hwm_seen))
 
     def _model_limit(self) -> int | None:
         free = self.free()
@@ -171,6 +174,8 @@ class Governor:
 
     def _observe(self, seq: int, headers: Mapping[str, str], *, throttled: bool) -> None:
         self._answers += 1
+        if not isinstance(headers, httpx.Headers):
+            headers = httpx.Headers(dict(headers))  # header names are case-insensitive
         cost = _header_float(headers, "x-request-cost")
         remaining = _header_float(headers, "x-rate-limit-remaining")
         if cost is not None and cost >= 0:
