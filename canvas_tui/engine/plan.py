@@ -60,7 +60,6 @@ from canvas_tui.engine.actions import (
     _same_section,
     planned_action,
 )
-from canvas_tui.engine.journal import Outcome
 from canvas_tui.engine.session import DEFAULT_JOURNAL_DIR, Session
 from canvas_tui.records import (
     EnrollmentRecord,
@@ -878,6 +877,29 @@ class PlanExecutor:
         return ActionResult(task, _int(done.get("id")), raw.get("reason"))
 
 
+def _mark_done(conn: sqlite3.Connection, steps: Iterable[Step]) -> None:
+    """Records the plan found in place end done at once, in one statement (not 10,000 posts).
+    Same columns as `Journal.post_outcome` writes for a done record."""
+    now = time.time()
+    conn.executemany(
+        "UPDATE records SET state = ?, action = 'none', message = ?, "
+        "canvas_enrollment_id = COALESCE(?, canvas_enrollment_id), updated_at = ? "
+        "WHERE record_id = ? AND state = ?",
+        (
+            (
+                State.DONE.value,
+                "; ".join([*(s.record.warnings if s.record else ()), f"plan: {s.reason}"]),
+                s.enrollment_ids[0] if s.enrollment_ids else None,
+                now,
+                s.record_index + 1,
+                State.PENDING.value,
+            )
+            for s in steps
+            if s.kind == "record" and s.action == "none" and s.record_index is not None
+        ),
+    )
+
+
 def _int(value: Any) -> int | None:
     return int(value) if value is not None else None
 
@@ -954,19 +976,7 @@ async def prepare_sync(
     session.source = PlannedSource(source, items, plan.drops)
     await session.load()
     session.store.set_meta(mode="plan")
-    for step in plan.steps:
-        if step.kind == "record" and step.action == "none" and step.record_index is not None:
-            notes = [*(step.record.warnings if step.record else ()), f"plan: {step.reason}"]
-            session.store.post_outcome(
-                step.record_index + 1,
-                Outcome(
-                    State.DONE,
-                    action="none",
-                    message="; ".join(notes),
-                    canvas_enrollment_id=step.enrollment_ids[0] if step.enrollment_ids else None,
-                ),
-            )
-    await session.store.flush()
+    await session.store.write(lambda conn: _mark_done(conn, plan.steps))
     session.runner.reload_counts()
     session.runner.use_executor(PlanExecutor(client, fallback, plan.changes), token_checked=True)
     return SyncDecision(True, why, plan, None, fields)
