@@ -832,34 +832,36 @@ class Journal:
         *,
         only_from: Iterable[State],
         message: str | None = None,
+        sendable_only: bool = False,
     ) -> list[tuple[int, State, str | None]]:
         """Operator moves (skip, retry), committed before returning, applied only where the
-        record is still in `only_from`. Returns (record_id, previous state, previous category)
-        for each record that moved.
+        record is still in `only_from` (and, with `sendable_only`, has a valid record to send).
+        Returns (record_id, previous state, previous category) for each record that moved.
 
         Blocks for one commit: fine for an operator's keypress, not for the hot path.
         """
         wanted = list(ids)
         allowed = [s.value for s in only_from]
         marks = ", ".join("?" for _ in allowed)
-        select = (
-            "SELECT state, category FROM records WHERE record_id = ? "  # noqa: S608
-            f"AND state IN ({marks})"
-        )
+        extra = " AND fields IS NOT NULL" if sendable_only else ""
 
         def move(conn: sqlite3.Connection) -> list[tuple[int, State, str | None]]:
             now = time.time()
             moved: list[tuple[int, State, str | None]] = []
-            for record_id in wanted:
-                found = conn.execute(select, (record_id, *allowed)).fetchone()
-                if found is None:
-                    continue
-                conn.execute(
+            for start in range(0, len(wanted), 500):
+                chunk = wanted[start : start + 500]
+                found = conn.execute(
+                    "SELECT record_id, state, category FROM records "  # noqa: S608
+                    f"WHERE record_id IN ({', '.join('?' for _ in chunk)}) "
+                    f"AND state IN ({marks}){extra}",
+                    (*chunk, *allowed),
+                ).fetchall()
+                conn.executemany(
                     "UPDATE records SET state = ?, message = COALESCE(?, message), "
                     "updated_at = ? WHERE record_id = ?",
-                    (to.value, message, now, record_id),
+                    [(to.value, message, now, r) for r, _, _ in found],
                 )
-                moved.append((record_id, State(found[0]), found[1]))
+                moved.extend((int(r), State(st), c) for r, st, c in found)
             return moved
 
         if not wanted:

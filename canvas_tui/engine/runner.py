@@ -516,14 +516,12 @@ class Runner:
         return bool(moved)
 
     def _requeue_ids(self, ids: list[int], *, front: bool = False) -> int:
-        sendable = [
-            i for i in ids if i not in self._claimed and self._journal.record(i) is not None
-        ]
         moved = self._journal.transition(
-            sendable,
+            [i for i in ids if i not in self._claimed],
             State.PENDING,
             only_from=[State.FAILED, State.SKIPPED],
             message="queued again by the operator",
+            sendable_only=True,  # a row the source rejected needs an edit, not a retry
         )
         for rid, old, category in moved:
             self._move(rid, old, State.PENDING, old_category=category)

@@ -240,6 +240,8 @@ async def test_edit_and_retry_renormalizes_the_row(journal: Journal) -> None:
     runner = Runner(journal, executor, FixedGovernor(2))
     await runner.run()
     assert journal.get(3).state == State.FAILED
+    assert not runner.retry(3)  # a row the source rejected cannot be re-sent as it is
+    assert runner.retry_failed() == 0
     assert not runner.edit_and_retry(3, {"status": "still-bogus"})
     assert runner.edit_and_retry(3, {"status": "active"})
     state = await runner.run()
