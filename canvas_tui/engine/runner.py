@@ -16,7 +16,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol
 
-from canvas_tui.canvas.errors import CanvasError, Category
+from canvas_tui.canvas.errors import CanvasError, Category, hint_for
 from canvas_tui.engine.actions import ActionResult, Observer
 from canvas_tui.engine.edit import edited_record
 from canvas_tui.engine.journal import Journal, Outcome
@@ -286,7 +286,7 @@ class Runner:
 
     def _abort(self, exc: CanvasError) -> None:
         if self._abort_reason is None:
-            self._abort_reason = f"{exc} — {exc.title}" if exc.status is None else str(exc)
+            self._abort_reason = f"{exc} — {hint_for(exc.category)}"
             self._set_phase(Phase.CANCELLING, self._abort_reason)
             self.gate.cancel()
             self._wake.set()
