@@ -363,7 +363,8 @@ class Simulator:
         fault = self.faults.draw()
         if fault is Fault.HTML_503:
             await self._sleep(self._latency("show"))
-            self._stats.faults[fault.value] += 1
+            with self.lock:
+                self._stats.faults[fault.value] += 1
             response = Response(503, HTML_503, b"text/html; charset=utf-8")
             await self._finish(send, response, "html_503")
             return
@@ -383,10 +384,18 @@ class Simulator:
             stats.max_in_flight = max(stats.max_in_flight, stats.in_flight)
             admitted = bucket.reserve()
         endpoint = route.endpoint if route else "unknown"
+        cost = cfg.refused_cost if not admitted else self._cost(request.method)
+        settled = False
+
+        def settle() -> float:
+            nonlocal settled
+            settled = True
+            return bucket.settle(cost)
+
         try:
             if not admitted:
                 with self.lock:
-                    bucket.settle(cfg.refused_cost)
+                    settle()
                     self._stats.throttled += 1
                     response = self._refusal(bucket)
                 await self._finish(send, response, endpoint)
@@ -395,7 +404,6 @@ class Simulator:
             delay = self._latency(kind)
             if fault is Fault.SLOW:
                 delay = cfg.faults.slow_seconds / cfg.time_scale
-            cost = self._cost(request.method)
             try:
                 await self._sleep(delay)
                 if fault is Fault.RESET_BEFORE:
@@ -411,7 +419,7 @@ class Simulator:
                     raise SimulatedConnectionReset("connection reset after the write")
             except SimulatedConnectionReset:
                 with self.lock:
-                    bucket.settle(cost)
+                    settle()
                     self._stats.faults[fault.value if fault else "reset"] += 1
                     self._stats.requests += 1
                     self._stats.by_endpoint[endpoint] += 1
@@ -426,7 +434,7 @@ class Simulator:
                 )
                 raise
             with self.lock:
-                bucket.settle(cost)
+                settle()
                 if fault is not None:
                     self._stats.faults[fault.value] += 1
                 response.headers.append((b"x-request-cost", ruby_float(cost).encode()))
@@ -436,6 +444,8 @@ class Simulator:
             await self._finish(send, response, endpoint)
         finally:
             with self.lock:
+                if not settled:  # cancelled mid-flight (a client gave up): Canvas settles anyway
+                    settle()
                 self._stats.in_flight -= 1
 
     def _request(

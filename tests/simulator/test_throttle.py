@@ -8,7 +8,7 @@ import time
 import httpx
 import pytest
 
-from canvas_tui.simulator import LatencyModel, build_app
+from canvas_tui.simulator import ADMIN_TOKEN, LatencyModel, build_app
 from canvas_tui.simulator.bucket import BucketSettings, LeakyBucket, ruby_float
 from tests.simulator.conftest import client_for, fast_config
 
@@ -194,3 +194,25 @@ async def test_in_real_time_the_leak_admits_a_little_more() -> None:
     assert refused[0] >= 13
     assert all(results[i] == 200 for i in range(1, 13))
     assert time.monotonic() - started < 5
+
+
+async def test_a_cancelled_request_still_settles() -> None:
+    clock = FrozenClock()
+    gate = asyncio.Event()
+
+    async def held_sleep(_: float) -> None:
+        await gate.wait()
+
+    app = build_app(fast_config(clock=clock, sleep=held_sleep, get_cost=0.05))
+    async with client_for(app) as client:
+        task = asyncio.create_task(client.get("/api/v1/users/self"))
+        for _ in range(200):
+            if app.stats()["in_flight"] == 1:
+                break
+            await asyncio.sleep(0.005)
+        assert app.token_bucket(ADMIN_TOKEN).count == 50  # the reservation is held
+        task.cancel()  # a client timeout, as asyncio.wait_for would do
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    assert app.token_bucket(ADMIN_TOKEN).count == pytest.approx(0.05)
+    assert app.stats()["in_flight"] == 0
