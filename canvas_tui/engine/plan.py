@@ -569,7 +569,10 @@ def evaluate_brake(
     live: dict[str, set[int]] = defaultdict(set)
     for roster in rosters.values():
         for enrollment in roster.enrollments:
-            if enrollment.get("enrollment_state") in LIVE_STATES and enrollment.get("id"):
+            if (
+                enrollment.get("enrollment_state") in LIVE_STATES
+                and enrollment.get("id") is not None
+            ):
                 course = _label(enrollment, "sis_course_id", "course_id")
                 live[course].add(int(enrollment["id"]))
     drops = Counter(s.course for s in steps if s.drop and s.action != "none")
