@@ -10,8 +10,10 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
-from canvas_tui.simulator import ADMIN_TOKEN
+from canvas_tui.cli import build_parser
+from canvas_tui.simulator import ADMIN_TOKEN, serve
 from tests.simulator.conftest import USER_AGENT
 
 
@@ -59,24 +61,18 @@ def test_simulate_serves_real_http(tmp_path: Path) -> None:
     assert token_file.stat().st_mode & 0o077 == 0
 
 
-def test_simulate_rejects_a_bad_fault_spec() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "canvas_tui", "simulate", "--faults", "boom=1"],
-        capture_output=True, text=True, timeout=30,
-    )  # fmt: skip
-    assert result.returncode == 2
-    assert "unknown fault 'boom'" in result.stderr
+def test_simulate_rejects_a_bad_fault_spec(capsys: pytest.CaptureFixture[str]) -> None:
+    args = build_parser().parse_args(["simulate", "--faults", "boom=1"])
+    assert serve.main(args) == 2  # before anything is served
+    assert "unknown fault 'boom'" in capsys.readouterr().err
 
 
 def test_cli_options_reach_the_config() -> None:
-    from canvas_tui.cli import build_parser
-    from canvas_tui.simulator.serve import config_from_args
-
     args = build_parser().parse_args(
         ["simulate", "--time-scale", "4", "--hwm", "700", "--post-cost", "1.0", "--latency", "0.5",
          "--faults", "500=0.1,reset=0.2", "--token", "bench-token", "--seed", "9"]
     )  # fmt: skip
-    config = config_from_args(args)
+    config = serve.config_from_args(args)
     assert (config.time_scale, config.hwm, config.post_cost, config.seed) == (4, 700, 1.0, 9)
     assert config.latency.create == config.latency.list == 0.5
     assert config.faults.error_500 == 0.1 and config.faults.reset_after == 0.1

@@ -163,7 +163,7 @@ async def test_sequential_requests_are_never_refused() -> None:
     # Real clock, realistic costs: each request holds 50 and gives it back before the next arrives.
     app = build_app(fast_config(time_scale=200.0, latency=LatencyModel()))
     async with client_for(app) as client:
-        users = [u for u in app.world.users.values() if u.id >= 1000][:150]
+        users = [u for u in app.world.users.values() if u.id >= 1000][:60]
         for user in users:
             response = await client.post(COURSE, data={"enrollment[user_id]": str(user.id)})
             assert response.status_code == 200
