@@ -71,3 +71,15 @@ def test_canvasapi_tells_invalid_token_from_no_permission(served: tuple[Simulato
         canvas(base, "not-a-token").get_course("BIG-100", use_sis_id=True)
     with pytest.raises(Unauthorized):
         canvas(base, NO_PERMISSION_TOKEN).get_course("BIG-100", use_sis_id=True)
+
+
+def test_canvasapi_enrolls_idempotently(served: tuple[Simulator, str]) -> None:
+    app, base = served
+    course = canvas(base).get_course("BIG-100", use_sis_id=True)
+    user = canvas(base).get_user("S900002", "sis_user_id")  # Ngọc Đặng
+    fields = {"type": "StudentEnrollment", "enrollment_state": "active"}
+    first = course.enroll_user(user.id, enrollment=fields)
+    again = course.enroll_user(user.id, enrollment=fields)
+    assert first.id == again.id
+    assert first.enrollment_state == "active" and first.user_id == user.id
+    assert app.stats()["duplicates"] == 0
