@@ -227,17 +227,23 @@ class Plan:
 
 @dataclass(slots=True)
 class Roster:
-    scope: str  # the API id of the course or section read
+    scope: str  # `course/<API id>` or `section/<API id>` (see scope_of)
     enrollments: list[dict[str, Any]] = field(default_factory=list)
     pages: int = 0
     error: CanvasError | None = None
 
 
 def scope_of(record: EnrollmentRecord) -> str:
-    """Which roster a record is diffed against: its course, else its section."""
-    scope = record.course or record.section
-    assert scope is not None, "a record names a course or a section"
-    return scope
+    """Which roster a record is diffed against: `course/<id>`, else `section/<id>`."""
+    if record.course:
+        return f"course/{record.course}"
+    assert record.section, "a record names a course or a section"
+    return f"section/{record.section}"
+
+
+def scope_label(scope: str) -> str:
+    kind, _, ref = scope.partition("/")
+    return f"{kind} {sis_value(ref)}"
 
 
 async def fetch_rosters(
@@ -262,16 +268,16 @@ async def fetch_rosters(
         def on_page(pages: int, _items: int) -> None:
             roster.pages = pages
 
-        kind, _value = split_api_id(scope)
+        kind, _, ref = scope.partition("/")
         async with gate:
             try:
-                if kind == "sis_section_id":
+                if kind == "section":
                     roster.enrollments = await client.list_enrollments(
-                        section=scope, states=ALL_STATES, on_page=on_page, observer=observer
+                        section=ref, states=ALL_STATES, on_page=on_page, observer=observer
                     )
                 else:
                     roster.enrollments = await client.list_enrollments(
-                        course=scope, states=ALL_STATES, on_page=on_page, observer=observer
+                        course=ref, states=ALL_STATES, on_page=on_page, observer=observer
                     )
             except CanvasError as error:
                 if error.fatal:
@@ -763,7 +769,7 @@ def format_plan(plan: Plan, *, max_courses: int = 40) -> list[str]:
         if len(changed) > max_courses:
             lines.append(f"    ... {len(changed) - max_courses} more courses (see the JSON)")
     for scope, error in plan.roster_errors.items():
-        lines.append(f"  roster of {sis_value(scope)} unavailable: {error}")
+        lines.append(f"  roster of {scope_label(scope)} unavailable: {error}")
     if plan.brake.tripped:
         lines.append("  BRAKE: the drops exceed the thresholds:")
         lines.extend(f"    {r}" for r in plan.brake.reasons)

@@ -228,3 +228,17 @@ async def test_auto_mode_picks_full_for_a_small_source(arena: Arena) -> None:
     decision, state, _ = await _sync(arena, rows, "small", plan=None)
     assert not decision.planned and "full mode (auto)" in decision.message
     assert state is not None and state.counts[State.DONE] == 3
+
+
+async def test_section_only_rows_are_diffed_against_the_section(arena: Arena) -> None:
+    u = arena.users
+    arena.enroll(u[0])
+    section = arena.section.sis_section_id
+    assert section
+    rows = [["", x.sis_user_id or "", "student", section, "active"] for x in u[:2]]
+    plan = await _plan(arena, rows)
+    assert plan.scopes == 1 and plan.roster_errors == {}
+    assert _actions(plan) == {u[0].sis_user_id: "none", u[1].sis_user_id: "create"}
+    _, state, _ = await _sync(arena, rows, "sections")
+    assert state is not None and state.counts[State.DONE] == 2
+    assert arena.writes() == 1
