@@ -92,9 +92,12 @@ class SqlSource:
             normalize = normalizer.normalize
             number = 0
             try:
-                for row in result:
-                    number += 1
-                    yield normalize([_cell(value) for value in row], number)
+                for batch in result.partitions():  # fetchmany(_BATCH), not a fetchone per row
+                    for row in batch:
+                        number += 1
+                        # Most SIS columns are text already; only the others pay a conversion.
+                        cells = [v if v.__class__ is str else _cell(v) for v in row]
+                        yield normalize(cells, number)
             except SQLAlchemyError as exc:
                 raise InputError(
                     f"reading row {number + 1} from {self._masked} failed: {_reason(exc)}"
