@@ -920,25 +920,27 @@ class SyncDecision:
     planned: bool
     message: str
     plan: Plan | None = None
-    refused: str | None = None  # why nothing may be sent (the brake, an unreadable source)
+    refused: str | None = None  # why nothing may be sent (the brake)
     fields: dict[str, Any] = field(default_factory=dict)
+    source: Source | None = None  # what the plan read, for apply_plan
+    items: Sequence[SourceItem] = ()
 
 
 def read_items(source: Source) -> list[SourceItem]:
     return list(source)
 
 
-async def prepare_sync(
+async def plan_session(
     session: Session,
     *,
     requested: bool | None,
-    allow_drops: int | None,
     on_progress: Callable[[str], None] | None = None,
 ) -> SyncDecision:
-    """Before `session.run()`: pick the mode, and in plan mode diff, brake, load and mark.
+    """Pick the mode and, in plan mode, compute the plan; nothing is loaded or sent yet.
 
     A resumed journal is never re-planned; its remaining rows are sent as they are (drops by
-    their recorded enrollment id, source rows with lookups).
+    their recorded enrollment id, source rows with lookups). The console shows the plan (and
+    its would-be drops) between this and `apply_plan`.
     """
     client = session.client
     assert client is not None, "a writable session"
@@ -973,22 +975,54 @@ async def prepare_sync(
         "drops": len(plan.drops),
         **{f"plan_{a}": n for a, n in plan.counts().items()},
     }
-    if not plan.brake.allows(allow_drops):
-        reasons = "; ".join(plan.brake.reasons)
-        allowed = "" if allow_drops is None else f" (--allow-drops {allow_drops} is fewer)"
-        refusal = (
-            f"brake: the plan would drop {plan.brake.drops} enrollments{allowed}: {reasons}. "
-            f"Nothing was sent. Review them with `canvas-tui plan --out PREFIX`, then re-run "
-            f"with --allow-drops {plan.brake.drops} to apply them"
-        )
-        return SyncDecision(True, why, plan, refusal, fields)
-    session.source = PlannedSource(source, items, plan.drops)
+    decision = SyncDecision(True, why, plan, None, fields)
+    decision.source, decision.items = source, items
+    return decision
+
+
+async def apply_plan(session: Session, decision: SyncDecision) -> None:
+    """Queue a computed plan: the journal gets the source rows then the drops, rows already in
+    place end done at once, and the runner sends each change's planned request."""
+    plan, source = decision.plan, decision.source
+    if plan is None or source is None or session.store.loaded:
+        return
+    client = session.client
+    assert client is not None, "a writable session"
+    config = session.config
+    fallback = EnrollmentActions(
+        client, notify=config.sync.notify, active_state=config.sync.enrollment_state
+    )
+    session.source = PlannedSource(source, decision.items, plan.drops)
     await session.load()
     session.store.set_meta(mode="plan")
     await session.store.write(lambda conn: _mark_done(conn, plan.steps))
     session.runner.reload_counts()
     session.runner.use_executor(PlanExecutor(client, fallback, plan.changes), token_checked=True)
-    return SyncDecision(True, why, plan, None, fields)
+
+
+async def prepare_sync(
+    session: Session,
+    *,
+    requested: bool | None,
+    allow_drops: int | None,
+    on_progress: Callable[[str], None] | None = None,
+) -> SyncDecision:
+    """Headless: `plan_session`, the brake (unless `allow_drops` covers the drops), `apply_plan`."""
+    decision = await plan_session(session, requested=requested, on_progress=on_progress)
+    plan = decision.plan
+    if plan is None:
+        return decision
+    if not plan.brake.allows(allow_drops):
+        reasons = "; ".join(plan.brake.reasons)
+        allowed = "" if allow_drops is None else f" (--allow-drops {allow_drops} is fewer)"
+        decision.refused = (
+            f"brake: the plan would drop {plan.brake.drops} enrollments{allowed}: {reasons}. "
+            f"Nothing was sent. Review them with `canvas-tui plan --out PREFIX`, then re-run "
+            f"with --allow-drops {plan.brake.drops} to apply them"
+        )
+        return decision
+    await apply_plan(session, decision)
+    return decision
 
 
 # ---- `canvas-tui plan` ----------------------------------------------------------------------
@@ -1093,12 +1127,14 @@ __all__ = [
     "Roster",
     "Step",
     "SyncDecision",
+    "apply_plan",
     "build_plan",
     "choose_mode",
     "compute_plan",
     "fetch_rosters",
     "known_enrollment_ids",
     "main",
+    "plan_session",
     "prepare_sync",
     "write_plan",
 ]
