@@ -39,8 +39,13 @@ def asgi_transport(app: Any) -> httpx.ASGITransport:
 
 
 @contextmanager
-def serve_in_thread(app: Any, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
-    """Serve `app` with uvicorn in a daemon thread; yields `http://host:port` once it accepts."""
+def serve_in_thread(
+    app: Any, host: str = "127.0.0.1", port: int = 0, *, http: str = "auto"
+) -> Iterator[str]:
+    """Serve `app` with uvicorn in a daemon thread; yields `http://host:port` once it accepts.
+
+    `http` picks uvicorn's HTTP implementation: "auto" (httptools when installed), "h11",
+    "httptools"."""
     quiet_simulated_resets()
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -48,7 +53,12 @@ def serve_in_thread(app: Any, host: str = "127.0.0.1", port: int = 0) -> Iterato
     bound_port = sock.getsockname()[1]
     # A slow fault may still be sleeping at exit; do not wait for it longer than a second.
     config = uvicorn.Config(
-        app, log_level="warning", lifespan="off", access_log=False, timeout_graceful_shutdown=1
+        app,
+        http=http,
+        log_level="warning",
+        lifespan="off",
+        access_log=False,
+        timeout_graceful_shutdown=1,
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)

@@ -82,10 +82,14 @@ async def test_reset_after_the_write_in_process() -> None:
     assert app.stats()["reposts"] == 1 and app.stats()["duplicates"] == 0
 
 
+@pytest.mark.parametrize("http", ["h11", "httptools"])
 @pytest.mark.parametrize(("fault", "created"), [("reset_before", 0), ("reset_after", 1)])
-def test_resets_over_a_real_socket(fault: str, created: int) -> None:
+def test_resets_over_a_real_socket(fault: str, created: int, http: str) -> None:
     app = faulty_app(**{fault: 1.0})
-    with serve_in_thread(app) as base, httpx.Client(base_url=base, headers=HEADERS) as client:
+    with (
+        serve_in_thread(app, http=http) as base,
+        httpx.Client(base_url=base, headers=HEADERS) as client,
+    ):
         with pytest.raises(httpx.RemoteProtocolError):
             client.post(CREATE, data=FORM)
         app.set_faults(FaultRates())

@@ -76,11 +76,15 @@ async def test_non_ascii_name_round_trips(client: httpx.AsyncClient) -> None:
     assert response.json()["sortable_name"] == "Ångström-Núñez, Zoë"
 
 
-def test_percent_encoded_slash_survives_a_real_server() -> None:
+@pytest.mark.parametrize("http", ["h11", "httptools"])
+def test_percent_encoded_slash_survives_a_real_server(http: str) -> None:
     # uvicorn decodes %2F in scope["path"]; the simulator must route on scope["raw_path"].
     app = build_app(fast_config(), World.generate(7, users=100, courses=5))
     headers = {"User-Agent": USER_AGENT, "Authorization": f"Bearer {ADMIN_TOKEN}"}
-    with serve_in_thread(app) as base, httpx.Client(base_url=base, headers=headers) as client:
+    with (
+        serve_in_thread(app, http=http) as base,
+        httpx.Client(base_url=base, headers=headers) as client,
+    ):
         user = client.get("/api/v1/users/sis_user_id:EXT%2F2026%2F0042")
         roster = client.get("/api/v1/courses/sis_course_id:ART%2F210-F26/enrollments")
     assert user.status_code == 200 and user.json()["sis_user_id"] == SLASH_USER
