@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import csv
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,7 +44,9 @@ def sis_users(world: World) -> list[str]:
     )
 
 
-def write_enrollments(path: Path, world: World, good: int, *, bad_every: int = 0) -> Path:
+def write_enrollments(
+    path: Path, world: World, good: int, *, bad_every: int = 0, extra: Sequence[Sequence[str]] = ()
+) -> Path:
     """`good` sendable rows over the world's courses; every `bad_every`-th row is followed by a user
     Canvas does not have, and the third row is invalid (a status the SIS format does not know)."""
     courses, users = active_courses(world), sis_users(world)
@@ -59,6 +61,7 @@ def write_enrollments(path: Path, world: World, good: int, *, bad_every: int = 0
                 out.writerow([courses[0], users[0], "student", "", "enrolled"])
             if bad_every and i % bad_every == bad_every - 1:
                 out.writerow([courses[1], f"GHOST{i:04d}", "student", "", "active"])
+        out.writerows(extra)
     return path
 
 
@@ -107,6 +110,7 @@ def make_harness(
     time_scale: float = 20.0,
     latency: float = 0.25,
     world: World | None = None,
+    extra: Sequence[Sequence[str]] = (),
 ) -> Harness:
     world = world or small_world()
     sim = build_app(
@@ -115,8 +119,24 @@ def make_harness(
         ),
         world=world,
     )
-    csv_path = write_enrollments(tmp_path / "enrollments.csv", world, good, bad_every=bad_every)
+    csv_path = write_enrollments(
+        tmp_path / "enrollments.csv", world, good, bad_every=bad_every, extra=extra
+    )
     return Harness(sim, csv_path, tmp_path / "run.journal")
+
+
+def roster_world(size: int = 250) -> World:
+    """The small world plus a course whose roster spans several pages."""
+    world = small_world()
+    course = world.add_course("Roster Two-Fifty", ROSTER_COURSE, default_section=False)
+    section = world.add_section(course, "Section 01", f"{ROSTER_COURSE}-01")
+    student = world.built_in_role("StudentEnrollment")
+    assert student is not None
+    for i in range(size):
+        user = world.add_user(f"Roster Student{i:03d}", f"R{i:04d}")
+        world.add_enrollment(user, section, student)
+    world.add_user("Not Yet Enrolled", "R9000")
+    return world
 
 
 @pytest.fixture

@@ -15,8 +15,8 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
 
-from canvas_tui.engine.state import RecordRow
-from canvas_tui.records import State
+from canvas_tui.engine.state import RecordRow, RunState
+from canvas_tui.records import FINAL_STATES, State
 from canvas_tui.tui import format as fmt
 from canvas_tui.tui.roster_model import (
     RosterDiff,
@@ -135,6 +135,7 @@ class RosterScreen(Screen[None]):
         self.pages = 0
         self.fetched = 0
         self._visible: list[RosterLine] = []
+        self._awaiting: set[int] = set()
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -251,6 +252,7 @@ class RosterScreen(Screen[None]):
         )
         self.table.set_total(len(self._visible))
         self.table.reload()
+        self.refresh_bindings()  # "enqueue missing" depends on the comparison
 
     # ---- actions -------------------------------------------------------------------------------
 
@@ -328,7 +330,17 @@ class RosterScreen(Screen[None]):
         requeued = getattr(self.app, "_requeued", None)
         if requeued is not None:
             requeued()
-        self.action_refetch()
+        self._awaiting = set(record_ids)  # refetch once they are final
+
+    def on_tick(self, state: RunState) -> None:
+        """Called by the app's refresh tick while this screen is on top."""
+        session = getattr(self.app, "session", None)
+        if not self._awaiting or session is None:
+            return
+        rows = [session.store.get(i) for i in self._awaiting]
+        if all(r is None or r.state in FINAL_STATES for r in rows):
+            self._awaiting = set()
+            self.action_refetch()
 
     def action_close(self) -> None:
         self.app.pop_screen()

@@ -5,6 +5,9 @@ It renders one `RunState` snapshot per tick (STYLE.md §4) and keeps no state of
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+from rich.console import RenderableType
 from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
@@ -39,12 +42,12 @@ def counts_table(state: RunState) -> Table:
 
 def progress_text(state: RunState) -> Text:
     phase = Text(f" {state.phase.value.upper()} ", style=f"reverse {PHASE_STYLES[state.phase]}")
-    text = Text.assemble(phase, "  ")
+    text = Text.assemble(phase, " ")
     if state.phase in (Phase.RUNNING, Phase.PAUSED, Phase.LOADING, Phase.CANCELLING):
         text.append(f"ETA {fmt.duration(state.eta)}", style="bold")
     else:
-        text.append(f"{fmt.count(state.finished)} of {fmt.count(state.total)} final", style="bold")
-    text.append(f"   elapsed {fmt.duration(state.elapsed)}")
+        text.append(f"{fmt.count(state.finished)}/{fmt.count(state.total)} final", style="bold")
+    text.append(f" · elapsed {fmt.duration(state.elapsed)}")
     if state.abort_reason:
         text.append(f"\n{state.abort_reason}", style="bold red")
     return text
@@ -53,12 +56,12 @@ def progress_text(state: RunState) -> Text:
 def throughput_text(state: RunState) -> Text:
     peak = max(state.rate_history, default=0.0)
     return Text.assemble(
-        ("throughput ", "dim"),
+        ("now ", "dim"),
         (fmt.rate(state.rate), "bold"),
-        ("   peak ", "dim"),
+        (" · peak ", "dim"),
         fmt.rate(peak),
-        ("   requests ", "dim"),
-        fmt.count(state.requests),
+        (" · ", "dim"),
+        f"{fmt.count(state.requests)} req",
     )
 
 
@@ -133,7 +136,17 @@ class Dashboard(Horizontal):
     Dashboard ProgressBar { width: 100%; }
     Dashboard ProgressBar Bar { width: 1fr; }
     Dashboard Sparkline { height: 2; margin-top: 1; }
+    Dashboard #counts { height: 6; }
+    Dashboard #progress-text { height: 2; }
+    Dashboard #throughput, Dashboard #headroom, Dashboard #concurrency, Dashboard #pressure {
+        height: 1;
+    }
+    Dashboard #failures { height: 1fr; }
     """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._shown: dict[str, object] = {}
 
     def compose(self) -> ComposeResult:
         with Vertical(id="counts-panel") as panel:
@@ -141,7 +154,7 @@ class Dashboard(Horizontal):
             yield Static(id="counts")
         with Vertical(id="progress-panel") as panel:
             panel.border_title = "Progress"
-            yield ProgressBar(total=None, show_eta=False, id="progress")
+            yield ProgressBar(total=1, show_eta=False, id="progress")
             yield Static(id="progress-text")
             yield Static(id="throughput")
             yield Sparkline([], id="rate-spark")
@@ -155,16 +168,37 @@ class Dashboard(Horizontal):
             panel.border_title = "Failures by category"
             yield Static(id="failures")
 
+    def _set(self, widget_id: str, key: object, content: Callable[[], RenderableType]) -> None:
+        """Repaint one Static only when what it shows changed; sizes are fixed in CSS, so no
+        layout pass is needed (a layout pass per tick was the console's largest idle cost)."""
+        if self._shown.get(widget_id) == key:
+            return
+        self._shown[widget_id] = key
+        self.query_one(f"#{widget_id}", Static).update(content(), layout=False)
+
     def show(self, state: RunState) -> None:
         """Render one snapshot; call inside `app.batch_update()`."""
-        self.query_one("#counts", Static).update(counts_table(state))
+        counts = tuple(state.counts.get(s, 0) for s in State)
+        self._set("counts", (counts, state.total), lambda: counts_table(state))
         bar = self.query_one("#progress", ProgressBar)
-        bar.update(total=max(state.total, 1) if state.total else None, progress=state.finished)
-        self.query_one("#progress-text", Static).update(progress_text(state))
-        self.query_one("#throughput", Static).update(throughput_text(state))
-        self.query_one("#rate-spark", Sparkline).data = list(state.rate_history) or [0.0]
-        self.query_one("#headroom", Static).update(headroom_text(state))
-        self.query_one("#concurrency", Static).update(concurrency_text(state))
-        self.query_one("#pressure", Static).update(pressure_text(state))
-        self.query_one("#remaining-spark", Sparkline).data = list(state.remaining_history) or [0.0]
-        self.query_one("#failures", Static).update(failures_table(state))
+        bar.update(total=max(state.total, 1), progress=state.finished)
+        progress = progress_text(state)
+        self._set("progress-text", progress, lambda: progress)
+        throughput = throughput_text(state)
+        self._set("throughput", throughput, lambda: throughput)
+        headroom = headroom_text(state)
+        self._set("headroom", headroom, lambda: headroom)
+        concurrency = concurrency_text(state)
+        self._set("concurrency", concurrency, lambda: concurrency)
+        pressure = pressure_text(state)
+        self._set("pressure", pressure, lambda: pressure)
+        failures = tuple(sorted(state.failures_by_category.items()))
+        self._set("failures", failures, lambda: failures_table(state))
+        rates = list(state.rate_history) or [0.0]
+        spark = self.query_one("#rate-spark", Sparkline)
+        if spark.data != rates:
+            spark.data = rates
+        remaining = list(state.remaining_history) or [0.0]
+        spark = self.query_one("#remaining-spark", Sparkline)
+        if spark.data != remaining:
+            spark.data = remaining

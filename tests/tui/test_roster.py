@@ -1,0 +1,75 @@
+"""The roster inspector pages through a whole course through the session's client."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from textual.widgets import Input
+
+from canvas_tui.engine.state import Phase
+from canvas_tui.records import State
+from canvas_tui.tui.roster_model import Verdict
+from canvas_tui.tui.screens.dialogs import ConfirmScreen, PromptScreen
+from canvas_tui.tui.screens.roster import RosterScreen
+from tests.tui.conftest import ROSTER_COURSE, SIZE, make_harness, roster_world, wait_for
+
+ROSTER_ROWS = [
+    *([ROSTER_COURSE, f"R{i:04d}", "student", f"{ROSTER_COURSE}-01", "active"] for i in range(5)),
+    [ROSTER_COURSE, "R9000", "student", f"{ROSTER_COURSE}-01", "active"],  # created by the run
+    [ROSTER_COURSE, "LATE0001", "student", f"{ROSTER_COURSE}-01", "active"],  # no such user yet
+]
+
+
+async def test_roster_pages_through_every_enrollment_and_enqueues_the_missing(
+    tmp_path: Path,
+) -> None:
+    h = make_harness(tmp_path, good=10, world=roster_world(250), extra=ROSTER_ROWS)
+    app = h.app()
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.state is not None and app.state.phase is Phase.FINISHED)
+        assert app.state.counts[State.FAILED] == 2  # the invalid row and LATE0001
+
+        await pilot.press("c")
+        prompt = app.screen
+        assert isinstance(prompt, PromptScreen)
+        prompt.query_one(Input).value = ROSTER_COURSE
+        await pilot.press("enter")
+        roster = app.screen
+        assert isinstance(roster, RosterScreen)
+        await wait_for(pilot, lambda: roster.diff is not None)
+        diff = roster.diff
+        assert diff is not None
+        assert diff.canvas_count == 251  # 250 + R9000, every page of 100
+        assert roster.pages == 3
+        assert diff.sis_count == 7
+        assert (diff.count(Verdict.OK), diff.count(Verdict.MISSING), diff.count(Verdict.EXTRA)) == (
+            6,
+            1,
+            245,
+        )
+        assert roster.table.total == 252
+
+        await pilot.press("4")  # comparison filter: in sync
+        assert roster.table.total == 6
+        await pilot.press("4")  # missing in Canvas
+        assert roster.table.total == 1
+        assert roster.table.current.user == "LATE0001"  # type: ignore[union-attr]
+        await pilot.press("4", "4", "4", "4")  # ... back to everything
+        assert roster.table.total == 252
+        await pilot.press("1")  # role filter: the only role present
+        assert roster.table.total == 252
+
+        # the user now exists: enqueue the missing enrollment, it is sent, the roster agrees
+        h.sim.world.add_user("Late Arrival", "LATE0001")
+        await pilot.press("a")
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("y")
+        await wait_for(
+            pilot,
+            lambda: (
+                roster.diff is not None
+                and roster.diff.count(Verdict.MISSING) == 0
+                and roster.diff.canvas_count == 252
+            ),
+        )
+        await pilot.press("escape", "q")

@@ -1,0 +1,96 @@
+"""Snapshots of the dashboard, the failure stepper and the roster inspector.
+
+Deterministic: a seeded world, a finished run (no ETA), and the timing-dependent figures (elapsed,
+rates, headroom history) pinned by wrapping the real runner's snapshot; the source path is relative.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from textual.pilot import Pilot
+from textual.widgets import Input
+
+from canvas_tui.engine.state import GovernorState, Phase, RunState
+from canvas_tui.tui.app import ConsoleApp
+from canvas_tui.tui.screens.roster import RosterScreen
+from tests.tui.conftest import ROSTER_COURSE, SIZE, make_harness, roster_world, wait_for
+from tests.tui.test_roster import ROSTER_ROWS
+
+RATES = (0.0, 12.0, 31.0, 44.0, 43.5, 44.2, 38.0, 41.0, 43.9, 22.0, 6.0)
+REMAINING = (600.0, 540.0, 470.0, 415.0, 380.0, 362.0, 371.0, 366.0, 384.0, 450.0, 560.0)
+
+
+def steady(state: RunState) -> RunState:
+    """The same run, with the figures that depend on wall-clock timing held still."""
+    return replace(
+        state,
+        elapsed=754.0,
+        rate=6.0,
+        rate_history=RATES,
+        remaining_history=REMAINING,
+        governor=GovernorState(
+            limit=9, in_flight=0, remaining=560.0, high_water_mark=600.0, average_cost=0.1, cap=None
+        ),
+        requests=412,
+        throttled=3,
+        retries=5,
+        throttled_last_minute=1,
+        retries_last_minute=2,
+    )
+
+
+def finished_then(extra: Callable[[ConsoleApp, Pilot[int]], object] | None = None):  # type: ignore[no-untyped-def]
+    async def run_before(pilot: Pilot[int]) -> None:
+        app = pilot.app
+        assert isinstance(app, ConsoleApp)
+        await wait_for(pilot, lambda: app.state is not None and app.state.phase is Phase.FINISHED)
+        assert app.session is not None
+        runner = app.session.runner
+        real = runner.snapshot
+        runner.snapshot = lambda: steady(real())  # type: ignore[method-assign]
+        app.clear_notifications()
+        app.tick()
+        if extra is not None:
+            await extra(app, pilot)  # type: ignore[misc]
+        app.clear_notifications()
+        await pilot.pause(0.4)
+
+    return run_before
+
+
+@pytest.fixture
+def in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(tmp_path)  # the source shows as "enrollments.csv", not a temp path
+    return Path(".")
+
+
+def test_dashboard_snapshot(in_tmp: Path, snap_compare) -> None:  # type: ignore[no-untyped-def]
+    app = make_harness(in_tmp, good=40, bad_every=10).app()
+    assert snap_compare(app, terminal_size=SIZE, run_before=finished_then())
+
+
+def test_stepper_snapshot(in_tmp: Path, snap_compare) -> None:  # type: ignore[no-untyped-def]
+    async def open_stepper(app: ConsoleApp, pilot: Pilot[int]) -> None:
+        await pilot.press("f", "l")  # the second failure: a user Canvas does not have
+
+    app = make_harness(in_tmp, good=40, bad_every=10).app()
+    assert snap_compare(app, terminal_size=SIZE, run_before=finished_then(open_stepper))
+
+
+def test_roster_snapshot(in_tmp: Path, snap_compare) -> None:  # type: ignore[no-untyped-def]
+    async def open_roster(app: ConsoleApp, pilot: Pilot[int]) -> None:
+        await pilot.press("c")
+        app.screen.query_one(Input).value = ROSTER_COURSE
+        await pilot.press("enter")
+        screen = app.screen
+        assert isinstance(screen, RosterScreen)
+        await wait_for(pilot, lambda: screen.diff is not None)
+        await pilot.press("4", "4")  # show the SIS record missing in Canvas first... then all
+        await pilot.press("4", "4", "4", "4")
+
+    app = make_harness(in_tmp, good=10, world=roster_world(250), extra=ROSTER_ROWS).app()
+    assert snap_compare(app, terminal_size=SIZE, run_before=finished_then(open_roster))
