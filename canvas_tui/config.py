@@ -11,6 +11,7 @@ import argparse
 import codecs
 import difflib
 import os
+import re
 import shlex
 import stat
 import subprocess
@@ -143,14 +144,22 @@ class _Table:
         got = "" if value is None else f", got {value!r}"
         return ConfigError(f"{self.file}: {self.key(name)}: expected {expected}{got}")
 
-    def get(self, name: str, kind: type[T] | tuple[type, ...], expected: str) -> T | None:
+    def get(
+        self,
+        name: str,
+        kind: type[T] | tuple[type, ...],
+        expected: str,
+        *,
+        secret: bool = False,
+    ) -> T | None:
         self.used.add(name)
         if name not in self.data:
             return None
         value = self.data[name]
         # bool is an int in Python; a TOML `true` is never a number here.
         if not isinstance(value, kind) or (isinstance(value, bool) and bool not in _kinds(kind)):
-            raise self.error(name, expected, value)
+            shown = f"a {type(value).__name__} (value not shown)" if secret else value
+            raise self.error(name, expected, shown)
         return cast(T, value)
 
     def text(self, name: str, default: str | None = None, *, empty: bool = False) -> str | None:
@@ -276,7 +285,7 @@ def _canvas(
             check_base_url(base_url)
         except ConfigError as exc:
             raise ConfigError(f"{t.file}: {where}: {exc}") from None
-    plain = t.get("token", str, "a string (better: use token_file or token_command)")
+    plain = t.get("token", str, "a string (better: use token_file or token_command)", secret=True)
     token_file = t.path("token_file")
     token_command = t.text("token_command")
     timeout = t.number("timeout", 30.0, low=0.001, high=None)
@@ -502,6 +511,7 @@ def check_base_url(url: str) -> None:
 
 # -- canvas-tui init -------------------------------------------------------------------------
 
+_LOOKS_LIKE_TOKEN: Final = re.compile(r"^\d+~[A-Za-z0-9]{20,}$")  # Canvas tokens: 1234~abc...
 DEFAULT_TOKEN_FILE: Final = "~/.config/canvas-tui/token"  # noqa: S105 -- a path
 
 
@@ -526,6 +536,11 @@ def init_main(args: argparse.Namespace, *, ask: Callable[[str], str] | None = No
         base_url = value(args.base_url, "Canvas base URL", "https://canvas.example.edu").rstrip("/")
         check_base_url(base_url)
         token_file = value(args.token_file, "File holding the API token", DEFAULT_TOKEN_FILE)
+        if _LOOKS_LIKE_TOKEN.match(token_file.strip()):
+            raise ConfigError(
+                "that looks like an API token, not a file name: save the token in a file "
+                "(chmod 600) and give its path; the token never goes into the config"
+            )
         source = value(args.source, "Source enrollments.csv", "enrollments.csv")
     except ConfigError as exc:
         print(f"canvas-tui init: {exc}", file=sys.stderr)

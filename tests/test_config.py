@@ -324,3 +324,22 @@ def test_init_refuses_plain_http_to_a_remote_host(
     assert init_main(init_args(target, base_url="http://canvas.uni.test")) == 2
     assert "plain http" in capsys.readouterr().err
     assert not target.exists()
+
+
+def test_a_token_of_the_wrong_type_is_not_echoed(tmp_path: Path) -> None:
+    path = write(tmp_path, "[canvas]\ntoken = 987654321987\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, env={})
+    assert "canvas.token: expected a string" in str(caught.value)
+    assert "987654321987" not in str(caught.value)
+
+
+def test_init_refuses_a_pasted_token_as_the_token_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    target = tmp_path / "c.toml"
+    token = "1234~" + "a" * 64
+    assert init_main(init_args(target, token_file=token)) == 2
+    err = capsys.readouterr().err
+    assert "looks like an API token" in err and token not in err
+    assert not target.exists()
