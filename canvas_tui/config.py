@@ -122,6 +122,8 @@ class Config:
     plan: PlanConfig = field(default_factory=PlanConfig)
     path: Path | None = None  # the file it was read from
     warnings: tuple[str, ...] = ()  # show these to the operator (token exposure and the like)
+    # [keys]: console action id -> key(s), e.g. pause = "space"; the console checks the ids
+    keys: Mapping[str, str] = field(default_factory=dict)
 
 
 # -- reading ---------------------------------------------------------------------------------
@@ -268,8 +270,9 @@ def _parse(data: Mapping[str, Any], file: Path | None, env: Mapping[str, str]) -
     source = _source(root.table("source"))
     sync = _sync(root.table("sync"))
     plan = _plan(root.table("plan"))
+    keys = root.string_map("keys")
     root.finish()
-    return Config(canvas, source, sync, plan, file, tuple(warnings))
+    return Config(canvas, source, sync, plan, file, tuple(warnings), keys)
 
 
 def _canvas(

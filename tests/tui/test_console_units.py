@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from canvas_tui.engine.state import RecordRow
@@ -132,3 +134,13 @@ def test_text_helpers() -> None:
     assert (
         redact("https://x/api?access_token=abc&a=1") == "https://x/api?access_token=[redacted]&a=1"
     )
+
+
+def test_config_keys_table_reaches_the_console(tmp_path: Path) -> None:
+    from canvas_tui.config import load_config
+
+    path = tmp_path / "canvas-tui.toml"
+    path.write_text('[keys]\npause = "space"\nretry_all = "ctrl+r"\n', encoding="utf-8")
+    config = load_config(path, env={})
+    assert dict(config.keys) == {"pause": "space", "retry_all": "ctrl+r"}
+    assert check_keymap(config.keys) == []
