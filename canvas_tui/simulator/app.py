@@ -65,13 +65,6 @@ Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 Sleep = Callable[[float], Awaitable[None]]
 
-BASE_TYPES = (
-    "StudentEnrollment",
-    "TeacherEnrollment",
-    "TaEnrollment",
-    "ObserverEnrollment",
-    "DesignerEnrollment",
-)
 STAFF_TYPES = frozenset({"TeacherEnrollment", "TaEnrollment", "DesignerEnrollment"})
 CREATE_STATES = frozenset({"active", "invited", "inactive"})
 ENROLLMENT_STATES = frozenset(

@@ -12,7 +12,7 @@ from __future__ import annotations
 import random
 import unicodedata
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -499,9 +499,6 @@ class World:
             if e.workflow_state != "deleted"
         )
         return sum(1 for n in counts.values() if n > 1)
-
-    def iter_sis_courses(self) -> Iterator[Course]:
-        return (c for c in self.courses.values() if c.sis_course_id)
 
     # ---- generation -----------------------------------------------------------------------
 
