@@ -20,6 +20,7 @@ import queue
 import sqlite3
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,7 +65,8 @@ CREATE TABLE IF NOT EXISTS records (
     updated_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS records_state ON records(state, record_id);
-CREATE INDEX IF NOT EXISTS records_course ON records(course);
+CREATE INDEX IF NOT EXISTS records_course ON records(course, record_id);
+CREATE INDEX IF NOT EXISTS records_user ON records(user, record_id);
 CREATE INDEX IF NOT EXISTS records_category ON records(category, record_id);
 CREATE INDEX IF NOT EXISTS records_updated ON records(updated_at);
 CREATE TABLE IF NOT EXISTS attempts (
@@ -86,7 +88,25 @@ CREATE TABLE IF NOT EXISTS attempts (
     finished_at REAL
 );
 CREATE INDEX IF NOT EXISTS attempts_record ON attempts(record_id);
+-- Substring search for the console (`rows(text=...)`) without scanning 100,000 rows: a trigram
+-- index over the columns an operator searches. Filled per load chunk; kept current by a trigger.
+CREATE VIRTUAL TABLE IF NOT EXISTS records_text USING fts5(
+    user, course, section, message, content='records', content_rowid='record_id',
+    tokenize='trigram'
+);
+CREATE TRIGGER IF NOT EXISTS records_text_update
+AFTER UPDATE OF user, course, section, message ON records
+WHEN old.message IS NOT new.message OR old.user IS NOT new.user
+    OR old.course IS NOT new.course OR old.section IS NOT new.section
+BEGIN
+    INSERT INTO records_text(records_text, rowid, user, course, section, message)
+        VALUES ('delete', old.record_id, old.user, old.course, old.section, old.message);
+    INSERT INTO records_text(rowid, user, course, section, message)
+        VALUES (new.record_id, new.user, new.course, new.section, new.message);
+END;
 """
+
+_TRIGRAM = 3  # the trigram index answers substrings of at least this many characters
 
 # RecordRow field -> SQL column, for `rows(order=...)`. Only these may be interpolated into SQL.
 _ORDER_COLUMNS = {
@@ -240,7 +260,7 @@ def _item_params(record_id: int, item: SourceItem, now: float) -> tuple[Any, ...
             item.role,
             str(item.status),
             record_to_json(item),
-            json.dumps(list(item.warnings)),
+            json.dumps(list(item.warnings)) if item.warnings else "[]",
             State.PENDING.value,
             None,
             None,
@@ -580,17 +600,26 @@ class Journal:
         )
         chunk: list[tuple[Any, ...]] = []
         count = 0
-        for count, item in enumerate(items, start=1):
-            if count <= already:
-                continue
-            chunk.append(_item_params(count, item, time.time()))
-            if len(chunk) >= _LOAD_CHUNK:
-                self._insert(chunk)
-                chunk = []
-                if on_progress is not None:
-                    on_progress(count)
-        if chunk:
-            self._insert(chunk)
+        # Two chunks in flight: the next one is built while SQLite writes the last one.
+        writing: deque[concurrent.futures.Future[Any]] = deque()
+        try:
+            for count, item in enumerate(items, start=1):
+                if count <= already:
+                    continue
+                chunk.append(_item_params(count, item, time.time()))
+                if len(chunk) >= _LOAD_CHUNK:
+                    writing.append(self._insert(chunk))
+                    chunk = []
+                    if len(writing) > 1:
+                        writing.popleft().result()
+                    if on_progress is not None:
+                        on_progress(count)
+            if chunk:
+                writing.append(self._insert(chunk))
+        finally:
+            # A source failing mid-way keeps what was read: the next load continues after it.
+            for future in writing:
+                future.result()
         total = max(count, already)
         self.write_sync(
             lambda conn: conn.execute(
@@ -602,8 +631,19 @@ class Journal:
             on_progress(total)
         return total
 
-    def _insert(self, rows: list[tuple[Any, ...]]) -> None:
-        self.write_sync(lambda conn: conn.executemany(_INSERT_RECORD, rows))
+    def _insert(self, rows: list[tuple[Any, ...]]) -> concurrent.futures.Future[Any]:
+        first, last = rows[0][0], rows[-1][0]
+
+        def insert(conn: sqlite3.Connection) -> None:
+            conn.executemany(_INSERT_RECORD, rows)
+            conn.execute(
+                "INSERT INTO records_text (rowid, user, course, section, message) "
+                "SELECT record_id, user, course, section, message FROM records "
+                "WHERE record_id BETWEEN ? AND ?",
+                (first, last),
+            )
+
+        return self._w().submit(insert)
 
     # ---- RecordStore -------------------------------------------------------------------------
 
@@ -613,7 +653,12 @@ class Journal:
         if state is not None:
             clauses.append("state = ?")
             params.append(State(state).value)
-        if text:
+        if text and len(text) >= _TRIGRAM:
+            clauses.append(
+                "record_id IN (SELECT rowid FROM records_text WHERE records_text MATCH ?)"
+            )
+            params.append('"' + text.replace('"', '""') + '"')  # one phrase = one substring
+        elif text:
             like = _like(text)
             clauses.append(
                 "(user LIKE ? ESCAPE '\\' OR course LIKE ? ESCAPE '\\' "

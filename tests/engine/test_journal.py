@@ -184,3 +184,31 @@ def test_views_use_indexes(tmp_path: Path) -> None:
     assert "records_state" in plan
     assert len(j.rows(19_950, 100, state=State.PENDING)) == 50
     j.close()
+
+
+async def test_text_search_matches_a_substring_scan_as_messages_change(journal: Journal) -> None:
+    source = [record(i, course=f"BIO-{i % 7}", section=f"S{i % 3}") for i in range(1, 301)]
+    journal.load([*source, problem(301, "Improper role")], description="in.csv")
+    await journal.claim(list(range(1, 40)))
+    for i in range(1, 40):
+        outcome = (
+            Outcome(State.FAILED, category="user_not_found", message=f"User U{i} not found")
+            if i % 2
+            else Outcome(State.DONE, action="create", canvas_enrollment_id=i)
+        )
+        journal.post_outcome(i, outcome, attempts=1)
+    await journal.flush()
+
+    def scan(text: str) -> list[int]:
+        needle = text.lower()
+        return [
+            r.record_id
+            for r in journal.iter_rows()
+            if any(needle in (v or "").lower() for v in (r.user, r.course, r.section, r.message))
+        ]
+
+    for text in ("U1", "u12", "bio-3", "not found", "Improper", "S2", "sis_user_id:U29", "zzz"):
+        found = [r.record_id for r in journal.rows(0, 1000, text=text)]
+        assert found == scan(text), text
+        assert journal.count(text=text) == len(found)
+    assert journal.count(State.FAILED, "not found") == 20
