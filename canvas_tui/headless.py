@@ -355,6 +355,9 @@ async def _sync(session: Session, reporter: Reporter, args: argparse.Namespace) 
                     session, RecordChanged(row.record_id, row.state, row.category, row.message)
                 )
             )
+        if stops:
+            reporter.error("stopped before anything was sent; the journal resumes", 3)
+            return ExitCode.ABORTED
         unsubscribe = runner.subscribe(on_event)
         ticker = asyncio.create_task(_tick(runner.snapshot, reporter))
         try:

@@ -699,6 +699,16 @@ class Journal:
         direction = "DESC" if descending else "ASC"
         tiebreak = "" if column == "record_id" else f", record_id {direction}"
         where, params = self._where(state, text)
+        if not where and column == "record_id":
+            # Ids are dense 1..N in source order, so the unfiltered view seeks instead of
+            # stepping over `offset` rows (the bottom of a 100,000-row list stays instant).
+            last = self.last_record_id()
+            low, high = (offset, last) if not descending else (0, last - max(0, offset))
+            sql = (
+                f"SELECT {_ROW_COLUMNS} FROM records "  # noqa: S608
+                f"WHERE record_id > ? AND record_id <= ? ORDER BY record_id {direction} LIMIT ?"
+            )
+            return [_row(v) for v in self._query(sql, [max(0, low), high, max(0, limit)])]
         sql = (
             f"SELECT {_ROW_COLUMNS} FROM records{where} "  # noqa: S608
             f"ORDER BY {column} {direction}{tiebreak} LIMIT ? OFFSET ?"

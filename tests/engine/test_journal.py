@@ -212,3 +212,13 @@ async def test_text_search_matches_a_substring_scan_as_messages_change(journal: 
         assert found == scan(text), text
         assert journal.count(text=text) == len(found)
     assert journal.count(State.FAILED, "not found") == 20
+
+
+def test_unfiltered_pages_match_offset_semantics(journal: Journal) -> None:
+    journal.load(items(120, bad_every=9), description="in.csv")
+    ids = list(range(1, 121))
+    for offset, limit in ((0, 10), (115, 10), (119, 5), (120, 5), (500, 5), (37, 0)):
+        assert [r.record_id for r in journal.rows(offset, limit)] == ids[offset : offset + limit]
+        assert [r.record_id for r in journal.rows(offset, limit, order="-record_id")] == (
+            ids[::-1][offset : offset + limit]
+        )
