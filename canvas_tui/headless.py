@@ -356,7 +356,9 @@ async def _sync(session: Session, reporter: Reporter, args: argparse.Namespace) 
                 )
             )
         if stops:
-            reporter.error("stopped before anything was sent; the journal resumes", 3)
+            reporter.error(
+                "stopped before anything was sent; the journal resumes", ExitCode.ABORTED
+            )
             return ExitCode.ABORTED
         unsubscribe = runner.subscribe(on_event)
         ticker = asyncio.create_task(_tick(runner.snapshot, reporter))
