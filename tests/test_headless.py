@@ -169,3 +169,29 @@ def test_sigterm_stops_gracefully_with_exit_3(tmp_path: Path) -> None:
     assert "in_flight" not in counts  # in-flight requests finished before exit
     assert counts["done"] == app.stats()["enrollments_created"]
     assert counts["pending"] > 0 and sum(counts.values()) == 300
+
+
+def test_everything_from_a_config_file(
+    sim: Simulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    base_url = os.environ["CANVAS_BASE_URL"]
+    monkeypatch.delenv("CANVAS_BASE_URL")
+    monkeypatch.delenv("CANVAS_API_TOKEN")
+    token_file = tmp_path / "token"
+    token_file.write_text(ADMIN_TOKEN + "\n")
+    token_file.chmod(0o600)
+    (tmp_path / "job.toml").write_text(
+        f'[canvas]\nbase_url = "{base_url}"\ntoken_file = "token"\n'
+        '[source]\npath = "mixed.csv"\n'
+        '[sync]\njournal = "state/job.journal"\nreport = "reports/job.json"\nnotify = true\n'
+    )
+    assert sync("--config", "job.toml", "--no-plan") == 1
+    summary = lines(capsys.readouterr().out)[-1]
+    assert summary["journal"] == str(tmp_path / "state/job.journal")
+    assert (tmp_path / "reports/job.json").exists()
+    assert (tmp_path / "reports/job.failures.csv").exists()
+    # The same config again resumes the finished journal: nothing is sent twice.
+    before = sim.stats()["requests_by_endpoint"].get("create_enrollment", 0)
+    assert sync("--config", "job.toml", "--no-plan") == 1
+    assert sim.stats()["requests_by_endpoint"].get("create_enrollment", 0) == before
+    assert "resuming" in capsys.readouterr().out
