@@ -1,0 +1,68 @@
+"""The console's plan screen: shows the plan and the would-be drops; approval is explicit."""
+
+from __future__ import annotations
+
+from textual.app import App
+from textual.widgets import Button, Label, Static
+
+from canvas_tui.config import PlanConfig
+from canvas_tui.engine.plan import Plan, Roster, build_plan
+from canvas_tui.tui.screens.plan import PlanScreen
+
+
+def _plan(dropped: int, max_share: float = 0.2) -> Plan:
+    enrollments = [
+        {
+            "id": 100 + i,
+            "user_id": 500 + i,
+            "course_id": 7,
+            "course_section_id": 70,
+            "sis_course_id": "BIO101",
+            "sis_section_id": "BIO101-01",
+            "sis_user_id": f"S{i}",
+            "type": "StudentEnrollment",
+            "role": "StudentEnrollment",
+            "enrollment_state": "active",
+            "sis_import_id": 3,
+        }
+        for i in range(dropped)
+    ]
+    rosters = {"course/sis_course_id:BIO101": Roster("course/sis_course_id:BIO101", enrollments, 1)}
+    return build_plan(
+        [],
+        rosters,
+        PlanConfig(drop_policy="conclude", brake_max_share=max_share, brake_max_count=2),
+    )
+
+
+class Host(App[bool]):
+    def __init__(self, plan: Plan) -> None:
+        super().__init__()
+        self.plan = plan
+
+    def on_mount(self) -> None:
+        self.push_screen(PlanScreen(self.plan, "plan mode (--plan)"), self.exit)
+
+
+async def test_a_tripped_brake_shows_the_drops_and_never_defaults_to_applying() -> None:
+    app = Host(_plan(3))
+    async with app.run_test() as pilot:
+        screen = app.screen
+        assert isinstance(screen, PlanScreen)
+        assert str(screen.query_one("#yes", Button).label) == "Approve 3 drops and apply (a)"
+        assert screen.focused is screen.query_one("#no", Button)
+        titles = [str(label.render()) for label in screen.query(Label)]
+        assert "Would-be drops (3)" in titles
+        assert any("brake is on: 3 drops" in t for t in titles)
+        summary = str(screen.query_one("#summary", Static).render())
+        assert "conclude 3" in summary and "BRAKE" in summary
+        await pilot.press("enter")  # Enter on the focused "send nothing"
+    assert app.return_value is False
+
+
+async def test_apply_key_approves() -> None:
+    app = Host(_plan(1, max_share=1.0))
+    async with app.run_test() as pilot:
+        assert str(app.screen.query_one("#yes", Button).label) == "Apply (a)"
+        await pilot.press("a")
+    assert app.return_value is True
