@@ -221,6 +221,18 @@ class EnrollmentActions:
         mine = [
             e for e in listed if _same_role(e, record, role_id) and _same_section(e, record.section)
         ]
+        if record.section is None:
+            sections = {
+                e.get("course_section_id") for e in mine if e.get("enrollment_state") != "deleted"
+            }
+            if len(sections) > 1:
+                # Canvas's importer means the default section here, which the API does not mark:
+                # refuse to guess rather than change the user's other sections.
+                raise CanvasError(
+                    Category.INVALID_INPUT,
+                    f"{record.user} has {record.role} enrollments in {len(sections)} sections of "
+                    f"{record.course}; give section_id to say which one to {record.status}",
+                )
         status = record.status
         if status is SisStatus.DELETED_LAST_COMPLETED:
             mine_ids = {e.get("id") for e in mine}

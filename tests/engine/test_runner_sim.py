@@ -178,13 +178,23 @@ async def test_deleted_last_completed_deletes_when_another_section_stays(tmp_pat
     assert student is not None
     first = world.add_enrollment(user, s1, student)
     world.add_enrollment(user, s2, student)
-    rows = [[course.sis_course_id, "TWO-1", "student", s1.sis_section_id, "deleted_last_completed"]]
+    other = world.add_user("Also Two Sections", "TWO-2")
+    kept = [world.add_enrollment(other, s, student) for s in (s1, s2)]
+    rows = [
+        [course.sis_course_id, "TWO-1", "student", s1.sis_section_id, "deleted_last_completed"],
+        # No section: Canvas would mean the default one; with two live ones we must not guess.
+        [course.sis_course_id, "TWO-2", "student", "", "inactive"],
+    ]
     session = session_for(
         _csv(tmp_path / "in.csv", rows), tmp_path / "j", transport=asgi_transport(app)
     )
     state = await session.run()
     assert state.counts[State.DONE] == 1
     assert world.enrollments[first.id].workflow_state == "deleted"
+    refused = session.store.get(2)
+    assert refused is not None and refused.state == State.FAILED
+    assert refused.category == "invalid_input" and "2 sections" in (refused.message or "")
+    assert all(world.enrollments[e.id].workflow_state == "active" for e in kept)
     await session.close()
 
 
