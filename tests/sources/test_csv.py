@@ -141,14 +141,38 @@ def test_semicolon_and_tab_delimiters(write) -> None:  # type: ignore[no-untyped
     assert read(tab, delimiter="\t")[0][0].enrollment_type == "TaEnrollment"
 
 
-def test_large_block_boundaries_keep_line_numbers(write) -> None:  # type: ignore[no-untyped-def]
-    rows = [f"C{i % 7},U{i:06d},student,,active" for i in range(60_000)]
-    text = HEADER + "\r\n" + "\r\n".join(rows) + "\r\n"  # > 1 MiB: several decode blocks
+def test_block_boundaries_keep_line_numbers(write, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setattr("canvas_tui.sources.csv._BLOCK", 1000)  # many blocks, \r\n cut anywhere
+    rows = [f"C{i % 7},U{i:06d},student,,active" for i in range(3_000)]
+    rows[1500] = 'C1,"U\r\nx",student,,active'  # a quoted line break across a block end
+    text = HEADER + "\r\n" + "\r\n".join(rows) + "\r\n"
     records, problems = read(write(text))
     assert problems == []
-    assert len(records) == 60_000
-    assert records[-1].provenance.line == 60_001
-    assert records[-1].user == "sis_user_id:U059999"
+    assert len(records) == 3_000
+    assert records[1501].provenance.line == 1504  # after the two-line row (1502-1503)
+    assert records[-1].provenance.line == 3_002
+    assert records[-1].user == "sis_user_id:U002999"
+
+
+def test_old_mac_line_ends_across_blocks(write, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setattr("canvas_tui.sources.csv._BLOCK", 64)
+    rows = [f"C1,U{i},student,,active" for i in range(200)]
+    records, problems = read(write(HEADER + "\r" + "\r".join(rows) + "\r"))
+    assert problems == [] and len(records) == 200
+    assert records[-1].provenance.line == 201
+
+
+def test_undecodable_bytes_in_a_later_block(write, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setattr("canvas_tui.sources.csv._BLOCK", 256)
+    good = "".join(f"C1,U{i},student,,active\n" for i in range(100)).encode()
+    data = (
+        f"{HEADER}\n".encode() + good + b"C1,\xff\xfe,student,,active\n" + good.replace(b"U", b"V")
+    )
+    records, problems = read(write(data))
+    assert len(records) == 200
+    (problem,) = problems
+    assert problem.provenance.line == 102
+    assert "undecodable bytes b'\\xff' at byte 4: not utf-8" in problem.message
 
 
 # -- header --------------------------------------------------------------------------------

@@ -164,8 +164,8 @@ def test_streaming_does_not_hold_the_rows(tmp_path: Path) -> None:
         assert count == rows
         return result
 
-    small, large = peak(5_000), peak(50_000)
-    per_row = (large - small) / 45_000
+    small, large = peak(2_000), peak(20_000)
+    per_row = (large - small) / 18_000
     # A record with its provenance costs > 1 KB; the duplicate index ~100 bytes per row.
     assert per_row < 300, per_row
 
