@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import contextlib
 import sys
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -59,7 +60,7 @@ def exit_code(state: RunState | None) -> int:
 
 
 class ConsoleApp(App[int]):
-    CSS_PATH = "app.tcss"
+    CSS_PATH = Path(__file__).with_name("app.tcss")
     TITLE = "canvas-tui"
     BINDINGS = bindings(ACTIONS)
     COMMANDS = App.COMMANDS | {ConsoleCommands}
@@ -687,7 +688,7 @@ def demo_main(args: argparse.Namespace) -> int:
 
     from canvas_tui.config import load_config
     from canvas_tui.engine.session import open_session
-    from canvas_tui.simulator import DEMO_TOKEN, SimConfig, build_app
+    from canvas_tui.simulator import DEMO_TOKEN, FaultRates, SimConfig, build_app
     from canvas_tui.simulator.testing import asgi_transport
     from canvas_tui.sources import open_source
 
@@ -699,9 +700,10 @@ def demo_main(args: argparse.Namespace) -> int:
             seed=args.seed,
             time_scale=args.time_scale,
             throttle_status=args.throttle_status,
-            # dearer creates than Canvas's usual, so the bucket fills and the limiter shows
-            # within seconds on a small data set
+            # dearer creates than Canvas's defaults and a few server faults, so the limiter and
+            # retries show within seconds on 3,000 rows
             post_cost=DEMO_POST_COST,
+            faults=FaultRates(error_500=0.01, html_503=0.005),
         )
     )
     config = load_config(None, env={"CANVAS_API_TOKEN": DEMO_TOKEN, "CANVAS_BASE_URL": DEMO_URL})
@@ -721,10 +723,27 @@ def demo_main(args: argparse.Namespace) -> int:
         description=f"demo · {csv_path.name} · simulator seed {args.seed}",
         journal_path=journal,
     )
-    code = app.run() or 0
+    stop = threading.Event()
+    threading.Thread(target=_storms, args=(sim, stop), daemon=True).start()
+    try:
+        code = app.run() or 0
+    finally:
+        stop.set()
     print(f"canvas-tui demo: journal kept in {journal}")
     return code
 
 
 DEMO_URL = "http://127.0.0.1"  # never dialled: the transport is the in-process simulator
 DEMO_POST_COST = 2.0
+# throttle storms: first after (s), then every (s), lasting (world s), with this high-water mark
+DEMO_STORMS = (3.0, 45.0, 10.0, 250.0)
+
+
+def _storms(sim: Any, stop: threading.Event) -> None:
+    """Canvas under load from other jobs: now and then the limiter tightens without warning, so
+    throttling (and the governor backing off, then recovering) shows early in the demo."""
+    first, every, duration, hwm = DEMO_STORMS
+    wait = first
+    while not stop.wait(wait):
+        sim.storm(hwm=hwm, duration=duration)
+        wait = every
