@@ -555,7 +555,7 @@ def init_main(args: argparse.Namespace, *, ask: Callable[[str], str] | None = No
     document = starter_document(base_url=base_url, token_file=token_file, source=source)
     write_config(target, document)
     load_config(target, env={})  # what we wrote must read back
-    token_path = Path(token_file).expanduser()
+    token_path = target.parent / Path(token_file).expanduser()  # as load_config resolves it
     print(f"wrote {target}")
     if not token_path.exists():
         print(
