@@ -103,6 +103,8 @@ class CsvSource:
                             continue  # whitespace only: blank as well
                     elif _blank(row):
                         continue
+                    elif len(row) > width and _blank(row[width:]):
+                        item = normalize(row[:width], start)  # trailing empty fields (a, b,,)
                     else:
                         item = _wrong_width(normalizer, row, start, header_line)
                     data_rows += 1

@@ -235,6 +235,12 @@ def test_extra_field_in_a_row_is_a_problem_naming_the_column(write) -> None:  # 
     assert problem.provenance.raw["column 6"] == "oops"
 
 
+def test_trailing_empty_fields_are_not_extra_columns(write) -> None:  # type: ignore[no-untyped-def]
+    records, problems = read(write(f"{HEADER}\nC1,U1,student,,active,,\nC1,U2,student,,active, \n"))
+    assert problems == []
+    assert [r.user for r in records] == ["sis_user_id:U1", "sis_user_id:U2"]
+
+
 def test_short_row_is_a_problem_naming_the_first_missing_column(write) -> None:  # type: ignore[no-untyped-def]
     records, problems = read(write(f"{HEADER}\nC1,U1,student\nC1,U2,student,,active\n"))
     assert len(records) == 1
