@@ -478,12 +478,15 @@ def plan_record(
 
     status = record.status
     if status is SisStatus.ACTIVE:
-        in_place = [e for e in mine if e.get("enrollment_state") == active_state]
+        # A re-POST never changes an active row's state (§2.4), so active is in place whatever
+        # state the config creates rows in.
+        in_place = [e for e in mine if e.get("enrollment_state") in (active_state, "active")]
         if in_place:
             changed = _differs(record, in_place[0])
             if changed:
                 return step("update", f"{changed} differs in Canvas", "POST", in_place[:1]), mine
-            return step("none", f"already {active_state} in Canvas", "", in_place[:1]), mine
+            state_now = in_place[0].get("enrollment_state")
+            return step("none", f"already {state_now} in Canvas", "", in_place[:1]), mine
         inactive = [e for e in mine if e.get("enrollment_state") == "inactive"]
         if inactive and active_state == "active" and not _differs(record, inactive[0]):
             return step("reactivate", "inactive in Canvas", "PUT reactivate", inactive[:1]), mine
