@@ -195,3 +195,10 @@ def test_everything_from_a_config_file(
     assert sync("--config", "job.toml", "--no-plan") == 1
     assert sim.stats()["requests_by_endpoint"].get("create_enrollment", 0) == before
     assert "resuming" in capsys.readouterr().out
+
+
+def test_a_journal_belongs_to_its_source(sim: Simulator, capsys) -> None:
+    assert sync("good.csv", "--journal", "g.journal", "--no-plan") == 0
+    capsys.readouterr()
+    assert sync("mixed.csv", "--journal", "g.journal") == 2
+    assert "is the journal of good.csv" in capsys.readouterr().out
