@@ -75,9 +75,11 @@ class ConsoleApp(App[int]):
         tick_seconds: float = 0.3,
         autostart: bool = True,
         journal_path: Path | None = None,
+        plan: bool = False,
     ) -> None:
         super().__init__()
         self._opener = opener
+        self._plan = plan  # diff against the rosters first and show the plan (engine/plan.py)
         self.read_only = read_only
         self.keymap_overrides = dict(keymap or {})
         self.tick_seconds = tick_seconds
@@ -145,6 +147,8 @@ class ConsoleApp(App[int]):
         if not self.read_only:
             self._loading = True
             try:
+                if self._plan and not await self._plan_first(session):
+                    return
                 await session.load(on_progress=self._loaded_rows)
             finally:
                 self._loading = False
@@ -152,6 +156,24 @@ class ConsoleApp(App[int]):
         self.tick()
         if self.autostart and not self.read_only:
             self._start_run()
+
+    async def _plan_first(self, session: ConsoleSession) -> bool:
+        """The plan screen: what will change and the would-be drops, before anything is loaded
+        or sent. False when the operator declines (nothing is queued)."""
+        from canvas_tui.engine.plan import apply_plan, plan_session
+        from canvas_tui.tui.screens.plan import PlanScreen
+
+        if getattr(session, "resumed", False):
+            return True
+        self.sub_title = f"{self._description} · reading the rosters"
+        decision = await plan_session(session, requested=True)  # type: ignore[arg-type]
+        if decision.plan is None:
+            return True
+        if not await self.push_screen_wait(PlanScreen(decision.plan, decision.message)):
+            self.notify("Plan not applied: nothing was sent.", severity="warning")
+            return False
+        await apply_plan(session, decision)  # type: ignore[arg-type]
+        return True
 
     def _loaded_rows(self, n: int) -> None:
         # called from the loading thread: hand the number to the UI thread
@@ -678,6 +700,8 @@ def main(args: argparse.Namespace) -> int:
         # an existing journal opens for triage; the operator resumes it with the pause key
         autostart=source is not None and not existing,
         journal_path=session.journal_path,
+        # a plan needs the operator's approval here: asked for, or a drop policy is set
+        plan=bool(getattr(args, "plan", False)) or config.plan.drop_policy != "never",
     )
     return app.run() or 0
 
