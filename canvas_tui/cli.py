@@ -54,6 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--journal", metavar="FILE", help="journal to write, or to open and triage"
     )
     console.add_argument("--read-only", action="store_true", help="inspect only; never write")
+    console.add_argument(
+        "--plan", action="store_true", help="diff against live rosters first; approve the plan"
+    )
 
     demo = sub.add_parser("demo", help="the console on the built-in simulator and sample data")
     demo.add_argument("--seed", type=int, default=7)
