@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from textual.app import App
 from textual.widgets import Button, Label, Static
 
 from canvas_tui.config import PlanConfig
 from canvas_tui.engine.plan import Plan, Roster, build_plan
+from canvas_tui.engine.session import Session
+from canvas_tui.engine.state import Phase
+from canvas_tui.tui.app import ConsoleApp
 from canvas_tui.tui.screens.plan import PlanScreen
+from tests.plan.conftest import Arena
 
 
 def _plan(dropped: int, max_share: float = 0.2) -> Plan:
@@ -66,3 +72,39 @@ async def test_apply_key_approves() -> None:
         assert str(app.screen.query_one("#yes", Button).label) == "Apply (a)"
         await pilot.press("a")
     assert app.return_value is True
+
+
+async def _console(arena: Arena, rows: list[list[str]], journal: str, key: str) -> ConsoleApp:
+    session = arena.session(arena.csv(rows), arena.config(drop_policy="conclude"), journal)
+
+    async def opener() -> Session:
+        return session
+
+    app = ConsoleApp(opener, description="plan", plan=True)  # type: ignore[arg-type]
+    async with app.run_test() as pilot:
+        async with asyncio.timeout(20):
+            while not isinstance(app.screen, PlanScreen):
+                await pilot.pause(0.05)
+        await pilot.press(key)
+        if key == "a":
+            async with asyncio.timeout(20):
+                while session.runner.snapshot().phase != Phase.FINISHED:
+                    await pilot.pause(0.05)
+        else:
+            await pilot.pause(0.2)
+        app.exit(0)
+    await session.close()
+    return app
+
+
+async def test_console_applies_a_plan_only_when_the_operator_approves(arena: Arena) -> None:
+    u = arena.users
+    enrolled = [arena.enroll(x) for x in u[:10]]
+    rows = [arena.row(x) for x in u[:7]]  # 30 % dropped: the brake is on
+    await _console(arena, rows, "declined", "escape")
+    assert arena.writes() == 0
+    assert all(arena.state_of(e) == "active" for e in enrolled)
+
+    await _console(arena, rows, "approved", "a")
+    assert [arena.state_of(e) for e in enrolled] == ["active"] * 7 + ["completed"] * 3
+    assert arena.writes() == 3
