@@ -230,7 +230,7 @@ def _decode_wide(handle: BinaryIO, encoding: str) -> Iterator[str]:
     text = io.TextIOWrapper(handle, encoding=encoding, newline="")
     try:
         yield from text
-    except UnicodeDecodeError as exc:
-        raise InputError(f"cannot decode the file as {encoding}: {exc.reason}") from None
+    except UnicodeError as exc:  # no line-level recovery without byte-level line ends
+        raise InputError(f"cannot decode the file as {encoding}: {exc}") from None
     finally:
         text.detach()

@@ -105,6 +105,14 @@ def test_cp1252_with_the_encoding_option(write) -> None:  # type: ignore[no-unty
     assert records[0].user == "sis_user_id:José"
 
 
+def test_utf16_with_its_byte_order_mark(write) -> None:  # type: ignore[no-untyped-def]
+    path = write(f"{HEADER}\r\nC1,Jösé,student,,active\r\n".encode("utf-16"))
+    records, problems = read(path, encoding="utf-16")
+    assert problems == [] and records[0].user == "sis_user_id:Jösé"
+    with pytest.raises(InputError, match="cannot decode the file as utf-16"):
+        read(write(HEADER.encode()), encoding="utf-16")
+
+
 def test_undecodable_bytes_fail_only_their_row_and_name_the_line(write) -> None:  # type: ignore[no-untyped-def]
     data = (
         f"{HEADER}\nC1,U1,student,,active\n".encode()

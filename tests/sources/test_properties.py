@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import tempfile
 from pathlib import Path
 
@@ -9,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from canvas_tui.records import EnrollmentRecord, InputError, RowProblem
-from canvas_tui.sources import CsvSource
+from canvas_tui.sources import CsvSource, SqlSource
 from tests.sources.conftest import HEADER
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -86,3 +87,19 @@ def test_records_plus_problems_equal_data_rows(
     for item, row in zip(items, (r for r in table if "".join(r).strip()), strict=True):
         # the raw row survives the round trip, in column order
         assert list(item.provenance.raw.values())[: len(row)] == row[: len(item.provenance.raw)]
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(*(st.one_of(st.none(), cell) for _ in range(5))), max_size=25))
+def test_sql_rows_are_all_accounted_for(table: list[tuple[str | None, ...]]) -> None:
+    """Every result row becomes a record or a problem: NULLs, junk, duplicates included."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "sis.sqlite"
+        db = sqlite3.connect(path)
+        db.execute(f"CREATE TABLE e ({HEADER})")
+        db.executemany("INSERT INTO e VALUES (?, ?, ?, ?, ?)", table)
+        db.commit()
+        db.close()
+        items = list(SqlSource(f"sqlite:///{path}", "SELECT * FROM e ORDER BY rowid"))
+    assert len(items) == len(table)
+    assert [item.provenance.line for item in items] == list(range(1, len(table) + 1))
