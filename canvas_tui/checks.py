@@ -89,13 +89,18 @@ async def reach(
     """Who the token is, then a GET of every course/section; never anything but GETs."""
     assert config.canvas.token is not None
     out = Reachability()
-    async with CanvasClient(
-        config.canvas.base_url,
-        config.canvas.token.reveal(),
-        transport=transport,
-        timeout=config.canvas.timeout,
-        max_attempts=3,
-    ) as client:
+    try:
+        client = CanvasClient(
+            config.canvas.base_url,
+            config.canvas.token.reveal(),
+            transport=transport,
+            timeout=config.canvas.timeout,
+            max_attempts=3,
+        )
+    except CanvasError as exc:  # e.g. a token with a line break in it
+        out.error = exc
+        return out
+    async with client:
         try:
             me = await client.whoami()
         except CanvasError as exc:

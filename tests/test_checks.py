@@ -139,3 +139,11 @@ def test_deep_checks_every_user_course_and_section(tmp_path: Path) -> None:
     assert "every course, section and user exists" in out
     assert "estimate (full): 4 requests" in out
     assert app.stats()["enrollments_created"] == 0
+
+
+def test_malformed_token_is_refused_without_a_request(tmp_path: Path) -> None:
+    app = sim()
+    code, out = run(tmp_path, FIXTURE, token="abc def\nxyz", transport=asgi_transport(app))
+    assert code == 3
+    assert "ERROR auth" in out and "invalid characters" in out
+    assert app.stats()["requests"] == 0
