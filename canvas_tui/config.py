@@ -423,6 +423,8 @@ def _source(t: _Table) -> SourceConfig:
             raise t.error("url", 'a SQLAlchemy database URL when kind = "sql"')
         if query is None:
             raise t.error("query", 'a SQL query when kind = "sql"')
+        if path is not None:
+            raise t.error("path", 'no path when kind = "sql" (the query is the source)')
     elif url is not None or query is not None:
         raise t.error("kind", '"sql" when url or query is set', kind)
     return SourceConfig(

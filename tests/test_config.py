@@ -101,6 +101,8 @@ def test_malformed_toml_names_the_file_and_line(tmp_path: Path) -> None:
         ("[source]\nformat = 'mapped'\n", "source.mapping: expected a [source.mapping] table"),
         ("[source.mapping]\nuser = 'ID'\n", "source.mapping.user: unknown field (did you mean 'user_id'?)"),
         ("[source]\nkind = 'sql'\n", "source.url: expected a SQLAlchemy database URL"),
+        ("[source]\nurl = 'sqlite://'\nquery = 'SELECT 1'\npath = 'a.csv'\n", "source.path: expected no path when kind = \"sql\""),
+        ("[source]\npath = 'a.csv'\nquery = 'SELECT 1'\n", "source.kind: expected \"sql\" when url or query is set"),
         ("[source]\nids = 'numeric'\n", "source.ids: expected one of sis, canvas"),
         ("[source]\nids = { person = 'sis' }\n", "source.ids.person: unknown key"),
         ("[canvas]\nbase_url = 'http://canvas.example.edu'\n", "canvas.base_url: 'http://canvas.example.edu': plain http would send the token"),
