@@ -371,6 +371,23 @@ def known_enrollment_ids(paths: Iterable[Path]) -> set[int]:
     return ids
 
 
+def remove_empty_journal(path: Path) -> bool:
+    """Delete a journal that holds no records (a run the brake refused); True if removed."""
+    try:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            empty = conn.execute("SELECT COUNT(*) FROM records").fetchone()[0] == 0
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return False
+    if not empty:
+        return False
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    return True
+
+
 def journal_paths(config: Config, *extra: Path | None) -> list[Path]:
     """The journals whose enrollments count as canvas-tui's (see the module docstring)."""
     directory = config.sync.journal_dir or DEFAULT_JOURNAL_DIR

@@ -154,6 +154,7 @@ def test_headless_sync_plan_brake_then_allow_drops(
             errors and "brake" in errors[0]["message"] and "--allow-drops 4" in errors[0]["message"]
         )
         assert arena.writes() == 0
+        assert not list((arena.tmp / "runs").glob("*.journal*"))  # no empty journal left
 
         code = headless.main(_sync_args(config, source, allow_drops=4))
         events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
