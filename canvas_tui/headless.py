@@ -319,6 +319,7 @@ async def _sync(session: Session, reporter: Reporter, args: argparse.Namespace) 
         elif isinstance(event, RunPhaseChanged) and event.phase == Phase.ABORTED:
             reporter.error(f"run aborted: {event.reason}", ExitCode.ABORTED)
 
+    refused = False
     try:
         try:
             # Plan or full mode (engine/plan.py); the brake may refuse before anything is sent.
@@ -333,6 +334,7 @@ async def _sync(session: Session, reporter: Reporter, args: argparse.Namespace) 
             reporter.info(decision.message, **decision.fields)
             if decision.refused is not None:
                 reporter.error(decision.refused, ExitCode.USAGE)
+                refused = True
                 return ExitCode.USAGE
             total = await session.load()
         except CanvasError as exc:
@@ -387,6 +389,10 @@ async def _sync(session: Session, reporter: Reporter, args: argparse.Namespace) 
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.remove_signal_handler(sig)
         await session.close()
+        if refused:  # the brake stopped it before anything was queued: no empty journal left
+            from canvas_tui.engine.plan import remove_empty_journal
+
+            remove_empty_journal(session.journal_path)
 
 
 async def _tick(snapshot: Callable[[], RunState], reporter: Reporter) -> None:
