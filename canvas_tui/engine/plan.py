@@ -791,8 +791,11 @@ def format_plan(plan: Plan, *, max_courses: int = 40) -> list[str]:
     for scope, error in plan.roster_errors.items():
         lines.append(f"  roster of {scope_label(scope)} unavailable: {error}")
     if plan.brake.tripped:
-        lines.append("  BRAKE: the drops exceed the thresholds:")
-        lines.extend(f"    {r}" for r in plan.brake.reasons)
+        reasons = plan.brake.reasons
+        lines.append(f"  BRAKE: {plan.brake.drops} drops exceed the thresholds:")
+        lines.extend(f"    {r}" for r in reasons[:max_courses])
+        if len(reasons) > max_courses:
+            lines.append(f"    ... {len(reasons) - max_courses} more (see the JSON)")
     return lines
 
 

@@ -164,19 +164,23 @@ async def preflight(
     result = PreflightResult()
     named: dict[tuple[str, str], list[EnrollmentRecord]] = defaultdict(list)
     sections_of: dict[str, set[str]] = defaultdict(set)
+    pairs: dict[tuple[str, str], list[EnrollmentRecord]] = defaultdict(list)
     for record in records:
         if record.course:
             named["course", record.course].append(record)
             if record.section:
                 sections_of[record.course].add(record.section)
+                pairs[record.course, record.section].append(record)
         if record.section:
             named["section", record.section].append(record)
         named["user", record.user].append(record)
         if record.associated_user:
             named["user", record.associated_user].append(record)
 
-    def finding(kind: str, ref: str, problem: str) -> None:
-        named_by = named[kind, ref]
+    def finding(
+        kind: str, ref: str, problem: str, by: Sequence[EnrollmentRecord] | None = None
+    ) -> None:
+        named_by = named[kind, ref] if by is None else by
         first = str(named_by[0].provenance) if named_by else ""
         result.findings.append(Finding(kind, ref, problem, len(named_by), first))
 
@@ -226,6 +230,7 @@ async def preflight(
                         "section",
                         section,
                         f"is not an active section of course {sis_value(course)}",
+                        pairs[course, section],
                     )
 
         return job

@@ -77,6 +77,8 @@ async def test_preflight_finds_what_is_missing_and_spares_roster_users(arena: Ar
     assert "does not exist" in problems["user", "NOBODY-1"]
     assert "concluded" in problems["course", COMPLETED_COURSE]
     assert f"not an active section of course {course}" in problems["section", other.sis_section_id]
+    (wrong_section,) = [f for f in result.findings if f.kind == "section"]
+    assert wrong_section.records == 1 and wrong_section.first.endswith(":11")
     assert result.users == 10 and result.users_seen_in_rosters == 5
     by = arena.app.stats()["requests_by_endpoint"]
     assert by["get_user"] == 5  # only the users no roster showed
