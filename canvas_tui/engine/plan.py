@@ -287,9 +287,10 @@ async def fetch_rosters(
         if on_roster is not None:
             on_roster(done, len(wanted))
 
-    async with asyncio.TaskGroup() as group:
-        for scope in wanted:
-            group.create_task(read(scope))
+    outcomes = await asyncio.gather(*(read(scope) for scope in wanted), return_exceptions=True)
+    for outcome in outcomes:  # a fatal error (token, unsafe URL) stops the plan as itself
+        if isinstance(outcome, BaseException):
+            raise outcome
     return rosters
 
 

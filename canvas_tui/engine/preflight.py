@@ -143,9 +143,10 @@ async def _bounded(jobs: Iterable[Callable[[], Awaitable[None]]], limit: int) ->
         async with gate:
             await job()
 
-    async with asyncio.TaskGroup() as group:
-        for job in jobs:
-            group.create_task(run(job))
+    outcomes = await asyncio.gather(*(run(job) for job in jobs), return_exceptions=True)
+    for outcome in outcomes:  # a fatal error (token, unsafe URL) surfaces as itself
+        if isinstance(outcome, BaseException):
+            raise outcome
 
 
 async def preflight(

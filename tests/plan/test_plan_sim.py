@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import replace
 
 import pytest
 
+from canvas_tui.canvas.errors import CanvasError, Category
+from canvas_tui.config import Secret
 from canvas_tui.engine.plan import (
     DROP_SOURCE,
     Plan,
@@ -242,3 +245,17 @@ async def test_section_only_rows_are_diffed_against_the_section(arena: Arena) ->
     _, state, _ = await _sync(arena, rows, "sections")
     assert state is not None and state.counts[State.DONE] == 2
     assert arena.writes() == 1
+
+
+async def test_a_rejected_token_stops_the_plan_before_anything_is_queued(arena: Arena) -> None:
+    rows = [arena.row(x) for x in arena.users[:5]]
+    config = arena.config()
+    config = replace(config, canvas=replace(config.canvas, token=Secret("not-a-token")))
+    session = arena.session(arena.csv(rows), config, "badtoken")
+    try:
+        with pytest.raises(CanvasError) as caught:
+            await prepare_sync(session, requested=True, allow_drops=None)
+        assert caught.value.fatal and caught.value.category == Category.AUTH
+        assert not session.store.loaded
+    finally:
+        await session.close()
