@@ -5,24 +5,22 @@ Canvas reserves `up_front` (50) units per request on arrival and refuses it when
 every other request in flight. So with `free = hwm - base`, at most `ceil(free / 50) - 1` requests
 fit in flight at once (11 on an idle bucket with hwm 600), whatever the request rate.
 
-Each response's `X-Rate-Limit-Remaining` is `hwm - count` at the moment it settled, with the other
-requests still holding their 50, so `free ~ remaining + 50 * (others in flight)` — the hwm itself
-never needs to be known (hosted Canvas may use 700). Requests that the client counts but the server
-has not seen yet make that estimate too high, so the governor:
-- takes the minimum of the last few estimates, each carried forward by the leak and the costs
-  reported since (a single stale sample cannot open the gate),
-- caps `free` at the hwm: the configured one, or the largest `remaining` ever seen if higher
-  (that is a lower bound on the real hwm, e.g. hosted Canvas's 700),
-- keeps `margin` units spare.
-Between responses `free` grows by `leak` per second, so a full bucket reopens on a timer.
+The base is modelled from the answers: it grows by each `X-Request-Cost` and leaks `leak` units a
+second; each `X-Rate-Limit-Remaining` (`hwm - count` when that request settled, the others still
+holding their 50) then bounds it: `hwm - remaining - 50 * others <= base <= hwm - remaining`.
+`others` is what we count in flight; on a busy host some of those have not reached Canvas yet (or
+were answered but not read), which only loosens the lower bound, so the cost model holds the level
+where the headers cannot prove it. The hwm is never assumed smaller than the largest `remaining`
+seen (hosted Canvas may use 700); `margin` units stay spare.
 
 The request rate needs no separate limit: as the bucket fills, `free` shrinks and so does the
 in-flight limit, until `limit / latency` matches `leak / cost` — the bucket-bound regime settles by
 itself at the highest sustainable rate, having spent the headroom once.
 
-A throttle still halves an AIMD ceiling (only once per burst), which then grows back by about one
-per round trip. Without the headers (a proxy strips them) the ceiling alone governs, starting from a
-conservative `fallback_limit` and probing upward.
+A throttle means the model was wrong here (another job on the same token, a misconfigured leak):
+the governor halves an AIMD ceiling once per burst, which grows back by about one per round trip,
+and adds `MARGIN_STEP` spare units that decay over the next clean answers. Without the headers
+(a proxy strips them) the ceiling alone governs, from a conservative `fallback_limit` upward.
 """
 
 from __future__ import annotations
@@ -32,7 +30,7 @@ import math
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping
-from contextlib import asynccontextmanager, suppress
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import httpx
@@ -71,6 +69,9 @@ class Slot:
 class Governor:
     """Admission control for requests sharing one Canvas token (one bucket)."""
 
+    MARGIN_STEP = 25.0  # spare units added per throttle burst
+    MAX_EXTRA_MARGIN = 150.0
+
     def __init__(
         self,
         *,
@@ -80,7 +81,6 @@ class Governor:
         margin: float = 15.0,
         fallback_limit: int = 4,
         max_limit: int = 64,
-        window: int = 3,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.hwm = hwm  # a prior only: used for display until `remaining` reveals more
@@ -90,8 +90,8 @@ class Governor:
         self.fallback_limit = fallback_limit
         self.max_limit = max_limit
         self._clock = clock
-        self._samples: deque[tuple[float, float, float]] = deque(maxlen=window)
-        self._cost_total = 0.0  # sum of X-Request-Cost seen, to carry samples forward
+        self._base = 0.0  # the modelled bucket level (cost of past requests, leaking)
+        self._base_at = clock()
         self._hwm_seen: float | None = None  # the largest `remaining` seen: real hwm >= this
         self._remaining: float | None = None
         self._avg_cost: float | None = None
@@ -101,31 +101,48 @@ class Governor:
         self._decrease_seq = -1  # throttles of requests sent before this seq are the same burst
         self._cap: int | None = None
         self._in_flight: set[int] = set()
+        # Granted places whose task has resumed, i.e. whose request is (about to be) on the wire;
+        # a place granted but not yet running cannot be in any `remaining` Canvas reported.
+        self._sending: set[int] = set()
+        self._extra_margin = 0.0  # learnt: grows on each throttle burst, decays on clean answers
         self._seq = 0
-        self._changed: asyncio.Event | None = None
+        self._waiters: deque[asyncio.Future[int]] = deque()
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_loop: asyncio.AbstractEventLoop | None = None
         self.requests = 0  # requests admitted (retries included)
         self.throttled = 0  # refusals reported
         self.max_in_flight = 0
 
     # ---- the model ------------------------------------------------------------------------------
 
+    def _hwm(self) -> float:
+        return max(self.hwm, self._hwm_seen or 0.0)
+
+    def _base_now(self) -> float:
+        return max(0.0, self._base - self.leak * max(0.0, self._clock() - self._base_at))
+
     def free(self) -> float | None:
         """Estimated `hwm - base` now, or None before any response carried the headers."""
-        if not self._samples:
+        if not self._headers_seen:
             return None
+        return self._hwm() - self._base_now()
+
+    def _update_base(self, cost: float | None, remaining: float | None, others: int) -> None:
+        """Advance the bucket model by the leak and this answer's cost, then keep it inside what
+        `remaining` proves: `hwm - remaining - 50 * others <= base <= hwm - remaining`."""
         now = self._clock()
-        free = min(
-            sample + self.leak * max(0.0, now - at) - (self._cost_total - cost_then)
-            for at, sample, cost_then in self._samples
-        )
-        assert self._hwm_seen is not None
-        return min(free, max(self.hwm, self._hwm_seen))
+        base = self._base_now() + (cost or 0.0)
+        if remaining is not None:
+            hwm = self._hwm()
+            base = min(base, hwm - remaining)
+            base = max(base, hwm - remaining - self.up_front * others)
+        self._base, self._base_at = max(0.0, base), now
 
     def _model_limit(self) -> int | None:
         free = self.free()
         if free is None:
             return None
-        return max(0, math.ceil((free - self.margin) / self.up_front) - 1)
+        return max(0, math.ceil((free - self.effective_margin) / self.up_front) - 1)
 
     @property
     def limit(self) -> int:
@@ -149,13 +166,17 @@ class Governor:
         free = self.free()
         if free is None or self.leak <= 0:
             return 0.0
-        needed = self.up_front * (len(self._in_flight) + 1) + self.margin - free
+        needed = self.up_front * (len(self._in_flight) + 1) + self.effective_margin - free
         return max(0.0, needed / self.leak) + (0.001 if needed > 0 else 0.0)
 
     def set_cap(self, cap: int | None) -> None:
         """The operator's ceiling on requests in flight (None removes it)."""
         self._cap = None if cap is None else max(1, cap)
         self._wake()
+
+    @property
+    def effective_margin(self) -> float:
+        return self.margin + self._extra_margin
 
     @property
     def in_flight(self) -> int:
@@ -179,31 +200,37 @@ class Governor:
         cost = _header_float(headers, "x-request-cost")
         remaining = _header_float(headers, "x-rate-limit-remaining")
         if cost is not None and cost >= 0:
-            self._cost_total += cost
             self._avg_cost = (
                 cost
                 if self._avg_cost is None
                 else self._avg_cost + _COST_SMOOTHING * (cost - self._avg_cost)
             )
+        others = len(self._sending) - (1 if seq in self._sending else 0)
         if remaining is not None:
             first = not self._headers_seen
             self._headers_seen = True
             self._remaining = remaining
             self._hwm_seen = remaining if self._hwm_seen is None else max(self._hwm_seen, remaining)
-            others = len(self._in_flight) - (1 if seq in self._in_flight else 0)
-            sample = remaining + self.up_front * others
-            self._samples.append((self._clock(), sample, self._cost_total))
             if first and not throttled:
                 self._ceiling = math.inf
+        if self._headers_seen:
+            self._update_base(cost, remaining, others)
         elif self._answers == 1:
             self._ceiling = float(self.fallback_limit)
         if throttled:
             self.throttled += 1
             if seq > self._decrease_seq:  # one decrease per burst of refusals
                 self._decrease_seq = self._seq
+                # The model let a refused request through, so it overestimates the room here
+                # (clients sharing the token, answers read late on a busy host): keep more spare.
+                self._extra_margin = min(
+                    self.MAX_EXTRA_MARGIN, self._extra_margin + self.MARGIN_STEP
+                )
                 base = min(self._ceiling, max(1, len(self._in_flight)))
                 self._ceiling = max(1.0, base / 2)
-        elif math.isfinite(self._ceiling):
+        else:
+            self._extra_margin = max(0.0, self._extra_margin - self.MARGIN_STEP / 200)
+        if not throttled and math.isfinite(self._ceiling):
             self._ceiling += 1 / max(1.0, self._ceiling)  # about +1 per round trip
             model = self._model_limit() if self._headers_seen else None
             if model is not None and self._ceiling >= model + 2:
@@ -213,30 +240,66 @@ class Governor:
         self._wake()
 
     # ---- admission ------------------------------------------------------------------------------
+    # Waiters queue in FIFO order and are granted their place directly (no thundering herd: a
+    # release wakes only as many waiters as there is room for). A full bucket reopens by leaking,
+    # with no release to announce it, so a timer re-checks when the model expects room.
+
+    def _admit(self) -> int:
+        self._seq += 1
+        self._in_flight.add(self._seq)
+        self.requests += 1
+        self.max_in_flight = max(self.max_in_flight, len(self._in_flight))
+        return self._seq
 
     def _wake(self) -> None:
-        if self._changed is not None:
-            self._changed.set()
+        waiters = self._waiters
+        while waiters and waiters[0].done():  # cancelled while queued
+            waiters.popleft()
+        if not waiters:
+            return
+        room = self.limit - len(self._in_flight)
+        while room > 0 and waiters:
+            waiter = waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(self._admit())
+                room -= 1
+        if waiters:
+            loop = asyncio.get_running_loop()
+            if self._timer is not None and self._timer_loop is not loop:
+                self._timer = None  # left behind by an earlier event loop
+            if self._timer is None:
+                delay = min(0.5, max(0.005, self.refill_wait()))
+                self._timer = loop.call_later(delay, self._on_timer)
+                self._timer_loop = loop
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._wake()
+
+    def _release(self, seq: int) -> None:
+        self._in_flight.discard(seq)
+        self._sending.discard(seq)
+        self._wake()
 
     @asynccontextmanager
     async def slot(self) -> AsyncIterator[Slot]:
         """Wait until a request may go, hold its place while it is in flight."""
-        if self._changed is None:
-            self._changed = asyncio.Event()
-        while len(self._in_flight) >= self.limit:
-            self._changed.clear()
-            # A full bucket reopens by leaking, with no event to announce it: wake on a timer too.
-            refill = self.refill_wait()
-            timeout = min(0.5, max(0.005, refill)) if refill > 0 else 0.5
-            with suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), timeout=timeout)
-        self._seq += 1
-        seq = self._seq
-        self._in_flight.add(seq)
-        self.requests += 1
-        self.max_in_flight = max(self.max_in_flight, len(self._in_flight))
+        if not self._waiters and len(self._in_flight) < self.limit:
+            seq = self._admit()
+        else:
+            waiter: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            self._wake()
+            try:
+                seq = await waiter
+            except asyncio.CancelledError:
+                if waiter.done() and not waiter.cancelled():
+                    self._release(waiter.result())  # granted just as we were cancelled
+                else:
+                    waiter.cancel()
+                raise
+        self._sending.add(seq)
         try:
             yield Slot(seq, self)
         finally:
-            self._in_flight.discard(seq)
-            self._wake()
+            self._release(seq)

@@ -1,0 +1,373 @@
+"""Sync throughput: the usual script, the same script in 11 threads, and canvas-tui's engine.
+
+    .venv/bin/python benchmarks/bench_sync.py [--records 2000] [--markdown out.md]
+
+One workload (N new enrollments in the seed-7 world, 1 % of them TA rows) goes through each runner
+against a fresh simulator in its own process (`canvas-tui simulate`, loopback, time-scaled), in
+four worlds: latency-bound (POST cost 0.1) and bucket-bound (POST cost 1.0), each with 429 and with
+403 refusals. Requests and throttled responses are the simulator's own counters; "not enrolled"
+is N minus the enrollments the simulator created.
+
+The limit is the issue's T* = max(N * latency / 11, (N * cost - 550) / leak), in the simulator's
+world seconds, divided by the time scale to compare with wall-clock time; ratio = T* / T.
+
+The sequential script is ~11x slower than the limit, so it runs on a sample (--sample records)
+and its time is extrapolated linearly to N (it never comes near the bucket, so its rate is
+constant). The canvas-tui run is the real engine: open_session -> journal -> runner -> client;
+its governor is told the simulator's leak in wall-clock units (10 x time scale), nothing else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from canvas_tui.canvas.governor import Governor
+from canvas_tui.config import CanvasConfig, Config, Secret, SourceConfig, SyncConfig
+from canvas_tui.engine.session import open_session
+from canvas_tui.records import State
+from canvas_tui.simulator.world import World
+
+HERE = Path(__file__).resolve().parent
+TOKEN = "bench-token-not-a-secret"
+SEED = 7
+HWM, UP_FRONT, LEAK = 600.0, 50.0, 10.0
+TA_EVERY = 100  # one record in 100 is a TA: `ta` for canvas-tui, `TAEnrollment` in the script
+
+
+@dataclass(frozen=True)
+class WorldSpec:
+    name: str
+    post_cost: float
+    throttle_status: int
+    latency: float  # mean POST latency, world seconds
+    time_scale: float
+    records: int
+
+    def t_star(self, n: int) -> float:
+        """The issue's physical limit for n records, in wall-clock seconds."""
+        world = max(n * self.latency / 11, (n * self.post_cost - (HWM - UP_FRONT)) / LEAK)
+        return world / self.time_scale
+
+
+@dataclass
+class Result:
+    world: WorldSpec
+    runner: str
+    records: int  # records the runner was given
+    elapsed: float  # wall-clock seconds (extrapolated to N for the sequential sample)
+    requests: int
+    throttled: int
+    not_enrolled: int
+    failed_reported: int
+    max_in_flight: int
+    sampled: bool = False
+
+
+# ---- the workload -------------------------------------------------------------------------------
+
+
+def workload(n: int) -> list[dict[str, Any]]:
+    """n distinct new enrollments (user not yet in the course) in open courses of the seed world."""
+    world = World.generate(SEED)
+    courses = [
+        c
+        for c in world.courses.values()
+        if c.sis_course_id and c.workflow_state == "available" and not c.concluded
+    ]
+    enrolled = {(e.user_id, e.course_id) for e in world.enrollments.values()}
+    users = [u for u in world.users.values() if u.sis_user_id and u.id >= 1000]
+    out: list[dict[str, Any]] = []
+    index = 0
+    for user in users:
+        for step in range(len(courses)):
+            course = courses[(index + step) % len(courses)]
+            if (user.id, course.id) not in enrolled:
+                break
+        else:
+            continue
+        ta = len(out) % TA_EVERY == TA_EVERY - 1
+        out.append(
+            {
+                "course_sis": course.sis_course_id,
+                "user_sis": user.sis_user_id,
+                "course_id": course.id,
+                "user_id": user.id,
+                "ta": ta,
+            }
+        )
+        index += 1
+        if len(out) == n:
+            return out
+    raise SystemExit(f"the seed world has room for only {len(out)} new enrollments")
+
+
+def write_inputs(records: list[dict[str, Any]], directory: Path) -> tuple[Path, Path]:
+    csv_path = directory / "enrollments.csv"
+    with csv_path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["course_id", "user_id", "role", "status"])
+        for r in records:
+            writer.writerow(
+                [r["course_sis"], r["user_sis"], "ta" if r["ta"] else "student", "active"]
+            )
+    json_path = directory / "records.json"
+    json_path.write_text(
+        json.dumps(
+            [
+                {
+                    "canvas_course_id": str(r["course_id"]),
+                    "canvas_user_id": str(r["user_id"]),
+                    "role": "TAEnrollment" if r["ta"] else "StudentEnrollment",
+                }
+                for r in records
+            ]
+        ),
+        encoding="utf-8",
+    )
+    return csv_path, json_path
+
+
+# ---- the simulator, in its own process -----------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def simulator(spec: WorldSpec) -> Iterator[str]:
+    port = free_port()
+    command = [
+        sys.executable, "-m", "canvas_tui", "simulate",
+        "--port", str(port),
+        "--seed", str(SEED),
+        "--time-scale", str(spec.time_scale),
+        "--post-cost", str(spec.post_cost),
+        "--latency", str(spec.latency),
+        "--throttle-status", str(spec.throttle_status),
+        "--token", TOKEN,
+    ]  # fmt: skip
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{base}/__sim__/stats", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                err = process.stderr.read().decode() if process.stderr else ""
+                raise SystemExit(f"the simulator did not start: {err}")
+            time.sleep(0.1)
+        yield base
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def sim_stats(base: str) -> dict[str, Any]:
+    return dict(httpx.get(f"{base}/__sim__/stats", timeout=10).json())
+
+
+# ---- the runners --------------------------------------------------------------------------------
+
+
+def run_script(spec: WorldSpec, base: str, json_path: Path, threads: int) -> dict[str, Any]:
+    env = dict(
+        os.environ,
+        CANVAS_BASE_URL=base,
+        CANVAS_API_TOKEN=TOKEN,
+        BASELINE_TIME_SCALE=str(spec.time_scale),
+    )
+    command = [sys.executable, str(HERE / "baseline_script.py"), str(json_path)]
+    if threads:
+        command += ["--threads", str(threads)]
+    done = subprocess.run(  # its per-record log lines go nowhere, as in a cron job
+        command, env=env, capture_output=True, text=True, check=True
+    )
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+async def run_engine(spec: WorldSpec, base: str, csv_path: Path, journal: Path) -> dict[str, Any]:
+    config = Config(
+        canvas=CanvasConfig(base_url=base, token=Secret(TOKEN)),
+        source=SourceConfig(path=csv_path),
+        sync=SyncConfig(journal=journal),
+    )
+    governor = Governor(leak=LEAK * spec.time_scale)
+    session = open_session(config, journal_path=journal, governor=governor)
+    try:
+        await session.load()
+        started = time.perf_counter()
+        state = await session.runner.run()
+        elapsed = time.perf_counter() - started
+    finally:
+        await session.close()
+    return {
+        "elapsed": elapsed,
+        "done": state.counts.get(State.DONE, 0),
+        "failed": state.counts.get(State.FAILED, 0),
+        "pending": state.counts.get(State.PENDING, 0),
+        "phase": str(state.phase),
+    }
+
+
+def measure(
+    spec: WorldSpec, runner: str, records: list[dict[str, Any]], n_total: int, work: Path
+) -> Result:
+    csv_path, json_path = write_inputs(records, work)
+    with simulator(spec) as base:
+        if runner == "canvas-tui":
+            journal = work / f"{spec.name}-{spec.throttle_status}.journal"
+            outcome = asyncio.run(run_engine(spec, base, csv_path, journal))
+            failed = int(outcome["failed"])
+        else:
+            outcome = run_script(spec, base, json_path, 11 if runner == "pool-11" else 0)
+            failed = int(outcome["raised"])
+        stats = sim_stats(base)
+    sampled = len(records) < n_total
+    factor = n_total / len(records)
+    return Result(
+        world=spec,
+        runner=runner,
+        records=len(records),
+        elapsed=float(outcome["elapsed"]) * factor,
+        requests=int(stats["requests"]),
+        throttled=int(stats["throttled"]),
+        not_enrolled=len(records) - int(stats["enrollments_created"]),
+        failed_reported=failed,
+        max_in_flight=int(stats["max_in_flight"]),
+        sampled=sampled,
+    )
+
+
+# ---- report -------------------------------------------------------------------------------------
+
+
+def table(results: list[Result]) -> str:
+    head = (
+        "| world | refusal | runner | records | T (s) | records/s | requests | throttled "
+        "| not enrolled | max in flight | T* (s) | T*/T |"
+    )
+    lines = [head, "|" + "---|" * 12]
+    for r in results:
+        n = r.world.records
+        t_star = r.world.t_star(n)
+        throttled_share = 100 * r.throttled / max(1, r.requests)
+        label = f"{r.records} (sample)" if r.sampled else str(r.records)
+        lines.append(
+            f"| {r.world.name} | {r.world.throttle_status} | {r.runner} | {label} "
+            f"| {r.elapsed:.1f}{'*' if r.sampled else ''} | {n / r.elapsed:.1f} | {r.requests} "
+            f"| {r.throttled} ({throttled_share:.2f} %) "
+            f"| {r.not_enrolled} ({100 * r.not_enrolled / r.records:.1f} %) "
+            f"| {r.max_in_flight} | {t_star:.1f} | {t_star / r.elapsed:.2f} |"
+        )
+    return "\n".join(lines)
+
+
+def verdict(results: list[Result]) -> list[str]:
+    notes = []
+    for r in results:
+        if r.runner != "canvas-tui":
+            continue
+        ratio = r.world.t_star(r.world.records) / r.elapsed
+        share = r.throttled / max(1, r.requests)
+        ok = ratio >= 0.90 and share <= 0.005 and r.not_enrolled == 0
+        notes.append(
+            f"{'PASS' if ok else 'FAIL'} {r.world.name}/{r.world.throttle_status}: "
+            f"T*/T {ratio:.2f} (>= 0.90), throttled {100 * share:.2f} % (<= 0.5 %), "
+            f"not enrolled {r.not_enrolled} (0)"
+        )
+    return notes
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--records", type=int, default=2000, help="records, bucket-bound world")
+    parser.add_argument(
+        "--latency-records", type=int, default=1000, help="records, latency-bound world"
+    )
+    parser.add_argument("--sample", type=int, default=50, help="records for the sequential run")
+    parser.add_argument("--latency", type=float, default=0.5, help="POST latency, latency-bound")
+    parser.add_argument("--bucket-latency", type=float, default=0.2, help="POST latency, bucket")
+    parser.add_argument("--latency-scale", type=float, default=2.0, help="time scale, cost 0.1")
+    parser.add_argument("--bucket-scale", type=float, default=4.0, help="time scale, cost 1.0")
+    parser.add_argument(
+        "--runners", default="sequential,pool-11,canvas-tui", help="comma-separated subset"
+    )
+    parser.add_argument("--worlds", default="latency-bound,bucket-bound")
+    parser.add_argument("--statuses", default="429,403")
+    parser.add_argument("--markdown", type=Path, help="also write the table to this file")
+    args = parser.parse_args(argv)
+
+    records = workload(max(args.records, args.latency_records))
+    specs = []
+    for name in args.worlds.split(","):
+        if name == "latency-bound":
+            world = (0.1, args.latency, args.latency_scale, args.latency_records)
+        else:
+            world = (1.0, args.bucket_latency, args.bucket_scale, args.records)
+        cost, latency, scale, n = world
+        for status in args.statuses.split(","):
+            specs.append(WorldSpec(name, cost, int(status), latency, scale, n))
+    results: list[Result] = []
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="bench-sync-") as tmp:
+        for spec in specs:
+            for runner in args.runners.split(","):
+                n = spec.records
+                subset = records[: args.sample] if runner == "sequential" else records[:n]
+                result = measure(spec, runner, subset, n, Path(tmp))
+                results.append(result)
+                print(
+                    f"  {spec.name:13} {spec.throttle_status} {runner:11} "
+                    f"T={result.elapsed:6.1f}s T*/T={spec.t_star(n) / result.elapsed:.2f} "
+                    f"throttled={result.throttled} not-enrolled={result.not_enrolled}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+    report = table(results)
+    lines = [
+        f"latency-bound: N = {args.latency_records}, POST cost 0.1, latency {args.latency} world s, "
+        f"time scale {args.latency_scale:g}; bucket-bound: N = {args.records}, POST cost 1.0, "
+        f"latency {args.bucket_latency} world s, time scale {args.bucket_scale:g}; "
+        f"hwm 600, leak 10/world s; total benchmark wall time {time.monotonic() - started:.0f} s",
+        "",
+        report,
+        "",
+        f"\\* sequential: run on {args.sample} records, time extrapolated to N.",
+        "",
+        *verdict(results),
+    ]
+    text = "\n".join(lines)
+    print(text)
+    if args.markdown:
+        args.markdown.write_text(text + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
