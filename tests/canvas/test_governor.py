@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
+import httpx
 import pytest
 
+from canvas_tui.canvas.client import CanvasClient
 from canvas_tui.canvas.governor import Governor
-from canvas_tui.simulator import LatencyModel, build_app
+from canvas_tui.simulator import ADMIN_TOKEN, LatencyModel, build_app
 from canvas_tui.simulator.world import DOC_COURSE, World
-from tests.canvas.conftest import ManualClock, make_client, sim_config
+from tests.canvas.conftest import BASE, ManualClock, make_client, sim_config
 from tests.canvas.test_client import sis_students
 
 
@@ -191,3 +194,61 @@ async def test_concurrent_creates_stay_under_the_limit(status: int, post_cost: f
     assert stats["throttled"] <= 0.01 * stats["requests"]
     if post_cost == 0.1:
         assert stats["max_in_flight"] >= 9  # latency-bound: it does use the room there is
+
+
+class StripThrottleHeaders:
+    """A proxy that drops X-Rate-Limit-Remaining / X-Request-Cost (some gateways do)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        async def strip(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [
+                    (k, v)
+                    for k, v in message["headers"]
+                    if k.lower() not in (b"x-rate-limit-remaining", b"x-request-cost")
+                ]
+            await send(message)
+
+        await self.inner(scope, receive, strip)
+
+
+@pytest.mark.parametrize("status", [429, 403])
+async def test_without_headers_aimd_finishes_everything(status: int) -> None:
+    world = World.generate(7, users=800, courses=20)
+    config = sim_config(
+        time_scale=50.0,
+        throttle_status=status,
+        post_cost=1.0,
+        latency=LatencyModel(create=0.25, list=0.1, show=0.1, write=0.1, jitter=0.4),
+    )
+    app = build_app(config, world)
+    governor = Governor(leak=10.0 * 50.0)
+    transport = httpx.ASGITransport(app=StripThrottleHeaders(app))
+    users = sis_students(world, 200)
+    limits: list[int] = []
+    async with CanvasClient(
+        BASE, ADMIN_TOKEN, transport=transport, governor=governor, sleep=asyncio.sleep
+    ) as client:
+        queue = list(users)
+
+        async def worker() -> None:
+            while queue:
+                user = queue.pop()
+                limits.append(governor.limit)
+                await client.create_enrollment(
+                    user=user,
+                    course=f"sis_course_id:{DOC_COURSE}",
+                    section=None,
+                    enrollment_type="StudentEnrollment",
+                )
+
+        await asyncio.gather(*(worker() for _ in range(30)))
+    stats = app.stats()
+    assert stats["enrollments_created"] == 200 and stats["duplicates"] == 0
+    assert governor.state().remaining is None  # it really never saw the headers
+    assert limits[0] == 1 and 4 in limits  # a probe, then the conservative fallback ...
+    assert max(limits) > 4  # ... which probes upward
+    assert stats["throttled"] <= 0.2 * stats["requests"]
