@@ -404,14 +404,17 @@ class CanvasClient:
             )
         except CanvasError as error:
             if error.status == 404 and error.category is Category.NOT_FOUND:
-                error.category = await self._which_missing(context_path, context_kind)
+                error.category = await self._which_missing(context_path, context_kind, observer)
             raise
 
-    async def _which_missing(self, context_path: str, kind: str) -> Category:
+    async def _which_missing(
+        self, context_path: str, kind: str, observer: Observer | None = None
+    ) -> Category:
         missing = Category.SECTION_NOT_FOUND if kind == "section" else Category.COURSE_NOT_FOUND
         if context_path not in self._exists:
             try:
-                await self.request("GET", context_path, not_found=missing)
+                # The caller sees this request too: it explains the category it gets.
+                await self.request("GET", context_path, not_found=missing, observer=observer)
                 self._exists[context_path] = True
             except CanvasError as error:
                 if error.status != 404:

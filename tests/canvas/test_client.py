@@ -157,16 +157,22 @@ async def test_each_error_category_from_the_simulator(client: CanvasClient, app:
 
 async def test_404_attribution_checks_the_course_once(client: CanvasClient, app: Simulator) -> None:
     before = app.stats()["requests_by_endpoint"].get("get_course", 0)
+    seen: list[list[tuple[str, int | None]]] = []
     for name in ("NOBODY1", "NOBODY2", "NOBODY3"):
+        events: list[AttemptEvent] = []
         with pytest.raises(CanvasError) as caught:
             await client.create_enrollment(
                 user=f"sis_user_id:{name}",
                 course=f"sis_course_id:{DOC_COURSE}",
                 section=None,
                 enrollment_type="StudentEnrollment",
+                observer=events.append,
             )
         assert caught.value.category is Category.USER_NOT_FOUND
+        seen.append([(e.method, e.status) for e in events])
     assert app.stats()["requests_by_endpoint"].get("get_course", 0) - before == 1
+    # the check is an attempt the record shows, once; later records reuse its answer
+    assert seen == [[("POST", 404), ("GET", 200)], [("POST", 404)], [("POST", 404)]]
 
 
 async def test_permission_is_not_auth(app: Simulator) -> None:
