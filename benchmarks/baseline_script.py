@@ -99,7 +99,7 @@ def get_all_course_enrollments(course_id: str):
 
         # Extract the 'next' URL from the Link header
         links = response.links
-        if "next" in links:
+        if "next" in links:  # noqa: SIM108 - kept as the original wrote it
             endpoint = links["next"]["url"]
         else:
             endpoint = None
