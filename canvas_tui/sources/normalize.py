@@ -8,14 +8,13 @@ role words resolve like Canvas resolves them, custom role names pass through cas
 
 from __future__ import annotations
 
-import dataclasses
 import difflib
 from array import array
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Final, Literal, TypeVar, cast
+from typing import Final, Literal, cast
 
 from canvas_tui.records import (
     BASE_TYPES,
@@ -47,7 +46,6 @@ FIELDS: Final = (
 
 ID_FIELDS: Final = ("user", "course", "section")
 Format = Literal["canvas", "mapped"]
-T = TypeVar("T")
 
 
 class IdKind(StrEnum):
@@ -187,44 +185,6 @@ _Extras = tuple[str | None, str | None, str | None, bool, bool]
 _NO_EXTRAS: Final[_Extras] = (None, None, None, False, False)
 
 
-def _fast_constructor(cls: type[T]) -> Callable[..., T]:
-    """A positional constructor for a frozen, slotted dataclass that is ~4x faster than its own.
-
-    A frozen dataclass's __init__ sets every field through object.__setattr__; at 100,000 rows
-    that alone costs more than parsing the CSV. This fills a plain class with the same slots and
-    then switches the instance's class, which yields a genuine instance (equal and hashing the
-    same). If the layouts ever stop matching, it falls back to the class itself.
-    """
-    fields = dataclasses.fields(cls)  # type: ignore[arg-type]
-    names = [f.name for f in fields]
-    namespace: dict[str, Any] = {"cls": cls, "MISSING": dataclasses.MISSING}
-    params = []
-    body = ""
-    for f in fields:
-        if f.default_factory is not dataclasses.MISSING:
-            namespace[f"factory_{f.name}"] = f.default_factory
-            params.append(f"{f.name}=MISSING")
-            body += f"    if {f.name} is MISSING: {f.name} = factory_{f.name}()\n"
-        elif f.default is not dataclasses.MISSING:
-            namespace[f"default_{f.name}"] = f.default
-            params.append(f"{f.name}=default_{f.name}")
-        else:
-            params.append(f.name)
-    mirror = type(f"_Fast{cls.__name__}", (), {"__slots__": tuple(names)})
-    namespace["mirror"] = mirror
-    body += "".join(f"    o.{n} = {n}\n" for n in names)
-    source = f"def make({', '.join(params)}):\n    o = mirror()\n{body}    o.__class__ = cls\n    return o\n"
-    try:
-        exec(source, namespace)  # noqa: S102 -- generated from the dataclass's own field names
-        make: Callable[..., T] = namespace["make"]
-        sample = [f"v{i}" for i in range(len(names))]
-        if make(*sample) != cls(*sample):
-            return cls
-    except (TypeError, AttributeError):
-        return cls
-    return make
-
-
 class FirstSeen:
     """Row identity hash -> the line that first had it: the duplicate index.
 
@@ -273,10 +233,6 @@ class FirstSeen:
         for key, line in old:
             if key:
                 self.first(key, line)
-
-
-_record = _fast_constructor(EnrollmentRecord)
-_provenance = _fast_constructor(Provenance)
 
 
 class RowNormalizer:
@@ -408,7 +364,7 @@ class RowNormalizer:
         column: int | None = None,
         skip: bool = False,
     ) -> RowProblem:
-        provenance = _provenance(self.source, line, self.raw(row))
+        provenance = Provenance(self.source, line, self.raw(row))
         return RowProblem(provenance, message, field, column, skip)
 
     def _fix(self, row: Sequence[str], vals: list[str], line: int) -> RowProblem | None:
@@ -553,14 +509,14 @@ class RowNormalizer:
                 row, line, f"duplicate of line {first}: the same enrollment; skipped", skip=True
             )
 
-        return _record(
+        return EnrollmentRecord(
             user,
             course,
             section,
             role,
             enrollment_type,
             status,
-            _provenance(self.source, line, dict(zip(self.columns, row, strict=False))),
+            Provenance(self.source, line, dict(zip(self.columns, row, strict=False))),
             role_id,
             *extras,
             warnings,

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import random
 
-from canvas_tui.records import EnrollmentRecord, Provenance, SisStatus
+from canvas_tui.records import EnrollmentRecord, SisStatus
 from canvas_tui.sources.normalize import (
     FirstSeen,
     Layout,
     RowNormalizer,
-    _record,
     resolve_status,
 )
 
@@ -23,16 +22,6 @@ def test_first_seen_agrees_with_a_dict_across_growth() -> None:
         expected = reference.setdefault(key or 1, line)
         assert seen.first(key, line) == expected
     assert len(seen) == len(reference)
-
-
-def test_fast_record_constructor_builds_genuine_equal_records() -> None:
-    provenance = Provenance("f.csv", 2, {"a": "b"})
-    values = ("sis_user_id:U", "sis_course_id:C", None, "student", "StudentEnrollment",
-              SisStatus.ACTIVE, provenance)  # fmt: skip
-    fast, slow = _record(*values), EnrollmentRecord(*values)
-    assert type(fast) is EnrollmentRecord
-    assert fast == slow and hash(fast) == hash(slow)
-    assert fast.warnings == () and fast.notify is False  # defaults filled
 
 
 def test_status_prefixes_prefer_the_longest() -> None:
