@@ -372,10 +372,13 @@ class CanvasClient:
         Re-sending is safe: Canvas matches user + type + role + section + associated user and
         returns the same row (CANVAS_API.md §2.4), so a retry after a reset creates no duplicate.
         """
-        if section:
-            context_path, context_kind = f"sections/{path_segment(section)}", "section"
-        elif course:
-            context_path, context_kind = f"courses/{path_segment(course)}", "course"
+        # With both ids, the course route + course_section_id makes Canvas look the section up
+        # among that course's sections, so a section of another course is a 404 instead of an
+        # enrollment silently made in the wrong course (the section route ignores the course).
+        if course:
+            context_path = f"courses/{path_segment(course)}"
+        elif section:
+            context_path = f"sections/{path_segment(section)}"
         else:
             raise ValueError("create_enrollment needs a course or a section")
         fields: JsonObject = {
@@ -391,6 +394,7 @@ class CanvasClient:
             "start_at": start_at,
             "end_at": end_at,
             "associated_user_id": associated_user,
+            "course_section_id": section if course else None,
         }
         fields.update({k: v for k, v in optional.items() if v is not None})
         try:
@@ -404,23 +408,42 @@ class CanvasClient:
             )
         except CanvasError as error:
             if error.status == 404 and error.category is Category.NOT_FOUND:
-                error.category = await self._which_missing(context_path, context_kind, observer)
+                error.category = await self._which_missing(course, section, observer)
             raise
 
     async def _which_missing(
-        self, context_path: str, kind: str, observer: Observer | None = None
+        self, course: str | None, section: str | None, observer: Observer | None = None
     ) -> Category:
-        missing = Category.SECTION_NOT_FOUND if kind == "section" else Category.COURSE_NOT_FOUND
-        if context_path not in self._exists:
-            try:
-                # The caller sees this request too: it explains the category it gets.
-                await self.request("GET", context_path, not_found=missing, observer=observer)
-                self._exists[context_path] = True
-            except CanvasError as error:
-                if error.status != 404:
-                    return Category.NOT_FOUND  # cannot tell; say so rather than guess
-                self._exists[context_path] = False
-        return Category.USER_NOT_FOUND if self._exists[context_path] else missing
+        """Canvas's 404 body never names the missing id: look the course, then the section up.
+
+        Canvas resolves the context first, then the section, then the user, so the first of them
+        that does not exist is the culprit; when both do, it was the user.
+        """
+        checks: list[tuple[str, Category]] = []
+        if course:
+            checks.append((f"courses/{path_segment(course)}", Category.COURSE_NOT_FOUND))
+            if section:
+                checks.append(
+                    (
+                        f"courses/{path_segment(course)}/sections/{path_segment(section)}",
+                        Category.SECTION_NOT_FOUND,
+                    )
+                )
+        elif section:
+            checks.append((f"sections/{path_segment(section)}", Category.SECTION_NOT_FOUND))
+        for path, missing in checks:
+            if path not in self._exists:
+                try:
+                    # The caller sees this request too: it explains the category it gets.
+                    await self.request("GET", path, not_found=missing, observer=observer)
+                    self._exists[path] = True
+                except CanvasError as error:
+                    if error.status != 404:
+                        return Category.NOT_FOUND  # cannot tell; say so rather than guess
+                    self._exists[path] = False
+            if not self._exists[path]:
+                return missing
+        return Category.USER_NOT_FOUND
 
     async def list_enrollments(
         self,

@@ -241,3 +241,25 @@ async def test_in_process_simulator_uses_fast_config() -> None:
     app = build_app(sim_config())
     async with make_client(app) as client:
         assert (await client.whoami())["id"] == 1
+
+
+async def test_a_section_of_another_course_is_refused_not_enrolled(
+    client: CanvasClient, app: Simulator
+) -> None:
+    user = sis_students(app.world, 1)[0]
+    course = app.world.find_course(f"sis_course_id:{DOC_COURSE}")
+    other = next(
+        s
+        for s in app.world.sections.values()
+        if course and s.course_id != course.id and s.sis_section_id
+    )
+    before = app.stats()["enrollments_created"]
+    with pytest.raises(CanvasError) as caught:
+        await client.create_enrollment(
+            user=user,
+            course=f"sis_course_id:{DOC_COURSE}",
+            section=f"sis_section_id:{other.sis_section_id}",
+            enrollment_type="StudentEnrollment",
+        )
+    assert caught.value.category is Category.SECTION_NOT_FOUND
+    assert app.stats()["enrollments_created"] == before
