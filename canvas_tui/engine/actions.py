@@ -100,7 +100,9 @@ def planned_action(record: EnrollmentRecord) -> str:
     return _TASKS[record.status][0]
 
 
-def _same_section(enrollment: Mapping[str, Any], section: str | None) -> bool:
+def same_section(enrollment: Mapping[str, Any], section: str | None) -> bool:
+    """Whether an enrollment (Canvas JSON) is in the record's section; any section matches a
+    record that names none. A section id kind the JSON does not carry never matches."""
     if section is None:
         return True
     kind, value = split_api_id(section)
@@ -111,9 +113,9 @@ def _same_section(enrollment: Mapping[str, Any], section: str | None) -> bool:
     return False  # an id kind the enrollment JSON does not carry; never act on a guess
 
 
-def _same_role(
-    enrollment: Mapping[str, Any], record: EnrollmentRecord, role_id: str | None
-) -> bool:
+def same_role(enrollment: Mapping[str, Any], record: EnrollmentRecord, role_id: str | None) -> bool:
+    """Whether an enrollment (Canvas JSON) has the record's role: by `role_id` when known (the
+    record's, or its custom role's looked-up id), else the built-in type, else the role name."""
     if role_id is not None:
         return str(enrollment.get("role_id")) == str(role_id)
     if record.enrollment_type is not None:
@@ -143,12 +145,25 @@ class EnrollmentActions:
         self._roles_lock = asyncio.Lock()
 
     async def apply(self, record: EnrollmentRecord, observer: Observer | None) -> ActionResult:
-        role_id = record.role_id
-        if role_id is None and record.enrollment_type is None:
-            role_id = await self._custom_role_id(record.role, observer)
+        role_id = await self._role_id(record, observer)
         if record.status is SisStatus.ACTIVE:
             return await self._create(record, role_id, self._active_state, observer)
         return await self._change(record, role_id, observer)
+
+    async def create_in_state(
+        self, record: EnrollmentRecord, state: str, observer: Observer | None
+    ) -> ActionResult:
+        """POST the record's enrollment in `state` without looking anything up first, whatever
+        its SIS status: for a caller that already knows the enrollment is missing (the plan
+        creating an `inactive` row). The POST is idempotent like `apply`'s (§2.4)."""
+        role_id = await self._role_id(record, observer)
+        return await self._create(record, role_id, state, observer)
+
+    async def _role_id(self, record: EnrollmentRecord, observer: Observer | None) -> str | None:
+        """The role id to send: the record's, else a custom role name's looked-up id."""
+        if record.role_id is None and record.enrollment_type is None:
+            return await self._custom_role_id(record.role, observer)
+        return record.role_id
 
     async def _custom_role_id(self, name: str, observer: Observer | None) -> str | None:
         """A custom role name's id in the root account, looked up once per run."""
@@ -219,7 +234,7 @@ class EnrollmentActions:
             record, observer, course_wide=record.status is SisStatus.DELETED_LAST_COMPLETED
         )
         mine = [
-            e for e in listed if _same_role(e, record, role_id) and _same_section(e, record.section)
+            e for e in listed if same_role(e, record, role_id) and same_section(e, record.section)
         ]
         if record.section is None:
             sections = {
@@ -239,7 +254,7 @@ class EnrollmentActions:
             keeps_another = any(
                 e.get("enrollment_state") == "active" and e.get("id") not in mine_ids
                 for e in listed
-                if _same_role(e, record, role_id)
+                if same_role(e, record, role_id)
             )
             status = SisStatus.DELETED if keeps_another else SisStatus.COMPLETED
         task, target = _TASKS[status]

@@ -21,7 +21,7 @@ import sqlite3
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -134,6 +134,14 @@ _ROW_COLUMNS = (
     "category, message, error_report_id, canvas_enrollment_id, raw, updated_at, warnings, "
     "http_status"
 )
+
+_SET_OUTCOME = (
+    "UPDATE records SET state = ?, action = COALESCE(?, action), "
+    "attempts = attempts + ?, http_status = ?, category = ?, message = ?, "
+    "error_report_id = ?, canvas_enrollment_id = COALESCE(?, canvas_enrollment_id), "
+    "cost = COALESCE(?, cost), updated_at = ? WHERE record_id = ?"
+)
+_SET_OUTCOME_IF_PENDING = _SET_OUTCOME + " AND state = 'pending'"
 
 _LOAD_CHUNK = 2000
 _BATCH_WINDOW = 0.004  # seconds the writer waits to gather posted writes into one commit
@@ -348,6 +356,27 @@ def _row(values: tuple[Any, ...]) -> RecordRow:
         warnings=tuple(json.loads(warnings)),
         http_status=http_status,
     )
+
+
+def _outcome_params(record_id: int, outcome: Outcome, attempts: int, now: float) -> tuple[Any, ...]:
+    """The parameters of `_SET_OUTCOME`."""
+    return (
+        outcome.state.value,
+        outcome.action,
+        attempts,
+        outcome.http_status,
+        outcome.category,
+        outcome.message,
+        outcome.error_report_id,
+        outcome.canvas_enrollment_id,
+        outcome.cost,
+        now,
+        record_id,
+    )
+
+
+def _done(message: str, enrollment_id: int | None) -> Outcome:
+    return Outcome(State.DONE, "none", message=message, canvas_enrollment_id=enrollment_id)
 
 
 def _like(text: str) -> str:
@@ -829,28 +858,20 @@ class Journal:
 
     def post_outcome(self, record_id: int, outcome: Outcome, *, attempts: int = 0) -> None:
         """Record how a claimed record ended (or that it went back to pending)."""
+        params = _outcome_params(record_id, outcome, attempts, time.time())
+        self.post(lambda conn: conn.execute(_SET_OUTCOME, params))
+
+    async def mark_in_place(self, in_place: Iterable[tuple[int, str, int | None]]) -> None:
+        """End pending records done with action `none`, for a caller that knows Canvas already
+        holds them (the plan): (record_id, message, enrollment id or None) each. One statement
+        and one commit for all of them (10,000 posted outcomes would cost a batch each); the
+        columns are those `post_outcome` writes. Records no longer pending are left as they are."""
         now = time.time()
-        self.post(
-            lambda conn: conn.execute(
-                "UPDATE records SET state = ?, action = COALESCE(?, action), "
-                "attempts = attempts + ?, http_status = ?, category = ?, message = ?, "
-                "error_report_id = ?, canvas_enrollment_id = COALESCE(?, canvas_enrollment_id), "
-                "cost = COALESCE(?, cost), updated_at = ? WHERE record_id = ?",
-                (
-                    outcome.state.value,
-                    outcome.action,
-                    attempts,
-                    outcome.http_status,
-                    outcome.category,
-                    outcome.message,
-                    outcome.error_report_id,
-                    outcome.canvas_enrollment_id,
-                    outcome.cost,
-                    now,
-                    record_id,
-                ),
-            )
-        )
+        params = [
+            _outcome_params(record_id, _done(message, enrollment_id), 0, now)
+            for record_id, message, enrollment_id in in_place
+        ]
+        await self.write(lambda conn: conn.executemany(_SET_OUTCOME_IF_PENDING, params))
 
     def post_attempt(self, record_id: int, event: AttemptLike) -> None:
         category = None if event.category is None else str(event.category)
@@ -946,3 +967,55 @@ class Journal:
                 values,
             )
         )
+
+
+# ---- other runs' journals ---------------------------------------------------------------------
+
+
+def _open_read_only(path: Path) -> sqlite3.Connection:
+    return sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+
+
+def written_enrollment_ids(
+    paths: Iterable[Path], *, actions: Collection[str], excluding_source: str | None = None
+) -> set[int]:
+    """Enrollment ids of the records that ended done with one of `actions` in any of these
+    journals (read-only; each file once). Files that are missing or not journals know nothing."""
+    marks = ", ".join("?" for _ in actions)
+    sql = (
+        "SELECT canvas_enrollment_id FROM records WHERE state = 'done' "  # noqa: S608
+        f"AND canvas_enrollment_id IS NOT NULL AND action IN ({marks}) AND source IS NOT ?"
+    )
+    ids: set[int] = set()
+    for path in dict.fromkeys(p.resolve() for p in paths):
+        if not path.is_file():
+            continue
+        try:
+            conn = _open_read_only(path)
+        except sqlite3.Error:
+            continue
+        try:
+            ids.update(int(v[0]) for v in conn.execute(sql, (*actions, excluding_source)))
+        except sqlite3.Error:
+            pass  # not a journal (or an unreadable one): it knows nothing
+        finally:
+            conn.close()
+    return ids
+
+
+def remove_empty_journal(path: Path) -> bool:
+    """Delete a journal that holds no records (a run refused before loading); True if removed.
+    Anything that cannot be read as a journal is kept."""
+    try:
+        conn = _open_read_only(path)
+        try:
+            empty = conn.execute("SELECT COUNT(*) FROM records").fetchone()[0] == 0
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return False
+    if not empty:
+        return False
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    return True

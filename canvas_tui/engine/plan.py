@@ -35,7 +35,6 @@ import contextlib
 import csv
 import json
 import math
-import sqlite3
 import sys
 import time
 from collections import Counter, defaultdict
@@ -56,10 +55,11 @@ from canvas_tui.engine.actions import (
     ActionResult,
     EnrollmentActions,
     Observer,
-    _same_role,
-    _same_section,
     planned_action,
+    same_role,
+    same_section,
 )
+from canvas_tui.engine.journal import remove_empty_journal, written_enrollment_ids
 from canvas_tui.engine.session import DEFAULT_JOURNAL_DIR, Session
 from canvas_tui.records import (
     EnrollmentRecord,
@@ -69,7 +69,6 @@ from canvas_tui.records import (
     SisStatus,
     Source,
     SourceItem,
-    State,
     sis_value,
     split_api_id,
 )
@@ -349,44 +348,8 @@ def _same_observed(
 
 
 def known_enrollment_ids(paths: Iterable[Path]) -> set[int]:
-    """Enrollment ids canvas-tui wrote for an SIS row, read from its journals (read-only)."""
-    ids: set[int] = set()
-    marks = ", ".join("?" for _ in _WRITE_ACTIONS)
-    sql = (
-        "SELECT canvas_enrollment_id FROM records WHERE state = 'done' "  # noqa: S608
-        f"AND canvas_enrollment_id IS NOT NULL AND action IN ({marks}) AND source != ?"
-    )
-    for path in dict.fromkeys(p.resolve() for p in paths):
-        if not path.is_file():
-            continue
-        try:
-            conn = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)
-        except sqlite3.Error:
-            continue
-        try:
-            ids.update(int(v[0]) for v in conn.execute(sql, (*_WRITE_ACTIONS, DROP_SOURCE)))
-        except sqlite3.Error:
-            pass  # not a journal (or an unreadable one): it knows nothing
-        finally:
-            conn.close()
-    return ids
-
-
-def remove_empty_journal(path: Path) -> bool:
-    """Delete a journal that holds no records (a run the brake refused); True if removed."""
-    try:
-        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
-        try:
-            empty = conn.execute("SELECT COUNT(*) FROM records").fetchone()[0] == 0
-        finally:
-            conn.close()
-    except sqlite3.Error:
-        return False
-    if not empty:
-        return False
-    for suffix in ("", "-wal", "-shm"):
-        Path(f"{path}{suffix}").unlink(missing_ok=True)
-    return True
+    """Enrollment ids canvas-tui wrote for an SIS row (not for a drop), read from its journals."""
+    return written_enrollment_ids(paths, actions=_WRITE_ACTIONS, excluding_source=DROP_SOURCE)
 
 
 def journal_paths(config: Config, *extra: Path | None) -> list[Path]:
@@ -474,8 +437,8 @@ def plan_record(
     mine = [
         e
         for e in users
-        if _same_role(e, record, role_id)
-        and _same_section(e, record.section)
+        if same_role(e, record, role_id)
+        and same_section(e, record.section)
         and _same_observed(e, record, index)
     ]
     course_id = _course_id(mine) or _course_id(roster.enrollments)
@@ -518,7 +481,7 @@ def plan_record(
         keeps_another = any(
             e.get("enrollment_state") == "active" and int(e["id"]) not in mine_ids
             for e in users
-            if _same_role(e, record, role_id)
+            if same_role(e, record, role_id)
         )
         status = SisStatus.DELETED if keeps_another else SisStatus.COMPLETED
     task, target = {
@@ -880,11 +843,7 @@ class PlanExecutor:
             return ActionResult("reactivate", _int(done.get("id")))
         if step.via == "POST":
             if record.status is SisStatus.INACTIVE:
-                fallback = self._fallback
-                role_id = record.role_id
-                if role_id is None and record.enrollment_type is None:
-                    role_id = await fallback._custom_role_id(record.role, observer)
-                result = await fallback._create(record, role_id, "inactive", observer)
+                result = await self._fallback.create_in_state(record, "inactive", observer)
             else:
                 result = await self._fallback.apply(record, observer)  # an idempotent POST
             return ActionResult(step.action, result.enrollment_id, result.message)
@@ -910,27 +869,13 @@ class PlanExecutor:
         return ActionResult(task, _int(done.get("id")), raw.get("reason"))
 
 
-def _mark_done(conn: sqlite3.Connection, steps: Iterable[Step]) -> None:
-    """Records the plan found in place end done at once, in one statement (not 10,000 posts).
-    Same columns as `Journal.post_outcome` writes for a done record."""
-    now = time.time()
-    conn.executemany(
-        "UPDATE records SET state = ?, action = 'none', message = ?, "
-        "canvas_enrollment_id = COALESCE(?, canvas_enrollment_id), updated_at = ? "
-        "WHERE record_id = ? AND state = ?",
-        (
-            (
-                State.DONE.value,
-                "; ".join([*(s.record.warnings if s.record else ()), f"plan: {s.reason}"]),
-                s.enrollment_ids[0] if s.enrollment_ids else None,
-                now,
-                s.record_index + 1,
-                State.PENDING.value,
-            )
-            for s in steps
-            if s.kind == "record" and s.action == "none" and s.record_index is not None
-        ),
-    )
+def _in_place(steps: Iterable[Step]) -> Iterator[tuple[int, str, int | None]]:
+    """The records the plan found in place, as `Journal.mark_in_place` takes them."""
+    for s in steps:
+        if s.kind == "record" and s.action == "none" and s.record_index is not None:
+            warnings = s.record.warnings if s.record else ()
+            message = "; ".join([*warnings, f"plan: {s.reason}"])
+            yield s.record_index + 1, message, s.enrollment_ids[0] if s.enrollment_ids else None
 
 
 def _int(value: Any) -> int | None:
@@ -1019,7 +964,7 @@ async def apply_plan(session: Session, decision: SyncDecision) -> None:
     session.source = PlannedSource(source, decision.items, plan.drops)
     await session.load()
     session.store.set_meta(mode="plan")
-    await session.store.write(lambda conn: _mark_done(conn, plan.steps))
+    await session.store.mark_in_place(_in_place(plan.steps))
     session.runner.reload_counts()
     session.runner.use_executor(PlanExecutor(client, fallback, plan.changes), token_checked=True)
 
@@ -1052,7 +997,8 @@ async def prepare_sync(
 # ---- `canvas-tui plan` ----------------------------------------------------------------------
 
 
-def _client_for(config: Config, transport: httpx.AsyncBaseTransport | None = None) -> CanvasClient:
+def client_for(config: Config, transport: httpx.AsyncBaseTransport | None = None) -> CanvasClient:
+    """A client for a read-only command (`plan`, `check --deep`); ConfigError if it cannot be."""
     check_base_url(config.canvas.base_url)
     if config.canvas.token is None or not config.canvas.token.reveal():
         raise ConfigError(
@@ -1091,7 +1037,7 @@ def main(
     try:
         config = load_config(args.config)
         source = open_source(args.source) if args.source else open_source(config.source)
-        client = _client_for(config, transport)
+        client = client_for(config, transport)
     except (ConfigError, InputError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return ExitCode.USAGE
@@ -1154,11 +1100,13 @@ __all__ = [
     "apply_plan",
     "build_plan",
     "choose_mode",
+    "client_for",
     "compute_plan",
     "fetch_rosters",
     "known_enrollment_ids",
     "main",
     "plan_session",
     "prepare_sync",
+    "remove_empty_journal",
     "write_plan",
 ]

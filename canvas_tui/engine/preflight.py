@@ -373,13 +373,13 @@ def run_deep_check(
     Canvas cannot be read."""
     from canvas_tui.cli import ExitCode
     from canvas_tui.config import ConfigError
-    from canvas_tui.engine.plan import _client_for, read_items
+    from canvas_tui.engine.plan import client_for, read_items
     from canvas_tui.records import InputError
     from canvas_tui.sources import open_source
 
     try:
         source = open_source(source_arg) if source_arg else open_source(config.source)
-        client = _client_for(config, transport)
+        client = client_for(config, transport)
     except (ConfigError, InputError) as exc:
         print(f"error: {exc}", file=out)
         return ExitCode.USAGE
