@@ -18,15 +18,10 @@ import argparse
 import asyncio
 import csv
 import json
-import socket
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
-
-import httpx
 
 from canvas_tui.canvas.governor import Governor
 from canvas_tui.config import CanvasConfig, Config, Secret, SyncConfig
@@ -34,6 +29,7 @@ from canvas_tui.engine.plan import prepare_sync
 from canvas_tui.engine.session import open_session
 from canvas_tui.records import State
 from canvas_tui.simulator import ADMIN_TOKEN, World
+from canvas_tui.simulator.testing import simulate_process, simulator_stats
 from canvas_tui.sources import CsvSource
 
 SEED = 7
@@ -72,16 +68,6 @@ def write_source(path: Path, records: int) -> int:
     return len({r[0] for r in rows})
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def stats(base_url: str) -> dict[str, Any]:
-    return dict(httpx.get(f"{base_url}/__sim__/stats", timeout=10).json())
-
-
 async def sync(
     base_url: str, source: Path, journal: Path, *, plan: bool, time_scale: float
 ) -> dict[str, Any]:
@@ -89,7 +75,7 @@ async def sync(
         canvas=CanvasConfig(base_url=base_url, token=Secret(ADMIN_TOKEN)),
         sync=SyncConfig(journal_dir=journal.parent),
     )
-    before = stats(base_url)
+    before = simulator_stats(base_url)
     started = time.perf_counter()
     session = open_session(
         config,
@@ -104,7 +90,7 @@ async def sync(
     finally:
         await session.close()
     elapsed = time.perf_counter() - started
-    after = stats(base_url)
+    after = simulator_stats(base_url)
     result: dict[str, Any] = {
         "mode": "plan" if decision.planned else "full",
         "seconds": round(elapsed, 2),
@@ -133,33 +119,8 @@ def main() -> int:
         work = Path(tmp)
         source = work / "enrollments.csv"
         courses = write_source(source, args.records)
-        port = free_port()
-        server = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "canvas_tui",
-                "simulate",
-                "--port",
-                str(port),
-                "--seed",
-                str(SEED),
-                "--time-scale",
-                str(args.time_scale),
-            ],
-            stdout=subprocess.DEVNULL,
-        )
-        base_url = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    stats(base_url)
-                    break
-                except httpx.TransportError:
-                    if time.monotonic() > deadline or server.poll() is not None:
-                        raise RuntimeError("the simulator did not start") from None
-                    time.sleep(0.1)
+        simulator = simulate_process("--seed", str(SEED), "--time-scale", str(args.time_scale))
+        with simulator as base_url:
             scale = args.time_scale
             first = asyncio.run(
                 sync(base_url, source, work / "1.journal", plan=False, time_scale=scale)
@@ -170,9 +131,6 @@ def main() -> int:
             planned = asyncio.run(
                 sync(base_url, source, work / "3.journal", plan=True, time_scale=scale)
             )
-        finally:
-            server.terminate()
-            server.wait(timeout=10)
     speedup = full["seconds"] / planned["seconds"]
     report = {
         "records": args.records,

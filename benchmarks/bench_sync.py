@@ -25,23 +25,20 @@ import asyncio
 import csv
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import httpx
 
 from canvas_tui.canvas.governor import Governor
 from canvas_tui.config import CanvasConfig, Config, Secret, SourceConfig, SyncConfig
 from canvas_tui.engine.session import open_session
 from canvas_tui.records import State
+from canvas_tui.simulator.testing import simulate_process, simulator_stats
 from canvas_tui.simulator.world import World
 
 HERE = Path(__file__).resolve().parent
@@ -147,50 +144,15 @@ def write_inputs(records: list[dict[str, Any]], directory: Path) -> tuple[Path, 
 # ---- the simulator, in its own process -----------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextmanager
-def simulator(spec: WorldSpec) -> Iterator[str]:
-    port = free_port()
-    command = [
-        sys.executable, "-m", "canvas_tui", "simulate",
-        "--port", str(port),
+def simulator(spec: WorldSpec) -> AbstractContextManager[str]:
+    return simulate_process(
         "--seed", str(SEED),
         "--time-scale", str(spec.time_scale),
         "--post-cost", str(spec.post_cost),
         "--latency", str(spec.latency),
         "--throttle-status", str(spec.throttle_status),
         "--token", TOKEN,
-    ]  # fmt: skip
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{base}/__sim__/stats", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                err = process.stderr.read().decode() if process.stderr else ""
-                raise SystemExit(f"the simulator did not start: {err}")
-            time.sleep(0.1)
-        yield base
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-
-
-def sim_stats(base: str) -> dict[str, Any]:
-    return dict(httpx.get(f"{base}/__sim__/stats", timeout=10).json())
+    )  # fmt: skip
 
 
 # ---- the runners --------------------------------------------------------------------------------
@@ -248,7 +210,7 @@ def measure(
         else:
             outcome = run_script(spec, base, json_path, 11 if runner == "pool-11" else 0)
             failed = int(outcome["raised"])
-        stats = sim_stats(base)
+        stats = simulator_stats(base)
     sampled = len(records) < n_total
     factor = n_total / len(records)
     return Result(

@@ -8,8 +8,6 @@ import json
 import os
 import signal
 import sqlite3
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +21,7 @@ from canvas_tui.simulator import ADMIN_TOKEN, SimConfig, Simulator, World, build
 from canvas_tui.simulator.testing import serve_in_thread
 from canvas_tui.sources import open_source
 from tests.engine.workload import write_csv
+from tests.helpers import start_sync
 
 
 def sync(*argv: str) -> int:
@@ -145,15 +144,7 @@ def test_sigterm_stops_gracefully_with_exit_3(tmp_path: Path) -> None:
     app = build_app(SimConfig(time_scale=2), world)
     write_csv(tmp_path / "in.csv", world, 300)
     with serve_in_thread(app) as base_url:
-        env = {**os.environ, "CANVAS_BASE_URL": base_url, "CANVAS_API_TOKEN": ADMIN_TOKEN}
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "canvas_tui", "sync", "in.csv", "--journal", "j.journal"],
-            cwd=tmp_path,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        proc = start_sync(tmp_path, base_url, "in.csv", "--journal", "j.journal")
         deadline = time.monotonic() + 30
         while app.stats()["enrollments_created"] < 30:
             assert proc.poll() is None and time.monotonic() < deadline

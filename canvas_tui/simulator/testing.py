@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import logging
 import socket
+import subprocess
+import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -75,3 +78,50 @@ def serve_in_thread(
         server.should_exit = True
         thread.join(timeout=10)
         sock.close()
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port nothing listens on now (another process could take it before it is bound)."""
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def simulator_stats(base_url: str) -> dict[str, Any]:
+    """The simulator's own counters (`/__sim__/stats`)."""
+    return dict(httpx.get(f"{base_url}/__sim__/stats", timeout=10).json())
+
+
+@contextmanager
+def simulate_process(*options: str, startup: float = 60.0) -> Iterator[str]:
+    """`canvas-tui simulate OPTIONS...` in its own process on a free loopback port; yields its
+    base URL once `/__sim__/stats` answers, and stops the process on exit. Its output goes to a
+    temporary file, quoted in the error when it does not start within `startup` seconds."""
+    port = free_port()
+    command = [sys.executable, "-m", "canvas_tui", "simulate", "--port", str(port), *options]
+    base_url = f"http://127.0.0.1:{port}"
+    with tempfile.TemporaryFile("w+") as output:
+        # Our own interpreter and arguments, no shell.
+        process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)  # noqa: S603
+        try:
+            deadline = time.monotonic() + startup
+            while not _answers(base_url):
+                if process.poll() is not None or time.monotonic() > deadline:
+                    output.seek(0)
+                    raise RuntimeError(f"the simulator did not start: {output.read()}")
+                time.sleep(0.1)
+            yield base_url
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def _answers(base_url: str) -> bool:
+    try:
+        return httpx.get(f"{base_url}/__sim__/stats", timeout=1).status_code == 200
+    except httpx.TransportError:
+        return False

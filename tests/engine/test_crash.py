@@ -8,21 +8,19 @@ no record that was done before the kill was sent again.
 from __future__ import annotations
 
 import json
-import os
 import signal
-import socket
 import sqlite3
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
-from canvas_tui.simulator import ADMIN_TOKEN, World
+from canvas_tui.simulator import World
+from canvas_tui.simulator.testing import simulate_process, simulator_stats
 from tests.engine.workload import write_csv
+from tests.helpers import start_sync
 
 pytestmark = pytest.mark.slow
 
@@ -30,49 +28,10 @@ RECORDS = 300
 BAD = 3
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
-def simulator(tmp_path: Path) -> Iterator[str]:
-    port = _free_port()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "canvas_tui",
-            "simulate",
-            "--port",
-            str(port),
-            "--time-scale",
-            "5",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                httpx.get(f"{base}/__sim__/stats", timeout=1)
-                break
-            except httpx.TransportError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"simulator did not start: {proc.stdout.read()}") from None
-                time.sleep(0.1)
-        yield base
-    finally:
-        proc.terminate()
-        proc.wait(10)
-
-
-def _stats(base: str) -> dict:
-    return httpx.get(f"{base}/__sim__/stats", timeout=5).json()
+def simulator() -> Iterator[str]:
+    with simulate_process("--time-scale", "5", startup=20) as base_url:
+        yield base_url
 
 
 def _journal(path: Path) -> tuple[dict[str, int], dict[int, int]]:
@@ -88,19 +47,8 @@ def _journal(path: Path) -> tuple[dict[str, int], dict[int, int]]:
 
 
 def _sync(tmp_path: Path, base: str) -> subprocess.Popen[str]:
-    env = {
-        **os.environ,
-        "CANVAS_BASE_URL": base,
-        "CANVAS_API_TOKEN": ADMIN_TOKEN,
-        "CANVAS_TUI_PROGRESS_INTERVAL": "0.2",
-    }
-    return subprocess.Popen(
-        [sys.executable, "-m", "canvas_tui", "sync", "in.csv", "--journal", "run.journal"],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    return start_sync(
+        tmp_path, base, "in.csv", "--journal", "run.journal", CANVAS_TUI_PROGRESS_INTERVAL="0.2"
     )
 
 
@@ -125,7 +73,7 @@ def test_sigkill_mid_run_then_resume(tmp_path: Path, simulator: str) -> None:
     first.wait(10)
 
     before, done_before = _journal(journal)
-    stats_before = _stats(simulator)
+    stats_before = simulator_stats(simulator)
     assert 0 < before.get("done", 0) < RECORDS - BAD, before  # killed mid-run
     assert sum(before.values()) == RECORDS
 
@@ -141,7 +89,7 @@ def test_sigkill_mid_run_then_resume(tmp_path: Path, simulator: str) -> None:
     assert after == {"done": RECORDS - BAD, "failed": BAD}
     # No record that was done before the kill was sent again: its attempts did not grow.
     assert {r: done_after[r] for r in done_before} == done_before
-    stats = _stats(simulator)
+    stats = simulator_stats(simulator)
     assert stats["duplicates"] == 0
     assert stats["enrollments_created"] == RECORDS - BAD
     # Only records in flight at the kill could be re-posted onto an existing row.
