@@ -9,25 +9,18 @@ import pytest
 
 from canvas_tui.canvas.client import AttemptEvent, CanvasClient
 from canvas_tui.canvas.governor import Governor
-from canvas_tui.simulator import ADMIN_TOKEN, LatencyModel, SimConfig, Simulator, build_app
+from canvas_tui.simulator import ADMIN_TOKEN, SimConfig, Simulator, build_app
 from canvas_tui.simulator.testing import asgi_transport
 from canvas_tui.simulator.world import World
+from tests.helpers import fast_config
 
 # In-process requests never leave the process, but the client still checks the base URL's rule.
 BASE = "http://127.0.0.1:8999"
 
 
 def sim_config(**overrides: Any) -> SimConfig:
-    """Exact costs and no latency unless a test asks otherwise."""
-    settings: dict[str, Any] = {
-        "time_scale": 1000.0,
-        "cost_jitter": 0.0,
-        "latency": LatencyModel.uniform(0.0),
-        "world_users": 800,
-        "world_courses": 20,
-    }
-    settings.update(overrides)
-    return SimConfig(**settings)
+    """`fast_config` in a smaller world, unless a test asks otherwise."""
+    return fast_config(**{"world_users": 800, "world_courses": 20, **overrides})
 
 
 class Sleeps:

@@ -6,7 +6,6 @@ reconcile with the input, and the simulator must hold no duplicate enrollment.""
 from __future__ import annotations
 
 import asyncio
-import csv
 from pathlib import Path
 
 import pytest
@@ -16,7 +15,7 @@ from canvas_tui.records import State
 from canvas_tui.simulator import ADMIN_TOKEN, FaultRates, SimConfig, World, build_app
 from canvas_tui.simulator.testing import serve_in_thread
 from tests.engine.conftest import session_for, sim_config
-from tests.engine.workload import HEADER, fresh_pairs
+from tests.engine.workload import fresh_pairs, live_sis_students, sis_ids, write_rows
 
 pytestmark = pytest.mark.slow
 
@@ -33,38 +32,17 @@ def _workload(path: Path, world: World) -> tuple[int, dict[int, str]]:
         for user, course, section in fresh_pairs(world, CREATES)
     ]
     wanted: dict[int, str] = {}
-    live = [
-        e
-        for e in world.enrollments.values()
-        if e.type == "StudentEnrollment"
-        and e.workflow_state == "active"
-        and world.users[e.user_id].sis_user_id
-        and world.courses[e.course_id].sis_course_id
-        and world.courses[e.course_id].workflow_state == "available"
-        and world.sections[e.course_section_id].sis_section_id
-    ][:CHANGES]
-    for k, e in enumerate(live):
+    for k, e in enumerate(live_sis_students(world)[:CHANGES]):
         status, final = (
             ("inactive", "inactive"),
             ("completed", "completed"),
             ("deleted", "deleted"),
         )[k % 3]
         wanted[e.id] = final
-        rows.append(
-            [
-                world.courses[e.course_id].sis_course_id or "",
-                world.users[e.user_id].sis_user_id or "",
-                "student",
-                world.sections[e.course_section_id].sis_section_id or "",
-                status,
-                "x",
-            ]
-        )
+        course, user, section = sis_ids(world, e)
+        rows.append([course, user, "student", section, status, "x"])
     rows += [[rows[k][0], rows[k][1], "student", "", "bogus", "x"] for k in range(BAD_ROWS)]
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(HEADER)
-        writer.writerows(rows)
+    write_rows(path, rows)
     return len(rows), wanted
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import csv
 from pathlib import Path
 
 from canvas_tui.engine.state import Phase
@@ -11,15 +10,14 @@ from canvas_tui.records import State
 from canvas_tui.simulator import SimConfig, World, build_app
 from canvas_tui.simulator.testing import asgi_transport
 from tests.engine.conftest import session_for, sim_config
-from tests.engine.workload import HEADER, fresh_pairs, write_csv
-
-
-def _csv(path: Path, rows: list[list[str]]) -> Path:
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(HEADER[:5])
-        writer.writerows(rows)
-    return path
+from tests.engine.workload import (
+    HEADER,
+    fresh_pairs,
+    live_sis_students,
+    sis_ids,
+    write_csv,
+    write_rows,
+)
 
 
 async def test_counts_reconcile_and_nothing_is_duplicated(tmp_path: Path) -> None:
@@ -88,26 +86,8 @@ async def test_pause_send_one_cap_and_retry_failed(tmp_path: Path) -> None:
 async def test_sis_statuses_map_to_delete_tasks(tmp_path: Path) -> None:
     world = World.generate(7)
     app = build_app(SimConfig(time_scale=50), world)
-    live = [
-        e
-        for e in world.enrollments.values()
-        if e.type == "StudentEnrollment"
-        and e.workflow_state == "active"
-        and world.users[e.user_id].sis_user_id
-        and world.courses[e.course_id].sis_course_id
-        and world.courses[e.course_id].workflow_state == "available"
-        and world.sections[e.course_section_id].sis_section_id
-    ]
-    chosen = live[:4]
-
-    def ref(e):  # -> course, user, section SIS ids
-        return (
-            world.courses[e.course_id].sis_course_id,
-            world.users[e.user_id].sis_user_id,
-            world.sections[e.course_section_id].sis_section_id,
-        )
-
-    (c0, u0, s0), (c1, u1, s1), (c2, u2, s2), (c3, u3, _) = (ref(e) for e in chosen)
+    chosen = live_sis_students(world)[:4]
+    (c0, u0, s0), (c1, u1, s1), (c2, u2, s2), (c3, u3, _) = (sis_ids(world, e) for e in chosen)
     (fu0, fc0, fs0), (fu1, fc1, fs1), (fu2, fc2, fs2), (fu3, fc3, fs3) = fresh_pairs(world, 4)
     rows = [
         [c0, u0, "student", s0, "inactive"],
@@ -120,7 +100,9 @@ async def test_sis_statuses_map_to_delete_tasks(tmp_path: Path) -> None:
         [fc3, fu3, "TAEnrollment", fs3, "active"],  # normalized, with a warning kept
     ]
     session = session_for(
-        _csv(tmp_path / "in.csv", rows), tmp_path / "j", transport=asgi_transport(app)
+        write_rows(tmp_path / "in.csv", rows, HEADER[:5]),
+        tmp_path / "j",
+        transport=asgi_transport(app),
     )
     state = await session.run()
     assert state.counts[State.DONE] == 8, session.store.rows(0, 10)
@@ -186,7 +168,9 @@ async def test_deleted_last_completed_deletes_when_another_section_stays(tmp_pat
         [course.sis_course_id, "TWO-2", "student", "", "inactive"],
     ]
     session = session_for(
-        _csv(tmp_path / "in.csv", rows), tmp_path / "j", transport=asgi_transport(app)
+        write_rows(tmp_path / "in.csv", rows, HEADER[:5]),
+        tmp_path / "j",
+        transport=asgi_transport(app),
     )
     state = await session.run()
     assert state.counts[State.DONE] == 1

@@ -7,6 +7,7 @@ import csv
 from pathlib import Path
 
 from canvas_tui.simulator import World
+from canvas_tui.simulator.world import Enrollment
 
 HEADER = ["course_id", "user_id", "role", "section_id", "status", "term"]
 
@@ -38,6 +39,38 @@ def fresh_pairs(world: World, n: int) -> list[tuple[str, str, str]]:
     return out
 
 
+def live_sis_students(world: World) -> list[Enrollment]:
+    """The world's active student enrollments in open courses whose user, course and section
+    all have SIS ids: the ones a CSV row can name, to change them."""
+    return [
+        e
+        for e in world.enrollments.values()
+        if e.type == "StudentEnrollment"
+        and e.workflow_state == "active"
+        and world.users[e.user_id].sis_user_id
+        and world.courses[e.course_id].sis_course_id
+        and world.courses[e.course_id].workflow_state == "available"
+        and world.sections[e.course_section_id].sis_section_id
+    ]
+
+
+def sis_ids(world: World, enrollment: Enrollment) -> tuple[str, str, str]:
+    """(course, user, section) SIS ids of an enrollment from `live_sis_students`."""
+    return (
+        world.courses[enrollment.course_id].sis_course_id or "",
+        world.users[enrollment.user_id].sis_user_id or "",
+        world.sections[enrollment.course_section_id].sis_section_id or "",
+    )
+
+
+def write_rows(path: Path, rows: list[list[str]], header: list[str] = HEADER) -> Path:
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
 def write_csv(
     path: Path, world: World, n: int, *, bad: int = 0, unknown_users: int = 0
 ) -> list[list[str]]:
@@ -49,8 +82,5 @@ def write_csv(
         rows.append([rows[k][0], f"NOBODY-{k}", "student", rows[k][3], "active", "x"])
     for k in range(bad):
         rows.append([rows[k][0], rows[k][1], "student", rows[k][3], "enrolled", "x"])
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(HEADER)
-        writer.writerows(rows)
+    write_rows(path, rows)
     return rows

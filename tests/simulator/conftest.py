@@ -1,4 +1,4 @@
-"""Helpers for simulator tests: an in-process client and configs that run fast and exact."""
+"""Helpers for simulator tests: an in-process client; `fast_config` runs fast and exact."""
 
 from __future__ import annotations
 
@@ -7,23 +7,13 @@ from typing import Any
 import httpx
 import pytest
 
-from canvas_tui.simulator import ADMIN_TOKEN, LatencyModel, SimConfig, Simulator, build_app
+from canvas_tui.simulator import ADMIN_TOKEN, Simulator, build_app
 from canvas_tui.simulator.testing import asgi_transport
 from canvas_tui.simulator.world import World
+from tests.helpers import fast_config
 
 USER_AGENT = "canvas-tui-tests/1.0"
 BASE = "http://canvas.test"
-
-
-def fast_config(**overrides: Any) -> SimConfig:
-    """Exact costs and near-zero latency, unless a test asks otherwise."""
-    settings: dict[str, Any] = {
-        "time_scale": 1000.0,
-        "cost_jitter": 0.0,
-        "latency": LatencyModel.uniform(0.0),
-    }
-    settings.update(overrides)
-    return SimConfig(**settings)
 
 
 def client_for(app: Simulator, token: str | None = ADMIN_TOKEN, **kwargs: Any) -> httpx.AsyncClient:
