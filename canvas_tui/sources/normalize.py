@@ -26,8 +26,8 @@ from canvas_tui.records import (
     SisStatus,
 )
 
-# Every column Canvas's enrollments.csv knows; these are also the targets of a column mapping.
-FIELDS: Final = (
+# The columns every row is read for, in the order `RowNormalizer.normalize` unpacks them.
+_CORE: Final = (
     "course_id",
     "section_id",
     "user_id",
@@ -35,6 +35,10 @@ FIELDS: Final = (
     "role",
     "role_id",
     "status",
+)
+# Every column Canvas's enrollments.csv knows; these are also the targets of a column mapping.
+FIELDS: Final = (
+    *_CORE,
     "associated_user_id",
     "start_date",
     "end_date",
@@ -156,6 +160,19 @@ def is_canvas_id(value: str) -> bool:
     return value.isascii() and value.isdigit() and len(value) <= _MAX_ID_DIGITS
 
 
+def _sis_prefix(layout: Layout, kind: str) -> str | None:
+    """`sis_user_id:` (course, section) when the source's ids of `kind` are SIS ids."""
+    return f"sis_{kind}_id:" if layout.id_kind(kind) is IdKind.SIS else None
+
+
+def _api_id(value: str, sis_prefix: str | None) -> str | None:
+    """A source id as the API names it: prefixed when it is an SIS id, as is when it is a Canvas
+    id; None when it should be a Canvas id and is not."""
+    if sis_prefix is not None:
+        return sis_prefix + value
+    return value if is_canvas_id(value) else None
+
+
 @dataclass(frozen=True, slots=True)
 class _Slot:
     """Where one field comes from for this source: a column, a default, a value map."""
@@ -171,16 +188,7 @@ class _Slot:
         return None if self.index is None else self.index + 1
 
 
-_CORE: Final = (
-    "course_id",
-    "section_id",
-    "user_id",
-    "user_integration_id",
-    "role",
-    "role_id",
-    "status",
-)
-_OPTIONAL: Final = tuple(f for f in FIELDS if f not in _CORE)
+_OPTIONAL: Final = FIELDS[len(_CORE) :]
 _Extras = tuple[str | None, str | None, str | None, bool, bool]
 _NO_EXTRAS: Final[_Extras] = (None, None, None, False, False)
 
@@ -279,9 +287,9 @@ class RowNormalizer:
         self._fixups = tuple(
             s for s in slots.values() if s.index is not None and (s.values is not None or s.default)
         )
-        self._sis_user = layout.id_kind("user") is IdKind.SIS
-        self._sis_course = layout.id_kind("course") is IdKind.SIS
-        self._sis_section = layout.id_kind("section") is IdKind.SIS
+        self._user_prefix = _sis_prefix(layout, "user")
+        self._course_prefix = _sis_prefix(layout, "course")
+        self._section_prefix = _sis_prefix(layout, "section")
         self._seen = FirstSeen()
         self._roles: dict[str, RoleResolution] = {}
         self._statuses: dict[str, SisStatus | None] = {}
@@ -420,18 +428,12 @@ class RowNormalizer:
             )
         course = section = None
         if course_id:
-            if self._sis_course:
-                course = "sis_course_id:" + course_id
-            elif is_canvas_id(course_id):
-                course = course_id
-            else:
+            course = _api_id(course_id, self._course_prefix)
+            if course is None:
                 return self._not_canvas_id(row, line, "course_id", course_id)
         if section_id:
-            if self._sis_section:
-                section = "sis_section_id:" + section_id
-            elif is_canvas_id(section_id):
-                section = section_id
-            else:
+            section = _api_id(section_id, self._section_prefix)
+            if section is None:
                 return self._not_canvas_id(row, line, "section_id", section_id)
 
         integration_id = vals[ii]
@@ -439,12 +441,10 @@ class RowNormalizer:
         if integration_id:
             user = "sis_integration_id:" + integration_id  # Canvas ignores user_id then
         elif user_id:
-            if self._sis_user:
-                user = "sis_user_id:" + user_id
-            elif is_canvas_id(user_id):
-                user = user_id
-            else:
+            sent = _api_id(user_id, self._user_prefix)
+            if sent is None:
                 return self._not_canvas_id(row, line, "user_id", user_id)
+            user = sent
         else:
             return self._fault(
                 row,
@@ -537,11 +537,8 @@ class RowNormalizer:
         associated_id = v["associated_user_id"]
         if associated_id:
             if enrollment_type in ("ObserverEnrollment", None):
-                if self._sis_user:
-                    associated = "sis_user_id:" + associated_id
-                elif is_canvas_id(associated_id):
-                    associated = associated_id
-                else:
+                associated = _api_id(associated_id, self._user_prefix)
+                if associated is None:
                     return self._not_canvas_id(row, line, "associated_user_id", associated_id)
             else:
                 warnings += ("associated_user_id ignored: it applies to observers only",)
