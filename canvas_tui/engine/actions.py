@@ -32,8 +32,8 @@ ALL_STATES = (
     "rejected",
 )
 
-# SIS status -> (DELETE task, the enrollment_state it leaves)
-_TASKS = {
+# SIS status -> (the DELETE task that applies it, the enrollment_state that task leaves, §2.7)
+DELETE_TASKS = {
     SisStatus.INACTIVE: ("inactivate", "inactive"),
     SisStatus.COMPLETED: ("conclude", "completed"),
     SisStatus.DELETED: ("delete", "deleted"),
@@ -97,7 +97,7 @@ def planned_action(record: EnrollmentRecord) -> str:
         return "create"
     if record.status is SisStatus.DELETED_LAST_COMPLETED:
         return "delete_or_conclude"
-    return _TASKS[record.status][0]
+    return DELETE_TASKS[record.status][0]
 
 
 def same_section(enrollment: Mapping[str, Any], section: str | None) -> bool:
@@ -257,7 +257,7 @@ class EnrollmentActions:
                 if same_role(e, record, role_id)
             )
             status = SisStatus.DELETED if keeps_another else SisStatus.COMPLETED
-        task, target = _TASKS[status]
+        task, target = DELETE_TASKS[status]
         live = [e for e in mine if e.get("enrollment_state") != "deleted"]
         if not live:
             if status is SisStatus.INACTIVE:

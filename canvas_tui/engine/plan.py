@@ -52,6 +52,7 @@ from canvas_tui.canvas.governor import Governor
 from canvas_tui.config import Config, ConfigError, PlanConfig, check_base_url, load_config
 from canvas_tui.engine.actions import (
     ALL_STATES,
+    DELETE_TASKS,
     ActionResult,
     EnrollmentActions,
     Observer,
@@ -83,8 +84,8 @@ PLAN_RATIO = 10
 
 LIVE_STATES = frozenset({"active", "invited", "creation_pending", "inactive"})
 NEVER_DROPPED_TYPES = frozenset({"StudentViewEnrollment"})  # the course's test student
-_DROP_TASK = {"inactivate": SisStatus.INACTIVE, "conclude": SisStatus.COMPLETED}
-_TASK_STATE = {"inactivate": "inactive", "conclude": "completed", "delete": "deleted"}
+_TASK_STATUS = {task: status for status, (task, _) in DELETE_TASKS.items()}
+_TASK_STATE = dict(DELETE_TASKS.values())
 _WRITE_ACTIONS = ("create", "create_inactive", "reactivate", "update")
 ACTIONS = ("create", "reactivate", "update", "inactivate", "conclude", "delete", "none")
 
@@ -484,11 +485,7 @@ def plan_record(
             if same_role(e, record, role_id)
         )
         status = SisStatus.DELETED if keeps_another else SisStatus.COMPLETED
-    task, target = {
-        SisStatus.INACTIVE: ("inactivate", "inactive"),
-        SisStatus.COMPLETED: ("conclude", "completed"),
-        SisStatus.DELETED: ("delete", "deleted"),
-    }[status]
+    task, target = DELETE_TASKS[status]
     if not live:
         if status is SisStatus.INACTIVE:
             return step("create", "not in Canvas; created inactive", "POST", []), mine
@@ -768,7 +765,7 @@ def format_plan(plan: Plan, *, max_courses: int = 40) -> list[str]:
 
 def drop_record(step: Step, line: int) -> EnrollmentRecord:
     """A journal row for a drop, so it is sent, retried and reported like any record."""
-    status = _DROP_TASK.get(step.action, SisStatus.DELETED)
+    status = _TASK_STATUS[step.action]
     raw = {
         "course_id": step.course,
         "user_id": step.user,
