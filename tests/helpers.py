@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import os
 import subprocess
 import sys
@@ -20,6 +21,15 @@ def fast_config(**overrides: Any) -> SimConfig:
     }
     settings.update(overrides)
     return SimConfig(**settings)
+
+
+def write_rows(path: Path, rows: list[list[str]], header: list[str]) -> Path:
+    """A CSV source: the header, then the rows."""
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
 
 
 def start_sync(cwd: Path, base_url: str, *argv: str, **env: str) -> subprocess.Popen[str]:

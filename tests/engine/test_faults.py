@@ -15,7 +15,8 @@ from canvas_tui.records import State
 from canvas_tui.simulator import ADMIN_TOKEN, FaultRates, SimConfig, World, build_app
 from canvas_tui.simulator.testing import serve_in_thread
 from tests.engine.conftest import session_for, sim_config
-from tests.engine.workload import fresh_pairs, live_sis_students, sis_ids, write_rows
+from tests.engine.workload import HEADER, fresh_pairs, live_sis_students, sis_ids
+from tests.helpers import write_rows
 
 pytestmark = pytest.mark.slow
 
@@ -42,7 +43,7 @@ def _workload(path: Path, world: World) -> tuple[int, dict[int, str]]:
         course, user, section = sis_ids(world, e)
         rows.append([course, user, "student", section, status, "x"])
     rows += [[rows[k][0], rows[k][1], "student", "", "bogus", "x"] for k in range(BAD_ROWS)]
-    write_rows(path, rows)
+    write_rows(path, rows, HEADER)
     return len(rows), wanted
 
 

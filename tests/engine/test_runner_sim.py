@@ -16,8 +16,8 @@ from tests.engine.workload import (
     live_sis_students,
     sis_ids,
     write_csv,
-    write_rows,
 )
+from tests.helpers import write_rows
 
 
 async def test_counts_reconcile_and_nothing_is_duplicated(tmp_path: Path) -> None:

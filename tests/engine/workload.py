@@ -3,11 +3,11 @@ world already holds, plus chosen bad rows, so duplicates can only come from the 
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 from canvas_tui.simulator import World
 from canvas_tui.simulator.world import Enrollment
+from tests.helpers import write_rows
 
 HEADER = ["course_id", "user_id", "role", "section_id", "status", "term"]
 
@@ -63,14 +63,6 @@ def sis_ids(world: World, enrollment: Enrollment) -> tuple[str, str, str]:
     )
 
 
-def write_rows(path: Path, rows: list[list[str]], header: list[str] = HEADER) -> Path:
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(header)
-        writer.writerows(rows)
-    return path
-
-
 def write_csv(
     path: Path, world: World, n: int, *, bad: int = 0, unknown_users: int = 0
 ) -> list[list[str]]:
@@ -82,5 +74,5 @@ def write_csv(
         rows.append([rows[k][0], f"NOBODY-{k}", "student", rows[k][3], "active", "x"])
     for k in range(bad):
         rows.append([rows[k][0], rows[k][1], "student", rows[k][3], "enrolled", "x"])
-    write_rows(path, rows)
+    write_rows(path, rows, HEADER)
     return rows

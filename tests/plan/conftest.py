@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from canvas_tui.simulator import ADMIN_TOKEN, SimConfig, Simulator, World, build
 from canvas_tui.simulator.testing import asgi_transport
 from canvas_tui.simulator.world import BUILT_IN_ROLE_IDS, Course, Enrollment, Section, User
 from canvas_tui.sources import CsvSource
+from tests.helpers import write_rows
 
 TIME_SCALE = 50.0
 HEADER = ["course_id", "user_id", "role", "section_id", "status"]
@@ -59,12 +59,7 @@ class Arena:
         ]
 
     def csv(self, rows: list[list[str]], name: str = "in.csv") -> Path:
-        path = self.tmp / name
-        with path.open("w", newline="", encoding="utf-8") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(HEADER)
-            writer.writerows(rows)
-        return path
+        return write_rows(self.tmp / name, rows, HEADER)
 
     def config(self, **plan: object) -> Config:
         return Config(
