@@ -896,6 +896,15 @@ def read_items(source: Source) -> list[SourceItem]:
     return list(source)
 
 
+def _executor(session: Session, steps: Iterable[Step] = ()) -> PlanExecutor:
+    """The session's executor: the planned steps, else the lookup-based SIS actions."""
+    client = session.client
+    assert client is not None, "a writable session"
+    sync = session.config.sync
+    fallback = EnrollmentActions(client, notify=sync.notify, active_state=sync.enrollment_state)
+    return PlanExecutor(client, fallback, steps)
+
+
 async def plan_session(
     session: Session,
     *,
@@ -911,18 +920,15 @@ async def plan_session(
     client = session.client
     assert client is not None, "a writable session"
     config = session.config
-    fallback = EnrollmentActions(
-        client, notify=config.sync.notify, active_state=config.sync.enrollment_state
-    )
     if session.resumed:
-        session.runner.use_executor(PlanExecutor(client, fallback))
+        session.runner.use_executor(_executor(session))
         return SyncDecision(False, "resuming the journal: its remaining rows are sent as they are")
     source = session.source or open_source(config.source)
     items = await asyncio.to_thread(read_items, source)
     planned, why = choose_mode(items, config.plan, requested)
     if not planned:
         session.source = PlannedSource(source, items, [])
-        session.runner.use_executor(PlanExecutor(client, fallback))
+        session.runner.use_executor(_executor(session))
         return SyncDecision(False, why)
     known = await asyncio.to_thread(
         known_enrollment_ids, journal_paths(config, session.journal_path)
@@ -952,18 +958,12 @@ async def apply_plan(session: Session, decision: SyncDecision) -> None:
     plan, source = decision.plan, decision.source
     if plan is None or source is None or session.store.loaded:
         return
-    client = session.client
-    assert client is not None, "a writable session"
-    config = session.config
-    fallback = EnrollmentActions(
-        client, notify=config.sync.notify, active_state=config.sync.enrollment_state
-    )
     session.source = PlannedSource(source, decision.items, plan.drops)
     await session.load()
     session.store.set_meta(mode="plan")
     await session.store.mark_in_place(_in_place(plan.steps))
     session.runner.reload_counts()
-    session.runner.use_executor(PlanExecutor(client, fallback, plan.changes), token_checked=True)
+    session.runner.use_executor(_executor(session, plan.changes), token_checked=True)
 
 
 async def prepare_sync(

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import pytest
 
 from canvas_tui.canvas.governor import Governor
 from canvas_tui.config import CanvasConfig, Config, Secret, SyncConfig
+from canvas_tui.engine.journal import Journal
 from canvas_tui.engine.session import Session, open_session
 from canvas_tui.simulator import ADMIN_TOKEN
 from canvas_tui.sources import CsvSource
@@ -42,3 +45,11 @@ def session_for(
         transport=transport,
         governor=Governor(leak=10.0 * time_scale),
     )
+
+
+@pytest.fixture
+def journal(tmp_path: Path) -> Iterator[Journal]:
+    """A fresh journal in the test's directory, closed afterwards."""
+    j = Journal(tmp_path / "run.journal")
+    yield j
+    j.close()

@@ -13,13 +13,6 @@ from canvas_tui.records import SisStatus, State
 from tests.engine.helpers import items, problem, record
 
 
-@pytest.fixture
-def journal(tmp_path: Path):
-    j = Journal(tmp_path / "run.journal")
-    yield j
-    j.close()
-
-
 def test_load_accounts_for_every_source_item(journal: Journal) -> None:
     source = [*items(10), problem(11), problem(12, "duplicate of line 3", skip=True)]
     total = journal.load(source, description="in.csv", fingerprint="f")

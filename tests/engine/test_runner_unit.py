@@ -9,8 +9,6 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-import pytest
-
 from canvas_tui.canvas.errors import CanvasError, Category
 from canvas_tui.engine.actions import ActionResult, Observer
 from canvas_tui.engine.journal import Journal
@@ -62,13 +60,6 @@ class Scripted:
             return ActionResult("create", 1000 + n)
         finally:
             self.in_flight -= 1
-
-
-@pytest.fixture
-def journal(tmp_path: Path):
-    j = Journal(tmp_path / "run.journal")
-    yield j
-    j.close()
 
 
 async def until(predicate, limit: float = 5.0) -> None:
