@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from canvas_tui.engine.journal import Journal, JournalError, Outcome
+from canvas_tui.engine.journal import Journal, JournalError, Outcome, written_enrollment_ids
 from canvas_tui.records import SisStatus, State
 from tests.engine.helpers import items, problem, record
 
@@ -215,3 +215,33 @@ def test_unfiltered_pages_match_offset_semantics(journal: Journal) -> None:
         assert [r.record_id for r in journal.rows(offset, limit, order="-record_id")] == (
             ids[::-1][offset : offset + limit]
         )
+
+
+async def test_mark_in_place_ends_only_pending_records_done(journal: Journal) -> None:
+    journal.load(items(3), description="in.csv")
+    assert await journal.claim([1]) == [1]
+    await journal.mark_in_place(
+        [(1, "plan: already active", 501), (2, "plan: already active", 502)]
+    )
+    one, two, three = (journal.get(i) for i in (1, 2, 3))
+    assert one is not None and one.state == State.IN_FLIGHT  # no longer pending: left alone
+    assert two is not None and (two.state, two.action) == (State.DONE, "none")
+    assert (two.message, two.canvas_enrollment_id) == ("plan: already active", 502)
+    assert three is not None and three.state == State.PENDING
+
+
+async def test_written_enrollment_ids_reads_done_writes_of_any_journal(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "a.journal")
+    journal.load(items(3), description="in.csv")
+    await journal.claim([1, 2, 3])
+    journal.post_outcome(1, Outcome(State.DONE, "create", canvas_enrollment_id=11))
+    journal.post_outcome(2, Outcome(State.DONE, "none", canvas_enrollment_id=12))
+    journal.post_outcome(3, Outcome(State.FAILED, "create", category="server_error"))
+    await journal.flush()
+    journal.close()
+    (tmp_path / "notes.journal").write_text("not a journal")
+    paths = [tmp_path / "a.journal", tmp_path / "a.journal", tmp_path / "notes.journal"]
+    assert written_enrollment_ids(paths, actions=("create",)) == {11}
+    assert written_enrollment_ids(paths, actions=("create", "none")) == {11, 12}
+    assert written_enrollment_ids(paths, actions=("create",), excluding_source="in.csv") == set()
+    assert written_enrollment_ids([tmp_path / "missing.journal"], actions=("create",)) == set()
