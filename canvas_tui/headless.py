@@ -390,7 +390,7 @@ async def _sync(session: Session, reporter: Reporter, args: argparse.Namespace) 
                 loop.remove_signal_handler(sig)
         await session.close()
         if refused:  # the brake stopped it before anything was queued: no empty journal left
-            from canvas_tui.engine.plan import remove_empty_journal
+            from canvas_tui.engine.journal import remove_empty_journal
 
             remove_empty_journal(session.journal_path)
 

@@ -60,7 +60,7 @@ from canvas_tui.engine.actions import (
     same_role,
     same_section,
 )
-from canvas_tui.engine.journal import remove_empty_journal, written_enrollment_ids
+from canvas_tui.engine.journal import written_enrollment_ids
 from canvas_tui.engine.session import DEFAULT_JOURNAL_DIR, Session
 from canvas_tui.records import (
     EnrollmentRecord,
@@ -1104,6 +1104,5 @@ __all__ = [
     "main",
     "plan_session",
     "prepare_sync",
-    "remove_empty_journal",
     "write_plan",
 ]
