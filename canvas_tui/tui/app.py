@@ -22,7 +22,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Footer, Header
 from textual.worker import Worker, WorkerState
 
-from canvas_tui.engine.state import Phase, RecordRow, RunState
+from canvas_tui.engine.state import Phase, RecordRow, RecordStore, RunState
 from canvas_tui.records import State, sis_value
 from canvas_tui.tui import format as fmt
 from canvas_tui.tui.actions import ACTIONS, ConsoleCommands, bindings, check_keymap
@@ -90,6 +90,8 @@ class ConsoleApp(App[int]):
         self._engine: Worker[None] | None = None
         self._quitting = False
         self._read_client: Any = None
+        self._view_journal: Any = None
+        self.view_store: RecordStore | None = None
         self._description = description + ("  [read-only]" if read_only else "")
         self._loading = False
         self.sub_title = self._description
@@ -139,7 +141,7 @@ class ConsoleApp(App[int]):
     async def _open(self) -> None:
         session = await self._opener()
         self.session = session
-        self.queue.store = session.store
+        self.queue.store = self.view_store = self._views_store(session)
         subscribe = getattr(session.runner, "subscribe", None)
         if subscribe is not None:
             subscribe(self._on_engine_event)
@@ -180,6 +182,21 @@ class ConsoleApp(App[int]):
         self.call_from_thread(
             setattr, self, "sub_title", f"{self._description} · loading: {n:,} rows read"
         )
+
+    def _views_store(self, session: ConsoleSession) -> RecordStore:
+        """A read connection of the views' own, so a slow sort or text match in the queue never
+        waits on (or holds up) the engine's reads of the same journal."""
+        from canvas_tui.engine.journal import Journal
+
+        path = getattr(session, "journal_path", None)
+        if isinstance(session.store, Journal) and path is not None:
+            try:
+                view = Journal(path, read_only=True)
+            except Exception:
+                return session.store
+            self._view_journal = view
+            return view
+        return session.store
 
     def _start_run(self) -> None:
         if self.session is None or self._quitting:
@@ -634,6 +651,8 @@ class ConsoleApp(App[int]):
                     await engine.wait()
             self.state = session.runner.snapshot()
             await session.close()
+            if self._view_journal is not None:
+                self._view_journal.close()
             if self._read_client is not None:
                 await self._read_client.aclose()
         self.exit(exit_code(self.state))

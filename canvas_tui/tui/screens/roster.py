@@ -189,7 +189,8 @@ class RosterScreen(Screen[None]):
             return
         sis_id = course.get("sis_course_id")
         text = str(sis_id or course.get("id", ""))
-        rows = await asyncio.to_thread(_all_rows, session.store, text)
+        store = getattr(self.app, "view_store", None) or session.store
+        rows = await asyncio.to_thread(_all_rows, store, text)
         records = records_for_course(rows, sis_id, str(course.get("id", "")))
         self.post_message(self.RosterFetched(course, compare(enrollments, records)))
 
@@ -251,7 +252,7 @@ class RosterScreen(Screen[None]):
             f"{f.verdict.value if f.verdict else 'any comparison'}"
         )
         self.table.set_total(len(self._visible))
-        self.table.reload()
+        self.table.invalidate()
         self.refresh_bindings()  # "enqueue missing" depends on the comparison
 
     # ---- actions -------------------------------------------------------------------------------

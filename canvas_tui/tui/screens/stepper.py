@@ -56,7 +56,18 @@ def source_panel(row: RecordRow) -> RenderableType:
     )
 
 
-def sent_panel(attempts: list[Attempt]) -> RenderableType:
+def failing_attempt(row: RecordRow, attempts: list[Attempt]) -> Attempt | None:
+    """The request Canvas refused: the last one with the record's category (a follow-up GET
+    that only attributes a 404 to the user, course or section is not what was sent)."""
+    for attempt in reversed(attempts):
+        if attempt.category == row.category or (
+            attempt.status is not None and attempt.status >= 400 and attempt.method != "GET"
+        ):
+            return attempt
+    return attempts[-1] if attempts else None
+
+
+def sent_panel(row: RecordRow, attempts: list[Attempt]) -> RenderableType:
     if not attempts:
         return Panel(
             Text("Never sent: the row was rejected before any request.", style="italic"),
@@ -64,7 +75,7 @@ def sent_panel(attempts: list[Attempt]) -> RenderableType:
             title_align="left",
             border_style="blue",
         )
-    last = attempts[-1]
+    last = failing_attempt(row, attempts) or attempts[-1]
     parts: list[RenderableType] = [
         Text.assemble((f"{last.method} ", "bold"), redact(last.url)),
     ]
@@ -77,18 +88,18 @@ def sent_panel(attempts: list[Attempt]) -> RenderableType:
     history = Text(style="dim")
     for a in attempts:
         status = str(a.status) if a.status is not None else "no response"
-        history.append(f"attempt {a.number}: {status} {a.category or ''}\n")
+        history.append(f"attempt {a.number}: {a.method} {status} {a.category or ''}\n")
     parts.append(history)
     return Panel(
         Group(*parts),
-        title=f"What was sent (attempt {last.number} of {len(attempts)}; token never stored)",
+        title=f"What was sent (attempt {last.number}; {len(attempts)} requests; token never stored)",
         title_align="left",
         border_style="blue",
     )
 
 
 def canvas_panel(row: RecordRow, attempts: list[Attempt]) -> RenderableType:
-    last = attempts[-1] if attempts else None
+    last = failing_attempt(row, attempts)
     table = Table.grid(padding=(0, 2))
     table.add_column(style="dim", min_width=14)
     table.add_column()
@@ -203,7 +214,7 @@ class FailureStepper(Screen[None]):
         body.update(
             Group(
                 source_panel(row),
-                sent_panel(attempts),
+                sent_panel(row, attempts),
                 canvas_panel(row, attempts),
                 hint_panel(row),
             )

@@ -6,11 +6,13 @@ visible window (STYLE.md §5).
 
 from __future__ import annotations
 
+import asyncio
 import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from rich.text import Text
+from textual import work
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Static
@@ -146,6 +148,7 @@ class QueueView(Vertical):
     def set_filter(self, new: QueueFilter) -> None:
         self.filter = new
         self._text_count = None
+        self.table.invalidate()
         self.table.move_to(0)
         self.table.scroll_to(y=0, animate=False)
 
@@ -165,13 +168,24 @@ class QueueView(Vertical):
         return state.counts.get(f.state, 0) if f.state else state.total
 
     def tick(self, state: RunState | None) -> None:
-        """Refresh from the store; call once per UI tick inside `batch_update`."""
-        total = self.total_for(state)
+        """Refresh from the store; call once per UI tick. The reads run in a thread so a slow
+        sort or text match never holds up a key press."""
+        if self.store is not None:
+            self._refresh(state)
+
+    @work(exclusive=True, group="queue-window", exit_on_error=False)
+    async def _refresh(self, state: RunState | None) -> None:
         table = self.table
+        wanted, generation = self.filter, table.generation
+        total = await asyncio.to_thread(self.total_for, state)
+        start, limit = table.window_span()
+        rows = await asyncio.to_thread(self._fetch, start, limit)
+        if generation != table.generation or wanted != self.filter:
+            return  # the operator changed the filter meanwhile; the next tick catches up
         table.set_total(total)
-        table.reload()
+        table.replace_window(start, rows, generation)
         status = Text.assemble(
             ("Queue ", "bold"),
             f"{fmt.count(total)} records · {self.filter.describe()}",
         )
-        self.query_one("#queue-status", Static).update(status)
+        self.query_one("#queue-status", Static).update(status, layout=False)

@@ -6,6 +6,7 @@ this view holds nothing but the visible window, so its cost does not grow with t
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -13,7 +14,7 @@ from typing import Any
 from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
-from textual import events
+from textual import events, work
 from textual.binding import Binding
 from textual.geometry import Size
 from textual.message import Message
@@ -111,7 +112,13 @@ class VirtualTable(ScrollView, can_focus=True):
         # the last column stretches to the view's width; the rest are fixed
         self._fixed_width = sum(c.width + 1 for c in self.columns[:-1])
         self._row_width = self._fixed_width + self.columns[-1].width
-        self.fetches = 0  # how many windows were read: the benchmark and tests watch it
+        self.fetches = 0  # how many windows were read (in threads)
+        self._pending: tuple[int, int, int] | None = None
+        self.moves = 0  # cursor updates handled: the benchmark times keys by it
+        self.generation = 0  # bumps when the rows' meaning changes (filter, sort)
+        self._strips: dict[
+            tuple[int, bool, bool, int], Strip
+        ] = {}  # drawn rows of the current window
 
     # ---- data ------------------------------------------------------------------------------
 
@@ -120,9 +127,9 @@ class VirtualTable(ScrollView, can_focus=True):
         return self._total
 
     @property
-    def current(self) -> Any | None:
-        """The item under the cursor."""
-        return self.row_at(self.cursor)
+    def window_rows(self) -> int:
+        """How many rows the cached window holds (0 before the first read)."""
+        return len(self._window) if self._window_valid else 0
 
     def set_total(self, total: int) -> None:
         """Tell the view how many rows there are now; keeps the cursor inside them."""
@@ -134,27 +141,74 @@ class VirtualTable(ScrollView, can_focus=True):
                 self.cursor = max(0, total - 1)
 
     def reload(self) -> None:
-        """Forget the cached window and repaint: rows changed in the store."""
+        """Rows changed in the store: read the window again (the old one shows meanwhile)."""
+        start, limit = self.window_span()
+        self._request(start, limit)
+
+    def invalidate(self) -> None:
+        """The rows mean something else now (a new filter or order): drop the window and any
+        read in flight; placeholders show until the new rows arrive."""
+        self.generation += 1
         self._window_valid = False
+        self._window = []
+        self._strips.clear()
+        self.refresh()
+
+    def window_span(self) -> tuple[int, int]:
+        """(offset, limit) of the window worth caching around what is on screen."""
+        height = max(self.size.height, 10)
+        return max(0, int(self.scroll_y) - height), height * 3
+
+    def replace_window(self, start: int, items: Sequence[Any], generation: int) -> None:
+        """Install a window read elsewhere (off the UI thread); ignored if it is stale."""
+        if generation != self.generation:
+            return
+        items = list(items)
+        if self._window_valid and start == self._window_start and items == self._window:
+            return  # nothing changed on screen: keep the drawn lines
+        self._window_start = start
+        self._window = items
+        self._window_valid = True
+        self._strips.clear()
         self.refresh()
 
     def row_at(self, index: int) -> Any | None:
+        """The item at `index` if its window is in memory; otherwise None, and a read of that
+        window starts in a thread (drawing never waits on the store: a sort over 100,000 rows
+        must not hold up a key press)."""
         if not 0 <= index < self._total:
             return None
-        self._ensure_window(index)
-        offset = index - self._window_start
-        return self._window[offset] if 0 <= offset < len(self._window) else None
-
-    def _ensure_window(self, index: int) -> None:
         end = self._window_start + len(self._window)
         if self._window_valid and self._window_start <= index < end:
-            return
+            return self._window[index - self._window_start]
         height = max(self.size.height, 10)
-        start = max(0, min(index, int(self.scroll_y)) - height // 2)
-        self._window = list(self._fetch(start, height * 2))
-        self._window_start = start
-        self._window_valid = True
+        self._request(max(0, min(index, int(self.scroll_y)) - height), height * 3)
+        return None
+
+    @property
+    def current(self) -> Any | None:
+        """The item under the cursor, read at once if its window is not in memory yet (an
+        operator's command on the selected record must not act on a placeholder)."""
+        item = self.row_at(self.cursor)
+        if item is None and 0 <= self.cursor < self._total:
+            found = list(self._fetch(self.cursor, 1))
+            item = found[0] if found else None
+        return item
+
+    def _request(self, start: int, limit: int) -> None:
+        wanted = (start, limit, self.generation)
+        if self._pending == wanted:
+            return
+        self._pending = wanted
+        self._load_window(start, limit, self.generation)
+
+    @work(exclusive=True, group="virtual-table-window", exit_on_error=False)
+    async def _load_window(self, start: int, limit: int, generation: int) -> None:
+        items = await asyncio.to_thread(self._fetch, start, limit)
         self.fetches += 1
+        if self._pending == (start, limit, generation):
+            self._pending = None
+        self.replace_window(start, items, generation)
 
     # ---- drawing ---------------------------------------------------------------------------
 
@@ -183,17 +237,34 @@ class VirtualTable(ScrollView, can_focus=True):
         index = scroll_y + y - 1
         item = self.row_at(index)
         if item is None:
+            if index < self._total:  # its window is being read
+                return Strip([Segment("…".ljust(width), base + Style(dim=True))], width)
             return Strip([Segment(" " * width, base)], width)
-        style = base
-        if index == self.cursor:
-            style = base + self.get_component_rich_style("virtual-table--cursor")
-        return self._line(self._cells(item), style).crop(scroll_x, scroll_x + width)
+        selected = index == self.cursor
+        key = (id(item), selected and self.has_focus, selected, width)
+        cached = self._strips.get(key)
+        if cached is not None:
+            strip = cached
+        else:
+            style = base
+            if selected:
+                style = base + self.get_component_rich_style("virtual-table--cursor")
+            strip = self._strips[key] = self._line(self._cells(item), style)
+        return strip.crop(scroll_x, scroll_x + width)
 
     # ---- cursor ----------------------------------------------------------------------------
 
     def watch_cursor(self, old: int, new: int) -> None:
-        self._scroll_to_cursor()
-        self.refresh()
+        self.moves += 1
+        top = int(self.scroll_y)
+        body = max(1, self.size.height - 1)
+        if top <= new < top + body:
+            # only two lines change: repaint those, not the whole view
+            self.refresh_line(old + 1)
+            self.refresh_line(new + 1)
+        else:
+            self._scroll_to_cursor()
+            self.refresh()
         self.post_message(self.Highlighted(self, new))
 
     def _scroll_to_cursor(self) -> None:
@@ -229,4 +300,4 @@ class VirtualTable(ScrollView, can_focus=True):
             self.move_to(index)
 
     def on_resize(self, event: events.Resize) -> None:
-        self._window_valid = False
+        self.reload()
