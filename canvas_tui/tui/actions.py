@@ -48,6 +48,14 @@ ACTIONS: tuple[ConsoleAction, ...] = (
         "cap_down", "minus", "cap(-1)", "Cap -", "Lower the concurrency cap by one", show=False
     ),
     ConsoleAction(
+        "uncap",
+        "equals_sign",
+        "uncap",
+        "No cap",
+        "Remove the concurrency cap (the governor decides)",
+        show=False,
+    ),
+    ConsoleAction(
         "send_one", "n", "send_one", "Send one", "While paused, send one record (the selected one)"
     ),
     ConsoleAction("cancel", "x", "cancel_run", "Cancel", "Cancel the run (pending stay pending)"),

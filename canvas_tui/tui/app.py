@@ -37,6 +37,7 @@ from canvas_tui.tui.screens.dialogs import (
 from canvas_tui.tui.session import ConsoleSession, SessionOpener
 from canvas_tui.tui.widgets.dashboard import Dashboard
 from canvas_tui.tui.widgets.queue import ORDERS, STATE_CYCLE, QueueFilter, QueueView, parse_filter
+from canvas_tui.tui.widgets.virtual_table import VirtualTable
 
 ACTIVE = frozenset({Phase.LOADING, Phase.RUNNING, Phase.PAUSED, Phase.CANCELLING})
 # actions that change records or Canvas: hidden in --read-only
@@ -125,7 +126,8 @@ class ConsoleApp(App[int]):
         self.state = state
         try:
             with self.batch_update():
-                self.screen_stack[0].query_one(Dashboard).show(state)
+                idle = not self.run_active and not self._loading and state.phase is Phase.LOADING
+                self.screen_stack[0].query_one(Dashboard).show(state, idle=idle)
                 self.queue.tick(state)
                 on_tick = getattr(self.screen, "on_tick", None)
                 if on_tick is not None and self.screen is not self.screen_stack[0]:
@@ -256,6 +258,24 @@ class ConsoleApp(App[int]):
                 timeout=10,
             )
 
+    @on(VirtualTable.Selected, "#queue-table")
+    def _open_record(self, message: VirtualTable.Selected) -> None:
+        """Enter on a queue row: a failed record opens in the stepper, others say where they are."""
+        from canvas_tui.tui.screens.stepper import FailureStepper
+
+        row = self.queue.selected
+        if row is None:
+            return
+        if row.state is State.FAILED:
+            self.push_screen(FailureStepper(start=row.record_id))
+            return
+        detail = row.message or row.action or ""
+        self.notify(
+            f"{row.source}:{row.line} · {sis_value(row.user)} → "
+            f"{sis_value(row.course or row.section)} ({row.role}) · {detail}",
+            title=f"Record {row.record_id}: {fmt.STATE_LABELS[row.state]}",
+        )
+
     # ---- availability --------------------------------------------------------------------------
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
@@ -372,6 +392,12 @@ class ConsoleApp(App[int]):
         if self.session.runner.retry(row.record_id):
             self.notify(f"Record {row.record_id} queued again")
             self._requeued()
+        elif row.state in (State.FAILED, State.SKIPPED):
+            self.notify(
+                f"Record {row.record_id} cannot be sent as it stands (an invalid or duplicate "
+                "source row): edit it with e, or fix the source",
+                severity="warning",
+            )
         else:
             self.notify(
                 f"Record {row.record_id} is {row.state.value}: only failed or skipped records retry",
@@ -466,7 +492,8 @@ class ConsoleApp(App[int]):
                 return
             if not self.queue.filter.is_default:  # positions are only known in source order
                 self.queue.set_filter(QueueFilter())
-                self.tick()
+            if self.state is not None:  # the new total now, not at the next tick
+                self.queue.table.set_total(self.state.total)
             self.queue.table.move_to(record_id - 1)
 
         self.push_screen(PromptScreen("Jump to record number", placeholder="e.g. 4512"), go)

@@ -273,3 +273,30 @@ async def test_help_palette_and_remapped_keys_share_one_registry(tmp_path: Path)
         assert all(store.get(i).attempts >= 2 for i in store.failed_ids("user_not_found"))  # type: ignore[union-attr]
         assert len(store.failed_ids("user_not_found")) == 3
         await pilot.press("q")
+
+
+async def test_concurrency_cap_and_cancel_go_through_run_control(tmp_path: Path) -> None:
+    h = make_harness(tmp_path, good=300, time_scale=1.0, latency=0.5)
+    app = h.app()
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: _phase(app) is Phase.RUNNING)
+        await pilot.press("minus")
+        first = app.state.governor.cap
+        assert first is not None and first >= 1
+        await pilot.press("minus", "plus", "minus")
+        assert app.state.governor.cap == max(1, first - 1)
+        assert app.session.client.governor.state().cap == app.state.governor.cap  # type: ignore[union-attr]
+        await pilot.press("equals_sign")
+        assert app.state.governor.cap is None
+
+        await pilot.press("x")  # destructive: asks first
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("n")
+        assert _phase(app) is Phase.RUNNING
+        await pilot.press("x", "y")
+        await wait_for(pilot, lambda: _phase(app) is Phase.CANCELLED)
+        assert app.state.governor.in_flight == 0
+        assert app.state.counts[State.PENDING] > 0
+        assert app.state.counts[State.IN_FLIGHT] == 0
+        await pilot.press("q")
+    assert app.return_value == 3

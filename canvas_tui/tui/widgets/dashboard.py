@@ -40,10 +40,11 @@ def counts_table(state: RunState) -> Table:
     return table
 
 
-def progress_text(state: RunState) -> Text:
-    phase = Text(f" {state.phase.value.upper()} ", style=f"reverse {PHASE_STYLES[state.phase]}")
+def progress_text(state: RunState, idle: bool = False) -> Text:
+    label = "NOT RUNNING" if idle else state.phase.value.upper()
+    phase = Text(f" {label} ", style=f"reverse {PHASE_STYLES[state.phase]}")
     text = Text.assemble(phase, " ")
-    if state.phase in (Phase.RUNNING, Phase.PAUSED, Phase.LOADING, Phase.CANCELLING):
+    if not idle and state.phase in (Phase.RUNNING, Phase.PAUSED, Phase.LOADING, Phase.CANCELLING):
         text.append(f"ETA {fmt.duration(state.eta)}", style="bold")
     else:
         text.append(f"{fmt.count(state.finished)}/{fmt.count(state.total)} final", style="bold")
@@ -176,13 +177,14 @@ class Dashboard(Horizontal):
         self._shown[widget_id] = key
         self.query_one(f"#{widget_id}", Static).update(content(), layout=False)
 
-    def show(self, state: RunState) -> None:
-        """Render one snapshot; call inside `app.batch_update()`."""
+    def show(self, state: RunState, *, idle: bool = False) -> None:
+        """Render one snapshot; call inside `app.batch_update()`. `idle`: the journal is open
+        but no run was started (triage, read-only), whatever phase the runner was left in."""
         counts = tuple(state.counts.get(s, 0) for s in State)
         self._set("counts", (counts, state.total), lambda: counts_table(state))
         bar = self.query_one("#progress", ProgressBar)
         bar.update(total=max(state.total, 1), progress=state.finished)
-        progress = progress_text(state)
+        progress = progress_text(state, idle)
         self._set("progress-text", progress, lambda: progress)
         throughput = throughput_text(state)
         self._set("throughput", throughput, lambda: throughput)

@@ -85,11 +85,19 @@ class VirtualTable(ScrollView, can_focus=True):
             self.table = table
             self.index = index
 
+        @property
+        def control(self) -> VirtualTable:
+            return self.table
+
     class Selected(Message):
         def __init__(self, table: VirtualTable, index: int) -> None:
             super().__init__()
             self.table = table
             self.index = index
+
+        @property
+        def control(self) -> VirtualTable:
+            return self.table
 
     def __init__(
         self,
