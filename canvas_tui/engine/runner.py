@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 
 HISTORY = 300  # seconds of per-second samples kept for sparklines
 RATE_WINDOW = 5  # seconds the headline rate averages over
+FINAL_RETRYABLE = (State.FAILED, State.SKIPPED)  # final states a plain retry re-queues
 INTERNAL = "internal_error"  # category for a bug in canvas-tui itself, never Canvas's fault
 
 
@@ -515,11 +516,17 @@ class Runner:
             )
         return bool(moved)
 
-    def _requeue_ids(self, ids: list[int], *, front: bool = False) -> int:
+    def _requeue_ids(
+        self,
+        ids: list[int],
+        *,
+        front: bool = False,
+        only_from: tuple[State, ...] = FINAL_RETRYABLE,
+    ) -> int:
         moved = self._journal.transition(
             [i for i in ids if i not in self._claimed],
             State.PENDING,
-            only_from=[State.FAILED, State.SKIPPED],
+            only_from=only_from,
             message="queued again by the operator",
             sendable_only=True,  # a row the source rejected needs an edit, not a retry
         )
@@ -534,6 +541,11 @@ class Runner:
 
     def retry(self, record_id: int) -> bool:
         return self._requeue_ids([record_id]) == 1
+
+    def enqueue(self, record_id: int) -> bool:
+        """Queue a final record again whatever its outcome: a DONE record whose enrollment has
+        since gone from Canvas (the roster inspector's "missing") must be sent again too."""
+        return self._requeue_ids([record_id], only_from=(State.DONE, *FINAL_RETRYABLE)) == 1
 
     def retry_failed(self, category: str | None = None) -> int:
         return self._requeue_ids(self._journal.failed_ids(category))

@@ -8,6 +8,7 @@ the token only ever reaches the client.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import time
@@ -67,7 +68,8 @@ class Session:
     config: Config
     store: Journal
     runner: Runner
-    client: CanvasClient | None  # None when read-only
+    # read-only: GET-only by use (rosters, lookups); None when no base URL / token is configured
+    client: CanvasClient | None
     journal_path: Path
     source: Source | None = None
     resumed: bool = False  # the journal already held a loaded run: nothing is re-read
@@ -121,16 +123,18 @@ def open_session(
         journal_path or config.sync.journal or default_journal_path(config.sync.journal_dir)
     )
     if read_only:
+        governor = governor or Governor()
+        # triage of a journal needs no Canvas; reading rosters does, with the usual URL rules
+        client = None
+        with contextlib.suppress(ConfigError):
+            client = _client(config, transport, governor, None)
         store = Journal(path, read_only=True)
-        runner = Runner(store, _ReadOnly(), governor or Governor(), layout=layout_of(config.source))
-        return Session(config, store, runner, None, path, source, resumed=True)
+        runner = Runner(store, _ReadOnly(), governor, layout=layout_of(config.source))
+        return Session(config, store, runner, client, path, source, resumed=True)
 
-    base_url = config.canvas.base_url
-    check_base_url(base_url)
-    if config.canvas.token is None or not config.canvas.token.reveal():
-        raise ConfigError(
-            "no API token: set CANVAS_API_TOKEN, or [canvas] token_file or token_command"
-        )
+    governor = governor or Governor()
+    gate = RunGate()
+    client = _client(config, transport, governor, gate)  # config errors before any file opens
     store = Journal(path)
     try:
         previous = store.get_meta("source")
@@ -140,22 +144,9 @@ def open_session(
                 f"{path} is the journal of {previous}, not {source.description}; "
                 "give a new --journal path (or none) to start a new run"
             )
-        gate = RunGate()
-        governor = governor or Governor()
         cap = max_concurrency or config.sync.max_concurrency
         if cap is not None:
             governor.set_cap(cap)
-        try:
-            client = CanvasClient(
-                base_url,
-                config.canvas.token.reveal(),
-                transport=transport,
-                governor=governor,
-                timeout=config.canvas.timeout,
-                sleep=gate.sleep,
-            )
-        except CanvasError as exc:
-            raise ConfigError(str(exc)) from None
         actions = EnrollmentActions(
             client, notify=config.sync.notify, active_state=config.sync.enrollment_state
         )
@@ -165,3 +156,30 @@ def open_session(
         store.close()
         raise
     return Session(config, store, runner, client, path, source, resumed=resumed)
+
+
+def _client(
+    config: Config,
+    transport: httpx.AsyncBaseTransport | None,
+    governor: Governor,
+    gate: RunGate | None,
+) -> CanvasClient:
+    """The one Canvas client of a session. Raises ConfigError for no base URL / token or an
+    unsafe URL."""
+    base_url = config.canvas.base_url
+    check_base_url(base_url)
+    if config.canvas.token is None or not config.canvas.token.reveal():
+        raise ConfigError(
+            "no API token: set CANVAS_API_TOKEN, or [canvas] token_file or token_command"
+        )
+    try:
+        return CanvasClient(
+            base_url,
+            config.canvas.token.reveal(),
+            transport=transport,
+            governor=governor,
+            timeout=config.canvas.timeout,
+            sleep=gate.sleep if gate is not None else None,
+        )
+    except CanvasError as exc:
+        raise ConfigError(str(exc)) from None

@@ -20,7 +20,7 @@ class ConsoleSession(Protocol):
     def store(self) -> RecordStore: ...
 
     @property
-    def client(self) -> Any: ...  # CanvasClient (list_enrollments, get_course); None read-only
+    def client(self) -> Any: ...  # CanvasClient; read-only: only reads (None if unconfigured)
 
     @property
     def journal_path(self) -> Path: ...

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+from canvas_tui.config import Config
+from canvas_tui.engine.session import open_session
 from canvas_tui.engine.state import Phase
 from canvas_tui.records import State
 from canvas_tui.simulator import SimConfig, World, build_app
@@ -198,3 +200,27 @@ async def test_invalid_token_aborts_before_any_record(tmp_path: Path) -> None:
     assert state.counts[State.PENDING] == 40
     assert app.stats()["requests"] <= 2
     await session.close()
+
+
+async def test_a_read_only_session_reads_rosters_with_its_own_client(tmp_path: Path) -> None:
+    world = World.generate(7)
+    app = build_app(SimConfig(time_scale=50), world)
+    write_csv(tmp_path / "in.csv", world, 20)
+    session = session_for(tmp_path / "in.csv", tmp_path / "j", transport=asgi_transport(app))
+    await session.run()
+    course = session.store.get(1)
+    assert course is not None and course.course is not None
+    await session.close()
+
+    triage = open_session(
+        sim_config(), journal_path=tmp_path / "j", transport=asgi_transport(app), read_only=True
+    )
+    assert triage.client is not None
+    roster = await triage.client.list_enrollments(course=course.course)
+    assert roster
+    await triage.close()
+    # no token configured: the journal still opens for triage, without a client
+    offline = open_session(Config(), journal_path=tmp_path / "j", read_only=True)
+    assert offline.client is None
+    assert offline.store.count() == 20
+    await offline.close()

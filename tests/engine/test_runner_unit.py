@@ -158,6 +158,24 @@ async def test_skip_retry_and_retry_failed_by_category(journal: Journal) -> None
     assert sorted(executor.sent) == [1, 2, 3, 3, 4, 4, 5, 6, 7, 8, 9, 10]
 
 
+async def test_enqueue_requeues_any_final_record_even_done(journal: Journal) -> None:
+    journal.load(items(4, bad_every=4), description="in.csv")
+    executor = Scripted(fail={2: CanvasError(Category.USER_NOT_FOUND, "not found", 404)})
+    runner = Runner(journal, executor, FixedGovernor(2))
+    state = await runner.run()
+    assert state.counts[State.DONE] == 2 and state.counts[State.FAILED] == 2
+    assert not runner.retry(1)  # a plain retry leaves DONE alone...
+    assert runner.enqueue(1)  # ...enqueue sends it again (its enrollment is gone from Canvas)
+    assert runner.enqueue(2)  # failed, too
+    assert not runner.enqueue(1)  # already pending
+    assert not runner.enqueue(4)  # the source row is invalid: it needs an edit, not a resend
+    assert runner.snapshot().counts[State.PENDING] == 2
+    state = await runner.run()
+    assert state.counts[State.DONE] == 2 and state.counts[State.FAILED] == 2
+    assert state.counts[State.PENDING] == 0
+    assert sorted(executor.sent) == [1, 1, 2, 2, 3]
+
+
 async def test_cap_is_passed_to_the_governor_and_bounds_dispatch(journal: Journal) -> None:
     journal.load(items(30), description="in.csv")
     executor = Scripted()

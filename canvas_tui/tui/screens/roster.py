@@ -321,12 +321,8 @@ class RosterScreen(Screen[None]):
         session = getattr(self.app, "session", None)
         if session is None or not record_ids:
             return
-        runner = session.runner
-        enqueue = getattr(runner, "enqueue", None)
-        if enqueue is not None:  # also re-sends DONE records whose enrollment is gone
-            n = int(enqueue(record_ids))
-        else:
-            n = sum(1 for record_id in record_ids if runner.retry(record_id))
+        # enqueue, not retry: a DONE record whose enrollment is gone from Canvas is sent again too
+        n = sum(1 for record_id in record_ids if session.runner.enqueue(record_id))
         self.app.notify(f"{n} of {len(record_ids)} records queued again")
         requeued = getattr(self.app, "_requeued", None)
         if requeued is not None:
