@@ -795,7 +795,6 @@ DEMO_URL = "http://127.0.0.1"  # never dialled: the transport is the in-process 
 # rows finish in about 2 minutes (at 2.0 the bucket allowed ~5 records/s: 10 minutes).
 DEMO_POST_COST = 0.3
 # throttle storms: first after (s), then every (s), lasting (world s), with this high-water mark
-# (below what the first seconds' burst has filled, so the first storm throttles at once)
 DEMO_STORMS = (3.0, 40.0, 8.0, 120.0)
 
 
@@ -805,5 +804,6 @@ def _storms(sim: Any, stop: threading.Event) -> None:
     first, every, duration, hwm = DEMO_STORMS
     wait = first
     while not stop.wait(wait):
-        sim.storm(hwm=hwm, duration=duration)
+        # the bucket is full at the lower mark: the requests in flight are throttled at once
+        sim.storm(fill=hwm, hwm=hwm, duration=duration)
         wait = every

@@ -178,8 +178,8 @@ class RosterScreen(Screen[None]):
         if session is None:
             self.post_message(self.RosterFailed("the session is not open yet"))
             return
-        client = self.app.roster_client()  # type: ignore[attr-defined]
         try:
+            client = self.app.roster_client()  # type: ignore[attr-defined]
             course: dict[str, Any] = await client.get_course(self.ref)
             enrollments: list[dict[str, Any]] = await client.list_enrollments(
                 course=str(course.get("id", self.ref)), on_page=self._on_page
