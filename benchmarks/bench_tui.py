@@ -24,14 +24,10 @@ import asyncio
 import csv
 import json
 import resource
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +37,7 @@ from textual import events
 from canvas_tui.config import load_config
 from canvas_tui.engine.session import open_session
 from canvas_tui.simulator import ADMIN_TOKEN, World
+from canvas_tui.simulator.testing import simulate_process
 from canvas_tui.sources import open_source
 from canvas_tui.tui.app import ConsoleApp
 
@@ -71,43 +68,6 @@ def write_csv(path: Path, records: int) -> Path:
                 [courses[i % len(courses)], users[i // len(courses)], "student", "", "active"]
             )
     return path
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextmanager
-def simulator(time_scale: float) -> Iterator[str]:
-    port = free_port()
-    command = [
-        sys.executable, "-m", "canvas_tui", "simulate",
-        "--port", str(port), "--seed", str(SEED), "--time-scale", str(time_scale),
-        "--token", ADMIN_TOKEN,
-    ]  # fmt: skip
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{base}/__sim__/stats", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                err = process.stderr.read().decode() if process.stderr else ""
-                raise SystemExit(f"the simulator did not start: {err}")
-            time.sleep(0.1)
-        yield base
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
 
 
 def console(base: str, csv_path: Path, journal: Path, *, autostart: bool) -> ConsoleApp:
@@ -240,7 +200,9 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="bench-tui-"))
     csv_path = write_csv(work / "enrollments.csv", args.records)
     results: dict[str, Any] = {"records": args.records}
-    with simulator(args.time_scale) as base:
+    with simulate_process(
+        "--seed", str(SEED), "--time-scale", str(args.time_scale), "--token", ADMIN_TOKEN
+    ) as base:  # fmt: skip
         fresh = work / "fresh.journal"
         print("first frame, fresh load…", file=sys.stderr)
         results["fresh_load"] = asyncio.run(

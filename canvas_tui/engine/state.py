@@ -173,6 +173,8 @@ class RunControl(Protocol):
 
     def retry_failed(self, category: str | None = None) -> int: ...  # how many were re-queued
 
+    def enqueue(self, record_id: int) -> bool: ...  # any final state -> pending (re-send)
+
     def set_concurrency_cap(self, cap: int | None) -> None: ...
 
     def send_one(self, record_id: int | None = None) -> bool: ...  # while paused
