@@ -126,7 +126,13 @@ def compare(enrollments: Sequence[Mapping[str, Any]], records: Sequence[RecordRo
         candidates = by_user_role.get((_record_user(row), role), [])
         if section:
             candidates = [e for e in candidates if str(e.get("sis_section_id") or "") == section]
-        found = next((e for e in candidates if id(e) not in matched), None)
+        free = [e for e in candidates if id(e) not in matched]
+        wanted = _SATISFIES.get(row.status, frozenset({row.status}))
+        # The roster holds every state (deleted rows included): prefer the row that satisfies
+        # the SIS status, so an old deleted row never hides the live one.
+        found = next((e for e in free if e.get("enrollment_state") in wanted), None) or next(
+            iter(free), None
+        )
         if found is None:
             verdict = Verdict.OK if row.status in _GONE else Verdict.MISSING
             lines.append(
@@ -160,8 +166,8 @@ def compare(enrollments: Sequence[Mapping[str, Any]], records: Sequence[RecordRo
             )
         )
     for e in enrollments:
-        if id(e) in matched:
-            continue
+        if id(e) in matched or e.get("enrollment_state") == "deleted":
+            continue  # a deleted row nobody asked for is history, not an extra enrollment
         lines.append(
             RosterLine(
                 _canvas_user(e),
@@ -174,4 +180,5 @@ def compare(enrollments: Sequence[Mapping[str, Any]], records: Sequence[RecordRo
             )
         )
     lines.sort(key=lambda line: (line.user, line.role, line.section))
-    return RosterDiff(lines, canvas_count=len(enrollments), sis_count=len(records))
+    live = sum(1 for e in enrollments if e.get("enrollment_state") != "deleted")
+    return RosterDiff(lines, canvas_count=live, sis_count=len(records))

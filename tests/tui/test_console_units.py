@@ -111,6 +111,25 @@ def test_roster_comparison_finds_missing_extra_and_differing() -> None:
     assert (diff.canvas_count, diff.sis_count) == (5, 6)
 
 
+def test_roster_read_in_every_state_matches_completed_and_ignores_deleted_history() -> None:
+    records = [
+        _row(1, "S1", status="completed"),  # Canvas row is completed: in sync, not missing
+        _row(2, "S2"),  # an old deleted row and a live one: the live one matches
+    ]
+    enrollments = [
+        _enrollment("S1", state="completed"),
+        _enrollment("S2", state="deleted"),
+        _enrollment("S2"),
+        _enrollment("X9", state="deleted"),  # history of someone the SIS does not name
+    ]
+    diff = compare(enrollments, records)
+    assert {(line.user, line.verdict) for line in diff.lines} == {
+        ("S1", Verdict.OK),
+        ("S2", Verdict.OK),
+    }
+    assert diff.missing == [] and diff.canvas_count == 2
+
+
 def test_keymap_check_names_unknown_actions() -> None:
     assert check_keymap({"pause": "space"}) == []
     (problem,) = check_keymap({"pasue": "space"})

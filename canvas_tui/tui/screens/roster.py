@@ -15,6 +15,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
 
+from canvas_tui.engine.actions import ALL_STATES
 from canvas_tui.engine.state import RecordRow, RunState
 from canvas_tui.records import FINAL_STATES, State
 from canvas_tui.tui import format as fmt
@@ -181,8 +182,10 @@ class RosterScreen(Screen[None]):
         try:
             client = self.app.roster_client()  # type: ignore[attr-defined]
             course: dict[str, Any] = await client.get_course(self.ref)
+            # every state: Canvas's default list hides completed and deleted rows (§2.6), which
+            # would show a SIS "completed" row as missing and offer to re-send it
             enrollments: list[dict[str, Any]] = await client.list_enrollments(
-                course=str(course.get("id", self.ref)), on_page=self._on_page
+                course=str(course.get("id", self.ref)), states=ALL_STATES, on_page=self._on_page
             )
         except Exception as exc:  # a CanvasError says what and why; show it, stay on the screen
             self.post_message(self.RosterFailed(str(exc)))
