@@ -17,7 +17,9 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from canvas_tui.canvas.errors import CanvasError, Category
-from canvas_tui.records import EnrollmentRecord, SisStatus, split_api_id
+from canvas_tui.engine import roster_match
+from canvas_tui.engine.roster_match import same_section
+from canvas_tui.records import EnrollmentRecord, SisStatus
 
 Observer = Callable[[Any], None]  # receives the client's AttemptEvent for every HTTP attempt
 
@@ -100,31 +102,9 @@ def planned_action(record: EnrollmentRecord) -> str:
     return DELETE_TASKS[record.status][0]
 
 
-def same_section(enrollment: Mapping[str, Any], section: str | None) -> bool:
-    """Whether an enrollment (Canvas JSON) is in the record's section; any section matches a
-    record that names none. A section id kind the JSON does not carry never matches."""
-    if section is None:
-        return True
-    kind, value = split_api_id(section)
-    if kind == "sis_section_id":
-        return str(enrollment.get("sis_section_id") or "") == value
-    if kind is None:
-        return str(enrollment.get("course_section_id")) == value
-    return False  # an id kind the enrollment JSON does not carry; never act on a guess
-
-
 def same_role(enrollment: Mapping[str, Any], record: EnrollmentRecord, role_id: str | None) -> bool:
-    """Whether an enrollment (Canvas JSON) has the record's role: by `role_id` when known (the
-    record's, or its custom role's looked-up id), else the built-in type, else the role name."""
-    if role_id is not None:
-        return str(enrollment.get("role_id")) == str(role_id)
-    if record.enrollment_type is not None:
-        # A role word names the built-in role, whose name equals its type (§2.8).
-        return bool(
-            enrollment.get("type") == record.enrollment_type
-            and enrollment.get("role", record.enrollment_type) == record.enrollment_type
-        )
-    return enrollment.get("role") == record.role
+    """Whether an enrollment (Canvas JSON) has the record's role (see `roster_match.same_role`)."""
+    return roster_match.same_role(enrollment, record.role, record.enrollment_type, role_id)
 
 
 def _enrollment_id(enrollment: Mapping[str, Any]) -> int | None:

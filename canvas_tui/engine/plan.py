@@ -58,9 +58,9 @@ from canvas_tui.engine.actions import (
     Observer,
     planned_action,
     same_role,
-    same_section,
 )
 from canvas_tui.engine.journal import written_enrollment_ids
+from canvas_tui.engine.roster_match import names_enrollment, user_key, user_keys
 from canvas_tui.engine.session import DEFAULT_JOURNAL_DIR, Session
 from canvas_tui.records import (
     EnrollmentRecord,
@@ -71,7 +71,6 @@ from canvas_tui.records import (
     Source,
     SourceItem,
     sis_value,
-    split_api_id,
 )
 from canvas_tui.sources import open_source
 
@@ -297,24 +296,6 @@ async def fetch_rosters(
 # ---- who is who -----------------------------------------------------------------------------
 
 
-def _user_keys(enrollment: Mapping[str, Any]) -> Iterator[tuple[str | None, str]]:
-    """Every API id that names the enrollment's user, as (kind, value) pairs."""
-    user = enrollment.get("user") or {}
-    yield None, str(enrollment.get("user_id"))
-    sis = enrollment.get("sis_user_id") or user.get("sis_user_id")
-    if sis:
-        yield "sis_user_id", str(sis)
-    if user.get("integration_id"):
-        yield "sis_integration_id", str(user["integration_id"])
-    if user.get("login_id"):
-        yield "sis_login_id", str(user["login_id"]).lower()
-
-
-def _record_user_key(ref: str) -> tuple[str | None, str]:
-    kind, value = split_api_id(ref)
-    return kind, value.lower() if kind == "sis_login_id" else value
-
-
 class RosterIndex:
     """The rosters, indexed by user, and which enrollment ids the SIS claims."""
 
@@ -325,17 +306,17 @@ class RosterIndex:
         for scope, roster in rosters.items():
             index: dict[tuple[str | None, str], list[dict[str, Any]]] = defaultdict(list)
             for enrollment in roster.enrollments:
-                for key in _user_keys(enrollment):
+                for key in user_keys(enrollment):
                     index[key].append(enrollment)
                     if enrollment.get("user_id") is not None:
                         self.user_ids[key] = int(enrollment["user_id"])
             self._by_user[scope] = index
 
     def of_user(self, scope: str, user: str) -> list[dict[str, Any]]:
-        return self._by_user.get(scope, {}).get(_record_user_key(user), [])
+        return self._by_user.get(scope, {}).get(user_key(user), [])
 
     def knows_user(self, user: str) -> bool:
-        return _record_user_key(user) in self.user_ids
+        return user_key(user) in self.user_ids
 
 
 def _same_observed(
@@ -343,7 +324,7 @@ def _same_observed(
 ) -> bool:
     if record.associated_user is None:
         return enrollment.get("associated_user_id") is None
-    observed = index.user_ids.get(_record_user_key(record.associated_user))
+    observed = index.user_ids.get(user_key(record.associated_user))
     # An observed user seen in no roster cannot be resolved here; any observer row matches then.
     return observed is None or enrollment.get("associated_user_id") == observed
 
@@ -438,8 +419,14 @@ def plan_record(
     mine = [
         e
         for e in users
-        if same_role(e, record, role_id)
-        and same_section(e, record.section)
+        if names_enrollment(
+            e,
+            user=record.user,
+            role=record.role,
+            section=record.section,
+            enrollment_type=record.enrollment_type,
+            role_id=role_id,
+        )
         and _same_observed(e, record, index)
     ]
     course_id = _course_id(mine) or _course_id(roster.enrollments)

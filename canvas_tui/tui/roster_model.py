@@ -1,8 +1,9 @@
 """Compare a course's live Canvas roster with the SIS records for it. Pure data, no Textual.
 
-Matching follows Canvas's own idea of "the same enrollment" (user + type/role + section,
-../shared/CANVAS_API.md §2.4): a SIS row without a section matches the user's enrollment with that
-role in any section of the course.
+Which enrollment a SIS row names is decided by the engine's `roster_match` (user + type/role +
+section in any API id form, as the plan matches them, ../shared/CANVAS_API.md §2.4): a SIS row
+without a section matches the user's enrollment with that role in any section of the course.
+Here each SIS row gets at most one enrollment, and a verdict.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from canvas_tui.engine.roster_match import UserKey, base_type, names_enrollment, user_key, user_keys
 from canvas_tui.engine.state import RecordRow
 from canvas_tui.records import ROLE_WORDS, SisStatus, State, api_id, sis_value, split_api_id
 
@@ -99,10 +101,10 @@ def records_for_course(
 
 
 def compare(enrollments: Sequence[Mapping[str, Any]], records: Sequence[RecordRow]) -> RosterDiff:
-    by_user_role: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
+    by_user: dict[UserKey, list[Mapping[str, Any]]] = {}
     for e in enrollments:
-        key = (_canvas_user(e), str(e.get("role") or e.get("type") or ""))
-        by_user_role.setdefault(key, []).append(e)
+        for key in user_keys(e):
+            by_user.setdefault(key, []).append(e)
     matched: set[int] = set()
     lines: list[RosterLine] = []
     for row in records:
@@ -123,10 +125,19 @@ def compare(enrollments: Sequence[Mapping[str, Any]], records: Sequence[RecordRo
                 )
             )
             continue
-        candidates = by_user_role.get((_record_user(row), role), [])
-        if section:
-            candidates = [e for e in candidates if str(e.get("sis_section_id") or "") == section]
-        free = [e for e in candidates if id(e) not in matched]
+        enrollment_type = base_type(row.role)
+        free = [
+            e
+            for e in by_user.get(user_key(row.user), [])
+            if id(e) not in matched
+            and names_enrollment(
+                e,
+                user=row.user,
+                role=row.role,
+                section=row.section,
+                enrollment_type=enrollment_type,
+            )
+        ]
         wanted = _SATISFIES.get(row.status, frozenset({row.status}))
         # The roster holds every state (deleted rows included): prefer the row that satisfies
         # the SIS status, so an old deleted row never hides the live one.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -128,6 +129,66 @@ def test_roster_read_in_every_state_matches_completed_and_ignores_deleted_histor
         ("S2", Verdict.OK),
     }
     assert diff.missing == [] and diff.canvas_count == 2
+
+
+def _canvas(user_id: int, section_id: int, **fields: object) -> dict[str, object]:
+    """A roster row as Canvas returns it, with the ids the SIS can name it by."""
+    return {
+        "id": 900 + user_id,
+        "user_id": user_id,
+        "course_section_id": section_id,
+        "sis_section_id": "C1-01",
+        "role": "StudentEnrollment",
+        "type": "StudentEnrollment",
+        "enrollment_state": "active",
+        **fields,
+    }
+
+
+def test_roster_matches_a_section_named_by_its_canvas_id() -> None:
+    # (E) the SIS names the section by its Canvas id: in place, as the plan sees it
+    records = [
+        replace(_row(1, "S1"), section="55"),
+        replace(_row(2, "S2"), section="56"),  # another section: missing, and S2's row is extra
+    ]
+    enrollments = [
+        _canvas(1, 55, sis_user_id="S1", user={"name": "one"}),
+        _canvas(2, 55, sis_user_id="S2", user={"name": "two"}),
+    ]
+    diff = compare(enrollments, records)
+    assert {(line.user, line.verdict) for line in diff.lines} == {
+        ("S1", Verdict.OK),
+        ("S2", Verdict.MISSING),
+        ("S2", Verdict.EXTRA),
+    }
+    (ok,) = [line for line in diff.lines if line.verdict is Verdict.OK]
+    assert (ok.record_id, ok.name, ok.section) == (1, "one", "C1-01")
+
+
+def test_roster_matches_a_user_named_by_any_api_id() -> None:
+    # (F) Canvas id, login id (case-insensitive) and integration id all name the same user
+    user = {"name": "ann", "sis_user_id": "S1", "login_id": "Ann@X.edu", "integration_id": "I-1"}
+    records = [
+        replace(_row(1, "S1"), user="7", section="sis_section_id:C1-01"),
+        replace(_row(2, "S1"), user="sis_login_id:ann@x.edu", role="teacher"),
+        replace(_row(3, "S1"), user="sis_integration_id:I-1", role="ta", status="inactive"),
+        replace(_row(4, "S1"), user="sis_integration_id:I-2"),  # nobody in Canvas
+    ]
+    enrollments = [
+        _canvas(7, 55, user=user),
+        _canvas(7, 55, user=user, role="TeacherEnrollment", type="TeacherEnrollment"),
+        _canvas(7, 55, user=user, role="TaEnrollment", type="TaEnrollment"),
+    ]
+    diff = compare(enrollments, records)
+    by_record = {line.record_id: line.verdict for line in diff.lines}
+    assert by_record == {
+        1: Verdict.OK,
+        2: Verdict.OK,
+        3: Verdict.DIFFERS,  # the TA row is active, the SIS says inactive
+        4: Verdict.MISSING,
+    }
+    assert [line.record_id for line in diff.missing] == [4]
+    assert (diff.canvas_count, diff.sis_count) == (3, 4)
 
 
 def test_keymap_check_names_unknown_actions() -> None:

@@ -1,0 +1,105 @@
+"""Does an SIS record name this Canvas enrollment? The one answer the plan, the SIS actions and the
+roster inspector share.
+
+An enrollment is the record's when its user, role and section all agree (the identity Canvas
+reuses on a re-POST, ../shared/CANVAS_API.md §2.4). Each may be given in any API id form: the
+user as a Canvas id, `sis_user_id`, `sis_login_id` (case-insensitive) or `sis_integration_id`;
+the section as a Canvas id or `sis_section_id`. Verdicts (what to do about a match) stay with
+each caller.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from canvas_tui.records import split_api_id
+from canvas_tui.sources.normalize import resolve_role
+
+UserKey = tuple[str | None, str]
+
+
+def user_keys(enrollment: Mapping[str, Any]) -> Iterator[UserKey]:
+    """Every API id that names the enrollment's user, as (kind, value) pairs."""
+    user = enrollment.get("user") or {}
+    yield None, str(enrollment.get("user_id"))
+    sis = enrollment.get("sis_user_id") or user.get("sis_user_id")
+    if sis:
+        yield "sis_user_id", str(sis)
+    if user.get("integration_id"):
+        yield "sis_integration_id", str(user["integration_id"])
+    if user.get("login_id"):
+        yield "sis_login_id", str(user["login_id"]).lower()
+
+
+def user_key(ref: str) -> UserKey:
+    """A record's user (API id form) as the key `user_keys` would yield for that user."""
+    kind, value = split_api_id(ref)
+    return kind, value.lower() if kind == "sis_login_id" else value
+
+
+def same_user(enrollment: Mapping[str, Any], user: str) -> bool:
+    return user_key(user) in set(user_keys(enrollment))
+
+
+def same_section(enrollment: Mapping[str, Any], section: str | None) -> bool:
+    """Whether an enrollment is in the record's section; any section matches a record that names
+    none. A section id kind the JSON does not carry never matches."""
+    if section is None:
+        return True
+    kind, value = split_api_id(section)
+    if kind == "sis_section_id":
+        return str(enrollment.get("sis_section_id") or "") == value
+    if kind is None:
+        return str(enrollment.get("course_section_id")) == value
+    return False  # an id kind the enrollment JSON does not carry; never act on a guess
+
+
+def base_type(role: str) -> str | None:
+    """The built-in enrollment type a role word stands for; None for a custom role name."""
+    return resolve_role(role).enrollment_type
+
+
+def same_role(
+    enrollment: Mapping[str, Any], role: str, enrollment_type: str | None, role_id: str | None
+) -> bool:
+    """By `role_id` when known (the record's, or its custom role's looked-up id), else the
+    built-in type, else the role name."""
+    if role_id is not None:
+        return str(enrollment.get("role_id")) == str(role_id)
+    if enrollment_type is not None:
+        # A role word names the built-in role, whose name equals its type (§2.8).
+        return bool(
+            enrollment.get("type") == enrollment_type
+            and enrollment.get("role", enrollment_type) == enrollment_type
+        )
+    return enrollment.get("role") == role
+
+
+def names_enrollment(
+    enrollment: Mapping[str, Any],
+    *,
+    user: str,
+    role: str,
+    section: str | None,
+    enrollment_type: str | None,
+    role_id: str | None = None,
+) -> bool:
+    """Whether a record with this user, role and section (API id forms) names the enrollment."""
+    return (
+        same_user(enrollment, user)
+        and same_role(enrollment, role, enrollment_type, role_id)
+        and same_section(enrollment, section)
+    )
+
+
+__all__ = [
+    "UserKey",
+    "base_type",
+    "names_enrollment",
+    "same_role",
+    "same_section",
+    "same_user",
+    "user_key",
+    "user_keys",
+]
