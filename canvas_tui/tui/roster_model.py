@@ -100,6 +100,13 @@ def records_for_course(
     return [r for r in rows if r.course is not None and sis_value(r.course) in wanted]
 
 
+def _without_canvas_row(row: RecordRow, role: str, section: str, verdict: Verdict) -> RosterLine:
+    """The line of a SIS record that no Canvas enrollment answers."""
+    return RosterLine(
+        _record_user(row), "", role, section, "", row.status, verdict, row.record_id, row.state
+    )
+
+
 def compare(enrollments: Sequence[Mapping[str, Any]], records: Sequence[RecordRow]) -> RosterDiff:
     by_user: dict[UserKey, list[Mapping[str, Any]]] = {}
     for e in enrollments:
@@ -110,20 +117,9 @@ def compare(enrollments: Sequence[Mapping[str, Any]], records: Sequence[RecordRo
     for row in records:
         role = role_key(row.role)
         section = sis_value(row.section)
+
         if row.category == "invalid_input":
-            lines.append(
-                RosterLine(
-                    _record_user(row),
-                    "",
-                    role,
-                    section,
-                    "",
-                    row.status,
-                    Verdict.INVALID,
-                    row.record_id,
-                    row.state,
-                )
-            )
+            lines.append(_without_canvas_row(row, role, section, Verdict.INVALID))
             continue
         enrollment_type = base_type(row.role)
         free = [
@@ -145,24 +141,15 @@ def compare(enrollments: Sequence[Mapping[str, Any]], records: Sequence[RecordRo
             iter(free), None
         )
         if found is None:
-            verdict = Verdict.OK if row.status in _GONE else Verdict.MISSING
             lines.append(
-                RosterLine(
-                    _record_user(row),
-                    "",
-                    role,
-                    section,
-                    "",
-                    row.status,
-                    verdict,
-                    row.record_id,
-                    row.state,
+                _without_canvas_row(
+                    row, role, section, Verdict.OK if row.status in _GONE else Verdict.MISSING
                 )
             )
             continue
         matched.add(id(found))
         canvas_state = str(found.get("enrollment_state", ""))
-        ok = canvas_state in _SATISFIES.get(row.status, frozenset({row.status}))
+        ok = canvas_state in wanted
         lines.append(
             RosterLine(
                 _record_user(row),
