@@ -10,6 +10,7 @@ import json
 import re
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 import httpx
 
@@ -128,6 +129,12 @@ class CanvasError(Exception):
 
     def __post_init__(self) -> None:
         super().__init__(self.message)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # the engine process sends errors to the console pickled; Exception's default would
+        # call CanvasError(message)
+        fields = (self.category, self.message, self.status, self.error_report_id)
+        return CanvasError, (*fields, self.method, self.url, self.request_sent)
 
     @property
     def retryable(self) -> bool:

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 
@@ -29,6 +30,9 @@ from canvas_tui.engine.state import RunState
 from canvas_tui.records import EnrollmentRecord, InputError, Source
 from canvas_tui.sources import layout_of, open_source
 
+if TYPE_CHECKING:
+    from canvas_tui.engine.plan import SyncDecision
+
 DEFAULT_JOURNAL_DIR = Path("runs")
 
 
@@ -42,6 +46,13 @@ def default_journal_path(directory: Path | None = None) -> Path:
         n += 1
         path = directory / f"{stamp}-{n}.journal"
     return path
+
+
+def journal_path_for(config: Config, journal_path: Path | None = None) -> Path:
+    """The journal a run uses: the one asked for, the config's, else a new one in journal_dir."""
+    return Path(
+        journal_path or config.sync.journal or default_journal_path(config.sync.journal_dir)
+    )
 
 
 def config_fingerprint(config: Config, source_description: str) -> str:
@@ -101,6 +112,17 @@ class Session:
         await self.load()
         return await self.runner.run()
 
+    async def plan(self) -> SyncDecision:
+        """The plan the console shows before anything is loaded or sent (engine/plan.py)."""
+        from canvas_tui.engine.plan import plan_session
+
+        return await plan_session(self, requested=True)
+
+    async def apply_plan(self, decision: SyncDecision) -> None:
+        from canvas_tui.engine.plan import apply_plan
+
+        await apply_plan(self, decision)
+
     async def close(self) -> None:
         if self.client is not None:
             await self.client.aclose()
@@ -119,9 +141,7 @@ def open_session(
 ) -> Session:
     """Wire a run. Raises ConfigError (no base URL / token, unsafe URL), JournalError (the file
     is not a journal) or InputError (the journal belongs to a different source)."""
-    path = Path(
-        journal_path or config.sync.journal or default_journal_path(config.sync.journal_dir)
-    )
+    path = journal_path_for(config, journal_path)
     if read_only:
         governor = governor or Governor()
         # triage of a journal needs no Canvas; reading rosters does, with the usual URL rules
