@@ -1,6 +1,7 @@
 """The operator console: a dashboard over the engine, the queue, and the operator's controls.
 
-The engine runs as a worker in the app's event loop; the UI reads `runner.snapshot()` and the
+The engine runs in a process of its own (engine/remote.py), or in the app's event loop when a
+test or a read-only session opens it so; either way the UI reads `runner.snapshot()` and the
 journal (through `RecordStore`) on a timer and sends commands through `RunControl` only.
 """
 
@@ -10,7 +11,6 @@ import argparse
 import asyncio
 import contextlib
 import sys
-import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -94,6 +94,7 @@ class ConsoleApp(App[int]):
         self.view_store: RecordStore | None = None
         self._description = description + ("  [read-only]" if read_only else "")
         self._loading = False
+        self._ui_loop: asyncio.AbstractEventLoop | None = None
         self.sub_title = self._description
 
     # ---- layout and the refresh loop -----------------------------------------------------------
@@ -105,6 +106,7 @@ class ConsoleApp(App[int]):
         yield Footer()
 
     def on_mount(self) -> None:
+        self._ui_loop = asyncio.get_running_loop()
         if self.keymap_overrides:
             self.set_keymap(self.keymap_overrides)
         self.queue.table.focus()
@@ -163,24 +165,24 @@ class ConsoleApp(App[int]):
     async def _plan_first(self, session: ConsoleSession) -> bool:
         """The plan screen: what will change and the would-be drops, before anything is loaded
         or sent. False when the operator declines (nothing is queued)."""
-        from canvas_tui.engine.plan import apply_plan, plan_session
         from canvas_tui.tui.screens.plan import PlanScreen
 
-        if getattr(session, "resumed", False):
+        if session.resumed:
             return True
         self.sub_title = f"{self._description} · reading the rosters"
-        decision = await plan_session(session, requested=True)  # type: ignore[arg-type]
+        decision = await session.plan()
         if decision.plan is None:
             return True
         if not await self.push_screen_wait(PlanScreen(decision.plan, decision.message)):
             self.notify("Plan not applied: nothing was sent.", severity="warning")
             return False
-        await apply_plan(session, decision)  # type: ignore[arg-type]
+        await session.apply_plan(decision)
         return True
 
     def _loaded_rows(self, n: int) -> None:
-        # called from the loading thread: hand the number to the UI thread
-        self.call_from_thread(
+        # called from a loading thread (engine in process) or from the loop (engine process)
+        assert self._ui_loop is not None, "mounted"
+        self._ui_loop.call_soon_threadsafe(
             setattr, self, "sub_title", f"{self._description} · loading: {n:,} rows read"
         )
 
@@ -688,7 +690,9 @@ def main(args: argparse.Namespace) -> int:
     """`canvas-tui [console] [SOURCE] [--config] [--journal] [--read-only]`."""
     from canvas_tui.config import ConfigError, load_config
     from canvas_tui.engine.journal import JournalError
+    from canvas_tui.engine.remote import start_engine
     from canvas_tui.engine.session import open_session
+    from canvas_tui.engine.worker import EngineError, EngineSpec
     from canvas_tui.records import InputError
     from canvas_tui.sources import open_source
 
@@ -713,12 +717,21 @@ def main(args: argparse.Namespace) -> int:
         print(f"canvas-tui: warning: {warning}", file=sys.stderr)
     if args.read_only and not existing:
         return _fail("--read-only inspects an existing journal: give --journal FILE")
+    session: ConsoleSession
     try:
         # opened before the UI starts, so a bad config or journal is a plain message and exit 2
-        session = open_session(
-            config, source=source, journal_path=journal, read_only=args.read_only
-        )
-    except (ConfigError, InputError, JournalError) as exc:
+        if args.read_only:
+            session = open_session(config, source=source, journal_path=journal, read_only=True)
+        else:
+            # the engine sends from a process of its own, so keys answer within a frame
+            session = start_engine(
+                EngineSpec(
+                    config,
+                    source=(args.source or config.source) if source is not None else None,
+                    journal_path=journal,
+                )
+            )
+    except (ConfigError, InputError, JournalError, EngineError) as exc:
         return _fail(str(exc))
 
     async def opener() -> ConsoleSession:
@@ -740,70 +753,41 @@ def main(args: argparse.Namespace) -> int:
 
 
 def demo_main(args: argparse.Namespace) -> int:
-    """`canvas-tui demo`: the console on the in-process simulator and the example data."""
+    """`canvas-tui demo`: the console on the built-in simulator and the example data; the engine
+    and the simulator share a process of their own, as Canvas and the console would not."""
     import tempfile
 
     from canvas_tui.config import load_config
-    from canvas_tui.engine.session import open_session
-    from canvas_tui.simulator import DEMO_TOKEN, FaultRates, SimConfig, build_app
-    from canvas_tui.simulator.testing import asgi_transport
-    from canvas_tui.sources import open_source
+    from canvas_tui.engine.remote import start_engine
+    from canvas_tui.engine.worker import EngineError, EngineSpec
+    from canvas_tui.simulator import DEMO_TOKEN
+    from canvas_tui.simulator.demo import DEMO_URL, Storms, demo_config
 
     csv_path = EXAMPLES / "enrollments.csv"
     if not csv_path.is_file():
         return _fail(f"{csv_path}: the demo data is missing")
-    sim = build_app(
-        SimConfig(
-            seed=args.seed,
-            time_scale=args.time_scale,
-            throttle_status=args.throttle_status,
-            # dearer creates than Canvas's defaults and a few server faults, so the limiter and
-            # retries show within seconds on 3,000 rows
-            post_cost=DEMO_POST_COST,
-            faults=FaultRates(error_500=0.01, html_503=0.005),
-        )
-    )
     config = load_config(None, env={"CANVAS_API_TOKEN": DEMO_TOKEN, "CANVAS_BASE_URL": DEMO_URL})
-    workdir = Path(tempfile.mkdtemp(prefix="canvas-tui-demo-"))
-    journal = workdir / "journal.sqlite"
+    journal = Path(tempfile.mkdtemp(prefix="canvas-tui-demo-")) / "journal.sqlite"
+    spec = EngineSpec(
+        config,
+        source=csv_path,
+        journal_path=journal,
+        simulator=demo_config(args.seed, args.time_scale, args.throttle_status),
+        storms=Storms(),
+    )
+    try:
+        session = start_engine(spec)
+    except EngineError as exc:
+        return _fail(str(exc))
 
     async def opener() -> ConsoleSession:
-        return open_session(
-            config,
-            source=open_source(csv_path),
-            journal_path=journal,
-            transport=asgi_transport(sim),
-        )
+        return session
 
     app = ConsoleApp(
         opener,
         description=f"demo · {csv_path.name} · simulator seed {args.seed}",
         journal_path=journal,
     )
-    stop = threading.Event()
-    threading.Thread(target=_storms, args=(sim, stop), daemon=True).start()
-    try:
-        code = app.run() or 0
-    finally:
-        stop.set()
+    code = app.run() or 0
     print(f"canvas-tui demo: journal kept in {journal}")
     return code
-
-
-DEMO_URL = "http://127.0.0.1"  # never dialled: the transport is the in-process simulator
-# Creates 3x dearer than Canvas's default: the limiter's headroom visibly moves, yet the 3,000
-# rows finish in about 2 minutes (at 2.0 the bucket allowed ~5 records/s: 10 minutes).
-DEMO_POST_COST = 0.3
-# throttle storms: first after (s), then every (s), lasting (world s), with this high-water mark
-DEMO_STORMS = (3.0, 40.0, 8.0, 120.0)
-
-
-def _storms(sim: Any, stop: threading.Event) -> None:
-    """Canvas under load from other jobs: now and then the limiter tightens without warning, so
-    throttling (and the governor backing off, then recovering) shows early in the demo."""
-    first, every, duration, hwm = DEMO_STORMS
-    wait = first
-    while not stop.wait(wait):
-        # the bucket is full at the lower mark: the requests in flight are throttled at once
-        sim.storm(fill=hwm, hwm=hwm, duration=duration)
-        wait = every

@@ -1,4 +1,5 @@
-"""What the console needs from an engine session (ENG's `open_session` returns one).
+"""What the console needs from an engine session: `engine.session.open_session` returns one that
+runs the engine in the console's process, `engine.remote.start_engine` one in a process of its own.
 
 A Protocol rather than an import so the console's typing does not depend on engine internals.
 """
@@ -7,9 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from canvas_tui.engine.state import RecordStore, RunControl
+
+if TYPE_CHECKING:
+    from canvas_tui.engine.plan import SyncDecision
 
 
 class ConsoleSession(Protocol):
@@ -25,9 +29,16 @@ class ConsoleSession(Protocol):
     @property
     def journal_path(self) -> Path: ...
 
+    @property
+    def resumed(self) -> bool: ...  # the journal already held a loaded run
+
     async def load(self, on_progress: Callable[[int], None] | None = None) -> Any: ...
 
     async def run(self) -> Any: ...
+
+    async def plan(self) -> SyncDecision: ...
+
+    async def apply_plan(self, decision: SyncDecision) -> None: ...
 
     async def close(self) -> None: ...
 

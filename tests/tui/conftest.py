@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import csv
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from canvas_tui.config import load_config
-from canvas_tui.engine.session import Session, open_session
+from canvas_tui.engine.remote import start_engine
+from canvas_tui.engine.session import open_session
+from canvas_tui.engine.worker import EngineSpec
 from canvas_tui.simulator import ADMIN_TOKEN, LatencyModel, SimConfig, Simulator, World, build_app
-from canvas_tui.simulator.testing import asgi_transport
+from canvas_tui.simulator.testing import asgi_transport, serve_in_thread
 from canvas_tui.sources import open_source
 from canvas_tui.tui.app import ConsoleApp
 
@@ -65,17 +70,43 @@ def write_enrollments(
     return path
 
 
+_HARNESSES: list[Harness] = []
+
+
 @dataclass
 class Harness:
-    """A simulator, a source file and a journal path; `app()` builds a console over them."""
+    """A simulator, a source file and a journal path; `app()` builds a console over them.
+
+    With `engine_process`, the console runs as `canvas-tui` runs it: the engine in a process
+    of its own, talking to the simulator served on a loopback socket (in this process, so the
+    test still sees and changes the simulator's world)."""
 
     sim: Simulator
     csv_path: Path
     journal: Path
-    sessions: list[Session] = field(default_factory=list)
+    time_scale: float = 1.0
+    engine_process: bool = False
+    sessions: list[Any] = field(default_factory=list)
+    servers: ExitStack = field(default_factory=ExitStack)
+    base_url: str | None = None
 
     def opener(self, *, read_only: bool = False) -> Callable[[], object]:
-        async def open_() -> Session:
+        async def open_() -> Any:
+            if self.engine_process and not read_only:
+                if self.base_url is None:
+                    self.base_url = self.servers.enter_context(serve_in_thread(self.sim))
+                config = load_config(
+                    None, env={"CANVAS_API_TOKEN": ADMIN_TOKEN, "CANVAS_BASE_URL": self.base_url}
+                )
+                spec = EngineSpec(
+                    config,
+                    source=self.csv_path,
+                    journal_path=self.journal,
+                    governor_leak=10.0 * self.time_scale,
+                )
+                remote = await asyncio.to_thread(start_engine, spec)
+                self.sessions.append(remote)
+                return remote
             config = load_config(
                 None, env={"CANVAS_API_TOKEN": ADMIN_TOKEN, "CANVAS_BASE_URL": BASE_URL}
             )
@@ -111,6 +142,7 @@ def make_harness(
     latency: float = 0.25,
     world: World | None = None,
     extra: Sequence[Sequence[str]] = (),
+    engine_process: bool = False,
 ) -> Harness:
     world = world or small_world()
     sim = build_app(
@@ -122,7 +154,22 @@ def make_harness(
     csv_path = write_enrollments(
         tmp_path / "enrollments.csv", world, good, bad_every=bad_every, extra=extra
     )
-    return Harness(sim, csv_path, tmp_path / "run.journal")
+    harness = Harness(sim, csv_path, tmp_path / "run.journal", time_scale, engine_process)
+    _HARNESSES.append(harness)
+    return harness
+
+
+@pytest.fixture(autouse=True)
+def _stop_simulator_servers() -> Iterator[None]:
+    yield
+    while _HARNESSES:
+        _HARNESSES.pop().servers.close()
+
+
+# the console's two placements of the engine: in its own process (as shipped), in the app's loop
+PLACEMENTS = pytest.mark.parametrize(
+    "engine_process", [True, False], ids=["engine-process", "engine-in-process"]
+)
 
 
 def roster_world(size: int = 250) -> World:

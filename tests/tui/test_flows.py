@@ -13,7 +13,7 @@ from canvas_tui.records import FINAL_STATES, State
 from canvas_tui.tui.app import ConsoleApp
 from canvas_tui.tui.screens.dialogs import ConfirmScreen, EditScreen, HelpScreen, PromptScreen
 from canvas_tui.tui.screens.stepper import FailureStepper
-from tests.tui.conftest import SIZE, Harness, make_harness, text_of, wait_for
+from tests.tui.conftest import PLACEMENTS, SIZE, Harness, make_harness, text_of, wait_for
 
 
 def _phase(app: ConsoleApp) -> Phase | None:
@@ -27,8 +27,11 @@ def _store(app: ConsoleApp) -> Journal:
     return store
 
 
-async def test_a_run_goes_to_the_end_and_counts_reconcile(harness: Harness) -> None:
-    app = harness.app()
+@PLACEMENTS
+async def test_a_run_goes_to_the_end_and_counts_reconcile(
+    tmp_path: Path, engine_process: bool
+) -> None:
+    app = make_harness(tmp_path, good=40, bad_every=10, engine_process=engine_process).app()
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: _phase(app) is Phase.FINISHED)
         state = app.state
@@ -42,6 +45,7 @@ async def test_a_run_goes_to_the_end_and_counts_reconcile(harness: Harness) -> N
         failures = text_of(app.query_one("#failures"))
         assert "User not found" in failures and "Invalid source row" in failures
         await pilot.press("q")  # finished: no question asked
+        await wait_for(pilot, lambda: app.return_value is not None)  # the engine closes first
     assert app.return_value == 1  # ExitCode.RECORDS_FAILED
 
 
@@ -56,8 +60,11 @@ def _settled(app: ConsoleApp) -> bool:
     )
 
 
-async def test_pause_stops_dispatch_send_one_sends_one_resume_finishes(tmp_path: Path) -> None:
-    h = make_harness(tmp_path, good=150, time_scale=2.0)
+@PLACEMENTS
+async def test_pause_stops_dispatch_send_one_sends_one_resume_finishes(
+    tmp_path: Path, engine_process: bool
+) -> None:
+    h = make_harness(tmp_path, good=150, time_scale=2.0, engine_process=engine_process)
     app = h.app()
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(
@@ -84,8 +91,9 @@ async def test_pause_stops_dispatch_send_one_sends_one_resume_finishes(tmp_path:
         await pilot.press("q")
 
 
-async def test_skip_and_retry_change_a_records_state(tmp_path: Path) -> None:
-    h = make_harness(tmp_path, good=60, bad_every=20, time_scale=2.0)
+@PLACEMENTS
+async def test_skip_and_retry_change_a_records_state(tmp_path: Path, engine_process: bool) -> None:
+    h = make_harness(tmp_path, good=60, bad_every=20, time_scale=2.0, engine_process=engine_process)
     app = h.app()
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(
@@ -186,8 +194,11 @@ async def test_stepper_walks_the_failures_in_order_and_edit_retries(harness: Har
         await pilot.press("q")
 
 
-async def test_quitting_mid_run_leaves_a_consistent_journal_that_resumes(tmp_path: Path) -> None:
-    h = make_harness(tmp_path, good=300, time_scale=2.0)
+@PLACEMENTS
+async def test_quitting_mid_run_leaves_a_consistent_journal_that_resumes(
+    tmp_path: Path, engine_process: bool
+) -> None:
+    h = make_harness(tmp_path, good=300, time_scale=2.0, engine_process=engine_process)
     app = h.app()
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(

@@ -11,7 +11,14 @@ from canvas_tui.records import State
 from canvas_tui.tui.roster_model import Verdict
 from canvas_tui.tui.screens.dialogs import ConfirmScreen, PromptScreen
 from canvas_tui.tui.screens.roster import RosterScreen
-from tests.tui.conftest import ROSTER_COURSE, SIZE, make_harness, roster_world, wait_for
+from tests.tui.conftest import (
+    PLACEMENTS,
+    ROSTER_COURSE,
+    SIZE,
+    make_harness,
+    roster_world,
+    wait_for,
+)
 
 ROSTER_ROWS = [
     *([ROSTER_COURSE, f"R{i:04d}", "student", f"{ROSTER_COURSE}-01", "active"] for i in range(5)),
@@ -20,10 +27,17 @@ ROSTER_ROWS = [
 ]
 
 
+@PLACEMENTS
 async def test_roster_pages_through_every_enrollment_and_enqueues_the_missing(
-    tmp_path: Path,
+    tmp_path: Path, engine_process: bool
 ) -> None:
-    h = make_harness(tmp_path, good=10, world=roster_world(250), extra=ROSTER_ROWS)
+    h = make_harness(
+        tmp_path,
+        good=10,
+        world=roster_world(250),
+        extra=ROSTER_ROWS,
+        engine_process=engine_process,
+    )
     app = h.app()
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: app.state is not None and app.state.phase is Phase.FINISHED)
