@@ -4,17 +4,19 @@ memory.
     .venv/bin/python benchmarks/bench_tui.py [--records 100000] [--seconds 20] [--presses 200]
 
 The simulator runs in its own process (`canvas-tui simulate`, loopback), as Canvas would be
-elsewhere, so the console's process holds only what the console holds: the app, the engine, the
-journal and the client. The app runs headless (`App.run_test`), at 140x45.
+elsewhere. The console runs as `canvas-tui` runs it: the app (headless, `App.run_test`, 140x45)
+in this process, the engine (session, runner, client, journal writer) in a process of its own.
 
 Measured:
-- first frame: from creating the app until the dashboard shows every record and the queue has
-  painted its first window, (a) over an existing 100,000-record journal (triage / resume) and
-  (b) while a fresh 100,000-row CSV is still loading (the frame must not wait for the load);
-- key latency: `pilot.press` round trips (the key is dispatched, handled and the app is idle
-  again) for cursor moves, page moves, state-filter and sort changes, while the engine sends at
-  the rate the simulator allows;
-- memory: the process's peak RSS at the end.
+- first frame: from starting the console (the engine process's start included) until the
+  dashboard shows every record and the queue has painted its first window, (a) over an existing
+  100,000-record journal (triage / resume) and (b) while a fresh 100,000-row CSV is still loading
+  (the frame must not wait for the load);
+- key latency: key event handed to the app as the terminal driver does -> handler ran -> first
+  frame drawn after it, for cursor moves, page moves, state-filter and sort changes, while the
+  engine sends at the rate the simulator allows; in rounds, with the engine in its own process
+  (as shipped) and, for comparison in the same run, in the console's process;
+- memory: peak RSS of the console process plus the largest engine process.
 """
 
 from __future__ import annotations
@@ -23,11 +25,13 @@ import argparse
 import asyncio
 import csv
 import json
+import os
 import resource
 import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +39,9 @@ import httpx
 from textual import events
 
 from canvas_tui.config import load_config
+from canvas_tui.engine.remote import start_engine
 from canvas_tui.engine.session import open_session
+from canvas_tui.engine.worker import EngineSpec
 from canvas_tui.simulator import ADMIN_TOKEN, World
 from canvas_tui.simulator.testing import simulate_process
 from canvas_tui.sources import open_source
@@ -70,18 +76,31 @@ def write_csv(path: Path, records: int) -> Path:
     return path
 
 
-def console(base: str, csv_path: Path, journal: Path, *, autostart: bool) -> ConsoleApp:
+def console(
+    base: str, csv_path: Path, journal: Path, *, autostart: bool, engine_process: bool = True
+) -> ConsoleApp:
+    """The console as `canvas-tui` opens it: the engine in a process of its own (or, to compare,
+    in the console's process as tests open it)."""
     config = load_config(None, env={"CANVAS_API_TOKEN": ADMIN_TOKEN, "CANVAS_BASE_URL": base})
+    session: Any = None
+    if engine_process:
+        session = start_engine(EngineSpec(config, source=csv_path, journal_path=journal))
 
     async def opener() -> Any:
+        if session is not None:
+            return session
         return open_session(config, source=open_source(csv_path), journal_path=journal)
 
     return ConsoleApp(opener, description=csv_path.name, journal_path=journal, autostart=autostart)
 
 
-async def first_frame(app: ConsoleApp, records: int, *, loaded: bool) -> dict[str, float]:
-    """Seconds until the first frame with the dashboard and a painted queue window."""
+async def first_frame(
+    make_app: Callable[[], ConsoleApp], records: int, *, loaded: bool
+) -> dict[str, float]:
+    """Seconds from starting the console (engine process included) until the first frame with
+    the dashboard and a painted queue window."""
     start = time.perf_counter()
+    app = make_app()
     out: dict[str, float] = {}
     async with app.run_test(size=SIZE) as pilot:
         mounted = time.perf_counter()
@@ -119,16 +138,20 @@ def _signature(app: ConsoleApp) -> tuple[object, ...]:
 
 async def key_latency(app: ConsoleApp, seconds: float, presses: int) -> dict[str, Any]:
     """Key to frame: the key event is posted as the terminal driver would, the handler runs, and
-    the latency ends with the first frame drawn after the handler's effect is visible in the app.
+    the latency ends when the first frame drawn with the handler's effect is written: a frame is
+    taken as showing the key when the app's state at the moment it is drawn already carries it.
 
     (`pilot.press` is not used for timing: it waits for the whole process to go idle, which a
-    process syncing at full rate never is.)"""
-    frames: list[float] = []
+    process syncing at full rate never is. Nor is "poll until handled, then wait for a later
+    frame": the frame that shows the key is often drawn before a poller notices the handler ran,
+    and the next one may be a whole refresh tick away, which the operator never waits for.)"""
     real_display = app._display
+    pending: dict[str, Any] = {}  # before: the signature the key will change; shown: when drawn
 
     def display(screen: Any, renderable: Any) -> None:
-        frames.append(time.perf_counter())
         real_display(screen, renderable)
+        if "before" in pending and "shown" not in pending and _signature(app) != pending["before"]:
+            pending["shown"] = time.perf_counter()
 
     app._display = display  # type: ignore[method-assign]
     latencies: list[float] = []
@@ -139,22 +162,24 @@ async def key_latency(app: ConsoleApp, seconds: float, presses: int) -> dict[str
             await pilot.pause(0.05)
         start = time.perf_counter()
         cpu_start = time.process_time()
+        engine = getattr(app.session, "process", None)
+        engine_cpu = _cpu_seconds(engine.pid) if engine is not None else 0.0
         start_finished = app.state.finished
         interval = seconds / presses
         for i in range(presses):
             key = KEYS[i % len(KEYS)]
-            before = _signature(app)
+            pending.clear()
+            pending["before"] = before = _signature(app)
             t0 = time.perf_counter()
             send_key(app, key)
             deadline = t0 + 5.0
             # polling from outside the app is the measurement itself: no event to wait on
             while _signature(app) == before and time.perf_counter() < deadline:  # noqa: ASYNC110
                 await asyncio.sleep(0.0005)
-            handled = time.perf_counter()
-            handle_times.append(handled - t0)
-            while not (frames and frames[-1] >= handled) and time.perf_counter() < deadline:  # noqa: ASYNC110
+            handle_times.append(time.perf_counter() - t0)  # an upper bound: the poll's own pace
+            while "shown" not in pending and time.perf_counter() < deadline:  # noqa: ASYNC110
                 await asyncio.sleep(0.0005)
-            latencies.append(time.perf_counter() - t0)
+            latencies.append(pending.get("shown", deadline) - t0)
             by_key.setdefault(key, []).append(latencies[-1])
             await asyncio.sleep(max(0.0, interval - latencies[-1]))
         elapsed = time.perf_counter() - start
@@ -162,8 +187,12 @@ async def key_latency(app: ConsoleApp, seconds: float, presses: int) -> dict[str
         state = app.state
         assert state is not None
         rate = (state.finished - start_finished) / elapsed
+        engine = getattr(app.session, "process", None)
         result = {
             "console_cpu_share": round(cpu_share, 2),
+            "engine_cpu_share": round((_cpu_seconds(engine.pid) - engine_cpu) / elapsed, 2)
+            if engine is not None
+            else None,
             "throttled": state.throttled,
             "governor_limit_at_end": state.governor.limit,
             "in_flight_at_end": state.governor.in_flight,
@@ -189,12 +218,19 @@ async def key_latency(app: ConsoleApp, seconds: float, presses: int) -> dict[str
     }
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU of another process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--records", type=int, default=100_000)
     parser.add_argument("--seconds", type=float, default=20.0, help="key-press phase length")
     parser.add_argument("--presses", type=int, default=200)
     parser.add_argument("--time-scale", type=float, default=10.0)
+    parser.add_argument("--rounds", type=int, default=2, help="key phases per engine placement")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="bench-tui-"))
@@ -206,27 +242,51 @@ def main() -> int:
         fresh = work / "fresh.journal"
         print("first frame, fresh load…", file=sys.stderr)
         results["fresh_load"] = asyncio.run(
-            first_frame(console(base, csv_path, fresh, autostart=False), args.records, loaded=False)
+            first_frame(
+                lambda: console(base, csv_path, fresh, autostart=False), args.records, loaded=False
+            )
         )
         print(results, file=sys.stderr)
         # the same journal, now holding 100,000 records: opened for triage / resume
         results["existing_journal"] = asyncio.run(
-            first_frame(console(base, csv_path, fresh, autostart=False), args.records, loaded=True)
+            first_frame(
+                lambda: console(base, csv_path, fresh, autostart=False), args.records, loaded=True
+            )
         )
         print(results, file=sys.stderr)
-        # the loaded journal again, now sending: keys while the engine runs at full rate
-        results["keys_during_sync"] = asyncio.run(
-            key_latency(console(base, csv_path, fresh, autostart=True), args.seconds, args.presses)
-        )
+        # the loaded journal again, now sending: keys while the engine runs at full rate, with
+        # the engine in its own process (as shipped) and, in turn, in the console's process
+        rounds: dict[str, list[dict[str, Any]]] = {"engine_process": [], "engine_in_process": []}
+        for _ in range(args.rounds):
+            for mode, runs in rounds.items():
+                print(f"keys during sync, {mode}…", file=sys.stderr)
+                app = console(
+                    base,
+                    csv_path,
+                    fresh,
+                    autostart=True,
+                    engine_process=mode == "engine_process",
+                )
+                runs.append(asyncio.run(key_latency(app, args.seconds, args.presses)))
+                print(runs[-1], file=sys.stderr)
+        results["keys_during_sync"] = rounds
+        # engine processes have exited and been waited for; the simulator has not
+        engine_rss_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
         results["simulator"] = (
             httpx.get(f"{base}/__sim__/stats", timeout=10).json().get("max_in_flight")
         )
-    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    results["peak_rss_mb"] = round(rss_mb, 1)
+    console_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    rss_mb = console_rss_mb + engine_rss_mb
+    results["peak_rss_mb"] = {
+        "console": round(console_rss_mb, 1),
+        "engine_process": round(engine_rss_mb, 1),
+        "sum": round(rss_mb, 1),
+    }
+    worst_p95 = max(run["p95_ms"] for run in rounds["engine_process"])
     ok = (
         results["existing_journal"]["first_frame_s"] <= TARGET_FIRST_FRAME
         and results["fresh_load"]["first_frame_s"] <= TARGET_FIRST_FRAME
-        and results["keys_during_sync"]["p95_ms"] <= TARGET_KEY_P95 * 1000
+        and worst_p95 <= TARGET_KEY_P95 * 1000
         and rss_mb <= TARGET_RSS_MB
     )
     results["targets"] = {

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
 
 from canvas_tui.canvas.governor import Governor
 from canvas_tui.config import CanvasConfig, Config, PlanConfig, Secret, SyncConfig
+from canvas_tui.engine.remote import RemoteSession, start_engine
 from canvas_tui.engine.session import Session, open_session
+from canvas_tui.engine.worker import EngineSpec
 from canvas_tui.simulator import ADMIN_TOKEN, SimConfig, Simulator, World, build_app
 from canvas_tui.simulator.testing import asgi_transport
 from canvas_tui.simulator.world import BUILT_IN_ROLE_IDS, Course, Enrollment, Section, User
@@ -76,6 +78,22 @@ class Arena:
             journal_path=self.tmp / "runs" / f"{journal}.journal",
             transport=asgi_transport(self.app),
             governor=Governor(leak=10.0 * TIME_SCALE),
+        )
+
+    def engine_session(
+        self, path: Path, config: Config, journal: str, base_url: str
+    ) -> RemoteSession:
+        """The same, with the engine in a process of its own (as the console runs it) talking to
+        this arena's simulator served at `base_url`."""
+        (self.tmp / "runs").mkdir(exist_ok=True)
+        served = replace(config, canvas=replace(config.canvas, base_url=base_url))
+        return start_engine(
+            EngineSpec(
+                served,
+                source=path,
+                journal_path=self.tmp / "runs" / f"{journal}.journal",
+                governor_leak=10.0 * TIME_SCALE,
+            )
         )
 
     def state_of(self, enrollment: Enrollment) -> str:

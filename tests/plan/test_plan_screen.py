@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from textual.app import App
 from textual.widgets import Button, Label, Static
 
 from canvas_tui.config import PlanConfig
 from canvas_tui.engine.plan import Plan, Roster, build_plan
-from canvas_tui.engine.session import Session
 from canvas_tui.engine.state import Phase
+from canvas_tui.simulator.testing import serve_in_thread
 from canvas_tui.tui.app import ConsoleApp
 from canvas_tui.tui.screens.plan import PlanScreen
 from tests.plan.conftest import Arena
@@ -74,10 +75,19 @@ async def test_apply_key_approves() -> None:
     assert app.return_value is True
 
 
-async def _console(arena: Arena, rows: list[list[str]], journal: str, key: str) -> ConsoleApp:
-    session = arena.session(arena.csv(rows), arena.config(drop_policy="conclude"), journal)
+async def _console(
+    arena: Arena, rows: list[list[str]], journal: str, key: str, base_url: str | None = None
+) -> ConsoleApp:
+    """The console with `plan=True`; the engine in process, or in its own process when the
+    arena's simulator is served at `base_url`."""
+    path, config = arena.csv(rows), arena.config(drop_policy="conclude")
+    session: Any = (
+        arena.session(path, config, journal)
+        if base_url is None
+        else await asyncio.to_thread(arena.engine_session, path, config, journal, base_url)
+    )
 
-    async def opener() -> Session:
+    async def opener() -> Any:
         return session
 
     app = ConsoleApp(opener, description="plan", plan=True)  # type: ignore[arg-type]
@@ -106,5 +116,18 @@ async def test_console_applies_a_plan_only_when_the_operator_approves(arena: Are
     assert all(arena.state_of(e) == "active" for e in enrolled)
 
     await _console(arena, rows, "approved", "a")
+    assert [arena.state_of(e) for e in enrolled] == ["active"] * 7 + ["completed"] * 3
+    assert arena.writes() == 3
+
+
+async def test_the_engine_process_plans_and_applies_on_approval(arena: Arena) -> None:
+    """The plan is computed in the engine process, shown by the console, applied there."""
+    u = arena.users
+    enrolled = [arena.enroll(x) for x in u[:10]]
+    rows = [arena.row(x) for x in u[:7]]
+    with serve_in_thread(arena.app) as base_url:
+        await _console(arena, rows, "declined", "escape", base_url)
+        assert arena.writes() == 0
+        await _console(arena, rows, "approved", "a", base_url)
     assert [arena.state_of(e) for e in enrolled] == ["active"] * 7 + ["completed"] * 3
     assert arena.writes() == 3
