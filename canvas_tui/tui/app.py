@@ -627,6 +627,12 @@ class ConsoleApp(App[int]):
     def action_help(self) -> None:
         self.push_screen(HelpScreen(self.keymap_overrides))
 
+    async def action_quit(self) -> None:
+        """Textual's ctrl+q (from any screen): the same safe quit as `q`, never an exit with
+        requests in flight."""
+        if not isinstance(self.screen, ConfirmScreen):
+            self.action_quit_safely()
+
     def action_quit_safely(self) -> None:
         if self._quitting:
             return
@@ -723,7 +729,8 @@ def main(args: argparse.Namespace) -> int:
         if args.read_only:
             session = open_session(config, source=source, journal_path=journal, read_only=True)
         else:
-            # the engine sends from a process of its own, so keys answer within a frame
+            # the engine sends from a process of its own: drawing and sending never share an
+            # interpreter, and a console that dies leaves the engine to close the journal
             session = start_engine(
                 EngineSpec(
                     config,
@@ -753,8 +760,8 @@ def main(args: argparse.Namespace) -> int:
 
 
 def demo_main(args: argparse.Namespace) -> int:
-    """`canvas-tui demo`: the console on the built-in simulator and the example data; the engine
-    and the simulator share a process of their own, as Canvas and the console would not."""
+    """`canvas-tui demo`: the console on the built-in simulator and the example data. The
+    simulator runs inside the engine's process, so its work never competes with drawing."""
     import tempfile
 
     from canvas_tui.config import load_config

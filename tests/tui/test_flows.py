@@ -204,6 +204,10 @@ async def test_quitting_mid_run_leaves_a_consistent_journal_that_resumes(
         await wait_for(
             pilot, lambda: app.state is not None and app.state.counts.get(State.DONE, 0) >= 20
         )
+        await pilot.press("ctrl+q")  # Textual's own quit key asks the same question
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("n")
+        assert not isinstance(app.screen, ConfirmScreen) and app.return_value is None
         await pilot.press("q")
         assert isinstance(app.screen, ConfirmScreen)
         await pilot.press("y")
