@@ -111,12 +111,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def command_line(argv: Sequence[str]) -> list[str]:
+    """`canvas-tui [SOURCE] [options]` means the console: name it when no command is given."""
+    args = list(argv)
+    if not args or (args[0] not in COMMANDS and args[0] not in ("-h", "--help", "--version")):
+        return ["console", *args]
+    return args
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
-    command = args.command or "console"
-    if args.command is None:
-        args = parser.parse_args(["console", *(argv if argv is not None else sys.argv[1:])])
-    module_name, func_name = COMMANDS[command].split(":")
+    args = parser.parse_args(command_line(sys.argv[1:] if argv is None else argv))
+    module_name, func_name = COMMANDS[args.command].split(":")
     func = getattr(importlib.import_module(module_name), func_name)
     return int(func(args))
