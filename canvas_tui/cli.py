@@ -68,7 +68,12 @@ def build_parser() -> argparse.ArgumentParser:
     sync.add_argument("source", nargs="?", help="enrollments.csv (default: the config's source)")
     sync.add_argument("--journal", metavar="FILE", help="journal file; resumes if it exists")
     sync.add_argument("--report", metavar="FILE", help="write a JSON report (+ failures CSV)")
-    sync.add_argument("--dry-run", action="store_true", help="validate and plan; send nothing")
+    sync.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="validate every row and count what each would ask of Canvas; no HTTP at all "
+        "(`canvas-tui plan` diffs against the live rosters)",
+    )
     sync.add_argument("--max-concurrency", type=int, metavar="N", help="cap requests in flight")
     sync.add_argument(
         "--plan",

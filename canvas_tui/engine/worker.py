@@ -30,13 +30,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from canvas_tui.canvas.client import CanvasClient
-from canvas_tui.config import Config
+from canvas_tui.canvas.errors import CanvasError
+from canvas_tui.config import Config, SourceConfig
 from canvas_tui.engine.plan import SyncDecision
 from canvas_tui.engine.session import Session, open_session
 from canvas_tui.engine.state import Event, RunPhaseChanged, RunState
+
+if TYPE_CHECKING:
+    from canvas_tui.simulator import SimConfig
+    from canvas_tui.simulator.demo import Storms
 
 log = logging.getLogger(__name__)
 
@@ -63,13 +68,13 @@ class EngineSpec:
     """Everything the engine process needs to open the session the console asked for."""
 
     config: Config
-    source: Any = None  # what `open_source` takes (a path, a SourceConfig); None: resume
+    source: SourceConfig | str | Path | None = None  # for `open_source`; None: resume the journal
     journal_path: Path | None = None
     max_concurrency: int | None = None
     governor_leak: float | None = None  # against a time-scaled simulator (tests, benchmarks)
     # the demo: an in-process simulator with this SimConfig, and its throttle storms
-    simulator: Any = None
-    storms: Any = None
+    simulator: SimConfig | None = None
+    storms: Storms | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,6 +206,8 @@ class _Server:
         try:
             value = await work
         except Exception as exc:
+            if not isinstance(exc, CanvasError):  # Canvas's answers are the console's to show
+                log.warning("%s failed", work.__qualname__, exc_info=True)
             self._reply_error(call_id, exc)
         else:
             self.outbox.put(("reply", call_id, True, value, self.state()))
