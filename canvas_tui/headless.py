@@ -28,6 +28,7 @@ from canvas_tui.config import Config, ConfigError, check_base_url, load_config
 from canvas_tui.engine.actions import planned_action
 from canvas_tui.engine.journal import Journal, JournalError
 from canvas_tui.engine.report import write_report
+from canvas_tui.engine.runner import RunCancelled
 from canvas_tui.engine.session import Session, open_session
 from canvas_tui.engine.state import Event, Phase, RecordChanged, RunPhaseChanged, RunState
 from canvas_tui.records import InputError, Source, State, sis_value
@@ -338,7 +339,12 @@ async def _sync(session: Session, reporter: Reporter, args: argparse.Namespace) 
                 return ExitCode.USAGE
             total = await session.load()
         except CanvasError as exc:
-            reporter.error(f"could not read the rosters: {exc}", ExitCode.ABORTED)
+            reporter.error(
+                f"could not read the rosters: {exc} — {hint_for(exc.category)}", ExitCode.ABORTED
+            )
+            return ExitCode.ABORTED
+        except RunCancelled:  # a signal while the rosters were being read
+            reporter.error("stopped before anything was sent", ExitCode.ABORTED)
             return ExitCode.ABORTED
         except InputError as exc:
             reporter.error(str(exc), ExitCode.USAGE)

@@ -18,7 +18,7 @@ from canvas_tui.cli import build_parser
 from canvas_tui.headless import main
 from canvas_tui.records import EnrollmentRecord, RowProblem
 from canvas_tui.simulator import ADMIN_TOKEN, SimConfig, Simulator, World, build_app
-from canvas_tui.simulator.testing import serve_in_thread
+from canvas_tui.simulator.testing import free_port, serve_in_thread
 from canvas_tui.sources import open_source
 from tests.engine.workload import write_csv
 from tests.helpers import start_sync
@@ -131,6 +131,26 @@ def test_invalid_token_stops_at_once_with_exit_3(
     assert sim.stats()["requests"] <= 2
     monkeypatch.setenv("CANVAS_API_TOKEN", ADMIN_TOKEN)
     assert sync("good.csv", "--journal", "t.journal") == 0
+
+
+@pytest.mark.parametrize(
+    ("mode", "says"),
+    [("--plan", "could not read the rosters: Network error"), ("--no-plan", "run aborted")],
+)
+def test_canvas_out_of_reach_ends_the_run_at_once_with_exit_3(
+    sim: Simulator,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    mode: str,
+    says: str,
+) -> None:
+    """A wrong port or a network that cannot reach Canvas: a few quick retries (Canvas has
+    never answered), then a clear error, not a minute of silent back-off per roster."""
+    monkeypatch.setenv("CANVAS_BASE_URL", f"http://127.0.0.1:{free_port()}")
+    assert sync("good.csv", mode, "--journal", "n.journal") == 3
+    errors = [e for e in lines(capsys.readouterr().out) if e["event"] == "error"]
+    assert errors and says in errors[0]["message"]
+    assert "check base_url" in errors[0]["message"]
 
 
 def test_max_concurrency_caps_requests_in_flight(sim: Simulator) -> None:

@@ -134,6 +134,7 @@ class CanvasClient:
         self.retry_policy = retry_policy or RetryPolicy(max_attempts=max_attempts)
         self.sleep = sleep
         self._exists: dict[str, bool] = {}  # 404 attribution cache: path -> exists
+        self._reached = False  # Canvas has answered (with any status) at least once
         self._http = httpx.AsyncClient(
             base_url=str(self.base_url) + "/api/v1/",
             auth=_OriginBearer(token, self._origin),
@@ -222,6 +223,7 @@ class CanvasClient:
                 on_failure=on_failure,
                 sleep=self.sleep,
                 refill_wait=self.governor.refill_wait,
+                reached=lambda: self._reached,
             )
         except CanvasError as error:
             if recover is not None and maybe_applied and not error.fatal:
@@ -261,6 +263,7 @@ class CanvasClient:
                     Category.BAD_REQUEST, f"invalid URL: {exc}", method=method
                 ) from exc
             slot.report(response.headers, throttled=is_throttle(response))
+        self._reached = True
         log.debug("%s %s -> %d", method, url, response.status_code)
         if response.is_success:
             try:

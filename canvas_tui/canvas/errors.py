@@ -90,7 +90,10 @@ HINTS: dict[Category, str] = {
         "Canvas failed internally; retried automatically. Quote the error report id to Instructure "
         "support if it persists."
     ),
-    Category.NETWORK: "The connection failed or timed out; retried automatically.",
+    Category.NETWORK: (
+        "The connection failed or timed out (retried automatically): check base_url and that "
+        "Canvas is reachable from this machine (proxy, firewall, VPN)."
+    ),
     Category.UNSAFE: (
         "canvas-tui refused to send the token there. Check base_url (https, or http only to "
         "loopback) and any proxy rewriting Link headers."

@@ -33,6 +33,9 @@ class RetryPolicy:
     throttle_attempts: int = (
         20  # throttles: the governor makes them rare; a storm must not fail rows
     )
+    # network failures before Canvas has answered even once: a wrong URL or a network that
+    # cannot reach it is more likely than a blip, so say so in seconds, not after a minute
+    unreached_attempts: int = 3
     initial: float = 0.5  # first wait after a server/network failure, seconds
     throttle_initial: float = 0.1  # first wait after a throttle (plus whatever the bucket needs)
     maximum: float = 30.0
@@ -43,8 +46,12 @@ class RetryPolicy:
         wait: float = min(self.maximum, start * 2.0 ** (attempt - 1))
         return min(self.maximum, wait * (1 + self.jitter * rng.random()))
 
-    def attempts_for(self, error: CanvasError) -> int:
-        return self.throttle_attempts if error.category is Category.THROTTLED else self.max_attempts
+    def attempts_for(self, error: CanvasError, *, reached: bool = True) -> int:
+        if error.category is Category.THROTTLED:
+            return self.throttle_attempts
+        if error.category is Category.NETWORK and not reached:
+            return min(self.unreached_attempts, self.max_attempts)
+        return self.max_attempts
 
 
 def _retryable(exc: BaseException) -> bool:
@@ -58,12 +65,13 @@ async def call_with_retry(
     on_failure: FailureHook,
     sleep: Sleep | None = None,
     refill_wait: Callable[[], float] | None = None,
+    reached: Callable[[], bool] | None = None,
     rng: random.Random | None = None,
 ) -> T:
     """Run `attempt(number)` until it returns, a non-retryable error, or the budget runs out.
 
     `on_failure` is told about every failed attempt, including the last (with will_retry=False),
-    before the error propagates.
+    before the error propagates. `reached()` says whether the server has ever answered.
     """
     rng = rng or random.Random()
 
@@ -71,7 +79,8 @@ async def call_with_retry(
         error = state.outcome.exception() if state.outcome else None
         if not isinstance(error, CanvasError):
             return True
-        return state.attempt_number >= policy.attempts_for(error)
+        answered = reached() if reached is not None else True
+        return state.attempt_number >= policy.attempts_for(error, reached=answered)
 
     def wait(state: RetryCallState) -> float:
         error = state.outcome.exception() if state.outcome else None

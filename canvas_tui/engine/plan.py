@@ -47,7 +47,7 @@ from typing import Any, TextIO
 import httpx
 
 from canvas_tui.canvas.client import CanvasClient
-from canvas_tui.canvas.errors import CanvasError
+from canvas_tui.canvas.errors import CanvasError, Category
 from canvas_tui.canvas.governor import Governor
 from canvas_tui.config import Config, ConfigError, PlanConfig, check_base_url, load_config
 from canvas_tui.engine.actions import (
@@ -254,7 +254,8 @@ async def fetch_rosters(
     on_roster: Callable[[int, int], None] | None = None,
 ) -> dict[str, Roster]:
     """Every page of every roster, in every state. A roster that cannot be read (unknown course,
-    no permission) is kept with its error; a fatal error (token, unsafe URL) is raised."""
+    no permission) is kept with its error; a fatal error (token, unsafe URL) or Canvas out of
+    reach is raised, and the other reads are cancelled."""
     wanted = list(dict.fromkeys(scopes))
     gate = asyncio.Semaphore(max(1, concurrency))
     rosters: dict[str, Roster] = {}
@@ -279,17 +280,21 @@ async def fetch_rosters(
                         course=ref, states=ALL_STATES, on_page=on_page, observer=observer
                     )
             except CanvasError as error:
-                if error.fatal:
+                # a plan without the rosters is no plan: Canvas unreachable after every retry
+                # ends it as surely as a rejected token does
+                if error.fatal or error.category is Category.NETWORK:
                     raise
                 roster.error = error
         done += 1
         if on_roster is not None:
             on_roster(done, len(wanted))
 
-    outcomes = await asyncio.gather(*(read(scope) for scope in wanted), return_exceptions=True)
-    for outcome in outcomes:  # a fatal error (token, unsafe URL) stops the plan as itself
-        if isinstance(outcome, BaseException):
-            raise outcome
+    try:
+        async with asyncio.TaskGroup() as group:  # the first error cancels the other reads
+            for scope in wanted:
+                group.create_task(read(scope))
+    except BaseExceptionGroup as failed:
+        raise failed.exceptions[0] from None  # the plan stops with the error itself
     return rosters
 
 

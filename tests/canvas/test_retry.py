@@ -6,11 +6,12 @@ import random
 
 import pytest
 
-from canvas_tui.canvas.client import AttemptEvent
+from canvas_tui.canvas.client import AttemptEvent, CanvasClient
 from canvas_tui.canvas.errors import CanvasError, Category
 from canvas_tui.canvas.governor import Governor
 from canvas_tui.canvas.retry import RetryPolicy
-from canvas_tui.simulator import FaultRates, Simulator, build_app
+from canvas_tui.simulator import ADMIN_TOKEN, FaultRates, Simulator, build_app
+from canvas_tui.simulator.testing import free_port
 from canvas_tui.simulator.world import DOC_COURSE, World
 from tests.canvas.conftest import ManualClock, Sleeps, make_client, sim_config
 from tests.canvas.test_client import sis_students
@@ -73,6 +74,31 @@ async def test_backoff_grows_and_gives_up(app: Simulator) -> None:
     assert [e.will_retry for e in events] == [True, True, True, False]
     assert [e.wait for e in events] == [0.5, 1.0, 2.0, None]
     assert app.stats()["requests"] == 4
+
+
+async def test_an_unreachable_canvas_fails_in_seconds_a_reached_one_gets_the_full_budget(
+    app: Simulator,
+) -> None:
+    """Before Canvas has ever answered, a connection failure is retried briefly (a wrong URL
+    or a blocked network should not cost the operator a minute of silence); once it has
+    answered, the same failure is a blip and gets every attempt."""
+    sleeps = Sleeps()
+    nowhere = CanvasClient(f"http://127.0.0.1:{free_port()}", ADMIN_TOKEN, sleep=sleeps)
+    async with nowhere:
+        with pytest.raises(CanvasError) as caught:
+            await nowhere.whoami()
+    assert caught.value.category is Category.NETWORK and not caught.value.request_sent
+    assert len(sleeps.waits) == RetryPolicy().unreached_attempts - 1
+
+    sleeps = Sleeps()
+    policy = RetryPolicy(max_attempts=5, jitter=0.0)
+    async with make_client(app, sleep=sleeps, retry_policy=policy) as client:
+        await client.whoami()  # Canvas answered
+        app.set_faults(FaultRates(reset_before=1.0))
+        with pytest.raises(CanvasError) as caught:
+            await client.whoami()
+    assert caught.value.category is Category.NETWORK
+    assert len(sleeps.waits) == policy.max_attempts - 1
 
 
 async def test_backoff_is_capped_with_jitter() -> None:
