@@ -722,16 +722,18 @@ def write_plan(
 
 def format_plan(plan: Plan, *, max_courses: int = 40) -> list[str]:
     """The console summary: per action, per course, the brake."""
-    counts = plan.counts()
+    records = Counter(s.action for s in plan.steps if s.kind == "record")
+    canvas_only = [s for s in plan.steps if s.kind == "enrollment"]
     lines = [
-        f"plan: {sum(1 for s in plan.steps if s.kind == 'record')} records, "
+        f"plan: {records.total()} records, "
         f"{plan.invalid_rows} invalid rows, {plan.scopes} rosters in {plan.roster_pages} pages "
         f"({plan.roster_requests} requests, {plan.elapsed:.1f}s)",
-        "  " + "  ".join(f"{a} {counts.get(a, 0)}" for a in ACTIONS),
-        f"  drops: {len(plan.drops)} (drop_policy {plan.policy.drop_policy}); "
-        f"manual enrollments left alone: "
-        f"{sum(1 for s in plan.steps if s.manual and s.action == 'none')}; "
-        f"requests to apply: {plan.change_requests}",
+        # "none": the record is already in place in Canvas
+        "  records: " + "  ".join(f"{a} {records.get(a, 0)}" for a in ACTIONS),
+        f"  in Canvas only: {len(canvas_only)} (drops: {len(plan.drops)} by drop_policy "
+        f"{plan.policy.drop_policy}; manual, left alone: "
+        f"{sum(1 for s in canvas_only if s.manual and s.action == 'none')})",
+        f"  requests to apply: {plan.change_requests}",
     ]
     changed = [(c, n) for c, n in plan.by_course().items() if sum(n.values()) != n.get("none", 0)]
     if changed:

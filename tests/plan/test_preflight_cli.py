@@ -106,7 +106,7 @@ def test_plan_command_prints_and_writes_json_and_csv(arena: Arena) -> None:
     code = plan_module.main(args, transport=asgi_transport(arena.app), out=out)
     text = out.getvalue()
     assert code == 0, text
-    assert "create 1  reactivate 1  update 0" in text and "none 8" in text
+    assert "records: create 1  reactivate 1  update 0" in text and "none 8" in text
     assert f"{arena.course.sis_course_id}: create 1, reactivate 1" in text
     document = json.loads((arena.tmp / "out" / "plan.json").read_text())
     assert document["summary"]["actions"]["create"] == 1
