@@ -40,7 +40,7 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -376,11 +376,33 @@ def _differs(record: EnrollmentRecord, enrollment: Mapping[str, Any]) -> str | N
     ):
         return "limit_section_privileges"
     for name, value in (("start_at", record.start_at), ("end_at", record.end_at)):
-        if _instant(value) != _instant(enrollment.get(name)) or (
-            bool(value) != bool(enrollment.get(name))
-        ):
+        if not _same_time(value, enrollment.get(name)):
             return name
     return None
+
+
+# Canvas reads a date, or a time without an offset, in a zone the API does not tell us (the
+# account's or the token user's) and returns the instant in UTC: "2026-09-01" comes back as
+# "2026-09-01T04:00:00Z" from New York. Such a value matches when Canvas's instant is that wall
+# time in some zone between UTC-12 and UTC+14; otherwise every plan would re-send it.
+_WALL_TIME_SPREAD = (timedelta(hours=-14), timedelta(hours=12))
+
+
+def _same_time(sis: Any, canvas: Any) -> bool:
+    if not sis or not canvas:
+        return bool(sis) == bool(canvas)
+    stored = _instant(canvas)
+    try:
+        wanted = datetime.fromisoformat(str(sis))
+    except ValueError:
+        return stored is None  # neither side is a time we can compare: as before
+    if stored is None:
+        return False
+    if wanted.tzinfo is not None:
+        return wanted == stored
+    wall = wanted.replace(tzinfo=UTC)
+    earliest, latest = _WALL_TIME_SPREAD
+    return wall + earliest <= stored <= wall + latest
 
 
 def _ids(enrollments: Iterable[Mapping[str, Any]]) -> tuple[int, ...]:

@@ -57,6 +57,7 @@ from canvas_tui.simulator.world import (
     Token,
     User,
     World,
+    canvas_time,
     now_iso,
 )
 
@@ -918,8 +919,8 @@ class Simulator:
             associated_user_id = observed.id
         state = self._initial_state(course, enrollment_type, requested_state)
         limit = as_bool(params.get("limit_privileges_to_course_section", False))
-        start_at = params.get("start_at") or None
-        end_at = params.get("end_at") or None
+        start_at = canvas_time(params.get("start_at") or None)
+        end_at = canvas_time(params.get("end_at") or None)
         identity = (user.id, enrollment_type, role.id, associated_user_id, section.id)
         existing = world.find_enrollment(identity)
         stats = self._stats

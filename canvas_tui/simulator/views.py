@@ -12,6 +12,7 @@ from urllib.parse import unquote_plus
 
 from canvas_tui.simulator.world import (
     ROOT_ACCOUNT_ID,
+    TIME_ZONE,
     Account,
     Course,
     Enrollment,
@@ -212,7 +213,7 @@ def course_json(course: Course) -> dict[str, Any]:
         "restrict_enrollments_to_course_dates": course.restrict_enrollments_to_course_dates,
         "default_view": "modules",
         "is_public": False,
-        "time_zone": "America/New_York",
+        "time_zone": TIME_ZONE,
         "uuid": f"sim{course.id:037d}",
     }
 

@@ -15,6 +15,7 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 ADMIN_TOKEN = "demo-admin-token"  # noqa: S105  (a public demo token, only the simulator accepts it)
 NO_PERMISSION_TOKEN = "demo-student-token"  # noqa: S105  (valid, but its user may do almost nothing)
@@ -36,6 +37,7 @@ GRADER_ROLE_ID = 10  # custom, based on TaEnrollment
 AUDITOR_ROLE_ID = 11  # custom, based on StudentEnrollment, inactive
 
 # A fixed "now" for generated timestamps, so a seed always yields the same world.
+TIME_ZONE = "America/New_York"  # the accounts' zone (courses report it too)
 GENERATED_AT = "2026-08-24T12:00:00Z"
 # The SIS import that made the generated students (teachers are enrolled by hand: no import id).
 PREFILL_SIS_IMPORT_ID = 1
@@ -85,6 +87,24 @@ def ascii_fold(text: str) -> str:
 
 def now_iso() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def canvas_time(value: str | None, zone: str = TIME_ZONE) -> str | None:
+    """A time as Canvas stores and returns it: UTC, ISO 8601 with Z. A date or a time without
+    an offset is read in the account's zone, as Canvas parses API times in Time.zone [inferred];
+    text that is no time is kept as given."""
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return value
+    if parsed.tzinfo is None:
+        try:
+            parsed = parsed.replace(tzinfo=ZoneInfo(zone))
+        except ZoneInfoNotFoundError:  # no time zone database here: UTC is the honest guess
+            parsed = parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass(slots=True)

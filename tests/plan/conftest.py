@@ -61,7 +61,9 @@ class Arena:
         ]
 
     def csv(self, rows: list[list[str]], name: str = "in.csv") -> Path:
-        return write_rows(self.tmp / name, rows, HEADER)
+        """Rows of `row()`, with start_date and end_date when they carry two more fields."""
+        extra = len(rows[0]) - len(HEADER) if rows else 0
+        return write_rows(self.tmp / name, rows, HEADER + ["start_date", "end_date"][:extra])
 
     def config(self, **plan: object) -> Config:
         return Config(

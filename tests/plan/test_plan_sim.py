@@ -58,6 +58,35 @@ def _actions(plan: Plan, kind: str = "record") -> dict[str, str]:
     return {s.user: s.action for s in plan.steps if s.kind == kind}
 
 
+async def test_dated_rows_once_sent_are_in_place_on_the_next_plan(arena: Arena) -> None:
+    """Canvas reads a date (or a time without an offset) in its own zone and returns the UTC
+    instant; the next plan must see that as the same date, not re-send every dated row."""
+    u = arena.users
+    dates = [
+        ("2026-09-01", "2026-12-20"),
+        ("2026-09-01T08:00:00", "2026-12-20T17:00:00"),
+        ("2026-09-01T08:00:00Z", "2026-12-20T17:00:00-05:00"),
+        ("", ""),
+    ]
+    rows = [[*arena.row(user), *pair] for user, pair in zip(u, dates, strict=False)]
+    decision, state, _ = await _sync(arena, rows, "first")
+    assert state is not None and state.counts[State.DONE] == len(rows)
+    assert decision.plan is not None and set(_actions(decision.plan).values()) == {"create"}
+    stored = next(
+        e for e in arena.world.enrollments.values() if e.user_id == u[0].id and e.start_at
+    )
+    assert stored.start_at == "2026-09-01T04:00:00Z"  # midnight in New York, as UTC
+
+    again = await _plan(arena, rows)
+    assert set(_actions(again).values()) == {"none"}
+
+    rows[0][5] = "2026-09-02"  # the start date really changed
+    rows[2][6] = "2026-12-21T17:00:00-05:00"
+    changed = _actions(await _plan(arena, rows))
+    assert changed[u[0].sis_user_id] == changed[u[2].sis_user_id] == "update"
+    assert changed[u[1].sis_user_id] == changed[u[3].sis_user_id] == "none"
+
+
 async def test_every_record_action_is_planned_then_applied(arena: Arena) -> None:
     u = arena.users
     present = arena.enroll(u[0])  # active, stays
