@@ -70,8 +70,12 @@ def start_engine(spec: EngineSpec, *, startup: float = STARTUP_SECONDS) -> Remot
         tag, value = conn.recv()
     except (EOFError, OSError, EngineError) as exc:
         conn.close()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(1)
+        code = process.poll()
+        why = str(exc) if code is None else f"the engine process exited (code {code})"
         _stop(process)
-        raise EngineError(f"{exc or 'the engine process exited'}{_log_tail(log_path)}") from None
+        raise EngineError(f"{why}{_log_tail(log_path)}") from None
     if tag != "ready":
         conn.close()
         process.wait(10)

@@ -271,3 +271,16 @@ def test_the_token_stays_out_of_the_engine_process_arguments_and_environment(
         assert token.reveal().encode() not in (proc / "environ").read_bytes()
     finally:
         asyncio.run(session.close())
+
+
+def test_an_engine_that_cannot_start_says_why(
+    base_url: str, csv_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The console gets the engine's last words (its log) instead of hanging or a bare EOF."""
+    monkeypatch.setattr(
+        "canvas_tui.engine.remote.WORKER_MAIN",
+        "import sys; print('cannot import the engine: boom', file=sys.stderr); sys.exit(3)",
+    )
+    with pytest.raises(EngineError, match=r"the engine process exited \(code 3\).*boom"):
+        start_engine(spec(base_url, csv_path, tmp_path / "run.journal"))
+    assert "boom" in engine_log_path(tmp_path / "run.journal").read_text()
