@@ -85,6 +85,8 @@ class EnrollmentClient(Protocol):
         self, account: str = "self", *, observer: Observer | None = None
     ) -> list[dict[str, Any]]: ...
 
+    async def get_user(self, user: str, *, observer: Observer | None = None) -> dict[str, Any]: ...
+
 
 @dataclass(frozen=True, slots=True)
 class ActionResult:
@@ -123,6 +125,7 @@ class EnrollmentActions:
         self._active_state = active_state  # what `active` rows are created as (config)
         self._roles: dict[str, dict[str, str]] = {}  # account -> role name -> role id
         self._roles_lock = asyncio.Lock()
+        self._canvas_ids: dict[str, int] = {}  # observed users: API id -> Canvas user id
 
     async def apply(self, record: EnrollmentRecord, observer: Observer | None) -> ActionResult:
         role_id = await self._role_id(record, observer)
@@ -207,14 +210,32 @@ class EnrollmentActions:
             )
         return found
 
+    async def _observed(self, record: EnrollmentRecord, observer: Observer | None) -> int | None:
+        """The Canvas id of the student an observer row observes (None: not an observer link).
+        Enrollments carry only that id; the row names the student in any API id form."""
+        ref = record.associated_user
+        if ref is None:
+            return None
+        if ref not in self._canvas_ids:
+            user = await self._client.get_user(ref, observer=observer)
+            self._canvas_ids[ref] = int(user["id"])
+        return self._canvas_ids[ref]
+
     async def _change(
         self, record: EnrollmentRecord, role_id: str | None, observer: Observer | None
     ) -> ActionResult:
         listed = await self._list(
             record, observer, course_wide=record.status is SisStatus.DELETED_LAST_COMPLETED
         )
+        observed = await self._observed(record, observer)
         mine = [
-            e for e in listed if same_role(e, record, role_id) and same_section(e, record.section)
+            e
+            for e in listed
+            if same_role(e, record, role_id)
+            and same_section(e, record.section)
+            # an observer row names the link to one student: a parent of two siblings in the
+            # course has two observer enrollments, and only this one is the row's
+            and e.get("associated_user_id") == observed
         ]
         if record.section is None:
             sections = {

@@ -184,6 +184,39 @@ async def test_deleted_last_completed_deletes_when_another_section_stays(tmp_pat
     await session.close()
 
 
+async def test_an_observer_row_acts_on_its_own_student_link_only(tmp_path: Path) -> None:
+    """A parent observes two siblings in one section: two ObserverEnrollments that differ only
+    in associated_user_id. The SIS drops one link; the other must stay."""
+    world = World.generate(7)
+    app = build_app(SimConfig(time_scale=50), world)
+    course = next(
+        c for c in world.courses.values() if c.sis_course_id and c.workflow_state == "available"
+    )
+    section = next(s for s in world.sections_of(course.id) if s.sis_section_id)
+    student = world.built_in_role("StudentEnrollment")
+    observer = world.built_in_role("ObserverEnrollment")
+    assert student is not None and observer is not None
+    parent = world.add_user("Parent Of Two", "PARENT-1")
+    links = {}
+    for sis in ("KID-A", "KID-B"):
+        kid = world.add_user(f"Kid {sis}", sis)
+        world.add_enrollment(kid, section, student)
+        links[sis] = world.add_enrollment(parent, section, observer, associated_user_id=kid.id)
+    rows = [
+        [course.sis_course_id, "PARENT-1", "observer", section.sis_section_id, "deleted", "KID-A"],
+        [course.sis_course_id, "PARENT-1", "observer", section.sis_section_id, "active", "KID-B"],
+    ]
+    header = [*HEADER[:5], "associated_user_id"]
+    session = session_for(
+        write_rows(tmp_path / "in.csv", rows, header), tmp_path / "j", transport=asgi_transport(app)
+    )
+    state = await session.run()
+    await session.close()
+    assert state.counts[State.DONE] == 2
+    assert world.enrollments[links["KID-A"].id].workflow_state == "deleted"
+    assert world.enrollments[links["KID-B"].id].workflow_state == "active"
+
+
 async def test_invalid_token_aborts_before_any_record(tmp_path: Path) -> None:
     world = World.generate(7)
     app = build_app(SimConfig(time_scale=50), world)
