@@ -856,6 +856,19 @@ class Journal:
 
         return await self.write(claim)
 
+    async def unclaim(self, ids: list[int]) -> None:
+        """Put claimed records back to pending: their requests never went out."""
+        now = time.time()
+
+        def unclaim(conn: sqlite3.Connection) -> None:
+            conn.executemany(
+                "UPDATE records SET state = 'pending', updated_at = ? "
+                "WHERE record_id = ? AND state = 'in_flight'",
+                [(now, record_id) for record_id in ids],
+            )
+
+        await self.write(unclaim)
+
     def post_outcome(self, record_id: int, outcome: Outcome, *, attempts: int = 0) -> None:
         """Record how a claimed record ended (or that it went back to pending)."""
         params = _outcome_params(record_id, outcome, attempts, time.time())

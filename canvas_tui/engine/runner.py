@@ -322,6 +322,12 @@ class Runner:
             self._claimed.update(ids)
             claimed = await self._journal.claim(ids)
             self._claimed.difference_update(set(ids) - set(claimed))
+            if self.gate.cancelled or (self.gate.paused and not paused):
+                # paused or cancelled while the claim was written: nothing new may go out
+                await self._journal.unclaim(claimed)
+                self._claimed.difference_update(claimed)
+                self._requeue.extendleft(reversed(claimed))  # first in line on resume
+                continue
             if paused:
                 self._send_budget -= len(claimed)
             for record_id in claimed:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
+
 from canvas_tui.canvas.errors import CanvasError, Category
 from canvas_tui.engine.actions import ActionResult, Observer
 from canvas_tui.engine.journal import Journal
@@ -117,6 +119,36 @@ async def test_pause_stops_dispatch_and_resume_continues(journal: Journal) -> No
     assert state.phase == Phase.FINISHED
     assert state.counts[State.DONE] == 20
     assert sorted(executor.sent) == list(range(1, 21))
+
+
+async def test_a_pause_while_a_batch_is_being_claimed_sends_none_of_it(
+    journal: Journal, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The claim is written before requests go out; an operator's pause that lands during that
+    write must hold the batch back, not let it go out after "Paused" was shown."""
+    journal.load(items(10), description="in.csv")
+    executor = Scripted()
+    runner = Runner(journal, executor, FixedGovernor(4))
+    real_claim = journal.claim
+
+    async def claim_then_pause(ids: list[int]) -> list[int]:
+        claimed = await real_claim(ids)
+        runner.pause()  # the key press arrives while the claim commits
+        return claimed
+
+    monkeypatch.setattr(journal, "claim", claim_then_pause)
+    task = asyncio.create_task(runner.run())
+    await until(lambda: runner.snapshot().phase == Phase.PAUSED)
+    await asyncio.sleep(0.2)
+    assert executor.sent == []
+    counts = runner.snapshot().counts
+    assert counts[State.PENDING] == 10 and counts[State.IN_FLIGHT] == 0
+    assert journal.counts()[State.IN_FLIGHT] == 0  # the claims were given back
+    monkeypatch.setattr(journal, "claim", real_claim)
+    runner.resume()
+    state = await asyncio.wait_for(task, 5)
+    assert state.counts[State.DONE] == 10
+    assert executor.sent[:4] == [1, 2, 3, 4]  # the held-back batch goes first, in order
 
 
 async def test_skip_retry_and_retry_failed_by_category(journal: Journal) -> None:
