@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import pickle
 import signal
 import threading
@@ -61,6 +62,7 @@ RUNNER_COMMANDS = frozenset(
     }
 )
 SNAPSHOT_SECONDS = 0.1
+ENGINE_NICENESS = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -349,6 +351,10 @@ def main(argv: list[str]) -> int:
     """The engine process: argv is [FD], this end of the console's socket."""
     # The console decides when to stop: a Ctrl+C meant for it must not kill the engine mid-write.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # When the machine is busy the scheduler should run the console's drawing first: a key
+    # answered late is felt at once, a request sent a few milliseconds later is not.
+    with contextlib.suppress(OSError, AttributeError):
+        os.nice(ENGINE_NICENESS)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
     conn = Connection(int(argv[0]))
     try:

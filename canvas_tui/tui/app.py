@@ -441,7 +441,7 @@ class ConsoleApp(App[int]):
                 self.queue.set_filter(parse_filter(query, self.queue.filter))
             except ValueError as exc:
                 self.notify(str(exc), severity="error")
-            self.tick()
+            self.queue.tick(self.state)
 
         self.push_screen(
             PromptScreen(
@@ -460,14 +460,15 @@ class ConsoleApp(App[int]):
         self.queue.set_filter(
             QueueFilter(STATE_CYCLE[(i + 1) % len(STATE_CYCLE)], current.text, current.order)
         )
-        self.tick()
+        # only the queue changed: its rows are read now, the dashboard waits for its tick
+        self.queue.tick(self.state)
 
     def action_cycle_order(self) -> None:
         current = self.queue.filter
         keys = [k for k, _ in ORDERS]
         i = keys.index(current.order) if current.order in keys else -1
         self.queue.set_filter(QueueFilter(current.state, current.text, keys[(i + 1) % len(keys)]))
-        self.tick()
+        self.queue.tick(self.state)
 
     def action_jump(self) -> None:
         def go(answer: str | None) -> None:
