@@ -12,10 +12,11 @@ in the course, otherwise concludes.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
+from canvas_tui.canvas.client import CanvasClient
 from canvas_tui.canvas.errors import CanvasError, Category
 from canvas_tui.engine import roster_match
 from canvas_tui.engine.roster_match import same_section
@@ -40,52 +41,6 @@ DELETE_TASKS = {
     SisStatus.COMPLETED: ("conclude", "completed"),
     SisStatus.DELETED: ("delete", "deleted"),
 }
-
-
-class EnrollmentClient(Protocol):
-    """The part of `CanvasClient` the actions use."""
-
-    async def create_enrollment(
-        self,
-        *,
-        user: str,
-        course: str | None,
-        section: str | None,
-        enrollment_type: str | None,
-        role_id: str | None = None,
-        role: str | None = None,
-        state: str = "active",
-        notify: bool = False,
-        limit_section_privileges: bool = False,
-        start_at: str | None = None,
-        end_at: str | None = None,
-        associated_user: str | None = None,
-        observer: Observer | None = None,
-    ) -> dict[str, Any]: ...
-
-    async def list_enrollments(
-        self,
-        *,
-        course: str | None = None,
-        section: str | None = None,
-        user: str | None = None,
-        types: Sequence[str] = (),
-        roles: Sequence[str] = (),
-        states: Sequence[str] = (),
-        user_filter: str | None = None,
-        on_page: Callable[[int, int], None] | None = None,
-        observer: Observer | None = None,
-    ) -> list[dict[str, Any]]: ...
-
-    async def delete_enrollment(
-        self, course: str, enrollment_id: int | str, task: str, *, observer: Observer | None = None
-    ) -> dict[str, Any]: ...
-
-    async def list_roles(
-        self, account: str = "self", *, observer: Observer | None = None
-    ) -> list[dict[str, Any]]: ...
-
-    async def get_user(self, user: str, *, observer: Observer | None = None) -> dict[str, Any]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +73,7 @@ class EnrollmentActions:
     """Turns records into Canvas calls. One instance per run (it caches role ids)."""
 
     def __init__(
-        self, client: EnrollmentClient, *, notify: bool = False, active_state: str = "active"
+        self, client: CanvasClient, *, notify: bool = False, active_state: str = "active"
     ) -> None:
         self._client = client
         self._notify = notify
