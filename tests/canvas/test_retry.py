@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from typing import Any
 
 import pytest
 
@@ -143,22 +144,31 @@ async def test_throttle_refusal_waits_until_the_bucket_has_room(world: World, st
     assert governor.throttled == 1
 
 
+async def enroll_one(client: CanvasClient, app: Simulator) -> dict[str, Any]:
+    return await client.create_enrollment(
+        user=sis_students(app.world, 1)[0],
+        course=COURSE,
+        section=None,
+        enrollment_type="StudentEnrollment",
+    )
+
+
+def fault_until_first_retry(client: CanvasClient, app: Simulator, faults: FaultRates) -> None:
+    """Every request meets `faults` until the client's first retry wait, then none does."""
+    app.set_faults(faults)
+
+    async def calm_after_first_failure(_seconds: float) -> None:
+        app.set_faults(FaultRates())
+
+    client.sleep = calm_after_first_failure
+
+
 async def test_delete_after_a_reset_that_hid_the_write(app: Simulator) -> None:
     """A `delete` re-sent after a reset answers 404 (the row is already deleted): re-read = done."""
 
     async with make_client(app) as client:
-        created = await client.create_enrollment(
-            user=sis_students(app.world, 1)[0],
-            course=COURSE,
-            section=None,
-            enrollment_type="StudentEnrollment",
-        )
-        app.set_faults(FaultRates(reset_after=1.0))
-
-        async def calm_after_first_failure(_seconds: float) -> None:
-            app.set_faults(FaultRates())
-
-        client.sleep = calm_after_first_failure
+        created = await enroll_one(client, app)
+        fault_until_first_retry(client, app, FaultRates(reset_after=1.0))
         events: list[AttemptEvent] = []
         result = await client.delete_enrollment(
             COURSE, created["id"], "delete", observer=events.append
@@ -169,19 +179,9 @@ async def test_delete_after_a_reset_that_hid_the_write(app: Simulator) -> None:
 
 async def test_reactivate_after_a_reset_that_hid_the_write(app: Simulator) -> None:
     async with make_client(app) as client:
-        created = await client.create_enrollment(
-            user=sis_students(app.world, 1)[0],
-            course=COURSE,
-            section=None,
-            enrollment_type="StudentEnrollment",
-        )
+        created = await enroll_one(client, app)
         await client.delete_enrollment(COURSE, created["id"], "inactivate")
-        app.set_faults(FaultRates(reset_after=1.0))
-
-        async def calm_after_first_failure(_seconds: float) -> None:
-            app.set_faults(FaultRates())
-
-        client.sleep = calm_after_first_failure
+        fault_until_first_retry(client, app, FaultRates(reset_after=1.0))
         events: list[AttemptEvent] = []
         result = await client.reactivate_enrollment(COURSE, created["id"], observer=events.append)
     assert result["enrollment_state"] == "active"
@@ -191,19 +191,9 @@ async def test_reactivate_after_a_reset_that_hid_the_write(app: Simulator) -> No
 async def test_a_real_refusal_after_a_reset_still_fails(app: Simulator) -> None:
     """Reactivating a concluded row is refused; a reset before that must not turn it into success."""
     async with make_client(app) as client:
-        created = await client.create_enrollment(
-            user=sis_students(app.world, 1)[0],
-            course=COURSE,
-            section=None,
-            enrollment_type="StudentEnrollment",
-        )
+        created = await enroll_one(client, app)
         await client.delete_enrollment(COURSE, created["id"], "conclude")
-        app.set_faults(FaultRates(reset_before=1.0))
-
-        async def calm_after_first_failure(_seconds: float) -> None:
-            app.set_faults(FaultRates())
-
-        client.sleep = calm_after_first_failure
+        fault_until_first_retry(client, app, FaultRates(reset_before=1.0))
         with pytest.raises(CanvasError) as caught:
             await client.reactivate_enrollment(COURSE, created["id"])
     assert caught.value.status == 400
