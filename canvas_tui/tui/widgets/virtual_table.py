@@ -79,16 +79,6 @@ class VirtualTable(ScrollView, can_focus=True):
 
     cursor: reactive[int] = reactive(0, always_update=True, repaint=False)
 
-    class Highlighted(Message):
-        def __init__(self, table: VirtualTable, index: int) -> None:
-            super().__init__()
-            self.table = table
-            self.index = index
-
-        @property
-        def control(self) -> VirtualTable:
-            return self.table
-
     class Selected(Message):
         def __init__(self, table: VirtualTable, index: int) -> None:
             super().__init__()
@@ -273,7 +263,6 @@ class VirtualTable(ScrollView, can_focus=True):
         else:
             self._scroll_to_cursor()
             self.refresh()
-        self.post_message(self.Highlighted(self, new))
 
     def _scroll_to_cursor(self) -> None:
         body = max(1, self.size.height - 1)
