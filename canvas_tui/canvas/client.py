@@ -565,35 +565,22 @@ class CanvasClient:
 
     # ---- other objects --------------------------------------------------------------------------
 
+    async def _get_object(
+        self, path: str, not_found: Category, observer: Observer | None
+    ) -> JsonObject:
+        return dict(await self._json("GET", path, not_found=not_found, observer=observer))
+
     async def get_course(self, course: str, *, observer: Observer | None = None) -> JsonObject:
-        return dict(
-            await self._json(
-                "GET",
-                f"courses/{path_segment(course)}",
-                not_found=Category.COURSE_NOT_FOUND,
-                observer=observer,
-            )
-        )
+        path = f"courses/{path_segment(course)}"
+        return await self._get_object(path, Category.COURSE_NOT_FOUND, observer)
 
     async def get_section(self, section: str, *, observer: Observer | None = None) -> JsonObject:
-        return dict(
-            await self._json(
-                "GET",
-                f"sections/{path_segment(section)}",
-                not_found=Category.SECTION_NOT_FOUND,
-                observer=observer,
-            )
-        )
+        path = f"sections/{path_segment(section)}"
+        return await self._get_object(path, Category.SECTION_NOT_FOUND, observer)
 
     async def get_user(self, user: str, *, observer: Observer | None = None) -> JsonObject:
-        return dict(
-            await self._json(
-                "GET",
-                f"users/{path_segment(user)}",
-                not_found=Category.USER_NOT_FOUND,
-                observer=observer,
-            )
-        )
+        path = f"users/{path_segment(user)}"
+        return await self._get_object(path, Category.USER_NOT_FOUND, observer)
 
     async def whoami(self, *, observer: Observer | None = None) -> JsonObject:
         """The token's own user; a cheap way to validate the token before a run."""
