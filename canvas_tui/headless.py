@@ -27,10 +27,11 @@ from canvas_tui.cli import ExitCode
 from canvas_tui.config import Config, ConfigError, check_base_url, load_config
 from canvas_tui.engine.actions import planned_action
 from canvas_tui.engine.journal import Journal, JournalError
-from canvas_tui.engine.report import write_report
+from canvas_tui.engine.report import failures_csv_path, write_report
 from canvas_tui.engine.runner import RunCancelled
-from canvas_tui.engine.session import Session, open_session
+from canvas_tui.engine.session import Session, journal_path_for, open_session
 from canvas_tui.engine.state import Event, Phase, RecordChanged, RunPhaseChanged, RunState
+from canvas_tui.outputs import OutputPathError, check_output_paths
 from canvas_tui.records import InputError, Source, State, sis_value
 from canvas_tui.sources import open_source
 
@@ -255,16 +256,29 @@ def _main(args: argparse.Namespace, reporter: Reporter) -> ExitCode:
         for warning in config.warnings:
             reporter.info(warning, level="warning")
         source = open_source(args.source) if args.source else None
+        report = args.report or (None if args.dry_run else config.sync.report)
         if args.dry_run:
+            _check_outputs(report, None)
             return _dry_run(config, source, args, reporter)
-        journal = Path(args.journal) if args.journal else None
+        journal = journal_path_for(config, Path(args.journal) if args.journal else None)
+        _check_outputs(report, journal)
         session = open_session(
             config, source=source, journal_path=journal, max_concurrency=args.max_concurrency
         )
-    except (ConfigError, InputError, JournalError) as exc:
+    except (ConfigError, InputError, JournalError, OutputPathError) as exc:
         reporter.error(str(exc), ExitCode.USAGE)
         return ExitCode.USAGE
     return asyncio.run(_sync(session, reporter, args))
+
+
+def _check_outputs(report: str | Path | None, journal: Path | None) -> None:
+    """Every file this run will write, before anything is sent (raises OutputPathError)."""
+    report_path = Path(report) if report else None
+    csv_path = failures_csv_path(report_path) if report_path is not None else None
+    check_output_paths(
+        [("--report", report_path), ("failures CSV", csv_path)],
+        journal=journal,
+    )
 
 
 def _failure_fields(session: Session, event: RecordChanged) -> dict[str, Any]:

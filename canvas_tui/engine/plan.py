@@ -1055,6 +1055,15 @@ def main(
         print(f"error: {exc}", file=sys.stderr)
         return ExitCode.USAGE
     prefix = Path(args.out) if getattr(args, "out", None) else default_prefix(config)
+    from canvas_tui.outputs import OutputPathError, check_output_paths
+
+    try:  # before a single roster page is read
+        check_output_paths(
+            ("--out", prefix.with_name(prefix.name + ext)) for ext in (".json", ".csv")
+        )
+    except OutputPathError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return ExitCode.USAGE
     try:
         return asyncio.run(_plan_command(config, source, client, prefix, out))
     except InputError as exc:

@@ -148,7 +148,8 @@ def open_session(
         client = None
         with contextlib.suppress(ConfigError):
             client = _client(config, transport, governor, None)
-        store = Journal(path, read_only=True)
+        # `--read-only` never writes, not even SQLite's -wal/-shm beside the journal
+        store = Journal(path, read_only=True, immutable=True)
         runner = Runner(store, _ReadOnly(), governor, layout=layout_of(config.source))
         return Session(config, store, runner, client, path, source, resumed=True)
 

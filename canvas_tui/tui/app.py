@@ -194,7 +194,7 @@ class ConsoleApp(App[int]):
         path = getattr(session, "journal_path", None)
         if isinstance(session.store, Journal) and path is not None:
             try:
-                view = Journal(path, read_only=True)
+                view = Journal(path, read_only=True, immutable=session.store.immutable)
             except Exception:
                 return session.store
             self._view_journal = view
@@ -724,6 +724,11 @@ def main(args: argparse.Namespace) -> int:
         print(f"canvas-tui: warning: {warning}", file=sys.stderr)
     if args.read_only and not existing:
         return _fail("--read-only inspects an existing journal: give --journal FILE")
+    if journal is not None and not args.read_only:
+        from canvas_tui.outputs import journal_path_problem
+
+        if problem := journal_path_problem(journal):
+            return _fail(f"journal {journal}: {problem}")
     session: ConsoleSession
     try:
         # opened before the UI starts, so a bad config or journal is a plain message and exit 2
