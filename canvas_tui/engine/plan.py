@@ -1088,9 +1088,11 @@ async def _plan_command(
             requests += 1
 
         records = [i for i in items if isinstance(i, EnrollmentRecord)]
+        started = time.monotonic()
         rosters = await fetch_rosters(client, [scope_of(r) for r in records], observer=count)
         plan = await compute_plan(client, items, config, known_ids=known, rosters=rosters)
         plan.roster_requests = requests
+        plan.elapsed = time.monotonic() - started  # the rosters were read here, not in it
         checked = await preflight(client, records, rosters=rosters, plan=plan)
     except CanvasError as exc:
         print(f"error: {exc}", file=sys.stderr)
