@@ -202,8 +202,9 @@ def _check_source(
         say(f"  note: {note}")
     rows = summary.records + summary.failed + summary.skipped
     say(
-        f"  {rows:,} rows: {summary.records:,} records, {summary.failed:,} failed validation, "
-        f"{summary.skipped:,} duplicates skipped; {summary.warned:,} records with warnings"
+        # the words `plan` and `sync` use too: invalid rows fail, duplicates are skipped
+        f"  {rows:,} rows: {summary.records:,} records, {summary.failed:,} invalid, "
+        f"{summary.skipped:,} duplicates; {summary.warned:,} records with warnings"
     )
     for kind, count in summary.by_field.most_common(SHOWN):
         say(f"  problem: {kind} x{count}, first: {summary.examples[kind]}")

@@ -50,7 +50,7 @@ def test_all_well_in_process(tmp_path: Path) -> None:
     app = sim()
     code, out = run(tmp_path, FIXTURE, transport=asgi_transport(app))
     assert code == 0, out
-    assert "3 rows: 3 records, 0 failed validation, 0 duplicates skipped" in out
+    assert "3 rows: 3 records, 0 invalid, 0 duplicates" in out
     assert "token user: " in out and "(user 1)" in out
     assert "courses/sections visible: 1 of 1" in out
     assert out.rstrip().endswith("result: OK")
@@ -77,7 +77,7 @@ def test_bad_rows_and_unknown_course_are_input_problems(tmp_path: Path) -> None:
     )
     code, out = run(tmp_path, source, transport=asgi_transport(sim()))
     assert code == 2, out
-    assert "6 rows: 4 records, 1 failed validation, 1 duplicates skipped" in out
+    assert "6 rows: 4 records, 1 invalid, 1 duplicates" in out
     assert f"problem: status x1, first: {source}:4: status (column 5): Improper status" in out
     assert f"problem: duplicate x1, first: {source}:5" in out
     assert "courses/sections visible: 3 of 4" in out

@@ -59,6 +59,7 @@ from canvas_tui.engine.actions import (
     planned_action,
     same_role,
 )
+from canvas_tui.engine.estimate import format_duration
 from canvas_tui.engine.journal import written_enrollment_ids
 from canvas_tui.engine.roster_match import names_enrollment, user_key, user_keys
 from canvas_tui.engine.session import DEFAULT_JOURNAL_DIR, Session
@@ -170,10 +171,15 @@ class Plan:
     roster_pages: int
     roster_requests: int  # HTTP attempts spent reading them (retries included)
     roster_errors: dict[str, str]  # scope -> why its roster could not be read
-    invalid_rows: int  # source rows that are not records (failed validation, exact duplicates)
+    invalid_rows: int  # source rows that failed validation (they end failed in a sync)
     policy: PlanConfig
     brake: Brake
     elapsed: float = 0.0
+    duplicate_rows: int = 0  # exact repeats of an earlier row (skipped in a sync)
+
+    def record_counts(self) -> Counter[str]:
+        """Actions of the source's records only (not of enrollments only Canvas has)."""
+        return Counter(s.action for s in self.steps if s.kind == "record")
 
     def counts(self) -> Counter[str]:
         return Counter(s.action for s in self.steps)
@@ -200,6 +206,7 @@ class Plan:
         return {
             "records": sum(1 for s in self.steps if s.kind == "record"),
             "invalid_rows": self.invalid_rows,
+            "duplicate_rows": self.duplicate_rows,
             "canvas_only": sum(1 for s in self.steps if s.kind == "enrollment"),
             "actions": {a: self.counts().get(a, 0) for a in ACTIONS},
             "drops": len(self.drops),
@@ -605,10 +612,11 @@ def build_plan(
     index = RosterIndex(rosters)
     steps: list[Step] = []
     claimed: set[int] = set()
-    invalid = 0
+    invalid = duplicates = 0
     for position, item in enumerate(items):
         if isinstance(item, RowProblem):
-            invalid += 1
+            duplicates += item.skip
+            invalid += not item.skip
             continue
         step, mine = plan_record(position, item, index, active_state=active_state)
         steps.append(step)
@@ -634,6 +642,7 @@ def build_plan(
         invalid_rows=invalid,
         policy=policy,
         brake=evaluate_brake(steps, rosters, policy),
+        duplicate_rows=duplicates,
     )
 
 
@@ -744,12 +753,13 @@ def write_plan(
 
 def format_plan(plan: Plan, *, max_courses: int = 40) -> list[str]:
     """The console summary: per action, per course, the brake."""
-    records = Counter(s.action for s in plan.steps if s.kind == "record")
+    records = plan.record_counts()
     canvas_only = [s for s in plan.steps if s.kind == "enrollment"]
     lines = [
-        f"plan: {records.total()} records, "
-        f"{plan.invalid_rows} invalid rows, {plan.scopes} rosters in {plan.roster_pages} pages "
-        f"({plan.roster_requests} requests, {plan.elapsed:.1f}s)",
+        # the words `check` and `sync` use too: records, invalid (fail), duplicates (skipped)
+        f"plan: {records.total()} records, {plan.invalid_rows} invalid, "
+        f"{plan.duplicate_rows} duplicates; {plan.scopes} rosters in {plan.roster_pages} pages "
+        f"({plan.roster_requests} requests, {format_duration(plan.elapsed)})",
         # "none": the record is already in place in Canvas
         "  records: " + "  ".join(f"{a} {records.get(a, 0)}" for a in ACTIONS),
         f"  in Canvas only: {len(canvas_only)} (drops: {len(plan.drops)} by drop_policy "
@@ -961,7 +971,9 @@ async def plan_session(
         "roster_requests": plan.roster_requests,
         "changes": len(plan.changes),
         "drops": len(plan.drops),
-        **{f"plan_{a}": n for a, n in plan.counts().items()},
+        # the source's records by action, as `canvas-tui plan` counts them
+        **{f"plan_{a}": n for a, n in plan.record_counts().items()},
+        "plan_canvas_only": sum(1 for s in plan.steps if s.kind == "enrollment"),
     }
     decision = SyncDecision(True, why, plan, None, fields)
     decision.source, decision.items = source, items
