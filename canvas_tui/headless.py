@@ -456,7 +456,8 @@ def _dry_run(
                 )
             counts = store.counts()
             failed = counts[State.FAILED]
-            code = ExitCode.RECORDS_FAILED if failed else ExitCode.OK
+            # nothing was sent, so bad rows are input problems: 2, as `check` says them
+            code = ExitCode.USAGE if failed else ExitCode.OK
             fields: dict[str, Any] = {
                 "phase": "dry_run",
                 "total": total,

@@ -55,8 +55,10 @@ def test_all_done_exit_0_json_lines_when_not_a_tty(
     summary = events[-1]
     assert summary["event"] == "summary" and summary["exit_code"] == 0
     assert (summary["done"], summary["failed"], summary["total"]) == (40, 0, 40)
-    assert Path(summary["journal"]).parent == Path("runs")  # the default journal location
-    assert (tmp_path / summary["journal"]).exists()
+    # the default journal location: the user state directory, not the current one
+    state_home = Path(os.environ["XDG_STATE_HOME"])
+    assert Path(summary["journal"]).parent == state_home / "canvas-tui" / "runs"
+    assert Path(summary["journal"]).exists() and not Path("runs").exists()
     assert sim.stats()["enrollments_created"] == 40
 
 
@@ -90,7 +92,7 @@ def test_some_failed_exit_1_with_report_that_feeds_back(
 
 def test_dry_run_sends_nothing(sim: Simulator, capsys: pytest.CaptureFixture[str]) -> None:
     before = sim.stats()["requests"]
-    assert sync("mixed.csv", "--dry-run", "--report", "dry.json") == 1
+    assert sync("mixed.csv", "--dry-run", "--report", "dry.json") == 2  # as `check`: bad rows
     summary = lines(capsys.readouterr().out)[-1]
     assert summary["would_send"] == {"create": 48}
     assert summary["counts"]["failed"] == 2

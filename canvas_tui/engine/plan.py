@@ -62,7 +62,8 @@ from canvas_tui.engine.actions import (
 from canvas_tui.engine.estimate import format_duration
 from canvas_tui.engine.journal import written_enrollment_ids
 from canvas_tui.engine.roster_match import names_enrollment, user_key, user_keys
-from canvas_tui.engine.session import DEFAULT_JOURNAL_DIR, Session
+from canvas_tui.engine.session import Session
+from canvas_tui.paths import default_journal_dir
 from canvas_tui.records import (
     EnrollmentRecord,
     InputError,
@@ -348,7 +349,7 @@ def known_enrollment_ids(paths: Iterable[Path]) -> set[int]:
 
 def journal_paths(config: Config, *extra: Path | None) -> list[Path]:
     """The journals whose enrollments count as canvas-tui's (see the module docstring)."""
-    directory = config.sync.journal_dir or DEFAULT_JOURNAL_DIR
+    directory = config.sync.journal_dir or default_journal_dir()
     found = sorted(directory.glob("*.journal")) if directory.is_dir() else []
     return [*found, *(p for p in (config.sync.journal, *extra) if p is not None)]
 
@@ -1043,7 +1044,7 @@ def client_for(config: Config, transport: httpx.AsyncBaseTransport | None = None
 
 def default_prefix(config: Config) -> Path:
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    return (config.sync.journal_dir or DEFAULT_JOURNAL_DIR) / f"plan-{stamp}"
+    return (config.sync.journal_dir or default_journal_dir()) / f"plan-{stamp}"
 
 
 def main(
@@ -1054,8 +1055,8 @@ def main(
 ) -> int:
     """`canvas-tui plan [SOURCE] [--out PREFIX]`: preflight, then the plan; changes nothing.
 
-    Exit 0: planned, nothing wrong; 1: planned, but the preflight found problems or the brake
-    would stop it; 2: config or source error; 3: Canvas could not be read (token, network)."""
+    Exit 0: planned, nothing wrong; 2: config or source error, or the plan was made but the
+    preflight found problems or the brake would stop it; 3: Canvas could not be read."""
     from canvas_tui.cli import ExitCode
 
     out = out or sys.stdout
@@ -1119,8 +1120,10 @@ async def _plan_command(
     print(f"wrote {json_path} and {csv_path}", file=out)
     with contextlib.suppress(Exception):
         out.flush()
+    # as `check`: problems in the source or Canvas's objects are 2; so is a brake that `sync`
+    # would refuse on (it exits 2 there)
     problems = bool(checked.findings) or plan.brake.tripped
-    return ExitCode.RECORDS_FAILED if problems else ExitCode.OK
+    return ExitCode.USAGE if problems else ExitCode.OK
 
 
 __all__ = [

@@ -48,15 +48,12 @@ REGISTRY = frozenset(a.action.split("(")[0] for a in ACTIONS)
 
 
 def exit_code(state: RunState | None) -> int:
-    """The same codes as `canvas-tui sync` (cli.ExitCode)."""
+    """An operator's quit is not an error (cli.ExitCode): 0 whatever the records' state (the
+    screen and the journal say it), 3 only when the run was aborted (token refused, engine died)."""
     from canvas_tui.cli import ExitCode
 
-    if state is None:
-        return int(ExitCode.OK)
-    if state.phase in (Phase.ABORTED, Phase.CANCELLED) or state.counts.get(State.PENDING, 0):
+    if state is not None and state.phase is Phase.ABORTED:
         return int(ExitCode.ABORTED)
-    if state.counts.get(State.FAILED, 0):
-        return int(ExitCode.RECORDS_FAILED)
     return int(ExitCode.OK)
 
 
