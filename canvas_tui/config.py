@@ -25,7 +25,6 @@ from typing import Any, Final, Literal, TypeVar, cast
 from canvas_tui.canvas.urls import base_url_problem
 from canvas_tui.sources.normalize import FIELDS, ID_FIELDS, Format, IdKind
 
-DEFAULT_PATH: Final = Path("canvas-tui.toml")
 ENV_TOKEN: Final = "CANVAS_API_TOKEN"  # noqa: S105 -- the variable name, not a token
 ENV_BASE_URL: Final = "CANVAS_BASE_URL"
 TOKEN_COMMAND_TIMEOUT: Final = 30.0
@@ -242,10 +241,11 @@ def _kinds(kind: type | tuple[type, ...]) -> tuple[type, ...]:
 
 
 def load_config(path: str | Path | None = None, *, env: Mapping[str, str] | None = None) -> Config:
-    """Read `path` (default ./canvas-tui.toml when it exists) and apply the environment."""
+    """Read `path` (default: the first of `paths.config_search_path` that exists; none is fine)
+    and apply the environment."""
     env = os.environ if env is None else env
     if path is None:
-        file = DEFAULT_PATH if DEFAULT_PATH.is_file() else None
+        file = find_config(env)
     else:
         file = Path(path)
         if not file.is_file():
@@ -259,6 +259,18 @@ def load_config(path: str | Path | None = None, *, env: Mapping[str, str] | None
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError(f"{file}: cannot read: {exc}") from None
     return _parse(data, file, env)
+
+
+def find_config(env: Mapping[str, str]) -> Path | None:
+    """$CANVAS_TUI_CONFIG (which must exist), ./canvas-tui.toml, the user config directory."""
+    from canvas_tui.paths import ENV_CONFIG, config_search_path
+
+    for origin, candidate in config_search_path(env):
+        if candidate.is_file():
+            return candidate
+        if origin == f"${ENV_CONFIG}":
+            raise ConfigError(f"{candidate}: config file not found (named by ${ENV_CONFIG})")
+    return None
 
 
 def _parse(data: Mapping[str, Any], file: Path | None, env: Mapping[str, str]) -> Config:
