@@ -533,7 +533,13 @@ DEFAULT_TOKEN_FILE: Final = "~/.config/canvas-tui/token"  # noqa: S105 -- a path
 
 
 def init_main(args: argparse.Namespace, *, ask: Callable[[str], str] | None = None) -> int:
-    """`canvas-tui init`: write a starter config from flags, or by asking on a terminal."""
+    """`canvas-tui init`: write a starter config from flags, or by asking on a terminal;
+    `--example` prints the documented example (every key) instead."""
+    if getattr(args, "example", False):
+        from canvas_tui.resources import resource_text
+
+        sys.stdout.write(resource_text("config.example.toml"))
+        return 0
     target = Path(args.path)
     if target.exists() and not args.force:
         print(f"{target} already exists; use --force to overwrite it", file=sys.stderr)
@@ -601,7 +607,7 @@ def write_config(path: Path, document: Mapping[str, Any]) -> None:
 
     header = (
         "# canvas-tui configuration (written by `canvas-tui init`).\n"
-        "# Every key is documented in config.example.toml. Keep the API token out of this\n"
+        "# Every key, documented: `canvas-tui init --example`. Keep the API token out of this\n"
         "# file: token_file names a file that holds it (chmod 600), or set CANVAS_API_TOKEN.\n\n"
     )
     path.write_text(header + tomli_w.dumps(document), encoding="utf-8")

@@ -80,6 +80,7 @@ def test_bad_rows_and_unknown_course_are_input_problems(tmp_path: Path) -> None:
     assert "6 rows: 4 records, 1 invalid, 1 duplicates" in out
     assert f"problem: status x1, first: {source}:4: status (column 5): Improper status" in out
     assert f"problem: duplicate x1, first: {source}:5" in out
+    assert "every one of them: `canvas-tui sync --dry-run --report FILE`" in out
     assert "courses/sections visible: 3 of 4" in out
     assert "problem: course sis_course_id:NOPE-101 (first at line 3): course_not_found" in out
     assert "warning: course sis_course_id:HIST100-S26 is concluded" in out
@@ -147,3 +148,27 @@ def test_malformed_token_is_refused_without_a_request(tmp_path: Path) -> None:
     assert code == 3
     assert "ERROR auth" in out and "invalid characters" in out
     assert app.stats()["requests"] == 0
+
+
+def test_an_unknown_role_fails_in_check_with_the_sync_hint(tmp_path: Path) -> None:
+    """`professor` passed check and check --deep and failed only in sync (issue 12, item 6)."""
+    source = tmp_path / "in.csv"
+    source.write_text(
+        f"{HEADER}\nE411208,01103,student,1B,active\nE411208,13834,professor,2A,active\n"
+        "E411208,01103,Grader,1B,active\n"  # a custom role the account has: fine
+    )
+    app = sim()
+    code, out = run(tmp_path, source, transport=asgi_transport(app))
+    assert code == 2, out
+    assert "problem: role 'professor' (first at line 3): Canvas does not know the role" in out
+    assert "custom role that exists in the account (names are case-sensitive)" in out
+    assert "Grader" not in out
+    assert app.stats()["enrollments_created"] == 0
+
+
+def test_a_header_only_file_says_there_is_nothing_to_sync(tmp_path: Path) -> None:
+    source = tmp_path / "in.csv"
+    source.write_text(f"{HEADER}\n")
+    code, out = run(tmp_path, source, transport=asgi_transport(sim()))
+    assert code == 2, out
+    assert "problem: no data rows after the header, so there is nothing to sync" in out

@@ -680,8 +680,6 @@ class ConsoleApp(App[int]):
 
 # ---- entry points ------------------------------------------------------------------------------
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-
 
 def _fail(message: str) -> int:
     from canvas_tui.cli import ExitCode
@@ -770,12 +768,14 @@ def demo_main(args: argparse.Namespace) -> int:
     from canvas_tui.config import load_config
     from canvas_tui.engine.remote import start_engine
     from canvas_tui.engine.worker import EngineError, EngineSpec
+    from canvas_tui.resources import ResourceMissing, resource_path
     from canvas_tui.simulator import DEMO_TOKEN
     from canvas_tui.simulator.demo import DEMO_URL, Storms, demo_config
 
-    csv_path = EXAMPLES / "enrollments.csv"
-    if not csv_path.is_file():
-        return _fail(f"{csv_path}: the demo data is missing")
+    try:
+        csv_path = resource_path("demo.csv")  # inside the package when installed from a wheel
+    except ResourceMissing as exc:
+        return _fail(str(exc))
     config = load_config(None, env={"CANVAS_API_TOKEN": DEMO_TOKEN, "CANVAS_BASE_URL": DEMO_URL})
     journal = Path(tempfile.mkdtemp(prefix="canvas-tui-demo-")) / "journal.sqlite"
     spec = EngineSpec(
