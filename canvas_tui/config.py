@@ -20,7 +20,7 @@ import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final, Literal, TypeVar, cast
+from typing import Any, ClassVar, Final, Literal, TypeVar, cast
 
 from canvas_tui.canvas.urls import base_url_problem
 from canvas_tui.sources.normalize import FIELDS, ID_FIELDS, Format, IdKind
@@ -45,9 +45,15 @@ class Secret:
     """A value that must never be printed, logged or stored: repr/str show only a mask."""
 
     __slots__ = ("_value",)
+    _known: ClassVar[set[str]] = set()  # every value held, so log filters can mask it
 
     def __init__(self, value: str) -> None:
         self._value = value
+        Secret._known.add(value)
+
+    @classmethod
+    def known_values(cls) -> frozenset[str]:
+        return frozenset(cls._known)
 
     def reveal(self) -> str:
         return self._value
@@ -542,7 +548,10 @@ def init_main(args: argparse.Namespace, *, ask: Callable[[str], str] | None = No
         return 0
     target = Path(args.path)
     if target.exists() and not args.force:
-        print(f"{target} already exists; use --force to overwrite it", file=sys.stderr)
+        print(
+            f"canvas-tui: error: {target} already exists; use --force to overwrite it",
+            file=sys.stderr,
+        )
         return 2
     interactive = not args.no_input and (ask is not None or sys.stdin.isatty())
     prompt = ask or input
@@ -566,10 +575,10 @@ def init_main(args: argparse.Namespace, *, ask: Callable[[str], str] | None = No
             )
         source = value(args.source, "Source enrollments.csv", "enrollments.csv")
     except ConfigError as exc:
-        print(f"canvas-tui init: {exc}", file=sys.stderr)
+        print(f"canvas-tui: error: {exc}", file=sys.stderr)
         return 2
     except EOFError:
-        print("canvas-tui init: no answer; pass --base-url etc. or --no-input", file=sys.stderr)
+        print("canvas-tui: error: no answer; pass --base-url etc. or --no-input", file=sys.stderr)
         return 2
 
     document = starter_document(base_url=base_url, token_file=token_file, source=source)

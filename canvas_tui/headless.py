@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -149,7 +150,7 @@ class RichReporter:
         self.console.print(f"{message} {extra}".rstrip(), markup=False)
 
     def error(self, message: str, code: int) -> None:
-        self.console.print(f"[bold red]error:[/] {_escape(message)}")
+        self.console.print(f"[bold red]canvas-tui: error:[/] {_escape(message)}")
 
     def failure(self, fields: dict[str, Any]) -> None:
         where = f"{fields.get('source')}:{fields.get('line')}"
@@ -314,10 +315,12 @@ async def _sync(session: Session, reporter: Reporter, args: argparse.Namespace) 
     loop = asyncio.get_running_loop()
     runner = session.runner
     stops = 0
+    signalled: str | None = None
 
-    def stop() -> None:
-        nonlocal stops
+    def stop(sig: signal.Signals) -> None:
+        nonlocal stops, signalled
         stops += 1
+        signalled = signalled or sig.name
         if stops == 1:
             reporter.info("stopping: letting requests in flight finish (signal again to force)")
             runner.cancel()
@@ -326,7 +329,7 @@ async def _sync(session: Session, reporter: Reporter, args: argparse.Namespace) 
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop)
+            loop.add_signal_handler(sig, stop, sig)
 
     def on_event(event: Event) -> None:
         if isinstance(event, RecordChanged) and event.state == State.FAILED:
@@ -390,6 +393,9 @@ async def _sync(session: Session, reporter: Reporter, args: argparse.Namespace) 
             ticker.cancel()
             unsubscribe()
         reporter.progress(state)  # the bar ends where the run did
+        if signalled and not state.abort_reason:
+            reason = f"stopped by {signalled}: requests in flight finished, pending records stay"
+            state = dataclasses.replace(state, abort_reason=reason)
         report_path = args.report or session.config.sync.report
         fields = _state_fields(state)
         fields["counts"] = {str(s): n for s, n in state.counts.items()}
@@ -398,7 +404,12 @@ async def _sync(session: Session, reporter: Reporter, args: argparse.Namespace) 
         fields["mode"] = "plan" if decision.planned else "full"
         code = _exit_code(state)
         if report_path:
-            paths = write_report(session.store, Path(report_path), state)
+            paths = write_report(
+                session.store,
+                Path(report_path),
+                state,
+                records=getattr(args, "report_records", "all"),
+            )
             fields["report"] = str(paths.json)
             fields["failures_csv"] = str(paths.failures_csv)
         fields["exit_code"] = int(code)
@@ -471,7 +482,9 @@ def _dry_run(
                 "exit_code": int(code),
             }
             if args.report:
-                paths = write_report(store, Path(args.report))
+                paths = write_report(
+                    store, Path(args.report), records=getattr(args, "report_records", "all")
+                )
                 fields["report"] = str(paths.json)
                 fields["failures_csv"] = str(paths.failures_csv)
             reporter.summary(fields)

@@ -1057,7 +1057,7 @@ def main(
 
     Exit 0: planned, nothing wrong; 2: config or source error, or the plan was made but the
     preflight found problems or the brake would stop it; 3: Canvas could not be read."""
-    from canvas_tui.cli import ExitCode
+    from canvas_tui.cli import ExitCode, error_line
 
     out = out or sys.stdout
     try:
@@ -1065,7 +1065,7 @@ def main(
         source = open_source(args.source) if args.source else open_source(config.source)
         client = client_for(config, transport)
     except (ConfigError, InputError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(error_line(str(exc)), file=sys.stderr)
         return ExitCode.USAGE
     prefix = Path(args.out) if getattr(args, "out", None) else default_prefix(config)
     from canvas_tui.outputs import OutputPathError, check_output_paths
@@ -1075,19 +1075,19 @@ def main(
             ("--out", prefix.with_name(prefix.name + ext)) for ext in (".json", ".csv")
         )
     except OutputPathError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(error_line(str(exc)), file=sys.stderr)
         return ExitCode.USAGE
     try:
         return asyncio.run(_plan_command(config, source, client, prefix, out))
     except InputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(error_line(str(exc)), file=sys.stderr)
         return ExitCode.USAGE
 
 
 async def _plan_command(
     config: Config, source: Source, client: CanvasClient, prefix: Path, out: TextIO
 ) -> int:
-    from canvas_tui.cli import ExitCode
+    from canvas_tui.cli import ExitCode, error_line
     from canvas_tui.engine.preflight import format_preflight, preflight
 
     try:
@@ -1108,7 +1108,7 @@ async def _plan_command(
         plan.elapsed = time.monotonic() - started  # the rosters were read here, not in it
         checked = await preflight(client, records, rosters=rosters, plan=plan)
     except CanvasError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(error_line(str(exc)), file=sys.stderr)
         return ExitCode.ABORTED
     finally:
         await client.aclose()

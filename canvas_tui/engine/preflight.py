@@ -392,7 +392,7 @@ def run_deep_check(
 ) -> int:
     """For `canvas-tui check --deep`: 0 when all is well, 2 with findings (as `check`), 3 when
     Canvas cannot be read."""
-    from canvas_tui.cli import ExitCode
+    from canvas_tui.cli import ExitCode, error_line
     from canvas_tui.config import ConfigError
     from canvas_tui.engine.plan import client_for, read_items
     from canvas_tui.records import InputError
@@ -402,7 +402,7 @@ def run_deep_check(
         source = open_source(source_arg) if source_arg else open_source(config.source)
         client = client_for(config, transport)
     except (ConfigError, InputError) as exc:
-        print(f"error: {exc}", file=out)
+        print(error_line(str(exc)), file=out)
         return ExitCode.USAGE
 
     async def go() -> int:
@@ -410,10 +410,10 @@ def run_deep_check(
             items = await asyncio.to_thread(read_items, source)
             result, _plan = await deep_check(client, items, config)
         except CanvasError as exc:
-            print(f"error: {exc}", file=out)
+            print(error_line(str(exc)), file=out)
             return ExitCode.ABORTED
         except InputError as exc:
-            print(f"error: {exc}", file=out)
+            print(error_line(str(exc)), file=out)
             return ExitCode.USAGE
         finally:
             await client.aclose()

@@ -682,9 +682,9 @@ class ConsoleApp(App[int]):
 
 
 def _fail(message: str) -> int:
-    from canvas_tui.cli import ExitCode
+    from canvas_tui.cli import ExitCode, error_line
 
-    print(f"canvas-tui: {message}", file=sys.stderr)
+    print(error_line(message), file=sys.stderr)
     return int(ExitCode.USAGE)
 
 
@@ -702,6 +702,12 @@ def main(args: argparse.Namespace) -> int:
         config = load_config(args.config)
     except ConfigError as exc:
         return _fail(str(exc))
+    if config.path is None and not args.source and not args.journal:
+        return _fail(
+            "no config found ($CANVAS_TUI_CONFIG, ./canvas-tui.toml or the user config "
+            "directory). New here? `canvas-tui demo` tries the console on a built-in Canvas "
+            "simulator; `canvas-tui init` writes a config for your Canvas"
+        )
     keymap = dict(getattr(config, "keys", {}) or {})
     problems = check_keymap(keymap)
     if problems:
