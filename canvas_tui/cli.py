@@ -313,14 +313,18 @@ def command_line(argv: Sequence[str]) -> list[str]:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(command_line(sys.argv[1:] if argv is None else argv))
-    if getattr(args, "verbose", 0) or getattr(args, "log_file", None):
-        from canvas_tui.logs import setup_logging
-
-        try:
-            setup_logging(args.log_file, args.verbose)
-        except OSError as exc:
-            print(error_line(f"--log-file {args.log_file}: {exc.strerror or exc}"), file=sys.stderr)
-            return ExitCode.USAGE
     module_name, func_name = COMMANDS[args.command].split(":")
     func = getattr(importlib.import_module(module_name), func_name)
-    return int(func(args))
+    if not (getattr(args, "verbose", 0) or getattr(args, "log_file", None)):
+        return int(func(args))
+    from canvas_tui.logs import remove_logging, setup_logging
+
+    try:
+        handler = setup_logging(args.log_file, args.verbose)
+    except OSError as exc:
+        print(error_line(f"--log-file {args.log_file}: {exc.strerror or exc}"), file=sys.stderr)
+        return ExitCode.USAGE
+    try:
+        return int(func(args))
+    finally:
+        remove_logging(handler)

@@ -337,7 +337,8 @@ async def _sync(session: Session, reporter: Reporter, args: argparse.Namespace) 
         elif isinstance(event, RunPhaseChanged) and event.phase == Phase.ABORTED:
             reporter.error(f"run aborted: {event.reason}", ExitCode.ABORTED)
 
-    refused = False
+    refused = False  # nothing queued: an empty journal is removed
+    discard = False  # queued, but aborted before any request for a record: the journal goes too
     try:
         try:
             # Plan or full mode (engine/plan.py); the brake may refuse before anything is sent.
@@ -359,6 +360,7 @@ async def _sync(session: Session, reporter: Reporter, args: argparse.Namespace) 
             reporter.error(
                 f"could not read the rosters: {exc} — {hint_for(exc.category)}", ExitCode.ABORTED
             )
+            refused = True
             return ExitCode.ABORTED
         except RunCancelled:  # a signal while the rosters were being read
             reporter.error("stopped before anything was sent", ExitCode.ABORTED)
@@ -402,6 +404,15 @@ async def _sync(session: Session, reporter: Reporter, args: argparse.Namespace) 
         fields["abort_reason"] = state.abort_reason
         fields["journal"] = str(session.journal_path)
         fields["mode"] = "plan" if decision.planned else "full"
+        # e.g. a token refused at the first request: a journal would only hold pending rows that
+        # the next run reads again anyway, and clutter the state directory
+        discard = (
+            state.phase is Phase.ABORTED
+            and not session.resumed
+            and session.store.attempt_totals()["requests"] == 0
+        )
+        if discard:
+            fields["journal"] = None
         code = _exit_code(state)
         if report_path:
             paths = write_report(
@@ -424,6 +435,13 @@ async def _sync(session: Session, reporter: Reporter, args: argparse.Namespace) 
             from canvas_tui.engine.journal import remove_empty_journal
 
             remove_empty_journal(session.journal_path)
+        if discard:
+            _discard_journal(session.journal_path)
+
+
+def _discard_journal(path: Path) -> None:
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
 
 
 async def _tick(snapshot: Callable[[], RunState], reporter: Reporter) -> None:

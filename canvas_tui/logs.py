@@ -16,6 +16,7 @@ from typing import Final
 MASK: Final = "***"
 _SHAPES: Final = re.compile(r"(?i)(bearer\s+|access_token=)[^\s&\"']+")
 _FORMAT: Final = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+LOGGERS: Final = ("canvas_tui", "httpx")
 
 
 class RedactSecrets(logging.Filter):
@@ -44,8 +45,14 @@ def setup_logging(log_file: str | None, verbose: int) -> logging.Handler:
     handler.addFilter(RedactSecrets())
     level = logging.DEBUG if verbose >= 2 else logging.INFO if verbose else logging.WARNING
     handler.setLevel(level)
-    for name in ("canvas_tui", "httpx"):
+    for name in LOGGERS:
         logger = logging.getLogger(name)
         logger.addHandler(handler)
         logger.setLevel(min(logger.level or logging.WARNING, level))
     return handler
+
+
+def remove_logging(handler: logging.Handler) -> None:
+    for name in LOGGERS:
+        logging.getLogger(name).removeHandler(handler)
+    handler.close()

@@ -131,6 +131,8 @@ def test_invalid_token_stops_at_once_with_exit_3(
     errors = [e for e in events if e["event"] == "error"]
     assert errors and "Token rejected" in errors[0]["message"]
     assert sim.stats()["requests"] <= 2
+    # nothing was sent, so no journal is left behind (issue 12, item 8)
+    assert summary["journal"] is None and not list(Path().glob("t.journal*"))
     monkeypatch.setenv("CANVAS_API_TOKEN", ADMIN_TOKEN)
     assert sync("good.csv", "--journal", "t.journal") == 0
 
@@ -215,3 +217,22 @@ def test_a_journal_belongs_to_its_source(sim: Simulator, capsys) -> None:
     capsys.readouterr()
     assert sync("mixed.csv", "--journal", "g.journal") == 2
     assert "is the journal of good.csv" in capsys.readouterr().out
+
+
+def test_verbose_log_file_has_every_request_and_never_the_token(
+    sim: Simulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from canvas_tui.cli import main as cli_main
+    from canvas_tui.logs import RedactSecrets
+
+    assert cli_main(["sync", "good.csv", "-v", "--log-file", "http.log"]) == 0
+    text = (tmp_path / "http.log").read_text()
+    assert text.count("HTTP Request: POST") == 40
+    assert "HTTP Request: GET" in text  # the token check
+    assert ADMIN_TOKEN not in text and ADMIN_TOKEN not in capsys.readouterr().out
+    # and a message that did quote a secret would be masked
+    import logging
+
+    record = logging.LogRecord("x", logging.INFO, "", 0, f"Bearer {ADMIN_TOKEN} x", None, None)
+    RedactSecrets().filter(record)
+    assert record.getMessage() == "Bearer *** x"
