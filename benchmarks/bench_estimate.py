@@ -1,6 +1,6 @@
 """Does `check --deep`'s time estimate hold? Estimate, then sync, on two differently sized sources.
 
-    .venv/bin/python benchmarks/bench_estimate.py [--sizes 400,1600] [--time-scale 4]
+    .venv/bin/python benchmarks/bench_estimate.py [--sizes 600,2400] [--time-scale 2]
 
 For each size: a fresh simulator in its own process (`canvas-tui simulate --seed 7`, time-scaled),
 a source of that many new enrollments (benchmarks/bench_plan.py's), then (1) the deep check's
@@ -17,21 +17,18 @@ import asyncio
 import json
 import os
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
-from bench_plan import SEED, write_source
+from bench_plan import SEED, sync, write_source
 
 from canvas_tui.canvas.client import CanvasClient
 from canvas_tui.canvas.governor import Governor
 from canvas_tui.config import CanvasConfig, Config, Secret, SyncConfig
-from canvas_tui.engine.plan import prepare_sync, read_items
+from canvas_tui.engine.plan import read_items
 from canvas_tui.engine.preflight import deep_check
-from canvas_tui.engine.session import open_session
-from canvas_tui.records import State
 from canvas_tui.simulator import ADMIN_TOKEN
-from canvas_tui.simulator.testing import simulate_process, simulator_stats
+from canvas_tui.simulator.testing import simulate_process
 from canvas_tui.sources import CsvSource
 
 TOLERANCE = 0.30
@@ -67,40 +64,14 @@ async def estimate(config: Config, source: Path, time_scale: float) -> dict[str,
     }
 
 
-async def sync(config: Config, source: Path, journal: Path, time_scale: float) -> dict[str, Any]:
-    before = simulator_stats(config.canvas.base_url)
-    started = time.perf_counter()
-    session = open_session(
-        config,
-        source=CsvSource(source),
-        journal_path=journal,
-        governor=Governor(leak=10.0 * time_scale),
-    )
-    try:
-        decision = await prepare_sync(session, requested=None, allow_drops=None)
-        assert decision.refused is None, decision.refused
-        state = await session.run()
-    finally:
-        await session.close()
-    elapsed = time.perf_counter() - started
-    after = simulator_stats(config.canvas.base_url)
-    return {
-        "mode": "plan" if decision.planned else "full",
-        "seconds": round(elapsed, 2),
-        "requests": after["requests"] - before["requests"],
-        "throttled": after["throttled"] - before["throttled"],
-        "done": state.counts[State.DONE],
-        "failed": state.counts[State.FAILED],
-    }
-
-
 def one(size: int, time_scale: float, work: Path) -> dict[str, Any]:
     source = work / f"enrollments-{size}.csv"
     courses = write_source(source, size)
     with simulate_process("--seed", str(SEED), "--time-scale", str(time_scale)) as base_url:
         config = config_for(base_url, work / f"runs-{size}")
         guess = asyncio.run(estimate(config, source, time_scale))
-        actual = asyncio.run(sync(config, source, work / f"{size}.journal", time_scale))
+        journal = work / f"runs-{size}" / "sync.journal"
+        actual = asyncio.run(sync(base_url, source, journal, plan=None, time_scale=time_scale))
     error = guess["middle"] / actual["seconds"] - 1
     return {
         "records": size,
@@ -116,8 +87,8 @@ def one(size: int, time_scale: float, work: Path) -> dict[str, Any]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", default="400,1600", help="comma-separated record counts")
-    parser.add_argument("--time-scale", type=float, default=4.0)
+    parser.add_argument("--sizes", default="600,2400", help="comma-separated record counts")
+    parser.add_argument("--time-scale", type=float, default=2.0)
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     load = os.getloadavg()

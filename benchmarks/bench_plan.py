@@ -69,8 +69,9 @@ def write_source(path: Path, records: int) -> int:
 
 
 async def sync(
-    base_url: str, source: Path, journal: Path, *, plan: bool, time_scale: float
+    base_url: str, source: Path, journal: Path, *, plan: bool | None, time_scale: float
 ) -> dict[str, Any]:
+    """One headless sync, timed; `plan` None lets it pick the mode as `sync` does."""
     config = Config(
         canvas=CanvasConfig(base_url=base_url, token=Secret(ADMIN_TOKEN)),
         sync=SyncConfig(journal_dir=journal.parent),

@@ -168,7 +168,9 @@ def test_sigterm_stops_gracefully_with_exit_3(tmp_path: Path) -> None:
     app = build_app(SimConfig(time_scale=2), world)
     write_csv(tmp_path / "in.csv", world, 300)
     with serve_in_thread(app) as base_url:
-        proc = start_sync(tmp_path, base_url, "in.csv", "--journal", "j.journal")
+        proc = start_sync(
+            tmp_path, base_url, "in.csv", "--journal", "j.journal", "--report", "r.json"
+        )
         deadline = time.monotonic() + 30
         while app.stats()["enrollments_created"] < 30:
             assert proc.poll() is None and time.monotonic() < deadline
@@ -178,6 +180,10 @@ def test_sigterm_stops_gracefully_with_exit_3(tmp_path: Path) -> None:
     assert proc.returncode == 3, err
     summary = lines(out)[-1]
     assert summary["phase"] == "cancelled"
+    # the signal is named, in the summary and the report (issue 12, item 10)
+    assert summary["abort_reason"].startswith("stopped by SIGTERM")
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["abort_reason"] == summary["abort_reason"]
     conn = sqlite3.connect(tmp_path / "j.journal")
     counts = dict(conn.execute("SELECT state, COUNT(*) FROM records GROUP BY state"))
     conn.close()

@@ -1,22 +1,17 @@
-"""The JSON report: a schema_version and a JSON Schema in the repo that every report meets;
-`--report-records` and `abort_reason` on a signal (issue 12, item 10)."""
+"""The JSON report: a schema_version and a JSON Schema in the repo that every report meets, and
+`--report-records` (issue 12, item 10; `abort_reason` on a signal: tests/test_headless.py)."""
 
 from __future__ import annotations
 
 import json
-import signal
-import time
 from pathlib import Path
 
 import jsonschema
 import pytest
 
 from canvas_tui.engine.report import SCHEMA_VERSION
-from canvas_tui.simulator import SimConfig, Simulator, World, build_app
-from canvas_tui.simulator.testing import serve_in_thread
-from tests.engine.workload import write_csv
-from tests.helpers import start_sync
-from tests.test_headless import lines, sim, sync
+from canvas_tui.simulator import Simulator
+from tests.test_headless import sim, sync
 
 __all__ = ["sim"]
 
@@ -52,23 +47,3 @@ def test_report_records_leaves_rows_out_of_the_json_but_not_the_csv(
     assert report["counts"]["failed"] == 4  # the summary still counts every record
     failures = Path("r.failures.csv").read_text().splitlines()
     assert len(failures) == 1 + 4
-
-
-def test_a_signal_sets_abort_reason_in_the_summary_and_the_report(tmp_path: Path) -> None:
-    world = World.generate(7)
-    app = build_app(SimConfig(time_scale=2), world)
-    write_csv(tmp_path / "in.csv", world, 300)
-    with serve_in_thread(app) as base_url:
-        proc = start_sync(tmp_path, base_url, "in.csv", "--report", "r.json")
-        deadline = time.monotonic() + 30
-        while app.stats()["enrollments_created"] < 10:
-            assert proc.poll() is None and time.monotonic() < deadline
-            time.sleep(0.02)
-        proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=30)
-    assert proc.returncode == 3, err
-    summary = lines(out)[-1]
-    assert summary["abort_reason"].startswith("stopped by SIGTERM")
-    report = validate(tmp_path / "r.json")
-    assert report["phase"] == "cancelled"
-    assert report["abort_reason"].startswith("stopped by SIGTERM")
