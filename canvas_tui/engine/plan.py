@@ -1106,7 +1106,8 @@ async def _plan_command(
         plan = await compute_plan(client, items, config, known_ids=known, rosters=rosters)
         plan.roster_requests = requests
         plan.elapsed = time.monotonic() - started  # the rosters were read here, not in it
-        checked = await preflight(client, records, rosters=rosters, plan=plan)
+        chosen = "plan" if choose_mode(items, config.plan, None)[0] else "full"
+        checked = await preflight(client, records, rosters=rosters, plan=plan, chosen=chosen)
     except CanvasError as exc:
         print(error_line(str(exc)), file=sys.stderr)
         return ExitCode.ABORTED
