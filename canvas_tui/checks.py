@@ -178,7 +178,7 @@ def main(
     try:
         config = load_config(args.config)
     except ConfigError as exc:
-        say(f"config: ERROR {exc}")
+        say(f"config: error: {exc}")
         return ExitCode.USAGE
     say(f"config: {config.path or 'none (defaults + environment)'}")
     for warning in config.warnings:
@@ -221,7 +221,7 @@ def _check_source(
         source = open_source(spec)
         summary = summarize(source)
     except InputError as exc:
-        say(f"source: ERROR {exc}")
+        say(f"source: error: {exc}")
         return None
     say(f"source: {summary.description}")
     for note in summary.notes:
@@ -249,14 +249,14 @@ def _check_canvas_settings(config: Config, say: Callable[[str], None]) -> bool:
     try:
         check_base_url(config.canvas.base_url)
     except ConfigError as exc:
-        say(f"canvas: ERROR {exc}")
+        say(f"canvas: error: {exc}")
         return False
     say(f"canvas: {config.canvas.base_url}")
     if config.canvas.token is None or not config.canvas.token:
         why = config.canvas.token_error or (
             "set CANVAS_API_TOKEN, or [canvas] token_file or token_command"
         )
-        say(f"  ERROR no API token: {why}")
+        say(f"  error: no API token: {why}")
         return False
     say(f"  token: from {config.canvas.token_origin} (never shown)")
     return True
@@ -268,7 +268,7 @@ def _report_reachability(
     if result.error is not None and not result.who:
         error = result.error
         status = f" (HTTP {error.status})" if error.status else ""
-        say(f"  ERROR {error.category}{status}: {error.message}")
+        say(f"  error: {error.category}{status}: {error.message}")
         return ExitCode.ABORTED
     say(f"  token user: {result.who}")
     if summary is None or not summary.contexts:
@@ -295,6 +295,6 @@ def _report_reachability(
     for kind, ref in sorted(result.concluded)[:SHOWN]:
         say(f"  warning: {kind} {ref} is concluded; Canvas refuses new enrollments in it")
     if result.error is not None:
-        say(f"  ERROR stopped: {result.error.category}: {result.error.message}")
+        say(f"  error: stopped: {result.error.category}: {result.error.message}")
         code = ExitCode.ABORTED
     return code

@@ -90,7 +90,7 @@ def test_bad_rows_and_unknown_course_are_input_problems(tmp_path: Path) -> None:
 def test_rejected_token_exits_3(tmp_path: Path) -> None:
     code, out = run(tmp_path, FIXTURE, token="not-a-token", transport=asgi_transport(sim()))
     assert code == 3, out
-    assert "ERROR auth (HTTP 401)" in out
+    assert "error: auth (HTTP 401)" in out
     assert "not-a-token" not in out
 
 
@@ -101,14 +101,14 @@ def test_unreachable_canvas_exits_3(tmp_path: Path) -> None:
     started = time.monotonic()
     code, out = run(tmp_path, FIXTURE, base_url=f"http://127.0.0.1:{port}")
     assert code == 3, out
-    assert "ERROR network" in out
+    assert "error: network" in out
     assert time.monotonic() - started < 30
 
 
 def test_missing_token_is_a_config_problem(tmp_path: Path) -> None:
     code, out = run(tmp_path, FIXTURE, token=None)
     assert code == 2
-    assert "ERROR no API token: set CANVAS_API_TOKEN" in out
+    assert "error: no API token: set CANVAS_API_TOKEN" in out
 
 
 def test_plain_http_to_a_remote_host_is_refused_before_any_request(tmp_path: Path) -> None:
@@ -120,7 +120,7 @@ def test_plain_http_to_a_remote_host_is_refused_before_any_request(tmp_path: Pat
 def test_malformed_config_exits_2(tmp_path: Path) -> None:
     code, out = run(tmp_path, FIXTURE, extra="[sync\n")
     assert code == 2
-    assert "config: ERROR" in out and "not valid TOML" in out
+    assert "config: error:" in out and "not valid TOML" in out
 
 
 def test_unreadable_source_exits_2_but_still_checks_canvas(tmp_path: Path) -> None:
@@ -128,7 +128,7 @@ def test_unreadable_source_exits_2_but_still_checks_canvas(tmp_path: Path) -> No
     empty.write_text("")
     code, out = run(tmp_path, empty, transport=asgi_transport(sim()))
     assert code == 2
-    assert "source: ERROR" in out and "the file is empty" in out
+    assert "source: error:" in out and "the file is empty" in out
     assert "token user: " in out
 
 
@@ -146,7 +146,7 @@ def test_malformed_token_is_refused_without_a_request(tmp_path: Path) -> None:
     app = sim()
     code, out = run(tmp_path, FIXTURE, token="abc def\nxyz", transport=asgi_transport(app))
     assert code == 3
-    assert "ERROR auth" in out and "invalid characters" in out
+    assert "error: auth" in out and "invalid characters" in out
     assert app.stats()["requests"] == 0
 
 

@@ -190,3 +190,18 @@ def test_plan_command_times_the_roster_reads(arena: Arena) -> None:
     document = json.loads((arena.tmp / "out" / "plan.json").read_text())
     assert document["summary"]["roster_requests"] >= 1
     assert document["summary"]["elapsed"] >= latency * 0.6  # at least one roster page's wait
+
+
+def test_plan_with_preflight_findings_exits_2_as_check_does(arena: Arena) -> None:
+    """`plan` exited 1 here, undocumented; check says the same problems with 2 (issue 12, 7)."""
+    course, section = arena.course.sis_course_id, arena.section.sis_section_id
+    assert course and section
+    rows = [arena.row(arena.users[0]), [course, "NOBODY-1", "student", section, "active"]]
+    args = argparse.Namespace(
+        config=str(_toml(arena, "http://127.0.0.1")),
+        source=str(arena.csv(rows)),
+        out=str(arena.tmp / "out" / "plan"),
+    )
+    out = io.StringIO()
+    assert plan_module.main(args, transport=asgi_transport(arena.app), out=out) == 2
+    assert "user NOBODY-1: does not exist" in out.getvalue()
