@@ -478,9 +478,16 @@ class CanvasClient:
         params += [("state[]", s) for s in states]
         if user_filter:
             params.append(("user_id", user_filter))
-        return await self.list_all(
-            path, params, not_found=missing, on_page=on_page, observer=observer
-        )
+        try:
+            return await self.list_all(
+                path, params, not_found=missing, on_page=on_page, observer=observer
+            )
+        except CanvasError as error:
+            if user_filter and error.status == 404 and not user:
+                # the 404 names no id: the filtered user is missing when the context exists
+                context = (None, section) if section else (course, None)
+                error.category = await self._which_missing(*context, observer)
+            raise
 
     async def get_enrollment(
         self, enrollment_id: int | str, *, account: str = "self", observer: Observer | None = None
