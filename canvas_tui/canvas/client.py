@@ -485,8 +485,9 @@ class CanvasClient:
         except CanvasError as error:
             if user_filter and error.status == 404 and not user:
                 # the 404 names no id: the filtered user is missing when the context exists
-                context = (None, section) if section else (course, None)
-                error.category = await self._which_missing(*context, observer)
+                error.category = await self._which_missing(
+                    None if section else course, section, observer
+                )
             raise
 
     async def get_enrollment(
