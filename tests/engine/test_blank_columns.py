@@ -259,7 +259,9 @@ async def test_scenario_resumed_after_sigkill(tmp_path: Path, simulator: str) ->
     headers = {"Authorization": f"Bearer {ADMIN_TOKEN}", "User-Agent": "canvas-tui-tests"}
     async with httpx.AsyncClient(base_url=simulator, headers=headers) as http:
         await scenario.arrange(http)
-        workload = [[c, u, "student", s, "active"] for u, c, s in fresh_pairs(World.generate(7), 200)]
+        workload = [
+            [c, u, "student", s, "active"] for u, c, s in fresh_pairs(World.generate(7), 200)
+        ]
         scenario.write_csv(tmp_path / "in.csv", workload)
         journal = tmp_path / "run.journal"
         argv = ("in.csv", "--journal", "run.journal")
