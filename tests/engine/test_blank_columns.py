@@ -9,6 +9,7 @@ course's default section only (`section ||= self.default_section`, same file).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
 import sqlite3
@@ -275,7 +276,7 @@ async def test_scenario_resumed_after_sigkill(tmp_path: Path, simulator: str) ->
             except sqlite3.OperationalError:  # the schema is still being created
                 pass
             assert time.monotonic() < deadline, "the run never got going"
-            time.sleep(0.02)
+            await asyncio.sleep(0.02)
         first.send_signal(signal.SIGKILL)
         first.wait(10)
         assert _done(journal) < len(workload)  # the scenario's rows, at the end, are still to go
