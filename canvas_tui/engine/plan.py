@@ -87,6 +87,10 @@ PAGE_SIZE = 100  # enrollments per roster page (the client's per_page)
 # first) >= PLAN_RATIO x estimated roster pages: even if every record turned out to need a write,
 # the plan's extra reads cost at most 1/PLAN_RATIO (10 %).
 PLAN_RATIO = 10
+# ... or when full mode's lookups alone are >= LOOKUP_RATIO x those pages: each page replaces up
+# to 100 lookups, and the estimate (one page per 100 rows of a roster) can be short of a big
+# roster's real size, hence the margin.
+LOOKUP_RATIO = 2
 
 LIVE_STATES = frozenset({"active", "invited", "creation_pending", "inactive"})
 NEVER_DROPPED_TYPES = frozenset({"StudentViewEnrollment"})  # the course's test student
@@ -720,14 +724,15 @@ def choose_mode(
         if blank
         else ""
     )
-    if records and full >= PLAN_RATIO * pages:
+    if records and (full >= PLAN_RATIO * pages or lookups >= LOOKUP_RATIO * pages):
         return True, (
-            f"plan mode (auto): {records} records, about {full} requests in full mode against "
-            f"about {pages} roster pages to read first{reads}"
+            f"plan mode (auto): {records} records, about {full} requests in full mode "
+            f"({lookups} of them lookups) against about {pages} roster pages to read first{reads}"
         )
     return False, (
-        f"full mode (auto): {records} records, about {full} requests, against about {pages} "
-        f"roster pages; a plan pays off from {PLAN_RATIO} requests per page{reads}"
+        f"full mode (auto): {records} records, about {full} requests ({lookups} lookups), "
+        f"against about {pages} roster pages; a plan pays off from {PLAN_RATIO} requests or "
+        f"{LOOKUP_RATIO} lookups per page{reads}"
     )
 
 

@@ -169,17 +169,23 @@ async def test_resumed_and_retried_rows_keep_unchanged_from_the_journal(sim: Sim
     await session.close()
 
 
-def test_auto_mode_says_why_blank_columns_cost_reads(tmp_path: Path) -> None:
+def test_auto_mode_counts_the_reads_blank_columns_cost(tmp_path: Path) -> None:
     from canvas_tui.config import PlanConfig
     from canvas_tui.engine.plan import choose_mode
     from canvas_tui.sources import CsvSource
 
-    path = write_rows(tmp_path / "in.csv", _rule1_rows(), scenario.HEADER)
-    items = list(CsvSource(path))
-    planned, why = choose_mode(items, PlanConfig(), None)
-    assert not planned
+    blank = list(CsvSource(write_rows(tmp_path / "b.csv", _rule1_rows(), scenario.HEADER)))
+    planned, why = choose_mode(blank, PlanConfig(), None)
+    # three lookups against one roster page: reading the roster is cheaper
+    assert planned, why
     assert "3 active rows leave limit_section_privileges or dates blank" in why
-    assert "about 6 requests" in why  # a lookup and a write each, at worst
+    assert "about 6 requests in full mode (3 of them lookups)" in why
+
+    stated = [[*row[:6], scenario.START, scenario.END, "true"] for row in _rule1_rows()]
+    explicit = list(CsvSource(write_rows(tmp_path / "e.csv", stated, scenario.HEADER)))
+    planned, why = choose_mode(explicit, PlanConfig(), None)
+    assert not planned, why  # nothing to reset: a blind POST each is the cheapest
+    assert "about 3 requests (0 lookups)" in why and "blank" not in why
 
 
 # ---- rule 5: course-only rows act on the default section -------------------------------------
