@@ -169,6 +169,23 @@ async def test_resumed_and_retried_rows_keep_unchanged_from_the_journal(sim: Sim
     await session.close()
 
 
+async def test_an_edited_row_keeps_what_it_leaves_blank(sim: Sim) -> None:
+    """The console's edit re-reads the row through the source's rules: still "unchanged"."""
+    await _arrange_rule1(sim)
+    ta, student, explicit = _rule1_rows()
+    ta[4] = "enroled"  # a typo: the row fails validation
+    path = write_rows(sim.tmp / "in.csv", [ta, student, explicit], scenario.HEADER)
+    session = sim.session(path, "edit")
+    state = await session.run()
+    assert state.counts[State.FAILED] == 1
+    assert session.runner.edit_and_retry(1, {"status": "active"})
+    state = await session.run()
+    assert state.counts[State.DONE] == 3
+    assert session.store.get(1).action == "none"  # type: ignore[union-attr]
+    _assert_rule1(sim)
+    await session.close()
+
+
 def test_auto_mode_counts_the_reads_blank_columns_cost(tmp_path: Path) -> None:
     from canvas_tui.config import PlanConfig
     from canvas_tui.engine.plan import choose_mode
