@@ -311,3 +311,21 @@ async def test_scenario_resumed_after_sigkill(tmp_path: Path, simulator: str) ->
         assert summary["done"] == len(workload) + len(scenario.rows())
         await scenario.check(http)
         assert simulator_stats(simulator)["duplicates"] == 0
+
+
+async def test_an_unknowable_default_section_is_refused_not_guessed(sim: Sim) -> None:
+    course = sim.world.add_course("Two Plain Sections", "AMB-101")  # its default section...
+    manual = sim.world.add_section(course, "Made by hand", None)  # ...and one more without SIS id
+    user = sim.world.find_user(f"sis_user_id:{DOC_USERS[0]}")
+    student = sim.world.built_in_role("StudentEnrollment")
+    assert user is not None and student is not None
+    kept = sim.world.add_enrollment(user, manual, student)
+    rows = [["AMB-101", DOC_USERS[0], "student", "", "completed"]]
+    session = sim.session(write_rows(sim.tmp / "in.csv", rows, COURSE_HEADER), "amb")
+    state = await session.run()
+    assert state.counts[State.FAILED] == 1
+    row = session.store.get(1)
+    assert row is not None and row.category == "invalid_input"
+    assert "give section_id" in (row.message or "")
+    assert sim.world.enrollments[kept.id].workflow_state == "active"
+    await session.close()

@@ -41,3 +41,46 @@ def test_a_course_only_row_names_only_its_default_sections_enrollment() -> None:
     assert names_enrollment(enrollment, section=None, **common)  # no default given: any section
     assert not names_enrollment(enrollment, section=None, default=DefaultSection(2), **common)
     assert names_enrollment(enrollment, section=None, default=DefaultSection(1), **common)
+
+
+def test_the_plan_matches_course_only_rows_in_the_default_section_and_never_guesses() -> None:
+    from canvas_tui.config import PlanConfig
+    from canvas_tui.engine.plan import Roster, build_plan
+    from canvas_tui.records import EnrollmentRecord, Provenance, SisStatus
+
+    def record(user: str, line: int) -> EnrollmentRecord:
+        return EnrollmentRecord(
+            f"sis_user_id:{user}",
+            "sis_course_id:C1",
+            None,
+            "student",
+            "StudentEnrollment",
+            SisStatus.ACTIVE,
+            Provenance("in.csv", line),
+        )
+
+    def enrollment(user_id: int, user: str, section: int) -> dict[str, object]:
+        return {
+            "id": 100 + user_id,
+            "user_id": user_id,
+            "course_id": 1,
+            "sis_user_id": user,
+            "type": "StudentEnrollment",
+            "role": "StudentEnrollment",
+            "course_section_id": section,
+            "enrollment_state": "active",
+        }
+
+    items = [record("S1", 2), record("S2", 3)]
+    roster = [enrollment(1, "S1", 10), enrollment(2, "S2", 11)]
+    known = Roster("course/sis_course_id:C1", roster, 1, default=DefaultSection(10))
+    plan = build_plan(items, {known.scope: known}, PlanConfig())
+    assert [(s.user, s.action) for s in plan.steps if s.kind == "record"] == [
+        ("S1", "none"),
+        ("S2", "create"),  # active in section 11 only: Canvas creates it in the default one
+    ]
+    unsure = Roster(known.scope, roster, 1, default=DefaultSection(None, (10, 11)))
+    plan = build_plan(items, {unsure.scope: unsure}, PlanConfig())
+    steps = [s for s in plan.steps if s.kind == "record"]
+    assert {s.via for s in steps} == {"lookup"}  # decided (and refused) when sent, not guessed
+    assert "Canvas does not say which is its default section" in steps[0].reason
