@@ -21,17 +21,8 @@ from tests.helpers import write_rows
 COURSE, SECTION = DOC_COURSE, "1B"
 TA, STUDENT, OBSERVER = DOC_USERS
 START, END = "2026-09-01T08:00:00Z", "2026-12-20T17:00:00Z"
-HEADER = [
-    "course_id",
-    "user_id",
-    "role",
-    "section_id",
-    "status",
-    "associated_user_id",
-    "start_date",
-    "end_date",
-    "limit_section_privileges",
-]
+OPTIONAL = ("associated_user_id", "start_date", "end_date", "limit_section_privileges")
+HEADER = ["course_id", "user_id", "role", "section_id", "status", *OPTIONAL]
 ENROLLMENTS = f"/api/v1/courses/sis_course_id:{COURSE}/enrollments"
 
 
