@@ -478,13 +478,15 @@ class CanvasClient:
         params += [("state[]", s) for s in states]
         if user_filter:
             params.append(("user_id", user_filter))
+            if not user:
+                missing = Category.NOT_FOUND  # the context's or the user's: the 404 names no id
         try:
             return await self.list_all(
                 path, params, not_found=missing, on_page=on_page, observer=observer
             )
         except CanvasError as error:
-            if user_filter and error.status == 404 and not user:
-                # the 404 names no id: the filtered user is missing when the context exists
+            if error.status == 404 and error.category is Category.NOT_FOUND:
+                # the filtered user is the one missing when the context exists (as for a POST)
                 error.category = await self._which_missing(
                     None if section else course, section, observer
                 )
