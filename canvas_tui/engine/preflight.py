@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -35,7 +35,7 @@ from canvas_tui.engine.estimate import (
     format_duration,
     run_seconds,
 )
-from canvas_tui.records import EnrollmentRecord, SisStatus, SourceItem, sis_value, split_api_id
+from canvas_tui.records import EnrollmentRecord, SourceItem, sis_value, split_api_id
 
 if TYPE_CHECKING:
     from canvas_tui.config import Config
@@ -319,10 +319,12 @@ def estimate(
     latency = latency if latency is not None and latency > 0 else DEFAULT_LATENCY
     bucket = Bucket(hwm=governor.hwm, up_front=governor.up_front, leak=governor.leak)
     note = "measured GETs" if average_cost is not None else "assumed cost and latency"
-    statuses = Counter(r.status for r in records)
-    # active: one POST; the others look the enrollment up (a GET), then DELETE
-    others = len(records) - statuses[SisStatus.ACTIVE]
-    full_reads, full_writes = 1 + others, statuses.get(SisStatus.ACTIVE, 0) + others
+    from canvas_tui.engine.plan import full_mode_lookups
+
+    # a write per record, after a lookup (a GET) for every row a blind POST would not suit:
+    # the counting choose_mode does; plus the token check
+    lookups, _blank = full_mode_lookups(records)
+    full_reads, full_writes = 1 + lookups, len(records)
     shapes = [("full", full_reads, full_writes)]
     if plan is not None:
         shapes.append(

@@ -86,7 +86,7 @@ async def test_preflight_finds_what_is_missing_and_spares_roster_users(arena: Ar
     assert result.requests == arena.app.stats()["requests"]
     assert result.average_cost is not None and result.average_cost > 0
     full, planned = result.estimates
-    assert full.mode == "full" and full.requests == 1 + 10
+    assert full.mode == "full" and full.requests == 1 + 10 + 10  # blank limit/dates: a lookup each
     assert planned.mode == "plan" and planned.requests < full.requests + plan.roster_pages + 1
     assert any("estimate (plan)" in line for line in format_preflight(result))
     # a range from the throttle model, and the mode sync would pick on its own is named
