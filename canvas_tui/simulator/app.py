@@ -21,6 +21,9 @@ Choices where CANVAS_API.md §10 says Canvas is unconfirmed:
 - A missing User-Agent gets 403 `{"error":"Forbidden","message":"...valid user agent."}`, as
   Instructure's announcement shows it; no bucket is touched and no rate-limit header is sent.
 - `enrollment_state` outside active|invited|inactive is a 400; a deleted course is a 404.
+- An `associated_user_id` that casts to no user (an SIS id casts to 0) is a 500: no model
+  validation refuses it, the database's foreign key to users does (CANVAS_API.md §2.2 says "links
+  to nobody"; the source shows the foreign key).
 - Soft-concluded courses refuse every create (Canvas lets a user who already has an enrollment in
   the course into a section that is still open; sections here have no dates of their own).
 """
