@@ -123,20 +123,24 @@ class EnrollmentActions:
         so a custom role wins over a role word; else None, and the word's built-in type is sent.
         With a role id no type is sent: Canvas takes the role's base type (a type that differs
         is a 400)."""
-        roles = await self._account_roles(observer)
+        roles = await self._account_roles()
         if record.role_id is not None and (
             not roles or not record.role or record.role_id in roles.values()
         ):
             return record.role_id
         return roles.get(record.role)
 
-    async def _account_roles(self, observer: Observer | None) -> dict[str, str]:
-        """Role name -> id of the root account's usable course roles, listed once per run."""
+    async def _account_roles(self) -> dict[str, str]:
+        """Role name -> id of the root account's usable course roles, listed once per run.
+        The listing is the run's, not the first record's: it is not among a record's attempts."""
         account = "self"
+        known = self._roles.get(account)
+        if known is not None:
+            return known
         async with self._roles_lock:
             if account not in self._roles:
                 try:
-                    roles = await self._client.list_roles(account, observer=observer)
+                    roles = await self._client.list_roles(account)
                 except CanvasError as exc:
                     if exc.fatal:
                         raise
