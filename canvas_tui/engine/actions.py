@@ -40,11 +40,11 @@ ALL_STATES = (
     "rejected",
 )
 
-# SIS status -> (the DELETE task that applies it, the enrollment_state that task leaves, §2.7)
 # Listing the token user's own enrollments refuses `deleted` (400 "Invalid state deleted",
 # instructure/canvas-lms app/controllers/enrollments_api_controller.rb, user_index_enrollments).
 OWN_STATES = tuple(s for s in ALL_STATES if s != "deleted")
 
+# SIS status -> (the DELETE task that applies it, the enrollment_state that task leaves, §2.7)
 DELETE_TASKS = {
     SisStatus.INACTIVE: ("inactivate", "inactive"),
     SisStatus.COMPLETED: ("conclude", "completed"),
