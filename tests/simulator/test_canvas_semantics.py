@@ -10,12 +10,7 @@ import httpx
 from canvas_tui.simulator import NO_PERMISSION_TOKEN, NO_SIS_TOKEN, Simulator
 from canvas_tui.simulator.world import ADMIN_USER_ID, GRADER_ROLE_ID, World
 from tests.simulator.conftest import client_for
-
-DOC_COURSE_PATH = "/api/v1/courses/sis_course_id:E411208/enrollments"
-
-
-def form(**fields: str) -> dict[str, str]:
-    return {f"enrollment[{k}]": v for k, v in fields.items()}
+from tests.simulator.test_enrollments import DOC_COURSE_PATH, form
 
 
 # ---- rule 2: associated_user_id is an integer column ------------------------------------------
