@@ -12,7 +12,6 @@ from canvas_tui.simulator.world import ADMIN_USER_ID, GRADER_ROLE_ID, World
 from tests.simulator.conftest import client_for
 from tests.simulator.test_enrollments import DOC_COURSE_PATH, form
 
-
 # ---- rule 2: associated_user_id is an integer column ------------------------------------------
 
 
