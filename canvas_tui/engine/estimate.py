@@ -60,31 +60,39 @@ def send_seconds(
     bucket: Bucket = Bucket(),
     level: float = 0.0,
 ) -> float:
-    """Seconds for the governor to send `requests`, the bucket starting at `level`."""
+    """Seconds for the governor to send `requests`, the bucket starting at `level`.
+
+    Walks the level from one number of places in flight to the next: it rises while the rate
+    costs more than the leak and falls while it costs less, until it rests at an idle bucket's
+    places or settles between two of them (at `leak / cost`)."""
     if requests <= 0:
         return 0.0
     latency = max(latency, 1e-6)
     steady = bucket.leak / cost if cost > 0 and bucket.leak > 0 else math.inf
+    most = bucket.in_flight(0.0)
     seconds = latency  # the governor's probe: one request alone until the first answer
     left = float(requests)
-    rose = False
+    level = max(0.0, level)
     while True:
         places = bucket.in_flight(level)
         rate = places / latency
-        if places < 1 or rate <= steady:
-            if rose or places < 1:
-                rate = min(steady, bucket.max_in_flight / latency)
-            return seconds + left / rate
-        growth = rate * cost - bucket.leak  # > 0: rate > steady
-        # the level at which one place fewer fits
-        next_level = bucket.hwm - bucket.margin - bucket.up_front * places
-        span = max(0.0, next_level - level) / growth
+        growth = rate * cost - bucket.leak
+        if growth > 0:  # the level rises to where one place fewer fits
+            target = bucket.hwm - bucket.margin - bucket.up_front * places
+            settles = (places - 1) / latency <= steady  # then it stays between the two
+        elif growth < 0 and places < most and level > 0:  # it falls until one more fits
+            target = max(0.0, bucket.hwm - bucket.margin - bucket.up_front * (places + 1) - 1e-9)
+            settles = (places + 1) / latency > steady
+        else:  # resting: an idle bucket, or exactly the leak
+            return seconds + left / rate if rate > 0 else math.inf
+        span = abs(target - level) / abs(growth)
         if rate * span >= left:
             return seconds + left / rate
+        if settles:
+            return seconds + span + (left - rate * span) / steady
         seconds += span
         left -= rate * span
-        level = next_level
-        rose = True
+        level = target
 
 
 def estimate_range(

@@ -27,8 +27,9 @@ class ConsoleAction:
 
 
 ACTIONS: tuple[ConsoleAction, ...] = (
+    # not `g`: the queue's vim keys take g/G for top/bottom; shift marks a load's start
     ConsoleAction(
-        "start", "g", "start", "Start", "Start sending (READY shows what a start will do)"
+        "start", "S", "start", "Start", "Start sending (READY shows what a start will do)"
     ),
     ConsoleAction("pause", "p", "toggle_pause", "Pause", "Pause or resume dispatching records"),
     ConsoleAction("skip", "s", "skip", "Skip", "Skip the selected record (it ends SKIPPED)"),

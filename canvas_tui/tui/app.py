@@ -44,8 +44,15 @@ from canvas_tui.tui.screens.dialogs import (
     PromptScreen,
 )
 from canvas_tui.tui.session import ConsoleSession, SessionOpener
-from canvas_tui.tui.widgets.dashboard import Dashboard, Outlook
-from canvas_tui.tui.widgets.queue import ORDERS, STATE_CYCLE, QueueFilter, QueueView, parse_filter
+from canvas_tui.tui.widgets.dashboard import LEGEND, Dashboard, Outlook
+from canvas_tui.tui.widgets.queue import (
+    ORDERS,
+    STATE_CYCLE,
+    QueueFilter,
+    QueueView,
+    message_of,
+    parse_filter,
+)
 from canvas_tui.tui.widgets.virtual_table import VirtualTable
 
 ACTIVE = frozenset({Phase.LOADING, Phase.RUNNING, Phase.PAUSED, Phase.CANCELLING})
@@ -347,7 +354,7 @@ class ConsoleApp(App[int]):
         if row.state is State.FAILED:
             self.push_screen(FailureStepper(start=row.record_id))
             return
-        detail = row.message or row.action or ""
+        detail = message_of(row) or row.action or ""
         self.notify(
             f"{row.source}:{row.line} · {sis_value(row.user)} → "
             f"{sis_value(row.course or row.section)} ({row.role}) · {detail}",
@@ -386,8 +393,10 @@ class ConsoleApp(App[int]):
                 return False  # nothing to pause; the start key starts
             return phase in (Phase.LOADING, Phase.RUNNING, Phase.PAUSED) or None
         if action == "send_one":
-            return phase is Phase.PAUSED or None
+            return (self.run_active and phase is Phase.PAUSED) or None
         if action == "cancel_run":
+            if not self.run_active:
+                return None  # nothing to cancel (READY, or a run that ended)
             return phase in (Phase.RUNNING, Phase.PAUSED, Phase.LOADING) or None
         if action in ("retry_all", "failures", "export_failures"):
             return failed > 0 or None
@@ -717,7 +726,7 @@ class ConsoleApp(App[int]):
         )
 
     def action_help(self) -> None:
-        self.push_screen(HelpScreen(self.keymap_overrides))
+        self.push_screen(HelpScreen(self.keymap_overrides, LEGEND))
 
     async def action_quit(self) -> None:
         """Textual's ctrl+q (from any screen): the same safe quit as `q`, never an exit with

@@ -232,7 +232,7 @@ async def test_quitting_mid_run_leaves_a_consistent_journal_that_resumes(
     again = h.app(autostart=False)
     async with again.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: again.check_action("start", ()) is True)
-        await pilot.press("g")
+        await pilot.press("S")
         await wait_for(pilot, lambda: _phase(again) is Phase.FINISHED, within=30)
         assert again.state.finished == 301
         await pilot.press("q")

@@ -67,7 +67,7 @@ class Outlook:
     requests: int
     time: TimeRange
     drops: int
-    start_key: str = "g"
+    start_key: str = "S"
 
 
 def bucket_of(state: RunState) -> Bucket:
@@ -82,7 +82,9 @@ def time_left(state: RunState, prior_per_record: float = 1.0) -> TimeRange:
     finished = state.finished
     per_record = state.requests / finished if finished >= MEASURED_AFTER else prior_per_record
     level = gov.high_water_mark - gov.remaining if gov.remaining is not None else 0.0
-    observed = state.rate if state.phase is Phase.RUNNING and len(state.rate_history) >= 3 else None
+    # the last minutes' mean, not the 5 s headline: a throttle storm must not read as hours
+    history = state.rate_history
+    observed = sum(history) / len(history) if len(history) >= 5 else None
     return remaining_range(
         left,
         requests_per_record=per_record,
@@ -97,9 +99,9 @@ def time_left(state: RunState, prior_per_record: float = 1.0) -> TimeRange:
 
 def counts_table(state: RunState, failures: int = 0) -> Table:
     """The records by state; with `failures`, the top failure categories under them."""
-    table = Table.grid(padding=(0, 1))
-    table.add_column(min_width=9, no_wrap=True, overflow="ellipsis")
-    table.add_column(justify="right", min_width=6)
+    table = Table.grid(padding=(0, 1), expand=True)
+    table.add_column(ratio=1, no_wrap=True, overflow="ellipsis")
+    table.add_column(justify="right", no_wrap=True)
     for s in State:
         n = state.counts.get(s, 0)
         table.add_row(Text(fmt.STATE_LABELS[s], style=fmt.STATE_STYLES[s]), fmt.count(n))
@@ -270,9 +272,6 @@ class Dashboard(Horizontal):
     Dashboard #rate-spark { margin-top: 1; }
     Dashboard #pressure { height: 3; }
     Dashboard #failures { height: 1fr; }
-    .-narrow Dashboard > Vertical { padding: 0; }
-    .-narrow Dashboard #counts-panel { width: 22; }
-    .-narrow Dashboard #failures-panel { display: none; }
     """
 
     def __init__(self) -> None:
