@@ -135,3 +135,54 @@ async def test_the_console_fits_the_terminal(tmp_path: Path, size: tuple[int, in
         await pilot.press("x", "y")  # cancel, so the quit below needs no second question
         await wait_for(pilot, lambda: app.state is not None and app.state.phase is Phase.CANCELLED)
         await pilot.press("q")
+
+
+async def test_edit_labels_never_break_a_field_name() -> None:
+    from textual.app import App
+    from textual.widgets import Label
+
+    from canvas_tui.tui.screens.dialogs import EditScreen
+
+    fields = {"user_id": "S1", "limit_section_privileges": "", "user_integration_id": ""}
+
+    class Host(App[None]):
+        def on_mount(self) -> None:
+            self.push_screen(EditScreen("Edit record 3", fields))
+
+    app = Host()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause(0.1)
+        labels = [lb for lb in app.screen.query(".field Label") if isinstance(lb, Label)]
+        assert len(labels) == len(fields)
+        for label in labels:
+            assert label.size.height == 1 and label.size.width >= len(str(label.render()))
+
+
+def test_the_demo_leaves_nothing_in_the_temp_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import argparse
+    import tempfile
+
+    from canvas_tui.tui import app as console
+
+    made: list[Path] = []
+
+    def mkdtemp(prefix: str = "") -> str:
+        path = tmp_path / f"{prefix}scratch"
+        path.mkdir()
+        made.append(path)
+        return str(path)
+
+    opened: list[ConsoleApp] = []
+
+    def run(self: ConsoleApp) -> int:  # the engine really starts; the screen is not drawn
+        opened.append(self)
+        return 0
+
+    monkeypatch.setattr(tempfile, "mkdtemp", mkdtemp)
+    monkeypatch.setattr(ConsoleApp, "run", run)
+    args = argparse.Namespace(seed=7, time_scale=1.0, throttle_status=429)
+    assert console.demo_main(args) == 0
+    assert opened and opened[0].autostart is True  # the demo may start on its own
+    assert made and not made[0].exists()
