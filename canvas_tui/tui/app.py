@@ -387,7 +387,7 @@ class ConsoleApp(App[int]):
         if action == "start":
             if self.run_active or self._declined or self._loading:
                 return False
-            return state.counts.get(State.PENDING, 0) > 0 or None
+            return state.counts.get(State.PENDING, 0) > 0  # hidden with nothing to send
         if action == "toggle_pause":
             if not self.run_active:
                 return False  # nothing to pause; the start key starts

@@ -172,7 +172,7 @@ class FailureStepper(Screen[None]):
         yield Static(id="stepper-title")
         with VerticalScroll():
             yield Static(id="stepper-body")
-        yield Footer()
+        yield Footer(show_command_palette=False)  # `?` names ctrl+p; the keys need the room
 
     @property
     def store(self) -> RecordStore:

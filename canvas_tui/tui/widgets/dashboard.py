@@ -156,11 +156,9 @@ def detail_text(state: RunState, idle: str | None = None, outlook: Outlook | Non
             ("≈", "dim"),
             (f"{fmt.count(outlook.requests)} requests", "bold"),
             (" · ", "dim"),
+            (f"{fmt.count(outlook.drops)} drops", "bold"),
+            ("\ntakes ≈", "dim"),
             (fmt.duration_range(outlook.time.low, outlook.time.high), "bold"),
-            "\n",
-            ("drops ", "dim"),
-            (f"{fmt.count(outlook.drops)}" if outlook.drops else "none", "bold"),
-            ("" if outlook.drops else f" ({outlook.mode} never drops)", "dim"),
         )
     peak = max(state.rate_history, default=0.0)
     text = Text()
