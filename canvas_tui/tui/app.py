@@ -748,7 +748,11 @@ class ConsoleApp(App[int]):
             self._wind_down()
             return
         pending = state.counts.get(State.PENDING, 0)
-        where = f" in {self.journal_path}" if self.journal_path else ""
+        resume = (
+            f" in {self.journal_path}; open the journal again to resume."
+            if self.journal_path
+            else "; this run's journal is not kept (the demo's)."
+        )
 
         def answer(yes: bool | None) -> None:
             if yes:
@@ -758,8 +762,7 @@ class ConsoleApp(App[int]):
             ConfirmScreen(
                 "Quit?",
                 f"{state.governor.in_flight} in-flight requests finish first. "
-                f"{fmt.count(pending)} pending records stay pending{where}; "
-                "open the journal again to resume.",
+                f"{fmt.count(pending)} pending records stay pending{resume}",
                 yes="Quit",
                 no="Stay",
             ),
@@ -913,7 +916,7 @@ def _demo(args: argparse.Namespace, config: Any, csv_path: Path, scratch: Path) 
     app = ConsoleApp(
         opener,
         description=f"demo · {csv_path.name} · simulator seed {args.seed}",
-        journal_path=journal,
+        journal_path=None,  # a throwaway: never offered for resuming
         autostart=True,  # the demo is there to be watched; its Canvas is the simulator
     )
     try:
