@@ -13,7 +13,6 @@ two places, at exactly `leak / cost` requests a second.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 DEFAULT_LATENCY = 0.25  # seconds per request assumed before any answer
@@ -44,12 +43,6 @@ class TimeRange:
 
     def scaled(self, factor: float) -> TimeRange:
         return TimeRange(self.low * factor, self.high * factor)
-
-
-def requests_for(statuses: Mapping[str, int]) -> int:
-    """Requests a full-mode sync sends for records by SIS status: an `active` row is one POST;
-    the others look the user's enrollments up, then change them (engine/actions.py)."""
-    return sum(n if status == "active" else 2 * n for status, n in statuses.items())
 
 
 def send_seconds(

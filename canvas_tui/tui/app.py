@@ -72,6 +72,7 @@ WRITES = frozenset(
     }
 )
 REGISTRY = frozenset(a.action.split("(")[0] for a in ACTIONS)
+OUTLOOK_SAMPLE = 2000  # pending records READY reads to count full mode's lookups
 
 
 def exit_code(state: RunState | None) -> int:
@@ -222,19 +223,24 @@ class ConsoleApp(App[int]):
 
     def _outlook(self) -> Outlook | None:
         """What a start will send, read from the journal (READY shows it)."""
-        from canvas_tui.engine.estimate import estimate_range, requests_for
-        from canvas_tui.engine.plan import DROP_SOURCE
+        from canvas_tui.engine.estimate import estimate_range
+        from canvas_tui.engine.plan import DROP_SOURCE, full_mode_lookups
 
         store: Any = self.view_store
         counts = getattr(store, "status_counts", None)
         if counts is None or self.read_only:
             return None
-        statuses: dict[str, int] = counts(State.PENDING)
+        records = sum(counts(State.PENDING).values())
         drops = sum(counts(State.PENDING, source=DROP_SOURCE).values())
         planned = store.get_meta("mode") == "plan"
-        records = sum(statuses.values())
-        # a plan sends one request per change; full mode looks up what is not a create
-        requests = records if planned else requests_for(statuses)
+        requests = records  # a plan sends one request per change
+        if not planned and records:
+            # full mode also reads first for every row but a fully stated create: measured on
+            # the first rows, so a million-row journal is not decoded to say so
+            sample = [store.record(i) for i in store.pending_ids(limit=OUTLOOK_SAMPLE)]
+            sample = [r for r in sample if r is not None]
+            lookups, _ = full_mode_lookups(sample)
+            requests = round(records * (1 + lookups / max(1, len(sample))))
         return Outlook(
             records=records,
             mode="plan mode" if planned else "full mode",

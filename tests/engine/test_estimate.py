@@ -8,7 +8,6 @@ from canvas_tui.engine.estimate import (
     Bucket,
     estimate_range,
     remaining_range,
-    requests_for,
     send_seconds,
 )
 
@@ -42,10 +41,6 @@ def test_more_latency_cost_or_requests_never_take_less_time() -> None:
     assert send_seconds(2000, latency=0.2, cost=0.4) > base
     assert send_seconds(2500, latency=0.2, cost=0.3) > base
     assert send_seconds(0, latency=0.2, cost=0.3) == 0.0
-
-
-def test_requests_for_counts_lookups_for_all_but_creates() -> None:
-    assert requests_for({"active": 10, "deleted": 3, "inactive": 1}) == 10 + 2 * 4
 
 
 def test_the_range_is_the_model_and_the_model_gone_slower() -> None:

@@ -40,7 +40,9 @@ async def test_a_console_opened_on_a_source_sends_nothing_until_the_start_key(
         detail = text_of(app.query_one("#progress-detail"))
         assert "READY" in progress and "S: start" in progress
         assert "44 records, full mode" in progress  # 45 rows, one invalid at load
-        assert "44 requests · 0 drops" in detail and "takes ≈" in detail
+        # every row leaves limit_section_privileges and the dates blank: full mode reads each
+        # user's enrollments before writing (a blind POST would reset them)
+        assert "88 requests · 0 drops" in detail and "takes ≈" in detail
         assert app.outlook is not None and app.outlook.time.low > 0
         # neither time nor the other write keys send anything
         assert app.check_action("toggle_pause", ()) is False
