@@ -188,3 +188,22 @@ def test_the_demo_leaves_nothing_in_the_temp_directory(
     assert console.demo_main(args) == 0
     assert opened and opened[0].autostart is True  # the demo may start on its own
     assert made and not made[0].exists()
+
+
+async def test_the_read_only_view_shows_no_made_up_rates(tmp_path: Path) -> None:
+    h = make_harness(tmp_path, good=20)
+    app = h.app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: app.state is not None and app.state.phase is Phase.FINISHED)
+        await pilot.press("q")
+    triage = h.app(read_only=True)
+    async with triage.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: triage.state is not None)
+        await pilot.pause(0.4)
+        detail = text_of(triage.query_one("#progress-detail"))
+        assert "peak" not in detail and "records/s —" in detail
+        for chart in ("#rate-spark", "#remaining-spark"):
+            text = text_of(triage.query_one(chart))
+            assert "no samples yet" in text and "█" not in text
+        assert "READ-ONLY" in text_of(triage.query_one("#progress-text"))
+        await pilot.press("q")
