@@ -113,6 +113,12 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--latency", type=float, help="mean latency of a request, in seconds")
     sim.add_argument("--faults", metavar="SPEC", help="e.g. 500=0.05,503=0.02,reset=0.02")
     sim.add_argument("--token", action="append", help="accepted token (repeatable)")
+    sim.add_argument(
+        "--no-sis-token",
+        action="append",
+        help="accepted token of an admin without read_sis/manage_sis: answers carry no SIS ids "
+        "(repeatable)",
+    )
     return parser
 
 

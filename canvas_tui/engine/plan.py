@@ -39,7 +39,7 @@ import sys
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -77,6 +77,7 @@ from canvas_tui.records import (
     Source,
     SourceItem,
     sis_value,
+    split_api_id,
 )
 from canvas_tui.sources import open_source
 
@@ -132,6 +133,8 @@ class Step:
         if self.action == "none":
             return 0
         if self.via == "lookup":
+            return 2
+        if self.via.startswith("POST, DELETE"):
             return 2
         return max(1, len(self.enrollment_ids)) if self.via.startswith("DELETE") else 1
 
@@ -332,10 +335,16 @@ async def fetch_rosters(
 
 
 class RosterIndex:
-    """The rosters, indexed by user, and which enrollment ids the SIS claims."""
+    """The rosters, indexed by user, and which enrollment ids the SIS claims.
 
-    def __init__(self, rosters: Mapping[str, Roster]) -> None:
+    `aliases` maps API ids the rosters cannot show (SIS ids, to a token without read_sis) to
+    Canvas ids: records are matched through them (see `resolve_hidden_ids`)."""
+
+    def __init__(
+        self, rosters: Mapping[str, Roster], aliases: Mapping[str, str] | None = None
+    ) -> None:
         self.rosters = rosters
+        self.aliases = dict(aliases or {})
         self._by_user: dict[str, dict[tuple[str | None, str], list[dict[str, Any]]]] = {}
         self.user_ids: dict[tuple[str | None, str], int] = {}
         for scope, roster in rosters.items():
@@ -352,6 +361,96 @@ class RosterIndex:
 
     def knows_user(self, user: str) -> bool:
         return user_key(user) in self.user_ids
+
+    def visible(self, record: EnrollmentRecord) -> EnrollmentRecord:
+        """The record with its ids in the form the rosters carry, for matching only."""
+        if not self.aliases:
+            return record
+        alias = self.aliases.get
+        return replace(
+            record,
+            user=alias(record.user, record.user),
+            section=alias(record.section, record.section) if record.section else None,
+            associated_user=(
+                alias(record.associated_user, record.associated_user)
+                if record.associated_user
+                else None
+            ),
+        )
+
+
+def sis_hidden(rosters: Mapping[str, Roster]) -> bool:
+    """Whether the rosters were read without the SIS fields: Canvas omits `sis_user_id` and
+    `sis_section_id` unless the token may read_sis (instructure/canvas-lms
+    lib/api/v1/enrollment.rb), so matching on them would call every enrollment missing."""
+    return any(
+        "sis_user_id" not in e or "sis_section_id" not in e
+        for r in rosters.values()
+        for e in r.enrollments[:1]
+    )
+
+
+async def resolve_hidden_ids(
+    client: CanvasClient,
+    records: Iterable[EnrollmentRecord],
+    rosters: Mapping[str, Roster],
+    *,
+    observer: Observer | None = None,
+) -> dict[str, str]:
+    """When the rosters carry no SIS ids, the Canvas id of every user and section the records
+    name by SIS id (`GET users/sis_user_id:X` answers with the id without read_sis), each once.
+
+    An id Canvas does not know stays unresolved: its record fails when sent, as it would
+    anyway. When the token cannot look them up either, the plan stops: it would otherwise see
+    every enrollment as missing (creates) and every SIS enrollment as unclaimed (drops)."""
+    if not sis_hidden(rosters):
+        return {}
+    users: set[str] = set()
+    sections: set[str] = set()
+    for record in records:
+        users.update(r for r in (record.user, record.associated_user) if r and _named_by_sis(r))
+        if record.section and _named_by_sis(record.section):
+            sections.add(record.section)
+    gate = asyncio.Semaphore(ROSTER_CONCURRENCY)
+    aliases: dict[str, str] = {}
+
+    async def resolve(ref: str, section: bool) -> None:
+        async with gate:
+            try:
+                if section:
+                    found = await client.get_section(ref, observer=observer)
+                else:
+                    found = await client.get_user(ref, observer=observer)
+            except CanvasError as error:
+                if error.status == 404:
+                    return
+                if error.fatal or error.category is Category.NETWORK:
+                    raise
+                raise CanvasError(
+                    Category.PERMISSION,
+                    "this token may not read SIS ids (Canvas's read_sis permission), so the "
+                    "rosters show none, and it cannot look them up either "
+                    f"(GET {'sections' if section else 'users'}/{ref}: {error.message}). "
+                    "Nothing was planned or sent: use a token whose role has read_sis, or one "
+                    "that may view users and sections",
+                    status=error.status,
+                ) from error
+            aliases[ref] = str(found["id"])
+
+    try:
+        async with asyncio.TaskGroup() as group:
+            for ref in sorted(users):
+                group.create_task(resolve(ref, False))
+            for ref in sorted(sections):
+                group.create_task(resolve(ref, True))
+    except BaseExceptionGroup as failed:
+        raise failed.exceptions[0] from None
+    return aliases
+
+
+def _named_by_sis(ref: str) -> bool:
+    kind, value = split_api_id(ref)
+    return kind is not None or not value.isdigit()
 
 
 def _same_observed(
@@ -431,7 +530,8 @@ def plan_record(
             **base,  # type: ignore[arg-type]
         )
         return unread, []
-    users = index.of_user(scope, record.user)
+    match = index.visible(record)  # ids the rosters can show (a token without read_sis)
+    users = index.of_user(scope, match.user)
     role_id = record.role_id
     default = roster.default if record.section is None else None
     mine = [
@@ -439,14 +539,14 @@ def plan_record(
         for e in users
         if names_enrollment(
             e,
-            user=record.user,
+            user=match.user,
             role=record.role,
-            section=record.section,
+            section=match.section,
             enrollment_type=record.enrollment_type,
             role_id=role_id,
             default=default,
         )
-        and _same_observed(e, record, index)
+        and _same_observed(e, match, index)
     ]
     if mine and default is not None and not default.known:
         ambiguous = Step(
@@ -475,7 +575,7 @@ def plan_record(
             enrollment_ids=_ids(targets),
             course_id=_course_id(targets) or course_id,
             canvas_state=current,
-            fields=post_fields(record, reused) if via == "POST" else None,
+            fields=post_fields(record, reused) if via.startswith("POST") else None,
             **base,  # type: ignore[arg-type]
         )
 
@@ -501,8 +601,12 @@ def plan_record(
         if record.course is None:
             return step(_lookup_action(record), "needs the whole course", "lookup", live), mine
         mine_ids = set(_ids(mine))
+        # Another enrollment that is not deleted (Enrollment.active), same role and observed
+        # user, anywhere in the course (lib/sis/enrollment_importer.rb; see actions._change).
         keeps_another = any(
-            e.get("enrollment_state") == "active" and int(e["id"]) not in mine_ids
+            e.get("enrollment_state") != "deleted"
+            and int(e["id"]) not in mine_ids
+            and _same_observed(e, match, index)
             for e in users
             if same_role(e, record, role_id)
         )
@@ -513,8 +617,12 @@ def plan_record(
             # a deleted row is reused by the POST: it keeps what the row leaves blank
             reused = mine[0] if mine else None
             return step("create", "not in Canvas; created inactive", "POST", [], reused), mine
-        what = "already deleted" if mine else "not in Canvas"
-        return step("none", what, "", mine[:1]), mine
+        if status is SisStatus.COMPLETED or not mine:
+            # Canvas's importer creates it in that state: a create, then the task
+            why = f"{current or 'not'} in Canvas; created, then {target}"
+            reused = mine[0] if mine else None
+            return step("create", why, f"POST, DELETE task={task}", [], reused), mine
+        return step("none", "already deleted", "", mine[:1]), mine
     todo = [e for e in live if e.get("enrollment_state") != target]
     if not todo:
         return step("none", f"already {target}", "", live[:1]), mine
@@ -610,9 +718,10 @@ def build_plan(
     known_ids: set[int] | None = None,
     active_state: str = "active",
     roster_requests: int = 0,
+    aliases: Mapping[str, str] | None = None,
 ) -> Plan:
     """Pure: the steps for the source's records and for the enrollments they do not claim."""
-    index = RosterIndex(rosters)
+    index = RosterIndex(rosters, aliases)
     steps: list[Step] = []
     claimed: set[int] = set()
     invalid = 0
@@ -673,6 +782,8 @@ async def compute_plan(
             on_roster=on_roster,
             with_default=default_scopes(items),
         )
+    records = [i for i in items if isinstance(i, EnrollmentRecord)]
+    aliases = await resolve_hidden_ids(client, records, rosters, observer=count)
     plan = build_plan(
         items,
         rosters,
@@ -680,6 +791,7 @@ async def compute_plan(
         known_ids=known_ids,
         active_state=config.sync.enrollment_state,
         roster_requests=requests,
+        aliases=aliases,
     )
     plan.elapsed = time.monotonic() - started
     return plan
@@ -902,6 +1014,10 @@ class PlanExecutor:
             state = "inactive" if record.status is SisStatus.INACTIVE else self._active_state
             result = await self._fallback.post(record, state, step.fields, observer)
             return ActionResult(step.action, result.enrollment_id, result.message)
+        if step.via.startswith("POST, DELETE"):
+            status = _TASK_STATUS[step.via.rpartition("=")[2]]
+            result = await self._fallback.create_and_end(record, status, observer, step.fields)
+            return ActionResult(result.action, result.enrollment_id, result.message)
         if step.via.startswith("DELETE") and step.course_id is not None:
             last: dict[str, Any] = {}
             for enrollment_id in step.enrollment_ids:
