@@ -1,10 +1,9 @@
-"""What a plan reads before it sends: the section list only where a course-only row could match."""
+"""What a plan reads before it sends: the section list only where a course-only row could match
+(auto mode's estimate of those reads: test_plan_units)."""
 
 from __future__ import annotations
 
-from canvas_tui.config import PlanConfig
-from canvas_tui.engine.plan import choose_mode, compute_plan, needs_default, read_items
-from canvas_tui.records import EnrollmentRecord, Provenance, SisStatus, SourceItem
+from canvas_tui.engine.plan import compute_plan, needs_default, read_items
 from canvas_tui.sources import CsvSource
 from tests.plan.conftest import Arena
 
@@ -58,28 +57,3 @@ def test_needs_default_when_the_roster_cannot_show_the_user_is_absent() -> None:
     # login and integration ids ride on the user object only when Canvas includes it
     assert needs_default(shown, ["sis_login_id:s9"])
     assert not needs_default([], ["sis_login_id:s9"])  # an empty roster holds nobody
-
-
-def _records(n: int, courses: int) -> list[SourceItem]:
-    return [
-        EnrollmentRecord(
-            user=f"sis_user_id:U{i}",
-            course=f"sis_course_id:C{i % courses}",
-            section=None,
-            role="student",
-            enrollment_type="StudentEnrollment",
-            status=SisStatus.ACTIVE,
-            provenance=Provenance("in.csv", i + 2),
-        )
-        for i in range(n)
-    ]
-
-
-def test_auto_mode_counts_the_section_lists_a_plan_may_read() -> None:
-    # 5 courses of course-only rows: 5 roster pages and up to 5 section lists; every row is a
-    # lookup in full mode (limit_section_privileges and the dates are blank)
-    planned, why = choose_mode(_records(14, 5), PlanConfig(), None)
-    assert not planned, why  # 14 lookups < 2 x 5 pages + 5 section lists
-    assert "about 5 roster pages and up to 5 section lists" in why
-    planned, why = choose_mode(_records(15, 5), PlanConfig(), None)
-    assert planned and "up to 5 section lists to read first" in why, why
