@@ -47,6 +47,8 @@ from canvas_tui.simulator.faults import (
     FaultInjector,
     FaultRates,
     SimulatedConnectionReset,
+    bad_shape_body,
+    drip,
 )
 from canvas_tui.simulator.views import HttpError, PageRequest, Response
 from canvas_tui.simulator.world import (
@@ -406,6 +408,9 @@ class Simulator:
                     with self.lock:
                         self._stats.error_report_id += 1
                         response = views.internal_error(self._stats.error_report_id)
+                elif fault is Fault.BAD_SHAPE:  # a gateway's answer: Canvas never saw it
+                    with self.lock:
+                        response = Response(200, bad_shape_body(self.faults.rng), views.JSON_TYPE)
                 else:
                     with self.lock:
                         response = self._dispatch(request, route)
@@ -435,6 +440,9 @@ class Simulator:
                 response.headers.append(
                     (b"x-rate-limit-remaining", ruby_float(bucket.remaining()).encode())
                 )
+            if fault is Fault.DRIP:
+                await self._drip(send, response, endpoint)
+                return
             await self._finish(send, response, endpoint)
         finally:
             with self.lock:
@@ -530,6 +538,19 @@ class Simulator:
             self._stats.by_status[str(response.status)] += 1
             self._stats.by_endpoint[endpoint] += 1
         await self._send(send, response)
+
+    async def _drip(self, send: Send, response: Response, endpoint: str) -> None:
+        with self.lock:
+            self._stats.requests += 1
+            self._stats.by_status[str(response.status)] += 1
+            self._stats.by_endpoint[endpoint] += 1
+        interval = self.config.faults.drip_seconds / self.config.time_scale
+        headers = [
+            (b"content-type", response.content_type),
+            (b"content-length", str(len(response.body)).encode()),
+            *response.headers,
+        ]
+        await drip(send, response.status, headers, response.body, interval, self._sleep)
 
     @staticmethod
     async def _send(send: Send, response: Response) -> None:
