@@ -24,6 +24,7 @@ from textual.worker import Worker, WorkerState
 
 from canvas_tui.engine.state import Phase, RecordRow, RecordStore, RunState
 from canvas_tui.records import State, sis_value
+from canvas_tui.text import printable
 from canvas_tui.tui import format as fmt
 from canvas_tui.tui.actions import ACTIONS, ConsoleCommands, bindings, check_keymap
 from canvas_tui.tui.messages import PhaseChanged, RunEnded, SessionOpened
@@ -228,7 +229,7 @@ class ConsoleApp(App[int]):
         if event.state is WorkerState.ERROR and event.worker.group in ("engine", "run"):
             error = event.worker.error
             self.notify(
-                f"{type(error).__name__}: {error}",
+                printable(f"{type(error).__name__}: {error}"),
                 title="Engine stopped",
                 severity="error",
                 timeout=30,
@@ -240,7 +241,10 @@ class ConsoleApp(App[int]):
         self.tick()
         if message.phase is Phase.ABORTED:
             self.notify(
-                message.reason or "run aborted", title="Run aborted", severity="error", timeout=60
+                printable(message.reason or "run aborted"),
+                title="Run aborted",
+                severity="error",
+                timeout=60,
             )
 
     @on(RunEnded)
@@ -270,6 +274,7 @@ class ConsoleApp(App[int]):
         if row.state is State.FAILED:
             self.push_screen(FailureStepper(start=row.record_id))
             return
+        row = fmt.printable_row(row)
         detail = row.message or row.action or ""
         self.notify(
             f"{row.source}:{row.line} · {sis_value(row.user)} → "

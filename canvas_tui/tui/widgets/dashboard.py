@@ -16,6 +16,7 @@ from textual.widgets import ProgressBar, Sparkline, Static
 
 from canvas_tui.engine.state import Phase, RunState
 from canvas_tui.records import State
+from canvas_tui.text import printable
 from canvas_tui.tui import format as fmt
 
 PHASE_STYLES: dict[Phase, str] = {
@@ -50,7 +51,7 @@ def progress_text(state: RunState, idle: bool = False) -> Text:
         text.append(f"{fmt.count(state.finished)}/{fmt.count(state.total)} final", style="bold")
     text.append(f" · elapsed {fmt.duration(state.elapsed)}")
     if state.abort_reason:
-        text.append(f"\n{state.abort_reason}", style="bold red")
+        text.append(f"\n{printable(state.abort_reason)}", style="bold red")
     return text
 
 

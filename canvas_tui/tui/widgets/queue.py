@@ -91,6 +91,7 @@ def parse_filter(query: str, current: QueueFilter) -> QueueFilter:
 
 
 def record_cells(row: RecordRow) -> Sequence[str | Text]:
+    row = fmt.printable_row(row)
     if row.state is State.FAILED:
         result = Text(f"{fmt.category_title(row.category)}: {row.message or ''}", style="red")
     elif row.message:
