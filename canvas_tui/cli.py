@@ -82,6 +82,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="diff against live rosters first and send only the changes (default: when cheaper)",
     )
     sync.add_argument("--allow-drops", type=int, metavar="N", help="permit up to N drops")
+    sync.add_argument(
+        "--retry-failed",
+        action="store_true",
+        help="when resuming a journal, send every failed record again (records that failed "
+        "for network or server errors are always retried on resume)",
+    )
     sync.add_argument("--log-format", choices=("auto", "rich", "json"), default="auto")
 
     plan = sub.add_parser("plan", help="diff the source against live rosters; change nothing")

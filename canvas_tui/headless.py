@@ -380,6 +380,10 @@ async def _sync(session: Session, reporter: Reporter, args: argparse.Namespace) 
                 "stopped before anything was sent; the journal resumes", ExitCode.ABORTED
             )
             return ExitCode.ABORTED
+        if getattr(args, "retry_failed", False):
+            queued = runner.retry_failed()
+            reporter.info("queued the failed records again", records=queued)
+        runner.stop_when_unreachable = True  # exit 3, records pending; the next run resumes
         unsubscribe = runner.subscribe(on_event)
         ticker = asyncio.create_task(_tick(runner.snapshot, reporter))
         try:

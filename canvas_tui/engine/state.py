@@ -54,6 +54,7 @@ class RunState:
     failures_version: int  # bumps whenever the set of failed records changes
     abort_reason: str | None = None
     eta: float | None = None  # seconds, None when unknown
+    paused_reason: str | None = None  # why the engine paused itself (Canvas unreachable)
 
     @property
     def finished(self) -> int:

@@ -52,6 +52,8 @@ def progress_text(state: RunState, idle: bool = False) -> Text:
     text.append(f" · elapsed {fmt.duration(state.elapsed)}")
     if state.abort_reason:
         text.append(f"\n{printable(state.abort_reason)}", style="bold red")
+    elif state.paused_reason:
+        text.append(f"\n{printable(state.paused_reason)}", style="bold yellow")
     return text
 
 
