@@ -117,7 +117,11 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--hwm", type=float, default=600.0)
     sim.add_argument("--post-cost", type=float, help="fixed cost of an enrollment POST")
     sim.add_argument("--latency", type=float, help="mean latency of a request, in seconds")
-    sim.add_argument("--faults", metavar="SPEC", help="e.g. 500=0.05,503=0.02,reset=0.02")
+    sim.add_argument(
+        "--faults",
+        metavar="SPEC",
+        help="e.g. 500=0.05,503=0.02,reset=0.02,slow=0.01,shape=0.02,drip=0.01",
+    )
     sim.add_argument("--token", action="append", help="accepted token (repeatable)")
     return parser
 
