@@ -144,20 +144,23 @@ class CanvasClient:
         # One attempt's whole life (connect, send, every byte of the answer): httpx's timeouts
         # are per read, so a server dripping one byte at a time would never trip them.
         self.deadline = timeout
+        limits = httpx.Limits(
+            max_connections=max_connections, max_keepalive_connections=max_connections
+        )
+        if transport is None:
+            # Proxies only when configured: HTTP_PROXY / ALL_PROXY from the environment would see
+            # a plain-http request whole, Authorization header included. (The transport still
+            # reads SSL_CERT_FILE / SSL_CERT_DIR, which a site's own CA bundle needs.)
+            transport = httpx.AsyncHTTPTransport(limits=limits, proxy=proxy)
         self._http = httpx.AsyncClient(
             base_url=str(self.base_url) + "/api/v1/",
             auth=_OriginBearer(token, self._origin),
             headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
             timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
-            limits=httpx.Limits(
-                max_connections=max_connections, max_keepalive_connections=max_connections
-            ),
+            limits=limits,
             transport=transport,
             follow_redirects=False,
-            # HTTP_PROXY / ALL_PROXY from the environment would see a plain-http request whole,
-            # Authorization header included; only an explicit https-only `proxy` is used.
-            trust_env=False,
-            proxy=proxy,
+            trust_env=False,  # no environment proxies, no ~/.netrc
         )
 
     def __repr__(self) -> str:

@@ -94,3 +94,14 @@ def test_explicit_proxy_is_accepted_for_https(tmp_path: Path) -> None:
     )
     loaded = load_config(config, env={})
     assert loaded.canvas.proxy == "http://proxy.example.edu:3128"
+
+
+async def test_explicit_proxy_only_sees_a_tunnel(secret: str) -> None:
+    with RecordingProxy().running() as proxy:
+        async with CanvasClient(
+            "https://canvas.example.edu", secret, proxy=proxy.url, max_attempts=1
+        ) as client:
+            with pytest.raises(CanvasError):
+                await client.whoami()  # this proxy refuses the tunnel
+    assert proxy.received.startswith(b"CONNECT canvas.example.edu:443 ")
+    assert secret.encode() not in proxy.received
