@@ -39,6 +39,7 @@ from canvas_tui.simulator import SimConfig, Simulator, World, build_app
 from canvas_tui.simulator.faults import parse_faults
 from canvas_tui.simulator.testing import free_port, serve_in_thread
 
+RUN_LIMIT = 600.0  # seconds one sync may take before the benchmark gives up on it
 TIMEOUT = 2.0  # [canvas] timeout of every run: the probe's setting, which the drip used to beat
 
 
@@ -47,13 +48,13 @@ class Mix:
     name: str
     faults: str  # a `--faults` spec (simulator/faults.py)
     rate: str  # what the table shows
-    storms: bool = False  # fill the token's bucket to the brim every 2 s
+    storms: bool = False  # fill the token's bucket to the brim every 10 s
     kill_at: float | None = None  # stop Canvas when this share of records is created
 
 
 MIXES = (
     Mix("none", "", "0 %"),
-    Mix("throttle storms", "", "bucket filled to 590/600 every 2 s", storms=True),
+    Mix("throttle storms", "", "bucket filled to 590/600 every 10 s", storms=True),
     Mix("5xx (500 + HTML 503)", "500=0.15,503=0.15", "30 %"),
     Mix("connection resets", "reset=0.3", "30 % (half after the write)"),
     Mix("wrong-shape 200", "shape=0.3", "30 %"),
@@ -86,16 +87,20 @@ def _sync(work: Path, base_url: str) -> subprocess.Popen[str]:
 
 
 def _storms(app: Simulator, stop: threading.Event) -> None:
-    while not stop.wait(2.0):
+    while not stop.wait(10.0):  # about 5 s of refusals each time, at a leak of 10/s
         with app.lock:
             app.token_bucket(TOKEN).fill(590.0)
 
 
 def _wait(proc: subprocess.Popen[str], until: Callable[[], bool] | None = None) -> tuple[int, str]:
-    """Wait for the sync to end (or for `until()`, then return -1)."""
+    """Wait for the sync to end (or for `until()`, then return -1); a run still going after
+    RUN_LIMIT seconds is killed and shows exit code -9."""
+    deadline = time.monotonic() + RUN_LIMIT
     while proc.poll() is None:
         if until is not None and until():
             return -1, ""
+        if time.monotonic() > deadline:
+            proc.kill()
         time.sleep(0.05)
     _, err = proc.communicate()
     return proc.returncode, err
