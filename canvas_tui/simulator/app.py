@@ -49,6 +49,7 @@ from canvas_tui.simulator.faults import (
     SimulatedConnectionReset,
     bad_shape_body,
     drip,
+    until_disconnect,
 )
 from canvas_tui.simulator.views import HttpError, PageRequest, Response
 from canvas_tui.simulator.world import (
@@ -348,9 +349,16 @@ class Simulator:
         if not raw_path.startswith("/api/v1/"):
             await self._send(send, views.not_found().response)
             return
-        await self._api(scope, raw_path, body, send)
+        await self._api(scope, raw_path, body, send, receive)
 
-    async def _api(self, scope: ASGIScope, raw_path: str, body: bytes, send: Send) -> None:
+    async def _api(
+        self,
+        scope: ASGIScope,
+        raw_path: str,
+        body: bytes,
+        send: Send,
+        receive: Receive | None = None,
+    ) -> None:
         cfg = self.config
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         if cfg.require_user_agent and not headers.get("user-agent", "").strip():
@@ -441,7 +449,7 @@ class Simulator:
                     (b"x-rate-limit-remaining", ruby_float(bucket.remaining()).encode())
                 )
             if fault is Fault.DRIP:
-                await self._drip(send, response, endpoint)
+                await self._drip(send, response, endpoint, receive)
                 return
             await self._finish(send, response, endpoint)
         finally:
@@ -539,7 +547,9 @@ class Simulator:
             self._stats.by_endpoint[endpoint] += 1
         await self._send(send, response)
 
-    async def _drip(self, send: Send, response: Response, endpoint: str) -> None:
+    async def _drip(
+        self, send: Send, response: Response, endpoint: str, receive: Receive | None
+    ) -> None:
         with self.lock:
             self._stats.requests += 1
             self._stats.by_status[str(response.status)] += 1
@@ -550,7 +560,8 @@ class Simulator:
             (b"content-length", str(len(response.body)).encode()),
             *response.headers,
         ]
-        await drip(send, response.status, headers, response.body, interval, self._sleep)
+        dripping = drip(send, response.status, headers, response.body, interval, self._sleep)
+        await until_disconnect(dripping, receive)
 
     @staticmethod
     async def _send(send: Send, response: Response) -> None:

@@ -20,9 +20,10 @@ Each API request draws once from the simulator's seeded RNG and gets at most one
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, fields
 from enum import StrEnum
 from typing import Any
@@ -158,3 +159,26 @@ async def drip(
         await send({"type": "http.response.body", "body": body[k : k + 1], "more_body": True})
         await sleep(interval)
     await send({"type": "http.response.body", "body": b""})
+
+
+async def until_disconnect(
+    work: Coroutine[Any, Any, None], receive: Callable[[], Awaitable[dict[str, Any]]] | None
+) -> None:
+    """Run `work` until it ends or the client hangs up (a client that gave up on a dripped
+    answer must not keep the server dripping into a closed socket)."""
+    if receive is None:
+        await work
+        return
+    task = asyncio.ensure_future(work)
+
+    async def hang_up() -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+
+    watcher = asyncio.ensure_future(hang_up())
+    try:
+        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for pending in (task, watcher):
+            pending.cancel()
+        await asyncio.gather(task, watcher, return_exceptions=True)
