@@ -59,7 +59,13 @@ MIXES = (
     Mix("connection resets", "reset=0.3", "30 % (half after the write)"),
     Mix("wrong-shape 200", "shape=0.3", "30 %"),
     Mix("drip (1 byte / 0.25 s)", "drip=0.05,drip_seconds=0.25", "5 %"),
-    Mix("everything at once", "500=0.1,503=0.1,reset=0.15,shape=0.1,drip=0.02", "47 %", True),
+    Mix("everything at once", "500=0.1,503=0.1,reset=0.15,shape=0.1,drip=0.02", "47 %"),
+    Mix(
+        "everything + storms",
+        "500=0.1,503=0.1,reset=0.15,shape=0.1,drip=0.02",
+        "47 % + storms",
+        True,
+    ),
     Mix("Canvas killed mid-run", "", "killed at 40 %, back after exit", kill_at=0.4),
 )
 
