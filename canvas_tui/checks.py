@@ -19,6 +19,7 @@ import httpx
 
 from canvas_tui.canvas.client import CanvasClient
 from canvas_tui.canvas.errors import CanvasError, Category
+from canvas_tui.canvas.ids import path_segment
 from canvas_tui.cli import ExitCode
 from canvas_tui.config import Config, ConfigError, check_base_url, load_config
 from canvas_tui.records import EnrollmentRecord, InputError, RowProblem, Source, SourceItem
@@ -78,6 +79,7 @@ class Reachability:
     concluded: list[tuple[str, str]] = field(default_factory=list)
     missing: list[tuple[tuple[str, str], str]] = field(default_factory=list)  # (context, why)
     error: CanvasError | None = None  # what stopped the check (token refused, unreachable)
+    sis_access: str = ""  # what the token may read of SIS ids (see `sis_access`)
 
 
 async def reach(
@@ -131,7 +133,45 @@ async def reach(
                 out.visible.append(context)
 
         await asyncio.gather(*(one(c) for c in contexts))
+        if out.error is None and out.visible:
+            out.sis_access = await sis_access(client, out.visible[0])
     return out
+
+
+async def sis_access(client: CanvasClient, context: tuple[str, str]) -> str:
+    """What the token may read of SIS data, from one enrollment of a visible course or section:
+    Canvas leaves `sis_user_id`/`sis_section_id` out without read_sis and `sis_import_id` out
+    without manage_sis (instructure/canvas-lms lib/api/v1/enrollment.rb). One GET."""
+    kind, ref = context
+    params = [("per_page", 1), *(("state[]", s) for s in ("active", "inactive", "completed"))]
+    try:
+        response = await client.request(
+            "GET", f"{kind}s/{path_segment(ref)}/enrollments", params=params
+        )
+    except CanvasError as exc:
+        return f"unknown (could not list enrollments of {kind} {ref}: {exc.message})"
+    sample = response.json()
+    if not isinstance(sample, list) or not sample or not isinstance(sample[0], dict):
+        return f"unknown ({kind} {ref} has no enrollment to look at)"
+    enrollment = sample[0]
+    read_sis = "sis_user_id" in enrollment and "sis_section_id" in enrollment
+    manage_sis = "sis_import_id" in enrollment
+    if read_sis:
+        sis = "SIS ids: readable (read_sis)"
+    else:
+        sis = (
+            "SIS ids: NOT readable (no read_sis): rosters are matched by Canvas ids, each SIS "
+            "id in the source looked up once"
+        )
+    imports = (
+        "SIS import ids: readable (manage_sis)"
+        if manage_sis
+        else (
+            "SIS import ids: NOT readable (no manage_sis): plan mode treats SIS-imported "
+            "enrollments as manual and never drops them"
+        )
+    )
+    return f"{sis}; {imports}"
 
 
 class Report:
@@ -242,6 +282,8 @@ def _report_reachability(
         return ExitCode.OK
     total = len(summary.contexts)
     say(f"  courses/sections visible: {len(result.visible):,} of {total:,}")
+    if result.sis_access:
+        say(f"  token may read: {result.sis_access}")
     code: int = ExitCode.OK
     for context, why in sorted(result.missing)[:SHOWN]:
         line = summary.contexts[context]

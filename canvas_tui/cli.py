@@ -123,6 +123,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="e.g. 500=0.05,503=0.02,reset=0.02,slow=0.01,shape=0.02,drip=0.01",
     )
     sim.add_argument("--token", action="append", help="accepted token (repeatable)")
+    sim.add_argument(
+        "--no-sis-token",
+        action="append",
+        help="accepted token of an admin without read_sis/manage_sis: answers carry no SIS ids "
+        "(repeatable)",
+    )
     return parser
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from canvas_tui.checks import main
-from canvas_tui.simulator import ADMIN_TOKEN, SimConfig, build_app
+from canvas_tui.simulator import ADMIN_TOKEN, NO_SIS_TOKEN, SimConfig, build_app
 from canvas_tui.simulator.app import LatencyModel
 from canvas_tui.simulator.testing import asgi_transport, serve_in_thread
 
@@ -58,7 +58,17 @@ def test_all_well_in_process(tmp_path: Path) -> None:
     # GETs only: nothing was written
     stats = app.stats()
     assert stats["enrollments_created"] == 0
-    assert stats["requests_by_endpoint"] == {"get_user": 1, "get_course": 1}
+    # ... and one page of one enrollment, to say what the token may read of SIS data
+    assert stats["requests_by_endpoint"] == {"get_user": 1, "get_course": 1, "list_enrollments": 1}
+    assert "token may read: SIS ids: readable (read_sis); SIS import ids: readable" in out
+
+
+def test_check_reports_a_token_that_may_not_read_sis_ids(tmp_path: Path) -> None:
+    """Canvas leaves SIS ids out for a token without read_sis (lib/api/v1/enrollment.rb)."""
+    code, out = run(tmp_path, FIXTURE, token=NO_SIS_TOKEN, transport=asgi_transport(sim()))
+    assert code == 0, out
+    assert "SIS ids: NOT readable (no read_sis)" in out
+    assert "SIS import ids: NOT readable (no manage_sis)" in out
 
 
 def test_all_well_over_a_real_socket(tmp_path: Path) -> None:
