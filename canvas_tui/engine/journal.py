@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import json
 import queue
 import sqlite3
@@ -450,6 +451,7 @@ class _Writer(threading.Thread):
         try:
             self._loop(conn)
         finally:
+            _checkpoint(conn)
             conn.close()
 
     def _loop(self, conn: sqlite3.Connection) -> None:
@@ -512,17 +514,26 @@ class _Writer(threading.Thread):
 class Journal:
     """A run's records and attempts; implements `RecordStore` (engine/state.py)."""
 
-    def __init__(self, path: str | Path, *, read_only: bool = False) -> None:
+    def __init__(
+        self, path: str | Path, *, read_only: bool = False, immutable: bool = False
+    ) -> None:
+        """`immutable` (with `read_only`): nobody writes this file while it is open, so SQLite
+        may skip the -wal/-shm files altogether and leave the directory untouched. It falls back to
+        a plain read-only open when a -wal file is there (a crashed run's last commits live in it).
+        """
         self.path = Path(path)
         self.read_only = read_only
         self._writer: _Writer | None = None
         if read_only:
             if not self.path.exists():
                 raise JournalError(f"{self.path}: no such journal")
+            self.immutable = immutable and not wal_path(self.path).exists()
+            query = "immutable=1" if self.immutable else "mode=ro"
             self._read = sqlite3.connect(
-                f"file:{self.path}?mode=ro", uri=True, check_same_thread=False
+                f"{self.path.resolve().as_uri()}?{query}", uri=True, check_same_thread=False
             )
         else:
+            self.immutable = False
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._writer = _Writer(self.path)
             try:
@@ -997,6 +1008,17 @@ class Journal:
                 values,
             )
         )
+
+
+def wal_path(path: Path) -> Path:
+    return Path(f"{path}-wal")
+
+
+def _checkpoint(conn: sqlite3.Connection) -> None:
+    """Fold the -wal file into the journal and empty it, so the one file is the whole truth
+    even when another process (the console's reader) closes last and, read-only, cannot."""
+    with contextlib.suppress(sqlite3.Error):
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
 
 # ---- other runs' journals ---------------------------------------------------------------------

@@ -58,6 +58,7 @@ from canvas_tui.engine.actions import (
     planned_action,
     same_role,
 )
+from canvas_tui.engine.estimate import format_duration
 from canvas_tui.engine.journal import written_enrollment_ids
 from canvas_tui.engine.repost import PostFields, blind_post_is_safe, differs, post_fields
 from canvas_tui.engine.roster_match import (
@@ -67,7 +68,8 @@ from canvas_tui.engine.roster_match import (
     user_key,
     user_keys,
 )
-from canvas_tui.engine.session import DEFAULT_JOURNAL_DIR, Session
+from canvas_tui.engine.session import Session
+from canvas_tui.paths import default_journal_dir
 from canvas_tui.records import (
     EnrollmentRecord,
     InputError,
@@ -186,10 +188,15 @@ class Plan:
     roster_pages: int
     roster_requests: int  # HTTP attempts spent reading them (retries included)
     roster_errors: dict[str, str]  # scope -> why its roster could not be read
-    invalid_rows: int  # source rows that are not records (failed validation, exact duplicates)
+    invalid_rows: int  # source rows that failed validation (they end failed in a sync)
     policy: PlanConfig
     brake: Brake
     elapsed: float = 0.0
+    duplicate_rows: int = 0  # exact repeats of an earlier row (skipped in a sync)
+
+    def record_counts(self) -> Counter[str]:
+        """Actions of the source's records only (not of enrollments only Canvas has)."""
+        return Counter(s.action for s in self.steps if s.kind == "record")
 
     def counts(self) -> Counter[str]:
         return Counter(s.action for s in self.steps)
@@ -216,6 +223,7 @@ class Plan:
         return {
             "records": sum(1 for s in self.steps if s.kind == "record"),
             "invalid_rows": self.invalid_rows,
+            "duplicate_rows": self.duplicate_rows,
             "canvas_only": sum(1 for s in self.steps if s.kind == "enrollment"),
             "actions": {a: self.counts().get(a, 0) for a in ACTIONS},
             "drops": len(self.drops),
@@ -470,7 +478,7 @@ def known_enrollment_ids(paths: Iterable[Path]) -> set[int]:
 
 def journal_paths(config: Config, *extra: Path | None) -> list[Path]:
     """The journals whose enrollments count as canvas-tui's (see the module docstring)."""
-    directory = config.sync.journal_dir or DEFAULT_JOURNAL_DIR
+    directory = config.sync.journal_dir or default_journal_dir()
     found = sorted(directory.glob("*.journal")) if directory.is_dir() else []
     return [*found, *(p for p in (config.sync.journal, *extra) if p is not None)]
 
@@ -724,10 +732,11 @@ def build_plan(
     index = RosterIndex(rosters, aliases)
     steps: list[Step] = []
     claimed: set[int] = set()
-    invalid = 0
+    invalid = duplicates = 0
     for position, item in enumerate(items):
         if isinstance(item, RowProblem):
-            invalid += 1
+            duplicates += item.skip
+            invalid += not item.skip
             continue
         step, mine = plan_record(position, item, index, active_state=active_state)
         steps.append(step)
@@ -753,6 +762,7 @@ def build_plan(
         invalid_rows=invalid,
         policy=policy,
         brake=evaluate_brake(steps, rosters, policy),
+        duplicate_rows=duplicates,
     )
 
 
@@ -897,12 +907,13 @@ def write_plan(
 
 def format_plan(plan: Plan, *, max_courses: int = 40) -> list[str]:
     """The console summary: per action, per course, the brake."""
-    records = Counter(s.action for s in plan.steps if s.kind == "record")
+    records = plan.record_counts()
     canvas_only = [s for s in plan.steps if s.kind == "enrollment"]
     lines = [
-        f"plan: {records.total()} records, "
-        f"{plan.invalid_rows} invalid rows, {plan.scopes} rosters in {plan.roster_pages} pages "
-        f"({plan.roster_requests} requests, {plan.elapsed:.1f}s)",
+        # the words `check` and `sync` use too: records, invalid (fail), duplicates (skipped)
+        f"plan: {records.total()} records, {plan.invalid_rows} invalid, "
+        f"{plan.duplicate_rows} duplicates; {plan.scopes} rosters in {plan.roster_pages} pages "
+        f"({plan.roster_requests} requests, {format_duration(plan.elapsed)})",
         # "none": the record is already in place in Canvas
         "  records: " + "  ".join(f"{a} {records.get(a, 0)}" for a in ACTIONS),
         f"  in Canvas only: {len(canvas_only)} (drops: {len(plan.drops)} by drop_policy "
@@ -1119,7 +1130,9 @@ async def plan_session(
         "roster_requests": plan.roster_requests,
         "changes": len(plan.changes),
         "drops": len(plan.drops),
-        **{f"plan_{a}": n for a, n in plan.counts().items()},
+        # the source's records by action, as `canvas-tui plan` counts them
+        **{f"plan_{a}": n for a, n in plan.record_counts().items()},
+        "plan_canvas_only": sum(1 for s in plan.steps if s.kind == "enrollment"),
     }
     decision = SyncDecision(True, why, plan, None, fields)
     decision.source, decision.items = source, items
@@ -1189,7 +1202,7 @@ def client_for(config: Config, transport: httpx.AsyncBaseTransport | None = None
 
 def default_prefix(config: Config) -> Path:
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    return (config.sync.journal_dir or DEFAULT_JOURNAL_DIR) / f"plan-{stamp}"
+    return (config.sync.journal_dir or default_journal_dir()) / f"plan-{stamp}"
 
 
 def main(
@@ -1200,9 +1213,9 @@ def main(
 ) -> int:
     """`canvas-tui plan [SOURCE] [--out PREFIX]`: preflight, then the plan; changes nothing.
 
-    Exit 0: planned, nothing wrong; 1: planned, but the preflight found problems or the brake
-    would stop it; 2: config or source error; 3: Canvas could not be read (token, network)."""
-    from canvas_tui.cli import ExitCode
+    Exit 0: planned, nothing wrong; 2: config or source error, or the plan was made but the
+    preflight found problems or the brake would stop it; 3: Canvas could not be read."""
+    from canvas_tui.cli import ExitCode, error_line
 
     out = out or sys.stdout
     try:
@@ -1210,20 +1223,29 @@ def main(
         source = open_source(args.source) if args.source else open_source(config.source)
         client = client_for(config, transport)
     except (ConfigError, InputError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(error_line(str(exc)), file=sys.stderr)
         return ExitCode.USAGE
     prefix = Path(args.out) if getattr(args, "out", None) else default_prefix(config)
+    from canvas_tui.outputs import OutputPathError, check_output_paths
+
+    try:  # before a single roster page is read
+        check_output_paths(
+            ("--out", prefix.with_name(prefix.name + ext)) for ext in (".json", ".csv")
+        )
+    except OutputPathError as exc:
+        print(error_line(str(exc)), file=sys.stderr)
+        return ExitCode.USAGE
     try:
         return asyncio.run(_plan_command(config, source, client, prefix, out))
     except InputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(error_line(str(exc)), file=sys.stderr)
         return ExitCode.USAGE
 
 
 async def _plan_command(
     config: Config, source: Source, client: CanvasClient, prefix: Path, out: TextIO
 ) -> int:
-    from canvas_tui.cli import ExitCode
+    from canvas_tui.cli import ExitCode, error_line
     from canvas_tui.engine.preflight import format_preflight, preflight
 
     try:
@@ -1237,6 +1259,7 @@ async def _plan_command(
             requests += 1
 
         records = [i for i in items if isinstance(i, EnrollmentRecord)]
+        started = time.monotonic()
         rosters = await fetch_rosters(
             client,
             [scope_of(r) for r in records],
@@ -1245,9 +1268,11 @@ async def _plan_command(
         )
         plan = await compute_plan(client, items, config, known_ids=known, rosters=rosters)
         plan.roster_requests = requests
-        checked = await preflight(client, records, rosters=rosters, plan=plan)
+        plan.elapsed = time.monotonic() - started  # the rosters were read here, not in it
+        chosen = "plan" if choose_mode(items, config.plan, None)[0] else "full"
+        checked = await preflight(client, records, rosters=rosters, plan=plan, chosen=chosen)
     except CanvasError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(error_line(str(exc)), file=sys.stderr)
         return ExitCode.ABORTED
     finally:
         await client.aclose()
@@ -1259,8 +1284,10 @@ async def _plan_command(
     print(f"wrote {json_path} and {csv_path}", file=out)
     with contextlib.suppress(Exception):
         out.flush()
+    # as `check`: problems in the source or Canvas's objects are 2; so is a brake that `sync`
+    # would refuse on (it exits 2 there)
     problems = bool(checked.findings) or plan.brake.tripped
-    return ExitCode.RECORDS_FAILED if problems else ExitCode.OK
+    return ExitCode.USAGE if problems else ExitCode.OK
 
 
 __all__ = [
