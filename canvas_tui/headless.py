@@ -26,7 +26,7 @@ from canvas_tui.canvas.errors import CanvasError, Category, hint_for
 from canvas_tui.cli import ExitCode
 from canvas_tui.config import Config, ConfigError, check_base_url, load_config
 from canvas_tui.engine.actions import planned_action
-from canvas_tui.engine.journal import Journal, JournalError
+from canvas_tui.engine.journal import Journal, JournalError, JournalWriteFailed
 from canvas_tui.engine.report import write_report
 from canvas_tui.engine.runner import RunCancelled
 from canvas_tui.engine.session import Session, open_session
@@ -349,8 +349,17 @@ async def _sync(session: Session, reporter: Reporter, args: argparse.Namespace) 
         except InputError as exc:
             reporter.error(str(exc), ExitCode.USAGE)
             return ExitCode.USAGE
+        except JournalWriteFailed as exc:  # the disk filled while the source was loaded
+            reporter.error(str(exc), ExitCode.ABORTED)
+            return ExitCode.ABORTED
         for note in session.notes:
             reporter.info(note, level="warning")
+        if session.store.stale_lock:
+            reporter.info(
+                f"the journal's lock was left by {session.store.stale_lock}, a process that "
+                "is gone; taken over",
+                level="warning",
+            )
         reporter.info(
             "resuming" if session.resumed else "starting",
             journal=str(session.journal_path),

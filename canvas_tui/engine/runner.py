@@ -19,7 +19,7 @@ from typing import Any, Protocol
 from canvas_tui.canvas.errors import CanvasError, Category, hint_for
 from canvas_tui.engine.actions import ActionResult, Observer
 from canvas_tui.engine.edit import edited_record
-from canvas_tui.engine.journal import Journal, Outcome
+from canvas_tui.engine.journal import Journal, JournalError, JournalWriteFailed, Outcome
 from canvas_tui.engine.state import (
     Event,
     GovernorState,
@@ -259,11 +259,14 @@ class Runner:
         finally:
             ticker.cancel()
             self._running = False
-            await self._journal.flush()
+            with contextlib.suppress(JournalError):  # a failed journal is reported below
+                await self._journal.flush()
+                self._journal.set_meta(elapsed=repr(self._elapsed()))
+                await self._journal.flush()
             self._counts = self._journal.counts()
             self._failures_by_category = self._journal.category_counts(State.FAILED)
-            self._journal.set_meta(elapsed=repr(self._elapsed()))
-            await self._journal.flush()
+        if self._journal.failure is not None:
+            self._stop_unrecorded()
         if self._abort_reason is not None:
             self._set_phase(Phase.ABORTED, self._abort_reason)
         elif self.gate.cancelled:
@@ -286,11 +289,22 @@ class Runner:
             pass
 
     def _abort(self, exc: CanvasError) -> None:
+        self._abort_because(f"{exc} — {hint_for(exc.category)}")
+
+    def _abort_because(self, reason: str) -> None:
         if self._abort_reason is None:
-            self._abort_reason = f"{exc} — {hint_for(exc.category)}"
+            self._abort_reason = reason
             self._set_phase(Phase.CANCELLING, self._abort_reason)
             self.gate.cancel()
             self._wake.set()
+
+    def _stop_unrecorded(self) -> None:
+        """The journal stopped taking writes: nothing more may be sent, since nothing more
+        could be recorded. Requests in flight finish; their records stay in flight in the
+        journal and are re-sent on resume (creates are idempotent)."""
+        failure = self._journal.failure
+        assert failure is not None
+        self._abort_because(str(failure))
 
     async def _wait_wake(self) -> None:
         # Also wakes on a timer: the governor's limit can rise without any event here.
@@ -300,6 +314,8 @@ class Runner:
 
     async def _dispatch(self) -> None:
         while True:
+            if self._journal.failure is not None:
+                self._stop_unrecorded()
             if self.gate.cancelled or self._abort_reason is not None:
                 return
             paused = self.gate.paused
@@ -320,7 +336,11 @@ class Runner:
                 await self._wait_wake()
                 continue
             self._claimed.update(ids)
-            claimed = await self._journal.claim(ids)
+            try:
+                claimed = await self._journal.claim(ids)
+            except JournalWriteFailed:
+                self._claimed.difference_update(ids)
+                continue  # the failure is seen at the top of the loop
             self._claimed.difference_update(set(ids) - set(claimed))
             if self.gate.cancelled or (self.gate.paused and not paused):
                 # paused or cancelled while the claim was written: nothing new may go out
