@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Literal, TypeVar, cast
 
-from canvas_tui.canvas.urls import base_url_problem
+from canvas_tui.canvas.urls import base_url_problem, redact_url
 from canvas_tui.sources.normalize import FIELDS, ID_FIELDS, Format, IdKind
 
 DEFAULT_PATH: Final = Path("canvas-tui.toml")
@@ -511,7 +511,7 @@ def check_base_url(url: str) -> None:
         )
     problem = base_url_problem(url)  # the client enforces the same rule on every request
     if problem is not None:
-        raise ConfigError(f"{url!r}: {problem}")
+        raise ConfigError(f"{redact_url(url)!r}: {problem}")
 
 
 # -- canvas-tui init -------------------------------------------------------------------------
