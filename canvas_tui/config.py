@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import codecs
 import difflib
+import math
 import os
 import re
 import shlex
@@ -198,7 +199,8 @@ class _Table:
         value = self.get(name, (int, float), "a number")
         if value is None:
             return default
-        if value < low or (high is not None and value > high):
+        # nan passes every comparison and inf is no timeout: both are refused
+        if not math.isfinite(value) or value < low or (high is not None and value > high):
             span = f"between {low} and {high}" if high is not None else f"> {low}"
             raise self.error(name, f"a number {span}", value)
         return float(value)
