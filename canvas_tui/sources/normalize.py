@@ -9,6 +9,7 @@ role words resolve like Canvas resolves them, custom role names pass through cas
 from __future__ import annotations
 
 import difflib
+import re
 from array import array
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -93,6 +94,8 @@ _BASE_TYPES_LOWER: Final = {t.lower(): t for t in BASE_TYPES}
 _ROLE_KEYWORDS: Final = ("student", *ROLE_WORDS)
 _TRUE: Final = frozenset({"true", "yes", "on", "1", "t", "y"})
 _FALSE: Final = frozenset({"false", "no", "off", "0", "f", "n"})
+# C0 controls, DEL and C1 controls: never part of an id (a NUL would be sent to Canvas as is).
+_CONTROL: Final = re.compile("[\x00-\x1f\x7f-\x9f]")
 _MAX_ID_DIGITS: Final = 19  # Canvas ids are 64-bit: at most 19 digits (CANVAS_API.md §3.2)
 
 
@@ -417,6 +420,8 @@ class RowNormalizer:
         course_id = vals[ci]
         section_id = vals[si]
         warnings: tuple[str, ...] = ()
+        if _CONTROL.search(course_id + section_id + vals[ui] + vals[ii] + vals[ri] + vals[rii]):
+            return self._control_fault(row, line, vals)
 
         if not course_id and not section_id:
             return self._fault(
@@ -535,6 +540,8 @@ class RowNormalizer:
         warnings: tuple[str, ...] = ()
         associated = None
         associated_id = v["associated_user_id"]
+        if _CONTROL.search(associated_id):
+            return self._control_fault(row, line, {"associated_user_id": associated_id})
         if associated_id:
             if enrollment_type in ("ObserverEnrollment", None):
                 associated = _api_id(associated_id, self._user_prefix)
@@ -573,6 +580,28 @@ class RowNormalizer:
         if v["temporary_enrollment_source_user_id"]:
             warnings += ("temporary_enrollment_source_user_id ignored: not supported",)
         return (associated, start_at, end_at, flags[0], flags[1]), warnings
+
+    def _control_fault(
+        self, row: Sequence[str], line: int, vals: Sequence[str] | Mapping[str, str]
+    ) -> RowProblem:
+        """An id with a control character (NUL, ESC, a line break...) would reach Canvas as
+        is, where no SIS id can hold it: the row fails, naming the field and the character."""
+        fields = (
+            vals
+            if isinstance(vals, Mapping)
+            else {name: vals[i] for name, i in zip(_CORE, self._core, strict=True)}
+        )
+        for name, value in fields.items():
+            found = _CONTROL.search(value)
+            if found is not None:
+                return self._fault(
+                    row,
+                    line,
+                    name,
+                    f"{name} contains the control character U+{ord(found.group()):04X} at "
+                    f"position {found.start() + 1}; ids may hold printable characters only",
+                )
+        raise AssertionError("no control character found")  # the caller saw one
 
     def _not_canvas_id(self, row: Sequence[str], line: int, field: str, value: str) -> RowProblem:
         return self._fault(
