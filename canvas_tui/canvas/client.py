@@ -135,6 +135,7 @@ class CanvasClient:
         self.sleep = sleep
         self._exists: dict[str, bool] = {}  # 404 attribution cache: path -> exists
         self._reached = False  # Canvas has answered (with any status) at least once
+        self.requests_sent = 0  # every attempt that went out, retries and page reads included
         self._http = httpx.AsyncClient(
             base_url=str(self.base_url) + "/api/v1/",
             auth=_OriginBearer(token, self._origin),
@@ -253,6 +254,7 @@ class CanvasClient:
         headers = {"Content-Type": "application/json"} if content is not None else None
         async with self.governor.slot() as slot:
             started = time.time()
+            self.requests_sent += 1
             try:
                 response = await self._http.request(method, url, content=content, headers=headers)
             except httpx.TransportError as exc:

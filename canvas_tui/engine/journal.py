@@ -883,7 +883,12 @@ class Journal:
             "SELECT COUNT(*), COALESCE(SUM(category = 'throttled'), 0), "
             "COALESCE(SUM(will_retry), 0) FROM attempts"
         )[0]
+        requests += self.unrecorded_requests()
         return {"requests": int(requests), "throttled": int(throttled), "retries": int(retries)}
+
+    def unrecorded_requests(self) -> int:
+        """Requests that belong to no record (roster reads, the token check), all sessions."""
+        return int(self.get_meta("unrecorded_requests") or 0)
 
     def reset_in_flight(self) -> list[int]:
         """On resume: records a crash left in flight go back to pending, to be re-sent."""

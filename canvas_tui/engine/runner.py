@@ -112,6 +112,7 @@ class Runner:
         preflight: Callable[[], Awaitable[Any]] | None = None,
         clock: Callable[[], float] = time.monotonic,
         layout: Layout | None = None,
+        requests_sent: Callable[[], int] | None = None,
     ) -> None:
         self._journal = journal
         self._executor = executor
@@ -129,6 +130,12 @@ class Runner:
         self._failures_version = 0
         totals = journal.attempt_totals()
         self._requests = totals["requests"]
+        # Every request counts, not only a record's attempts: the client's own counter also
+        # sees a plan's roster reads and the token check (issue 11).
+        self._requests_sent = requests_sent
+        self._requests_before = totals["requests"]
+        self._unrecorded_before = journal.unrecorded_requests()
+        self._observed = 0  # attempts of records, this session
         self._throttled = totals["throttled"]
         self._retries = totals["retries"]
         self._throttle_times: deque[float] = deque()
@@ -261,6 +268,7 @@ class Runner:
             self._running = False
             with contextlib.suppress(JournalError):  # a failed journal is reported below
                 await self._journal.flush()
+                self.record_requests()
                 self._journal.set_meta(elapsed=repr(self._elapsed()))
                 await self._journal.flush()
             self._counts = self._journal.counts()
@@ -382,6 +390,7 @@ class Runner:
             cost += float(event.cost or 0.0)
             self._journal.post_attempt(record_id, event)
             self._requests += 1
+            self._observed += 1
             now = self._clock()
             if event.category is not None and str(event.category) == Category.THROTTLED:
                 self._throttled += 1
@@ -471,6 +480,17 @@ class Runner:
                 )
             last_finished, last = finished, now
 
+    def _request_count(self) -> int:
+        if self._requests_sent is None:
+            return self._requests
+        return self._requests_before + self._requests_sent()
+
+    def record_requests(self) -> None:
+        """Write down the requests no record's attempts show (posted with the next write)."""
+        if self._requests_sent is not None and not self._journal.read_only:
+            unrecorded = self._unrecorded_before + self._requests_sent() - self._observed
+            self._journal.set_meta(unrecorded_requests=str(unrecorded))
+
     def _finished(self) -> int:
         return sum(self._counts.get(s, 0) for s in (State.DONE, State.FAILED, State.SKIPPED))
 
@@ -500,7 +520,7 @@ class Runner:
             rate_history=tuple(self._rate_history),
             remaining_history=tuple(self._remaining_history),
             governor=self._governor.state(),
-            requests=self._requests,
+            requests=self._request_count(),
             throttled=self._throttled,
             retries=self._retries,
             throttled_last_minute=len(self._throttle_times),

@@ -164,6 +164,9 @@ class Session:
     async def close(self) -> None:
         if self.client is not None:
             await self.client.aclose()
+        if self.store.failure is None:
+            with contextlib.suppress(JournalError):
+                self.runner.record_requests()  # reads since the run (the roster inspector)
         self.store.close()
 
 
@@ -211,7 +214,15 @@ def open_session(
             client, notify=config.sync.notify, active_state=config.sync.enrollment_state
         )
         layout = getattr(source, "layout", None) or layout_of(config.source)
-        runner = Runner(store, actions, governor, gate=gate, preflight=client.whoami, layout=layout)
+        runner = Runner(
+            store,
+            actions,
+            governor,
+            gate=gate,
+            preflight=client.whoami,
+            layout=layout,
+            requests_sent=lambda: client.requests_sent,
+        )
     except BaseException:
         store.close()
         raise
