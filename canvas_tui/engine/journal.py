@@ -38,6 +38,7 @@ from canvas_tui.records import (
     SisStatus,
     SourceItem,
     State,
+    clip,
 )
 
 SCHEMA_VERSION = "1"
@@ -316,7 +317,7 @@ def _item_params(record_id: int, item: SourceItem, now: float) -> tuple[Any, ...
         (State.SKIPPED if item.skip else State.FAILED).value,
         "skip" if item.skip else None,
         None if item.skip else "invalid_input",
-        str(item),
+        clip(str(item)),
         now,
         now,
     )
@@ -384,7 +385,7 @@ def _outcome_params(record_id: int, outcome: Outcome, attempts: int, now: float)
         attempts,
         outcome.http_status,
         outcome.category,
-        outcome.message,
+        None if outcome.message is None else clip(outcome.message),  # Canvas's text, bounded
         outcome.error_report_id,
         outcome.canvas_enrollment_id,
         outcome.cost,
@@ -966,7 +967,7 @@ class Journal:
             event.request_body,
             event.status,
             category,
-            event.message,
+            None if event.message is None else clip(event.message),
             event.error_report_id,
             event.cost,
             event.remaining,

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO, Final
 
-from canvas_tui.records import InputError, RowProblem, SourceItem
+from canvas_tui.records import LISTED, InputError, RowProblem, SourceItem, clip
 from canvas_tui.sources.normalize import Layout, RowNormalizer
 
 _BLOCK: Final = 1 << 20
@@ -175,7 +175,9 @@ def _wrong_width(
 ) -> RowProblem:
     width = len(normalizer.columns)
     if len(row) > width:
-        extra = ", ".join(repr(v) for v in row[width:])
+        shown = [clip(repr(v), 40) for v in row[width : width + LISTED]]
+        more = len(row) - width - len(shown)
+        extra = ", ".join(shown) + (f", … ({more} more)" if more else "")
         return normalizer.problem(
             row,
             line,
