@@ -393,9 +393,13 @@ async def _sync(session: Session, reporter: Reporter, args: argparse.Namespace) 
         fields["mode"] = "plan" if decision.planned else "full"
         code = _exit_code(state)
         if report_path:
-            paths = write_report(session.store, Path(report_path), state)
-            fields["report"] = str(paths.json)
-            fields["failures_csv"] = str(paths.failures_csv)
+            try:
+                paths = write_report(session.store, Path(report_path), state)
+            except OSError as exc:  # e.g. the disk that stopped the journal is full too
+                reporter.error(f"cannot write the report {report_path}: {exc}", code)
+            else:
+                fields["report"] = str(paths.json)
+                fields["failures_csv"] = str(paths.failures_csv)
         fields["exit_code"] = int(code)
         reporter.summary(fields)
         return code

@@ -453,7 +453,8 @@ class _Writer(threading.Thread):
         try:
             self._loop(conn)
         finally:
-            conn.close()
+            with contextlib.suppress(sqlite3.Error):  # a full disk may refuse the checkpoint
+                conn.close()
 
     def _loop(self, conn: sqlite3.Connection) -> None:
         stopping = False
