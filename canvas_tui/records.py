@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from enum import StrEnum
-from typing import Protocol
+from enum import Enum, StrEnum
+from typing import Final, Protocol
 
 
 class State(StrEnum):
@@ -32,6 +32,23 @@ class SisStatus(StrEnum):
     COMPLETED = "completed"
     DELETED = "deleted"
     DELETED_LAST_COMPLETED = "deleted_last_completed"
+
+
+class Unchanged(Enum):
+    """A column the source left blank: whatever Canvas holds stays (never `False` or `None`).
+
+    Canvas's create re-applies `limit_privileges_to_course_section` (false when absent) and the
+    dates (nil when absent) to a reused enrollment (`Course#enroll_user`, app/models/course.rb),
+    so a blank column must be told apart from an explicit false or an explicit "no date".
+    """
+
+    UNCHANGED = "unchanged"
+
+    def __repr__(self) -> str:
+        return "UNCHANGED"
+
+
+UNCHANGED: Final = Unchanged.UNCHANGED
 
 
 BASE_TYPES = (
@@ -124,9 +141,10 @@ class EnrollmentRecord:
     provenance: Provenance
     role_id: str | None = None
     associated_user: str | None = None  # observers: the observed student, API id form
-    start_at: str | None = None
-    end_at: str | None = None
-    limit_section_privileges: bool = False
+    # UNCHANGED: the source left the column blank, so the value in Canvas is kept (see Unchanged)
+    start_at: str | Unchanged = UNCHANGED
+    end_at: str | Unchanged = UNCHANGED
+    limit_section_privileges: bool | Unchanged = UNCHANGED
     notify: bool = False
     warnings: tuple[str, ...] = ()
 
@@ -135,6 +153,19 @@ class EnrollmentRecord:
         """Identity of the enrollment the row describes; Canvas dedupes on the same fields."""
         return "|".join(
             (self.user, self.course or "", self.section or "", self.role_id or self.role)
+        )
+
+    @property
+    def leaves_unchanged(self) -> tuple[str, ...]:
+        """The fields a re-POST would reset that this record leaves as they are in Canvas."""
+        return tuple(
+            name
+            for name, value in (
+                ("limit_section_privileges", self.limit_section_privileges),
+                ("start_at", self.start_at),
+                ("end_at", self.end_at),
+            )
+            if value is UNCHANGED
         )
 
     @property

@@ -480,9 +480,19 @@ class CanvasClient:
         params += [("state[]", s) for s in states]
         if user_filter:
             params.append(("user_id", user_filter))
-        return await self.list_all(
-            path, params, not_found=missing, on_page=on_page, observer=observer
-        )
+            if not user:
+                missing = Category.NOT_FOUND  # the context's or the user's: the 404 names no id
+        try:
+            return await self.list_all(
+                path, params, not_found=missing, on_page=on_page, observer=observer
+            )
+        except CanvasError as error:
+            if error.status == 404 and error.category is Category.NOT_FOUND:
+                # the filtered user is the one missing when the context exists (as for a POST)
+                error.category = await self._which_missing(
+                    None if section else course, section, observer
+                )
+            raise
 
     async def get_enrollment(
         self, enrollment_id: int | str, *, account: str = "self", observer: Observer | None = None

@@ -1,6 +1,12 @@
 """SIS semantics over REST: what one enrollments.csv row means as Canvas API calls.
 
 `active` creates (idempotent per user + type + role + section, ../shared/CANVAS_API.md §2.4).
+A create re-applies the section limit and the dates to an enrollment it reuses (repost.py), so an
+`active` row that leaves any of them blank reads the user's enrollments first: nothing is sent
+when the enrollment is already in place, otherwise the POST carries the values Canvas holds for
+the blank fields. A row that states all of them is POSTed without reading.
+A row without a section acts on the course's default section only (roster_match.DefaultSection),
+as Canvas's `enroll_user` and SIS importer do.
 `inactive` / `completed` / `deleted` look the user's enrollments in the course up (all states)
 and DELETE with task=inactivate|conclude|delete, or do nothing when the enrollment is already so
 (§2.7). Looking up before acting makes these safe to re-send after a crash. Effects follow Canvas's
@@ -19,7 +25,8 @@ from typing import Any
 from canvas_tui.canvas.client import CanvasClient
 from canvas_tui.canvas.errors import CanvasError, Category
 from canvas_tui.engine import roster_match
-from canvas_tui.engine.roster_match import same_section
+from canvas_tui.engine.repost import PostFields, differs, post_fields
+from canvas_tui.engine.roster_match import DefaultSection, default_section_from, in_section
 from canvas_tui.records import EnrollmentRecord, SisStatus
 
 Observer = Callable[[Any], None]  # receives the client's AttemptEvent for every HTTP attempt
@@ -81,21 +88,26 @@ class EnrollmentActions:
         self._roles: dict[str, dict[str, str]] = {}  # account -> role name -> role id
         self._roles_lock = asyncio.Lock()
         self._canvas_ids: dict[str, int] = {}  # observed users: API id -> Canvas user id
+        self._defaults: dict[str, DefaultSection] = {}  # course API id -> its default section
+        self._defaults_lock = asyncio.Lock()
 
     async def apply(self, record: EnrollmentRecord, observer: Observer | None) -> ActionResult:
         role_id = await self._role_id(record, observer)
         if record.status is SisStatus.ACTIVE:
-            return await self._create(record, role_id, self._active_state, observer)
+            if not record.leaves_unchanged:
+                # every field a re-POST resets is stated: nothing to read first
+                return await self._create(record, role_id, self._active_state, observer)
+            return await self._activate(record, role_id, observer)
         return await self._change(record, role_id, observer)
 
-    async def create_in_state(
-        self, record: EnrollmentRecord, state: str, observer: Observer | None
+    async def post(
+        self, record: EnrollmentRecord, state: str, fields: PostFields, observer: Observer | None
     ) -> ActionResult:
-        """POST the record's enrollment in `state` without looking anything up first, whatever
-        its SIS status: for a caller that already knows the enrollment is missing (the plan
-        creating an `inactive` row). The POST is idempotent like `apply`'s (§2.4)."""
+        """POST the record's enrollment in `state` with `fields` for the values Canvas re-applies,
+        without looking anything up first: for a caller that already read the enrollment (the
+        plan). The POST is idempotent like `apply`'s (§2.4)."""
         role_id = await self._role_id(record, observer)
-        return await self._create(record, role_id, state, observer)
+        return await self._create(record, role_id, state, observer, fields)
 
     async def _role_id(self, record: EnrollmentRecord, observer: Observer | None) -> str | None:
         """The role id to send: the record's, else a custom role name's looked-up id."""
@@ -127,7 +139,9 @@ class EnrollmentActions:
         role_id: str | None,
         state: str,
         observer: Observer | None,
+        fields: PostFields | None = None,
     ) -> ActionResult:
+        sent = fields or post_fields(record, None)
         created = await self._client.create_enrollment(
             user=record.user,
             course=record.course,
@@ -137,12 +151,14 @@ class EnrollmentActions:
             role=record.role if role_id is None and record.enrollment_type is None else None,
             state=state,
             notify=record.notify or self._notify,
-            limit_section_privileges=record.limit_section_privileges,
-            start_at=record.start_at,
-            end_at=record.end_at,
+            limit_section_privileges=sent.limit_section_privileges,
+            start_at=sent.start_at,
+            end_at=sent.end_at,
             associated_user=record.associated_user,
             observer=observer,
         )
+        if record.section is None and record.course is not None:
+            self._learn_default(record.course, created)
         action = "create" if state == self._active_state else f"create_{state}"
         return ActionResult(action, _enrollment_id(created))
 
@@ -176,34 +192,76 @@ class EnrollmentActions:
             self._canvas_ids[ref] = int(user["id"])
         return self._canvas_ids[ref]
 
+    def _learn_default(self, course: str, created: Mapping[str, Any]) -> None:
+        """Canvas put a course-only create in the course's default section: that one it is."""
+        section = created.get("course_section_id")
+        if section is not None:
+            self._defaults[course] = DefaultSection(int(section))
+
+    async def _default_section(self, course: str, observer: Observer | None) -> DefaultSection:
+        """The course's default section, inferred from its sections once per run."""
+        async with self._defaults_lock:
+            if course not in self._defaults:
+                sections = await self._client.list_course_sections(course, observer=observer)
+                self._defaults[course] = default_section_from(sections)
+            return self._defaults[course]
+
+    async def _mine(
+        self,
+        record: EnrollmentRecord,
+        role_id: str | None,
+        listed: list[dict[str, Any]],
+        observer: Observer | None,
+    ) -> list[dict[str, Any]]:
+        """The listed enrollments the record names: its role, its observed student, and its
+        section, or the course's default section for a row without one."""
+        observed = await self._observed(record, observer)
+        candidates = [
+            e
+            for e in listed
+            if same_role(e, record, role_id)
+            # an observer row names the link to one student: a parent of two siblings in the
+            # course has two observer enrollments, and only this one is the row's
+            and e.get("associated_user_id") == observed
+        ]
+        if record.section is not None or record.course is None or not candidates:
+            return [e for e in candidates if in_section(e, record.section, None)]
+        default = await self._default_section(record.course, observer)
+        mine = [e for e in candidates if default.holds(e)]
+        if mine and not default.known:
+            raise CanvasError(
+                Category.INVALID_INPUT,
+                f"{default.describe(record.course_label)}, and {record.user} has a "
+                f"{record.role} enrollment in one of them; give section_id to say which "
+                "section the row means",
+            )
+        return mine
+
+    async def _activate(
+        self, record: EnrollmentRecord, role_id: str | None, observer: Observer | None
+    ) -> ActionResult:
+        """An `active` row that leaves a field blank: read, then POST only what changes."""
+        mine = await self._mine(record, role_id, await self._list(record, observer), observer)
+        active = (self._active_state, "active")
+        current = next((e for e in mine if e.get("enrollment_state") in active), None)
+        if current is not None and differs(record, current) is None:
+            state = current.get("enrollment_state")
+            return ActionResult("none", _enrollment_id(current), f"nothing to do: already {state}")
+        reused = (
+            current
+            or next((e for e in mine if e.get("enrollment_state") != "deleted"), None)
+            or next(iter(mine), None)
+        )
+        fields = post_fields(record, reused)
+        return await self._create(record, role_id, self._active_state, observer, fields)
+
     async def _change(
         self, record: EnrollmentRecord, role_id: str | None, observer: Observer | None
     ) -> ActionResult:
         listed = await self._list(
             record, observer, course_wide=record.status is SisStatus.DELETED_LAST_COMPLETED
         )
-        observed = await self._observed(record, observer)
-        mine = [
-            e
-            for e in listed
-            if same_role(e, record, role_id)
-            and same_section(e, record.section)
-            # an observer row names the link to one student: a parent of two siblings in the
-            # course has two observer enrollments, and only this one is the row's
-            and e.get("associated_user_id") == observed
-        ]
-        if record.section is None:
-            sections = {
-                e.get("course_section_id") for e in mine if e.get("enrollment_state") != "deleted"
-            }
-            if len(sections) > 1:
-                # Canvas's importer means the default section here, which the API does not mark:
-                # refuse to guess rather than change the user's other sections.
-                raise CanvasError(
-                    Category.INVALID_INPUT,
-                    f"{record.user} has {record.role} enrollments in {len(sections)} sections of "
-                    f"{record.course}; give section_id to say which one to {record.status}",
-                )
+        mine = await self._mine(record, role_id, listed, observer)
         status = record.status
         if status is SisStatus.DELETED_LAST_COMPLETED:
             mine_ids = {e.get("id") for e in mine}
@@ -217,8 +275,10 @@ class EnrollmentActions:
         live = [e for e in mine if e.get("enrollment_state") != "deleted"]
         if not live:
             if status is SisStatus.INACTIVE:
-                # Canvas's importer creates the enrollment inactive; a deleted row is reused.
-                return await self._create(record, role_id, "inactive", observer)
+                # Canvas's importer creates the enrollment inactive; a deleted row is reused,
+                # and keeps what the row leaves blank
+                fields = post_fields(record, mine[0] if mine else None)
+                return await self._create(record, role_id, "inactive", observer, fields)
             existing = _enrollment_id(mine[0]) if mine else None
             what = "is already deleted" if mine else "exists"
             return ActionResult("none", existing, f"nothing to do: no enrollment {what}")

@@ -33,11 +33,13 @@ from canvas_tui.engine.lock import JournalBusy, JournalLock
 from canvas_tui.engine.state import Attempt, RecordRow
 from canvas_tui.private_files import private_dir, touch_private
 from canvas_tui.records import (
+    UNCHANGED,
     EnrollmentRecord,
     Provenance,
     SisStatus,
     SourceItem,
     State,
+    Unchanged,
     clip,
 )
 
@@ -234,13 +236,28 @@ def record_to_json(record: EnrollmentRecord) -> str:
             "status": str(record.status),
             "role_id": record.role_id,
             "associated_user": record.associated_user,
-            "start_at": record.start_at,
-            "end_at": record.end_at,
-            "limit_section_privileges": record.limit_section_privileges,
+            # "unchanged" (a blank column) is stored as itself, so a resume or a retry re-sends
+            # no false or null that the source never gave
+            "start_at": _kept(record.start_at),
+            "end_at": _kept(record.end_at),
+            "limit_section_privileges": _kept(record.limit_section_privileges),
             "notify": record.notify,
             "warnings": list(record.warnings),
         }
     )
+
+
+def _kept(value: object) -> object:
+    return UNCHANGED.value if value is UNCHANGED else value
+
+
+def _date_of(value: str | None) -> str | Unchanged:
+    # null is a blank date in journals written before "unchanged" existed
+    return UNCHANGED if value is None or value == UNCHANGED.value else value
+
+
+def _flag_of(value: bool | str | None) -> bool | Unchanged:
+    return UNCHANGED if value is None or value == UNCHANGED.value else bool(value)
 
 
 def record_from_json(text: str, provenance: Provenance) -> EnrollmentRecord:
@@ -255,9 +272,9 @@ def record_from_json(text: str, provenance: Provenance) -> EnrollmentRecord:
         provenance=provenance,
         role_id=data["role_id"],
         associated_user=data["associated_user"],
-        start_at=data["start_at"],
-        end_at=data["end_at"],
-        limit_section_privileges=bool(data["limit_section_privileges"]),
+        start_at=_date_of(data["start_at"]),
+        end_at=_date_of(data["end_at"]),
+        limit_section_privileges=_flag_of(data["limit_section_privileges"]),
         notify=bool(data["notify"]),
         warnings=tuple(data["warnings"]),
     )

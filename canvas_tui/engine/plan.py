@@ -40,7 +40,6 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -60,7 +59,14 @@ from canvas_tui.engine.actions import (
     same_role,
 )
 from canvas_tui.engine.journal import written_enrollment_ids
-from canvas_tui.engine.roster_match import names_enrollment, user_key, user_keys
+from canvas_tui.engine.repost import PostFields, blind_post_is_safe, differs, post_fields
+from canvas_tui.engine.roster_match import (
+    DefaultSection,
+    default_section_from,
+    names_enrollment,
+    user_key,
+    user_keys,
+)
 from canvas_tui.engine.session import DEFAULT_JOURNAL_DIR, Session
 from canvas_tui.records import (
     EnrollmentRecord,
@@ -77,9 +83,14 @@ from canvas_tui.sources import open_source
 DROP_SOURCE = "plan:drops"  # provenance of the journal rows a plan adds for drops
 ROSTER_CONCURRENCY = 8  # rosters read at once; the governor still decides what is in flight
 PAGE_SIZE = 100  # enrollments per roster page (the client's per_page)
-# Auto mode picks the plan when records >= PLAN_RATIO x estimated roster pages: even if every
-# record turned out to need a write, the plan's extra reads cost at most 1/PLAN_RATIO (10 %).
+# Auto mode picks the plan when full mode's requests (a write per record, plus the lookups it makes
+# first) >= PLAN_RATIO x estimated roster pages: even if every record turned out to need a write,
+# the plan's extra reads cost at most 1/PLAN_RATIO (10 %).
 PLAN_RATIO = 10
+# ... or when full mode's lookups alone are >= LOOKUP_RATIO x those pages: each page replaces up
+# to 100 lookups, and the estimate (one page per 100 rows of a roster) can be short of a big
+# roster's real size, hence the margin.
+LOOKUP_RATIO = 2
 
 LIVE_STATES = frozenset({"active", "invited", "creation_pending", "inactive"})
 NEVER_DROPPED_TYPES = frozenset({"StudentViewEnrollment"})  # the course's test student
@@ -112,6 +123,8 @@ class Step:
     drop: bool = False
     manual: bool = False  # neither SIS-imported nor written by canvas-tui
     refs: tuple[str, str, str | None] | None = None  # a drop's user, course, section as API ids
+    # a POST's values for what Canvas re-applies: the record's, and Canvas's for its blanks
+    fields: PostFields | None = None
 
     @property
     def requests(self) -> int:
@@ -230,6 +243,8 @@ class Roster:
     enrollments: list[dict[str, Any]] = field(default_factory=list)
     pages: int = 0
     error: CanvasError | None = None
+    # the course's default section, read for the rows that name no section (None: not read)
+    default: DefaultSection | None = None
 
 
 def scope_of(record: EnrollmentRecord) -> str:
@@ -238,6 +253,15 @@ def scope_of(record: EnrollmentRecord) -> str:
         return f"course/{record.course}"
     assert record.section, "a record names a course or a section"
     return f"section/{record.section}"
+
+
+def default_scopes(items: Iterable[SourceItem]) -> list[str]:
+    """The course rosters whose default section a plan needs: those of course-only rows."""
+    return [
+        scope_of(i)
+        for i in items
+        if isinstance(i, EnrollmentRecord) and i.course and i.section is None
+    ]
 
 
 def scope_label(scope: str) -> str:
@@ -252,11 +276,14 @@ async def fetch_rosters(
     concurrency: int = ROSTER_CONCURRENCY,
     observer: Observer | None = None,
     on_roster: Callable[[int, int], None] | None = None,
+    with_default: Iterable[str] = (),
 ) -> dict[str, Roster]:
-    """Every page of every roster, in every state. A roster that cannot be read (unknown course,
-    no permission) is kept with its error; a fatal error (token, unsafe URL) or Canvas out of
-    reach is raised, and the other reads are cancelled."""
+    """Every page of every roster, in every state, and for the course scopes in `with_default`
+    the course's sections, to tell its default section. A roster that cannot be read (unknown
+    course, no permission) is kept with its error; a fatal error (token, unsafe URL) or Canvas
+    out of reach is raised, and the other reads are cancelled."""
     wanted = list(dict.fromkeys(scopes))
+    sections_wanted = set(with_default)
     gate = asyncio.Semaphore(max(1, concurrency))
     rosters: dict[str, Roster] = {}
     done = 0
@@ -279,6 +306,9 @@ async def fetch_rosters(
                     roster.enrollments = await client.list_enrollments(
                         course=ref, states=ALL_STATES, on_page=on_page, observer=observer
                     )
+                    if scope in sections_wanted:
+                        sections = await client.list_course_sections(ref, observer=observer)
+                        roster.default = default_section_from(sections)
             except CanvasError as error:
                 # a plan without the rosters is no plan: Canvas unreachable after every retry
                 # ends it as surely as a rejected token does
@@ -359,50 +389,10 @@ def _ref(enrollment: Mapping[str, Any], sis: str, canvas: str) -> str:
     return f"{sis}:{value}" if value else str(enrollment.get(canvas) or "")
 
 
-def _instant(value: Any) -> datetime | None:
-    if not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(str(value))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
-
-
 def _differs(record: EnrollmentRecord, enrollment: Mapping[str, Any]) -> str | None:
-    """What a re-POST would rewrite on an enrollment that is otherwise in place (§2.4)."""
-    if bool(enrollment.get("limit_privileges_to_course_section")) != (
-        record.limit_section_privileges
-    ):
-        return "limit_section_privileges"
-    for name, value in (("start_at", record.start_at), ("end_at", record.end_at)):
-        if not _same_time(value, enrollment.get(name)):
-            return name
-    return None
-
-
-# Canvas reads a date, or a time without an offset, in a zone the API does not tell us (the
-# account's or the token user's) and returns the instant in UTC: "2026-09-01" comes back as
-# "2026-09-01T04:00:00Z" from New York. Such a value matches when Canvas's instant is that wall
-# time in some zone between UTC-12 and UTC+14; otherwise every plan would re-send it.
-_WALL_TIME_SPREAD = (timedelta(hours=-14), timedelta(hours=12))
-
-
-def _same_time(sis: Any, canvas: Any) -> bool:
-    if not sis or not canvas:
-        return bool(sis) == bool(canvas)
-    stored = _instant(canvas)
-    try:
-        wanted = datetime.fromisoformat(str(sis))
-    except ValueError:
-        return stored is None  # neither side is a time we can compare: as before
-    if stored is None:
-        return False
-    if wanted.tzinfo is not None:
-        return wanted == stored
-    wall = wanted.replace(tzinfo=UTC)
-    earliest, latest = _WALL_TIME_SPREAD
-    return wall + earliest <= stored <= wall + latest
+    """What a re-POST would rewrite on an enrollment that is otherwise in place (§2.4); a field
+    the source left blank is never a difference."""
+    return differs(record, enrollment)
 
 
 def _ids(enrollments: Iterable[Mapping[str, Any]]) -> tuple[int, ...]:
@@ -443,6 +433,7 @@ def plan_record(
         return unread, []
     users = index.of_user(scope, record.user)
     role_id = record.role_id
+    default = roster.default if record.section is None else None
     mine = [
         e
         for e in users
@@ -453,15 +444,30 @@ def plan_record(
             section=record.section,
             enrollment_type=record.enrollment_type,
             role_id=role_id,
+            default=default,
         )
         and _same_observed(e, record, index)
     ]
+    if mine and default is not None and not default.known:
+        ambiguous = Step(
+            action=_lookup_action(record),
+            reason=f"{default.describe(record.course_label)}; decided when sent",
+            via="lookup",
+            **base,  # type: ignore[arg-type]
+        )
+        return ambiguous, mine
     course_id = _course_id(mine) or _course_id(roster.enrollments)
     state_of = Counter(str(e.get("enrollment_state")) for e in mine)
     current = ",".join(sorted(state_of)) or None
     live = [e for e in mine if e.get("enrollment_state") != "deleted"]
 
-    def step(action: str, reason: str, via: str, targets: Sequence[Mapping[str, Any]]) -> Step:
+    def step(
+        action: str,
+        reason: str,
+        via: str,
+        targets: Sequence[Mapping[str, Any]],
+        reused: Mapping[str, Any] | None = None,
+    ) -> Step:
         return Step(
             action=action,
             reason=reason,
@@ -469,6 +475,7 @@ def plan_record(
             enrollment_ids=_ids(targets),
             course_id=_course_id(targets) or course_id,
             canvas_state=current,
+            fields=post_fields(record, reused) if via == "POST" else None,
             **base,  # type: ignore[arg-type]
         )
 
@@ -480,14 +487,15 @@ def plan_record(
         if in_place:
             changed = _differs(record, in_place[0])
             if changed:
-                return step("update", f"{changed} differs in Canvas", "POST", in_place[:1]), mine
+                reason = f"{changed} differs in Canvas"
+                return step("update", reason, "POST", in_place[:1], in_place[0]), mine
             state_now = in_place[0].get("enrollment_state")
             return step("none", f"already {state_now} in Canvas", "", in_place[:1]), mine
         inactive = [e for e in mine if e.get("enrollment_state") == "inactive"]
         if inactive and active_state == "active" and not _differs(record, inactive[0]):
             return step("reactivate", "inactive in Canvas", "PUT reactivate", inactive[:1]), mine
         if mine:
-            return step("reactivate", f"{current} in Canvas", "POST", mine[:1]), mine
+            return step("reactivate", f"{current} in Canvas", "POST", mine[:1], mine[0]), mine
         return step("create", "not in Canvas", "POST", []), mine
     if status is SisStatus.DELETED_LAST_COMPLETED:
         if record.course is None:
@@ -502,7 +510,9 @@ def plan_record(
     task, target = DELETE_TASKS[status]
     if not live:
         if status is SisStatus.INACTIVE:
-            return step("create", "not in Canvas; created inactive", "POST", []), mine
+            # a deleted row is reused by the POST: it keeps what the row leaves blank
+            reused = mine[0] if mine else None
+            return step("create", "not in Canvas; created inactive", "POST", [], reused), mine
         what = "already deleted" if mine else "not in Canvas"
         return step("none", what, "", mine[:1]), mine
     todo = [e for e in live if e.get("enrollment_state") != target]
@@ -656,7 +666,13 @@ async def compute_plan(
 
     if rosters is None:
         scopes = [scope_of(i) for i in items if isinstance(i, EnrollmentRecord)]
-        rosters = await fetch_rosters(client, scopes, observer=count, on_roster=on_roster)
+        rosters = await fetch_rosters(
+            client,
+            scopes,
+            observer=count,
+            on_roster=on_roster,
+            with_default=default_scopes(items),
+        )
     plan = build_plan(
         items,
         rosters,
@@ -675,23 +691,48 @@ def estimated_roster_pages(items: Iterable[SourceItem]) -> int:
     return sum(math.ceil(n / PAGE_SIZE) for n in per_scope.values())
 
 
+def full_mode_lookups(items: Iterable[SourceItem]) -> tuple[int, int]:
+    """(lookups full mode makes before writing, of which for blank fields). Every row but an
+    `active` one that states all the fields a re-POST resets reads the user's enrollments first
+    (repost.py, actions.py)."""
+    lookups = blank = 0
+    for item in items:
+        if isinstance(item, EnrollmentRecord) and not blind_post_is_safe(item):
+            lookups += 1
+            if item.status is SisStatus.ACTIVE:
+                blank += 1
+    return lookups, blank
+
+
 def choose_mode(
     items: Sequence[SourceItem], policy: PlanConfig, requested: bool | None
 ) -> tuple[bool, str]:
-    """(use the plan?, why). Explicit --plan / --no-plan wins; otherwise the cheaper mode."""
+    """(use the plan?, why). Explicit --plan / --no-plan wins; otherwise the cheaper mode, by
+    the requests full mode would make (a write per record, plus a lookup per record it must read
+    first) against the roster pages a plan reads."""
     if requested is not None:
         return requested, "plan mode (--plan)" if requested else "full mode (--no-plan)"
     if policy.drop_policy != "never":
         return True, f"plan mode: drop_policy is {policy.drop_policy} (only a plan sees drops)"
     records = sum(1 for i in items if isinstance(i, EnrollmentRecord))
     pages = estimated_roster_pages(items)
-    if records and records >= PLAN_RATIO * pages:
+    lookups, blank = full_mode_lookups(items)
+    full = records + lookups
+    reads = (
+        f"; {blank} active rows leave limit_section_privileges or dates blank, so full mode "
+        "would read each before writing it (a blind POST would reset them)"
+        if blank
+        else ""
+    )
+    if records and (full >= PLAN_RATIO * pages or lookups >= LOOKUP_RATIO * pages):
         return True, (
-            f"plan mode (auto): {records} records, about {pages} roster pages to read first"
+            f"plan mode (auto): {records} records, about {full} requests in full mode "
+            f"({lookups} of them lookups) against about {pages} roster pages to read first{reads}"
         )
     return False, (
-        f"full mode (auto): {records} records against about {pages} roster pages; "
-        f"a plan pays off from {PLAN_RATIO} records per page"
+        f"full mode (auto): {records} records, about {full} requests ({lookups} lookups), "
+        f"against about {pages} roster pages; a plan pays off from {PLAN_RATIO} requests or "
+        f"{LOOKUP_RATIO} lookups per page{reads}"
     )
 
 
@@ -834,9 +875,12 @@ class PlanExecutor:
         client: CanvasClient,
         fallback: EnrollmentActions,
         steps: Iterable[Step] = (),
+        *,
+        active_state: str = "active",
     ) -> None:
         self._client = client
         self._fallback = fallback
+        self._active_state = active_state
         self._steps = {
             (s.record.provenance.source, s.record.provenance.line): s
             for s in steps
@@ -854,11 +898,9 @@ class PlanExecutor:
                 str(step.course_id), step.enrollment_ids[0], observer=observer
             )
             return ActionResult("reactivate", _int(done.get("id")))
-        if step.via == "POST":
-            if record.status is SisStatus.INACTIVE:
-                result = await self._fallback.create_in_state(record, "inactive", observer)
-            else:
-                result = await self._fallback.apply(record, observer)  # an idempotent POST
+        if step.via == "POST" and step.fields is not None:
+            state = "inactive" if record.status is SisStatus.INACTIVE else self._active_state
+            result = await self._fallback.post(record, state, step.fields, observer)
             return ActionResult(step.action, result.enrollment_id, result.message)
         if step.via.startswith("DELETE") and step.course_id is not None:
             last: dict[str, Any] = {}
@@ -918,7 +960,7 @@ def _executor(session: Session, steps: Iterable[Step] = ()) -> PlanExecutor:
     assert client is not None, "a writable session"
     sync = session.config.sync
     fallback = EnrollmentActions(client, notify=sync.notify, active_state=sync.enrollment_state)
-    return PlanExecutor(client, fallback, steps)
+    return PlanExecutor(client, fallback, steps, active_state=sync.enrollment_state)
 
 
 async def plan_session(
@@ -1079,7 +1121,12 @@ async def _plan_command(
             requests += 1
 
         records = [i for i in items if isinstance(i, EnrollmentRecord)]
-        rosters = await fetch_rosters(client, [scope_of(r) for r in records], observer=count)
+        rosters = await fetch_rosters(
+            client,
+            [scope_of(r) for r in records],
+            observer=count,
+            with_default=default_scopes(records),
+        )
         plan = await compute_plan(client, items, config, known_ids=known, rosters=rosters)
         plan.roster_requests = requests
         checked = await preflight(client, records, rosters=rosters, plan=plan)

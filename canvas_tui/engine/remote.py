@@ -343,6 +343,11 @@ class RemoteClient:
         )
         return found
 
+    async def list_course_sections(self, course: str) -> list[dict[str, Any]]:
+        """The course's sections: the roster inspector tells its default section by them."""
+        found: list[dict[str, Any]] = await self._session._call("list_course_sections", course)
+        return found
+
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
     if process.poll() is None:

@@ -250,6 +250,9 @@ class _Server:
         on_page = self._progress(call_id) if kwargs.pop("on_page", False) else None
         return await self._client().list_enrollments(on_page=on_page, **kwargs)
 
+    async def _op_list_course_sections(self, call_id: int, course: str) -> list[dict[str, Any]]:
+        return await self._client().list_course_sections(course)
+
     async def _op_close(self, call_id: int) -> None:
         await self._wind_down()
 

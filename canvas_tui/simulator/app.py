@@ -901,6 +901,8 @@ class Simulator:
                 raise views.not_found()
             section = found
         else:
+            # `section ||= self.default_section` in Course#enroll_user (app/models/course.rb),
+            # whatever sections the user is already in
             section = world.default_section(course)
         user = self._user(str(user_ref), token)
         if course.concluded:
@@ -918,6 +920,9 @@ class Simulator:
                 raise views.validation_error("associated_user_id", "Cannot observe yourself")
             associated_user_id = observed.id
         state = self._initial_state(course, enrollment_type, requested_state)
+        # Course#enroll_user (app/models/course.rb) writes these on a reused row too:
+        # `limit_privileges_to_course_section = opts[...] || false`, `e.start_at = start_at`,
+        # `e.end_at = end_at`. Absent means false and nil, so a re-POST without them resets them.
         limit = as_bool(params.get("limit_privileges_to_course_section", False))
         start_at = canvas_time(params.get("start_at") or None)
         end_at = canvas_time(params.get("end_at") or None)

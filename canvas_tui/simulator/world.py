@@ -496,9 +496,11 @@ class World:
         ]
 
     def default_section(self, course: Course) -> Section:
+        """Course#default_section (app/models/course.rb): the *active* section flagged default,
+        else a new one, which takes the course's name and no SIS id."""
         sections = self._sections_by_course.get(course.id, [])
         for section in sections:
-            if section.default:
+            if section.default and section.workflow_state == "active":
                 return section
         return self.add_section(course, course.name, None, default=True)
 

@@ -21,11 +21,13 @@ from canvas_tui.records import (
     BASE_TYPES,
     LISTED,
     ROLE_WORDS,
+    UNCHANGED,
     EnrollmentRecord,
     InputError,
     Provenance,
     RowProblem,
     SisStatus,
+    Unchanged,
     clip,
     listing,
 )
@@ -196,8 +198,9 @@ class _Slot:
 
 
 _OPTIONAL: Final = FIELDS[len(_CORE) :]
-_Extras = tuple[str | None, str | None, str | None, bool, bool]
-_NO_EXTRAS: Final[_Extras] = (None, None, None, False, False)
+# observed user, start, end, limit_section_privileges, notify; a blank date or flag is UNCHANGED
+_Extras = tuple[str | None, str | Unchanged, str | Unchanged, bool | Unchanged, bool]
+_NO_EXTRAS: Final[_Extras] = (None, UNCHANGED, UNCHANGED, UNCHANGED, False)
 
 
 class FirstSeen:
@@ -579,17 +582,26 @@ class RowNormalizer:
                     f"Bad date format {date!r} for user {who}; expected ISO 8601 like "
                     "2026-01-15T08:00:00Z",
                 )
-        if (start_at is None) != (end_at is None):
+        dates: tuple[str | Unchanged, str | Unchanged] = (UNCHANGED, UNCHANGED)
+        if start_at is not None and end_at is not None:
+            dates = (start_at, end_at)
+        elif start_at is not None or end_at is not None:
             warnings += ("start_date/end_date ignored: Canvas applies them only when both are set",)
-            start_at = end_at = None
 
-        flags = []
-        for name in ("limit_section_privileges", "notify"):
-            text = v[name]
-            flag = parse_bool(text) if text else False
-            if flag is None:
-                return self._fault(row, line, name, f"{name} is {text!r}; expected true or false")
-            flags.append(flag)
+        # A blank flag leaves Canvas's value alone, as the SIS importer does
+        # (lib/sis/enrollment_importer.rb: `if enrollment_info.limit_section_privileges`).
+        limit: bool | Unchanged = UNCHANGED
+        if text := v["limit_section_privileges"]:
+            parsed = parse_bool(text)
+            if parsed is None:
+                return self._bad_flag(row, line, "limit_section_privileges", text)
+            limit = parsed
+        notify = False
+        if text := v["notify"]:
+            parsed = parse_bool(text)
+            if parsed is None:
+                return self._bad_flag(row, line, "notify", text)
+            notify = parsed
 
         if v["root_account"]:
             warnings += (
@@ -597,7 +609,10 @@ class RowNormalizer:
             )
         if v["temporary_enrollment_source_user_id"]:
             warnings += ("temporary_enrollment_source_user_id ignored: not supported",)
-        return (associated, start_at, end_at, flags[0], flags[1]), warnings
+        return (associated, *dates, limit, notify), warnings
+
+    def _bad_flag(self, row: Sequence[str], line: int, name: str, text: str) -> RowProblem:
+        return self._fault(row, line, name, f"{name} is {text!r}; expected true or false")
 
     def _control_fault(
         self, row: Sequence[str], line: int, vals: Sequence[str] | Mapping[str, str]

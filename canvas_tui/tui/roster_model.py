@@ -2,7 +2,8 @@
 
 Which enrollment a SIS row names is decided by the engine's `roster_match` (user + type/role +
 section in any API id form, as the plan matches them, ../shared/CANVAS_API.md §2.4): a SIS row
-without a section matches the user's enrollment with that role in any section of the course.
+without a section matches the user's enrollment with that role in the course's default section
+only (`roster_match.DefaultSection`), where Canvas puts it; one in another section is not it.
 Here each SIS row gets at most one enrollment, and a verdict.
 """
 
@@ -13,7 +14,14 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from canvas_tui.engine.roster_match import UserKey, base_type, names_enrollment, user_key, user_keys
+from canvas_tui.engine.roster_match import (
+    DefaultSection,
+    UserKey,
+    base_type,
+    names_enrollment,
+    user_key,
+    user_keys,
+)
 from canvas_tui.engine.state import RecordRow
 from canvas_tui.records import ROLE_WORDS, SisStatus, State, api_id, sis_value, split_api_id
 
@@ -107,7 +115,13 @@ def _without_canvas_row(row: RecordRow, role: str, section: str, verdict: Verdic
     )
 
 
-def compare(enrollments: Sequence[Mapping[str, Any]], records: Sequence[RecordRow]) -> RosterDiff:
+def compare(
+    enrollments: Sequence[Mapping[str, Any]],
+    records: Sequence[RecordRow],
+    default: DefaultSection | None = None,
+) -> RosterDiff:
+    """Each SIS row against the roster; `default` is the course's default section (from its
+    sections), which rows without a section are matched in."""
     by_user: dict[UserKey, list[Mapping[str, Any]]] = {}
     for e in enrollments:
         for key in user_keys(e):
@@ -132,6 +146,7 @@ def compare(enrollments: Sequence[Mapping[str, Any]], records: Sequence[RecordRo
                 role=row.role,
                 section=row.section,
                 enrollment_type=enrollment_type,
+                default=default,
             )
         ]
         wanted = _SATISFIES.get(row.status, frozenset({row.status}))

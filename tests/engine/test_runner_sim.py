@@ -89,13 +89,13 @@ async def test_sis_statuses_map_to_delete_tasks(tmp_path: Path) -> None:
     world = World.generate(7)
     app = build_app(SimConfig(time_scale=50), world)
     chosen = live_sis_students(world)[:4]
-    (c0, u0, s0), (c1, u1, s1), (c2, u2, s2), (c3, u3, _) = (sis_ids(world, e) for e in chosen)
+    (c0, u0, s0), (c1, u1, s1), (c2, u2, s2), (c3, u3, s3) = (sis_ids(world, e) for e in chosen)
     (fu0, fc0, fs0), (fu1, fc1, fs1), (fu2, fc2, fs2), (fu3, fc3, fs3) = fresh_pairs(world, 4)
     rows = [
         [c0, u0, "student", s0, "inactive"],
         [c1, u1, "student", s1, "completed"],
         [c2, u2, "student", s2, "deleted"],
-        [c3, u3, "student", "", "deleted_last_completed"],  # no other active: concluded
+        [c3, u3, "student", s3, "deleted_last_completed"],  # no other active: concluded
         [fc0, fu0, "student", fs0, "completed"],  # nothing to conclude
         [fc1, fu1, "student", fs1, "inactive"],  # created inactive, as Canvas's importer does
         [fc2, fu2, "Grader", fs2, "active"],  # custom role -> role_id
@@ -166,7 +166,8 @@ async def test_deleted_last_completed_deletes_when_another_section_stays(tmp_pat
     kept = [world.add_enrollment(other, s, student) for s in (s1, s2)]
     rows = [
         [course.sis_course_id, "TWO-1", "student", s1.sis_section_id, "deleted_last_completed"],
-        # No section: Canvas would mean the default one; with two live ones we must not guess.
+        # No section: the course's default section (issue 10 rule 5), where TWO-2 has none, so
+        # it is created there inactive as Canvas's importer does; the two others are not its.
         [course.sis_course_id, "TWO-2", "student", "", "inactive"],
     ]
     session = session_for(
@@ -175,12 +176,14 @@ async def test_deleted_last_completed_deletes_when_another_section_stays(tmp_pat
         transport=asgi_transport(app),
     )
     state = await session.run()
-    assert state.counts[State.DONE] == 1
+    assert state.counts[State.DONE] == 2
     assert world.enrollments[first.id].workflow_state == "deleted"
-    refused = session.store.get(2)
-    assert refused is not None and refused.state == State.FAILED
-    assert refused.category == "invalid_input" and "2 sections" in (refused.message or "")
+    made = session.store.get(2)
+    assert made is not None and made.action == "create_inactive"
     assert all(world.enrollments[e.id].workflow_state == "active" for e in kept)
+    new = world.enrollments[made.canvas_enrollment_id or 0]
+    assert new.workflow_state == "inactive"
+    assert new.course_section_id == world.default_section(course).id
     await session.close()
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from canvas_tui.records import EnrollmentRecord, InputError, Provenance, SisStatus
+from canvas_tui.records import UNCHANGED, EnrollmentRecord, InputError, Provenance, SisStatus
 from canvas_tui.sources import CsvSource, open_source
 from tests.sources.conftest import HEADER, split
 
@@ -403,14 +403,21 @@ def test_optional_columns(write) -> None:  # type: ignore[no-untyped-def]
         "C1,U2,student,active,S9,2026-01-15,,0,yes,other.example.edu\n"
         "C1,U3,student,active,,15/01/2026,2026-05-01,,,\n"
         "C1,U4,student,active,,,,maybe,,\n"
+        "C1,U5,student,active,,,,,,\n"
     )
     records, problems = read(write(text))
-    observer, student = records
+    observer, student, blank = records
+    # a blank column is "unchanged", never false or null (issue 10 rule 1)
+    assert blank.limit_section_privileges is blank.start_at is blank.end_at is UNCHANGED
+    assert blank.leaves_unchanged == ("limit_section_privileges", "start_at", "end_at")
+    assert observer.leaves_unchanged == ()
     assert observer.associated_user == "sis_user_id:S9"
     assert (observer.start_at, observer.end_at) == ("2026-01-15T08:00:00Z", "2026-05-01")
     assert (observer.limit_section_privileges, observer.notify) == (True, False)
     assert student.associated_user is None and student.notify is True
-    assert student.start_at is None  # only one of the pair: Canvas ignores it
+    # only one of the pair: Canvas ignores it, so both stay as they are in Canvas
+    assert student.start_at is student.end_at is UNCHANGED
+    assert student.limit_section_privileges is False  # "0" is an explicit false
     assert any("observers only" in w for w in student.warnings)
     assert any("both are set" in w for w in student.warnings)
     assert any("root_account ignored" in w for w in student.warnings)

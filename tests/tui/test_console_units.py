@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from canvas_tui.engine.roster_match import DefaultSection
 from canvas_tui.engine.state import RecordRow
 from canvas_tui.records import State
 from canvas_tui.tui import format as fmt
@@ -224,3 +225,30 @@ def test_config_keys_table_reaches_the_console(tmp_path: Path) -> None:
     config = load_config(path, env={})
     assert dict(config.keys) == {"pause": "space", "retry_all": "ctrl+r"}
     assert check_keymap(config.keys) == []
+
+
+def _default_section_enrollment(user_id: int, user: str, section_id: int) -> dict[str, object]:
+    return {
+        "id": 900 + user_id,
+        "user_id": user_id,
+        "sis_user_id": user,
+        "course_section_id": section_id,
+        "type": "StudentEnrollment",
+        "role": "StudentEnrollment",
+        "enrollment_state": "active",
+        "user": {"name": user.lower()},
+    }
+
+
+def test_a_course_only_row_is_missing_when_the_user_is_only_in_another_section() -> None:
+    records = [_row(1, "S1"), _row(2, "S2")]
+    enrollments = [
+        _default_section_enrollment(1, "S1", 10),
+        _default_section_enrollment(2, "S2", 11),
+    ]  # 10 is the default
+    diff = compare(enrollments, records, DefaultSection(10))
+    assert {(line.user, line.verdict) for line in diff.lines} == {
+        ("S1", Verdict.OK),
+        ("S2", Verdict.MISSING),  # Canvas creates it in the default section, as the plan says
+        ("S2", Verdict.EXTRA),  # its enrollment in section 11 is not the row's
+    }

@@ -16,6 +16,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
 
 from canvas_tui.engine.actions import ALL_STATES
+from canvas_tui.engine.roster_match import default_section_from
 from canvas_tui.engine.state import RecordRow, RunState
 from canvas_tui.records import FINAL_STATES, State
 from canvas_tui.tui import format as fmt
@@ -184,9 +185,12 @@ class RosterScreen(Screen[None]):
             course: dict[str, Any] = await client.get_course(self.ref)
             # every state: Canvas's default list hides completed and deleted rows (§2.6), which
             # would show a SIS "completed" row as missing and offer to re-send it
+            course_id = str(course.get("id", self.ref))
             enrollments: list[dict[str, Any]] = await client.list_enrollments(
-                course=str(course.get("id", self.ref)), states=ALL_STATES, on_page=self._on_page
+                course=course_id, states=ALL_STATES, on_page=self._on_page
             )
+            # rows without a section are Canvas's default section's (issue 10 rule 5)
+            default = default_section_from(await client.list_course_sections(course_id))
         except Exception as exc:  # a CanvasError says what and why; show it, stay on the screen
             self.post_message(self.RosterFailed(str(exc)))
             return
@@ -195,7 +199,7 @@ class RosterScreen(Screen[None]):
         store = getattr(self.app, "view_store", None) or session.store
         rows = await asyncio.to_thread(_all_rows, store, text)
         records = records_for_course(rows, sis_id, str(course.get("id", "")))
-        self.post_message(self.RosterFetched(course, compare(enrollments, records)))
+        self.post_message(self.RosterFetched(course, compare(enrollments, records, default)))
 
     def _on_page(self, pages: int, enrollments: int) -> None:
         self.post_message(self.PageFetched(pages, enrollments))

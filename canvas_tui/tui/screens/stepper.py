@@ -64,7 +64,9 @@ def failing_attempt(row: RecordRow, attempts: list[Attempt]) -> Attempt | None:
             attempt.status is not None and attempt.status >= 400 and attempt.method != "GET"
         ):
             return attempt
-    return attempts[-1] if attempts else None
+    # a lookup refused before any write: the first refusal, not the GETs that attribute it
+    refused = [a for a in attempts if a.status is not None and a.status >= 400]
+    return refused[0] if refused else (attempts[-1] if attempts else None)
 
 
 def sent_panel(row: RecordRow, attempts: list[Attempt]) -> RenderableType:
