@@ -441,7 +441,7 @@ class RowNormalizer:
         course_id = vals[ci]
         section_id = vals[si]
         warnings: tuple[str, ...] = ()
-        if _CONTROL.search("".join(row)):  # one scan of the whole row keeps the common row cheap
+        if not "".join(row).isprintable():  # one C-level scan keeps the common row cheap
             problem = self._control_fault(row, line, vals)
             if problem is not None:
                 return problem
