@@ -44,7 +44,7 @@ from canvas_tui.engine.remote import start_engine
 from canvas_tui.engine.session import open_session
 from canvas_tui.engine.worker import EngineSpec
 from canvas_tui.simulator import ADMIN_TOKEN, World
-from canvas_tui.simulator.testing import simulate_process
+from canvas_tui.simulator.testing import simulate_process, simulator_stats
 from canvas_tui.sources import open_source
 from canvas_tui.tui.app import ConsoleApp
 
@@ -137,7 +137,7 @@ def _signature(app: ConsoleApp) -> tuple[object, ...]:
     return (app.queue.table.moves, app.queue.filter)
 
 
-async def key_latency(app: ConsoleApp, seconds: float, presses: int) -> dict[str, Any]:
+async def key_latency(app: ConsoleApp, seconds: float, presses: int, base: str) -> dict[str, Any]:
     """Key to frame: the key event is posted as the terminal driver would, the handler runs, and
     the latency ends when the first frame drawn with the handler's effect is written: a frame is
     taken as showing the key when the app's state at the moment it is drawn already carries it.
@@ -181,6 +181,9 @@ async def key_latency(app: ConsoleApp, seconds: float, presses: int) -> dict[str
         engine = getattr(app.session, "process", None)
         engine_cpu = _cpu_seconds(engine.pid) if engine is not None else 0.0
         start_finished = app.state.finished
+        # the console runs full mode: each of these rows (no limit or date columns) costs a lookup
+        # and a POST, so requests/s is the load to compare with runs before issue 10
+        start_requests = (await asyncio.to_thread(simulator_stats, base))["requests"]
         interval = seconds / presses
         for i in range(presses):
             key = KEYS[i % len(KEYS)]
@@ -200,6 +203,7 @@ async def key_latency(app: ConsoleApp, seconds: float, presses: int) -> dict[str
         state = app.state
         assert state is not None
         rate = (state.finished - start_finished) / elapsed
+        sent = (await asyncio.to_thread(simulator_stats, base))["requests"] - start_requests
         engine = getattr(app.session, "process", None)
         result = {
             "console_cpu_share": round(cpu_share, 2),
@@ -230,6 +234,7 @@ async def key_latency(app: ConsoleApp, seconds: float, presses: int) -> dict[str
         "p95_ms": round(latencies[int(len(latencies) * 0.95) - 1] * 1000, 1),
         "max_ms": round(latencies[-1] * 1000, 1),
         "sync_rate_per_s": round(rate, 1),
+        "requests_per_s": round(sent / elapsed, 1),
         **result,
     }
 
@@ -283,7 +288,7 @@ def main() -> int:
                     autostart=True,
                     engine_process=mode == "engine_process",
                 )
-                runs.append(asyncio.run(key_latency(app, args.seconds, args.presses)))
+                runs.append(asyncio.run(key_latency(app, args.seconds, args.presses, base)))
                 print(runs[-1], file=sys.stderr)
         results["keys_during_sync"] = rounds
         # engine processes have exited and been waited for; the simulator has not

@@ -30,24 +30,126 @@ COMMANDS = {
     "check": "canvas_tui.checks:main",
     "init": "canvas_tui.config:init_main",
     "simulate": "canvas_tui.simulator.serve:main",
+    "completion": "canvas_tui.cli:completion_main",
 }
+
+# What each command's exit status means; printed by its --help and pinned by tests/test_cli.py.
+EXIT_CODES: dict[str, dict[int, str]] = {
+    "console": {
+        0: "quit (whatever the records' state: the journal keeps it)",
+        2: "usage, config, source or journal error; nothing was sent",
+        3: "the run was aborted (token refused, engine stopped)",
+    },
+    "demo": {0: "quit", 2: "usage error or the demo data is missing", 3: "the engine stopped"},
+    "sync": {
+        0: "every record done or skipped",
+        1: "the run finished; some records failed (see --report)",
+        2: "usage, config, source or output path error, or the drop brake refused; "
+        "nothing was sent (--dry-run: invalid rows, as `check`)",
+        3: "aborted: token refused, unsafe URL, Canvas unreachable, or a signal",
+    },
+    "plan": {
+        0: "planned; nothing wrong",
+        2: "usage, config or source error, or the preflight found problems or the brake "
+        "would refuse the plan",
+        3: "Canvas could not be read (token, network)",
+    },
+    "check": {
+        0: "all well",
+        2: "problems in the config, the source or the courses it names",
+        3: "Canvas cannot be reached or refuses the token",
+    },
+    "init": {0: "written (or --example printed)", 2: "the file exists, or an answer is invalid"},
+    "simulate": {0: "stopped", 2: "usage error"},
+    "completion": {0: "printed"},
+}
+
+ENVIRONMENT = {
+    "CANVAS_API_TOKEN": "the API token (overrides the config's token_file / token_command)",
+    "CANVAS_BASE_URL": "the Canvas base URL (overrides [canvas] base_url)",
+    "CANVAS_TUI_CONFIG": "the config file, when --config is not given",
+    "CANVAS_TUI_PROGRESS_INTERVAL": "seconds between sync's JSON progress lines (default 5)",
+    "XDG_CONFIG_HOME / XDG_STATE_HOME": "where the user config and the journals live",
+    "NO_COLOR": "no colours in any output",
+}
+
+
+def error_line(message: str) -> str:
+    """The one prefix every command's fatal error uses."""
+    return f"canvas-tui: error: {message}"
+
+
+def _epilog(command: str | None) -> str:
+    lines = []
+    if command is None:
+        lines.append(
+            "exit codes: see each command's --help (0 ok, 1 some records failed, "
+            "2 usage/config/input, nothing sent, 3 aborted)."
+        )
+    else:
+        lines.append("exit codes:")
+        lines += [f"  {code}  {meaning}" for code, meaning in EXIT_CODES[command].items()]
+    lines.append("")
+    lines.append("environment:")
+    lines += [f"  {name:<34} {meaning}" for name, meaning in ENVIRONMENT.items()]
+    lines.append("")
+    lines.append(
+        "config: --config FILE, else $CANVAS_TUI_CONFIG, ./canvas-tui.toml, then "
+        "~/.config/canvas-tui/canvas-tui.toml. Shell completion: canvas-tui completion bash"
+    )
+    return "\n".join(lines)
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "--config", "-c", metavar="FILE", help="TOML config (default: ./canvas-tui.toml)"
+        "--config",
+        "-c",
+        metavar="FILE",
+        help="TOML config (default: $CANVAS_TUI_CONFIG, ./canvas-tui.toml, the user config dir)",
+    )
+
+
+def _add_logging(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--log-file",
+        metavar="FILE",
+        help="append logs (with -v: every HTTP request and its status) to FILE; "
+        "the token is never logged",
+    )
+    p.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=0,
+        help="log each HTTP request (to --log-file, else stderr); -vv adds debug detail",
+    )
+
+
+def _sub(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str, help_text: str
+) -> argparse.ArgumentParser:
+    return sub.add_parser(
+        name,
+        help=help_text,
+        description=help_text,
+        epilog=_epilog(name),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="canvas-tui",
-        description="Sync SIS enrollments into Canvas LMS: an operator console and a headless job.",
+        description="Sync SIS enrollments into Canvas LMS: an operator console and a headless job. "
+        "New here? `canvas-tui demo` tries the console on a built-in Canvas simulator; "
+        "`canvas-tui init` writes a config for your Canvas.",
+        epilog=_epilog(None),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"canvas-tui {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    console = sub.add_parser("console", help="the operator console (the default)")
+    console = _sub(sub, "console", "the operator console (the default)")
     _add_common(console)
     console.add_argument("source", nargs="?", help="enrollments.csv (default: the config's source)")
     console.add_argument(
@@ -58,16 +160,34 @@ def build_parser() -> argparse.ArgumentParser:
         "--plan", action="store_true", help="diff against live rosters first; approve the plan"
     )
 
-    demo = sub.add_parser("demo", help="the console on the built-in simulator and sample data")
-    demo.add_argument("--seed", type=int, default=7)
-    demo.add_argument("--time-scale", type=float, default=1.0)
-    demo.add_argument("--throttle-status", type=int, choices=(403, 429), default=429)
+    demo = _sub(sub, "demo", "the console on the built-in simulator and sample data")
+    demo.add_argument("--seed", type=int, default=7, help="the simulated world's seed (default 7)")
+    demo.add_argument(
+        "--time-scale",
+        type=float,
+        default=1.0,
+        help="run the simulated Canvas this many times faster (default 1)",
+    )
+    demo.add_argument(
+        "--throttle-status",
+        type=int,
+        choices=(403, 429),
+        default=429,
+        help="how the simulator refuses when throttled: 429 (hosted Canvas) or 403",
+    )
 
-    sync = sub.add_parser("sync", help="run the sync headless (cron, Kubernetes)")
+    sync = _sub(sub, "sync", "run the sync headless (cron, Kubernetes)")
     _add_common(sync)
     sync.add_argument("source", nargs="?", help="enrollments.csv (default: the config's source)")
     sync.add_argument("--journal", metavar="FILE", help="journal file; resumes if it exists")
     sync.add_argument("--report", metavar="FILE", help="write a JSON report (+ failures CSV)")
+    sync.add_argument(
+        "--report-records",
+        choices=("all", "failed", "none"),
+        default="all",
+        help="which per-record rows the JSON report lists (default all; the failures CSV "
+        "always has the failed ones)",
+    )
     sync.add_argument(
         "--dry-run",
         action="store_true",
@@ -82,38 +202,110 @@ def build_parser() -> argparse.ArgumentParser:
         help="diff against live rosters first and send only the changes (default: when cheaper)",
     )
     sync.add_argument("--allow-drops", type=int, metavar="N", help="permit up to N drops")
-    sync.add_argument("--log-format", choices=("auto", "rich", "json"), default="auto")
+    sync.add_argument(
+        "--log-format",
+        choices=("auto", "rich", "json"),
+        default="auto",
+        help="progress as a bar (rich) or JSON lines (json); auto: a bar on a terminal",
+    )
+    _add_logging(sync)
 
-    plan = sub.add_parser("plan", help="diff the source against live rosters; change nothing")
+    plan = _sub(sub, "plan", "diff the source against live rosters; change nothing")
     _add_common(plan)
-    plan.add_argument("source", nargs="?")
+    plan.add_argument("source", nargs="?", help="enrollments.csv (default: the config's source)")
     plan.add_argument("--out", metavar="PREFIX", help="write PREFIX.json and PREFIX.csv")
+    _add_logging(plan)
 
-    check = sub.add_parser("check", help="validate config, source and connectivity (GET only)")
+    check = _sub(sub, "check", "validate config, source and connectivity (GET only)")
     _add_common(check)
-    check.add_argument("source", nargs="?")
-    check.add_argument("--deep", action="store_true", help="check every user/course/section")
+    check.add_argument("source", nargs="?", help="enrollments.csv (default: the config's source)")
+    check.add_argument(
+        "--deep",
+        action="store_true",
+        help="check every user/course/section and estimate the sync's time",
+    )
+    _add_logging(check)
 
-    init = sub.add_parser("init", help="write a starter config")
-    init.add_argument("path", nargs="?", default="canvas-tui.toml")
-    init.add_argument("--base-url")
-    init.add_argument("--token-file")
-    init.add_argument("--source")
+    init = _sub(sub, "init", "write a starter config")
+    init.add_argument(
+        "path", nargs="?", default="canvas-tui.toml", help="where (default ./canvas-tui.toml)"
+    )
+    init.add_argument("--base-url", help="your Canvas, e.g. https://canvas.example.edu")
+    init.add_argument("--token-file", help="a file holding the API token (chmod 600)")
+    init.add_argument("--source", help="the enrollments.csv to sync")
     init.add_argument("--force", action="store_true", help="overwrite an existing file")
     init.add_argument("--no-input", action="store_true", help="never ask; use flags and defaults")
+    init.add_argument(
+        "--example", action="store_true", help="print the example config with every key, documented"
+    )
 
-    sim = sub.add_parser("simulate", help="serve the built-in Canvas simulator on loopback")
-    sim.add_argument("--host", default="127.0.0.1")
-    sim.add_argument("--port", type=int, default=8900)
-    sim.add_argument("--time-scale", type=float, default=1.0)
-    sim.add_argument("--throttle-status", type=int, choices=(403, 429), default=429)
-    sim.add_argument("--seed", type=int, default=7)
-    sim.add_argument("--hwm", type=float, default=600.0)
+    sim = _sub(sub, "simulate", "serve the built-in Canvas simulator on loopback")
+    sim.add_argument("--host", default="127.0.0.1", help="address to listen on (loopback only)")
+    sim.add_argument("--port", type=int, default=8900, help="port (default 8900)")
+    sim.add_argument(
+        "--time-scale", type=float, default=1.0, help="run this many times faster (default 1)"
+    )
+    sim.add_argument(
+        "--throttle-status",
+        type=int,
+        choices=(403, 429),
+        default=429,
+        help="the status of a throttled answer: 429 (hosted Canvas) or 403",
+    )
+    sim.add_argument("--seed", type=int, default=7, help="the generated world's seed (default 7)")
+    sim.add_argument(
+        "--hwm", type=float, default=600.0, help="the throttle bucket's high-water mark (600)"
+    )
     sim.add_argument("--post-cost", type=float, help="fixed cost of an enrollment POST")
     sim.add_argument("--latency", type=float, help="mean latency of a request, in seconds")
     sim.add_argument("--faults", metavar="SPEC", help="e.g. 500=0.05,503=0.02,reset=0.02")
     sim.add_argument("--token", action="append", help="accepted token (repeatable)")
+    sim.add_argument(
+        "--no-sis-token",
+        action="append",
+        help="accepted token of an admin without read_sis/manage_sis: answers carry no SIS ids "
+        "(repeatable)",
+    )
+
+    completion = _sub(sub, "completion", "print a shell completion script")
+    completion.add_argument(
+        "shell",
+        choices=("bash", "zsh"),
+        help='bash: eval "$(canvas-tui completion bash)"; zsh: the same in ~/.zshrc',
+    )
     return parser
+
+
+def completion_main(args: argparse.Namespace) -> int:
+    """Completion from the parser itself, so it never drifts from the options."""
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    cases = []
+    for name, command in sub.choices.items():
+        options = sorted(o for a in command._actions for o in a.option_strings)
+        cases.append(f'    {name}) opts="{" ".join(options)}" ;;')
+    script = _COMPLETION.format(commands=" ".join(sub.choices), cases="\n".join(cases))
+    if args.shell == "zsh":
+        script = "autoload -U +X bashcompinit && bashcompinit\n" + script
+    print(script)
+    return ExitCode.OK
+
+
+_COMPLETION = """_canvas_tui() {{
+  local cur=${{COMP_WORDS[COMP_CWORD]}} cmd=${{COMP_WORDS[1]}} opts=""
+  if [ "$COMP_CWORD" -eq 1 ]; then
+    COMPREPLY=($(compgen -W "{commands} --help --version" -- "$cur")); return
+  fi
+  case "$cmd" in
+{cases}
+  esac
+  if [[ "$cur" == -* ]]; then
+    COMPREPLY=($(compgen -W "$opts" -- "$cur"))
+  else
+    COMPREPLY=($(compgen -f -- "$cur"))
+  fi
+}}
+complete -o filenames -F _canvas_tui canvas-tui"""
 
 
 def command_line(argv: Sequence[str]) -> list[str]:
@@ -129,4 +321,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(command_line(sys.argv[1:] if argv is None else argv))
     module_name, func_name = COMMANDS[args.command].split(":")
     func = getattr(importlib.import_module(module_name), func_name)
-    return int(func(args))
+    if not (getattr(args, "verbose", 0) or getattr(args, "log_file", None)):
+        return int(func(args))
+    from canvas_tui.logs import remove_logging, setup_logging
+
+    try:
+        handler = setup_logging(args.log_file, args.verbose)
+    except OSError as exc:
+        print(error_line(f"--log-file {args.log_file}: {exc.strerror or exc}"), file=sys.stderr)
+        return ExitCode.USAGE
+    try:
+        return int(func(args))
+    finally:
+        remove_logging(handler)

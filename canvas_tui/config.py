@@ -21,12 +21,11 @@ import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final, Literal, TypeVar, cast
+from typing import Any, ClassVar, Final, Literal, TypeVar, cast
 
 from canvas_tui.canvas.urls import base_url_problem, redact_url
 from canvas_tui.sources.normalize import FIELDS, ID_FIELDS, Format, IdKind
 
-DEFAULT_PATH: Final = Path("canvas-tui.toml")
 ENV_TOKEN: Final = "CANVAS_API_TOKEN"  # noqa: S105 -- the variable name, not a token
 ENV_BASE_URL: Final = "CANVAS_BASE_URL"
 TOKEN_COMMAND_TIMEOUT: Final = 30.0
@@ -47,9 +46,15 @@ class Secret:
     """A value that must never be printed, logged or stored: repr/str show only a mask."""
 
     __slots__ = ("_value",)
+    _known: ClassVar[set[str]] = set()  # every value held, so log filters can mask it
 
     def __init__(self, value: str) -> None:
         self._value = value
+        Secret._known.add(value)
+
+    @classmethod
+    def known_values(cls) -> frozenset[str]:
+        return frozenset(cls._known)
 
     def reveal(self) -> str:
         return self._value
@@ -244,10 +249,11 @@ def _kinds(kind: type | tuple[type, ...]) -> tuple[type, ...]:
 
 
 def load_config(path: str | Path | None = None, *, env: Mapping[str, str] | None = None) -> Config:
-    """Read `path` (default ./canvas-tui.toml when it exists) and apply the environment."""
+    """Read `path` (default: the first of `paths.config_search_path` that exists; none is fine)
+    and apply the environment."""
     env = os.environ if env is None else env
     if path is None:
-        file = DEFAULT_PATH if DEFAULT_PATH.is_file() else None
+        file = find_config(env)
     else:
         file = Path(path)
         if not file.is_file():
@@ -261,6 +267,18 @@ def load_config(path: str | Path | None = None, *, env: Mapping[str, str] | None
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError(f"{file}: cannot read: {exc}") from None
     return _parse(data, file, env)
+
+
+def find_config(env: Mapping[str, str]) -> Path | None:
+    """$CANVAS_TUI_CONFIG (which must exist), ./canvas-tui.toml, the user config directory."""
+    from canvas_tui.paths import ENV_CONFIG, config_search_path
+
+    for origin, candidate in config_search_path(env):
+        if candidate.is_file():
+            return candidate
+        if origin == f"${ENV_CONFIG}":
+            raise ConfigError(f"{candidate}: config file not found (named by ${ENV_CONFIG})")
+    return None
 
 
 def _parse(data: Mapping[str, Any], file: Path | None, env: Mapping[str, str]) -> Config:
@@ -523,10 +541,19 @@ DEFAULT_TOKEN_FILE: Final = "~/.config/canvas-tui/token"  # noqa: S105 -- a path
 
 
 def init_main(args: argparse.Namespace, *, ask: Callable[[str], str] | None = None) -> int:
-    """`canvas-tui init`: write a starter config from flags, or by asking on a terminal."""
+    """`canvas-tui init`: write a starter config from flags, or by asking on a terminal;
+    `--example` prints the documented example (every key) instead."""
+    if getattr(args, "example", False):
+        from canvas_tui.resources import resource_text
+
+        sys.stdout.write(resource_text("config.example.toml"))
+        return 0
     target = Path(args.path)
     if target.exists() and not args.force:
-        print(f"{target} already exists; use --force to overwrite it", file=sys.stderr)
+        print(
+            f"canvas-tui: error: {target} already exists; use --force to overwrite it",
+            file=sys.stderr,
+        )
         return 2
     interactive = not args.no_input and (ask is not None or sys.stdin.isatty())
     prompt = ask or input
@@ -550,10 +577,10 @@ def init_main(args: argparse.Namespace, *, ask: Callable[[str], str] | None = No
             )
         source = value(args.source, "Source enrollments.csv", "enrollments.csv")
     except ConfigError as exc:
-        print(f"canvas-tui init: {exc}", file=sys.stderr)
+        print(f"canvas-tui: error: {exc}", file=sys.stderr)
         return 2
     except EOFError:
-        print("canvas-tui init: no answer; pass --base-url etc. or --no-input", file=sys.stderr)
+        print("canvas-tui: error: no answer; pass --base-url etc. or --no-input", file=sys.stderr)
         return 2
 
     document = starter_document(base_url=base_url, token_file=token_file, source=source)
@@ -591,7 +618,7 @@ def write_config(path: Path, document: Mapping[str, Any]) -> None:
 
     header = (
         "# canvas-tui configuration (written by `canvas-tui init`).\n"
-        "# Every key is documented in config.example.toml. Keep the API token out of this\n"
+        "# Every key, documented: `canvas-tui init --example`. Keep the API token out of this\n"
         "# file: token_file names a file that holds it (chmod 600), or set CANVAS_API_TOKEN.\n\n"
     )
     path.write_text(header + tomli_w.dumps(document), encoding="utf-8")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -27,10 +28,11 @@ from canvas_tui.cli import ExitCode
 from canvas_tui.config import Config, ConfigError, check_base_url, load_config
 from canvas_tui.engine.actions import planned_action
 from canvas_tui.engine.journal import Journal, JournalError, JournalWriteFailed
-from canvas_tui.engine.report import write_report
+from canvas_tui.engine.report import failures_csv_path, write_report
 from canvas_tui.engine.runner import RunCancelled
-from canvas_tui.engine.session import Session, open_session
+from canvas_tui.engine.session import Session, journal_path_for, open_session
 from canvas_tui.engine.state import Event, Phase, RecordChanged, RunPhaseChanged, RunState
+from canvas_tui.outputs import OutputPathError, check_output_paths
 from canvas_tui.records import InputError, Source, State, sis_value
 from canvas_tui.sources import open_source
 
@@ -148,7 +150,7 @@ class RichReporter:
         self.console.print(f"{message} {extra}".rstrip(), markup=False)
 
     def error(self, message: str, code: int) -> None:
-        self.console.print(f"[bold red]error:[/] {_escape(message)}")
+        self.console.print(f"[bold red]canvas-tui: error:[/] {_escape(message)}")
 
     def failure(self, fields: dict[str, Any]) -> None:
         where = f"{fields.get('source')}:{fields.get('line')}"
@@ -255,16 +257,29 @@ def _main(args: argparse.Namespace, reporter: Reporter) -> ExitCode:
         for warning in config.warnings:
             reporter.info(warning, level="warning")
         source = open_source(args.source) if args.source else None
+        report = args.report or (None if args.dry_run else config.sync.report)
         if args.dry_run:
+            _check_outputs(report, None)
             return _dry_run(config, source, args, reporter)
-        journal = Path(args.journal) if args.journal else None
+        journal = journal_path_for(config, Path(args.journal) if args.journal else None)
+        _check_outputs(report, journal)
         session = open_session(
             config, source=source, journal_path=journal, max_concurrency=args.max_concurrency
         )
-    except (ConfigError, InputError, JournalError) as exc:
+    except (ConfigError, InputError, JournalError, OutputPathError) as exc:
         reporter.error(str(exc), ExitCode.USAGE)
         return ExitCode.USAGE
     return asyncio.run(_sync(session, reporter, args))
+
+
+def _check_outputs(report: str | Path | None, journal: Path | None) -> None:
+    """Every file this run will write, before anything is sent (raises OutputPathError)."""
+    report_path = Path(report) if report else None
+    csv_path = failures_csv_path(report_path) if report_path is not None else None
+    check_output_paths(
+        [("--report", report_path), ("failures CSV", csv_path)],
+        journal=journal,
+    )
 
 
 def _failure_fields(session: Session, event: RecordChanged) -> dict[str, Any]:
@@ -300,10 +315,12 @@ async def _sync(session: Session, reporter: Reporter, args: argparse.Namespace) 
     loop = asyncio.get_running_loop()
     runner = session.runner
     stops = 0
+    signalled: str | None = None
 
-    def stop() -> None:
-        nonlocal stops
+    def stop(sig: signal.Signals) -> None:
+        nonlocal stops, signalled
         stops += 1
+        signalled = signalled or sig.name
         if stops == 1:
             reporter.info("stopping: letting requests in flight finish (signal again to force)")
             runner.cancel()
@@ -312,7 +329,7 @@ async def _sync(session: Session, reporter: Reporter, args: argparse.Namespace) 
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop)
+            loop.add_signal_handler(sig, stop, sig)
 
     def on_event(event: Event) -> None:
         if isinstance(event, RecordChanged) and event.state == State.FAILED:
@@ -320,7 +337,8 @@ async def _sync(session: Session, reporter: Reporter, args: argparse.Namespace) 
         elif isinstance(event, RunPhaseChanged) and event.phase == Phase.ABORTED:
             reporter.error(f"run aborted: {event.reason}", ExitCode.ABORTED)
 
-    refused = False
+    refused = False  # nothing queued: an empty journal is removed
+    discard = False  # queued, but aborted before any request for a record: the journal goes too
     try:
         try:
             # Plan or full mode (engine/plan.py); the brake may refuse before anything is sent.
@@ -342,6 +360,7 @@ async def _sync(session: Session, reporter: Reporter, args: argparse.Namespace) 
             reporter.error(
                 f"could not read the rosters: {exc} — {hint_for(exc.category)}", ExitCode.ABORTED
             )
+            refused = True
             return ExitCode.ABORTED
         except RunCancelled:  # a signal while the rosters were being read
             reporter.error("stopped before anything was sent", ExitCode.ABORTED)
@@ -385,16 +404,34 @@ async def _sync(session: Session, reporter: Reporter, args: argparse.Namespace) 
             ticker.cancel()
             unsubscribe()
         reporter.progress(state)  # the bar ends where the run did
+        if signalled and not state.abort_reason:
+            reason = f"stopped by {signalled}: requests in flight finished, pending records stay"
+            state = dataclasses.replace(state, abort_reason=reason)
         report_path = args.report or session.config.sync.report
         fields = _state_fields(state)
         fields["counts"] = {str(s): n for s, n in state.counts.items()}
         fields["abort_reason"] = state.abort_reason
         fields["journal"] = str(session.journal_path)
         fields["mode"] = "plan" if decision.planned else "full"
+        # e.g. a token refused at the first request: a journal would only hold pending rows that
+        # the next run reads again anyway, and clutter the state directory
+        discard = (
+            state.phase is Phase.ABORTED
+            and not session.resumed
+            and session.store.failure is None  # its in-flight records must stay known
+            and session.store.attempt_totals(unrecorded=False)["requests"] == 0
+        )
+        if discard:
+            fields["journal"] = None
         code = _exit_code(state)
         if report_path:
             try:
-                paths = write_report(session.store, Path(report_path), state)
+                paths = write_report(
+                    session.store,
+                    Path(report_path),
+                    state,
+                    records=getattr(args, "report_records", "all"),
+                )
             except OSError as exc:  # e.g. the disk that stopped the journal is full too
                 reporter.error(f"cannot write the report {report_path}: {exc}", code)
             else:
@@ -412,6 +449,13 @@ async def _sync(session: Session, reporter: Reporter, args: argparse.Namespace) 
             from canvas_tui.engine.journal import remove_empty_journal
 
             remove_empty_journal(session.journal_path)
+        if discard:
+            _discard_journal(session.journal_path)
+
+
+def _discard_journal(path: Path) -> None:
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
 
 
 async def _tick(snapshot: Callable[[], RunState], reporter: Reporter) -> None:
@@ -455,7 +499,8 @@ def _dry_run(
                 )
             counts = store.counts()
             failed = counts[State.FAILED]
-            code = ExitCode.RECORDS_FAILED if failed else ExitCode.OK
+            # nothing was sent, so bad rows are input problems: 2, as `check` says them
+            code = ExitCode.USAGE if failed else ExitCode.OK
             fields: dict[str, Any] = {
                 "phase": "dry_run",
                 "total": total,
@@ -469,7 +514,9 @@ def _dry_run(
                 "exit_code": int(code),
             }
             if args.report:
-                paths = write_report(store, Path(args.report))
+                paths = write_report(
+                    store, Path(args.report), records=getattr(args, "report_records", "all")
+                )
                 fields["report"] = str(paths.json)
                 fields["failures_csv"] = str(paths.failures_csv)
             reporter.summary(fields)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from canvas_tui.checks import main
-from canvas_tui.simulator import ADMIN_TOKEN, SimConfig, build_app
+from canvas_tui.simulator import ADMIN_TOKEN, NO_SIS_TOKEN, SimConfig, build_app
 from canvas_tui.simulator.app import LatencyModel
 from canvas_tui.simulator.testing import asgi_transport, serve_in_thread
 
@@ -50,7 +50,7 @@ def test_all_well_in_process(tmp_path: Path) -> None:
     app = sim()
     code, out = run(tmp_path, FIXTURE, transport=asgi_transport(app))
     assert code == 0, out
-    assert "3 rows: 3 records, 0 failed validation, 0 duplicates skipped" in out
+    assert "3 rows: 3 records, 0 invalid, 0 duplicates" in out
     assert "token user: " in out and "(user 1)" in out
     assert "courses/sections visible: 1 of 1" in out
     assert out.rstrip().endswith("result: OK")
@@ -58,7 +58,17 @@ def test_all_well_in_process(tmp_path: Path) -> None:
     # GETs only: nothing was written
     stats = app.stats()
     assert stats["enrollments_created"] == 0
-    assert stats["requests_by_endpoint"] == {"get_user": 1, "get_course": 1}
+    # ... and one page of one enrollment, to say what the token may read of SIS data
+    assert stats["requests_by_endpoint"] == {"get_user": 1, "get_course": 1, "list_enrollments": 1}
+    assert "token may read: SIS ids: readable (read_sis); SIS import ids: readable" in out
+
+
+def test_check_reports_a_token_that_may_not_read_sis_ids(tmp_path: Path) -> None:
+    """Canvas leaves SIS ids out for a token without read_sis (lib/api/v1/enrollment.rb)."""
+    code, out = run(tmp_path, FIXTURE, token=NO_SIS_TOKEN, transport=asgi_transport(sim()))
+    assert code == 0, out
+    assert "SIS ids: NOT readable (no read_sis)" in out
+    assert "SIS import ids: NOT readable (no manage_sis)" in out
 
 
 def test_all_well_over_a_real_socket(tmp_path: Path) -> None:
@@ -77,9 +87,10 @@ def test_bad_rows_and_unknown_course_are_input_problems(tmp_path: Path) -> None:
     )
     code, out = run(tmp_path, source, transport=asgi_transport(sim()))
     assert code == 2, out
-    assert "6 rows: 4 records, 1 failed validation, 1 duplicates skipped" in out
+    assert "6 rows: 4 records, 1 invalid, 1 duplicates" in out
     assert f"problem: status x1, first: {source}:4: status (column 5): Improper status" in out
     assert f"problem: duplicate x1, first: {source}:5" in out
+    assert "every one of them: `canvas-tui sync --dry-run --report FILE`" in out
     assert "courses/sections visible: 3 of 4" in out
     assert "problem: course sis_course_id:NOPE-101 (first at line 3): course_not_found" in out
     assert "warning: course sis_course_id:HIST100-S26 is concluded" in out
@@ -89,7 +100,7 @@ def test_bad_rows_and_unknown_course_are_input_problems(tmp_path: Path) -> None:
 def test_rejected_token_exits_3(tmp_path: Path) -> None:
     code, out = run(tmp_path, FIXTURE, token="not-a-token", transport=asgi_transport(sim()))
     assert code == 3, out
-    assert "ERROR auth (HTTP 401)" in out
+    assert "error: auth (HTTP 401)" in out
     assert "not-a-token" not in out
 
 
@@ -100,14 +111,14 @@ def test_unreachable_canvas_exits_3(tmp_path: Path) -> None:
     started = time.monotonic()
     code, out = run(tmp_path, FIXTURE, base_url=f"http://127.0.0.1:{port}")
     assert code == 3, out
-    assert "ERROR network" in out
+    assert "error: network" in out
     assert time.monotonic() - started < 30
 
 
 def test_missing_token_is_a_config_problem(tmp_path: Path) -> None:
     code, out = run(tmp_path, FIXTURE, token=None)
     assert code == 2
-    assert "ERROR no API token: set CANVAS_API_TOKEN" in out
+    assert "error: no API token: set CANVAS_API_TOKEN" in out
 
 
 def test_plain_http_to_a_remote_host_is_refused_before_any_request(tmp_path: Path) -> None:
@@ -119,7 +130,7 @@ def test_plain_http_to_a_remote_host_is_refused_before_any_request(tmp_path: Pat
 def test_malformed_config_exits_2(tmp_path: Path) -> None:
     code, out = run(tmp_path, FIXTURE, extra="[sync\n")
     assert code == 2
-    assert "config: ERROR" in out and "not valid TOML" in out
+    assert "config: error:" in out and "not valid TOML" in out
 
 
 def test_unreadable_source_exits_2_but_still_checks_canvas(tmp_path: Path) -> None:
@@ -127,7 +138,7 @@ def test_unreadable_source_exits_2_but_still_checks_canvas(tmp_path: Path) -> No
     empty.write_text("")
     code, out = run(tmp_path, empty, transport=asgi_transport(sim()))
     assert code == 2
-    assert "source: ERROR" in out and "the file is empty" in out
+    assert "source: error:" in out and "the file is empty" in out
     assert "token user: " in out
 
 
@@ -137,7 +148,9 @@ def test_deep_checks_every_user_course_and_section(tmp_path: Path) -> None:
     assert code == 0, out
     assert "preflight: 1 courses, 2 sections, 3 users checked" in out
     assert "every course, section and user exists" in out
-    assert "estimate (full): 4 requests" in out
+    # the token check, a lookup per row that leaves limit/dates blank, and a write per row
+    assert "estimate (full): 7 requests" in out
+    assert "sync picks this mode" in out
     assert app.stats()["enrollments_created"] == 0
 
 
@@ -145,5 +158,29 @@ def test_malformed_token_is_refused_without_a_request(tmp_path: Path) -> None:
     app = sim()
     code, out = run(tmp_path, FIXTURE, token="abc def\nxyz", transport=asgi_transport(app))
     assert code == 3
-    assert "ERROR auth" in out and "invalid characters" in out
+    assert "error: auth" in out and "invalid characters" in out
     assert app.stats()["requests"] == 0
+
+
+def test_an_unknown_role_fails_in_check_with_the_sync_hint(tmp_path: Path) -> None:
+    """`professor` passed check and check --deep and failed only in sync (issue 12, item 6)."""
+    source = tmp_path / "in.csv"
+    source.write_text(
+        f"{HEADER}\nE411208,01103,student,1B,active\nE411208,13834,professor,2A,active\n"
+        "E411208,01103,Grader,1B,active\n"  # a custom role the account has: fine
+    )
+    app = sim()
+    code, out = run(tmp_path, source, transport=asgi_transport(app))
+    assert code == 2, out
+    assert "problem: role 'professor' (first at line 3): Canvas does not know the role" in out
+    assert "custom role that exists in the account (names are case-sensitive)" in out
+    assert "Grader" not in out
+    assert app.stats()["enrollments_created"] == 0
+
+
+def test_a_header_only_file_says_there_is_nothing_to_sync(tmp_path: Path) -> None:
+    source = tmp_path / "in.csv"
+    source.write_text(f"{HEADER}\n")
+    code, out = run(tmp_path, source, transport=asgi_transport(sim()))
+    assert code == 2, out
+    assert "problem: no data rows after the header, so there is nothing to sync" in out

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -37,7 +38,7 @@ def test_the_example_documents_every_key_and_loads(tmp_path: Path) -> None:
     assert config.source.path == ROOT / "enrollments.csv"  # relative to the file
     assert config.source.values == {}  # commented-out examples map nothing
     assert config.sync.enrollment_state == "active" and config.sync.notify is False
-    assert config.sync.journal_dir == ROOT / "journals"
+    assert config.sync.journal_dir is None  # the true default: the user state directory
     assert config.plan.drop_policy == "never" and config.plan.brake_max_share == 0.2
     text = (ROOT / "config.example.toml").read_text()
     for key in (
@@ -345,3 +346,31 @@ def test_init_refuses_a_pasted_token_as_the_token_file(
     err = capsys.readouterr().err
     assert "looks like an API token" in err and token not in err
     assert not target.exists()
+
+
+def test_the_example_documents_every_console_key_with_its_default() -> None:
+    from canvas_tui.tui.actions import BY_ID
+
+    text = (ROOT / "config.example.toml").read_text()
+    keys = text[text.index("\n[keys]") :]
+    for action in BY_ID.values():
+        assert f'# {action.id} = "{action.key}"' in keys, action.id
+    uncommented = tomllib.loads(text)
+    assert uncommented.get("keys", {}) == {}  # documented, not overridden
+
+
+def test_config_search_order_env_then_cwd_then_user_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    user = Path(os.environ["XDG_CONFIG_HOME"]) / "canvas-tui" / "canvas-tui.toml"
+    user.parent.mkdir(parents=True)
+    user.write_text("[sync]\nmax_concurrency = 3\n")
+    assert load_config(None, env={}).path == user
+    write(tmp_path, "[sync]\nmax_concurrency = 4\n")
+    assert load_config(None, env={}).sync.max_concurrency == 4  # ./canvas-tui.toml first
+    named = write(tmp_path, "[sync]\nmax_concurrency = 5\n", name="elsewhere.toml")
+    env = {"CANVAS_TUI_CONFIG": str(named)}
+    assert load_config(None, env=env).sync.max_concurrency == 5  # the variable wins
+    with pytest.raises(ConfigError, match=r"gone\.toml: config file not found .*CANVAS_TUI_CONFIG"):
+        load_config(None, env={"CANVAS_TUI_CONFIG": str(tmp_path / "gone.toml")})

@@ -55,8 +55,10 @@ def test_all_done_exit_0_json_lines_when_not_a_tty(
     summary = events[-1]
     assert summary["event"] == "summary" and summary["exit_code"] == 0
     assert (summary["done"], summary["failed"], summary["total"]) == (40, 0, 40)
-    assert Path(summary["journal"]).parent == Path("runs")  # the default journal location
-    assert (tmp_path / summary["journal"]).exists()
+    # the default journal location: the user state directory, not the current one
+    state_home = Path(os.environ["XDG_STATE_HOME"])
+    assert Path(summary["journal"]).parent == state_home / "canvas-tui" / "runs"
+    assert Path(summary["journal"]).exists() and not Path("runs").exists()
     assert sim.stats()["enrollments_created"] == 40
 
 
@@ -90,7 +92,7 @@ def test_some_failed_exit_1_with_report_that_feeds_back(
 
 def test_dry_run_sends_nothing(sim: Simulator, capsys: pytest.CaptureFixture[str]) -> None:
     before = sim.stats()["requests"]
-    assert sync("mixed.csv", "--dry-run", "--report", "dry.json") == 1
+    assert sync("mixed.csv", "--dry-run", "--report", "dry.json") == 2  # as `check`: bad rows
     summary = lines(capsys.readouterr().out)[-1]
     assert summary["would_send"] == {"create": 48}
     assert summary["counts"]["failed"] == 2
@@ -129,6 +131,8 @@ def test_invalid_token_stops_at_once_with_exit_3(
     errors = [e for e in events if e["event"] == "error"]
     assert errors and "Token rejected" in errors[0]["message"]
     assert sim.stats()["requests"] <= 2
+    # nothing was sent, so no journal is left behind (issue 12, item 8)
+    assert summary["journal"] is None and not list(Path().glob("t.journal*"))
     monkeypatch.setenv("CANVAS_API_TOKEN", ADMIN_TOKEN)
     assert sync("good.csv", "--journal", "t.journal") == 0
 
@@ -164,7 +168,9 @@ def test_sigterm_stops_gracefully_with_exit_3(tmp_path: Path) -> None:
     app = build_app(SimConfig(time_scale=2), world)
     write_csv(tmp_path / "in.csv", world, 300)
     with serve_in_thread(app) as base_url:
-        proc = start_sync(tmp_path, base_url, "in.csv", "--journal", "j.journal")
+        proc = start_sync(
+            tmp_path, base_url, "in.csv", "--journal", "j.journal", "--report", "r.json"
+        )
         deadline = time.monotonic() + 30
         while app.stats()["enrollments_created"] < 30:
             assert proc.poll() is None and time.monotonic() < deadline
@@ -174,6 +180,10 @@ def test_sigterm_stops_gracefully_with_exit_3(tmp_path: Path) -> None:
     assert proc.returncode == 3, err
     summary = lines(out)[-1]
     assert summary["phase"] == "cancelled"
+    # the signal is named, in the summary and the report (issue 12, item 10)
+    assert summary["abort_reason"].startswith("stopped by SIGTERM")
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["abort_reason"] == summary["abort_reason"]
     conn = sqlite3.connect(tmp_path / "j.journal")
     counts = dict(conn.execute("SELECT state, COUNT(*) FROM records GROUP BY state"))
     conn.close()
@@ -213,3 +223,22 @@ def test_a_journal_belongs_to_its_source(sim: Simulator, capsys) -> None:
     capsys.readouterr()
     assert sync("mixed.csv", "--journal", "g.journal") == 2
     assert "is the journal of good.csv" in capsys.readouterr().out
+
+
+def test_verbose_log_file_has_every_request_and_never_the_token(
+    sim: Simulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from canvas_tui.cli import main as cli_main
+    from canvas_tui.logs import RedactSecrets
+
+    assert cli_main(["sync", "good.csv", "-v", "--log-file", "http.log"]) == 0
+    text = (tmp_path / "http.log").read_text()
+    assert text.count("HTTP Request: POST") == 40
+    assert "HTTP Request: GET" in text  # the token check
+    assert ADMIN_TOKEN not in text and ADMIN_TOKEN not in capsys.readouterr().out
+    # and a message that did quote a secret would be masked
+    import logging
+
+    record = logging.LogRecord("x", logging.INFO, "", 0, f"Bearer {ADMIN_TOKEN} x", None, None)
+    RedactSecrets().filter(record)
+    assert record.getMessage() == "Bearer *** x"

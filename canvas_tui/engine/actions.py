@@ -11,8 +11,13 @@ as Canvas's `enroll_user` and SIS importer do.
 and DELETE with task=inactivate|conclude|delete, or do nothing when the enrollment is already so
 (§2.7). Looking up before acting makes these safe to re-send after a crash. Effects follow Canvas's
 SIS importer (§6.5): `inactive` creates an inactive enrollment when none exists;
-`deleted_last_completed` deletes when the user keeps another active enrollment with the same role
-in the course, otherwise concludes.
+`deleted_last_completed` deletes when the user keeps another enrollment that is not deleted (any
+state: invited, inactive and completed count) with the same role and observed user in the course,
+otherwise concludes; `completed` and `deleted` with no enrollment create one in that state (a
+create, then a conclude or delete). Roles follow the importer too: `role_id` first, then a role
+whose name equals the row's role, then the role words. An observer's student is sent as its Canvas
+id (the API never resolves an SIS id there). Rule by rule, with the Canvas source of each:
+docs/canvas-semantics.md.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from canvas_tui.canvas.errors import CanvasError, Category
 from canvas_tui.engine import roster_match
 from canvas_tui.engine.repost import PostFields, differs, post_fields
 from canvas_tui.engine.roster_match import DefaultSection, default_section_from, in_section
-from canvas_tui.records import EnrollmentRecord, SisStatus
+from canvas_tui.records import EnrollmentRecord, SisStatus, sis_value, split_api_id
 
 Observer = Callable[[Any], None]  # receives the client's AttemptEvent for every HTTP attempt
 
@@ -42,6 +47,10 @@ ALL_STATES = (
     "rejected",
 )
 
+# Listing the token user's own enrollments refuses `deleted` (400 "Invalid state deleted",
+# instructure/canvas-lms app/controllers/enrollments_api_controller.rb, user_index_enrollments).
+OWN_STATES = tuple(s for s in ALL_STATES if s != "deleted")
+
 # SIS status -> (the DELETE task that applies it, the enrollment_state that task leaves, §2.7)
 DELETE_TASKS = {
     SisStatus.INACTIVE: ("inactivate", "inactive"),
@@ -52,7 +61,7 @@ DELETE_TASKS = {
 
 @dataclass(frozen=True, slots=True)
 class ActionResult:
-    action: str  # create, create_inactive, inactivate, conclude, delete, none
+    action: str  # create, create_inactive, create_completed, create_deleted, inactivate, ...
     enrollment_id: int | None
     message: str | None = None
 
@@ -87,7 +96,8 @@ class EnrollmentActions:
         self._active_state = active_state  # what `active` rows are created as (config)
         self._roles: dict[str, dict[str, str]] = {}  # account -> role name -> role id
         self._roles_lock = asyncio.Lock()
-        self._canvas_ids: dict[str, int] = {}  # observed users: API id -> Canvas user id
+        # API id (`sis_user_id:S9`, `sis_section_id:X`) -> its Canvas id, looked up once per run
+        self._canvas_ids: dict[tuple[str, str], asyncio.Task[int]] = {}
         self._defaults: dict[str, DefaultSection] = {}  # course API id -> its default section
         self._defaults_lock = asyncio.Lock()
 
@@ -109,19 +119,44 @@ class EnrollmentActions:
         role_id = await self._role_id(record, observer)
         return await self._create(record, role_id, state, observer, fields)
 
-    async def _role_id(self, record: EnrollmentRecord, observer: Observer | None) -> str | None:
-        """The role id to send: the record's, else a custom role name's looked-up id."""
-        if record.role_id is None and record.enrollment_type is None:
-            return await self._custom_role_id(record.role, observer)
-        return record.role_id
+    async def create_and_end(
+        self,
+        record: EnrollmentRecord,
+        status: SisStatus,
+        observer: Observer | None,
+        fields: PostFields | None = None,
+    ) -> ActionResult:
+        """Create the record's enrollment, then conclude or delete it (`status`): what Canvas's
+        importer does for a `completed` or `deleted` row without an enrollment, for a caller
+        that already knows none is live (the plan)."""
+        role_id = await self._role_id(record, observer)
+        return await self._create_then(record, role_id, status, observer, fields)
 
-    async def _custom_role_id(self, name: str, observer: Observer | None) -> str | None:
-        """A custom role name's id in the root account, looked up once per run."""
+    async def _role_id(self, record: EnrollmentRecord, observer: Observer | None) -> str | None:
+        """The role id to send, chosen as Canvas's SIS importer chooses the role
+        (instructure/canvas-lms lib/sis/enrollment_importer.rb): the row's role_id when the
+        account has that role; else the role whose name equals the row's role, case-sensitively,
+        so a custom role wins over a role word; else None, and the word's built-in type is sent.
+        With a role id no type is sent: Canvas takes the role's base type (a type that differs
+        is a 400)."""
+        roles = await self._account_roles()
+        if record.role_id is not None and (
+            not roles or not record.role or record.role_id in roles.values()
+        ):
+            return record.role_id
+        return roles.get(record.role)
+
+    async def _account_roles(self) -> dict[str, str]:
+        """Role name -> id of the root account's usable course roles, listed once per run.
+        The listing is the run's, not the first record's: it is not among a record's attempts."""
         account = "self"
+        known = self._roles.get(account)
+        if known is not None:
+            return known
         async with self._roles_lock:
             if account not in self._roles:
                 try:
-                    roles = await self._client.list_roles(account, observer=observer)
+                    roles = await self._client.list_roles(account)
                 except CanvasError as exc:
                     if exc.fatal:
                         raise
@@ -129,9 +164,9 @@ class EnrollmentActions:
                 self._roles[account] = {
                     str(r["role"]): str(r["id"])
                     for r in roles
-                    if r.get("workflow_state", "active") == "active" and "role" in r
+                    if r.get("workflow_state", "active") in ("active", "built_in") and "role" in r
                 }
-        return self._roles[account].get(name)
+        return self._roles[account]
 
     async def _create(
         self,
@@ -141,12 +176,25 @@ class EnrollmentActions:
         observer: Observer | None,
         fields: PostFields | None = None,
     ) -> ActionResult:
+        created = await self._post(record, role_id, state, observer, fields)
+        action = "create" if state == self._active_state else f"create_{state}"
+        return ActionResult(action, _enrollment_id(created))
+
+    async def _post(
+        self,
+        record: EnrollmentRecord,
+        role_id: str | None,
+        state: str,
+        observer: Observer | None,
+        fields: PostFields | None = None,
+    ) -> dict[str, Any]:
         sent = fields or post_fields(record, None)
+        observed = await self._observed(record, observer)
         created = await self._client.create_enrollment(
             user=record.user,
             course=record.course,
             section=record.section,
-            enrollment_type=record.enrollment_type,
+            enrollment_type=None if role_id is not None else record.enrollment_type,
             role_id=role_id,
             role=record.role if role_id is None and record.enrollment_type is None else None,
             state=state,
@@ -154,43 +202,126 @@ class EnrollmentActions:
             limit_section_privileges=sent.limit_section_privileges,
             start_at=sent.start_at,
             end_at=sent.end_at,
-            associated_user=record.associated_user,
+            associated_user=None if observed is None else str(observed),
             observer=observer,
         )
         if record.section is None and record.course is not None:
             self._learn_default(record.course, created)
-        action = "create" if state == self._active_state else f"create_{state}"
-        return ActionResult(action, _enrollment_id(created))
+        return created
+
+    async def _create_then(
+        self,
+        record: EnrollmentRecord,
+        role_id: str | None,
+        status: SisStatus,
+        observer: Observer | None,
+        fields: PostFields | None = None,
+    ) -> ActionResult:
+        """Create inactive (never active: no moment of access), then DELETE with the status's
+        task. After a crash in between, a resume finds the inactive row and only ends it.
+        `fields`: what a deleted row it revives keeps of what the record leaves blank."""
+        task, target = DELETE_TASKS[status]
+        created = await self._post(record, role_id, "inactive", observer, fields)
+        course_id, enrollment_id = created.get("course_id"), created.get("id")
+        if course_id is None or enrollment_id is None:
+            raise CanvasError(Category.BAD_REQUEST, "enrollment without course_id or id")
+        await self._client.delete_enrollment(str(course_id), enrollment_id, task, observer=observer)
+        return ActionResult(
+            f"create_{target}", int(enrollment_id), f"no enrollment in Canvas: created {target}"
+        )
 
     async def _list(
         self, record: EnrollmentRecord, observer: Observer | None, *, course_wide: bool = False
     ) -> list[dict[str, Any]]:
         if record.course is not None:
-            return await self._client.list_enrollments(
-                course=record.course, user_filter=record.user, states=ALL_STATES, observer=observer
-            )
-        found = await self._client.list_enrollments(
-            section=record.section, user_filter=record.user, states=ALL_STATES, observer=observer
-        )
+            return await self._list_user(record.user, observer, course=record.course)
+        found = await self._list_user(record.user, observer, section=record.section)
         if course_wide and found:
+            return await self._list_user(record.user, observer, course=str(found[0]["course_id"]))
+        return found
+
+    async def _list_user(
+        self,
+        user: str,
+        observer: Observer | None,
+        *,
+        course: str | None = None,
+        section: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """The user's enrollments in a course or section, in every state Canvas will show."""
+        try:
             return await self._client.list_enrollments(
-                course=str(found[0]["course_id"]),
-                user_filter=record.user,
+                course=course,
+                section=section,
+                user_filter=user,
                 states=ALL_STATES,
                 observer=observer,
             )
-        return found
+        except CanvasError as error:
+            if error.status != 400 or "invalid state" not in error.message.lower():
+                raise
+        # The row names the token's own user: Canvas lists its enrollments without deleted ones.
+        # Unseen deleted rows only matter to a create, which revives them anyway (§2.4).
+        return await self._client.list_enrollments(
+            course=course, section=section, user_filter=user, states=OWN_STATES, observer=observer
+        )
+
+    async def _canvas_id(self, kind: str, ref: str, observer: Observer | None, what: str) -> int:
+        """The Canvas id of a user or section named in any API id form, looked up once per run
+        (`GET users/sis_user_id:X` answers with the id even to a token without read_sis)."""
+        key = (kind, ref)
+        task = self._canvas_ids.get(key)
+        if task is None:
+            fetch = self._client.get_user if kind == "user" else self._client.get_section
+
+            async def lookup() -> int:
+                try:
+                    return int((await fetch(ref, observer=observer))["id"])
+                except CanvasError as error:
+                    if error.status == 404:
+                        error.message = f"{what} {sis_value(ref)} not found in Canvas"
+                    raise
+
+            task = self._canvas_ids[key] = asyncio.ensure_future(lookup())
+            task.add_done_callback(lambda done: self._forget_failed(key, done))
+        return await asyncio.shield(task)
+
+    def _forget_failed(self, key: tuple[str, str], done: asyncio.Task[Any]) -> None:
+        """A lookup that failed for a reason other than a 404 is tried again by the next row."""
+        if done.cancelled() or (
+            done.exception() is not None
+            and getattr(done.exception(), "status", None) != 404
+            and self._canvas_ids.get(key) is done
+        ):
+            self._canvas_ids.pop(key, None)
 
     async def _observed(self, record: EnrollmentRecord, observer: Observer | None) -> int | None:
         """The Canvas id of the student an observer row observes (None: not an observer link).
-        Enrollments carry only that id; the row names the student in any API id form."""
+        `associated_user_id` is an integer column that Canvas never resolves (an SIS id there
+        is cast to 0, instructure/canvas-lms app/controllers/enrollments_api_controller.rb), and
+        enrollments carry only that id; the row names the student in any API id form."""
         ref = record.associated_user
         if ref is None:
             return None
-        if ref not in self._canvas_ids:
-            user = await self._client.get_user(ref, observer=observer)
-            self._canvas_ids[ref] = int(user["id"])
-        return self._canvas_ids[ref]
+        kind, value = split_api_id(ref)
+        if kind is None and value.isdigit():
+            return int(value)
+        return await self._canvas_id("user", ref, observer, "associated user")
+
+    async def _section_ref(
+        self, record: EnrollmentRecord, listed: list[dict[str, Any]], observer: Observer | None
+    ) -> str | None:
+        """The record's section in a form the listed enrollments carry: as given when they show
+        SIS section ids, else its Canvas id. A token without read_sis gets no `sis_section_id`
+        (instructure/canvas-lms lib/api/v1/enrollment.rb), and a field it may not read must
+        never make an enrollment look missing."""
+        section = record.section
+        if section is None or not listed:
+            return section
+        kind = split_api_id(section)[0]
+        if kind is None or (kind == "sis_section_id" and "sis_section_id" in listed[0]):
+            return section
+        return str(await self._canvas_id("section", section, observer, "section"))
 
     def _learn_default(self, course: str, created: Mapping[str, Any]) -> None:
         """Canvas put a course-only create in the course's default section: that one it is."""
@@ -225,7 +356,8 @@ class EnrollmentActions:
             and e.get("associated_user_id") == observed
         ]
         if record.section is not None or record.course is None or not candidates:
-            return [e for e in candidates if in_section(e, record.section, None)]
+            section = await self._section_ref(record, listed, observer)
+            return [e for e in candidates if in_section(e, section, None)]
         default = await self._default_section(record.course, observer)
         mine = [e for e in candidates if default.holds(e)]
         if mine and not default.known:
@@ -265,8 +397,14 @@ class EnrollmentActions:
         status = record.status
         if status is SisStatus.DELETED_LAST_COMPLETED:
             mine_ids = {e.get("id") for e in mine}
+            observed = await self._observed(record, observer)
+            # lib/sis/enrollment_importer.rb: delete when `@course.enrollments.active.where(user:,
+            # associated_user_id:, role:)` has another row; Enrollment.active is "not deleted"
+            # (app/models/enrollment.rb), so invited, inactive and completed ones count.
             keeps_another = any(
-                e.get("enrollment_state") == "active" and e.get("id") not in mine_ids
+                e.get("enrollment_state") != "deleted"
+                and e.get("id") not in mine_ids
+                and e.get("associated_user_id") == observed
                 for e in listed
                 if same_role(e, record, role_id)
             )
@@ -279,9 +417,12 @@ class EnrollmentActions:
                 # and keeps what the row leaves blank
                 fields = post_fields(record, mine[0] if mine else None)
                 return await self._create(record, role_id, "inactive", observer, fields)
-            existing = _enrollment_id(mine[0]) if mine else None
-            what = "is already deleted" if mine else "exists"
-            return ActionResult("none", existing, f"nothing to do: no enrollment {what}")
+            if status is SisStatus.COMPLETED or not mine:
+                # The importer creates it in that state (a concluded enrollment is a past term's
+                # history); a deleted row becomes completed, as a re-POST revives it.
+                fields = post_fields(record, mine[0] if mine else None)
+                return await self._create_then(record, role_id, status, observer, fields)
+            return ActionResult("none", _enrollment_id(mine[0]), "nothing to do: already deleted")
         todo = [e for e in live if e.get("enrollment_state") != target]
         if not todo:
             return ActionResult("none", _enrollment_id(live[0]), f"nothing to do: already {target}")

@@ -470,6 +470,7 @@ class _Writer(threading.Thread):
         try:
             self._loop(conn)
         finally:
+            _checkpoint(conn)
             with contextlib.suppress(sqlite3.Error):  # a full disk may refuse the checkpoint
                 conn.close()
 
@@ -553,7 +554,13 @@ def _storage_failure(exc: BaseException) -> bool:
 class Journal:
     """A run's records and attempts; implements `RecordStore` (engine/state.py)."""
 
-    def __init__(self, path: str | Path, *, read_only: bool = False) -> None:
+    def __init__(
+        self, path: str | Path, *, read_only: bool = False, immutable: bool = False
+    ) -> None:
+        """`immutable` (with `read_only`): nobody writes this file while it is open, so SQLite
+        may skip the -wal/-shm files altogether and leave the directory untouched. It falls back to
+        a plain read-only open when a -wal file is there (a crashed run's last commits live in it).
+        """
         self.path = Path(path)
         self.read_only = read_only
         self._writer: _Writer | None = None
@@ -562,10 +569,13 @@ class Journal:
         if read_only:
             if not self.path.exists():
                 raise JournalError(f"{self.path}: no such journal")
+            self.immutable = immutable and not wal_path(self.path).exists()
+            query = "immutable=1" if self.immutable else "mode=ro"
             self._read = sqlite3.connect(
-                f"file:{self.path}?mode=ro", uri=True, check_same_thread=False
+                f"{self.path.resolve().as_uri()}?{query}", uri=True, check_same_thread=False
             )
         else:
+            self.immutable = False
             self._lock = _open_for_writing(self.path)
             self._writer = _Writer(self.path)
             try:
@@ -896,13 +906,15 @@ class Journal:
                 yield _row(values)
             after = found[-1][0]
 
-    def attempt_totals(self) -> dict[str, int]:
-        """requests (HTTP attempts), throttled refusals and retries, over the whole journal."""
+    def attempt_totals(self, *, unrecorded: bool = True) -> dict[str, int]:
+        """requests (HTTP attempts), throttled refusals and retries, over the whole journal;
+        `unrecorded`: count the requests of no record too (roster reads, the token check)."""
         requests, throttled, retries = self._query(
             "SELECT COUNT(*), COALESCE(SUM(category = 'throttled'), 0), "
             "COALESCE(SUM(will_retry), 0) FROM attempts"
         )[0]
-        requests += self.unrecorded_requests()
+        if unrecorded:
+            requests += self.unrecorded_requests()
         return {"requests": int(requests), "throttled": int(throttled), "retries": int(retries)}
 
     def unrecorded_requests(self) -> int:
@@ -1130,6 +1142,17 @@ def _check_pages(conn: sqlite3.Connection, path: Path) -> None:
     found = [str(v[0]) for v in conn.execute("PRAGMA quick_check(3)")]
     if found != ["ok"]:
         raise _damaged(path, "; ".join(found))
+
+
+def wal_path(path: Path) -> Path:
+    return Path(f"{path}-wal")
+
+
+def _checkpoint(conn: sqlite3.Connection) -> None:
+    """Fold the -wal file into the journal and empty it, so the one file is the whole truth
+    even when another process (the console's reader) closes last and, read-only, cannot."""
+    with contextlib.suppress(sqlite3.Error):
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
 
 # ---- other runs' journals ---------------------------------------------------------------------

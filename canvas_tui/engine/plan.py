@@ -39,7 +39,7 @@ import sys
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -58,6 +58,7 @@ from canvas_tui.engine.actions import (
     planned_action,
     same_role,
 )
+from canvas_tui.engine.estimate import format_duration
 from canvas_tui.engine.journal import written_enrollment_ids
 from canvas_tui.engine.repost import PostFields, blind_post_is_safe, differs, post_fields
 from canvas_tui.engine.roster_match import (
@@ -67,7 +68,8 @@ from canvas_tui.engine.roster_match import (
     user_key,
     user_keys,
 )
-from canvas_tui.engine.session import DEFAULT_JOURNAL_DIR, Session
+from canvas_tui.engine.session import Session
+from canvas_tui.paths import default_journal_dir
 from canvas_tui.records import (
     EnrollmentRecord,
     InputError,
@@ -77,6 +79,7 @@ from canvas_tui.records import (
     Source,
     SourceItem,
     sis_value,
+    split_api_id,
 )
 from canvas_tui.sources import open_source
 
@@ -133,6 +136,8 @@ class Step:
             return 0
         if self.via == "lookup":
             return 2
+        if self.via.startswith("POST, DELETE"):
+            return 2
         return max(1, len(self.enrollment_ids)) if self.via.startswith("DELETE") else 1
 
     def row(self) -> dict[str, Any]:
@@ -183,10 +188,15 @@ class Plan:
     roster_pages: int
     roster_requests: int  # HTTP attempts spent reading them (retries included)
     roster_errors: dict[str, str]  # scope -> why its roster could not be read
-    invalid_rows: int  # source rows that are not records (failed validation, exact duplicates)
+    invalid_rows: int  # source rows that failed validation (they end failed in a sync)
     policy: PlanConfig
     brake: Brake
     elapsed: float = 0.0
+    duplicate_rows: int = 0  # exact repeats of an earlier row (skipped in a sync)
+
+    def record_counts(self) -> Counter[str]:
+        """Actions of the source's records only (not of enrollments only Canvas has)."""
+        return Counter(s.action for s in self.steps if s.kind == "record")
 
     def counts(self) -> Counter[str]:
         return Counter(s.action for s in self.steps)
@@ -213,6 +223,7 @@ class Plan:
         return {
             "records": sum(1 for s in self.steps if s.kind == "record"),
             "invalid_rows": self.invalid_rows,
+            "duplicate_rows": self.duplicate_rows,
             "canvas_only": sum(1 for s in self.steps if s.kind == "enrollment"),
             "actions": {a: self.counts().get(a, 0) for a in ACTIONS},
             "drops": len(self.drops),
@@ -332,10 +343,16 @@ async def fetch_rosters(
 
 
 class RosterIndex:
-    """The rosters, indexed by user, and which enrollment ids the SIS claims."""
+    """The rosters, indexed by user, and which enrollment ids the SIS claims.
 
-    def __init__(self, rosters: Mapping[str, Roster]) -> None:
+    `aliases` maps API ids the rosters cannot show (SIS ids, to a token without read_sis) to
+    Canvas ids: records are matched through them (see `resolve_hidden_ids`)."""
+
+    def __init__(
+        self, rosters: Mapping[str, Roster], aliases: Mapping[str, str] | None = None
+    ) -> None:
         self.rosters = rosters
+        self.aliases = dict(aliases or {})
         self._by_user: dict[str, dict[tuple[str | None, str], list[dict[str, Any]]]] = {}
         self.user_ids: dict[tuple[str | None, str], int] = {}
         for scope, roster in rosters.items():
@@ -352,6 +369,96 @@ class RosterIndex:
 
     def knows_user(self, user: str) -> bool:
         return user_key(user) in self.user_ids
+
+    def visible(self, record: EnrollmentRecord) -> EnrollmentRecord:
+        """The record with its ids in the form the rosters carry, for matching only."""
+        if not self.aliases:
+            return record
+        alias = self.aliases.get
+        return replace(
+            record,
+            user=alias(record.user, record.user),
+            section=alias(record.section, record.section) if record.section else None,
+            associated_user=(
+                alias(record.associated_user, record.associated_user)
+                if record.associated_user
+                else None
+            ),
+        )
+
+
+def sis_hidden(rosters: Mapping[str, Roster]) -> bool:
+    """Whether the rosters were read without the SIS fields: Canvas omits `sis_user_id` and
+    `sis_section_id` unless the token may read_sis (instructure/canvas-lms
+    lib/api/v1/enrollment.rb), so matching on them would call every enrollment missing."""
+    return any(
+        "sis_user_id" not in e or "sis_section_id" not in e
+        for r in rosters.values()
+        for e in r.enrollments[:1]
+    )
+
+
+async def resolve_hidden_ids(
+    client: CanvasClient,
+    records: Iterable[EnrollmentRecord],
+    rosters: Mapping[str, Roster],
+    *,
+    observer: Observer | None = None,
+) -> dict[str, str]:
+    """When the rosters carry no SIS ids, the Canvas id of every user and section the records
+    name by SIS id (`GET users/sis_user_id:X` answers with the id without read_sis), each once.
+
+    An id Canvas does not know stays unresolved: its record fails when sent, as it would
+    anyway. When the token cannot look them up either, the plan stops: it would otherwise see
+    every enrollment as missing (creates) and every SIS enrollment as unclaimed (drops)."""
+    if not sis_hidden(rosters):
+        return {}
+    users: set[str] = set()
+    sections: set[str] = set()
+    for record in records:
+        users.update(r for r in (record.user, record.associated_user) if r and _named_by_sis(r))
+        if record.section and _named_by_sis(record.section):
+            sections.add(record.section)
+    gate = asyncio.Semaphore(ROSTER_CONCURRENCY)
+    aliases: dict[str, str] = {}
+
+    async def resolve(ref: str, section: bool) -> None:
+        async with gate:
+            try:
+                if section:
+                    found = await client.get_section(ref, observer=observer)
+                else:
+                    found = await client.get_user(ref, observer=observer)
+            except CanvasError as error:
+                if error.status == 404:
+                    return
+                if error.fatal or error.category is Category.NETWORK:
+                    raise
+                raise CanvasError(
+                    Category.PERMISSION,
+                    "this token may not read SIS ids (Canvas's read_sis permission), so the "
+                    "rosters show none, and it cannot look them up either "
+                    f"(GET {'sections' if section else 'users'}/{ref}: {error.message}). "
+                    "Nothing was planned or sent: use a token whose role has read_sis, or one "
+                    "that may view users and sections",
+                    status=error.status,
+                ) from error
+            aliases[ref] = str(found["id"])
+
+    try:
+        async with asyncio.TaskGroup() as group:
+            for ref in sorted(users):
+                group.create_task(resolve(ref, False))
+            for ref in sorted(sections):
+                group.create_task(resolve(ref, True))
+    except BaseExceptionGroup as failed:
+        raise failed.exceptions[0] from None
+    return aliases
+
+
+def _named_by_sis(ref: str) -> bool:
+    kind, value = split_api_id(ref)
+    return kind is not None or not value.isdigit()
 
 
 def _same_observed(
@@ -371,7 +478,7 @@ def known_enrollment_ids(paths: Iterable[Path]) -> set[int]:
 
 def journal_paths(config: Config, *extra: Path | None) -> list[Path]:
     """The journals whose enrollments count as canvas-tui's (see the module docstring)."""
-    directory = config.sync.journal_dir or DEFAULT_JOURNAL_DIR
+    directory = config.sync.journal_dir or default_journal_dir()
     found = sorted(directory.glob("*.journal")) if directory.is_dir() else []
     return [*found, *(p for p in (config.sync.journal, *extra) if p is not None)]
 
@@ -431,7 +538,8 @@ def plan_record(
             **base,  # type: ignore[arg-type]
         )
         return unread, []
-    users = index.of_user(scope, record.user)
+    match = index.visible(record)  # ids the rosters can show (a token without read_sis)
+    users = index.of_user(scope, match.user)
     role_id = record.role_id
     default = roster.default if record.section is None else None
     mine = [
@@ -439,14 +547,14 @@ def plan_record(
         for e in users
         if names_enrollment(
             e,
-            user=record.user,
+            user=match.user,
             role=record.role,
-            section=record.section,
+            section=match.section,
             enrollment_type=record.enrollment_type,
             role_id=role_id,
             default=default,
         )
-        and _same_observed(e, record, index)
+        and _same_observed(e, match, index)
     ]
     if mine and default is not None and not default.known:
         ambiguous = Step(
@@ -475,7 +583,7 @@ def plan_record(
             enrollment_ids=_ids(targets),
             course_id=_course_id(targets) or course_id,
             canvas_state=current,
-            fields=post_fields(record, reused) if via == "POST" else None,
+            fields=post_fields(record, reused) if via.startswith("POST") else None,
             **base,  # type: ignore[arg-type]
         )
 
@@ -501,8 +609,12 @@ def plan_record(
         if record.course is None:
             return step(_lookup_action(record), "needs the whole course", "lookup", live), mine
         mine_ids = set(_ids(mine))
+        # Another enrollment that is not deleted (Enrollment.active), same role and observed
+        # user, anywhere in the course (lib/sis/enrollment_importer.rb; see actions._change).
         keeps_another = any(
-            e.get("enrollment_state") == "active" and int(e["id"]) not in mine_ids
+            e.get("enrollment_state") != "deleted"
+            and int(e["id"]) not in mine_ids
+            and _same_observed(e, match, index)
             for e in users
             if same_role(e, record, role_id)
         )
@@ -513,8 +625,12 @@ def plan_record(
             # a deleted row is reused by the POST: it keeps what the row leaves blank
             reused = mine[0] if mine else None
             return step("create", "not in Canvas; created inactive", "POST", [], reused), mine
-        what = "already deleted" if mine else "not in Canvas"
-        return step("none", what, "", mine[:1]), mine
+        if status is SisStatus.COMPLETED or not mine:
+            # Canvas's importer creates it in that state: a create, then the task
+            why = f"{current or 'not'} in Canvas; created, then {target}"
+            reused = mine[0] if mine else None
+            return step("create", why, f"POST, DELETE task={task}", [], reused), mine
+        return step("none", "already deleted", "", mine[:1]), mine
     todo = [e for e in live if e.get("enrollment_state") != target]
     if not todo:
         return step("none", f"already {target}", "", live[:1]), mine
@@ -610,15 +726,17 @@ def build_plan(
     known_ids: set[int] | None = None,
     active_state: str = "active",
     roster_requests: int = 0,
+    aliases: Mapping[str, str] | None = None,
 ) -> Plan:
     """Pure: the steps for the source's records and for the enrollments they do not claim."""
-    index = RosterIndex(rosters)
+    index = RosterIndex(rosters, aliases)
     steps: list[Step] = []
     claimed: set[int] = set()
-    invalid = 0
+    invalid = duplicates = 0
     for position, item in enumerate(items):
         if isinstance(item, RowProblem):
-            invalid += 1
+            duplicates += item.skip
+            invalid += not item.skip
             continue
         step, mine = plan_record(position, item, index, active_state=active_state)
         steps.append(step)
@@ -644,6 +762,7 @@ def build_plan(
         invalid_rows=invalid,
         policy=policy,
         brake=evaluate_brake(steps, rosters, policy),
+        duplicate_rows=duplicates,
     )
 
 
@@ -673,6 +792,8 @@ async def compute_plan(
             on_roster=on_roster,
             with_default=default_scopes(items),
         )
+    records = [i for i in items if isinstance(i, EnrollmentRecord)]
+    aliases = await resolve_hidden_ids(client, records, rosters, observer=count)
     plan = build_plan(
         items,
         rosters,
@@ -680,6 +801,7 @@ async def compute_plan(
         known_ids=known_ids,
         active_state=config.sync.enrollment_state,
         roster_requests=requests,
+        aliases=aliases,
     )
     plan.elapsed = time.monotonic() - started
     return plan
@@ -785,12 +907,13 @@ def write_plan(
 
 def format_plan(plan: Plan, *, max_courses: int = 40) -> list[str]:
     """The console summary: per action, per course, the brake."""
-    records = Counter(s.action for s in plan.steps if s.kind == "record")
+    records = plan.record_counts()
     canvas_only = [s for s in plan.steps if s.kind == "enrollment"]
     lines = [
-        f"plan: {records.total()} records, "
-        f"{plan.invalid_rows} invalid rows, {plan.scopes} rosters in {plan.roster_pages} pages "
-        f"({plan.roster_requests} requests, {plan.elapsed:.1f}s)",
+        # the words `check` and `sync` use too: records, invalid (fail), duplicates (skipped)
+        f"plan: {records.total()} records, {plan.invalid_rows} invalid, "
+        f"{plan.duplicate_rows} duplicates; {plan.scopes} rosters in {plan.roster_pages} pages "
+        f"({plan.roster_requests} requests, {format_duration(plan.elapsed)})",
         # "none": the record is already in place in Canvas
         "  records: " + "  ".join(f"{a} {records.get(a, 0)}" for a in ACTIONS),
         f"  in Canvas only: {len(canvas_only)} (drops: {len(plan.drops)} by drop_policy "
@@ -902,6 +1025,10 @@ class PlanExecutor:
             state = "inactive" if record.status is SisStatus.INACTIVE else self._active_state
             result = await self._fallback.post(record, state, step.fields, observer)
             return ActionResult(step.action, result.enrollment_id, result.message)
+        if step.via.startswith("POST, DELETE"):
+            status = _TASK_STATUS[step.via.rpartition("=")[2]]
+            result = await self._fallback.create_and_end(record, status, observer, step.fields)
+            return ActionResult(result.action, result.enrollment_id, result.message)
         if step.via.startswith("DELETE") and step.course_id is not None:
             last: dict[str, Any] = {}
             for enrollment_id in step.enrollment_ids:
@@ -1003,7 +1130,9 @@ async def plan_session(
         "roster_requests": plan.roster_requests,
         "changes": len(plan.changes),
         "drops": len(plan.drops),
-        **{f"plan_{a}": n for a, n in plan.counts().items()},
+        # the source's records by action, as `canvas-tui plan` counts them
+        **{f"plan_{a}": n for a, n in plan.record_counts().items()},
+        "plan_canvas_only": sum(1 for s in plan.steps if s.kind == "enrollment"),
     }
     decision = SyncDecision(True, why, plan, None, fields)
     decision.source, decision.items = source, items
@@ -1073,7 +1202,7 @@ def client_for(config: Config, transport: httpx.AsyncBaseTransport | None = None
 
 def default_prefix(config: Config) -> Path:
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    return (config.sync.journal_dir or DEFAULT_JOURNAL_DIR) / f"plan-{stamp}"
+    return (config.sync.journal_dir or default_journal_dir()) / f"plan-{stamp}"
 
 
 def main(
@@ -1084,9 +1213,9 @@ def main(
 ) -> int:
     """`canvas-tui plan [SOURCE] [--out PREFIX]`: preflight, then the plan; changes nothing.
 
-    Exit 0: planned, nothing wrong; 1: planned, but the preflight found problems or the brake
-    would stop it; 2: config or source error; 3: Canvas could not be read (token, network)."""
-    from canvas_tui.cli import ExitCode
+    Exit 0: planned, nothing wrong; 2: config or source error, or the plan was made but the
+    preflight found problems or the brake would stop it; 3: Canvas could not be read."""
+    from canvas_tui.cli import ExitCode, error_line
 
     out = out or sys.stdout
     try:
@@ -1094,20 +1223,29 @@ def main(
         source = open_source(args.source) if args.source else open_source(config.source)
         client = client_for(config, transport)
     except (ConfigError, InputError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(error_line(str(exc)), file=sys.stderr)
         return ExitCode.USAGE
     prefix = Path(args.out) if getattr(args, "out", None) else default_prefix(config)
+    from canvas_tui.outputs import OutputPathError, check_output_paths
+
+    try:  # before a single roster page is read
+        check_output_paths(
+            ("--out", prefix.with_name(prefix.name + ext)) for ext in (".json", ".csv")
+        )
+    except OutputPathError as exc:
+        print(error_line(str(exc)), file=sys.stderr)
+        return ExitCode.USAGE
     try:
         return asyncio.run(_plan_command(config, source, client, prefix, out))
     except InputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(error_line(str(exc)), file=sys.stderr)
         return ExitCode.USAGE
 
 
 async def _plan_command(
     config: Config, source: Source, client: CanvasClient, prefix: Path, out: TextIO
 ) -> int:
-    from canvas_tui.cli import ExitCode
+    from canvas_tui.cli import ExitCode, error_line
     from canvas_tui.engine.preflight import format_preflight, preflight
 
     try:
@@ -1121,6 +1259,7 @@ async def _plan_command(
             requests += 1
 
         records = [i for i in items if isinstance(i, EnrollmentRecord)]
+        started = time.monotonic()
         rosters = await fetch_rosters(
             client,
             [scope_of(r) for r in records],
@@ -1129,9 +1268,11 @@ async def _plan_command(
         )
         plan = await compute_plan(client, items, config, known_ids=known, rosters=rosters)
         plan.roster_requests = requests
-        checked = await preflight(client, records, rosters=rosters, plan=plan)
+        plan.elapsed = time.monotonic() - started  # the rosters were read here, not in it
+        chosen = "plan" if choose_mode(items, config.plan, None)[0] else "full"
+        checked = await preflight(client, records, rosters=rosters, plan=plan, chosen=chosen)
     except CanvasError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(error_line(str(exc)), file=sys.stderr)
         return ExitCode.ABORTED
     finally:
         await client.aclose()
@@ -1143,8 +1284,10 @@ async def _plan_command(
     print(f"wrote {json_path} and {csv_path}", file=out)
     with contextlib.suppress(Exception):
         out.flush()
+    # as `check`: problems in the source or Canvas's objects are 2; so is a brake that `sync`
+    # would refuse on (it exits 2 there)
     problems = bool(checked.findings) or plan.brake.tripped
-    return ExitCode.RECORDS_FAILED if problems else ExitCode.OK
+    return ExitCode.USAGE if problems else ExitCode.OK
 
 
 __all__ = [

@@ -15,9 +15,9 @@ figure is a floor, and says so.
 from __future__ import annotations
 
 import asyncio
-import math
 import sys
-from collections import Counter, defaultdict
+import time
+from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -28,7 +28,14 @@ import httpx
 from canvas_tui.canvas.client import CanvasClient
 from canvas_tui.canvas.errors import CanvasError
 from canvas_tui.canvas.governor import Governor
-from canvas_tui.records import EnrollmentRecord, SisStatus, SourceItem, sis_value, split_api_id
+from canvas_tui.engine.estimate import (
+    WRITE_FACTOR,
+    Bucket,
+    TimeRange,
+    format_duration,
+    run_seconds,
+)
+from canvas_tui.records import EnrollmentRecord, SourceItem, sis_value, split_api_id
 
 if TYPE_CHECKING:
     from canvas_tui.config import Config
@@ -56,9 +63,11 @@ class Finding:
 class Estimate:
     mode: str  # full | plan
     requests: int
-    cost: float  # throttle units
-    seconds: float
+    cost: float  # throttle units (at the low write factor)
+    seconds: float  # the middle of `span`
     note: str = ""
+    span: TimeRange | None = None
+    chosen: bool = False  # the mode `sync` would pick on its own
 
 
 @dataclass(slots=True)
@@ -96,6 +105,9 @@ class PreflightResult:
                     "requests": e.requests,
                     "cost": round(e.cost, 2),
                     "seconds": round(e.seconds, 1),
+                    "seconds_low": None if e.span is None else round(e.span.low, 1),
+                    "seconds_high": None if e.span is None else round(e.span.high, 1),
+                    "chosen": e.chosen,
                     "note": e.note,
                 }
                 for e in self.estimates
@@ -156,6 +168,7 @@ async def preflight(
     rosters: Mapping[str, Roster] | None = None,
     plan: Plan | None = None,
     concurrency: int = CHECK_CONCURRENCY,
+    chosen: str | None = None,
 ) -> PreflightResult:
     """Check every course, section and user the records name (GET only); raise only on a
     fatal error (token rejected, unsafe URL). `rosters` spare the GETs of users seen in them."""
@@ -277,6 +290,7 @@ async def preflight(
         average_cost=result.average_cost,
         latency=result.mean_latency,
         plan=plan,
+        chosen=chosen,
     )
     return result
 
@@ -296,23 +310,33 @@ def estimate(
     average_cost: float | None,
     latency: float | None,
     plan: Plan | None = None,
+    chosen: str | None = None,
 ) -> list[Estimate]:
-    """Requests, throttle units and seconds for a full sync and, given a plan, for applying it."""
+    """Requests, throttle units and a time range for a full sync and, given a plan, for applying
+    it (engine/estimate.py: the governor's T* from the GETs measured here). `chosen` is the mode
+    `sync` would pick."""
     cost = average_cost if average_cost is not None else DEFAULT_COST
     latency = latency if latency is not None and latency > 0 else DEFAULT_LATENCY
-    in_flight = max(1, math.floor((governor.hwm - governor.margin) / governor.up_front) - 1)
-    rate = in_flight / latency
-    if cost > 0 and governor.leak > 0:
-        rate = min(rate, governor.leak / cost)
-    note = "cost per request measured on GETs" if average_cost is not None else "assumed cost"
-    statuses = Counter(r.status for r in records)
-    # active: one POST; the others look the enrollment up, then DELETE (about two each)
-    full = 1 + statuses.get(SisStatus.ACTIVE, 0) + 2 * (len(records) - statuses[SisStatus.ACTIVE])
-    out = [Estimate("full", full, full * cost, full / rate, note)]
+    bucket = Bucket(hwm=governor.hwm, up_front=governor.up_front, leak=governor.leak)
+    note = "measured GETs" if average_cost is not None else "assumed cost and latency"
+    from canvas_tui.engine.plan import full_mode_lookups
+
+    # a write per record, after a lookup (a GET) for every row a blind POST would not suit:
+    # the counting choose_mode does; plus the token check
+    lookups, _blank = full_mode_lookups(records)
+    full_reads, full_writes = 1 + lookups, len(records)
+    shapes = [("full", full_reads, full_writes)]
     if plan is not None:
-        planned = plan.roster_requests or plan.roster_pages
-        planned += plan.change_requests
-        out.append(Estimate("plan", planned, planned * cost, planned / rate, note))
+        shapes.append(
+            ("plan", 1 + (plan.roster_requests or plan.roster_pages), plan.change_requests)
+        )
+    out = []
+    for mode, reads, writes in shapes:
+        span = run_seconds(
+            reads=reads, writes=writes, read_latency=latency, read_cost=cost, bucket=bucket
+        )
+        units = (reads + writes * WRITE_FACTOR[0]) * cost
+        out.append(Estimate(mode, reads + writes, units, span.middle, note, span, mode == chosen))
     return out
 
 
@@ -331,33 +355,32 @@ def format_preflight(result: PreflightResult) -> list[str]:
     latency = "?" if result.mean_latency is None else f"{result.mean_latency * 1000:.0f} ms"
     lines.append(f"  measured: X-Request-Cost average {cost}, latency {latency}")
     for e in result.estimates:
+        when = e.span if e.span is not None else format_duration(e.seconds)
+        pick = "; sync picks this mode" if e.chosen else ""
         lines.append(
             f"  estimate ({e.mode}): {e.requests} requests, {e.cost:.1f} throttle units, "
-            f"about {_duration(e.seconds)} ({e.note})"
+            f"{when} ({e.note}; writes taken as {WRITE_FACTOR[0]:g}-{WRITE_FACTOR[1]:g}x a GET"
+            f"{pick})"
         )
     return lines
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 90:
-        return f"{seconds:.0f}s"
-    if seconds < 5400:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
 
 
 async def deep_check(
     client: CanvasClient, items: Sequence[SourceItem], config: Config
 ) -> tuple[PreflightResult, Plan]:
     """`check --deep`: read the rosters (they prove most users exist), plan, then preflight."""
-    from canvas_tui.engine.plan import compute_plan, fetch_rosters, scope_of
+    from canvas_tui.engine.plan import choose_mode, compute_plan, fetch_rosters, scope_of
 
     records = [i for i in items if isinstance(i, EnrollmentRecord)]
     meter = _Meter()
+    started = time.monotonic()
     rosters = await fetch_rosters(client, [scope_of(r) for r in records], observer=meter)
     plan = await compute_plan(client, items, config, rosters=rosters)
     plan.roster_requests = meter.requests
-    result = await preflight(client, records, rosters=rosters, plan=plan)
+    plan.elapsed = time.monotonic() - started
+    planned, _why = choose_mode(items, config.plan, None)
+    chosen = "plan" if planned else "full"
+    result = await preflight(client, records, rosters=rosters, plan=plan, chosen=chosen)
     result.requests += meter.requests
     return result, plan
 
@@ -371,7 +394,7 @@ def run_deep_check(
 ) -> int:
     """For `canvas-tui check --deep`: 0 when all is well, 2 with findings (as `check`), 3 when
     Canvas cannot be read."""
-    from canvas_tui.cli import ExitCode
+    from canvas_tui.cli import ExitCode, error_line
     from canvas_tui.config import ConfigError
     from canvas_tui.engine.plan import client_for, read_items
     from canvas_tui.records import InputError
@@ -381,7 +404,7 @@ def run_deep_check(
         source = open_source(source_arg) if source_arg else open_source(config.source)
         client = client_for(config, transport)
     except (ConfigError, InputError) as exc:
-        print(f"error: {exc}", file=out)
+        print(error_line(str(exc)), file=out)
         return ExitCode.USAGE
 
     async def go() -> int:
@@ -389,10 +412,10 @@ def run_deep_check(
             items = await asyncio.to_thread(read_items, source)
             result, _plan = await deep_check(client, items, config)
         except CanvasError as exc:
-            print(f"error: {exc}", file=out)
+            print(error_line(str(exc)), file=out)
             return ExitCode.ABORTED
         except InputError as exc:
-            print(f"error: {exc}", file=out)
+            print(error_line(str(exc)), file=out)
             return ExitCode.USAGE
         finally:
             await client.aclose()

@@ -20,6 +20,8 @@ from canvas_tui.private_files import open_private
 from canvas_tui.records import State, sis_value
 from canvas_tui.sources.csv import FAILURES_MARK, neutralize_formula
 
+SCHEMA_VERSION = 1  # of the JSON report: canvas_tui/schemas/report.schema.json; bump on a change
+RECORD_CHOICES = ("all", "failed", "none")  # which per-record rows the JSON lists
 SIS_COLUMNS = ("course_id", "user_id", "role", "section_id", "status")
 # Trailing columns saying why a row failed; Canvas's importer and ours ignore unknown columns.
 REASON_COLUMNS = (FAILURES_MARK, "canvas_tui_message")
@@ -42,6 +44,7 @@ def summary(store: Journal, state: RunState | None = None) -> dict[str, Any]:
     meta = store.meta()
     totals = store.attempt_totals()
     return {
+        "schema_version": SCHEMA_VERSION,
         "journal": str(store.path),
         "source": meta.get("source"),
         "base_url": meta.get("base_url"),  # the Canvas the run sent to
@@ -82,16 +85,25 @@ def _outcome(row: RecordRow) -> dict[str, Any]:
     }
 
 
-def write_report(store: Journal, path: str | Path, state: RunState | None = None) -> ReportPaths:
-    """Write `path` (JSON) and its failures CSV beside it; returns both paths."""
+def write_report(
+    store: Journal, path: str | Path, state: RunState | None = None, *, records: str = "all"
+) -> ReportPaths:
+    """Write `path` (JSON) and its failures CSV beside it; returns both paths. `records`: which
+    per-record rows the JSON lists (all | failed | none); the failures CSV has every failed one."""
+    if records not in RECORD_CHOICES:
+        raise ValueError(f"records must be one of {RECORD_CHOICES}, not {records!r}")
     path = Path(path)
     csv_path = failures_csv_path(path)
     head = summary(store, state)
     head["failures_csv"] = str(csv_path)
+    head["records_listed"] = records
+    rows: Iterator[RecordRow] = iter(())
+    if records != "none":
+        rows = store.iter_rows(state=State.FAILED if records == "failed" else None)
     with open_private(path, "w", encoding="utf-8") as out:
         text = json.dumps(head, indent=2)
         out.write(text[: text.rindex("}")].rstrip() + ',\n  "records": [')
-        for n, row in enumerate(store.iter_rows()):
+        for n, row in enumerate(rows):
             out.write(("\n    " if n == 0 else ",\n    ") + json.dumps(_outcome(row)))
         out.write("\n  ]\n}\n")
     write_failures_csv(store, csv_path)

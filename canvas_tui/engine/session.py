@@ -33,12 +33,12 @@ from canvas_tui.sources import layout_of, open_source
 if TYPE_CHECKING:
     from canvas_tui.engine.plan import SyncDecision
 
-DEFAULT_JOURNAL_DIR = Path("runs")
-
 
 def default_journal_path(directory: Path | None = None) -> Path:
-    """`runs/<UTC timestamp>.journal`, never an existing file."""
-    directory = directory or DEFAULT_JOURNAL_DIR
+    """`<user state dir>/runs/<UTC timestamp>.journal`, never an existing file."""
+    from canvas_tui.paths import default_journal_dir
+
+    directory = directory or default_journal_dir()
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     path = directory / f"{stamp}.journal"
     n = 1
@@ -189,7 +189,8 @@ def open_session(
         client = None
         with contextlib.suppress(ConfigError):
             client = _client(config, transport, governor, None)
-        store = Journal(path, read_only=True)
+        # `--read-only` never writes, not even SQLite's -wal/-shm beside the journal
+        store = Journal(path, read_only=True, immutable=True)
         runner = Runner(store, _ReadOnly(), governor, layout=layout_of(config.source))
         return Session(config, store, runner, client, path, source, resumed=True)
 

@@ -21,6 +21,9 @@ Choices where CANVAS_API.md §10 says Canvas is unconfirmed:
 - A missing User-Agent gets 403 `{"error":"Forbidden","message":"...valid user agent."}`, as
   Instructure's announcement shows it; no bucket is touched and no rate-limit header is sent.
 - `enrollment_state` outside active|invited|inactive is a 400; a deleted course is a 404.
+- An `associated_user_id` that casts to no user (an SIS id casts to 0) is a 500: no model
+  validation refuses it, the database's foreign key to users does (CANVAS_API.md §2.2 says "links
+  to nobody"; the source shows the foreign key).
 - Soft-concluded courses refuse every create (Canvas lets a user who already has an enrollment in
   the course into a section that is still open; sections here have no dates of their own).
 """
@@ -50,6 +53,7 @@ from canvas_tui.simulator.faults import (
 )
 from canvas_tui.simulator.views import HttpError, PageRequest, Response
 from canvas_tui.simulator.world import (
+    ROOT_ACCOUNT_ID,
     Course,
     Enrollment,
     Role,
@@ -77,6 +81,25 @@ USER_CONTEXT_STATES = {
     "current_future_and_restricted": {"active", "invited", "creation_pending", "inactive"},
     "current_and_concluded": {"active", "completed"},
 }
+# The states a token's user may ask for when listing its *own* enrollments; anything else is a
+# 400 "Invalid state <x>" (instructure/canvas-lms app/controllers/enrollments_api_controller.rb,
+# user_index_enrollments, also reached from a course or section listing given `user_id`). Note
+# that `deleted` is not among them.
+SELF_LISTING_STATES = frozenset(
+    {
+        "active",
+        "inactive",
+        "rejected",
+        "invited",
+        "creation_pending",
+        "pending_active",
+        "pending_invited",
+        "completed",
+        "current_and_invited",
+        "current_and_future",
+        "current_and_concluded",
+    }
+)
 DELETE_TASKS = {"delete": "deleted", "inactivate": "inactive", "deactivate": "inactive"}
 EXCLUDED_FROM_CACHE_KEY = frozenset({"page", "per_page", "access_token", "api_key"})
 TRUE_STRINGS = frozenset({"true", "1", "t", "yes", "y", "on"})
@@ -114,6 +137,7 @@ class SimConfig:
     latency: LatencyModel = field(default_factory=LatencyModel)
     faults: FaultRates = field(default_factory=FaultRates)
     tokens: tuple[str, ...] = ()  # extra accepted tokens, as account admins
+    no_sis_tokens: tuple[str, ...] = ()  # ... as account admins without read_sis / manage_sis
     require_user_agent: bool = True
     clock: Clock = time.monotonic
     sleep: Sleep | None = None  # default asyncio.sleep; tests may inject
@@ -201,6 +225,17 @@ def as_list(value: Any) -> list[str]:
     return [str(value)]
 
 
+def rails_integer(value: Any) -> int | None:
+    """How ActiveRecord casts a parameter into an integer column: blank -> nil, true/false ->
+    1/0, a number as is, any other text by Ruby's String#to_i (`"sis_user_id:S9"` -> 0)."""
+    if value is None or isinstance(value, bool):
+        return None if value is None else int(value)
+    if isinstance(value, int | float):
+        return int(value)
+    text = str(value)
+    return views.ruby_to_i(text) if text.strip() else None
+
+
 def token_label(identifier: str) -> str:
     """Buckets are keyed by token; stats show a short hash, never the token."""
     kind, _, value = identifier.partition(":")
@@ -224,6 +259,10 @@ class Simulator:
         )
         for token in cfg.tokens:
             self.world.tokens.setdefault(token, Token(user_id=1, admin=True))
+        for token in cfg.no_sis_tokens:
+            self.world.tokens.setdefault(
+                token, Token(user_id=1, admin=True, read_sis=False, manage_sis=False)
+            )
         self.settings = BucketSettings(
             hwm=cfg.hwm,
             maximum=cfg.maximum,
@@ -608,6 +647,8 @@ class Simulator:
                 return Route("get_account", "show", self._get_account, (s[1],))
             if n == 3 and s[2] == "roles":
                 return Route("list_roles", "list", self._list_roles, (s[1],))
+            if n == 4 and s[2] == "enrollments":
+                return Route("get_enrollment", "show", self._get_account_enrollment, (s[1], s[3]))
         return None
 
     def _dispatch(self, request: Request, route: Route | None) -> Response:
@@ -619,9 +660,16 @@ class Simulator:
         if request.params.get("\x00malformed"):
             return views.generic_bad_request().response
         try:
-            return route.handler(request, token, *route.args)
+            response = route.handler(request, token, *route.args)
         except HttpError as error:
             return error.response
+        else:
+            if not (token.read_sis and token.manage_sis) and response.status == 200:
+                visible = views.for_rights(
+                    json.loads(response.body), read_sis=token.read_sis, manage_sis=token.manage_sis
+                )
+                response.body = views.dumps(visible)
+            return response
         finally:
             if request.method != "GET":
                 self.world.version += 1
@@ -703,6 +751,21 @@ class Simulator:
         self._require_admin(token)
         return views.json_response(views.account_json(account))
 
+    def _get_account_enrollment(
+        self, request: Request, token: Token, account_ref: str, ref: str
+    ) -> Response:
+        """`EnrollmentsApiController#show`: `@context.all_enrollments.find(id)`, so deleted rows
+        are found too; an account's all_enrollments are those whose root account it is, so a
+        sub-account finds none (404). Anyone may read their own; others need read_roster."""
+        account = self.world.find_account(account_ref)
+        enrollment = self.world.enrollments.get(int(ref)) if ref.isdigit() else None
+        if account is None or account.id != ROOT_ACCOUNT_ID or enrollment is None:
+            raise views.not_found()
+        if enrollment.user_id != token.user_id:
+            self._require_admin(token)
+        body = views.enrollment_json(self.world, enrollment, request.base_url)
+        return views.json_response(body)
+
     def _list_roles(self, request: Request, token: Token, ref: str) -> Response:
         account = self.world.find_account(ref)
         if account is None:
@@ -781,15 +844,22 @@ class Simulator:
             page, link = views.bookmark_page(cached, order, params, request.page_request)
             return self._roster_response(request, page, link)
         states = set(as_list(params.get("state")))
-        if states and context == "user":
+        user_ref = params.get("user_id") if context != "user" else None
+        wanted_user = self._user(str(user_ref), token) if user_ref is not None else user
+        # A listing of the token's own enrollments (the user route, or a course or section
+        # route given its own user_id) takes only SELF_LISTING_STATES (EAC user_index_enrollments).
+        own = wanted_user is not None and wanted_user.id == token.user_id
+        if states and own:
+            for state in states:
+                if state not in SELF_LISTING_STATES:
+                    raise views.error_400(f"Invalid state {state}")
+        if states and (context == "user" or own):
             expanded: set[str] = set()
             for state in states:
                 if state in USER_CONTEXT_STATES:
                     expanded |= USER_CONTEXT_STATES[state]
                 elif state in ENROLLMENT_STATES:
                     expanded.add(state)
-                elif user is not None and user.id == token.user_id:
-                    raise views.error_400(f"Invalid state {state}")
             states = expanded
         if not states:
             states = (
@@ -812,14 +882,16 @@ class Simulator:
             selected = [e for e in selected if e.role_id in wanted]
         elif types := set(as_list(params.get("type"))):
             selected = [e for e in selected if e.type in types]
-        if (user_ref := params.get("user_id")) is not None and context != "user":
-            wanted_user = self._user(str(user_ref), token)
+        if user_ref is not None and wanted_user is not None:
             selected = [e for e in selected if e.user_id == wanted_user.id]
         sis_filters: list[tuple[str, Callable[[Enrollment], str | None]]] = [
             ("sis_user_id", lambda e: world.users[e.user_id].sis_user_id),
             ("sis_course_id", lambda e: world.courses[e.course_id].sis_course_id),
             ("sis_section_id", lambda e: world.sections[e.course_section_id].sis_section_id),
         ]
+        if not (token.read_sis or token.manage_sis) and any(n in params for n, _ in sis_filters):
+            # EAC check_sis_permissions
+            raise views.bad_request("Insufficient permissions to filter by SIS fields")
         for name, value_of in sis_filters:
             if name in params:
                 wanted_ids = set(as_list(params[name]))
@@ -907,18 +979,23 @@ class Simulator:
         user = self._user(str(user_ref), token)
         if course.concluded:
             raise views.bad_request("Can't add an enrollment to a concluded course.")
-        associated_user_id: int | None = None
-        if (associated := params.get("associated_user_id")) not in (None, ""):
-            observed = world.find_user(str(associated), current_user_id=token.user_id)
+        # The controller hands associated_user_id to `enroll_user` as given, and the integer
+        # column casts it the Rails way: `sis_user_id:S9` is never looked up, it becomes 0
+        # (instructure/canvas-lms app/controllers/enrollments_api_controller.rb, create).
+        associated_user_id = rails_integer(params.get("associated_user_id"))
+        if associated_user_id is not None:
+            # app/models/enrollment.rb: validates associated_user_id inclusion in [nil] unless
+            # an observer; cant_observe_self
             if enrollment_type != "ObserverEnrollment":
-                raise views.validation_error(
-                    "associated_user_id", "Associated users can only be set for observers"
-                )
-            if observed is None:
-                raise views.not_found()
-            if observed.id == user.id:
+                message = "only ObserverEnrollments may have an associated_user_id"
+                raise views.validation_error("associated_user_id", message, kind="inclusion")
+            if associated_user_id == user.id:
                 raise views.validation_error("associated_user_id", "Cannot observe yourself")
-            associated_user_id = observed.id
+            if associated_user_id not in world.users:
+                # No validation catches an id that names nobody; the foreign key
+                # enrollments.associated_user_id -> users does, as an unhandled exception.
+                self._stats.error_report_id += 1
+                raise HttpError(views.internal_error(self._stats.error_report_id))
         state = self._initial_state(course, enrollment_type, requested_state)
         # Course#enroll_user (app/models/course.rb) writes these on a reused row too:
         # `limit_privileges_to_course_section = opts[...] || false`, `e.start_at = start_at`,

@@ -25,6 +25,7 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
         hwm=args.hwm,
         faults=parse_faults(args.faults),
         tokens=tuple(args.token or ()),
+        no_sis_tokens=tuple(getattr(args, "no_sis_token", None) or ()),
     )
     if args.post_cost is not None:
         config.post_cost = args.post_cost
@@ -74,6 +75,11 @@ def main(args: argparse.Namespace) -> int:
     )
     if args.token:
         print(f"  accepting the {len(args.token)} token(s) given with --token", flush=True)
+    if getattr(args, "no_sis_token", None):
+        print(
+            f"  accepting {len(args.no_sis_token)} token(s) without SIS rights (--no-sis-token)",
+            flush=True,
+        )
     else:
         print(f"  demo admin token in {write_demo_token()} (set token_file to it)", flush=True)
     quiet_simulated_resets()

@@ -96,8 +96,10 @@ def generic_bad_request() -> HttpError:
     return HttpError(json_response(body, 400))
 
 
-def validation_error(attribute: str, message: str) -> HttpError:
-    entry = {"attribute": attribute, "type": message, "message": message}
+def validation_error(attribute: str, message: str, *, kind: str | None = None) -> HttpError:
+    """A model validation failure; `kind` is the validator's type when it is not the message
+    (a built-in validator such as `inclusion` given a custom message)."""
+    entry = {"attribute": attribute, "type": kind or message, "message": message}
     return HttpError(json_response({"errors": {attribute: [entry]}}, 400))
 
 
@@ -115,6 +117,44 @@ def user_agent_required() -> Response:
 
 
 # ---- objects -------------------------------------------------------------------------------
+
+# Fields a caller sees only with read_sis (or manage_sis), and only with manage_sis:
+# instructure/canvas-lms lib/api/v1/enrollment.rb (`user_can_read_sis_data?`: sis_account_id,
+# sis_course_id, *_integration_id, sis_section_id, sis_user_id; `manage_sis`: sis_import_id),
+# lib/api/v1/user.rb (sis_user_id, integration_id; sis_import_id), and the Course and Section
+# objects' documentation ("only included if the user has permission to view SIS information").
+READ_SIS_FIELDS = frozenset(
+    {
+        "sis_user_id",
+        "sis_course_id",
+        "sis_section_id",
+        "sis_account_id",
+        "integration_id",
+        "course_integration_id",
+        "section_integration_id",
+    }
+)
+MANAGE_SIS_FIELDS = frozenset({"sis_import_id"})
+
+
+def for_rights(data: Any, *, read_sis: bool, manage_sis: bool) -> Any:
+    """An answer as a caller with these rights sees it: the keys it may not read are absent
+    (Canvas omits them, it does not send null). Objects, lists of them, and a nested `user`."""
+    if read_sis and manage_sis:
+        return data
+    hidden = (set() if read_sis else READ_SIS_FIELDS) | (set() if manage_sis else MANAGE_SIS_FIELDS)
+
+    def strip(item: Any) -> Any:
+        if isinstance(item, list):
+            return [strip(i) for i in item]
+        if not isinstance(item, dict):
+            return item
+        out = {k: v for k, v in item.items() if k not in hidden}
+        if isinstance(out.get("user"), dict):
+            out["user"] = strip(out["user"])
+        return out
+
+    return strip(data)
 
 
 def user_json(user: User, *, full: bool = False) -> dict[str, Any]:

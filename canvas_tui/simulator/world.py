@@ -4,7 +4,8 @@
 ids from Canvas's own `enrollments.csv` documentation sample (course E411208, sections 1B and 2A,
 users 01103, 13834, 13aa3), SIS ids with `/`, non-ASCII names, courses in every workflow state
 (available, unpublished, completed, one soft-concluded, one deleted), a custom role "Grader" based on
-TaEnrollment and an inactive custom role, an admin token and a token without permissions.
+TaEnrollment and an inactive custom role, an admin token, an admin token without the SIS rights
+(read_sis, manage_sis) and a token without permissions.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 ADMIN_TOKEN = "demo-admin-token"  # noqa: S105  (a public demo token, only the simulator accepts it)
 NO_PERMISSION_TOKEN = "demo-student-token"  # noqa: S105  (valid, but its user may do almost nothing)
+# An account admin whose role lacks read_sis and manage_sis: every answer omits the SIS fields.
+NO_SIS_TOKEN = "demo-admin-no-sis-token"  # noqa: S105  (a public demo token, simulator only)
 DEMO_TOKEN = ADMIN_TOKEN
 
 ADMIN_USER_ID = 1
@@ -206,8 +209,13 @@ class Enrollment:
 
 @dataclass(frozen=True, slots=True)
 class Token:
+    """A token's user and rights. `read_sis` / `manage_sis` gate the SIS fields of every answer
+    (instructure/canvas-lms lib/api/v1/enrollment.rb and user.rb: `user_can_read_sis_data?`)."""
+
     user_id: int
     admin: bool
+    read_sis: bool = True
+    manage_sis: bool = True
 
 
 def parse_sis_ref(ref: str) -> tuple[str | None, str]:
@@ -576,6 +584,9 @@ class World:
         )
         self.tokens[ADMIN_TOKEN] = Token(ADMIN_USER_ID, admin=True)
         self.tokens[NO_PERMISSION_TOKEN] = Token(NO_PERMISSION_USER_ID, admin=False)
+        self.tokens[NO_SIS_TOKEN] = Token(
+            ADMIN_USER_ID, admin=True, read_sis=False, manage_sis=False
+        )
         fixed = (
             ("Alex Doe", DOC_USERS[0]),
             ("Sam Rivera", DOC_USERS[1]),

@@ -99,6 +99,17 @@ class CsvSource:
                 raise InputError(f"{label}:{bad_lines[0][0]}: header row: {bad_lines[0][1]}")
             if not _blank(row):
                 header, header_line = row, start
+        offset = 0  # lines read by an earlier reader (reader.line_num counts from its own start)
+        delimiter = self.delimiter
+        sniffed = _sniff(header, delimiter)
+        if sniffed is not None:
+            delimiter = sniffed
+            header = next(csv.reader([header[0]], delimiter=delimiter))
+            offset, reader = end, csv.reader(lines, delimiter=delimiter, strict=True)
+            self.notes.append(
+                f"{label}: read as {_DELIMITER_NAMES[delimiter]}-delimited (the header has no "
+                f"{self.delimiter!r}); set [source] delimiter = {_toml_char(delimiter)} to say so"
+            )
         normalizer = RowNormalizer(label, header, self.layout, header_line=header_line)
         self.notes.extend(normalizer.notes)
         width = len(header)
@@ -111,7 +122,7 @@ class CsvSource:
         while True:
             try:
                 for row in reader:
-                    start, end = end + 1, reader.line_num
+                    start, end = end + 1, offset + reader.line_num
                     if written_by_us and "'" in "".join(row):
                         row = [restore_formula(v) for v in row]
                     if bad_lines and bad_lines[0][0] <= end:
@@ -134,14 +145,14 @@ class CsvSource:
                     yield item
                 break
             except csv.Error as exc:
-                start, end = end + 1, reader.line_num
+                start, end = end + 1, offset + reader.line_num
                 while bad_lines and bad_lines[0][0] <= end:
                     bad_lines.popleft()
                 data_rows += 1
                 yield normalizer.problem(
                     [],
                     start,
-                    f"malformed CSV ({exc}); expected fields separated by {self.delimiter!r}, "
+                    f"malformed CSV ({exc}); expected fields separated by {delimiter!r}, "
                     'with any " inside a field doubled and the field quoted',
                 )
         if data_rows == 0:
@@ -166,6 +177,28 @@ class CsvSource:
         )
 
 
+_DELIMITER_NAMES = {",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe"}
+
+
+def _toml_char(delimiter: str) -> str:
+    return '"\\t"' if delimiter == "\t" else f'"{delimiter}"'
+
+
+def _sniff(header: list[str], delimiter: str) -> str | None:
+    """The delimiter a one-column header really uses, when splitting it by one of the usual
+    ones yields Canvas's own column names (a European Excel export uses `;`)."""
+    if len(header) != 1:
+        return None
+    lowered = header[0].lower()
+    for candidate in _DELIMITER_NAMES:
+        if candidate == delimiter or candidate not in lowered:
+            continue
+        names = {name.strip().strip('"') for name in lowered.split(candidate)}
+        if len(names & {"course_id", "user_id", "section_id", "role", "status"}) >= 2:
+            return candidate
+    return None
+
+
 def _blank(row: list[str]) -> bool:
     return not "".join(row).strip()
 
@@ -185,13 +218,16 @@ def _wrong_width(
             f"extra: {extra}",
             column=width + 1,
         )
-    missing = normalizer.columns[len(row)]
+    missing = normalizer.columns[len(row) :]
+    last = f"after {normalizer.columns[len(row) - 1]!r}" if row else "at once"
     return normalizer.problem(
         row,
         line,
-        f"{len(row)} fields, expected {width} as in the header (line {header_line}); "
-        f"missing from {missing!r} on",
-        field=missing,
+        f"{len(row)} fields, expected {width} as in the header (line {header_line}): the row "
+        f"ends {last}, so {', '.join(repr(c) for c in missing)} "
+        f"{'is' if len(missing) == 1 else 'are'} missing (a lost delimiter, or a line break "
+        "inside an unquoted field?)",
+        field=missing[0],
         column=len(row) + 1,
     )
 

@@ -48,15 +48,12 @@ REGISTRY = frozenset(a.action.split("(")[0] for a in ACTIONS)
 
 
 def exit_code(state: RunState | None) -> int:
-    """The same codes as `canvas-tui sync` (cli.ExitCode)."""
+    """An operator's quit is not an error (cli.ExitCode): 0 whatever the records' state (the
+    screen and the journal say it), 3 only when the run was aborted (token refused, engine died)."""
     from canvas_tui.cli import ExitCode
 
-    if state is None:
-        return int(ExitCode.OK)
-    if state.phase in (Phase.ABORTED, Phase.CANCELLED) or state.counts.get(State.PENDING, 0):
+    if state is not None and state.phase is Phase.ABORTED:
         return int(ExitCode.ABORTED)
-    if state.counts.get(State.FAILED, 0):
-        return int(ExitCode.RECORDS_FAILED)
     return int(ExitCode.OK)
 
 
@@ -194,7 +191,7 @@ class ConsoleApp(App[int]):
         path = getattr(session, "journal_path", None)
         if isinstance(session.store, Journal) and path is not None:
             try:
-                view = Journal(path, read_only=True)
+                view = Journal(path, read_only=True, immutable=session.store.immutable)
             except Exception:
                 return session.store
             self._view_journal = view
@@ -683,13 +680,11 @@ class ConsoleApp(App[int]):
 
 # ---- entry points ------------------------------------------------------------------------------
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-
 
 def _fail(message: str) -> int:
-    from canvas_tui.cli import ExitCode
+    from canvas_tui.cli import ExitCode, error_line
 
-    print(f"canvas-tui: {message}", file=sys.stderr)
+    print(error_line(message), file=sys.stderr)
     return int(ExitCode.USAGE)
 
 
@@ -707,6 +702,12 @@ def main(args: argparse.Namespace) -> int:
         config = load_config(args.config)
     except ConfigError as exc:
         return _fail(str(exc))
+    if config.path is None and not args.source and not args.journal:
+        return _fail(
+            "no config found ($CANVAS_TUI_CONFIG, ./canvas-tui.toml or the user config "
+            "directory). New here? `canvas-tui demo` tries the console on a built-in Canvas "
+            "simulator; `canvas-tui init` writes a config for your Canvas"
+        )
     keymap = dict(getattr(config, "keys", {}) or {})
     problems = check_keymap(keymap)
     if problems:
@@ -724,6 +725,11 @@ def main(args: argparse.Namespace) -> int:
         print(f"canvas-tui: warning: {warning}", file=sys.stderr)
     if args.read_only and not existing:
         return _fail("--read-only inspects an existing journal: give --journal FILE")
+    if journal is not None and not args.read_only:
+        from canvas_tui.outputs import journal_path_problem
+
+        if problem := journal_path_problem(journal):
+            return _fail(f"journal {journal}: {problem}")
     session: ConsoleSession
     try:
         # opened before the UI starts, so a bad config or journal is a plain message and exit 2
@@ -768,12 +774,14 @@ def demo_main(args: argparse.Namespace) -> int:
     from canvas_tui.config import load_config
     from canvas_tui.engine.remote import start_engine
     from canvas_tui.engine.worker import EngineError, EngineSpec
+    from canvas_tui.resources import ResourceMissing, resource_path
     from canvas_tui.simulator import DEMO_TOKEN
     from canvas_tui.simulator.demo import DEMO_URL, Storms, demo_config
 
-    csv_path = EXAMPLES / "enrollments.csv"
-    if not csv_path.is_file():
-        return _fail(f"{csv_path}: the demo data is missing")
+    try:
+        csv_path = resource_path("demo.csv")  # inside the package when installed from a wheel
+    except ResourceMissing as exc:
+        return _fail(str(exc))
     config = load_config(None, env={"CANVAS_API_TOKEN": DEMO_TOKEN, "CANVAS_BASE_URL": DEMO_URL})
     journal = Path(tempfile.mkdtemp(prefix="canvas-tui-demo-")) / "journal.sqlite"
     spec = EngineSpec(

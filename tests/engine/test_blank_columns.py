@@ -232,7 +232,8 @@ async def _in_1b(sim: Sim, user: str) -> None:
 async def test_course_only_rows_act_on_the_default_section(sim: Sim, plan: bool) -> None:
     """Two students active in section 1B. A course-only `active` row is not in place there: it
     creates the enrollment in the default section. A course-only `completed` row has nothing in
-    the default section to conclude: the 1B enrollment is not its."""
+    the default section to conclude: the 1B enrollment is not its, and Canvas's importer creates
+    a completed one in the default section (issue 10 rule 4)."""
     default, other = _sections(sim)
     joins, leaves = DOC_USERS[0], DOC_USERS[1]
     for user in (joins, leaves):
@@ -246,7 +247,8 @@ async def test_course_only_rows_act_on_the_default_section(sim: Sim, plan: bool)
     assert sim.enrollment(joins, "StudentEnrollment", other).workflow_state == "active"
     assert sim.enrollment(joins, "StudentEnrollment", default).workflow_state == "active"
     assert sim.enrollment(leaves, "StudentEnrollment", other).workflow_state == "active"
-    assert [r.action for r in session.store.iter_rows()] == ["create", "none"]
+    assert sim.enrollment(leaves, "StudentEnrollment", default).workflow_state == "completed"
+    assert [r.action for r in session.store.iter_rows()] == ["create", "create_completed"]
     await session.close()
 
 

@@ -96,7 +96,8 @@ async def test_sis_statuses_map_to_delete_tasks(tmp_path: Path) -> None:
         [c1, u1, "student", s1, "completed"],
         [c2, u2, "student", s2, "deleted"],
         [c3, u3, "student", s3, "deleted_last_completed"],  # no other active: concluded
-        [fc0, fu0, "student", fs0, "completed"],  # nothing to conclude
+        # no enrollment: Canvas's importer creates it completed (rule 4); a create, a conclude
+        [fc0, fu0, "student", fs0, "completed"],
         [fc1, fu1, "student", fs1, "inactive"],  # created inactive, as Canvas's importer does
         [fc2, fu2, "Grader", fs2, "active"],  # custom role -> role_id
         [fc3, fu3, "TAEnrollment", fs3, "active"],  # normalized, with a warning kept
@@ -114,7 +115,7 @@ async def test_sis_statuses_map_to_delete_tasks(tmp_path: Path) -> None:
         "conclude",
         "delete",
         "conclude",
-        "none",
+        "create_completed",
         "create_inactive",
         "create",
         "create",
@@ -124,8 +125,8 @@ async def test_sis_statuses_map_to_delete_tasks(tmp_path: Path) -> None:
     assert world.enrollments[chosen[2].id].workflow_state == "deleted"
     assert world.enrollments[chosen[3].id].workflow_state == "completed"
     assert got[1].canvas_enrollment_id == chosen[0].id
-    assert got[5].canvas_enrollment_id is None
-    assert "nothing to do" in (got[5].message or "")
+    concluded_history = world.enrollments[got[5].canvas_enrollment_id]
+    assert concluded_history.workflow_state == "completed"
     created_inactive = world.enrollments[got[6].canvas_enrollment_id]
     assert created_inactive.workflow_state == "inactive"
     grader = world.enrollments[got[7].canvas_enrollment_id]

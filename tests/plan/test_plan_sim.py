@@ -109,7 +109,8 @@ async def test_every_record_action_is_planned_then_applied(arena: Arena) -> None
         arena.row(u[7]),  # not in Canvas -> create
         arena.row(u[8]),  # in place; its section limit is Canvas's, the row leaves it blank
         arena.row(u[9], "inactive"),  # not in Canvas -> created inactive
-        arena.row(u[10], "deleted"),  # not in Canvas -> nothing
+        # not in Canvas: Canvas's importer creates it deleted (rule 4) -> POST, then DELETE
+        arena.row(u[10], "deleted"),
     ]
     plan = await _plan(arena, rows)
     sis = [x.sis_user_id for x in u[:11]]
@@ -124,21 +125,23 @@ async def test_every_record_action_is_planned_then_applied(arena: Arena) -> None
         sis[7]: "create",
         sis[8]: "none",
         sis[9]: "create",
-        sis[10]: "none",
+        sis[10]: "create",
     }
     by_user = {s.user: s for s in plan.steps}
     assert by_user[sis[1]].via == "PUT reactivate"
     assert by_user[sis[2]].via == by_user[sis[3]].via == "POST"
+    assert by_user[sis[10]].via == "POST, DELETE task=delete"
     assert plan.roster_requests == plan.roster_pages  # no retries on a calm simulator
-    assert plan.change_requests == 8
+    assert plan.change_requests == 10
 
     arena.app.reset_stats()
     decision, state, journal_rows = await _sync(arena, rows, "apply")
     assert decision.planned and state is not None and state.phase == Phase.FINISHED
     assert state.counts[State.DONE] == len(rows)
-    # the plan's reads, then exactly one request per change: no lookups
-    assert arena.app.stats()["requests"] == plan.roster_pages + 8
-    assert arena.writes() == 8
+    # the plan's reads, then exactly one request per change: no lookups but the account's
+    # roles, listed once per run (a custom role's name comes before the role words)
+    assert arena.app.stats()["requests"] == plan.roster_pages + 10 + 1
+    assert arena.writes() == 10
     assert arena.state_of(present) == "active"
     assert arena.state_of(inactive) == "active"
     assert arena.state_of(concluded) == "active"
@@ -150,9 +153,9 @@ async def test_every_record_action_is_planned_then_applied(arena: Arena) -> None
     states = Counter(
         e.workflow_state
         for e in arena.world.enrollments.values()
-        if e.course_id == arena.course.id and e.user_id in (u[7].id, u[9].id)
+        if e.course_id == arena.course.id and e.user_id in (u[7].id, u[9].id, u[10].id)
     )
-    assert states == {"active": 1, "inactive": 1}
+    assert states == {"active": 1, "inactive": 1, "deleted": 1}
     assert arena.app.stats()["duplicates"] == 0
     rows_by_line = {r.line: r for r in journal_rows}
     assert rows_by_line[2].action == "none" and "plan: already active" in (

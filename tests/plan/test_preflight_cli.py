@@ -86,9 +86,13 @@ async def test_preflight_finds_what_is_missing_and_spares_roster_users(arena: Ar
     assert result.requests == arena.app.stats()["requests"]
     assert result.average_cost is not None and result.average_cost > 0
     full, planned = result.estimates
-    assert full.mode == "full" and full.requests == 1 + 10
+    assert full.mode == "full" and full.requests == 1 + 10 + 10  # blank limit/dates: a lookup each
     assert planned.mode == "plan" and planned.requests < full.requests + plan.roster_pages + 1
     assert any("estimate (plan)" in line for line in format_preflight(result))
+    # a range from the throttle model, and the mode sync would pick on its own is named
+    assert full.span is not None and full.span.low < full.seconds < full.span.high
+    assert [e.chosen for e in result.estimates].count(True) == 1
+    assert sum("sync picks this mode" in line for line in format_preflight(result)) == 1
 
 
 def test_plan_command_prints_and_writes_json_and_csv(arena: Arena) -> None:
@@ -168,3 +172,36 @@ def test_headless_sync_plan_brake_then_allow_drops(
     assert summary["total"] == 7 + 4 and summary["counts"]["done"] == 11
     assert [arena.state_of(e) for e in enrolled] == ["active"] * 6 + ["inactive"] * 4
     assert arena.writes() == 5  # one create, four inactivations
+
+
+def test_plan_command_times_the_roster_reads(arena: Arena) -> None:
+    """`plan` printed "0.0s" after 15.6 s: it timed only the diff, not the rosters it read."""
+    from canvas_tui.simulator import LatencyModel, SimConfig, build_app
+
+    latency = 0.2  # world seconds per request at time scale 1; jitter is at most 40 %
+    arena.app = build_app(SimConfig(latency=LatencyModel.uniform(latency)), arena.world)
+    args = argparse.Namespace(
+        config=str(_toml(arena, "http://127.0.0.1")),
+        source=str(arena.csv([arena.row(x) for x in arena.users[:3]])),
+        out=str(arena.tmp / "out" / "plan"),
+    )
+    out = io.StringIO()
+    assert plan_module.main(args, transport=asgi_transport(arena.app), out=out) == 0
+    document = json.loads((arena.tmp / "out" / "plan.json").read_text())
+    assert document["summary"]["roster_requests"] >= 1
+    assert document["summary"]["elapsed"] >= latency * 0.6  # at least one roster page's wait
+
+
+def test_plan_with_preflight_findings_exits_2_as_check_does(arena: Arena) -> None:
+    """`plan` exited 1 here, undocumented; check says the same problems with 2 (issue 12, 7)."""
+    course, section = arena.course.sis_course_id, arena.section.sis_section_id
+    assert course and section
+    rows = [arena.row(arena.users[0]), [course, "NOBODY-1", "student", section, "active"]]
+    args = argparse.Namespace(
+        config=str(_toml(arena, "http://127.0.0.1")),
+        source=str(arena.csv(rows)),
+        out=str(arena.tmp / "out" / "plan"),
+    )
+    out = io.StringIO()
+    assert plan_module.main(args, transport=asgi_transport(arena.app), out=out) == 2
+    assert "user NOBODY-1: does not exist" in out.getvalue()

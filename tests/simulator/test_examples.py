@@ -98,9 +98,10 @@ async def test_special_rows_get_canvas_answers(make_examples: ModuleType) -> Non
             else:
                 fields["enrollment[role]"] = role
             if row["associated_user_id"]:
-                fields["enrollment[associated_user_id]"] = (
-                    f"sis_user_id:{row['associated_user_id']}"
-                )
+                # an integer column: Canvas never resolves an SIS id there (see test_enrollments)
+                observed = world.find_user(f"sis_user_id:{row['associated_user_id']}")
+                assert observed is not None
+                fields["enrollment[associated_user_id]"] = str(observed.id)
             if row["limit_section_privileges"]:
                 fields["enrollment[limit_privileges_to_course_section]"] = row[
                     "limit_section_privileges"

@@ -7,14 +7,15 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import httpx
 import pytest
 
 from canvas_tui.cli import build_parser
-from canvas_tui.simulator import ADMIN_TOKEN, serve
-from tests.simulator.conftest import USER_AGENT
+from canvas_tui.simulator import ADMIN_TOKEN, build_app, serve
+from tests.simulator.conftest import USER_AGENT, client_for
 
 
 def free_port() -> int:
@@ -77,3 +78,16 @@ def test_cli_options_reach_the_config() -> None:
     assert config.latency.create == config.latency.list == 0.5
     assert config.faults.error_500 == 0.1 and config.faults.reset_after == 0.1
     assert config.tokens == ("bench-token",)
+
+
+async def test_no_sis_token_option_issues_a_token_without_sis_rights() -> None:
+    """`--no-sis-token T`: an admin token whose answers carry no SIS ids, as Canvas answers a
+    token without read_sis (lib/api/v1/enrollment.rb)."""
+    args = build_parser().parse_args(["simulate", "--no-sis-token", "plain-admin"])
+    config = serve.config_from_args(args)
+    assert config.no_sis_tokens == ("plain-admin",)
+    app = build_app(replace(config, world_users=50, world_courses=4))
+    async with client_for(app, "plain-admin") as client:
+        listed = await client.get("/api/v1/courses/sis_course_id:E411208/enrollments")
+    assert listed.status_code == 200 and listed.json()
+    assert all("sis_user_id" not in e and "sis_import_id" not in e for e in listed.json())

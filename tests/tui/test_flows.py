@@ -46,7 +46,7 @@ async def test_a_run_goes_to_the_end_and_counts_reconcile(
         assert "User not found" in failures and "Invalid source row" in failures
         await pilot.press("q")  # finished: no question asked
         await wait_for(pilot, lambda: app.return_value is not None)  # the engine closes first
-    assert app.return_value == 1  # ExitCode.RECORDS_FAILED
+    assert app.return_value == 0  # an ordinary quit, failures or not (issue 12, item 7)
 
 
 def _settled(app: ConsoleApp) -> bool:
@@ -214,7 +214,7 @@ async def test_quitting_mid_run_leaves_a_consistent_journal_that_resumes(
         assert isinstance(app.screen, ConfirmScreen)
         await pilot.press("y")
         await wait_for(pilot, lambda: app.return_value is not None, within=20)
-    assert app.return_value == 3  # ExitCode.ABORTED: records left pending
+    assert app.return_value == 0  # an ordinary quit; the pending records stay in the journal
 
     journal = Journal(h.journal, read_only=True)
     try:
@@ -257,7 +257,7 @@ async def test_read_only_triage_hides_writes_but_steps_failures(harness: Harness
         assert isinstance(triage.screen, FailureStepper)
         assert triage.screen.position == (1, failed_before)
         await pilot.press("escape", "q")
-    assert triage.return_value == 1
+    assert triage.return_value == 0
 
 
 async def test_help_palette_and_remapped_keys_share_one_registry(tmp_path: Path) -> None:
@@ -321,4 +321,4 @@ async def test_concurrency_cap_and_cancel_go_through_run_control(tmp_path: Path)
         assert app.state.counts[State.PENDING] > 0
         assert app.state.counts[State.IN_FLIGHT] == 0
         await pilot.press("q")
-    assert app.return_value == 3
+    assert app.return_value == 0  # cancelled by the operator is not an abort
