@@ -121,6 +121,11 @@ class PlanConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ConsoleConfig:
+    autostart: bool = False  # start sending as the console opens a source (no READY state)
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     canvas: CanvasConfig = field(default_factory=CanvasConfig)
     source: SourceConfig = field(default_factory=SourceConfig)
@@ -130,6 +135,7 @@ class Config:
     warnings: tuple[str, ...] = ()  # show these to the operator (token exposure and the like)
     # [keys]: console action id -> key(s), e.g. pause = "space"; the console checks the ids
     keys: Mapping[str, str] = field(default_factory=dict)
+    console: ConsoleConfig = field(default_factory=ConsoleConfig)
 
 
 # -- reading ---------------------------------------------------------------------------------
@@ -291,8 +297,11 @@ def _parse(data: Mapping[str, Any], file: Path | None, env: Mapping[str, str]) -
     sync = _sync(root.table("sync"))
     plan = _plan(root.table("plan"))
     keys = root.string_map("keys")
+    console = root.table("console")
+    console_config = ConsoleConfig(autostart=console.boolean("autostart", False))
+    console.finish()
     root.finish()
-    return Config(canvas, source, sync, plan, file, tuple(warnings), keys)
+    return Config(canvas, source, sync, plan, file, tuple(warnings), keys, console_config)
 
 
 def _canvas(

@@ -191,6 +191,8 @@ class Governor:
             high_water_mark=hwm,
             average_cost=self._avg_cost,
             cap=self._cap,
+            leak=self.leak,
+            margin=self.effective_margin,
         )
 
     def _observe(self, seq: int, headers: Mapping[str, str], *, throttled: bool) -> None:

@@ -806,6 +806,18 @@ class Journal:
         )
         return {str(c): int(n) for c, n in self._query(sql, params)}
 
+    def status_counts(
+        self, state: State | None = State.PENDING, *, source: str | None = None
+    ) -> dict[str, int]:
+        """SIS status -> records in `state` (from `source` only, if given): what a start will
+        ask of Canvas."""
+        where, params = self._where(state, None)
+        if source is not None:
+            where += f"{' AND' if where else ' WHERE'} source = ?"
+            params.append(source)
+        sql = f"SELECT status, COUNT(*) FROM records{where} GROUP BY status"  # noqa: S608
+        return {str(s): int(n) for s, n in self._query(sql, params)}
+
     def rows(
         self,
         offset: int,

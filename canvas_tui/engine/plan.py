@@ -63,6 +63,7 @@ from canvas_tui.engine.journal import written_enrollment_ids
 from canvas_tui.engine.repost import PostFields, blind_post_is_safe, differs, post_fields
 from canvas_tui.engine.roster_match import (
     DefaultSection,
+    UserKey,
     default_section_from,
     names_enrollment,
     user_key,
@@ -84,7 +85,6 @@ from canvas_tui.records import (
 from canvas_tui.sources import open_source
 
 DROP_SOURCE = "plan:drops"  # provenance of the journal rows a plan adds for drops
-ROSTER_CONCURRENCY = 8  # rosters read at once; the governor still decides what is in flight
 PAGE_SIZE = 100  # enrollments per roster page (the client's per_page)
 # Auto mode picks the plan when full mode's requests (a write per record, plus the lookups it makes
 # first) >= PLAN_RATIO x estimated roster pages: even if every record turned out to need a write,
@@ -266,13 +266,33 @@ def scope_of(record: EnrollmentRecord) -> str:
     return f"section/{record.section}"
 
 
-def default_scopes(items: Iterable[SourceItem]) -> list[str]:
-    """The course rosters whose default section a plan needs: those of course-only rows."""
-    return [
-        scope_of(i)
-        for i in items
-        if isinstance(i, EnrollmentRecord) and i.course and i.section is None
-    ]
+def default_scopes(items: Iterable[SourceItem]) -> dict[str, set[str]]:
+    """The course rosters whose default section a plan may need, each with the users of its
+    course-only rows: the section list is read only when one of them is in the roster."""
+    scopes: dict[str, set[str]] = defaultdict(set)
+    for item in items:
+        if isinstance(item, EnrollmentRecord) and item.course and item.section is None:
+            scopes[scope_of(item)].add(item.user)
+    return dict(scopes)
+
+
+def needs_default(enrollments: Sequence[Mapping[str, Any]], users: Iterable[str]) -> bool:
+    """Whether a course-only row may match one of these enrollments, so its course's default
+    section must be known. A user absent from the roster has nothing to match (the row is a
+    create whichever section is the default), but only a Canvas id or an `sis_user_id` the
+    roster carries can prove the absence: Canvas omits `sis_user_id` without read_sis, and
+    login and integration ids ride on the user object only when Canvas includes it."""
+    if not enrollments:
+        return False
+    present: set[UserKey] = {key for e in enrollments for key in user_keys(e)}
+    sis_shown = all("sis_user_id" in e for e in enrollments)
+    for user in users:
+        key = user_key(user)
+        if key in present or key[0] not in (None, "sis_user_id"):
+            return True
+        if key[0] == "sis_user_id" and not sis_shown:
+            return True
+    return False
 
 
 def scope_label(scope: str) -> str:
@@ -284,18 +304,26 @@ async def fetch_rosters(
     client: CanvasClient,
     scopes: Iterable[str],
     *,
-    concurrency: int = ROSTER_CONCURRENCY,
+    concurrency: int | None = None,
     observer: Observer | None = None,
     on_roster: Callable[[int, int], None] | None = None,
-    with_default: Iterable[str] = (),
+    with_default: Iterable[str] | Mapping[str, Iterable[str]] = (),
 ) -> dict[str, Roster]:
     """Every page of every roster, in every state, and for the course scopes in `with_default`
-    the course's sections, to tell its default section. A roster that cannot be read (unknown
-    course, no permission) is kept with its error; a fatal error (token, unsafe URL) or Canvas
-    out of reach is raised, and the other reads are cancelled."""
+    the course's sections, to tell its default section: always for a scope given alone, and
+    for one given with its course-only rows' users (`default_scopes`) only when the roster
+    holds one of them (`needs_default`). A roster that cannot be read (unknown course, no
+    permission) is kept with its error; a fatal error (token, unsafe URL) or Canvas out of
+    reach is raised, and the other reads are cancelled.
+
+    Every roster is read at once unless `concurrency` says otherwise: the governor already
+    holds the requests in flight to what Canvas's bucket allows, and a tighter gate here
+    only leaves that room unused (each roster's pages follow one another)."""
     wanted = list(dict.fromkeys(scopes))
-    sections_wanted = set(with_default)
-    gate = asyncio.Semaphore(max(1, concurrency))
+    defaults: Mapping[str, Iterable[str] | None] = (
+        with_default if isinstance(with_default, Mapping) else dict.fromkeys(with_default)
+    )
+    gate = asyncio.Semaphore(concurrency) if concurrency else contextlib.nullcontext()
     rosters: dict[str, Roster] = {}
     done = 0
 
@@ -317,9 +345,11 @@ async def fetch_rosters(
                     roster.enrollments = await client.list_enrollments(
                         course=ref, states=ALL_STATES, on_page=on_page, observer=observer
                     )
-                    if scope in sections_wanted:
-                        sections = await client.list_course_sections(ref, observer=observer)
-                        roster.default = default_section_from(sections)
+                    if scope in defaults:
+                        users = defaults[scope]
+                        if users is None or needs_default(roster.enrollments, users):
+                            sections = await client.list_course_sections(ref, observer=observer)
+                            roster.default = default_section_from(sections)
             except CanvasError as error:
                 # a plan without the rosters is no plan: Canvas unreachable after every retry
                 # ends it as surely as a rejected token does
@@ -419,31 +449,29 @@ async def resolve_hidden_ids(
         users.update(r for r in (record.user, record.associated_user) if r and _named_by_sis(r))
         if record.section and _named_by_sis(record.section):
             sections.add(record.section)
-    gate = asyncio.Semaphore(ROSTER_CONCURRENCY)
     aliases: dict[str, str] = {}
 
-    async def resolve(ref: str, section: bool) -> None:
-        async with gate:
-            try:
-                if section:
-                    found = await client.get_section(ref, observer=observer)
-                else:
-                    found = await client.get_user(ref, observer=observer)
-            except CanvasError as error:
-                if error.status == 404:
-                    return
-                if error.fatal or error.category is Category.NETWORK:
-                    raise
-                raise CanvasError(
-                    Category.PERMISSION,
-                    "this token may not read SIS ids (Canvas's read_sis permission), so the "
-                    "rosters show none, and it cannot look them up either "
-                    f"(GET {'sections' if section else 'users'}/{ref}: {error.message}). "
-                    "Nothing was planned or sent: use a token whose role has read_sis, or one "
-                    "that may view users and sections",
-                    status=error.status,
-                ) from error
-            aliases[ref] = str(found["id"])
+    async def resolve(ref: str, section: bool) -> None:  # all at once: the governor paces them
+        try:
+            if section:
+                found = await client.get_section(ref, observer=observer)
+            else:
+                found = await client.get_user(ref, observer=observer)
+        except CanvasError as error:
+            if error.status == 404:
+                return
+            if error.fatal or error.category is Category.NETWORK:
+                raise
+            raise CanvasError(
+                Category.PERMISSION,
+                "this token may not read SIS ids (Canvas's read_sis permission), so the "
+                "rosters show none, and it cannot look them up either "
+                f"(GET {'sections' if section else 'users'}/{ref}: {error.message}). "
+                "Nothing was planned or sent: use a token whose role has read_sis, or one "
+                "that may view users and sections",
+                status=error.status,
+            ) from error
+        aliases[ref] = str(found["id"])
 
     try:
         async with asyncio.TaskGroup() as group:
@@ -831,13 +859,15 @@ def choose_mode(
 ) -> tuple[bool, str]:
     """(use the plan?, why). Explicit --plan / --no-plan wins; otherwise the cheaper mode, by
     the requests full mode would make (a write per record, plus a lookup per record it must read
-    first) against the roster pages a plan reads."""
+    first) against the reads a plan makes first: the roster pages, and at most one section list
+    per course with course-only rows (read only when one of their users is in the roster)."""
     if requested is not None:
         return requested, "plan mode (--plan)" if requested else "full mode (--no-plan)"
     if policy.drop_policy != "never":
         return True, f"plan mode: drop_policy is {policy.drop_policy} (only a plan sees drops)"
     records = sum(1 for i in items if isinstance(i, EnrollmentRecord))
     pages = estimated_roster_pages(items)
+    sections = len(default_scopes(items))
     lookups, blank = full_mode_lookups(items)
     full = records + lookups
     reads = (
@@ -846,15 +876,21 @@ def choose_mode(
         if blank
         else ""
     )
-    if records and (full >= PLAN_RATIO * pages or lookups >= LOOKUP_RATIO * pages):
+    plan_reads = f"about {pages} roster pages" + (
+        f" and up to {sections} section lists" if sections else ""
+    )
+    # A course's section list is one request, no estimate: the lookup margin covers the pages.
+    if records and (
+        full >= PLAN_RATIO * (pages + sections) or lookups >= LOOKUP_RATIO * pages + sections
+    ):
         return True, (
             f"plan mode (auto): {records} records, about {full} requests in full mode "
-            f"({lookups} of them lookups) against about {pages} roster pages to read first{reads}"
+            f"({lookups} of them lookups) against {plan_reads} to read first{reads}"
         )
     return False, (
         f"full mode (auto): {records} records, about {full} requests ({lookups} lookups), "
-        f"against about {pages} roster pages; a plan pays off from {PLAN_RATIO} requests or "
-        f"{LOOKUP_RATIO} lookups per page{reads}"
+        f"against {plan_reads}; a plan pays off from {PLAN_RATIO} requests or "
+        f"{LOOKUP_RATIO} lookups per page (and one more per section list){reads}"
     )
 
 

@@ -369,12 +369,23 @@ async def deep_check(
     client: CanvasClient, items: Sequence[SourceItem], config: Config
 ) -> tuple[PreflightResult, Plan]:
     """`check --deep`: read the rosters (they prove most users exist), plan, then preflight."""
-    from canvas_tui.engine.plan import choose_mode, compute_plan, fetch_rosters, scope_of
+    from canvas_tui.engine.plan import (
+        choose_mode,
+        compute_plan,
+        default_scopes,
+        fetch_rosters,
+        scope_of,
+    )
 
     records = [i for i in items if isinstance(i, EnrollmentRecord)]
     meter = _Meter()
     started = time.monotonic()
-    rosters = await fetch_rosters(client, [scope_of(r) for r in records], observer=meter)
+    rosters = await fetch_rosters(
+        client,
+        [scope_of(r) for r in records],
+        observer=meter,
+        with_default=default_scopes(records),  # course-only rows act on the default section
+    )
     plan = await compute_plan(client, items, config, rosters=rosters)
     plan.roster_requests = meter.requests
     plan.elapsed = time.monotonic() - started

@@ -116,8 +116,8 @@ class RemoteSession:
         state: RunState = await self._call("run")
         return state
 
-    async def plan(self) -> SyncDecision:
-        decision: SyncDecision = await self._call("plan")
+    async def plan(self, requested: bool | None = True) -> SyncDecision:
+        decision: SyncDecision = await self._call("plan", requested=requested)
         return decision
 
     async def apply_plan(self, decision: SyncDecision) -> None:

@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 
 HISTORY = 300  # seconds of per-second samples kept for sparklines
 RATE_WINDOW = 5  # seconds the headline rate averages over
+LATENCY_SMOOTHING = 0.05  # EWMA weight of each answer's latency
 FINAL_RETRYABLE = (State.FAILED, State.SKIPPED)  # final states a plain retry re-queues
 INTERNAL = "internal_error"  # category for a bug in canvas-tui itself, never Canvas's fault
 
@@ -145,6 +146,7 @@ class Runner:
         self._elapsed_before = float(journal.get_meta("elapsed") or 0.0)
         self._running_since: float | None = None
         self._elapsed_paused = 0.0  # this session's running time, frozen while paused
+        self._latency: float | None = None
 
         self._tasks: dict[int, asyncio.Task[None]] = {}
         self._claimed: set[int] = set()
@@ -391,6 +393,7 @@ class Runner:
             self._journal.post_attempt(record_id, event)
             self._requests += 1
             self._observed += 1
+            self._observe_latency(event)
             now = self._clock()
             if event.category is not None and str(event.category) == Category.THROTTLED:
                 self._throttled += 1
@@ -491,6 +494,17 @@ class Runner:
             unrecorded = self._unrecorded_before + self._requests_sent() - self._observed
             self._journal.set_meta(unrecorded_requests=str(unrecorded))
 
+    def _observe_latency(self, event: Any) -> None:
+        finished = getattr(event, "finished_at", None)
+        if finished is None or event.status is None:
+            return  # a transport error's time says nothing about Canvas's answers
+        seconds = max(0.0, float(finished) - float(event.started_at))
+        self._latency = (
+            seconds
+            if self._latency is None
+            else self._latency + LATENCY_SMOOTHING * (seconds - self._latency)
+        )
+
     def _finished(self) -> int:
         return sum(self._counts.get(s, 0) for s in (State.DONE, State.FAILED, State.SKIPPED))
 
@@ -529,6 +543,7 @@ class Runner:
             failures_version=self._failures_version,
             abort_reason=self._abort_reason,
             eta=(left / rate) if rate > 0 else (0.0 if left == 0 else None),
+            latency=self._latency,
         )
 
     def pause(self) -> None:

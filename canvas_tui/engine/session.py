@@ -150,11 +150,12 @@ class Session:
         await self.load()
         return await self.runner.run()
 
-    async def plan(self) -> SyncDecision:
-        """The plan the console shows before anything is loaded or sent (engine/plan.py)."""
+    async def plan(self, requested: bool | None = True) -> SyncDecision:
+        """The plan the console shows before anything is loaded or sent (engine/plan.py).
+        `requested`: True for --plan, None when the config's drop policy asks for it."""
         from canvas_tui.engine.plan import plan_session
 
-        return await plan_session(self, requested=True)
+        return await plan_session(self, requested=requested)
 
     async def apply_plan(self, decision: SyncDecision) -> None:
         from canvas_tui.engine.plan import apply_plan

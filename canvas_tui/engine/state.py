@@ -33,6 +33,8 @@ class GovernorState:
     high_water_mark: float  # the bucket's hwm as the governor models it (600 by default)
     average_cost: float | None  # moving average of X-Request-Cost
     cap: int | None  # operator's concurrency cap, None = no cap
+    leak: float = 10.0  # units a second the governor models the bucket leaking (its estimate)
+    margin: float = 15.0  # units it keeps spare (grows after throttles)
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +56,7 @@ class RunState:
     failures_version: int  # bumps whenever the set of failed records changes
     abort_reason: str | None = None
     eta: float | None = None  # seconds, None when unknown
+    latency: float | None = None  # seconds per request, a moving average of this run's answers
 
     @property
     def finished(self) -> int:

@@ -231,8 +231,8 @@ class _Server:
             self.run_task = asyncio.create_task(self.session.run())
         return await asyncio.shield(self.run_task)
 
-    async def _op_plan(self, call_id: int) -> SyncDecision:
-        self.decision = decision = await self.session.plan()
+    async def _op_plan(self, call_id: int, requested: bool | None = True) -> SyncDecision:
+        self.decision = decision = await self.session.plan(requested)
         # the console needs what to show; the source and its rows stay here for apply_plan
         return SyncDecision(
             decision.planned, decision.message, decision.plan, decision.refused, decision.fields

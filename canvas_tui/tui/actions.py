@@ -23,10 +23,14 @@ class ConsoleAction:
     label: str  # short footer label
     help: str  # one line for the help screen and the palette
     show: bool = True  # in the footer
-    where: str = "console"  # "console" (everywhere) or "stepper"
+    where: str = "console"  # "console" (everywhere), "queue" (the main screen) or "stepper"
 
 
 ACTIONS: tuple[ConsoleAction, ...] = (
+    # not `g`: the queue's vim keys take g/G for top/bottom; shift marks a load's start
+    ConsoleAction(
+        "start", "S", "start", "Start", "Start sending (READY shows what a start will do)"
+    ),
     ConsoleAction("pause", "p", "toggle_pause", "Pause", "Pause or resume dispatching records"),
     ConsoleAction("skip", "s", "skip", "Skip", "Skip the selected record (it ends SKIPPED)"),
     ConsoleAction("retry", "r", "retry", "Retry", "Retry the selected failed or skipped record"),
@@ -35,11 +39,27 @@ ACTIONS: tuple[ConsoleAction, ...] = (
     ),
     ConsoleAction("failures", "f", "failures", "Failures", "Step through the failed records"),
     ConsoleAction(
-        "filter", "slash", "filter", "Filter", "Filter the queue: state:failed course:X or text"
+        "filter",
+        "slash",
+        "filter",
+        "Filter",
+        "Filter the queue: state:failed course:X or text",
+        where="queue",
     ),
-    ConsoleAction("state_filter", "t", "cycle_state", "State", "Cycle the queue's state filter"),
-    ConsoleAction("sort", "o", "cycle_order", "Sort", "Cycle the queue's sort order"),
-    ConsoleAction("jump", "colon", "jump", "Jump", "Jump to a record by its number", show=False),
+    ConsoleAction(
+        "state_filter",
+        "t",
+        "cycle_state",
+        "State",
+        "Cycle the queue's state filter",
+        where="queue",
+    ),
+    ConsoleAction(
+        "sort", "o", "cycle_order", "Sort", "Cycle the queue's sort order", where="queue"
+    ),
+    ConsoleAction(
+        "jump", "colon", "jump", "Jump", "Jump to a record by its number", show=False, where="queue"
+    ),
     ConsoleAction("roster", "c", "roster", "Roster", "Open a course roster and compare with SIS"),
     ConsoleAction(
         "cap_up", "plus", "cap(1)", "Cap +", "Raise the concurrency cap by one", show=False
@@ -80,13 +100,17 @@ STEPPER_ACTIONS: tuple[ConsoleAction, ...] = (
 )
 
 BY_ID = {a.id: a for a in (*ACTIONS, *STEPPER_ACTIONS)}
+QUEUE_ONLY = frozenset(a.action for a in ACTIONS if a.where == "queue")
+# first in the footer, so that no terminal is too narrow to show how to get help and out
+PINNED = ("help", "quit")
 
 
 def bindings(
     actions: Sequence[ConsoleAction],
 ) -> list[Binding | tuple[str, str] | tuple[str, str, str]]:
+    ordered = sorted(actions, key=lambda a: a.id not in PINNED)  # stable: the rest keep order
     return [
-        Binding(a.key, a.action, a.label, show=a.show, id=a.id, tooltip=a.help) for a in actions
+        Binding(a.key, a.action, a.label, show=a.show, id=a.id, tooltip=a.help) for a in ordered
     ]
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import shutil
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -25,7 +26,15 @@ from textual.worker import Worker, WorkerState
 from canvas_tui.engine.state import Phase, RecordRow, RecordStore, RunState
 from canvas_tui.records import State, sis_value
 from canvas_tui.tui import format as fmt
-from canvas_tui.tui.actions import ACTIONS, ConsoleCommands, bindings, check_keymap
+from canvas_tui.tui.actions import (
+    ACTIONS,
+    BY_ID,
+    QUEUE_ONLY,
+    ConsoleCommands,
+    bindings,
+    check_keymap,
+    effective_key,
+)
 from canvas_tui.tui.messages import PhaseChanged, RunEnded, SessionOpened
 from canvas_tui.tui.screens.dialogs import (
     ChoiceScreen,
@@ -35,16 +44,35 @@ from canvas_tui.tui.screens.dialogs import (
     PromptScreen,
 )
 from canvas_tui.tui.session import ConsoleSession, SessionOpener
-from canvas_tui.tui.widgets.dashboard import Dashboard
-from canvas_tui.tui.widgets.queue import ORDERS, STATE_CYCLE, QueueFilter, QueueView, parse_filter
+from canvas_tui.tui.widgets.dashboard import LEGEND, Dashboard, Outlook
+from canvas_tui.tui.widgets.queue import (
+    ORDERS,
+    STATE_CYCLE,
+    QueueFilter,
+    QueueView,
+    message_of,
+    parse_filter,
+)
 from canvas_tui.tui.widgets.virtual_table import VirtualTable
 
 ACTIVE = frozenset({Phase.LOADING, Phase.RUNNING, Phase.PAUSED, Phase.CANCELLING})
 # actions that change records or Canvas: hidden in --read-only
 WRITES = frozenset(
-    {"toggle_pause", "skip", "retry", "retry_all", "cap", "uncap", "send_one", "cancel_run", "edit"}
+    {
+        "start",
+        "toggle_pause",
+        "skip",
+        "retry",
+        "retry_all",
+        "cap",
+        "uncap",
+        "send_one",
+        "cancel_run",
+        "edit",
+    }
 )
 REGISTRY = frozenset(a.action.split("(")[0] for a in ACTIONS)
+OUTLOOK_SAMPLE = 2000  # pending records READY reads to count full mode's lookups
 
 
 def exit_code(state: RunState | None) -> int:
@@ -62,6 +90,8 @@ class ConsoleApp(App[int]):
     TITLE = "canvas-tui"
     BINDINGS = bindings(ACTIONS)
     COMMANDS = App.COMMANDS | {ConsoleCommands}
+    # the screen gets `-narrow` under 120 columns: the dashboard folds its failures panel
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]
 
     def __init__(
         self,
@@ -71,17 +101,23 @@ class ConsoleApp(App[int]):
         read_only: bool = False,
         keymap: Mapping[str, str] | None = None,
         tick_seconds: float = 0.3,
-        autostart: bool = True,
+        autostart: bool = False,
         journal_path: Path | None = None,
-        plan: bool = False,
+        plan: bool | None = False,
     ) -> None:
         super().__init__()
         self._opener = opener
-        self._plan = plan  # diff against the rosters first and show the plan (engine/plan.py)
+        # diff against the rosters first and show the plan (engine/plan.py): True for --plan,
+        # None when the config's drop policy asks for it, False for none
+        self._plan = plan
         self.read_only = read_only
         self.keymap_overrides = dict(keymap or {})
         self.tick_seconds = tick_seconds
+        # False: open READY and send nothing until the start key (config [console] autostart)
         self.autostart = autostart
+        self._started = False  # the operator (or autostart) started a run in this console
+        self._declined = False  # the plan screen's "Send nothing"
+        self.outlook: Outlook | None = None
         self.journal_path = journal_path
         self.session: ConsoleSession | None = None
         self.state: RunState | None = None
@@ -100,7 +136,7 @@ class ConsoleApp(App[int]):
         yield Header()
         yield Dashboard()
         yield QueueView(id="queue")
-        yield Footer()
+        yield Footer(show_command_palette=False)  # `?` names ctrl+p; the keys need the room
 
     def on_mount(self) -> None:
         self._ui_loop = asyncio.get_running_loop()
@@ -124,16 +160,32 @@ class ConsoleApp(App[int]):
         self.state = state
         try:
             with self.batch_update():
-                idle = not self.run_active and not self._loading and state.phase is Phase.LOADING
-                self.screen_stack[0].query_one(Dashboard).show(state, idle=idle)
+                self.screen_stack[0].query_one(Dashboard).show(
+                    state, idle=self.idle_label(state), outlook=self.outlook
+                )
                 self.queue.tick(state)
                 on_tick = getattr(self.screen, "on_tick", None)
                 if on_tick is not None and self.screen is not self.screen_stack[0]:
                     on_tick(state)
         except NoMatches:
             return  # the app is tearing its widgets down on exit
-        if previous is None or previous.phase != state.phase:
+        if (
+            previous is None
+            or previous.phase != state.phase
+            or bool(previous.counts.get(State.PENDING)) != bool(state.counts.get(State.PENDING))
+        ):
             self.refresh_bindings()
+
+    def idle_label(self, state: RunState) -> str | None:
+        """The console's own label when no run was started here (the runner's phase says
+        nothing then), else None."""
+        if self.read_only:
+            return "READ-ONLY"
+        if self._declined:
+            return "PLAN DECLINED"
+        if self._started or self.run_active or self._loading:
+            return None
+        return "READY" if state.counts.get(State.PENDING, 0) else "ALL FINAL"
 
     # ---- the engine worker -----------------------------------------------------------------------
 
@@ -146,30 +198,67 @@ class ConsoleApp(App[int]):
         if subscribe is not None:
             subscribe(self._on_engine_event)
         self.post_message(SessionOpened(self.sub_title))
+        approved: bool | None = None
         if not self.read_only:
             self._loading = True
             try:
-                if self._plan and not await self._plan_first(session):
-                    return
+                if self._plan is not False:
+                    approved = await self._plan_first(session)
+                    if approved is False:
+                        self._declined = True
+                        return
                 await session.load(on_progress=self._loaded_rows)
             finally:
                 self._loading = False
                 self.sub_title = self._description
+                self.refresh_bindings()
+        if not self.read_only and (self.autostart or approved):
+            self._start_run()  # autostart, or the plan screen's Apply: the operator's go
+        else:
+            self.outlook = await asyncio.to_thread(self._outlook)
         self.tick()
-        if self.autostart and not self.read_only:
-            self._start_run()
 
-    async def _plan_first(self, session: ConsoleSession) -> bool:
+    def _outlook(self) -> Outlook | None:
+        """What a start will send, read from the journal (READY shows it)."""
+        from canvas_tui.engine.estimate import estimate_range
+        from canvas_tui.engine.plan import DROP_SOURCE, full_mode_lookups
+
+        store: Any = self.view_store
+        counts = getattr(store, "status_counts", None)
+        if counts is None or self.read_only:
+            return None
+        records = sum(counts(State.PENDING).values())
+        drops = sum(counts(State.PENDING, source=DROP_SOURCE).values())
+        planned = store.get_meta("mode") == "plan"
+        requests = records  # a plan sends one request per change
+        if not planned and records:
+            # full mode also reads first for every row but a fully stated create: measured on
+            # the first rows, so a million-row journal is not decoded to say so
+            sample = [store.record(i) for i in store.pending_ids(limit=OUTLOOK_SAMPLE)]
+            sample = [r for r in sample if r is not None]
+            lookups, _ = full_mode_lookups(sample)
+            requests = round(records * (1 + lookups / max(1, len(sample))))
+        return Outlook(
+            records=records,
+            mode="plan mode" if planned else "full mode",
+            requests=requests,
+            time=estimate_range(requests, latency=None, cost=None),
+            drops=drops,
+            start_key=effective_key(BY_ID["start"], self.keymap_overrides),
+        )
+
+    async def _plan_first(self, session: ConsoleSession) -> bool | None:
         """The plan screen: what will change and the would-be drops, before anything is loaded
-        or sent. False when the operator declines (nothing is queued)."""
+        or sent. True when the operator applies it, False when they decline (nothing is
+        queued), None when there is no plan to show (a resumed journal)."""
         from canvas_tui.tui.screens.plan import PlanScreen
 
         if session.resumed:
-            return True
+            return None
         self.sub_title = f"{self._description} · reading the rosters"
-        decision = await session.plan()
+        decision = await session.plan(self._plan)
         if decision.plan is None:
-            return True
+            return None
         if not await self.push_screen_wait(PlanScreen(decision.plan, decision.message)):
             self.notify("Plan not applied: nothing was sent.", severity="warning")
             return False
@@ -206,6 +295,7 @@ class ConsoleApp(App[int]):
             WorkerState.RUNNING,
         ):
             return
+        self._started = True
         self._engine = self.run_worker(self._run(), group="run", name="engine", exit_on_error=False)
 
     async def _run(self) -> None:
@@ -267,7 +357,7 @@ class ConsoleApp(App[int]):
         if row.state is State.FAILED:
             self.push_screen(FailureStepper(start=row.record_id))
             return
-        detail = row.message or row.action or ""
+        detail = message_of(row) or row.action or ""
         self.notify(
             f"{row.source}:{row.line} · {sis_value(row.user)} → "
             f"{sis_value(row.course or row.section)} ({row.role}) · {detail}",
@@ -281,6 +371,8 @@ class ConsoleApp(App[int]):
             return True
         if isinstance(self.screen, ModalScreen):
             return False  # dialogs own the keyboard
+        if action in QUEUE_ONLY and self.screen is not self.screen_stack[0]:
+            return False  # the queue is not on screen (the stepper, the roster)
         return self.action_available(action)
 
     def action_available(self, action: str) -> bool | None:
@@ -295,13 +387,19 @@ class ConsoleApp(App[int]):
             return None
         phase = state.phase
         failed = state.counts.get(State.FAILED, 0)
+        if action == "start":
+            if self.run_active or self._declined or self._loading:
+                return False
+            return state.counts.get(State.PENDING, 0) > 0  # hidden with nothing to send
         if action == "toggle_pause":
             if not self.run_active:
-                return state.counts.get(State.PENDING, 0) > 0 or None
+                return False  # nothing to pause; the start key starts
             return phase in (Phase.LOADING, Phase.RUNNING, Phase.PAUSED) or None
         if action == "send_one":
-            return phase is Phase.PAUSED or None
+            return (self.run_active and phase is Phase.PAUSED) or None
         if action == "cancel_run":
+            if not self.run_active:
+                return None  # nothing to cancel (READY, or a run that ended)
             return phase in (Phase.RUNNING, Phase.PAUSED, Phase.LOADING) or None
         if action in ("retry_all", "failures", "export_failures"):
             return failed > 0 or None
@@ -332,9 +430,13 @@ class ConsoleApp(App[int]):
         self.refresh_bindings()
 
     def _requeued(self) -> None:
-        """Records went back to pending: make sure a run is there to send them."""
-        if not self.run_active:
+        """Records went back to pending: a run started here sends them; a console still READY
+        waits for the start key (a retry must not start the whole load)."""
+        if not self.run_active and self._started:
             self._start_run()
+        elif not self.run_active:
+            key = effective_key(BY_ID["start"], self.keymap_overrides)
+            self.notify(f"Queued: press {key} to start sending")
         self._after_command()
 
     # ---- actions -----------------------------------------------------------------------------
@@ -345,15 +447,19 @@ class ConsoleApp(App[int]):
         engine = self._engine
         return engine is not None and engine.state in (WorkerState.PENDING, WorkerState.RUNNING)
 
+    def action_start(self) -> None:
+        """READY (or a cancelled, finished or triaged journal with records pending): send."""
+        if self.session is None or self.state is None or self.run_active:
+            return
+        self._start_run()
+        self.notify("Run started")
+        self._after_command()
+
     def action_toggle_pause(self) -> None:
-        if self.session is None or self.state is None:
+        if self.session is None or self.state is None or not self.run_active:
             return
         runner = self.session.runner
-        if not self.run_active:
-            # a journal opened for triage, or a cancelled run: the same key starts it
-            self._start_run()
-            self.notify("Run started")
-        elif self.state.phase is Phase.PAUSED:
+        if self.state.phase is Phase.PAUSED:
             runner.resume()
             self.notify("Resumed")
         else:
@@ -623,12 +729,18 @@ class ConsoleApp(App[int]):
         )
 
     def action_help(self) -> None:
-        self.push_screen(HelpScreen(self.keymap_overrides))
+        self.push_screen(HelpScreen(self.keymap_overrides, LEGEND))
 
     async def action_quit(self) -> None:
         """Textual's ctrl+q (from any screen): the same safe quit as `q`, never an exit with
         requests in flight."""
         if not isinstance(self.screen, ConfirmScreen):
+            self.action_quit_safely()
+
+    def action_help_quit(self) -> None:
+        """ctrl+c, where no text is selected to copy: the same safe quit as `q` (Textual's own
+        only tells to press ctrl+q). A dialog keeps it: there it may be copying."""
+        if not isinstance(self.screen, ModalScreen):
             self.action_quit_safely()
 
     def action_quit_safely(self) -> None:
@@ -639,7 +751,11 @@ class ConsoleApp(App[int]):
             self._wind_down()
             return
         pending = state.counts.get(State.PENDING, 0)
-        where = f" in {self.journal_path}" if self.journal_path else ""
+        resume = (
+            f" in {self.journal_path}; open the journal again to resume."
+            if self.journal_path
+            else "; this run's journal is not kept (the demo's)."
+        )
 
         def answer(yes: bool | None) -> None:
             if yes:
@@ -649,8 +765,7 @@ class ConsoleApp(App[int]):
             ConfirmScreen(
                 "Quit?",
                 f"{state.governor.in_flight} in-flight requests finish first. "
-                f"{fmt.count(pending)} pending records stay pending{where}; "
-                "open the journal again to resume.",
+                f"{fmt.count(pending)} pending records stay pending{resume}",
                 yes="Quit",
                 no="Stay",
             ),
@@ -752,16 +867,18 @@ def main(args: argparse.Namespace) -> int:
         return session
 
     label = source.description if source is not None else str(journal or "")
+    policy_plans = config.plan.drop_policy != "never"
     app = ConsoleApp(
         opener,
         description=label,
         read_only=args.read_only,
         keymap=keymap,
-        # an existing journal opens for triage; the operator resumes it with the pause key
-        autostart=source is not None and not existing,
+        # READY until the start key, unless the config says otherwise; an existing journal
+        # always opens for triage
+        autostart=config.console.autostart and source is not None and not existing,
         journal_path=session.journal_path,
         # a plan needs the operator's approval here: asked for, or a drop policy is set
-        plan=bool(getattr(args, "plan", False)) or config.plan.drop_policy != "never",
+        plan=True if getattr(args, "plan", False) else None if policy_plans else False,
     )
     return app.run() or 0
 
@@ -772,18 +889,29 @@ def demo_main(args: argparse.Namespace) -> int:
     import tempfile
 
     from canvas_tui.config import load_config
-    from canvas_tui.engine.remote import start_engine
-    from canvas_tui.engine.worker import EngineError, EngineSpec
     from canvas_tui.resources import ResourceMissing, resource_path
     from canvas_tui.simulator import DEMO_TOKEN
-    from canvas_tui.simulator.demo import DEMO_URL, Storms, demo_config
+    from canvas_tui.simulator.demo import DEMO_URL
 
     try:
         csv_path = resource_path("demo.csv")  # inside the package when installed from a wheel
     except ResourceMissing as exc:
         return _fail(str(exc))
     config = load_config(None, env={"CANVAS_API_TOKEN": DEMO_TOKEN, "CANVAS_BASE_URL": DEMO_URL})
-    journal = Path(tempfile.mkdtemp(prefix="canvas-tui-demo-")) / "journal.sqlite"
+    scratch = Path(tempfile.mkdtemp(prefix="canvas-tui-demo-"))
+    try:
+        return _demo(args, config, csv_path, scratch)
+    finally:
+        # the demo's journal is a throwaway (several MB a run): nothing is left in the temp dir
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _demo(args: argparse.Namespace, config: Any, csv_path: Path, scratch: Path) -> int:
+    from canvas_tui.engine.remote import start_engine
+    from canvas_tui.engine.worker import EngineError, EngineSpec
+    from canvas_tui.simulator.demo import Storms, demo_config
+
+    journal = scratch / "journal.sqlite"
     spec = EngineSpec(
         config,
         source=csv_path,
@@ -802,8 +930,12 @@ def demo_main(args: argparse.Namespace) -> int:
     app = ConsoleApp(
         opener,
         description=f"demo · {csv_path.name} · simulator seed {args.seed}",
-        journal_path=journal,
+        journal_path=None,  # a throwaway: never offered for resuming
+        autostart=True,  # the demo is there to be watched; its Canvas is the simulator
     )
-    code = app.run() or 0
-    print(f"canvas-tui demo: journal kept in {journal}")
-    return code
+    try:
+        return app.run() or 0
+    finally:
+        # the engine process holds the journal open until closed (a no-op after a quit)
+        with contextlib.suppress(Exception):
+            asyncio.run(session.close())

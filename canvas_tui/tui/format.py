@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from canvas_tui.canvas.errors import TITLES, Category
 from canvas_tui.records import State
 
@@ -62,3 +64,30 @@ def bar(fraction: float, width: int) -> str:
     full, part = divmod(eighths, 8)
     partial = " ▏▎▍▌▋▊▉"[part] if part else ""
     return ("█" * full + partial).ljust(width)[:width]
+
+
+def duration_range(low: float, high: float) -> str:
+    """`(75, 110)` -> `1m15s` to `1m50s` joined by an en dash; a range whose ends round alike is one figure."""
+    a, b = duration(low), duration(high)
+    return a if a == b else f"{a}–{b}"
+
+
+SPARKS = " ▁▂▃▄▅▆▇█"
+
+
+def spark(values: Sequence[float], width: int, top: float) -> str:
+    """The last `width` samples as a one-line chart scaled from 0 to `top` (not to the samples'
+    own range, so a flat line reads as flat, and 0 as empty)."""
+    if width <= 0:
+        return ""
+    shown = list(values)[-width:]
+    if top <= 0:
+        top = max(shown, default=0.0)
+    cells = []
+    for v in shown:
+        if top <= 0 or v <= 0:
+            cells.append(SPARKS[0] if v <= 0 else SPARKS[-1])
+            continue
+        level = max(1, min(8, round(min(v, top) / top * 8)))
+        cells.append(SPARKS[level])
+    return "".join(cells).rjust(width)

@@ -131,3 +131,36 @@ async def test_the_engine_process_plans_and_applies_on_approval(arena: Arena) ->
         await _console(arena, rows, "approved", "a", base_url)
     assert [arena.state_of(e) for e in enrolled] == ["active"] * 7 + ["completed"] * 3
     assert arena.writes() == 3
+
+
+async def test_a_plan_the_drop_policy_asked_for_says_so_and_declining_says_nothing_was_sent(
+    arena: Arena,
+) -> None:
+    from tests.tui.conftest import text_of
+
+    u = arena.users
+    for x in u[:4]:
+        arena.enroll(x)
+    path, config = arena.csv([arena.row(x) for x in u[:3]]), arena.config(drop_policy="conclude")
+    session: Any = arena.session(path, config, "policy")
+
+    async def opener() -> Any:
+        return session
+
+    # no --plan: the console plans because the config's drop policy needs a plan
+    app = ConsoleApp(opener, description="plan", plan=None)  # type: ignore[arg-type]
+    async with app.run_test(size=(120, 40)) as pilot:
+        async with asyncio.timeout(20):
+            while not isinstance(app.screen, PlanScreen):
+                await pilot.pause(0.05)
+        title = str(app.screen.query(Label).first().render())
+        assert "drop_policy is conclude" in title and "--plan" not in title
+        await pilot.press("escape")
+        async with asyncio.timeout(5):
+            while "PLAN DECLINED" not in text_of(app.query_one("#progress-text")):
+                await pilot.pause(0.05)
+        assert "nothing was sent" in text_of(app.query_one("#progress-text"))
+        assert app.check_action("start", ()) is False
+        app.exit(0)
+    await session.close()
+    assert arena.writes() == 0

@@ -47,6 +47,16 @@ def test_mode_choice() -> None:
     assert planned and "drop_policy is conclude" in why
 
 
+def test_auto_mode_counts_the_section_lists_a_plan_may_read() -> None:
+    # 5 courses of course-only rows: 5 roster pages and up to 5 section lists; every row is a
+    # lookup in full mode (limit_section_privileges and the dates are blank)
+    planned, why = choose_mode(_records(14, 5), PlanConfig(), None)
+    assert not planned, why  # 14 lookups < 2 x 5 pages + 5 section lists
+    assert "about 5 roster pages and up to 5 section lists" in why
+    planned, why = choose_mode(_records(15, 5), PlanConfig(), None)
+    assert planned and "up to 5 section lists to read first" in why, why
+
+
 def _drop(course: str, n: int) -> Step:
     return Step(
         kind="enrollment",

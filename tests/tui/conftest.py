@@ -123,7 +123,10 @@ class Harness:
         return open_
 
     def app(self, **kwargs: object) -> ConsoleApp:
+        """A console over the harness; it starts sending at once unless `autostart=False` (the
+        shipped console's default: READY until the start key), since most flows test a run."""
         read_only = bool(kwargs.pop("read_only", False))
+        kwargs.setdefault("autostart", True)
         return ConsoleApp(
             self.opener(read_only=read_only),  # type: ignore[arg-type]
             description=self.csv_path.name,

@@ -230,11 +230,11 @@ async def test_quitting_mid_run_leaves_a_consistent_journal_that_resumes(
     finally:
         journal.close()
 
-    # opening the same journal again resumes: `p` starts it, and it runs to the end
+    # opening the same journal again resumes: the start key starts it, and it runs to the end
     again = h.app(autostart=False)
     async with again.run_test(size=SIZE) as pilot:
-        await wait_for(pilot, lambda: again.check_action("toggle_pause", ()) is True)
-        await pilot.press("p")
+        await wait_for(pilot, lambda: again.check_action("start", ()) is True)
+        await pilot.press("S")
         await wait_for(pilot, lambda: _phase(again) is Phase.FINISHED, within=30)
         assert again.state.finished == 301
         await pilot.press("q")

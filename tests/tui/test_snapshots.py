@@ -20,6 +20,8 @@ from canvas_tui.tui.screens.roster import RosterScreen
 from tests.tui.conftest import ROSTER_COURSE, SIZE, make_harness, roster_world, wait_for
 from tests.tui.test_roster import ROSTER_ROWS
 
+SMALL = (80, 24)  # the smallest terminal the console is laid out for
+
 RATES = (0.0, 12.0, 31.0, 44.0, 43.5, 44.2, 38.0, 41.0, 43.9, 22.0, 6.0)
 REMAINING = (600.0, 540.0, 470.0, 415.0, 380.0, 362.0, 371.0, 366.0, 384.0, 450.0, 560.0)
 
@@ -48,6 +50,9 @@ def finished_then(extra: Callable[[ConsoleApp, Pilot[int]], object] | None = Non
         app = pilot.app
         assert isinstance(app, ConsoleApp)
         await wait_for(pilot, lambda: app.state is not None and app.state.phase is Phase.FINISHED)
+        # the run's worker posts "Run finished" before it ends: let that toast come, then clear
+        await wait_for(pilot, lambda: not app.run_active)
+        await pilot.pause(0.2)
         assert app.session is not None
         runner = app.session.runner
         real = runner.snapshot
@@ -94,3 +99,38 @@ def test_roster_snapshot(in_tmp: Path, snap_compare) -> None:  # type: ignore[no
 
     app = make_harness(in_tmp, good=10, world=roster_world(250), extra=ROSTER_ROWS).app()
     assert snap_compare(app, terminal_size=SIZE, run_before=finished_then(open_roster))
+
+
+def test_dashboard_snapshot_80x24(in_tmp: Path, snap_compare) -> None:  # type: ignore[no-untyped-def]
+    app = make_harness(in_tmp, good=40, bad_every=10).app()
+    assert snap_compare(app, terminal_size=SMALL, run_before=finished_then())
+
+
+def test_ready_snapshot_80x24(in_tmp: Path, snap_compare) -> None:  # type: ignore[no-untyped-def]
+    """Opened on a source and sending nothing: what a start will do (the estimate assumes the
+    default latency and cost, so it is the same on every machine)."""
+
+    async def ready(pilot: Pilot[int]) -> None:
+        app = pilot.app
+        assert isinstance(app, ConsoleApp)
+        await wait_for(
+            pilot,
+            lambda: (
+                app.state is not None
+                and app.outlook is not None
+                and app.idle_label(app.state) == "READY"
+            ),
+        )
+        app.tick()
+        await pilot.pause(0.4)
+
+    app = make_harness(in_tmp, good=40, bad_every=10).app(autostart=False)
+    assert snap_compare(app, terminal_size=SMALL, run_before=ready)
+
+
+def test_help_snapshot_80x24(in_tmp: Path, snap_compare) -> None:  # type: ignore[no-untyped-def]
+    async def help_at_its_end(app: ConsoleApp, pilot: Pilot[int]) -> None:
+        await pilot.press("question_mark", "end")
+
+    app = make_harness(in_tmp, good=40, bad_every=10).app()
+    assert snap_compare(app, terminal_size=SMALL, run_before=finished_then(help_at_its_end))

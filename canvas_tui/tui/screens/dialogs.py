@@ -153,7 +153,7 @@ class EditScreen(ModalScreen[dict[str, str] | None]):
         DIALOG_CSS.format(name="EditScreen")
         + """
     EditScreen .field { height: auto; }
-    EditScreen .field Label { width: 20; padding-top: 1; }
+    EditScreen .field Label { padding-top: 1; text-wrap: nowrap; }
     EditScreen .field Input { width: 1fr; }
     """
     )
@@ -168,12 +168,17 @@ class EditScreen(ModalScreen[dict[str, str] | None]):
         self._fields = dict(fields)
 
     def compose(self) -> ComposeResult:
+        # as wide as the longest name: a field name has no spaces to wrap at, so a narrower
+        # label broke it mid-word (limit_section_privileges)
+        label_width = max((len(name) for name in self._fields), default=10) + 2
         with Vertical():
             yield Label(self._title, classes="title")
             with VerticalScroll():
                 for name, value in self._fields.items():
                     with Horizontal(classes="field"):
-                        yield Label(name)
+                        label = Label(name)
+                        label.styles.width = label_width
+                        yield label
                         yield Input(value, id=f"field-{name}", name=name)
             yield Static(Text("Enter or ctrl+s: retry with these values · Escape: cancel", "dim"))
             with Horizontal(classes="buttons"):
@@ -211,23 +216,27 @@ class EditScreen(ModalScreen[dict[str, str] | None]):
 
 
 class HelpScreen(ModalScreen[None]):
-    """Every key, from the same registry as the bindings, with the operator's remaps applied."""
+    """Every key, from the same registry as the bindings, with the operator's remaps applied,
+    and what each figure on the dashboard means. It scrolls: ↑ ↓ PgUp PgDn Home End."""
 
     DEFAULT_CSS = (
         DIALOG_CSS.format(name="HelpScreen")
         + """
-    HelpScreen > Vertical { width: 84; }
+    HelpScreen > Vertical { width: 84; height: 90%; padding: 0 1; }
+    HelpScreen .title { margin-bottom: 0; }
+    HelpScreen VerticalScroll { height: 1fr; }
     """
     )
     BINDINGS = [Binding("escape,q,question_mark", "close", "Close")]
 
-    def __init__(self, keymap: Mapping[str, str]) -> None:
+    def __init__(self, keymap: Mapping[str, str], legend: Sequence[tuple[str, str]] = ()) -> None:
         super().__init__()
         self._keys = keymap
+        self._legend = legend
 
     def compose(self) -> ComposeResult:
         table = Table.grid(padding=(0, 2))
-        table.add_column(style="bold cyan", min_width=10)
+        table.add_column(style="bold cyan", min_width=10, no_wrap=True)
         table.add_column()
         for action in ACTIONS:
             table.add_row(effective_key(action, self._keys), action.help)
@@ -240,10 +249,23 @@ class HelpScreen(ModalScreen[None]):
             table.add_row(effective_key(action, self._keys), action.help)
         table.add_row("r s e E", "Retry, skip, edit+retry this record, export all failures")
         table.add_row("ctrl+p", "Command palette: every action by name")
+        table.add_row("ctrl+c", "Quit safely, as q (ctrl+q too)")
         with Vertical():
-            yield Label("Keys", classes="title")
-            yield Static(table, classes="help-keys")
-            yield Static(Text('Remap any key in the config: [keys] pause = "space"', "dim"))
+            yield Label("Keys  (↑ ↓ PgUp PgDn End to scroll · Esc to close)", classes="title")
+            with VerticalScroll(id="help-scroll"):
+                yield Static(table, classes="help-keys")
+                if self._legend:
+                    legend = Table.grid(padding=(0, 2))
+                    legend.add_column(style="bold", min_width=10, no_wrap=True)
+                    legend.add_column()
+                    for name, meaning in self._legend:
+                        legend.add_row(name, meaning)
+                    yield Label("The dashboard", classes="title")
+                    yield Static(legend, classes="help-legend")
+                yield Static(Text('Remap any key in the config: [keys] pause = "space"', "dim"))
+
+    def on_mount(self) -> None:
+        self.query_one(VerticalScroll).focus()
 
     def action_close(self) -> None:
         self.dismiss(None)

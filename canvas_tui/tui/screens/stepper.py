@@ -19,6 +19,7 @@ from canvas_tui.canvas.errors import TITLES, Category, hint_for
 from canvas_tui.engine.state import Attempt, RecordRow, RecordStore, RunState
 from canvas_tui.records import sis_value
 from canvas_tui.tui.actions import STEPPER_ACTIONS, bindings
+from canvas_tui.tui.widgets.queue import message_of
 
 # The journal never stores the token; this is a second guard in case a URL ever carried one.
 _TOKEN_IN_URL = re.compile(r"(access_token=)[^&\s]+", re.IGNORECASE)
@@ -78,6 +79,7 @@ def sent_panel(row: RecordRow, attempts: list[Attempt]) -> RenderableType:
             border_style="blue",
         )
     last = failing_attempt(row, attempts) or attempts[-1]
+    shown = attempts.index(last) + 1
     parts: list[RenderableType] = [
         Text.assemble((f"{last.method} ", "bold"), redact(last.url)),
     ]
@@ -87,20 +89,42 @@ def sent_panel(row: RecordRow, attempts: list[Attempt]) -> RenderableType:
         except ValueError:
             body = last.request_body
         parts.append(Syntax(body, "json", theme="ansi_dark", background_color="default"))
+    # one word for one thing, as the queue's `req` column: requests; a retry re-sends one
     history = Text(style="dim")
-    for a in attempts:
+    for i, a in enumerate(attempts, start=1):
         status = str(a.status) if a.status is not None else "no response"
-        history.append(f"attempt {a.number}: {a.method} {status} {a.category or ''}\n")
+        retry = f" (retry {a.number - 1})" if a.number > 1 else ""
+        history.append(f"request {i}: {a.method} {status} {a.category or ''}{retry}\n")
     parts.append(history)
     return Panel(
         Group(*parts),
-        title=f"What was sent (attempt {last.number}; {len(attempts)} requests; token never stored)",
+        title=f"What was sent (request {shown} of {len(attempts)}; the token is never stored)",
         title_align="left",
         border_style="blue",
     )
 
 
+def rejected_panel(row: RecordRow) -> RenderableType:
+    """For a row that never reached Canvas: why canvas-tui refused it."""
+    table = Table.grid(padding=(0, 2))
+    table.add_column(style="dim", min_width=14)
+    table.add_column()
+    table.add_row("problem", Text(message_of(row) or "-", style="bold"))
+    table.add_row("category", Text(f"{category_label(row)}", style="red"))
+    return Panel(table, title="Why it was not sent", title_align="left", border_style="red")
+
+
+def category_label(row: RecordRow) -> str:
+    try:
+        title = TITLES[Category(row.category or "")]
+    except ValueError:
+        title = row.category or "-"
+    return f"{title} ({row.category})"
+
+
 def canvas_panel(row: RecordRow, attempts: list[Attempt]) -> RenderableType:
+    if not attempts:
+        return rejected_panel(row)  # Canvas said nothing: nothing was sent
     last = failing_attempt(row, attempts)
     table = Table.grid(padding=(0, 2))
     table.add_column(style="dim", min_width=14)
@@ -110,11 +134,7 @@ def canvas_panel(row: RecordRow, attempts: list[Attempt]) -> RenderableType:
     table.add_row("message", Text(row.message or "-", style="bold"))
     report = row.error_report_id or (last.error_report_id if last else None)
     table.add_row("error_report_id", str(report) if report else "-")
-    try:
-        title = TITLES[Category(row.category or "")]
-    except ValueError:
-        title = row.category or "-"
-    table.add_row("category", Text(f"{title} ({row.category})", style="red"))
+    table.add_row("category", Text(category_label(row), style="red"))
     return Panel(table, title="Canvas said", title_align="left", border_style="red")
 
 
@@ -154,7 +174,7 @@ class FailureStepper(Screen[None]):
         yield Static(id="stepper-title")
         with VerticalScroll():
             yield Static(id="stepper-body")
-        yield Footer()
+        yield Footer(show_command_palette=False)  # `?` names ctrl+p; the keys need the room
 
     @property
     def store(self) -> RecordStore:

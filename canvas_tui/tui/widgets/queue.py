@@ -7,6 +7,7 @@ visible window (STYLE.md §5).
 from __future__ import annotations
 
 import asyncio
+import re
 import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -40,9 +41,13 @@ COLUMNS = (
     Column("section", 16),
     Column("role", 9),
     Column("status", 9),
-    Column("try", 3, "right"),
+    Column("req", 3, "right"),  # HTTP requests sent for the record (the stepper's word too)
     Column("result", 30),
 )
+# under NARROW columns the table keeps what says how a record went; Enter shows the rest
+NARROW = 120
+NARROW_COLUMNS = (0, 1, 2, 3, 7, 8)
+_SOURCE_PREFIX = re.compile(r"^(?P<path>.+?):(?P<line>\d+): ")
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,11 +95,21 @@ def parse_filter(query: str, current: QueueFilter) -> QueueFilter:
     return replace(current, state=state, text=" ".join(words) or None)
 
 
+def message_of(row: RecordRow) -> str:
+    """The record's message without the `file:line: ` the source put before it: the queue and
+    the record's own line already say where it is, and a long path would fill the column."""
+    message = row.message or ""
+    found = _SOURCE_PREFIX.match(message)
+    if found and found["line"] == str(row.line):
+        return message[found.end() :]
+    return message
+
+
 def record_cells(row: RecordRow) -> Sequence[str | Text]:
     if row.state is State.FAILED:
-        result = Text(f"{fmt.category_title(row.category)}: {row.message or ''}", style="red")
+        result = Text(f"{fmt.category_title(row.category)}: {message_of(row)}", style="red")
     elif row.message:
-        result = Text(row.message, style="dim")
+        result = Text(message_of(row), style="dim")
     else:
         result = Text(row.action or "", style="dim")
     return (
@@ -125,10 +140,23 @@ class QueueView(Vertical):
         self.filter = QueueFilter()
         self._text_count: int | None = None  # cached count for a text filter; SQL LIKE is not free
         self._text_count_age = 0
+        self._narrow = False
 
     def compose(self) -> ComposeResult:
         yield Static(id="queue-status")
-        yield VirtualTable(COLUMNS, self._fetch, record_cells, id="queue-table")
+        yield VirtualTable(COLUMNS, self._fetch, self._cells, id="queue-table")
+
+    def _cells(self, row: RecordRow) -> Sequence[str | Text]:
+        cells = record_cells(row)
+        return [cells[i] for i in NARROW_COLUMNS] if self._narrow else cells
+
+    def on_resize(self) -> None:
+        narrow = self.size.width < NARROW
+        if narrow != self._narrow:
+            self._narrow = narrow
+            self.table.set_columns(
+                [COLUMNS[i] for i in NARROW_COLUMNS] if narrow else list(COLUMNS)
+            )
 
     @property
     def table(self) -> VirtualTable:

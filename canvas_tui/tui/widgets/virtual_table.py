@@ -143,6 +143,15 @@ class VirtualTable(ScrollView, can_focus=True):
         start, limit = self.window_span()
         self._request(start, limit)
 
+    def set_columns(self, columns: Sequence[Column]) -> None:
+        """Show other columns (the owner's `cells` must draw them): the drawn rows go."""
+        self.columns = list(columns)
+        self._fixed_width = sum(c.width + 1 for c in self.columns[:-1])
+        self._row_width = self._fixed_width + self.columns[-1].width
+        self.virtual_size = Size(self._row_width, self._total + 1)
+        self._strips.clear()
+        self.refresh()
+
     def invalidate(self) -> None:
         """The rows mean something else now (a new filter or order): drop the window and any
         read in flight; placeholders show until the new rows arrive."""

@@ -1,0 +1,209 @@
+"""A new operator's first hour with the console (issue 12): it sends nothing until asked, it
+fits an 80x24 terminal, and every figure says what it is."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from textual.containers import VerticalScroll
+from textual.widgets import ProgressBar
+from textual.widgets._footer import FooterKey
+
+from canvas_tui.config import ConfigError, load_config
+from canvas_tui.engine.state import Phase
+from canvas_tui.records import State
+from canvas_tui.tui.app import ConsoleApp
+from canvas_tui.tui.screens.dialogs import ConfirmScreen, HelpScreen
+from canvas_tui.tui.widgets.queue import QueueView
+from tests.tui.conftest import PLACEMENTS, make_harness, text_of, wait_for
+
+SIZES = pytest.mark.parametrize("size", [(80, 24), (160, 48)], ids=["80x24", "160x48"])
+
+
+def _ready(app: ConsoleApp) -> bool:
+    return (
+        app.state is not None and app.outlook is not None and app.idle_label(app.state) == "READY"
+    )
+
+
+@PLACEMENTS
+async def test_a_console_opened_on_a_source_sends_nothing_until_the_start_key(
+    tmp_path: Path, engine_process: bool
+) -> None:
+    h = make_harness(tmp_path, good=40, bad_every=10, engine_process=engine_process)
+    app = h.app(autostart=False)  # what `canvas-tui console SOURCE` does by default
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: _ready(app))
+        # READY says what a start will do: records, mode, requests and time, drops
+        progress = text_of(app.query_one("#progress-text"))
+        detail = text_of(app.query_one("#progress-detail"))
+        assert "READY" in progress and "S: start" in progress
+        assert "44 records, full mode" in progress  # 45 rows, one invalid at load
+        # every row leaves limit_section_privileges and the dates blank: full mode reads each
+        # user's enrollments before writing (a blind POST would reset them)
+        assert "88 requests · 0 drops" in detail and "takes ≈" in detail
+        assert app.outlook is not None and app.outlook.time.low > 0
+        # neither time nor the other write keys send anything
+        assert app.check_action("toggle_pause", ()) is False
+        await pilot.press("p", "n", "x")
+        await pilot.pause(1.0)
+        assert h.sim.stats()["requests"] == 0, "nothing reaches Canvas before the start key"
+        assert app.state is not None and app.state.counts[State.PENDING] == 44
+
+        await pilot.press("S")
+        await wait_for(pilot, lambda: app.state is not None and app.state.phase is Phase.FINISHED)
+        stats = h.sim.stats()
+        assert stats["requests_by_status"], stats
+        assert stats["enrollments_created"] == 40
+        assert app.idle_label(app.state) is None  # the runner's own phase shows now
+        await pilot.press("q")
+
+
+def test_autostart_is_off_unless_the_config_turns_it_on(tmp_path: Path) -> None:
+    assert load_config(None, env={}).console.autostart is False
+    path = tmp_path / "canvas-tui.toml"
+    path.write_text("[console]\nautostart = true\n", encoding="utf-8")
+    assert load_config(path, env={}).console.autostart is True
+    path.write_text("[console]\nauto_start = true\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="autostart"):
+        load_config(path, env={})
+
+
+def test_the_example_config_documents_autostart() -> None:
+    example = Path(__file__).resolve().parents[2] / "config.example.toml"
+    config = load_config(example, env={"CANVAS_API_TOKEN": "x"})
+    assert config.console.autostart is False
+    assert "[console]" in example.read_text(encoding="utf-8")
+
+
+def _fully_visible(app: ConsoleApp, action: str) -> bool:
+    width = app.size.width
+    keys = [k for k in app.screen.query(FooterKey) if k.action == action]
+    return bool(keys) and all(k.region.x >= 0 and k.region.right <= width for k in keys)
+
+
+@SIZES
+async def test_the_console_fits_the_terminal(tmp_path: Path, size: tuple[int, int]) -> None:
+    h = make_harness(tmp_path, good=300, time_scale=2.0)
+    app = h.app()
+    async with app.run_test(size=size) as pilot:
+        await wait_for(pilot, lambda: app.state is not None and app.state.phase is Phase.RUNNING)
+        await pilot.pause(0.5)
+        await pilot.press("p")  # a run that stays going (paused) while the screens are checked
+        await wait_for(pilot, lambda: app.state is not None and app.state.phase is Phase.PAUSED)
+        # how to get help and how to get out are always on screen
+        assert _fully_visible(app, "help") and _fully_visible(app, "quit_safely")
+        footer = {k.description for k in app.screen.query(FooterKey)}
+        assert {"Keys", "Quit"} <= footer
+        # the dashboard keeps its bar, and no line is cut short
+        assert app.query_one(ProgressBar).query_one("Bar").region.width >= 10
+        for widget_id in ("progress-text", "progress-detail", "concurrency", "headroom"):
+            widget = app.query_one(f"#{widget_id}")
+            for line in text_of(widget).splitlines():
+                assert len(line.rstrip()) <= widget.content_size.width, (widget_id, line)
+        # the queue keeps the columns that say how a record went
+        titles = [c.title for c in app.query_one(QueueView).table.columns]
+        assert {"#", "state", "user", "course", "req", "result"} <= set(titles)
+        assert app.query_one(QueueView).table.region.width <= size[0]
+
+        # the help screen scrolls to its last line
+        await pilot.press("question_mark")
+        assert isinstance(app.screen, HelpScreen)
+        scroll = app.screen.query_one(VerticalScroll)
+        await pilot.pause(0.1)
+        if size == (80, 24):
+            assert scroll.max_scroll_y > 0, "the keys do not fit: the help must scroll"
+            await pilot.press("down")
+            await pilot.pause(0.1)
+            assert scroll.scroll_y == 1
+            await pilot.press("pagedown")
+            await pilot.pause(0.1)
+            assert scroll.scroll_y > 1
+        await pilot.press("end")
+        await pilot.pause(0.2)
+        assert scroll.scroll_y == scroll.max_scroll_y
+        last = scroll.children[-1]
+        assert last.region.bottom <= scroll.region.bottom  # the last line is on screen
+        await pilot.press("escape")
+        assert not isinstance(app.screen, HelpScreen)
+
+        # ctrl+c asks the same question as q
+        await pilot.press("ctrl+c")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), within=3)
+        assert "in-flight requests finish first" in text_of(app.screen.query("Static").last())
+        await pilot.press("n")
+        assert app.return_value is None
+        await pilot.press("x", "y")  # cancel, so the quit below needs no second question
+        await wait_for(pilot, lambda: app.state is not None and app.state.phase is Phase.CANCELLED)
+        await pilot.press("q")
+
+
+async def test_edit_labels_never_break_a_field_name() -> None:
+    from textual.app import App
+    from textual.widgets import Label
+
+    from canvas_tui.tui.screens.dialogs import EditScreen
+
+    fields = {"user_id": "S1", "limit_section_privileges": "", "user_integration_id": ""}
+
+    class Host(App[None]):
+        def on_mount(self) -> None:
+            self.push_screen(EditScreen("Edit record 3", fields))
+
+    app = Host()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause(0.1)
+        labels = [lb for lb in app.screen.query(".field Label") if isinstance(lb, Label)]
+        assert len(labels) == len(fields)
+        for label in labels:
+            assert label.size.height == 1 and label.size.width >= len(str(label.render()))
+
+
+def test_the_demo_leaves_nothing_in_the_temp_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import argparse
+    import tempfile
+
+    from canvas_tui.tui import app as console
+
+    made: list[Path] = []
+
+    def mkdtemp(prefix: str = "") -> str:
+        path = tmp_path / f"{prefix}scratch"
+        path.mkdir()
+        made.append(path)
+        return str(path)
+
+    opened: list[ConsoleApp] = []
+
+    def run(self: ConsoleApp) -> int:  # the engine really starts; the screen is not drawn
+        opened.append(self)
+        return 0
+
+    monkeypatch.setattr(tempfile, "mkdtemp", mkdtemp)
+    monkeypatch.setattr(ConsoleApp, "run", run)
+    args = argparse.Namespace(seed=7, time_scale=1.0, throttle_status=429)
+    assert console.demo_main(args) == 0
+    assert opened and opened[0].autostart is True  # the demo may start on its own
+    assert made and not made[0].exists()
+
+
+async def test_the_read_only_view_shows_no_made_up_rates(tmp_path: Path) -> None:
+    h = make_harness(tmp_path, good=20)
+    app = h.app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: app.state is not None and app.state.phase is Phase.FINISHED)
+        await pilot.press("q")
+    triage = h.app(read_only=True)
+    async with triage.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: triage.state is not None)
+        await pilot.pause(0.4)
+        detail = text_of(triage.query_one("#progress-detail"))
+        assert "peak" not in detail and "records/s —" in detail
+        for chart in ("#rate-spark", "#remaining-spark"):
+            text = text_of(triage.query_one(chart))
+            assert "no samples yet" in text and "█" not in text
+        assert "READ-ONLY" in text_of(triage.query_one("#progress-text"))
+        await pilot.press("q")
