@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import codecs
 import difflib
+import math
 import os
 import re
 import shlex
@@ -22,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Final, Literal, TypeVar, cast
 
-from canvas_tui.canvas.urls import base_url_problem, proxy_problem
+from canvas_tui.canvas.urls import base_url_problem, proxy_problem, redact_url
 from canvas_tui.sources.normalize import FIELDS, ID_FIELDS, Format, IdKind
 
 ENV_TOKEN: Final = "CANVAS_API_TOKEN"  # noqa: S105 -- the variable name, not a token
@@ -210,7 +211,8 @@ class _Table:
         value = self.get(name, (int, float), "a number")
         if value is None:
             return default
-        if value < low or (high is not None and value > high):
+        # nan passes every comparison and inf is no timeout: both are refused
+        if not math.isfinite(value) or value < low or (high is not None and value > high):
             span = f"between {low} and {high}" if high is not None else f"> {low}"
             raise self.error(name, f"a number {span}", value)
         return float(value)
@@ -546,7 +548,7 @@ def check_base_url(url: str) -> None:
         )
     problem = base_url_problem(url)  # the client enforces the same rule on every request
     if problem is not None:
-        raise ConfigError(f"{url!r}: {problem}")
+        raise ConfigError(f"{redact_url(url)!r}: {problem}")
 
 
 # -- canvas-tui init -------------------------------------------------------------------------

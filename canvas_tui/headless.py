@@ -27,7 +27,7 @@ from canvas_tui.canvas.errors import CanvasError, Category, hint_for
 from canvas_tui.cli import ExitCode
 from canvas_tui.config import Config, ConfigError, check_base_url, load_config
 from canvas_tui.engine.actions import planned_action
-from canvas_tui.engine.journal import Journal, JournalError
+from canvas_tui.engine.journal import Journal, JournalError, JournalWriteFailed
 from canvas_tui.engine.report import failures_csv_path, write_report
 from canvas_tui.engine.runner import RunCancelled
 from canvas_tui.engine.session import Session, journal_path_for, open_session
@@ -380,8 +380,17 @@ async def _sync(session: Session, reporter: Reporter, args: argparse.Namespace) 
         except InputError as exc:
             reporter.error(str(exc), ExitCode.USAGE)
             return ExitCode.USAGE
+        except JournalWriteFailed as exc:  # the disk filled while the source was loaded
+            reporter.error(str(exc), ExitCode.ABORTED)
+            return ExitCode.ABORTED
         for note in session.notes:
             reporter.info(note, level="warning")
+        if session.store.stale_lock:
+            reporter.info(
+                f"the journal's lock was left by {session.store.stale_lock}, a process that "
+                "is gone; taken over",
+                level="warning",
+            )
         reporter.info(
             "resuming" if session.resumed else "starting",
             journal=str(session.journal_path),
@@ -425,20 +434,25 @@ async def _sync(session: Session, reporter: Reporter, args: argparse.Namespace) 
         discard = (
             state.phase is Phase.ABORTED
             and not session.resumed
-            and session.store.attempt_totals()["requests"] == 0
+            and session.store.failure is None  # its in-flight records must stay known
+            and session.store.attempt_totals(unrecorded=False)["requests"] == 0
         )
         if discard:
             fields["journal"] = None
         code = _exit_code(state)
         if report_path:
-            paths = write_report(
-                session.store,
-                Path(report_path),
-                state,
-                records=getattr(args, "report_records", "all"),
-            )
-            fields["report"] = str(paths.json)
-            fields["failures_csv"] = str(paths.failures_csv)
+            try:
+                paths = write_report(
+                    session.store,
+                    Path(report_path),
+                    state,
+                    records=getattr(args, "report_records", "all"),
+                )
+            except OSError as exc:  # e.g. the disk that stopped the journal is full too
+                reporter.error(f"cannot write the report {report_path}: {exc}", code)
+            else:
+                fields["report"] = str(paths.json)
+                fields["failures_csv"] = str(paths.failures_csv)
         fields["exit_code"] = int(code)
         reporter.summary(fields)
         return code

@@ -7,7 +7,7 @@ record says unambiguously which kind of id the SIS gave.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum, StrEnum
 from typing import Final, Protocol
@@ -75,6 +75,24 @@ SIS_PREFIXES = (
     "sis_course_id",
     "sis_section_id",
 )
+
+
+MAX_MESSAGE = 1000  # characters of one error message kept, shown, journaled and reported
+LISTED = 10  # names or values one message lists before it says how many more there are
+
+
+def clip(text: str, limit: int = MAX_MESSAGE) -> str:
+    """`text`, cut to `limit` characters with a note of what was cut: a hostile or broken
+    input must not turn into a message of megabytes (in the journal, the report, the log)."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}… ({len(text) - limit} more characters)"
+
+
+def listing(items: Sequence[str], shown: int = LISTED) -> str:
+    """`a, b, c`, or the first `shown` and how many more."""
+    head = ", ".join(items[:shown])
+    return head if len(items) <= shown else f"{head}, … ({len(items) - shown} more)"
 
 
 def api_id(kind: str | None, value: str) -> str:

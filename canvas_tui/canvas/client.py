@@ -152,6 +152,7 @@ class CanvasClient:
             # a plain-http request whole, Authorization header included. (The transport still
             # reads SSL_CERT_FILE / SSL_CERT_DIR, which a site's own CA bundle needs.)
             transport = httpx.AsyncHTTPTransport(limits=limits, proxy=proxy)
+        self.requests_sent = 0  # every attempt that went out, retries and page reads included
         self._http = httpx.AsyncClient(
             base_url=str(self.base_url) + "/api/v1/",
             auth=_OriginBearer(token, self._origin),
@@ -274,6 +275,7 @@ class CanvasClient:
         headers = {"Content-Type": "application/json"} if content is not None else None
         async with self.governor.slot() as slot:
             started = time.time()
+            self.requests_sent += 1
             try:
                 async with asyncio.timeout(self.deadline):
                     response = await self._http.request(

@@ -25,6 +25,14 @@ def is_loopback_host(host: str) -> bool:
         return False
 
 
+_USERINFO = re.compile(r"(?<=//)[^/?#@]*@")
+
+
+def redact_url(url: str) -> str:
+    """`url` fit to echo in an error: any user name and password replaced by ***."""
+    return _USERINFO.sub("***@", url)
+
+
 def base_url_problem(url: str) -> str | None:
     """Why `url` is not a safe Canvas base URL, or None when it is."""
     try:

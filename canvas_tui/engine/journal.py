@@ -16,7 +16,9 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import errno
 import json
+import os
 import queue
 import sqlite3
 import threading
@@ -27,7 +29,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
+from canvas_tui.engine.lock import JournalBusy, JournalLock
 from canvas_tui.engine.state import Attempt, RecordRow
+from canvas_tui.private_files import private_dir, touch_private
 from canvas_tui.records import (
     UNCHANGED,
     EnrollmentRecord,
@@ -36,6 +40,7 @@ from canvas_tui.records import (
     SourceItem,
     State,
     Unchanged,
+    clip,
 )
 
 SCHEMA_VERSION = "1"
@@ -155,6 +160,19 @@ WriteFn = Callable[[sqlite3.Connection], Any]
 
 class JournalError(Exception):
     """The journal file cannot be used (not a journal, newer schema, read-only misuse)."""
+
+
+class JournalWriteFailed(JournalError):
+    """The journal stopped taking writes mid-run (disk full, I/O error): the run must stop."""
+
+    def __init__(self, path: Path, cause: BaseException) -> None:
+        super().__init__(
+            f"cannot write the journal {path}: {cause}. The run stopped; nothing after this "
+            f"point was recorded. Free space (or fix the file system), then run again with "
+            f"--journal {path} to resume"
+        )
+        self.path = path
+        self.cause = cause
 
 
 class AttemptLike(Protocol):
@@ -316,7 +334,7 @@ def _item_params(record_id: int, item: SourceItem, now: float) -> tuple[Any, ...
         (State.SKIPPED if item.skip else State.FAILED).value,
         "skip" if item.skip else None,
         None if item.skip else "invalid_input",
-        str(item),
+        clip(str(item)),
         now,
         now,
     )
@@ -384,7 +402,7 @@ def _outcome_params(record_id: int, outcome: Outcome, attempts: int, now: float)
         attempts,
         outcome.http_status,
         outcome.category,
-        outcome.message,
+        None if outcome.message is None else clip(outcome.message),  # Canvas's text, bounded
         outcome.error_report_id,
         outcome.canvas_enrollment_id,
         outcome.cost,
@@ -416,6 +434,7 @@ class _Writer(threading.Thread):
         ] = queue.SimpleQueue()
         self._ready = concurrent.futures.Future[None]()
         self.errors: list[BaseException] = []
+        self.failure: JournalWriteFailed | None = None  # set once; every later write fails
 
     def start_and_wait(self) -> None:
         self.start()
@@ -452,7 +471,8 @@ class _Writer(threading.Thread):
             self._loop(conn)
         finally:
             _checkpoint(conn)
-            conn.close()
+            with contextlib.suppress(sqlite3.Error):  # a full disk may refuse the checkpoint
+                conn.close()
 
     def _loop(self, conn: sqlite3.Connection) -> None:
         stopping = False
@@ -484,21 +504,36 @@ class _Writer(threading.Thread):
         conn: sqlite3.Connection,
         batch: list[tuple[WriteFn, concurrent.futures.Future[Any] | None]],
     ) -> None:
+        if self.failure is not None:  # nothing more is written once the journal failed
+            for _, future in batch:
+                if future is not None:
+                    future.set_exception(self.failure)
+            return
         results: list[tuple[concurrent.futures.Future[Any] | None, Any, BaseException | None]] = []
-        conn.execute("BEGIN IMMEDIATE")
-        for fn, future in batch:
-            try:
-                results.append((future, fn(conn), None))
-            except Exception as exc:
-                results.append((future, None, exc))
-                if future is None:
-                    self.errors.append(exc)
         try:
+            conn.execute("BEGIN IMMEDIATE")
+            for fn, future in batch:
+                try:
+                    results.append((future, fn(conn), None))
+                except Exception as exc:
+                    if _storage_failure(exc) or not conn.in_transaction:
+                        raise  # SQLite may have rolled the whole batch back: stop here
+                    results.append((future, None, exc))
+                    if future is None:
+                        self.errors.append(exc)
             conn.execute("COMMIT")
         except Exception as exc:
-            conn.execute("ROLLBACK")
+            # A full disk or an I/O error: the batch is lost (SQLite has often rolled it back
+            # already, so ROLLBACK itself may fail) and later writes would fare no better.
+            with contextlib.suppress(sqlite3.Error):
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
             self.errors.append(exc)
-            results = [(f, None, exc) for f, _, _ in results]
+            self.failure = JournalWriteFailed(self._path, exc)
+            for _, future in batch:
+                if future is not None:
+                    future.set_exception(self.failure)
+            return
         for future, value, error in results:
             if future is None:
                 continue
@@ -506,6 +541,11 @@ class _Writer(threading.Thread):
                 future.set_exception(error)
             else:
                 future.set_result(value)
+
+
+def _storage_failure(exc: BaseException) -> bool:
+    """An error of the file, not of the statement: the journal cannot take more writes."""
+    return isinstance(exc, sqlite3.OperationalError) or type(exc) is sqlite3.DatabaseError
 
 
 # ---- the journal ------------------------------------------------------------------------------
@@ -524,6 +564,8 @@ class Journal:
         self.path = Path(path)
         self.read_only = read_only
         self._writer: _Writer | None = None
+        self._lock: JournalLock | None = None
+        existed = self.path.is_file() and self.path.stat().st_size > 0
         if read_only:
             if not self.path.exists():
                 raise JournalError(f"{self.path}: no such journal")
@@ -534,23 +576,44 @@ class Journal:
             )
         else:
             self.immutable = False
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._lock = _open_for_writing(self.path)
             self._writer = _Writer(self.path)
             try:
                 self._writer.start_and_wait()
+                self._read = sqlite3.connect(self.path, check_same_thread=False)
             except sqlite3.DatabaseError as exc:
-                raise JournalError(f"{self.path}: not a canvas-tui journal ({exc})") from exc
-            self._read = sqlite3.connect(self.path, check_same_thread=False)
+                self._release()
+                raise _open_error(self.path, exc) from exc
         self._read.execute("PRAGMA busy_timeout=5000")
         self._read_lock = threading.Lock()
         try:
             version = self._one("SELECT value FROM meta WHERE key = 'schema_version'")
+            if existed and not read_only:  # ~0.2 s for 100,000 records, once per resume
+                _check_pages(self._read, self.path)
         except sqlite3.DatabaseError as exc:
-            raise JournalError(f"{self.path}: not a canvas-tui journal ({exc})") from exc
+            self.close()
+            raise _open_error(self.path, exc) from exc
+        except JournalError:
+            self.close()
+            raise
         if version is not None and version != SCHEMA_VERSION:
+            self.close()
             raise JournalError(
                 f"{self.path}: journal schema {version}, this canvas-tui reads {SCHEMA_VERSION}"
             )
+
+    @property
+    def stale_lock(self) -> str | None:
+        """Who held this journal's lock before and died without releasing it, if anyone did."""
+        return None if self._lock is None else self._lock.stale
+
+    def _release(self) -> None:
+        if self._writer is not None:
+            self._writer.stop()
+            self._writer = None
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
     # ---- plumbing ----------------------------------------------------------------------------
 
@@ -590,15 +653,18 @@ class Journal:
             self.write_sync(lambda conn: None)
 
     def close(self) -> None:
-        if self._writer is not None:
-            self._writer.stop()
-            self._writer = None
+        self._release()
         with self._read_lock:
             self._read.close()
 
     @property
     def write_errors(self) -> list[BaseException]:
         return [] if self._writer is None else list(self._writer.errors)
+
+    @property
+    def failure(self) -> JournalWriteFailed | None:
+        """Why the journal stopped taking writes (disk full...); None while it is healthy."""
+        return None if self._writer is None else self._writer.failure
 
     # ---- metadata ----------------------------------------------------------------------------
 
@@ -852,13 +918,20 @@ class Journal:
                 yield _row(values)
             after = found[-1][0]
 
-    def attempt_totals(self) -> dict[str, int]:
-        """requests (HTTP attempts), throttled refusals and retries, over the whole journal."""
+    def attempt_totals(self, *, unrecorded: bool = True) -> dict[str, int]:
+        """requests (HTTP attempts), throttled refusals and retries, over the whole journal;
+        `unrecorded`: count the requests of no record too (roster reads, the token check)."""
         requests, throttled, retries = self._query(
             "SELECT COUNT(*), COALESCE(SUM(category = 'throttled'), 0), "
             "COALESCE(SUM(will_retry), 0) FROM attempts"
         )[0]
+        if unrecorded:
+            requests += self.unrecorded_requests()
         return {"requests": int(requests), "throttled": int(throttled), "retries": int(retries)}
+
+    def unrecorded_requests(self) -> int:
+        """Requests that belong to no record (roster reads, the token check), all sessions."""
+        return int(self.get_meta("unrecorded_requests") or 0)
 
     def reset_in_flight(self) -> list[int]:
         """On resume: records a crash left in flight go back to pending, to be re-sent."""
@@ -936,7 +1009,7 @@ class Journal:
             event.request_body,
             event.status,
             category,
-            event.message,
+            None if event.message is None else clip(event.message),
             event.error_report_id,
             event.cost,
             event.remaining,
@@ -1020,6 +1093,67 @@ class Journal:
                 values,
             )
         )
+
+
+# ---- opening ----------------------------------------------------------------------------------
+
+
+def _open_for_writing(path: Path) -> JournalLock:
+    """Make sure `path` can be written, lock it for this process and create it 0600 (SQLite's
+    -wal and -shm files copy the database file's mode). Raises JournalError saying why not."""
+    try:
+        private_dir(path.parent)
+    except OSError as exc:
+        raise _unwritable(path, exc) from None
+    if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise _unwritable(path, PermissionError(errno.EACCES, "no write permission"))
+    try:
+        lock = JournalLock.acquire(path)
+    except JournalBusy as exc:
+        raise JournalError(str(exc)) from None
+    except OSError as exc:
+        raise _unwritable(path, exc) from None
+    try:
+        touch_private(path)
+    except OSError as exc:
+        lock.release()
+        raise _unwritable(path, exc) from None
+    return lock
+
+
+def _unwritable(path: Path, exc: OSError | str) -> JournalError:
+    reason = exc if isinstance(exc, str) else os.strerror(exc.errno) if exc.errno else str(exc)
+    return JournalError(
+        f"cannot write the journal {path}: {reason} ({path.parent} must be a writable "
+        "directory); choose another place with --journal or [sync] journal_dir"
+    )
+
+
+def _open_error(path: Path, exc: sqlite3.DatabaseError) -> JournalError:
+    """What an SQLite error while opening means to the operator."""
+    text = str(exc)
+    if "readonly" in text or "read-only" in text or "unable to open" in text:
+        return _unwritable(path, text)
+    if "malformed" in text or "corrupt" in text:
+        return _damaged(path, text)
+    if "disk is full" in text or "disk I/O" in text:
+        return JournalWriteFailed(path, exc)
+    return JournalError(f"{path}: not a canvas-tui journal ({exc})")
+
+
+def _damaged(path: Path, detail: str) -> JournalError:
+    return JournalError(
+        f"{path}: the journal is damaged ({detail}); it cannot be resumed. Keep it for the "
+        "record (`canvas-tui console --journal` may still show parts of it) and start a fresh "
+        "run with a new --journal path"
+    )
+
+
+def _check_pages(conn: sqlite3.Connection, path: Path) -> None:
+    """A resumed journal must be whole: a damaged page found mid-run would stop it half-way."""
+    found = [str(v[0]) for v in conn.execute("PRAGMA quick_check(3)")]
+    if found != ["ok"]:
+        raise _damaged(path, "; ".join(found))
 
 
 def wal_path(path: Path) -> Path:

@@ -29,6 +29,7 @@ from canvas_tui.engine.plan import SyncDecision
 from canvas_tui.engine.session import journal_path_for
 from canvas_tui.engine.state import Event, Phase, RunPhaseChanged, RunState
 from canvas_tui.engine.worker import EngineError, EngineSpec, Ready
+from canvas_tui.private_files import open_private
 
 STARTUP_SECONDS = 60.0
 COMMAND_SECONDS = 30.0  # a command is answered within a loop turn of the engine's
@@ -46,10 +47,9 @@ def start_engine(spec: EngineSpec, *, startup: float = STARTUP_SECONDS) -> Remot
     there (ConfigError, InputError, JournalError), or EngineError if the process fails."""
     journal = journal_path_for(spec.config, spec.journal_path)
     spec = dataclasses.replace(spec, journal_path=journal)
-    journal.parent.mkdir(parents=True, exist_ok=True)
     log_path = engine_log_path(journal)
     ours, theirs = socket.socketpair()
-    with theirs, log_path.open("ab") as log:
+    with theirs, open_private(log_path, "ab") as log:  # tracebacks may quote enrollment data
         # our own interpreter and module, no shell; the engine gets its own session so a
         # terminal's Ctrl+C or hang-up reaches the console, which then closes it in order
         process = subprocess.Popen(  # noqa: S603

@@ -16,13 +16,15 @@ from typing import Any
 
 from canvas_tui.engine.journal import Journal
 from canvas_tui.engine.state import RecordRow, RunState
+from canvas_tui.private_files import open_private
 from canvas_tui.records import State, sis_value
+from canvas_tui.sources.csv import FAILURES_MARK, neutralize_formula
 
 SCHEMA_VERSION = 1  # of the JSON report: canvas_tui/schemas/report.schema.json; bump on a change
 RECORD_CHOICES = ("all", "failed", "none")  # which per-record rows the JSON lists
 SIS_COLUMNS = ("course_id", "user_id", "role", "section_id", "status")
 # Trailing columns saying why a row failed; Canvas's importer and ours ignore unknown columns.
-REASON_COLUMNS = ("canvas_tui_category", "canvas_tui_message")
+REASON_COLUMNS = (FAILURES_MARK, "canvas_tui_message")
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +47,7 @@ def summary(store: Journal, state: RunState | None = None) -> dict[str, Any]:
         "schema_version": SCHEMA_VERSION,
         "journal": str(store.path),
         "source": meta.get("source"),
+        "base_url": meta.get("base_url"),  # the Canvas the run sent to
         "generated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "phase": str(state.phase) if state is not None else None,
         "abort_reason": state.abort_reason if state is not None else None,
@@ -90,7 +93,6 @@ def write_report(
     if records not in RECORD_CHOICES:
         raise ValueError(f"records must be one of {RECORD_CHOICES}, not {records!r}")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     csv_path = failures_csv_path(path)
     head = summary(store, state)
     head["failures_csv"] = str(csv_path)
@@ -98,7 +100,7 @@ def write_report(
     rows: Iterator[RecordRow] = iter(())
     if records != "none":
         rows = store.iter_rows(state=State.FAILED if records == "failed" else None)
-    with path.open("w", encoding="utf-8") as out:
+    with open_private(path, "w", encoding="utf-8") as out:
         text = json.dumps(head, indent=2)
         out.write(text[: text.rindex("}")].rstrip() + ',\n  "records": [')
         for n, row in enumerate(rows):
@@ -137,18 +139,18 @@ def write_failures_csv(store: Journal, path: str | Path) -> int:
                 seen.add(key.strip().lower())
                 extras.append(key)
     n = 0
-    with Path(path).open("w", newline="", encoding="utf-8") as out:
+    with open_private(Path(path), "w", newline="", encoding="utf-8") as out:
         writer = csv.writer(out)
-        writer.writerow([*SIS_COLUMNS, *extras, *REASON_COLUMNS])
+        writer.writerow([neutralize_formula(c) for c in (*SIS_COLUMNS, *extras, *REASON_COLUMNS)])
         for row in _failed(store):
             sis = _sis_row(store, row)
-            writer.writerow(
-                [
-                    *(sis[c] for c in SIS_COLUMNS),
-                    *(row.raw.get(c, "") for c in extras),
-                    row.category or "",
-                    row.message or "",
-                ]
+            cells = (
+                *(sis[c] for c in SIS_COLUMNS),
+                *(row.raw.get(c, "") for c in extras),
+                row.category or "",
+                row.message or "",
             )
+            # people open this file in a spreadsheet: no cell may run as a formula there
+            writer.writerow([neutralize_formula(c) for c in cells])
             n += 1
     return n

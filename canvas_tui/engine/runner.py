@@ -21,7 +21,7 @@ from canvas_tui.canvas.errors import RETRYABLE, CanvasError, Category, hint_for
 from canvas_tui.canvas.retry import UNREACHABLE_STATUSES, CircuitBreaker
 from canvas_tui.engine.actions import ActionResult, Observer
 from canvas_tui.engine.edit import edited_record
-from canvas_tui.engine.journal import Journal, Outcome
+from canvas_tui.engine.journal import Journal, JournalError, JournalWriteFailed, Outcome
 from canvas_tui.engine.state import (
     Event,
     GovernorState,
@@ -134,6 +134,7 @@ class Runner:
         clock: Callable[[], float] = time.monotonic,
         layout: Layout | None = None,
         breaker: CircuitBreaker | None = None,
+        requests_sent: Callable[[], int] | None = None,
     ) -> None:
         self._journal = journal
         self._executor = executor
@@ -156,6 +157,12 @@ class Runner:
         self._failures_version = 0
         totals = journal.attempt_totals()
         self._requests = totals["requests"]
+        # Every request counts, not only a record's attempts: the client's own counter also
+        # sees a plan's roster reads and the token check (issue 11).
+        self._requests_sent = requests_sent
+        self._requests_before = totals["requests"]
+        self._unrecorded_before = journal.unrecorded_requests()
+        self._observed = 0  # attempts of records, this session
         self._throttled = totals["throttled"]
         self._retries = totals["retries"]
         self._throttle_times: deque[float] = deque()
@@ -288,11 +295,15 @@ class Runner:
         finally:
             ticker.cancel()
             self._running = False
-            await self._journal.flush()
+            with contextlib.suppress(JournalError):  # a failed journal is reported below
+                await self._journal.flush()
+                self.record_requests()
+                self._journal.set_meta(elapsed=repr(self._elapsed()))
+                await self._journal.flush()
             self._counts = self._journal.counts()
             self._failures_by_category = self._journal.category_counts(State.FAILED)
-            self._journal.set_meta(elapsed=repr(self._elapsed()))
-            await self._journal.flush()
+        if self._journal.failure is not None:
+            self._stop_unrecorded()
         if self._abort_reason is not None:
             self._set_phase(Phase.ABORTED, self._abort_reason)
         elif self.gate.cancelled:
@@ -324,6 +335,14 @@ class Runner:
             self.gate.cancel()
             self._wake.set()
 
+    def _stop_unrecorded(self) -> None:
+        """The journal stopped taking writes: nothing more may be sent, since nothing more
+        could be recorded. Requests in flight finish; their records stay in flight in the
+        journal and are re-sent on resume (creates are idempotent)."""
+        failure = self._journal.failure
+        assert failure is not None
+        self._abort_with(str(failure))
+
     async def _wait_wake(self) -> None:
         # Also wakes on a timer: the governor's limit can rise without any event here.
         with contextlib.suppress(TimeoutError):
@@ -332,6 +351,8 @@ class Runner:
 
     async def _dispatch(self) -> None:
         while True:
+            if self._journal.failure is not None:
+                self._stop_unrecorded()
             if self.gate.cancelled or self._abort_reason is not None:
                 return
             paused = self.gate.paused
@@ -354,7 +375,11 @@ class Runner:
                 await self._wait_wake()
                 continue
             self._claimed.update(ids)
-            claimed = await self._journal.claim(ids)
+            try:
+                claimed = await self._journal.claim(ids)
+            except JournalWriteFailed:
+                self._claimed.difference_update(ids)
+                continue  # the failure is seen at the top of the loop
             self._claimed.difference_update(set(ids) - set(claimed))
             if self.gate.cancelled or (self.gate.paused and not paused):
                 # paused or cancelled while the claim was written: nothing new may go out
@@ -396,6 +421,7 @@ class Runner:
             cost += float(event.cost or 0.0)
             self._journal.post_attempt(record_id, event)
             self._requests += 1
+            self._observed += 1
             self._observe_latency(event)
             now = self._clock()
             if event.category is not None and str(event.category) == Category.THROTTLED:
@@ -493,6 +519,17 @@ class Runner:
                 )
             last_finished, last = finished, now
 
+    def _request_count(self) -> int:
+        if self._requests_sent is None:
+            return self._requests
+        return self._requests_before + self._requests_sent()
+
+    def record_requests(self) -> None:
+        """Write down the requests no record's attempts show (posted with the next write)."""
+        if self._requests_sent is not None and not self._journal.read_only:
+            unrecorded = self._unrecorded_before + self._requests_sent() - self._observed
+            self._journal.set_meta(unrecorded_requests=str(unrecorded))
+
     def _observe_latency(self, event: Any) -> None:
         finished = getattr(event, "finished_at", None)
         if finished is None or event.status is None:
@@ -533,7 +570,7 @@ class Runner:
             rate_history=tuple(self._rate_history),
             remaining_history=tuple(self._remaining_history),
             governor=self._governor.state(),
-            requests=self._requests,
+            requests=self._request_count(),
             throttled=self._throttled,
             retries=self._retries,
             throttled_last_minute=len(self._throttle_times),

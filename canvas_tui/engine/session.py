@@ -69,6 +69,43 @@ def config_fingerprint(config: Config, source_description: str) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def run_settings(config: Config) -> dict[str, str]:
+    """What decides where and how records are sent: a resume must keep every one of them."""
+    return {
+        "base_url": config.canvas.base_url,
+        "notify": json.dumps(config.sync.notify),
+        "enrollment_state": config.sync.enrollment_state,
+    }
+
+
+def check_resume_settings(store: Journal, config: Config, source_description: str | None) -> None:
+    """Refuse to resume a journal against another Canvas, or with other sending semantics:
+    its done records would be taken as done there, and the rest sent differently.
+    Raises JournalError saying what differs and how to start fresh."""
+    recorded = {k: store.get_meta(k) for k in run_settings(config)}
+    now = run_settings(config)
+    if all(v is None for v in recorded.values()):
+        # a journal from before these were recorded: only its fingerprint can tell
+        fingerprint = store.get_meta("fingerprint")
+        source = store.get_meta("source") or source_description or ""
+        if not fingerprint or fingerprint == config_fingerprint(config, source):
+            return
+        differs = ["the configuration (base URL, notify, enrollment_state or the source's)"]
+    else:
+        differs = [
+            f"{key} {recorded[key]} (now {now[key]})"
+            for key in now
+            if recorded[key] is not None and recorded[key] != now[key]
+        ]
+        if not differs:
+            return
+    raise JournalError(
+        f"{store.path} was run with {'; '.join(differs)}. Resuming it here would count its "
+        "done records as done in this Canvas. Resume with the settings it was run with, or "
+        "start fresh: give a new --journal path (or none)"
+    )
+
+
 class _ReadOnly:
     async def apply(self, record: EnrollmentRecord, observer: Observer | None) -> ActionResult:
         raise JournalError("this session is read-only; nothing can be sent")
@@ -95,6 +132,7 @@ class Session:
             source = self.source = open_source(self.config.source)
         description = source.description
         fingerprint = config_fingerprint(self.config, description)
+        self.store.set_meta(**run_settings(self.config))  # committed with the load's first write
         total = await asyncio.to_thread(
             self.store.load,
             source,
@@ -127,6 +165,9 @@ class Session:
     async def close(self) -> None:
         if self.client is not None:
             await self.client.aclose()
+        if self.store.failure is None:
+            with contextlib.suppress(JournalError):
+                self.runner.record_requests()  # reads since the run (the roster inspector)
         self.store.close()
 
 
@@ -166,6 +207,8 @@ def open_session(
                 f"{path} is the journal of {previous}, not {source.description}; "
                 "give a new --journal path (or none) to start a new run"
             )
+        if previous is not None:
+            check_resume_settings(store, config, source.description if source else None)
         cap = max_concurrency or config.sync.max_concurrency
         if cap is not None:
             governor.set_cap(cap)
@@ -173,7 +216,15 @@ def open_session(
             client, notify=config.sync.notify, active_state=config.sync.enrollment_state
         )
         layout = getattr(source, "layout", None) or layout_of(config.source)
-        runner = Runner(store, actions, governor, gate=gate, preflight=client.whoami, layout=layout)
+        runner = Runner(
+            store,
+            actions,
+            governor,
+            gate=gate,
+            preflight=client.whoami,
+            layout=layout,
+            requests_sent=lambda: client.requests_sent,
+        )
     except BaseException:
         store.close()
         raise

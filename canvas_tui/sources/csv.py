@@ -16,11 +16,29 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO, Final
 
-from canvas_tui.records import InputError, RowProblem, SourceItem
+from canvas_tui.records import LISTED, InputError, RowProblem, SourceItem, clip
 from canvas_tui.sources.normalize import Layout, RowNormalizer
 
 _BLOCK: Final = 1 << 20
 _UTF8_BOM: Final = codecs.BOM_UTF8
+# The column our failures CSV (engine/report.py) ends with: a file that has it was written by us.
+FAILURES_MARK: Final = "canvas_tui_category"
+# A cell starting with one of these is a formula to a spreadsheet (OWASP "CSV Injection").
+FORMULA_START: Final = ("=", "+", "-", "@", "\t", "\r")
+
+
+def neutralize_formula(value: str) -> str:
+    """A cell for a CSV that people open in a spreadsheet: one that would start a formula gets
+    a leading apostrophe (OWASP). Values that already start with apostrophes before such a
+    character get one more, so `restore_formula` gives back exactly what was written."""
+    return "'" + value if value.lstrip("'").startswith(FORMULA_START) else value
+
+
+def restore_formula(value: str) -> str:
+    """The inverse of `neutralize_formula`, for our failures CSV fed back as a source."""
+    if value.startswith("'") and value.lstrip("'").startswith(FORMULA_START):
+        return value[1:]
+    return value
 
 
 class CsvSource:
@@ -96,12 +114,17 @@ class CsvSource:
         self.notes.extend(normalizer.notes)
         width = len(header)
         normalize = normalizer.normalize
+        # Our own failures CSV, fed back: undo its formula neutralization (other sources are
+        # read as they are: their "'=x" means "'=x").
+        written_by_us = FAILURES_MARK in (c.strip().lower() for c in header)
         data_rows = 0
 
         while True:
             try:
                 for row in reader:
                     start, end = end + 1, offset + reader.line_num
+                    if written_by_us and "'" in "".join(row):
+                        row = [restore_formula(v) for v in row]
                     if bad_lines and bad_lines[0][0] <= end:
                         yield self._undecodable(normalizer, row, start, end, bad_lines)
                         data_rows += 1
@@ -185,7 +208,9 @@ def _wrong_width(
 ) -> RowProblem:
     width = len(normalizer.columns)
     if len(row) > width:
-        extra = ", ".join(repr(v) for v in row[width:])
+        shown = [clip(repr(v), 40) for v in row[width : width + LISTED]]
+        more = len(row) - width - len(shown)
+        extra = ", ".join(shown) + (f", … ({more} more)" if more else "")
         return normalizer.problem(
             row,
             line,

@@ -9,6 +9,7 @@ role words resolve like Canvas resolves them, custom role names pass through cas
 from __future__ import annotations
 
 import difflib
+import re
 from array import array
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from typing import Final, Literal, cast
 
 from canvas_tui.records import (
     BASE_TYPES,
+    LISTED,
     ROLE_WORDS,
     UNCHANGED,
     EnrollmentRecord,
@@ -26,6 +28,8 @@ from canvas_tui.records import (
     RowProblem,
     SisStatus,
     Unchanged,
+    clip,
+    listing,
 )
 
 # The columns every row is read for, in the order `RowNormalizer.normalize` unpacks them.
@@ -95,7 +99,10 @@ _BASE_TYPES_LOWER: Final = {t.lower(): t for t in BASE_TYPES}
 _ROLE_KEYWORDS: Final = ("student", *ROLE_WORDS)
 _TRUE: Final = frozenset({"true", "yes", "on", "1", "t", "y"})
 _FALSE: Final = frozenset({"false", "no", "off", "0", "f", "n"})
-_MAX_ID_DIGITS: Final = 19  # Canvas ids are 64-bit: at most 19 digits (CANVAS_API.md §3.2)
+# C0 controls, DEL and C1 controls: never part of an id (a NUL would be sent to Canvas as is).
+_CONTROL: Final = re.compile("[\x00-\x1f\x7f-\x9f]")
+_MAX_ID_DIGITS: Final = 19
+MAX_COLUMNS: Final = 1000  # an enrollments file has 14; a registrar's export a few hundred  # Canvas ids are 64-bit: at most 19 digits (CANVAS_API.md §3.2)
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,6 +268,11 @@ class RowNormalizer:
         self.layout = layout
         self.notes: list[str] = []
         where = f"{source}:{header_line}" if header_line else source
+        if len(self.columns) > MAX_COLUMNS:
+            raise InputError(
+                f"{where}: the header has {len(self.columns)} columns; at most {MAX_COLUMNS} "
+                "are read (is the delimiter right? [source] delimiter sets it)"
+            )
         index = self._column_index(where)
         slots: dict[str, _Slot] = {}
         for name in FIELDS:
@@ -301,20 +313,25 @@ class RowNormalizer:
 
     def _column_index(self, where: str) -> dict[str, int]:
         index: dict[str, int] = {}
+        duplicates = 0
         for i, name in enumerate(self.columns):
             key = name.strip().lower() if self.layout.format == "canvas" else name.strip()
             if key in index:
-                self.notes.append(
-                    f"{where}: column {name!r} appears twice (columns {index[key] + 1} and "
-                    f"{i + 1}); the first is used"
-                )
+                duplicates += 1
+                if duplicates <= LISTED:
+                    self.notes.append(
+                        f"{where}: column {clip(repr(name), 80)} appears twice (columns "
+                        f"{index[key] + 1} and {i + 1}); the first is used"
+                    )
                 continue
             index[key] = i
+        if duplicates > LISTED:
+            self.notes.append(f"{where}: {duplicates - LISTED} more columns appear twice")
         if self.layout.format == "canvas":
-            unknown = [c for c in index if c and c not in FIELDS]
+            unknown = [clip(c, 80) for c in index if c and c not in FIELDS]
             if unknown:
                 self.notes.append(
-                    f"{where}: ignoring column(s) Canvas does not know: {', '.join(unknown)}"
+                    f"{where}: ignoring column(s) Canvas does not know: {listing(unknown)}"
                 )
         return index
 
@@ -333,12 +350,12 @@ class RowNormalizer:
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise InputError(
             f"{where}: [source.mapping] {name} = {wanted!r}, but the source has no such column"
-            f"{hint}; its columns are: {', '.join(self.columns)}"
+            f"{hint}; its columns are: {listing(self.columns)}"
         )
 
     def _require(self, where: str) -> None:
         have = self._slots
-        found = ", ".join(self.columns) or "(none)"
+        found = listing(self.columns) or "(none)"
         how = (
             "columns named as in Canvas's enrollments.csv"
             if self.layout.format == "canvas"
@@ -359,10 +376,14 @@ class RowNormalizer:
     # -- rows -------------------------------------------------------------------------------
 
     def raw(self, row: Sequence[str]) -> dict[str, str]:
-        """The row as column -> value, extra fields keyed by position, for provenance."""
+        """The row as column -> value, extra fields keyed by position, for provenance. Only
+        the first few extra fields are kept: a row of a million fields stays a small record."""
+        width = len(self.columns)
         raw = dict(zip(self.columns, row, strict=False))
-        for i in range(len(self.columns), len(row)):
+        for i in range(width, min(len(row), width + LISTED)):
             raw[f"column {i + 1}"] = row[i]
+        if len(row) > width + LISTED:
+            raw[f"columns {width + LISTED + 1}-{len(row)}"] = "(not kept)"
         return raw
 
     def problem(
@@ -376,7 +397,7 @@ class RowNormalizer:
         skip: bool = False,
     ) -> RowProblem:
         provenance = Provenance(self.source, line, self.raw(row))
-        return RowProblem(provenance, message, field, column, skip)
+        return RowProblem(provenance, clip(message), field, column, skip)
 
     def _fix(self, row: Sequence[str], vals: list[str], line: int) -> RowProblem | None:
         for slot in self._fixups:
@@ -420,6 +441,10 @@ class RowNormalizer:
         course_id = vals[ci]
         section_id = vals[si]
         warnings: tuple[str, ...] = ()
+        if not "".join(row).isprintable():  # one C-level scan keeps the common row cheap
+            problem = self._control_fault(row, line, vals)
+            if problem is not None:
+                return problem
 
         if not course_id and not section_id:
             return self._fault(
@@ -538,6 +563,9 @@ class RowNormalizer:
         warnings: tuple[str, ...] = ()
         associated = None
         associated_id = v["associated_user_id"]
+        problem = self._control_fault(row, line, {"associated_user_id": associated_id})
+        if problem is not None:
+            return problem
         if associated_id:
             if enrollment_type in ("ObserverEnrollment", None):
                 associated = _api_id(associated_id, self._user_prefix)
@@ -588,6 +616,29 @@ class RowNormalizer:
 
     def _bad_flag(self, row: Sequence[str], line: int, name: str, text: str) -> RowProblem:
         return self._fault(row, line, name, f"{name} is {text!r}; expected true or false")
+
+    def _control_fault(
+        self, row: Sequence[str], line: int, vals: Sequence[str] | Mapping[str, str]
+    ) -> RowProblem | None:
+        """An id with a control character (NUL, ESC, a line break...) would reach Canvas as
+        is, where no SIS id can hold it: the row fails, naming the field and the character.
+        None when no id has one (the row's other fields may)."""
+        fields = (
+            vals
+            if isinstance(vals, Mapping)
+            else {name: vals[i] for name, i in zip(_CORE, self._core, strict=True)}
+        )
+        for name, value in fields.items():
+            found = _CONTROL.search(value)
+            if found is not None:
+                return self._fault(
+                    row,
+                    line,
+                    name,
+                    f"{name} contains the control character U+{ord(found.group()):04X} at "
+                    f"position {found.start() + 1}; ids may hold printable characters only",
+                )
+        return None
 
     def _not_canvas_id(self, row: Sequence[str], line: int, field: str, value: str) -> RowProblem:
         return self._fault(

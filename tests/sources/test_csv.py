@@ -80,15 +80,13 @@ def test_quoted_fields_commas_doubled_quotes_and_embedded_newlines(write) -> Non
         "C3,U3,student,,active\n"
     )
     records, problems = read(write(text))
-    assert problems == []
-    assert [r.course for r in records] == [
-        "sis_course_id:C,1",
-        "sis_course_id:C2",
-        "sis_course_id:C3",
-    ]
+    # parsed whole, then refused: a line break is no part of an id (issue 11)
+    assert [(p.provenance.line, p.field) for p in problems] == [(3, "user_id")]
+    assert problems[0].provenance.raw["user_id"] == "multi\nline\nuser"
+    assert [r.course for r in records] == ["sis_course_id:C,1", "sis_course_id:C3"]
     assert records[0].user == 'sis_user_id:U "the" one'
     # a row's line is the physical line it starts on; the quoted newlines push C3 to line 6
-    assert lines_of(records) == [2, 3, 6]
+    assert lines_of(records) == [2, 6]
 
 
 def test_blank_lines_are_skipped_and_not_counted(write) -> None:  # type: ignore[no-untyped-def]
@@ -155,9 +153,12 @@ def test_block_boundaries_keep_line_numbers(write, monkeypatch: pytest.MonkeyPat
     rows[1500] = 'C1,"U\r\nx",student,,active'  # a quoted line break across a block end
     text = HEADER + "\r\n" + "\r\n".join(rows) + "\r\n"
     records, problems = read(write(text))
-    assert problems == []
-    assert len(records) == 3_000
-    assert records[1501].provenance.line == 1504  # after the two-line row (1502-1503)
+    # the two-line row (1502-1503) is parsed whole, then refused: no line break in an id
+    assert [(p.provenance.line, p.provenance.raw["user_id"]) for p in problems] == [
+        (1502, "U\r\nx")
+    ]
+    assert len(records) == 2_999
+    assert records[1500].provenance.line == 1504  # after the two-line row
     assert records[-1].provenance.line == 3_002
     assert records[-1].user == "sis_user_id:U002999"
 
