@@ -219,3 +219,35 @@ async def test_a_row_naming_the_tokens_own_user(arena: Arena) -> None:
     assert state.counts[State.DONE] == 1, [r.message for r in journal]
     assert arena.state_of(teaching) == "inactive"
     assert arena.app.stats()["requests_by_status"].get("400") == 1
+
+
+@MODES
+@pytest.mark.parametrize("status", ["active", "inactive"])
+async def test_an_observer_row_for_a_student_new_to_the_course_leaves_the_other_link(
+    arena: Arena, plan: bool, status: str
+) -> None:
+    """A parent already observes one child in the course; the source enrolls a second child,
+    new to the course, and links the parent to it. The new child is in no roster, so the plan
+    cannot know its Canvas id: it must not take the first child's link for the row's (and call
+    it in place, or inactivate it). Canvas matches the link on associated_user_id
+    (`Course#enroll_user`, app/models/course.rb)."""
+    first, second, parent = arena.users[:3]
+    arena.enroll(first)
+    link = arena.world.add_enrollment(
+        parent,
+        arena.section,
+        _role(arena, "ObserverEnrollment"),
+        state="active",
+        associated_user_id=first.id,
+    )
+    rows = [
+        [*arena.row(second), ""],
+        [*arena.row(parent, status, role="observer"), second.sis_user_id or ""],
+    ]
+    _, state, _ = await _sync(
+        arena, rows, f"sibling-{status}", plan=plan, header=[*HEADER, "associated_user_id"]
+    )
+    assert state.counts[State.DONE] == 2, state.failures_by_category
+    assert arena.state_of(link) == "active"  # the first child's link is not the row's
+    links = {e.associated_user_id: e.workflow_state for e in _enrollments_of(arena, parent)}
+    assert links == {first.id: "active", second.id: status}
