@@ -687,6 +687,9 @@ def plan_record(
             reused = mine[0] if mine else None
             return step("create", why, f"POST, DELETE task={task}", [], reused), mine
         return step("none", "already deleted", "", mine[:1]), mine
+    if status is not SisStatus.DELETED and any(_differs(record, e) for e in live):
+        # explicit dates or flag to set first: EnrollmentActions._restate_then does it
+        return step(_lookup_action(record), "values differ in Canvas", "lookup", live), mine
     todo = [e for e in live if e.get("enrollment_state") != target]
     if not todo:
         return step("none", f"already {target}", "", live[:1]), mine

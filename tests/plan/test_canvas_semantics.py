@@ -251,3 +251,44 @@ async def test_an_observer_row_for_a_student_new_to_the_course_leaves_the_other_
     assert arena.state_of(link) == "active"  # the first child's link is not the row's
     links = {e.associated_user_id: e.workflow_state for e in _enrollments_of(arena, parent)}
     assert links == {first.id: "active", second.id: status}
+
+
+@MODES
+@pytest.mark.parametrize("state_before", ["active", "inactive"])
+async def test_an_inactive_row_applies_the_dates_and_flag_it_gives(
+    arena: Arena, plan: bool, state_before: str
+) -> None:
+    """lib/sis/enrollment_importer.rb sets an explicit limit_section_privileges and the dates
+    on the enrollment whatever the row's status; an inactive row is no exception. Over REST the
+    values go in a POST (which never changes an active enrollment's state, app/models/course.rb
+    `enroll_user`), then DELETE task=inactivate."""
+    ta = arena.users[0]
+    enrollment = arena.enroll(ta, state_before, role="TaEnrollment")
+    start, end = "2026-09-01T12:00:00Z", "2026-12-20T12:00:00Z"
+    rows = [[*arena.row(ta, "inactive", role="ta"), start, end, "true"]]
+    header = [*HEADER, "start_date", "end_date", "limit_section_privileges"]
+    _, state, _ = await _sync(arena, rows, f"inactive-{state_before}", plan=plan, header=header)
+    assert state.counts[State.DONE] == 1, state.failures_by_category
+    assert arena.state_of(enrollment) == "inactive"
+    assert (
+        enrollment.start_at,
+        enrollment.end_at,
+        enrollment.limit_privileges_to_course_section,
+    ) == (start, end, True)
+
+
+@MODES
+async def test_a_completed_row_in_a_concluded_course_still_concludes(
+    arena: Arena, plan: bool
+) -> None:
+    """Canvas takes no POST into a concluded course (enrollments_api_controller.rb `create`),
+    so the dates a completed row gives cannot be set there; the conclusion still is."""
+    student = arena.users[0]
+    enrollment = arena.enroll(student)
+    arena.course.workflow_state = "completed"
+    rows = [[*arena.row(student, "completed"), "2026-01-10T12:00:00Z", "2026-05-10T12:00:00Z"]]
+    header = [*HEADER, "start_date", "end_date"]
+    _, state, journal = await _sync(arena, rows, "concluded", plan=plan, header=header)
+    assert state.counts[State.DONE] == 1, state.failures_by_category
+    assert arena.state_of(enrollment) == "completed"
+    assert "not set: the course is concluded" in (journal[0].message or "")
