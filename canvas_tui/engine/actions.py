@@ -261,9 +261,17 @@ class EnrollmentActions:
         if record.course is not None:
             return await self._list_user(record.user, observer, course=record.course)
         found = await self._list_user(record.user, observer, section=record.section)
-        if course_wide and found:
-            return await self._list_user(record.user, observer, course=str(found[0]["course_id"]))
-        return found
+        if not course_wide or record.section is None:
+            return found
+        # the importer looks at the whole course even when the user has nothing in the section
+        # (lib/sis/enrollment_importer.rb, deleted_last_completed)
+        if found:
+            course = found[0]["course_id"]
+        else:
+            course = (await self._client.get_section(record.section, observer=observer))[
+                "course_id"
+            ]
+        return await self._list_user(record.user, observer, course=str(course))
 
     async def _list_user(
         self,

@@ -292,3 +292,25 @@ async def test_a_completed_row_in_a_concluded_course_still_concludes(
     assert state.counts[State.DONE] == 1, state.failures_by_category
     assert arena.state_of(enrollment) == "completed"
     assert "not set: the course is concluded" in (journal[0].message or "")
+
+
+@MODES
+async def test_deleted_last_completed_without_course_id_sees_the_other_sections(
+    arena: Arena, plan: bool
+) -> None:
+    """A section-only deleted_last_completed row for a user with no enrollment in that section
+    but an active one in another section of the course: the importer looks course-wide
+    (`@course.enrollments.active.where(...)`, lib/sis/enrollment_importer.rb) and so creates
+    the enrollment deleted, not as a concluded one in the user's history."""
+    user = arena.users[0]
+    other = arena.world.add_section(arena.course, "Plan Lab 02", "PLAN101-F26-02")
+    kept = arena.world.add_enrollment(user, other, _role(arena, "StudentEnrollment"))
+    row = arena.row(user, "deleted_last_completed")
+    row[0] = ""  # no course_id: the section names the course
+    _, state, _ = await _sync(arena, [row], "dlc-section-only", plan=plan)
+    assert state.counts[State.DONE] == 1, state.failures_by_category
+    assert arena.state_of(kept) == "active"
+    in_section = [
+        e for e in _enrollments_of(arena, user) if e.course_section_id == arena.section.id
+    ]
+    assert [e.workflow_state for e in in_section] in ([], ["deleted"])
