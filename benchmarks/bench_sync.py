@@ -20,7 +20,11 @@ only the changes), then the journal load and the runner. `canvas-tui` is the def
 the same choice `sync` makes with neither --plan nor --no-plan); `canvas-tui-full` is `sync
 --no-plan` (full mode: every row POSTed without a plan; a row that leaves limit_section_privileges
 or a date blank, which this workload's rows all do, first reads the user's enrollments so the POST
-can carry Canvas's values: two requests a record). T runs from prepare_sync to the end of the run,
+can carry Canvas's values: two requests a record). `canvas-tui-explicit` is `sync --no-plan` on
+the same workload with a CSV that states every column a re-POST resets (limit_section_privileges
+false, start_date and end_date = the course's own term dates), so full mode POSTs each row blind
+(engine/repost.py blind_post_is_safe): one request a record, the engine's send path exactly as the
+table before issue 10 measured it. T runs from prepare_sync to the end of the run,
 so the roster reads and lookups are the engine's own cost; T* counts only the POSTs the workload
 needs, the same for every runner. The governor is told the simulator's leak in wall-clock units
 (10 x time scale), nothing else.
@@ -48,7 +52,7 @@ from canvas_tui.engine.plan import prepare_sync
 from canvas_tui.engine.session import open_session
 from canvas_tui.records import State
 from canvas_tui.simulator.testing import simulate_process, simulator_stats
-from canvas_tui.simulator.world import World
+from canvas_tui.simulator.world import TERM_END, TERM_START, World
 
 HERE = Path(__file__).resolve().parent
 TOKEN = "bench-token-not-a-secret"
@@ -56,8 +60,22 @@ SEED = 7
 HWM, UP_FRONT, LEAK = 600.0, 50.0, 10.0
 TA_EVERY = 100  # one record in 100 is a TA: `ta` for canvas-tui, `TAEnrollment` in the script
 # runner -> the mode `canvas-tui sync` is asked for: None = auto (the default), False = --no-plan
-ENGINE_RUNNERS: dict[str, bool | None] = {"canvas-tui": None, "canvas-tui-full": False}
+ENGINE_RUNNERS: dict[str, bool | None] = {
+    "canvas-tui": None,
+    "canvas-tui-full": False,
+    "canvas-tui-explicit": False,
+}
+# runners whose CSV states every column a re-POST resets, so full mode may POST without reading
+EXPLICIT_RUNNERS = frozenset({"canvas-tui-explicit"})
 RUNNERS = ("sequential", "pool-11", *ENGINE_RUNNERS)
+# T*/T of the engine's send path (one blind POST a record) before issue 10, both refusals alike:
+# the table measured on commit 289ec4f (BENCHMARKS.md), keyed by that world's knobs (this
+# script's defaults: name, POST cost, latency, time scale, N); other knobs have no earlier figure
+SEND_PATH_BEFORE = {
+    ("latency-bound", 0.1, 0.5, 2.0, 1000): 0.95,
+    ("bucket-bound", 1.0, 0.2, 4.0, 2000): 0.93,
+}
+SEND_PATH_KEPT = 0.95  # issue 10: the send path may be at most 5 % below its earlier T*/T
 
 
 @dataclass(frozen=True)
@@ -122,6 +140,9 @@ def workload(n: int) -> list[dict[str, Any]]:
                 "course_id": course.id,
                 "user_id": user.id,
                 "ta": ta,
+                # the course's own term: dates Canvas takes for any enrollment in it
+                "start_at": course.start_at or TERM_START,
+                "end_at": course.end_at or TERM_END,
             }
         )
         index += 1
@@ -130,14 +151,20 @@ def workload(n: int) -> list[dict[str, Any]]:
     raise SystemExit(f"the seed world has room for only {len(out)} new enrollments")
 
 
-def write_inputs(records: list[dict[str, Any]], directory: Path) -> tuple[Path, Path]:
-    csv_path = directory / "enrollments.csv"
+def write_inputs(
+    records: list[dict[str, Any]], directory: Path, *, explicit: bool = False
+) -> tuple[Path, Path]:
+    """The canvas-tui CSV and the script's JSON. `explicit` adds the columns a re-POST resets
+    (Course#enroll_user), each with a value, so no row leaves one blank."""
+    csv_path = directory / ("enrollments-explicit.csv" if explicit else "enrollments.csv")
+    resets = ["limit_section_privileges", "start_date", "end_date"] if explicit else []
     with csv_path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["course_id", "user_id", "role", "status"])
+        writer.writerow(["course_id", "user_id", "role", "status", *resets])
         for r in records:
+            stated = ["false", r["start_at"], r["end_at"]] if explicit else []
             writer.writerow(
-                [r["course_sis"], r["user_sis"], "ta" if r["ta"] else "student", "active"]
+                [r["course_sis"], r["user_sis"], "ta" if r["ta"] else "student", "active", *stated]
             )
     json_path = directory / "records.json"
     json_path.write_text(
@@ -227,7 +254,7 @@ async def run_engine(
 def measure(
     spec: WorldSpec, runner: str, records: list[dict[str, Any]], n_total: int, work: Path
 ) -> Result:
-    csv_path, json_path = write_inputs(records, work)
+    csv_path, json_path = write_inputs(records, work, explicit=runner in EXPLICIT_RUNNERS)
     with simulator(spec) as base:
         if runner in ENGINE_RUNNERS:
             # its own journal directory: a plan reads every journal there (engine/plan.py)
@@ -297,10 +324,44 @@ def table(results: list[Result]) -> str:
     return "\n".join(lines)
 
 
+def send_path_verdict(explicit: Result, default: Result | None) -> str:
+    """The engine's send path (blind POSTs) against its T*/T before issue 10, with what the
+    default spends a record beside it."""
+    w = explicit.world
+    before = SEND_PATH_BEFORE.get((w.name, w.post_cost, w.latency, w.time_scale, w.records))
+    share = explicit.throttled / max(1, explicit.requests)
+    ok = share <= 0.005 and explicit.not_enrolled == 0
+    if before is None:
+        # a quick run at other knobs checks the runner, not the figure
+        label, against = ("INFO" if ok else "FAIL"), "(no earlier figure at these knobs)"
+    else:
+        ok = ok and ratio(explicit) >= SEND_PATH_KEPT * before
+        label = "PASS" if ok else "FAIL"
+        against = f"against {before:.2f} before issue 10 (>= {SEND_PATH_KEPT * before:.2f})"
+    line = (
+        f"{label} send path {w.name}/{w.throttle_status} (canvas-tui-explicit: every reset "
+        f"column stated, --no-plan): {per_record(explicit):.2f} requests/record, "
+        f"T*/T {ratio(explicit):.2f} {against}, throttled {100 * share:.2f} % (<= 0.5 %), "
+        f"not enrolled {explicit.not_enrolled} (0)"
+    )
+    if default is not None:
+        line += (
+            f"; the default (blank columns, auto): {default.mode} mode, "
+            f"{per_record(default):.2f} requests/record, T*/T {ratio(default):.2f}"
+        )
+    return line
+
+
 def verdict(results: list[Result]) -> list[str]:
-    """The targets apply to the default (`canvas-tui`); full mode is set beside it."""
+    """The targets apply to the default (`canvas-tui`); full mode is set beside it. The send
+    path (`canvas-tui-explicit`) is held to its figures before issue 10, the default beside it."""
     notes = []
     for r in results:
+        if r.runner == "canvas-tui-explicit":
+            default = next(
+                (d for d in results if d.runner == "canvas-tui" and d.world == r.world), None
+            )
+            notes.append(send_path_verdict(r, default))
         if r.runner != "canvas-tui":
             continue
         share = r.throttled / max(1, r.requests)
@@ -377,7 +438,7 @@ def main(argv: list[str] | None = None) -> int:
                 result = measure(spec, runner, subset, n, Path(tmp))
                 results.append(result)
                 print(
-                    f"  {spec.name:13} {spec.throttle_status} {runner:15} {result.mode:4} "
+                    f"  {spec.name:13} {spec.throttle_status} {runner:19} {result.mode:4} "
                     f"T={result.elapsed:6.1f}s T*/T={ratio(result):.2f} "
                     f"requests/record={per_record(result):.2f} prepare={result.prepare:.1f}s "
                     f"throttled={result.throttled} not-enrolled={result.not_enrolled}",
@@ -394,9 +455,10 @@ def main(argv: list[str] | None = None) -> int:
         report,
         "",
         f"\\* sequential: run on {args.sample} records, time extrapolated to N. canvas-tui: "
-        "`sync` (auto mode); canvas-tui-full: `sync --no-plan`. Their T includes choosing the "
-        "mode, the roster reads (plan) or lookups (full) and the journal load; T* counts the "
-        "POSTs only.",
+        "`sync` (auto mode); canvas-tui-full: `sync --no-plan`; canvas-tui-explicit: `sync "
+        "--no-plan` with limit_section_privileges, start_date and end_date stated on every row "
+        "(blind POSTs, the send path). Their T includes choosing the mode, the roster reads "
+        "(plan) or lookups (full) and the journal load; T* counts the POSTs only.",
         "",
         *verdict(results),
     ]

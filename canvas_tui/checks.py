@@ -105,6 +105,7 @@ async def reach(
             config.canvas.token.reveal(),
             transport=transport,
             timeout=config.canvas.timeout,
+            proxy=config.canvas.proxy,
             max_attempts=3,
         )
     except CanvasError as exc:  # e.g. a token with a line break in it

@@ -203,6 +203,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sync.add_argument("--allow-drops", type=int, metavar="N", help="permit up to N drops")
     sync.add_argument(
+        "--retry-failed",
+        action="store_true",
+        help="when resuming a journal, send every failed record again (records that failed "
+        "for network or server errors are always retried on resume)",
+    )
+    sync.add_argument(
         "--log-format",
         choices=("auto", "rich", "json"),
         default="auto",
@@ -258,7 +264,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sim.add_argument("--post-cost", type=float, help="fixed cost of an enrollment POST")
     sim.add_argument("--latency", type=float, help="mean latency of a request, in seconds")
-    sim.add_argument("--faults", metavar="SPEC", help="e.g. 500=0.05,503=0.02,reset=0.02")
+    sim.add_argument(
+        "--faults",
+        metavar="SPEC",
+        help="e.g. 500=0.05,503=0.02,reset=0.02,slow=0.01,shape=0.02,drip=0.01",
+    )
     sim.add_argument("--token", action="append", help="accepted token (repeatable)")
     sim.add_argument(
         "--no-sis-token",

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Final, Literal, TypeVar, cast
 
-from canvas_tui.canvas.urls import base_url_problem
+from canvas_tui.canvas.urls import base_url_problem, proxy_problem
 from canvas_tui.sources.normalize import FIELDS, ID_FIELDS, Format, IdKind
 
 ENV_TOKEN: Final = "CANVAS_API_TOKEN"  # noqa: S105 -- the variable name, not a token
@@ -83,6 +83,7 @@ class CanvasConfig:
     token_file: Path | None = None
     token_command: str | None = None
     timeout: float = 30.0
+    proxy: str | None = None  # explicit only (never HTTP_PROXY); https base URLs only
 
 
 @dataclass(frozen=True, slots=True)
@@ -319,7 +320,12 @@ def _canvas(
     token_file = t.path("token_file")
     token_command = t.text("token_command")
     timeout = t.number("timeout", 30.0, low=0.001, high=None)
+    proxy = t.text("proxy")
     t.finish()
+    if proxy is not None and base_url:
+        problem = proxy_problem(base_url, proxy)
+        if problem:
+            raise ConfigError(f"{t.file}: {t.key('proxy')}: {problem}")
 
     given = [k for k, v in (("token", plain), ("token_file", token_file)) if v is not None]
     if token_command is not None:
@@ -353,7 +359,9 @@ def _canvas(
         except ConfigError as exc:
             token_error = str(exc)
             warnings.append(token_error)
-    return CanvasConfig(base_url, token, origin, token_error, token_file, token_command, timeout)
+    return CanvasConfig(
+        base_url, token, origin, token_error, token_file, token_command, timeout, proxy
+    )
 
 
 def _read_token_file(path: Path, t: _Table, warnings: list[str]) -> Secret:

@@ -35,6 +35,7 @@ from canvas_tui.engine.state import Event, Phase, RecordChanged, RunPhaseChanged
 from canvas_tui.outputs import OutputPathError, check_output_paths
 from canvas_tui.records import InputError, Source, State, sis_value
 from canvas_tui.sources import open_source
+from canvas_tui.text import printable
 
 log = logging.getLogger("canvas_tui")
 
@@ -147,7 +148,7 @@ class RichReporter:
 
     def info(self, message: str, **fields: Any) -> None:
         extra = " ".join(f"{k}={v}" for k, v in fields.items())
-        self.console.print(f"{message} {extra}".rstrip(), markup=False)
+        self.console.print(printable(f"{message} {extra}".rstrip()), markup=False)
 
     def error(self, message: str, code: int) -> None:
         self.console.print(f"[bold red]canvas-tui: error:[/] {_escape(message)}")
@@ -190,14 +191,14 @@ class RichReporter:
             f"{fields['throttled']} throttled, {fields['retries']} retries"
         )
         for action, n in sorted(fields.get("would_send", {}).items()):
-            self.console.print(f"  would {action}: {n}", markup=False)
+            self.console.print(printable(f"  would {action}: {n}"), markup=False)
         for category, n in sorted(fields.get("failures_by_category", {}).items()):
-            self.console.print(f"  {category}: {n}", markup=False)
+            self.console.print(printable(f"  {category}: {n}"), markup=False)
         if fields.get("abort_reason"):
             self.console.print(f"[bold red]stopped:[/] {_escape(fields['abort_reason'])}")
         for key in ("journal", "report", "failures_csv"):
             if fields.get(key):
-                self.console.print(f"  {key}: {fields[key]}", markup=False)
+                self.console.print(printable(f"  {key}: {fields[key]}"), markup=False)
 
     def close(self) -> None:
         if self._started:
@@ -206,9 +207,17 @@ class RichReporter:
 
 
 def _escape(text: str) -> str:
+    """Outside text for a rich markup string: no markup, no terminal control (text.py)."""
     from rich.markup import escape
 
-    return escape(text)
+    return escape(printable(text))
+
+
+class _PrintableFormatter(logging.Formatter):
+    """Warnings quote Canvas's messages: on a terminal they pass through `printable` too."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return printable(super().format(record))
 
 
 def _reporter(fmt: str) -> Reporter:
@@ -233,9 +242,12 @@ class _JsonLogHandler(logging.Handler):
 
 def main(args: argparse.Namespace) -> int:
     reporter = _reporter(getattr(args, "log_format", "auto") or "auto")
-    handler: logging.Handler = (
-        _JsonLogHandler(reporter) if isinstance(reporter, JsonReporter) else logging.StreamHandler()
-    )
+    handler: logging.Handler
+    if isinstance(reporter, JsonReporter):
+        handler = _JsonLogHandler(reporter)
+    else:
+        handler = logging.StreamHandler()
+        handler.setFormatter(_PrintableFormatter())
     handler.setLevel(logging.WARNING)
     log.addHandler(handler)
     try:
@@ -387,6 +399,10 @@ async def _sync(session: Session, reporter: Reporter, args: argparse.Namespace) 
                 "stopped before anything was sent; the journal resumes", ExitCode.ABORTED
             )
             return ExitCode.ABORTED
+        if getattr(args, "retry_failed", False):
+            queued = runner.retry_failed()
+            reporter.info("queued the failed records again", records=queued)
+        runner.stop_when_unreachable = True  # exit 3, records pending; the next run resumes
         unsubscribe = runner.subscribe(on_event)
         ticker = asyncio.create_task(_tick(runner.snapshot, reporter))
         try:

@@ -15,6 +15,7 @@ otherwise USER_NOT_FOUND (which also covers a user with no login in this account
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -37,7 +38,8 @@ from canvas_tui.canvas.errors import (
 from canvas_tui.canvas.governor import Governor
 from canvas_tui.canvas.ids import path_segment
 from canvas_tui.canvas.retry import RetryPolicy, Sleep, call_with_retry
-from canvas_tui.canvas.urls import base_url_problem, next_link, origin
+from canvas_tui.canvas.shapes import Check, enrollment_problem, list_of, object_problem
+from canvas_tui.canvas.urls import base_url_problem, next_link, origin, proxy_problem
 
 log = logging.getLogger(__name__)
 
@@ -120,10 +122,14 @@ class CanvasClient:
         sleep: Sleep | None = None,
         retry_policy: RetryPolicy | None = None,
         max_connections: int = 100,
+        proxy: str | None = None,
     ) -> None:
         problem = base_url_problem(base_url)
         if problem:
             raise CanvasError(Category.UNSAFE, f"base URL refused: {problem}")
+        problem = proxy_problem(base_url, proxy)
+        if problem:
+            raise CanvasError(Category.UNSAFE, f"proxy refused: {problem}")
         if not token or token != token.strip() or any(c in token for c in "\r\n\0"):
             raise CanvasError(
                 Category.AUTH, "the API token is empty or contains invalid characters"
@@ -135,16 +141,26 @@ class CanvasClient:
         self.sleep = sleep
         self._exists: dict[str, bool] = {}  # 404 attribution cache: path -> exists
         self._reached = False  # Canvas has answered (with any status) at least once
+        # One attempt's whole life (connect, send, every byte of the answer): httpx's timeouts
+        # are per read, so a server dripping one byte at a time would never trip them.
+        self.deadline = timeout
+        limits = httpx.Limits(
+            max_connections=max_connections, max_keepalive_connections=max_connections
+        )
+        if transport is None:
+            # Proxies only when configured: HTTP_PROXY / ALL_PROXY from the environment would see
+            # a plain-http request whole, Authorization header included. (The transport still
+            # reads SSL_CERT_FILE / SSL_CERT_DIR, which a site's own CA bundle needs.)
+            transport = httpx.AsyncHTTPTransport(limits=limits, proxy=proxy)
         self._http = httpx.AsyncClient(
             base_url=str(self.base_url) + "/api/v1/",
             auth=_OriginBearer(token, self._origin),
             headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
             timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
-            limits=httpx.Limits(
-                max_connections=max_connections, max_keepalive_connections=max_connections
-            ),
+            limits=limits,
             transport=transport,
             follow_redirects=False,
+            trust_env=False,  # no environment proxies, no ~/.netrc
         )
 
     def __repr__(self) -> str:
@@ -176,8 +192,12 @@ class CanvasClient:
         not_found: Category = Category.NOT_FOUND,
         observer: Observer | None = None,
         recover: Callable[[CanvasError], Awaitable[Any]] | None = None,
+        validate: Check | None = None,
     ) -> httpx.Response:
         """Send `method path` (relative to /api/v1/, or an absolute same-origin URL) with retries.
+
+        `validate(json)` says what is wrong with a success answer's body (shapes.py); a wrong
+        shape is a retryable BAD_ANSWER, never a success.
 
         `recover(error)` runs when the call failed after an attempt that may have been applied
         (a reset after sending, a gateway error); a non-None result replaces the error.
@@ -206,7 +226,7 @@ class CanvasClient:
 
         async def attempt(number: int) -> httpx.Response:
             response, draft, error = await self._send_once(
-                method, path, params, content, not_found, number
+                method, path, params, content, not_found, number, validate
             )
             if error is None and response is not None:
                 if observer is not None:
@@ -240,6 +260,7 @@ class CanvasClient:
         content: str | None,
         not_found: Category,
         number: int,
+        validate: Check | None = None,
     ) -> tuple[httpx.Response | None, AttemptEvent, CanvasError | None]:
         url = self._http.build_request(method, path, params=params).url
         if origin(url) != self._origin:
@@ -254,7 +275,18 @@ class CanvasClient:
         async with self.governor.slot() as slot:
             started = time.time()
             try:
-                response = await self._http.request(method, url, content=content, headers=headers)
+                async with asyncio.timeout(self.deadline):
+                    response = await self._http.request(
+                        method, url, content=content, headers=headers
+                    )
+            except TimeoutError:
+                error = CanvasError(
+                    Category.NETWORK,
+                    f"timed out: no complete answer within {self.deadline:g}s (the request deadline)",
+                    method=method,
+                    url=str(url),
+                )
+                return None, _event(number, method, url, content, started, error=error), error
             except httpx.TransportError as exc:
                 error = classify_transport(exc, method=method, url=str(url))
                 return None, _event(number, method, url, content, started, error=error), error
@@ -267,27 +299,31 @@ class CanvasClient:
         log.debug("%s %s -> %d", method, url, response.status_code)
         if response.is_success:
             try:
-                response.json()
+                data = response.json()
             except ValueError:
-                error = CanvasError(
-                    Category.SERVER,
-                    "Canvas answered with a body that is not JSON "
-                    f"({response.headers.get('content-type', 'no content type')})",
-                    status=response.status_code,
-                    method=method,
-                    url=str(url),
+                problem: str | None = (
+                    "a body that is not JSON "
+                    f"({response.headers.get('content-type', 'no content type')})"
                 )
-                return (
-                    response,
-                    _event(number, method, url, content, started, response, error),
-                    error,
-                )
-            return response, _event(number, method, url, content, started, response), None
+            else:
+                problem = validate(data) if validate is not None else None
+            if problem is None:
+                return response, _event(number, method, url, content, started, response), None
+            error = CanvasError(
+                Category.BAD_ANSWER,
+                f"{response.status_code} with {problem}; body: {_excerpt(response.content)}",
+                status=response.status_code,
+                method=method,
+                url=str(url),
+            )
+            return response, _event(number, method, url, content, started, response, error), error
         error = classify(response, not_found=not_found)
         return response, _event(number, method, url, content, started, response, error), error
 
-    async def _json(self, method: str, path: str, **kwargs: Any) -> Any:
-        return (await self.request(method, path, **kwargs)).json()
+    async def _json(
+        self, method: str, path: str, *, validate: Check = object_problem, **kwargs: Any
+    ) -> Any:
+        return (await self.request(method, path, validate=validate, **kwargs)).json()
 
     # ---- pagination -----------------------------------------------------------------------------
 
@@ -298,8 +334,11 @@ class CanvasClient:
         *,
         not_found: Category = Category.NOT_FOUND,
         observer: Observer | None = None,
+        item: Check = object_problem,
     ) -> AsyncIterator[list[JsonObject]]:
-        """Yield each page of a list endpoint, following only rel="next", same origin only."""
+        """Yield each page of a list endpoint, following only rel="next", same origin only.
+        Every item on a page must pass `item` (shapes.py)."""
+        validate = list_of(item)
         items = list(params.items()) if isinstance(params, Mapping) else list(params or [])
         if not any(key == "per_page" for key, _ in items):
             items.append(("per_page", PER_PAGE))
@@ -308,10 +347,14 @@ class CanvasClient:
         seen: set[str] = set()
         while True:
             response = await self.request(
-                "GET", target, params=query, not_found=not_found, observer=observer
+                "GET",
+                target,
+                params=query,
+                not_found=not_found,
+                observer=observer,
+                validate=validate,
             )
-            page = response.json()
-            yield page if isinstance(page, list) else [page]
+            yield response.json()
             link = next_link(response.headers)
             if link is None:
                 return
@@ -341,10 +384,13 @@ class CanvasClient:
         not_found: Category = Category.NOT_FOUND,
         on_page: Callable[[int, int], None] | None = None,
         observer: Observer | None = None,
+        item: Check = object_problem,
     ) -> list[JsonObject]:
         results: list[JsonObject] = []
         pages = 0
-        async for page in self.paginate(path, params, not_found=not_found, observer=observer):
+        async for page in self.paginate(
+            path, params, not_found=not_found, observer=observer, item=item
+        ):
             pages += 1
             results.extend(page)
             if on_page is not None:
@@ -407,6 +453,7 @@ class CanvasClient:
                     f"{context_path}/enrollments",
                     body={"enrollment": fields},
                     observer=observer,
+                    validate=enrollment_problem,
                 )
             )
         except CanvasError as error:
@@ -482,7 +529,12 @@ class CanvasClient:
                 missing = Category.NOT_FOUND  # the context's or the user's: the 404 names no id
         try:
             return await self.list_all(
-                path, params, not_found=missing, on_page=on_page, observer=observer
+                path,
+                params,
+                not_found=missing,
+                on_page=on_page,
+                observer=observer,
+                item=enrollment_problem,
             )
         except CanvasError as error:
             if error.status == 404 and error.category is Category.NOT_FOUND:
@@ -501,6 +553,7 @@ class CanvasClient:
                 "GET",
                 f"accounts/{path_segment(account)}/enrollments/{path_segment(str(enrollment_id))}",
                 observer=observer,
+                validate=enrollment_problem,
             )
         )
 
@@ -533,6 +586,7 @@ class CanvasClient:
                 params={"task": task},
                 observer=observer,
                 recover=recover,
+                validate=enrollment_problem,
             )
         )
 
@@ -551,6 +605,7 @@ class CanvasClient:
                 f"courses/{path_segment(course)}/enrollments/{path_segment(str(enrollment_id))}/reactivate",
                 observer=observer,
                 recover=recover,
+                validate=enrollment_problem,
             )
         )
 
@@ -640,6 +695,12 @@ def _event(
         will_retry=False,
         wait=None,
     )
+
+
+def _excerpt(body: bytes, limit: int = 300) -> str:
+    """The start of an answer's body, kept in the failure so the stepper can show it."""
+    text = body[: limit * 4].decode("utf-8", "replace")
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _with_retry(event: AttemptEvent, will_retry: bool, wait: float | None) -> AttemptEvent:

@@ -28,11 +28,12 @@ class Category(StrEnum):
     BAD_REQUEST = "bad_request"  # any other 400
     SERVER = "server_error"  # 5xx
     NETWORK = "network"  # timeouts, resets, DNS
+    BAD_ANSWER = "bad_answer"  # a success answer of the wrong shape (a proxy's `{}`, `[]`)
     UNSAFE = "unsafe"  # refused by us: foreign Link host, plain http to a remote host
     INVALID_INPUT = "invalid_input"  # the source row itself is wrong; never reached Canvas
 
 
-RETRYABLE = frozenset({Category.THROTTLED, Category.SERVER, Category.NETWORK})
+RETRYABLE = frozenset({Category.THROTTLED, Category.SERVER, Category.NETWORK, Category.BAD_ANSWER})
 FATAL = frozenset({Category.AUTH, Category.UNSAFE})  # end the run instead of failing every record
 
 TITLES: dict[Category, str] = {
@@ -48,6 +49,7 @@ TITLES: dict[Category, str] = {
     Category.BAD_REQUEST: "Rejected by Canvas",
     Category.SERVER: "Canvas server error",
     Category.NETWORK: "Network error",
+    Category.BAD_ANSWER: "Unexpected answer",
     Category.UNSAFE: "Refused for safety",
     Category.INVALID_INPUT: "Invalid source row",
 }
@@ -93,6 +95,11 @@ HINTS: dict[Category, str] = {
     Category.NETWORK: (
         "The connection failed or timed out (retried automatically): check base_url and that "
         "Canvas is reachable from this machine (proxy, firewall, VPN)."
+    ),
+    Category.BAD_ANSWER: (
+        "Canvas, or a proxy or gateway in front of it, answered success with a body that is not "
+        "what Canvas sends (quoted in the message); it was retried. Check any proxy between here "
+        "and Canvas; the roster inspector or `plan` shows whether the change was made."
     ),
     Category.UNSAFE: (
         "canvas-tui refused to send the token there. Check base_url (https, or http only to "
@@ -331,6 +338,8 @@ def may_have_been_applied(exc: BaseException) -> bool:
     if isinstance(exc, CanvasError):
         if exc.category is Category.NETWORK:
             return exc.request_sent
+        if exc.category is Category.BAD_ANSWER:
+            return True  # something answered "success": Canvas may have done it
         # A throttle is refused before the app runs; Canvas's own 500 rolls its transaction back.
         return exc.category is Category.SERVER and exc.status != 500
     if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout):

@@ -79,3 +79,25 @@ def next_link(headers: httpx.Headers) -> str | None:
         if found:
             return found
     return None
+
+
+def proxy_problem(base_url: str, proxy: str | None) -> str | None:
+    """Why `proxy` may not carry requests to `base_url`, or None when it may (or there is none).
+
+    Through a proxy, https travels in a CONNECT tunnel the proxy cannot read; plain http would
+    hand it every request whole, the token included, so a proxy is for https base URLs only.
+    """
+    if not proxy:
+        return None
+    try:
+        parsed = httpx.URL(proxy)
+    except (httpx.InvalidURL, TypeError, ValueError) as exc:
+        return f"not a URL: {exc}"
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        return "expected http://host:port or https://host:port"
+    if httpx.URL(base_url).scheme != "https":
+        return (
+            "a proxy is used only for an https base URL (through a proxy, plain http would "
+            "show it the token)"
+        )
+    return None

@@ -14,9 +14,11 @@ import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
+from contextvars import ContextVar
 from typing import Any, Protocol
 
-from canvas_tui.canvas.errors import CanvasError, Category, hint_for
+from canvas_tui.canvas.errors import RETRYABLE, CanvasError, Category, hint_for
+from canvas_tui.canvas.retry import UNREACHABLE_STATUSES, CircuitBreaker
 from canvas_tui.engine.actions import ActionResult, Observer
 from canvas_tui.engine.edit import edited_record
 from canvas_tui.engine.journal import Journal, Outcome
@@ -39,6 +41,16 @@ RATE_WINDOW = 5  # seconds the headline rate averages over
 LATENCY_SMOOTHING = 0.05  # EWMA weight of each answer's latency
 FINAL_RETRYABLE = (State.FAILED, State.SKIPPED)  # final states a plain retry re-queues
 INTERNAL = "internal_error"  # category for a bug in canvas-tui itself, never Canvas's fault
+# Failures a resume sends again by itself (the same request may well succeed now); the others
+# (404, 400, ...) need a fix first, and come back only on request (`retry_failed`).
+TRANSIENT = tuple(sorted(c.value for c in RETRYABLE))
+# Records waiting out a retry back-off give their dispatch slot to fresh records, up to this many
+# at once (so a dead Canvas cannot draw the whole journal into back-off).
+MAX_BACKING_OFF = 64
+
+# The record a `_process` task works on: the retry sleep (RunGate.sleep) runs inside that task
+# and so knows whose back-off it is.
+_RECORD: ContextVar[int | None] = ContextVar("canvas_tui_record", default=None)
 
 
 class RunCancelled(Exception):
@@ -65,6 +77,7 @@ class RunGate:
         self._resumed = asyncio.Event()
         self._resumed.set()
         self._cancelled = asyncio.Event()
+        self.backing_off: set[int] = set()  # records sleeping before their next attempt
 
     @property
     def paused(self) -> bool:
@@ -90,14 +103,21 @@ class RunGate:
 
     async def sleep(self, seconds: float) -> None:
         """The client's retry wait: cut short by cancel, held while paused."""
-        if seconds > 0:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._cancelled.wait(), timeout=seconds)
-        if self.cancelled:
-            raise RunCancelled
-        await self._resumed.wait()
-        if self.cancelled:
-            raise RunCancelled
+        record = _RECORD.get()
+        if record is not None:
+            self.backing_off.add(record)
+        try:
+            if seconds > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._cancelled.wait(), timeout=seconds)
+            if self.cancelled:
+                raise RunCancelled
+            await self._resumed.wait()
+            if self.cancelled:
+                raise RunCancelled
+        finally:
+            if record is not None:
+                self.backing_off.discard(record)
 
 
 class Runner:
@@ -113,6 +133,7 @@ class Runner:
         preflight: Callable[[], Awaitable[Any]] | None = None,
         clock: Callable[[], float] = time.monotonic,
         layout: Layout | None = None,
+        breaker: CircuitBreaker | None = None,
     ) -> None:
         self._journal = journal
         self._executor = executor
@@ -121,6 +142,11 @@ class Runner:
         self._preflight = preflight
         self._clock = clock
         self._layout = layout  # how the source's rows normalize, for edit_and_retry
+        self.breaker = breaker or CircuitBreaker()
+        # When the breaker trips: pause (the console: the operator resumes when Canvas is back)
+        # or stop the run with the records pending (headless: the next run resumes).
+        self.stop_when_unreachable = False
+        self._paused_reason: str | None = None
         self._subscribers: list[Callable[[Event], None]] = []
 
         self._phase = Phase.LOADING
@@ -247,6 +273,7 @@ class Runner:
             if self._counts.get(State.IN_FLIGHT, 0):
                 await asyncio.to_thread(self._journal.reset_in_flight)
                 self._counts = self._journal.counts()
+            self._retry_transient("queued again on resume: it failed for a transient cause")
         self._cursor = 0
         self._buffer.clear()
         ticker = asyncio.create_task(self._tick())
@@ -288,8 +315,11 @@ class Runner:
             pass
 
     def _abort(self, exc: CanvasError) -> None:
+        self._abort_with(f"{exc} — {hint_for(exc.category)}")
+
+    def _abort_with(self, reason: str) -> None:
         if self._abort_reason is None:
-            self._abort_reason = f"{exc} — {hint_for(exc.category)}"
+            self._abort_reason = reason
             self._set_phase(Phase.CANCELLING, self._abort_reason)
             self.gate.cancel()
             self._wake.set()
@@ -308,7 +338,9 @@ class Runner:
             if paused and self._send_budget <= 0:
                 await self._wait_wake()
                 continue
-            free = self._governor.limit - len(self._tasks)
+            # a record sleeping out a retry back-off sends nothing: its slot serves a fresh one
+            backing_off = min(len(self.gate.backing_off), MAX_BACKING_OFF)
+            free = self._governor.limit - (len(self._tasks) - backing_off)
             if free <= 0:
                 await self._wait_wake()
                 continue
@@ -374,7 +406,14 @@ class Runner:
                 self._retry_times.append(now)
                 reason = f"{event.status} {event.category}" if event.status else str(event.category)
                 self._emit(RetryScheduled(record_id, event.number, reason, float(event.wait or 0)))
+                self._wake.set()  # its back-off frees a dispatch slot
+            unreachable = event.category == Category.NETWORK or (
+                event.status in UNREACHABLE_STATUSES
+            )
+            if self.breaker.record(unreachable, now):
+                self._unreachable(event.message or f"HTTP {event.status}")
 
+        _RECORD.set(record_id)
         try:
             outcome = await self._attempt(record_id, observe)
             outcome = Outcome(
@@ -504,7 +543,30 @@ class Runner:
             abort_reason=self._abort_reason,
             eta=(left / rate) if rate > 0 else (0.0 if left == 0 else None),
             latency=self._latency,
+            paused_reason=self._paused_reason if self._phase == Phase.PAUSED else None,
         )
+
+    def _unreachable(self, last: str) -> None:
+        """The breaker tripped: stop sending until Canvas is back (see `stop_when_unreachable`)."""
+        reason = (
+            f"Canvas unreachable: {self.breaker.failures} requests in a row failed over "
+            f"{self.breaker.seconds:g}+ s (last: {last})"
+        )
+        if self.stop_when_unreachable:
+            self._abort_with(
+                f"{reason}. Stopped; unfinished records stay pending: run the same command "
+                "again to resume (records that failed for network or server errors are retried)."
+            )
+        elif not self.gate.paused and self._running:
+            self._paused_reason = f"{reason}. Paused: resume when Canvas answers again."
+            self.gate.pause()
+            self._set_phase(Phase.PAUSED, self._paused_reason)
+            self._wake.set()
+
+    def _retry_transient(self, message: str) -> int:
+        """Queue again the records that failed for network, server or throttle reasons."""
+        ids = [i for category in TRANSIENT for i in self._journal.failed_ids(category)]
+        return self._requeue_ids(sorted(ids), message=message) if ids else 0
 
     def pause(self) -> None:
         if self._phase in (Phase.RUNNING, Phase.LOADING, Phase.FINISHED, Phase.CANCELLED):
@@ -514,6 +576,10 @@ class Runner:
 
     def resume(self) -> None:
         if self.gate.paused:
+            if self._paused_reason is not None:  # the breaker's pause: try what it failed
+                self._paused_reason = None
+                self.breaker.reset()
+                self._retry_transient("queued again: it failed while Canvas was unreachable")
             self.gate.resume()
             if self._running:
                 self._set_phase(Phase.RUNNING)
@@ -543,12 +609,13 @@ class Runner:
         *,
         front: bool = False,
         only_from: tuple[State, ...] = FINAL_RETRYABLE,
+        message: str = "queued again by the operator",
     ) -> int:
         moved = self._journal.transition(
             [i for i in ids if i not in self._claimed],
             State.PENDING,
             only_from=only_from,
-            message="queued again by the operator",
+            message=message,
             sendable_only=True,  # a row the source rejected needs an edit, not a retry
         )
         for rid, old, category in moved:

@@ -202,6 +202,7 @@ def _client(
             governor=governor,
             timeout=config.canvas.timeout,
             sleep=gate.sleep if gate is not None else None,
+            proxy=config.canvas.proxy,
         )
     except CanvasError as exc:
         raise ConfigError(str(exc)) from None

@@ -57,6 +57,7 @@ class RunState:
     abort_reason: str | None = None
     eta: float | None = None  # seconds, None when unknown
     latency: float | None = None  # seconds per request, a moving average of this run's answers
+    paused_reason: str | None = None  # why the engine paused itself (Canvas unreachable)
 
     @property
     def finished(self) -> int:

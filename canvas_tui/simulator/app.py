@@ -50,6 +50,9 @@ from canvas_tui.simulator.faults import (
     FaultInjector,
     FaultRates,
     SimulatedConnectionReset,
+    bad_shape_body,
+    drip,
+    until_disconnect,
 )
 from canvas_tui.simulator.views import HttpError, PageRequest, Response
 from canvas_tui.simulator.world import (
@@ -385,9 +388,16 @@ class Simulator:
         if not raw_path.startswith("/api/v1/"):
             await self._send(send, views.not_found().response)
             return
-        await self._api(scope, raw_path, body, send)
+        await self._api(scope, raw_path, body, send, receive)
 
-    async def _api(self, scope: ASGIScope, raw_path: str, body: bytes, send: Send) -> None:
+    async def _api(
+        self,
+        scope: ASGIScope,
+        raw_path: str,
+        body: bytes,
+        send: Send,
+        receive: Receive | None = None,
+    ) -> None:
         cfg = self.config
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         if cfg.require_user_agent and not headers.get("user-agent", "").strip():
@@ -445,6 +455,9 @@ class Simulator:
                     with self.lock:
                         self._stats.error_report_id += 1
                         response = views.internal_error(self._stats.error_report_id)
+                elif fault is Fault.BAD_SHAPE:  # a gateway's answer: Canvas never saw it
+                    with self.lock:
+                        response = Response(200, bad_shape_body(self.faults.rng), views.JSON_TYPE)
                 else:
                     with self.lock:
                         response = self._dispatch(request, route)
@@ -474,6 +487,9 @@ class Simulator:
                 response.headers.append(
                     (b"x-rate-limit-remaining", ruby_float(bucket.remaining()).encode())
                 )
+            if fault is Fault.DRIP:
+                await self._drip(send, response, endpoint, receive)
+                return
             await self._finish(send, response, endpoint)
         finally:
             with self.lock:
@@ -569,6 +585,22 @@ class Simulator:
             self._stats.by_status[str(response.status)] += 1
             self._stats.by_endpoint[endpoint] += 1
         await self._send(send, response)
+
+    async def _drip(
+        self, send: Send, response: Response, endpoint: str, receive: Receive | None
+    ) -> None:
+        with self.lock:
+            self._stats.requests += 1
+            self._stats.by_status[str(response.status)] += 1
+            self._stats.by_endpoint[endpoint] += 1
+        interval = self.config.faults.drip_seconds / self.config.time_scale
+        headers = [
+            (b"content-type", response.content_type),
+            (b"content-length", str(len(response.body)).encode()),
+            *response.headers,
+        ]
+        dripping = drip(send, response.status, headers, response.body, interval, self._sleep)
+        await until_disconnect(dripping, receive)
 
     @staticmethod
     async def _send(send: Send, response: Response) -> None:

@@ -12,13 +12,21 @@ Each API request draws once from the simulator's seeded RNG and gets at most one
   latency), long enough to outlast a client timeout; the request holds its bucket reservation all
   along. `httpx.ASGITransport` applies no timeouts, so in process a slow answer is only late: test
   client timeouts over a socket (`testing.serve_in_thread`).
+- `bad_shape`: a broken gateway or proxy answers 200 with JSON of the wrong shape (`{}`, `[]`,
+  `{"id": null}`, ...) instead of Canvas's; the request never reached Canvas, so nothing was written.
+- `drip`: Canvas's real answer (the write happened), sent one byte every `drip_seconds` (world
+  seconds, scaled like `slow`): no single read waits long, so only a total deadline stops it.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
 import random
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, fields
 from enum import StrEnum
+from typing import Any
 
 import httpx
 
@@ -29,6 +37,9 @@ class Fault(StrEnum):
     RESET_BEFORE = "reset_before"
     RESET_AFTER = "reset_after"
     SLOW = "slow"
+    # new faults go last: a seeded draw of the faults above stays what it was
+    BAD_SHAPE = "bad_shape"
+    DRIP = "drip"
 
 
 class SimulatedConnectionReset(httpx.RemoteProtocolError):
@@ -52,6 +63,9 @@ class FaultRates:
     reset_after: float = 0.0
     slow: float = 0.0
     slow_seconds: float = 45.0
+    bad_shape: float = 0.0
+    drip: float = 0.0
+    drip_seconds: float = 0.25  # between two bytes of a dripped answer
 
     @property
     def any(self) -> bool:
@@ -64,6 +78,7 @@ _ALIASES = {
     "503": ("html_503",),
     "reset": ("reset_before", "reset_after"),  # split evenly
     "slow": ("slow",),
+    "shape": ("bad_shape",),
 }
 
 
@@ -89,7 +104,7 @@ def parse_faults(spec: str | None) -> FaultRates:
         if not targets:
             known = ", ".join(sorted({*names, *_ALIASES}))
             raise ValueError(f"unknown fault {key!r}; expected one of: {known}")
-        if key != "slow_seconds" and not 0.0 <= value <= 1.0:
+        if key not in ("slow_seconds", "drip_seconds") and not 0.0 <= value <= 1.0:
             raise ValueError(f"fault {key!r}: rate {value} is not between 0 and 1")
         for target in targets:
             setattr(rates, target, value / len(targets))
@@ -120,3 +135,50 @@ HTML_503 = (
     b"<body><h1>Service Unavailable</h1><p>The server is temporarily unable to service your "
     b"request. Please try again later.</p></body></html>\n"
 )
+
+
+# What proxies and broken gateways have been seen to answer with a 200: valid JSON, wrong shape.
+BAD_SHAPES: tuple[object, ...] = ({}, [], {"id": None}, {"id": "x"}, None, {"errors": []})
+
+
+def bad_shape_body(rng: random.Random) -> bytes:
+    return json.dumps(rng.choice(BAD_SHAPES)).encode()
+
+
+async def drip(
+    send: Callable[[dict[str, Any]], Awaitable[None]],
+    status: int,
+    headers: list[tuple[bytes, bytes]],
+    body: bytes,
+    interval: float,
+    sleep: Callable[[float], Awaitable[None]],
+) -> None:
+    """Send an answer one byte at a time, `interval` seconds apart."""
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    for k in range(len(body)):
+        await send({"type": "http.response.body", "body": body[k : k + 1], "more_body": True})
+        await sleep(interval)
+    await send({"type": "http.response.body", "body": b""})
+
+
+async def until_disconnect(
+    work: Coroutine[Any, Any, None], receive: Callable[[], Awaitable[dict[str, Any]]] | None
+) -> None:
+    """Run `work` until it ends or the client hangs up (a client that gave up on a dripped
+    answer must not keep the server dripping into a closed socket)."""
+    if receive is None:
+        await work
+        return
+    task = asyncio.ensure_future(work)
+
+    async def hang_up() -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+
+    watcher = asyncio.ensure_future(hang_up())
+    try:
+        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for pending in (task, watcher):
+            pending.cancel()
+        await asyncio.gather(task, watcher, return_exceptions=True)

@@ -25,6 +25,7 @@ from textual.worker import Worker, WorkerState
 
 from canvas_tui.engine.state import Phase, RecordRow, RecordStore, RunState
 from canvas_tui.records import State, sis_value
+from canvas_tui.text import printable
 from canvas_tui.tui import format as fmt
 from canvas_tui.tui.actions import (
     ACTIONS,
@@ -315,7 +316,7 @@ class ConsoleApp(App[int]):
         if event.state is WorkerState.ERROR and event.worker.group in ("engine", "run"):
             error = event.worker.error
             self.notify(
-                f"{type(error).__name__}: {error}",
+                printable(f"{type(error).__name__}: {error}"),
                 title="Engine stopped",
                 severity="error",
                 timeout=30,
@@ -327,7 +328,10 @@ class ConsoleApp(App[int]):
         self.tick()
         if message.phase is Phase.ABORTED:
             self.notify(
-                message.reason or "run aborted", title="Run aborted", severity="error", timeout=60
+                printable(message.reason or "run aborted"),
+                title="Run aborted",
+                severity="error",
+                timeout=60,
             )
 
     @on(RunEnded)
@@ -357,6 +361,7 @@ class ConsoleApp(App[int]):
         if row.state is State.FAILED:
             self.push_screen(FailureStepper(start=row.record_id))
             return
+        row = fmt.printable_row(row)
         detail = message_of(row) or row.action or ""
         self.notify(
             f"{row.source}:{row.line} · {sis_value(row.user)} → "

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 from canvas_tui.canvas.errors import TITLES, Category
+from canvas_tui.engine.state import Attempt, RecordRow
 from canvas_tui.records import State
+from canvas_tui.text import printable
 
 STATE_LABELS: dict[State, str] = {
     State.PENDING: "pending",
@@ -91,3 +94,28 @@ def spark(values: Sequence[float], width: int, top: float) -> str:
         level = max(1, min(8, round(min(v, top) / top * 8)))
         cells.append(SPARKS[level])
     return "".join(cells).rjust(width)
+
+
+def printable_row(row: RecordRow) -> RecordRow:
+    """A record's outside text (source fields, Canvas's message) safe to draw (text.py)."""
+    return replace(
+        row,
+        source=printable(row.source),
+        user=printable(row.user),
+        course=None if row.course is None else printable(row.course),
+        section=None if row.section is None else printable(row.section),
+        role=printable(row.role),
+        status=printable(row.status),
+        message=None if row.message is None else printable(row.message),
+        raw={printable(k): printable(v) for k, v in row.raw.items()},
+        warnings=tuple(printable(w) for w in row.warnings),
+    )
+
+
+def printable_attempt(attempt: Attempt) -> Attempt:
+    return replace(
+        attempt,
+        url=printable(attempt.url),
+        request_body=None if attempt.request_body is None else printable(attempt.request_body),
+        message=None if attempt.message is None else printable(attempt.message),
+    )

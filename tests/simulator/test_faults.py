@@ -26,7 +26,10 @@ def faulty_app(**rates: float) -> Simulator:
 
 
 def test_parse_faults_spec() -> None:
-    rates = parse_faults("500=0.05, 503=0.02,reset=0.04,slow=0.01,slow_seconds=3")
+    rates = parse_faults(
+        "500=0.05, 503=0.02,reset=0.04,slow=0.01,slow_seconds=3,shape=0.03,drip=0.01,drip_seconds=1"
+    )
+    assert rates.bad_shape == 0.03 and rates.drip == 0.01 and rates.drip_seconds == 1
     assert rates.error_500 == 0.05 and rates.html_503 == 0.02
     assert rates.reset_before == rates.reset_after == 0.02
     assert rates.slow == 0.01 and rates.slow_seconds == 3
@@ -37,14 +40,22 @@ def test_parse_faults_spec() -> None:
 
 
 def test_fault_draws_are_seeded() -> None:
-    rates = FaultRates(error_500=0.1, html_503=0.1, reset_before=0.1, reset_after=0.1, slow=0.1)
+    rates = FaultRates(
+        error_500=0.1,
+        html_503=0.1,
+        reset_before=0.1,
+        reset_after=0.1,
+        slow=0.1,
+        bad_shape=0.1,
+        drip=0.1,
+    )
     draws_a = FaultInjector(rates, random.Random("s"))
     draws_b = FaultInjector(rates, random.Random("s"))
     sequence = [draws_a.draw() for _ in range(300)]
     assert sequence == [draws_b.draw() for _ in range(300)]
     assert set(sequence) == {*Fault, None}
     share = sum(1 for f in sequence if f is not None) / len(sequence)
-    assert 0.35 < share < 0.65
+    assert 0.55 < share < 0.85
 
 
 async def test_503_is_html_from_the_load_balancer() -> None:

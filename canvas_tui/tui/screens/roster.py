@@ -19,6 +19,7 @@ from canvas_tui.engine.actions import ALL_STATES
 from canvas_tui.engine.roster_match import default_section_from
 from canvas_tui.engine.state import RecordRow, RunState
 from canvas_tui.records import FINAL_STATES, State
+from canvas_tui.text import printable
 from canvas_tui.tui import format as fmt
 from canvas_tui.tui.roster_model import (
     RosterDiff,
@@ -55,12 +56,12 @@ REQUEUE_STATES = frozenset({State.FAILED, State.SKIPPED, State.DONE})
 def line_cells(line: RosterLine) -> Sequence[str | Text]:
     record = "" if line.record_id is None else f"#{line.record_id} {line.record_state or ''}"
     return (
-        line.user,
-        line.name,
-        line.role,
-        line.section,
-        line.canvas_state or "-",
-        line.sis_status or "-",
+        printable(line.user),
+        printable(line.name),
+        printable(line.role),
+        printable(line.section),
+        printable(line.canvas_state) or "-",
+        printable(line.sis_status) or "-",
         Text(line.verdict.value, style=VERDICT_STYLES[line.verdict]),
         record,
     )
@@ -216,7 +217,8 @@ class RosterScreen(Screen[None]):
 
     @on(RosterFailed)
     def _roster_failed(self, message: RosterFailed) -> None:
-        self._status(Text(f"Could not read the roster: {message.error}", style="bold red"))
+        error = printable(message.error)
+        self._status(Text(f"Could not read the roster: {error}", style="bold red"))
 
     @on(RosterFetched)
     def _roster_fetched(self, message: RosterFetched) -> None:

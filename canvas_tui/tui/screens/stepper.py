@@ -18,6 +18,7 @@ from textual.widgets import Footer, Header, Static
 from canvas_tui.canvas.errors import TITLES, Category, hint_for
 from canvas_tui.engine.state import Attempt, RecordRow, RecordStore, RunState
 from canvas_tui.records import sis_value
+from canvas_tui.tui import format as fmt
 from canvas_tui.tui.actions import STEPPER_ACTIONS, bindings
 from canvas_tui.tui.widgets.queue import message_of
 
@@ -224,7 +225,9 @@ class FailureStepper(Screen[None]):
         self._row = row
         if row is None:
             return
-        attempts = self.store.attempts(record_id)
+        # drawn from cleaned copies; self._row stays the journal's, for change detection
+        row = fmt.printable_row(row)
+        attempts = [fmt.printable_attempt(a) for a in self.store.attempts(record_id)]
         n, total = self.position
         title.update(
             Text.assemble(

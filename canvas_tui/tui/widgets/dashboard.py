@@ -20,6 +20,7 @@ from textual.widgets import ProgressBar, Static
 from canvas_tui.engine.estimate import Bucket, TimeRange, remaining_range
 from canvas_tui.engine.state import Phase, RunState
 from canvas_tui.records import State
+from canvas_tui.text import printable
 from canvas_tui.tui import format as fmt
 
 PHASE_STYLES: dict[Phase, str] = {
@@ -145,7 +146,9 @@ def progress_text(
     else:
         text.append(f"\n{fmt.count(state.finished)}/{fmt.count(state.total)} final", style="bold")
     if state.abort_reason:
-        text.append(f"\n{state.abort_reason}", style="bold red")
+        text.append(f"\n{printable(state.abort_reason)}", style="bold red")
+    elif state.paused_reason:
+        text.append(f"\n{printable(state.paused_reason)}", style="bold yellow")
     return text
 
 

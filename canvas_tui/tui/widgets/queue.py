@@ -106,6 +106,7 @@ def message_of(row: RecordRow) -> str:
 
 
 def record_cells(row: RecordRow) -> Sequence[str | Text]:
+    row = fmt.printable_row(row)
     if row.state is State.FAILED:
         result = Text(f"{fmt.category_title(row.category)}: {message_of(row)}", style="red")
     elif row.message:
