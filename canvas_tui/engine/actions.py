@@ -230,15 +230,48 @@ class EnrollmentActions:
             f"create_{target}", int(enrollment_id), f"no enrollment in Canvas: created {target}"
         )
 
+    async def _restate_then(
+        self,
+        record: EnrollmentRecord,
+        role_id: str | None,
+        status: SisStatus,
+        enrollment: Mapping[str, Any],
+        observer: Observer | None,
+    ) -> ActionResult:
+        """An inactive or completed row whose explicit dates or flag differ from the enrollment's:
+        the SIS importer sets them whatever the status (lib/sis/enrollment_importer.rb). A POST
+        in state inactive carries them (it leaves an active enrollment's state alone and moves
+        any other to inactive, `Course#enroll_user`, app/models/course.rb), then the DELETE
+        task ends it as the row says, unless it is there already."""
+        task, target = DELETE_TASKS[status]
+        fields = post_fields(record, enrollment)
+        posted = await self._post(record, role_id, "inactive", observer, fields)
+        note = f"{differs(record, enrollment)} set"
+        if posted.get("enrollment_state") == target:
+            return ActionResult("update", _enrollment_id(posted), note)
+        course_id, enrollment_id = posted.get("course_id"), posted.get("id")
+        if course_id is None or enrollment_id is None:
+            raise CanvasError(Category.BAD_REQUEST, "enrollment without course_id or id")
+        await self._client.delete_enrollment(str(course_id), enrollment_id, task, observer=observer)
+        return ActionResult(task, int(enrollment_id), note)
+
     async def _list(
         self, record: EnrollmentRecord, observer: Observer | None, *, course_wide: bool = False
     ) -> list[dict[str, Any]]:
         if record.course is not None:
             return await self._list_user(record.user, observer, course=record.course)
         found = await self._list_user(record.user, observer, section=record.section)
-        if course_wide and found:
-            return await self._list_user(record.user, observer, course=str(found[0]["course_id"]))
-        return found
+        if not course_wide or record.section is None:
+            return found
+        # the importer looks at the whole course even when the user has nothing in the section
+        # (lib/sis/enrollment_importer.rb, deleted_last_completed)
+        if found:
+            course = found[0]["course_id"]
+        else:
+            course = (await self._client.get_section(record.section, observer=observer))[
+                "course_id"
+            ]
+        return await self._list_user(record.user, observer, course=str(course))
 
     async def _list_user(
         self,
@@ -423,9 +456,20 @@ class EnrollmentActions:
                 fields = post_fields(record, mine[0] if mine else None)
                 return await self._create_then(record, role_id, status, observer, fields)
             return ActionResult("none", _enrollment_id(mine[0]), "nothing to do: already deleted")
+        changed = next((e for e in live if differs(record, e)), None)
+        note: str | None = None
+        if changed is not None and status is not SisStatus.DELETED:
+            try:
+                return await self._restate_then(record, role_id, status, changed, observer)
+            except CanvasError as error:
+                if error.category is not Category.CONCLUDED:
+                    raise
+            # Canvas takes no POST into a concluded course; the state still can be set
+            note = f"{differs(record, changed)} not set: the course is concluded"
         todo = [e for e in live if e.get("enrollment_state") != target]
         if not todo:
-            return ActionResult("none", _enrollment_id(live[0]), f"nothing to do: already {target}")
+            done = "; ".join(filter(None, (f"nothing to do: already {target}", note)))
+            return ActionResult("none", _enrollment_id(live[0]), done)
         last: dict[str, Any] = {}
         for enrollment in todo:
             course_id = enrollment.get("course_id")
@@ -434,7 +478,8 @@ class EnrollmentActions:
             last = await self._client.delete_enrollment(
                 str(course_id), enrollment["id"], task, observer=observer
             )
-        note = f"{len(todo)} enrollments" if len(todo) > 1 else None
+        if len(todo) > 1:
+            note = "; ".join(filter(None, (note, f"{len(todo)} enrollments")))
         return ActionResult(task, _enrollment_id(last) or _enrollment_id(todo[-1]), note)
 
 

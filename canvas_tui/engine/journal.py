@@ -260,6 +260,17 @@ def _flag_of(value: bool | str | None) -> bool | Unchanged:
     return UNCHANGED if value is None or value == UNCHANGED.value else bool(value)
 
 
+def _old_blank_flag(data: Mapping[str, Any], provenance: Provenance) -> Unchanged | None:
+    """UNCHANGED for a flag a journal from before "unchanged" stored as false for a blank
+    column (such a journal also stores null for blank dates; no later one does): resuming it
+    must not turn a section limit off (Course#enroll_user, app/models/course.rb)."""
+    old = data["start_at"] is None or data["end_at"] is None
+    given = _raw_pick(provenance.raw, "limit_section_privileges")
+    if old and data["limit_section_privileges"] is False and not given:
+        return UNCHANGED
+    return None
+
+
 def record_from_json(text: str, provenance: Provenance) -> EnrollmentRecord:
     data = json.loads(text)
     return EnrollmentRecord(
@@ -274,7 +285,8 @@ def record_from_json(text: str, provenance: Provenance) -> EnrollmentRecord:
         associated_user=data["associated_user"],
         start_at=_date_of(data["start_at"]),
         end_at=_date_of(data["end_at"]),
-        limit_section_privileges=_flag_of(data["limit_section_privileges"]),
+        limit_section_privileges=_old_blank_flag(data, provenance)
+        or _flag_of(data["limit_section_privileges"]),
         notify=bool(data["notify"]),
         warnings=tuple(data["warnings"]),
     )

@@ -489,13 +489,24 @@ def _named_by_sis(ref: str) -> bool:
     return kind is not None or not value.isdigit()
 
 
+def _observed_id(record: EnrollmentRecord, index: RosterIndex) -> int | None:
+    """The Canvas id of the student an observer row names, when a roster (or the row) shows it."""
+    assert record.associated_user is not None
+    observed = index.user_ids.get(user_key(record.associated_user))
+    kind, value = split_api_id(record.associated_user)
+    if observed is None and kind is None and value.isdigit():
+        return int(value)
+    return observed
+
+
 def _same_observed(
     enrollment: Mapping[str, Any], record: EnrollmentRecord, index: RosterIndex
 ) -> bool:
     if record.associated_user is None:
         return enrollment.get("associated_user_id") is None
-    observed = index.user_ids.get(user_key(record.associated_user))
-    # An observed user seen in no roster cannot be resolved here; any observer row matches then.
+    observed = _observed_id(record, index)
+    # An observed user seen in no roster cannot be resolved here; any observer row matches then
+    # (plan_record sends such a row by lookup when the user has an observer link it could be).
     return observed is None or enrollment.get("associated_user_id") == observed
 
 
@@ -584,6 +595,23 @@ def plan_record(
         )
         and _same_observed(e, match, index)
     ]
+    if (
+        match.associated_user is not None
+        and _observed_id(match, index) is None
+        and any(
+            e.get("associated_user_id") is not None for e in users if same_role(e, record, role_id)
+        )
+    ):
+        # The observed student is in no roster (new to the course, say), so which of the user's
+        # observer links is the row's cannot be told here: a parent of two children must not
+        # see one child's link taken for the other's. The actions look the student up.
+        unknown = Step(
+            action=_lookup_action(record),
+            reason="observed user in no roster read; decided when sent",
+            via="lookup",
+            **base,  # type: ignore[arg-type]
+        )
+        return unknown, mine
     if mine and default is not None and not default.known:
         ambiguous = Step(
             action=_lookup_action(record),
@@ -659,6 +687,9 @@ def plan_record(
             reused = mine[0] if mine else None
             return step("create", why, f"POST, DELETE task={task}", [], reused), mine
         return step("none", "already deleted", "", mine[:1]), mine
+    if status is not SisStatus.DELETED and any(_differs(record, e) for e in live):
+        # explicit dates or flag to set first: EnrollmentActions._restate_then does it
+        return step(_lookup_action(record), "values differ in Canvas", "lookup", live), mine
     todo = [e for e in live if e.get("enrollment_state") != target]
     if not todo:
         return step("none", f"already {target}", "", live[:1]), mine

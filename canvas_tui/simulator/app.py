@@ -1023,6 +1023,16 @@ class Simulator:
                 raise views.validation_error("associated_user_id", message, kind="inclusion")
             if associated_user_id == user.id:
                 raise views.validation_error("associated_user_id", "Cannot observe yourself")
+            # cant_observe_observer: course.enrollments (not deleted) holds the reverse link
+            if any(
+                e.type == "ObserverEnrollment"
+                and e.user_id == associated_user_id
+                and e.associated_user_id == user.id
+                and e.workflow_state != "deleted"
+                for e in world.enrollments_in_course(course.id)
+            ):
+                message = "Cannot observe observer observing self"
+                raise views.validation_error("associated_user_id", message)
             if associated_user_id not in world.users:
                 # No validation catches an id that names nobody; the foreign key
                 # enrollments.associated_user_id -> users does, as an unhandled exception.

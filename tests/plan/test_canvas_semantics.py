@@ -219,3 +219,98 @@ async def test_a_row_naming_the_tokens_own_user(arena: Arena) -> None:
     assert state.counts[State.DONE] == 1, [r.message for r in journal]
     assert arena.state_of(teaching) == "inactive"
     assert arena.app.stats()["requests_by_status"].get("400") == 1
+
+
+@MODES
+@pytest.mark.parametrize("status", ["active", "inactive"])
+async def test_an_observer_row_for_a_student_new_to_the_course_leaves_the_other_link(
+    arena: Arena, plan: bool, status: str
+) -> None:
+    """A parent already observes one child in the course; the source enrolls a second child,
+    new to the course, and links the parent to it. The new child is in no roster, so the plan
+    cannot know its Canvas id: it must not take the first child's link for the row's (and call
+    it in place, or inactivate it). Canvas matches the link on associated_user_id
+    (`Course#enroll_user`, app/models/course.rb)."""
+    first, second, parent = arena.users[:3]
+    arena.enroll(first)
+    link = arena.world.add_enrollment(
+        parent,
+        arena.section,
+        _role(arena, "ObserverEnrollment"),
+        state="active",
+        associated_user_id=first.id,
+    )
+    rows = [
+        [*arena.row(second), ""],
+        [*arena.row(parent, status, role="observer"), second.sis_user_id or ""],
+    ]
+    _, state, _ = await _sync(
+        arena, rows, f"sibling-{status}", plan=plan, header=[*HEADER, "associated_user_id"]
+    )
+    assert state.counts[State.DONE] == 2, state.failures_by_category
+    assert arena.state_of(link) == "active"  # the first child's link is not the row's
+    links = {e.associated_user_id: e.workflow_state for e in _enrollments_of(arena, parent)}
+    assert links == {first.id: "active", second.id: status}
+
+
+@MODES
+@pytest.mark.parametrize("state_before", ["active", "inactive"])
+async def test_an_inactive_row_applies_the_dates_and_flag_it_gives(
+    arena: Arena, plan: bool, state_before: str
+) -> None:
+    """lib/sis/enrollment_importer.rb sets an explicit limit_section_privileges and the dates
+    on the enrollment whatever the row's status; an inactive row is no exception. Over REST the
+    values go in a POST (which never changes an active enrollment's state, app/models/course.rb
+    `enroll_user`), then DELETE task=inactivate."""
+    ta = arena.users[0]
+    enrollment = arena.enroll(ta, state_before, role="TaEnrollment")
+    start, end = "2026-09-01T12:00:00Z", "2026-12-20T12:00:00Z"
+    rows = [[*arena.row(ta, "inactive", role="ta"), start, end, "true"]]
+    header = [*HEADER, "start_date", "end_date", "limit_section_privileges"]
+    _, state, _ = await _sync(arena, rows, f"inactive-{state_before}", plan=plan, header=header)
+    assert state.counts[State.DONE] == 1, state.failures_by_category
+    assert arena.state_of(enrollment) == "inactive"
+    assert (
+        enrollment.start_at,
+        enrollment.end_at,
+        enrollment.limit_privileges_to_course_section,
+    ) == (start, end, True)
+
+
+@MODES
+async def test_a_completed_row_in_a_concluded_course_still_concludes(
+    arena: Arena, plan: bool
+) -> None:
+    """Canvas takes no POST into a concluded course (enrollments_api_controller.rb `create`),
+    so the dates a completed row gives cannot be set there; the conclusion still is."""
+    student = arena.users[0]
+    enrollment = arena.enroll(student)
+    arena.course.workflow_state = "completed"
+    rows = [[*arena.row(student, "completed"), "2026-01-10T12:00:00Z", "2026-05-10T12:00:00Z"]]
+    header = [*HEADER, "start_date", "end_date"]
+    _, state, journal = await _sync(arena, rows, "concluded", plan=plan, header=header)
+    assert state.counts[State.DONE] == 1, state.failures_by_category
+    assert arena.state_of(enrollment) == "completed"
+    assert "not set: the course is concluded" in (journal[0].message or "")
+
+
+@MODES
+async def test_deleted_last_completed_without_course_id_sees_the_other_sections(
+    arena: Arena, plan: bool
+) -> None:
+    """A section-only deleted_last_completed row for a user with no enrollment in that section
+    but an active one in another section of the course: the importer looks course-wide
+    (`@course.enrollments.active.where(...)`, lib/sis/enrollment_importer.rb) and so creates
+    the enrollment deleted, not as a concluded one in the user's history."""
+    user = arena.users[0]
+    other = arena.world.add_section(arena.course, "Plan Lab 02", "PLAN101-F26-02")
+    kept = arena.world.add_enrollment(user, other, _role(arena, "StudentEnrollment"))
+    row = arena.row(user, "deleted_last_completed")
+    row[0] = ""  # no course_id: the section names the course
+    _, state, _ = await _sync(arena, [row], "dlc-section-only", plan=plan)
+    assert state.counts[State.DONE] == 1, state.failures_by_category
+    assert arena.state_of(kept) == "active"
+    in_section = [
+        e for e in _enrollments_of(arena, user) if e.course_section_id == arena.section.id
+    ]
+    assert [e.workflow_state for e in in_section] in ([], ["deleted"])

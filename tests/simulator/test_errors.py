@@ -148,3 +148,24 @@ async def test_invalid_state_in_own_user_context(client: httpx.AsyncClient) -> N
     response = await client.get("/api/v1/users/self/enrollments", params={"state[]": "bogus"})
     assert response.status_code == 400
     assert response.json() == {"error": "Invalid state bogus"}
+
+
+async def test_an_observer_cannot_observe_the_one_observing_them(
+    client: httpx.AsyncClient,
+) -> None:
+    """app/models/enrollment.rb `cant_observe_observer`: user 11 observes 10 in the course, so
+    10 may not observe 11 there."""
+
+    def link(user: str, observed: str) -> dict[str, str]:
+        return {
+            "enrollment[user_id]": user,
+            "enrollment[type]": "ObserverEnrollment",
+            "enrollment[associated_user_id]": observed,
+            "enrollment[enrollment_state]": "active",
+        }
+
+    assert (await client.post(DOC_COURSE_PATH, data=link("11", "10"))).status_code == 200
+    response = await client.post(DOC_COURSE_PATH, data=link("10", "11"))
+    assert response.status_code == 400
+    (error,) = response.json()["errors"]["associated_user_id"]
+    assert error["message"] == "Cannot observe observer observing self"
