@@ -1,15 +1,167 @@
-"""Helpers shared across the test packages: fast simulator configs, the CLI in a subprocess."""
+"""Helpers shared across the test packages: waiting for a condition, fast simulator configs,
+the CLI in a subprocess."""
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import os
 import subprocess
 import sys
+import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from canvas_tui.simulator import ADMIN_TOKEN, LatencyModel, SimConfig
+
+T = TypeVar("T")
+
+# How often a condition is looked at; short, so a wait ends soon after the condition holds.
+INTERVAL = 0.02
+
+
+class _Watch:
+    """The bookkeeping shared by the four waits below: the clock, the give-up checks, the messages.
+    `abort_if` ends a wait at once when it returns something true (a process died, a task ended;
+    a string says why), and `detail` is called only to say what the state was when a wait failed."""
+
+    def __init__(
+        self,
+        what: str,
+        seconds: float,
+        abort_if: Callable[[], object] | None,
+        detail: Callable[[], object] | None,
+    ) -> None:
+        self.what = what
+        self.seconds = seconds
+        self.abort_if = abort_if
+        self.detail = detail
+        self.started = time.monotonic()
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    def over(self) -> bool:
+        return self.elapsed() >= self.seconds
+
+    def _with_detail(self, message: str) -> str:
+        return f"{message}; state: {self.detail()!r}" if self.detail is not None else message
+
+    def check_abort(self) -> None:
+        reason = self.abort_if() if self.abort_if is not None else None
+        if reason:
+            why = reason if isinstance(reason, str) else "abort_if held"
+            raise AssertionError(
+                self._with_detail(
+                    f"gave up waiting for {self.what} after {self.elapsed():.2f}s: {why}"
+                )
+            )
+
+    def timed_out(self) -> AssertionError:
+        return AssertionError(
+            self._with_detail(f"timed out after {self.seconds:g}s waiting for {self.what}")
+        )
+
+    def happened(self) -> AssertionError:
+        return AssertionError(
+            self._with_detail(
+                f"{self.what} happened after {self.elapsed():.2f}s;"
+                f" it must not within {self.seconds:g}s"
+            )
+        )
+
+
+def eventually(
+    predicate: Callable[[], T],
+    *,
+    what: str,
+    timeout: float = 30.0,
+    interval: float = INTERVAL,
+    abort_if: Callable[[], object] | None = None,
+    detail: Callable[[], object] | None = None,
+) -> T:
+    """Poll `predicate` until it returns something true, and return that; fail with a message
+    naming `what` was awaited after `timeout` seconds. For waits on other threads or processes."""
+    watch = _Watch(what, timeout, abort_if, detail)
+    while True:
+        if value := predicate():
+            return value
+        watch.check_abort()
+        if watch.over():
+            raise watch.timed_out()
+        time.sleep(interval)
+
+
+def never_within(
+    predicate: Callable[[], object],
+    seconds: float,
+    *,
+    what: str,
+    interval: float = INTERVAL,
+) -> None:
+    """The negative check: `predicate` (what must not happen) stays false for `seconds`."""
+    watch = _Watch(what, seconds, None, None)
+    while True:
+        if predicate():
+            raise watch.happened()
+        if watch.over():
+            return
+        time.sleep(interval)
+
+
+def exited(proc: subprocess.Popen[str]) -> Callable[[], str | None]:
+    """For `abort_if`: nothing while `proc` runs; once it has ended, its exit code and output."""
+
+    def check() -> str | None:
+        if proc.poll() is None:
+            return None
+        out, err = proc.communicate()
+        return (
+            f"the process exited with {proc.returncode}: {(out or '')[-2000:]}{(err or '')[-2000:]}"
+        )
+
+    return check
+
+
+async def eventually_async(
+    predicate: Callable[[], T],
+    *,
+    what: str,
+    timeout: float = 30.0,  # noqa: ASYNC109 - the bound is part of what the failure reports
+    interval: float = INTERVAL,
+    pause: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    abort_if: Callable[[], object] | None = None,
+    detail: Callable[[], object] | None = None,
+) -> T:
+    """`eventually` that lets the event loop run between looks (`pause=pilot.pause` in an app
+    test, so the screen refreshes as it would for a user)."""
+    watch = _Watch(what, timeout, abort_if, detail)
+    while True:
+        if value := predicate():
+            return value
+        watch.check_abort()
+        if watch.over():
+            raise watch.timed_out()
+        await pause(interval)
+
+
+async def never_within_async(
+    predicate: Callable[[], object],
+    seconds: float,
+    *,
+    what: str,
+    interval: float = INTERVAL,
+    pause: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> None:
+    """`never_within` that lets the event loop run between looks."""
+    watch = _Watch(what, seconds, None, None)
+    while True:
+        if predicate():
+            raise watch.happened()
+        if watch.over():
+            return
+        await pause(interval)
 
 
 def fast_config(**overrides: Any) -> SimConfig:

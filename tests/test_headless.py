@@ -8,7 +8,6 @@ import json
 import os
 import signal
 import sqlite3
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from canvas_tui.simulator import ADMIN_TOKEN, SimConfig, Simulator, World, build
 from canvas_tui.simulator.testing import free_port, serve_in_thread
 from canvas_tui.sources import open_source
 from tests.engine.workload import write_csv
-from tests.helpers import start_sync
+from tests.helpers import eventually, exited, start_sync
 
 
 def sync(*argv: str) -> int:
@@ -171,10 +170,11 @@ def test_sigterm_stops_gracefully_with_exit_3(tmp_path: Path) -> None:
         proc = start_sync(
             tmp_path, base_url, "in.csv", "--journal", "j.journal", "--report", "r.json"
         )
-        deadline = time.monotonic() + 30
-        while app.stats()["enrollments_created"] < 30:
-            assert proc.poll() is None and time.monotonic() < deadline
-            time.sleep(0.02)
+        eventually(
+            lambda: app.stats()["enrollments_created"] >= 30,
+            what="30 enrollments created",
+            abort_if=exited(proc),
+        )
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=30)
     assert proc.returncode == 3, err

@@ -13,7 +13,6 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,12 +21,13 @@ import pytest
 from canvas_tui.canvas.errors import CanvasError, Category
 from canvas_tui.engine.remote import RemoteSession, engine_log_path, start_engine
 from canvas_tui.engine.state import Phase, RunPhaseChanged
-from canvas_tui.engine.worker import EngineError, EngineSpec
+from canvas_tui.engine.worker import EngineError
 from canvas_tui.records import InputError, State
 from canvas_tui.simulator import LatencyModel, SimConfig, World, build_app
 from canvas_tui.simulator.testing import serve_in_thread, simulator_stats
-from tests.engine.conftest import sim_config
+from tests.engine.conftest import engine_spec, sim_config
 from tests.engine.workload import write_csv
+from tests.helpers import eventually, eventually_async, exited, never_within_async
 
 TIME_SCALE = 10.0
 RECORDS = 120
@@ -53,16 +53,6 @@ def csv_path(tmp_path: Path) -> Path:
     return tmp_path / "in.csv"
 
 
-def spec(base_url: str, csv_path: Path | None, journal: Path, **kwargs: object) -> EngineSpec:
-    return EngineSpec(
-        sim_config(base_url),
-        source=csv_path,
-        journal_path=journal,
-        governor_leak=10.0 * TIME_SCALE,
-        **kwargs,  # type: ignore[arg-type]
-    )
-
-
 def journal_counts(path: Path) -> dict[str, int]:
     conn = sqlite3.connect(path)
     try:
@@ -71,17 +61,10 @@ def journal_counts(path: Path) -> dict[str, int]:
         conn.close()
 
 
-async def until(predicate: object, within: float = 30.0) -> None:
-    deadline = time.monotonic() + within
-    while not predicate():  # type: ignore[operator]
-        assert time.monotonic() < deadline, f"timed out waiting for {predicate}"
-        await asyncio.sleep(0.02)
-
-
 async def test_a_run_in_the_engine_process_reconciles(
     base_url: str, csv_path: Path, tmp_path: Path
 ) -> None:
-    session = start_engine(spec(base_url, csv_path, tmp_path / "run.journal"))
+    session = start_engine(engine_spec(base_url, csv_path, tmp_path / "run.journal"))
     phases: list[Phase] = []
     session.runner.subscribe(
         lambda e: phases.append(e.phase) if isinstance(e, RunPhaseChanged) else None
@@ -91,7 +74,9 @@ async def test_a_run_in_the_engine_process_reconciles(
     assert rows and rows[-1] == RECORDS  # progress came over the socket
     assert session.store.count() == RECORDS  # the console reads the journal itself
     run = asyncio.create_task(session.run())
-    await until(lambda: session.runner.snapshot().counts.get(State.DONE, 0) > 0)
+    await eventually_async(
+        lambda: session.runner.snapshot().counts.get(State.DONE, 0) > 0, what="a record done"
+    )
     final = await run
     await session.close()
 
@@ -112,7 +97,7 @@ async def test_a_run_in_the_engine_process_reconciles(
 async def test_commands_reach_the_engine_and_answer(
     base_url: str, csv_path: Path, tmp_path: Path
 ) -> None:
-    session = start_engine(spec(base_url, csv_path, tmp_path / "run.journal"))
+    session = start_engine(engine_spec(base_url, csv_path, tmp_path / "run.journal"))
     await session.load()
     # records 1-5 are skipped before anything is sent; the answer comes back at once
     assert all(session.runner.skip(n) for n in range(1, 6))
@@ -120,21 +105,29 @@ async def test_commands_reach_the_engine_and_answer(
     assert not session.runner.skip(1)  # already final
     session.runner.set_concurrency_cap(2)
     run = asyncio.create_task(session.run())
-    await until(lambda: session.runner.snapshot().counts.get(State.DONE, 0) >= 10)
+    await eventually_async(
+        lambda: session.runner.snapshot().counts.get(State.DONE, 0) >= 10, what="ten records done"
+    )
     assert session.runner.snapshot().governor.cap == 2
     assert session.runner.snapshot().governor.in_flight <= 2
     session.runner.pause()
-    await until(
+    await eventually_async(
         lambda: (
             session.runner.snapshot().phase is Phase.PAUSED
             and session.runner.snapshot().counts.get(State.IN_FLIGHT, 0) == 0
-        )
+        ),
+        what="paused with nothing in flight",
     )
     done = session.runner.snapshot().counts[State.DONE]
-    await asyncio.sleep(0.5)
-    assert session.runner.snapshot().counts[State.DONE] == done  # paused: nothing dispatched
+    await never_within_async(
+        lambda: session.runner.snapshot().counts[State.DONE] != done,
+        0.5,
+        what="a record done while paused",
+    )
     assert session.runner.send_one()
-    await until(lambda: session.runner.snapshot().finished > done + 5)
+    await eventually_async(
+        lambda: session.runner.snapshot().finished > done + 5, what="five more records finished"
+    )
     assert session.runner.retry(1)  # skipped -> pending
     session.runner.resume()
     final = await run
@@ -148,7 +141,7 @@ async def test_errors_come_back_as_themselves(
     base_url: str, csv_path: Path, tmp_path: Path
 ) -> None:
     journal = tmp_path / "run.journal"
-    session = start_engine(spec(base_url, csv_path, journal))
+    session = start_engine(engine_spec(base_url, csv_path, journal))
     await session.load()
     with pytest.raises(CanvasError) as raised:
         await session.client.get_course("sis_course_id:NO-SUCH-COURSE")
@@ -165,20 +158,22 @@ async def test_errors_come_back_as_themselves(
     other = tmp_path / "other.csv"
     await asyncio.to_thread(other.write_bytes, csv_path.read_bytes())  # noqa: ASYNC240
     with pytest.raises(InputError, match="is the journal of"):
-        start_engine(spec(base_url, other, journal))
+        start_engine(engine_spec(base_url, other, journal))
 
 
 async def test_the_engine_dying_shows_as_an_aborted_run(
     base_url: str, csv_path: Path, tmp_path: Path
 ) -> None:
-    session = start_engine(spec(base_url, csv_path, tmp_path / "run.journal"))
+    session = start_engine(engine_spec(base_url, csv_path, tmp_path / "run.journal"))
     await session.load()
     aborted: list[RunPhaseChanged] = []
     session.runner.subscribe(
         lambda e: aborted.append(e) if getattr(e, "phase", None) is Phase.ABORTED else None
     )
     run = asyncio.create_task(session.run())
-    await until(lambda: session.runner.snapshot().counts.get(State.DONE, 0) > 5)
+    await eventually_async(
+        lambda: session.runner.snapshot().counts.get(State.DONE, 0) > 5, what="six records done"
+    )
     session.process.kill()
     with pytest.raises(EngineError, match="engine process stopped"):
         await run
@@ -236,16 +231,14 @@ def test_a_killed_console_leaves_a_consistent_journal(
     )
     assert console.stdout is not None
     engine_pid = int(console.stdout.readline())
-    deadline = time.monotonic() + 30
-    while journal_counts(journal).get("done", 0) < RECORDS // 4:
-        assert time.monotonic() < deadline and console.poll() is None
-        time.sleep(0.02)
+    eventually(
+        lambda: journal_counts(journal).get("done", 0) >= RECORDS // 4,
+        what="a quarter of the records done",
+        abort_if=exited(console),
+    )
     os.kill(console.pid, signal.SIGKILL)
     console.wait(10)
-    deadline = time.monotonic() + 30
-    while _alive(engine_pid):
-        assert time.monotonic() < deadline, "the engine did not exit after the console died"
-        time.sleep(0.05)
+    eventually(lambda: not _alive(engine_pid), what="the engine's exit after the console died")
 
     counts = journal_counts(journal)
     assert counts.get("in_flight", 0) == 0, counts
@@ -264,7 +257,7 @@ def test_the_token_stays_out_of_the_engine_process_arguments_and_environment(
     token = sim_config(base_url).canvas.token
     assert token is not None
     monkeypatch.setenv("CANVAS_API_TOKEN", token.reveal())  # as an operator would set it
-    session: RemoteSession = start_engine(spec(base_url, csv_path, tmp_path / "run.journal"))
+    session: RemoteSession = start_engine(engine_spec(base_url, csv_path, tmp_path / "run.journal"))
     try:
         proc = Path(f"/proc/{session.process.pid}")
         assert token.reveal().encode() not in (proc / "cmdline").read_bytes()
@@ -282,5 +275,5 @@ def test_an_engine_that_cannot_start_says_why(
         "import sys; print('cannot import the engine: boom', file=sys.stderr); sys.exit(3)",
     )
     with pytest.raises(EngineError, match=r"the engine process exited \(code 3\).*boom"):
-        start_engine(spec(base_url, csv_path, tmp_path / "run.journal"))
+        start_engine(engine_spec(base_url, csv_path, tmp_path / "run.journal"))
     assert "boom" in engine_log_path(tmp_path / "run.journal").read_text()

@@ -19,7 +19,7 @@ from tests.engine.workload import (
     sis_ids,
     write_csv,
 )
-from tests.helpers import write_rows
+from tests.helpers import eventually_async, never_within_async, write_rows
 
 
 async def test_counts_reconcile_and_nothing_is_duplicated(tmp_path: Path) -> None:
@@ -58,15 +58,23 @@ async def test_pause_send_one_cap_and_retry_failed(tmp_path: Path) -> None:
     runner.set_concurrency_cap(3)
     runner.pause()
     task = asyncio.create_task(session.run())
-    await asyncio.sleep(0.3)
-    # paused before the start: only the token check went out
-    assert app.stats()["requests_by_endpoint"] == {"get_user": 1}
+    # paused before the start: only the token check goes out
+    only_token_check = {"get_user": 1}
+    await eventually_async(
+        lambda: app.stats()["requests_by_endpoint"] == only_token_check, what="the token check"
+    )
+    await never_within_async(
+        lambda: app.stats()["requests_by_endpoint"] != only_token_check,
+        0.3,
+        what="a request beyond the token check while paused",
+    )
     assert runner.send_one()
-    async with asyncio.timeout(5):
-        while runner.snapshot().counts[State.DONE] < 1:  # noqa: ASYNC110 - polling a snapshot
-            await asyncio.sleep(0.01)
-    await asyncio.sleep(0.2)
-    assert runner.snapshot().counts[State.DONE] == 1
+    await eventually_async(
+        lambda: runner.snapshot().counts[State.DONE] >= 1, what="the one record sent", timeout=5
+    )
+    await never_within_async(
+        lambda: runner.snapshot().counts[State.DONE] > 1, 0.2, what="more than one record done"
+    )
     runner.resume()
     state = await asyncio.wait_for(task, 20)
     assert state.phase == Phase.FINISHED

@@ -18,6 +18,7 @@ from canvas_tui.engine.runner import Runner
 from canvas_tui.engine.state import GovernorState, Phase, RecordChanged, RunPhaseChanged
 from canvas_tui.records import EnrollmentRecord, State
 from tests.engine.helpers import items
+from tests.helpers import eventually_async, never_within_async
 
 
 class FixedGovernor:
@@ -64,12 +65,6 @@ class Scripted:
             self.in_flight -= 1
 
 
-async def until(predicate, limit: float = 5.0) -> None:
-    async with asyncio.timeout(limit):
-        while not predicate():  # noqa: ASYNC110 - polling observable state is the point here
-            await asyncio.sleep(0.005)
-
-
 async def test_every_record_ends_and_counts_reconcile(journal: Journal) -> None:
     journal.load(items(60, bad_every=7), description="in.csv")
     not_found = CanvasError(Category.USER_NOT_FOUND, "The specified resource does not exist.", 404)
@@ -100,20 +95,25 @@ async def test_pause_stops_dispatch_and_resume_continues(journal: Journal) -> No
     executor = Scripted(hold=True)
     runner = Runner(journal, executor, FixedGovernor(3))
     task = asyncio.create_task(runner.run())
-    await until(lambda: executor.in_flight == 3)
+    await eventually_async(lambda: executor.in_flight == 3, what="three records in flight")
     runner.pause()
     assert runner.snapshot().phase == Phase.PAUSED
     executor.release.set()  # in-flight records finish...
-    await until(lambda: runner.snapshot().counts[State.DONE] == 3)
-    await asyncio.sleep(0.2)
-    assert len(executor.sent) == 3  # ...and nothing new goes out while paused
+    await eventually_async(
+        lambda: runner.snapshot().counts[State.DONE] == 3, what="the three in flight done"
+    )
+    # ...and nothing new goes out while paused
+    await never_within_async(lambda: len(executor.sent) > 3, 0.2, what="a send while paused")
     # send_one dispatches exactly one record while paused
     assert runner.send_one()
-    await until(lambda: runner.snapshot().counts[State.DONE] == 4)
-    await asyncio.sleep(0.1)
-    assert len(executor.sent) == 4
+    await eventually_async(
+        lambda: runner.snapshot().counts[State.DONE] == 4, what="the one record sent done"
+    )
+    await never_within_async(
+        lambda: len(executor.sent) > 4, 0.1, what="a second send after send_one"
+    )
     assert runner.send_one(20)
-    await until(lambda: 20 in executor.sent)
+    await eventually_async(lambda: 20 in executor.sent, what="record 20 sent")
     runner.resume()
     state = await asyncio.wait_for(task, 5)
     assert state.phase == Phase.FINISHED
@@ -138,9 +138,8 @@ async def test_a_pause_while_a_batch_is_being_claimed_sends_none_of_it(
 
     monkeypatch.setattr(journal, "claim", claim_then_pause)
     task = asyncio.create_task(runner.run())
-    await until(lambda: runner.snapshot().phase == Phase.PAUSED)
-    await asyncio.sleep(0.2)
-    assert executor.sent == []
+    await eventually_async(lambda: runner.snapshot().phase == Phase.PAUSED, what="the pause")
+    await never_within_async(lambda: executor.sent, 0.2, what="a send of the claimed batch")
     counts = runner.snapshot().counts
     assert counts[State.PENDING] == 10 and counts[State.IN_FLIGHT] == 0
     assert journal.counts()[State.IN_FLIGHT] == 0  # the claims were given back
@@ -251,7 +250,7 @@ async def test_cancel_waits_for_in_flight_and_retry_sleep_stops(journal: Journal
     executor = Retrying()
     runner = Runner(journal, executor, FixedGovernor(3))
     task = asyncio.create_task(runner.run())
-    await until(lambda: len(executor.sent) == 3)
+    await eventually_async(lambda: len(executor.sent) == 3, what="three records sent")
     runner.cancel()
     state = await asyncio.wait_for(task, 5)
     assert state.phase == Phase.CANCELLED

@@ -16,6 +16,16 @@ USER_AGENT = "canvas-tui-tests/1.0"
 BASE = "http://canvas.test"
 
 
+class FrozenClock:
+    """The simulator's clock, still until a test moves `now`."""
+
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
 def client_for(app: Simulator, token: str | None = ADMIN_TOKEN, **kwargs: Any) -> httpx.AsyncClient:
     headers = {"User-Agent": USER_AGENT}
     if token is not None:
