@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import json
 import os
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+from canvas_tui.cli import build_parser
+from canvas_tui.headless import main
 from canvas_tui.simulator import ADMIN_TOKEN, LatencyModel, SimConfig
 
 T = TypeVar("T")
@@ -73,7 +76,7 @@ class _Watch:
 
 
 def eventually(
-    predicate: Callable[[], T],
+    predicate: Callable[[], T | None],
     *,
     what: str,
     timeout: float = 30.0,
@@ -125,7 +128,7 @@ def exited(proc: subprocess.Popen[str]) -> Callable[[], str | None]:
 
 
 async def eventually_async(
-    predicate: Callable[[], T],
+    predicate: Callable[[], T | None],
     *,
     what: str,
     timeout: float = 30.0,  # noqa: ASYNC109 - the bound is part of what the failure reports
@@ -175,7 +178,7 @@ def fast_config(**overrides: Any) -> SimConfig:
     return SimConfig(**settings)
 
 
-def write_rows(path: Path, rows: list[list[str]], header: list[str]) -> Path:
+def write_rows(path: Path, rows: Sequence[Sequence[object]], header: Sequence[str]) -> Path:
     """A CSV source: the header, then the rows."""
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
@@ -195,3 +198,13 @@ def start_sync(cwd: Path, base_url: str, *argv: str, **env: str) -> subprocess.P
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+def sync(*argv: str) -> int:
+    """`canvas-tui sync ARGV...` in this process; its exit code."""
+    return main(build_parser().parse_args(["sync", *argv]))
+
+
+def lines(out: str) -> list[dict[str, Any]]:
+    """The JSON lines `sync` writes when stdout is not a terminal."""
+    return [json.loads(line) for line in out.splitlines() if line.strip()]

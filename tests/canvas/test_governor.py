@@ -12,8 +12,7 @@ from canvas_tui.canvas.client import CanvasClient
 from canvas_tui.canvas.governor import Governor
 from canvas_tui.simulator import ADMIN_TOKEN, LatencyModel, build_app
 from canvas_tui.simulator.world import DOC_COURSE, World
-from tests.canvas.conftest import BASE, ManualClock, make_client, sim_config
-from tests.canvas.test_client import sis_students
+from tests.canvas.conftest import BASE, ManualClock, make_client, sim_config, sis_students
 from tests.helpers import eventually_async, never_within_async
 
 

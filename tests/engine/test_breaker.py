@@ -14,6 +14,7 @@ import json
 import sqlite3
 from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -37,8 +38,9 @@ def _counts(journal: Path) -> dict[str, int]:
         conn.close()
 
 
-def _summary(out: str) -> dict:
-    return json.loads(out.strip().splitlines()[-1])
+def _summary(out: str) -> dict[str, Any]:
+    summary: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+    return summary
 
 
 def test_headless_stops_with_records_pending_when_canvas_dies_then_resumes(

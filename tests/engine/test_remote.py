@@ -168,7 +168,11 @@ async def test_the_engine_dying_shows_as_an_aborted_run(
     await session.load()
     aborted: list[RunPhaseChanged] = []
     session.runner.subscribe(
-        lambda e: aborted.append(e) if getattr(e, "phase", None) is Phase.ABORTED else None
+        lambda e: (
+            aborted.append(e)
+            if isinstance(e, RunPhaseChanged) and e.phase is Phase.ABORTED
+            else None
+        )
     )
     run = asyncio.create_task(session.run())
     await eventually_async(

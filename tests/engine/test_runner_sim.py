@@ -12,6 +12,7 @@ from canvas_tui.records import State
 from canvas_tui.simulator import SimConfig, World, build_app
 from canvas_tui.simulator.testing import asgi_transport
 from tests.engine.conftest import session_for, sim_config
+from tests.engine.helpers import canvas_id
 from tests.engine.workload import (
     HEADER,
     fresh_pairs,
@@ -133,13 +134,13 @@ async def test_sis_statuses_map_to_delete_tasks(tmp_path: Path) -> None:
     assert world.enrollments[chosen[2].id].workflow_state == "deleted"
     assert world.enrollments[chosen[3].id].workflow_state == "completed"
     assert got[1].canvas_enrollment_id == chosen[0].id
-    concluded_history = world.enrollments[got[5].canvas_enrollment_id]
+    concluded_history = world.enrollments[canvas_id(got[5])]
     assert concluded_history.workflow_state == "completed"
-    created_inactive = world.enrollments[got[6].canvas_enrollment_id]
+    created_inactive = world.enrollments[canvas_id(got[6])]
     assert created_inactive.workflow_state == "inactive"
-    grader = world.enrollments[got[7].canvas_enrollment_id]
+    grader = world.enrollments[canvas_id(got[7])]
     assert (grader.type, grader.role_id) == ("TaEnrollment", 10)
-    ta = world.enrollments[got[8].canvas_enrollment_id]
+    ta = world.enrollments[canvas_id(got[8])]
     assert ta.type == "TaEnrollment"
     assert got[8].warnings and "TaEnrollment" in got[8].warnings[0]
     assert app.stats()["requests_by_endpoint"]["list_roles"] == 1  # looked up once per run

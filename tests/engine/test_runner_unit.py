@@ -15,6 +15,7 @@ from canvas_tui.canvas.errors import CanvasError, Category
 from canvas_tui.engine.actions import ActionResult, Observer
 from canvas_tui.engine.journal import Journal
 from canvas_tui.engine.runner import Runner
+from canvas_tui.engine.state import Event as RunEvent
 from canvas_tui.engine.state import GovernorState, Phase, RecordChanged, RunPhaseChanged
 from canvas_tui.records import EnrollmentRecord, State
 from tests.engine.helpers import items
@@ -70,7 +71,7 @@ async def test_every_record_ends_and_counts_reconcile(journal: Journal) -> None:
     not_found = CanvasError(Category.USER_NOT_FOUND, "The specified resource does not exist.", 404)
     executor = Scripted(fail={3: not_found, 5: not_found})
     runner = Runner(journal, executor, FixedGovernor(4))
-    events = []
+    events: list[RunEvent] = []
     runner.subscribe(events.append)
     state = await runner.run()
     assert state.phase == Phase.FINISHED
@@ -242,7 +243,7 @@ async def test_cancel_waits_for_in_flight_and_retry_sleep_stops(journal: Journal
     journal.load(items(10), description="in.csv")
 
     class Retrying(Scripted):
-        async def apply(self, record, observer):
+        async def apply(self, record: EnrollmentRecord, observer: Observer | None) -> ActionResult:
             self.sent.append(int(record.user.split(":U")[1]))
             await runner.gate.sleep(30)  # a long retry wait the operator cuts short
             return ActionResult("create", 1)
@@ -279,11 +280,13 @@ async def test_edit_and_retry_renormalizes_the_row(journal: Journal) -> None:
     executor = Scripted()
     runner = Runner(journal, executor, FixedGovernor(2))
     await runner.run()
-    assert journal.get(3).state == State.FAILED
+    row = journal.get(3)
+    assert row is not None and row.state == State.FAILED
     assert not runner.retry(3)  # a row the source rejected cannot be re-sent as it is
     assert runner.retry_failed() == 0
     assert not runner.edit_and_retry(3, {"status": "still-bogus"})
     assert runner.edit_and_retry(3, {"status": "active"})
     state = await runner.run()
     assert state.counts[State.DONE] == 3
-    assert journal.record(3).status == "active"
+    record = journal.record(3)
+    assert record is not None and record.status == "active"

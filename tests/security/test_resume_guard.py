@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from canvas_tui.simulator import SimConfig, World, build_app
+from canvas_tui.simulator import SimConfig, Simulator, World, build_app
 from canvas_tui.simulator.testing import serve_in_thread
 from tests.engine.workload import write_csv
 from tests.helpers import eventually, exited, start_sync
@@ -26,7 +26,7 @@ def _errors(out: str) -> list[str]:
     return [e["message"] for e in map(json.loads, out.splitlines()) if e["event"] == "error"]
 
 
-def _killed_part_way(tmp_path: Path, app, base_url: str) -> None:
+def _killed_part_way(tmp_path: Path, app: Simulator, base_url: str) -> None:
     """`sync` against `base_url`, killed once some records are done (a crashed run)."""
     proc = start_sync(tmp_path, base_url, "in.csv", "--journal", "j.sqlite")
     eventually(

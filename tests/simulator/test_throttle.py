@@ -10,8 +10,8 @@ import pytest
 
 from canvas_tui.simulator import ADMIN_TOKEN, LatencyModel, build_app
 from canvas_tui.simulator.bucket import BucketSettings, LeakyBucket, ruby_float
-from tests.helpers import eventually_async
-from tests.simulator.conftest import FrozenClock, client_for, fast_config
+from tests.helpers import eventually_async, fast_config
+from tests.simulator.conftest import FrozenClock, client_for
 
 COURSE = "/api/v1/courses/sis_course_id:E411208/enrollments"
 

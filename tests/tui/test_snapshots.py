@@ -17,8 +17,8 @@ from textual.widgets import Input
 from canvas_tui.engine.state import GovernorState, Phase, RunState
 from canvas_tui.tui.app import ConsoleApp
 from canvas_tui.tui.screens.roster import RosterScreen
-from tests.tui.conftest import ROSTER_COURSE, SIZE, make_harness, roster_world, wait_for
-from tests.tui.test_roster import ROSTER_ROWS
+from tests.helpers import eventually_async
+from tests.tui.conftest import ROSTER_COURSE, ROSTER_ROWS, SIZE, make_harness, roster_world
 
 SMALL = (80, 24)  # the smallest terminal the console is laid out for
 
@@ -49,9 +49,15 @@ def finished_then(extra: Callable[[ConsoleApp, Pilot[int]], object] | None = Non
     async def run_before(pilot: Pilot[int]) -> None:
         app = pilot.app
         assert isinstance(app, ConsoleApp)
-        await wait_for(pilot, lambda: app.state is not None and app.state.phase is Phase.FINISHED)
+        await eventually_async(
+            lambda: app.state is not None and app.state.phase is Phase.FINISHED,
+            what="the run finished",
+            pause=pilot.pause,
+        )
         # the run's worker posts "Run finished" before it ends: let that toast come, then clear
-        await wait_for(pilot, lambda: not app.run_active)
+        await eventually_async(
+            lambda: not app.run_active, what="the run's worker ended", pause=pilot.pause
+        )
         await pilot.pause(0.2)
         assert app.session is not None
         runner = app.session.runner
@@ -93,7 +99,9 @@ def test_roster_snapshot(in_tmp: Path, snap_compare) -> None:  # type: ignore[no
         await pilot.press("enter")
         screen = app.screen
         assert isinstance(screen, RosterScreen)
-        await wait_for(pilot, lambda: screen.diff is not None)
+        await eventually_async(
+            lambda: screen.diff is not None, what="the roster diff", pause=pilot.pause
+        )
         await pilot.press("4", "4")  # show the SIS record missing in Canvas first... then all
         await pilot.press("4", "4", "4", "4")
 
@@ -113,13 +121,14 @@ def test_ready_snapshot_80x24(in_tmp: Path, snap_compare) -> None:  # type: igno
     async def ready(pilot: Pilot[int]) -> None:
         app = pilot.app
         assert isinstance(app, ConsoleApp)
-        await wait_for(
-            pilot,
+        await eventually_async(
             lambda: (
                 app.state is not None
                 and app.outlook is not None
                 and app.idle_label(app.state) == "READY"
             ),
+            what="the READY screen",
+            pause=pilot.pause,
         )
         app.tick()
         await pilot.pause(0.4)

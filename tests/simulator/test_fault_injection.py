@@ -11,7 +11,8 @@ from canvas_tui.simulator import ADMIN_TOKEN, LatencyModel, Simulator, build_app
 from canvas_tui.simulator.faults import Fault, FaultInjector, FaultRates, parse_faults
 from canvas_tui.simulator.testing import serve_in_thread
 from canvas_tui.simulator.world import World
-from tests.simulator.conftest import USER_AGENT, FrozenClock, client_for, fast_config
+from tests.helpers import fast_config
+from tests.simulator.conftest import USER_AGENT, FrozenClock, client_for
 
 CREATE = "/api/v1/courses/sis_course_id:E411208/enrollments"
 FORM = {"enrollment[user_id]": "sis_user_id:01103", "enrollment[enrollment_state]": "active"}
