@@ -20,6 +20,9 @@ from canvas_tui.simulator import ADMIN_TOKEN, LatencyModel, SimConfig
 
 T = TypeVar("T")
 
+# pytest-textual-snapshot's `snap_compare` fixture: (app, terminal_size=..., run_before=...) -> match
+SnapCompare = Callable[..., bool]
+
 # How often a condition is looked at; short, so a wait ends soon after the condition holds.
 INTERVAL = 0.02
 

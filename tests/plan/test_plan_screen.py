@@ -14,7 +14,7 @@ from canvas_tui.engine.state import Phase
 from canvas_tui.simulator.testing import serve_in_thread
 from canvas_tui.tui.app import ConsoleApp
 from canvas_tui.tui.screens.plan import PlanScreen
-from tests.helpers import eventually_async
+from tests.helpers import SnapCompare, eventually_async
 from tests.plan.conftest import Arena
 from tests.tui.conftest import text_of
 
@@ -75,6 +75,17 @@ async def test_apply_key_approves() -> None:
         assert str(app.screen.query_one("#yes", Button).label) == "Apply (a)"
         await pilot.press("a")
     assert app.return_value is True
+
+
+def test_plan_screen_snapshot_with_the_brake_on(snap_compare: SnapCompare) -> None:
+    """Three would-be drops past the brake's thresholds: the drops, the reason, and a button
+    that says it approves them (focus on "send nothing")."""
+    assert snap_compare(Host(_plan(3)), terminal_size=(120, 36))
+
+
+def test_plan_screen_snapshot_80x24(snap_compare: SnapCompare) -> None:
+    """One drop within the thresholds, on the smallest terminal: the plain Apply button."""
+    assert snap_compare(Host(_plan(1, max_share=1.0)), terminal_size=(80, 24))
 
 
 async def _console(
