@@ -30,7 +30,7 @@ def _store(app: ConsoleApp) -> Journal:
 
 
 def _row(store: Journal, record_id: int) -> RecordRow:
-    row = _row(store, record_id)
+    row = store.get(record_id)
     assert row is not None, record_id
     return row
 
