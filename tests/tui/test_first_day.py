@@ -17,7 +17,7 @@ from canvas_tui.tui.app import ConsoleApp
 from canvas_tui.tui.screens.dialogs import ConfirmScreen, HelpScreen
 from canvas_tui.tui.widgets.queue import QueueView
 from tests.helpers import eventually_async, never_within_async
-from tests.tui.conftest import PLACEMENTS, make_harness, text_of
+from tests.tui.conftest import PLACEMENTS, make_harness, state_of, text_of
 
 SIZES = pytest.mark.parametrize("size", [(80, 24), (160, 48)], ids=["80x24", "160x48"])
 
@@ -102,7 +102,9 @@ async def test_the_console_fits_the_terminal(tmp_path: Path, size: tuple[int, in
             what="the run running",
             pause=pilot.pause,
         )
-        await pilot.pause(0.5)
+        await eventually_async(
+            lambda: state_of(app).finished > 0, what="a record finished", pause=pilot.pause
+        )
         await pilot.press("p")  # a run that stays going (paused) while the screens are checked
         await eventually_async(
             lambda: app.state is not None and app.state.phase is Phase.PAUSED,

@@ -68,7 +68,11 @@ def finished_then(
         await eventually_async(
             lambda: not app.run_active, what="the run's worker ended", pause=pilot.pause
         )
-        await pilot.pause(0.2)
+        await eventually_async(
+            lambda: any(n.title == "Run finished" for n in app._notifications),
+            what="the Run finished toast",
+            pause=pilot.pause,
+        )
         assert app.session is not None
         runner = app.session.runner
         real = runner.snapshot
@@ -78,7 +82,6 @@ def finished_then(
         if extra is not None:
             await extra(app, pilot)
         app.clear_notifications()
-        await pilot.pause(0.4)
 
     return run_before
 
@@ -141,7 +144,6 @@ def test_ready_snapshot_80x24(in_tmp: Path, snap_compare: SnapCompare) -> None:
             pause=pilot.pause,
         )
         app.tick()
-        await pilot.pause(0.4)
 
     app = make_harness(in_tmp, good=40, bad_every=10).app(autostart=False)
     assert snap_compare(app, terminal_size=SMALL, run_before=ready)
