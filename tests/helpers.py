@@ -1,5 +1,13 @@
 """Helpers shared across the test packages: waiting for a condition, fast simulator configs,
-the CLI in a subprocess."""
+the CLI in this process or a subprocess.
+
+The suite's rules (tests/test_suite_layout.py checks the last two):
+- wait with `eventually` (the condition comes true) or `never_within` (it stays false for a
+  window), never with a fixed sleep followed by an assertion;
+- shared code and data live in helper modules (this one, tests/engine/helpers.py, ...) and
+  conftest files; a test module never imports from another test module;
+- test module names are unique across the packages.
+"""
 
 from __future__ import annotations
 
