@@ -26,7 +26,7 @@ COMMANDS = {
     "console": "canvas_tui.tui.app:main",
     "demo": "canvas_tui.tui.app:demo_main",
     "sync": "canvas_tui.headless:main",
-    "plan": "canvas_tui.engine.plan:main",
+    "plan": "canvas_tui.commands.plan:main",
     "check": "canvas_tui.checks:main",
     "init": "canvas_tui.config:init_main",
     "simulate": "canvas_tui.simulator.serve:main",
