@@ -27,7 +27,7 @@ COMMANDS = {
     "demo": "canvas_tui.tui.app:demo_main",
     "sync": "canvas_tui.headless:main",
     "plan": "canvas_tui.commands.plan:main",
-    "check": "canvas_tui.checks:main",
+    "check": "canvas_tui.commands.check:main",
     "init": "canvas_tui.config:init_main",
     "simulate": "canvas_tui.simulator.serve:main",
     "completion": "canvas_tui.cli:completion_main",
