@@ -9,7 +9,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from canvas_tui.canvas.client import CanvasClient
 from canvas_tui.canvas.errors import CanvasError
@@ -20,7 +20,7 @@ from canvas_tui.engine.actions import (
     EnrollmentActions,
     Observer,
 )
-from canvas_tui.engine.journal import written_enrollment_ids
+from canvas_tui.engine.journal import Journal, written_enrollment_ids
 from canvas_tui.engine.plan.diff import Plan, Step, build_plan
 from canvas_tui.engine.plan.rosters import (
     PAGE_SIZE,
@@ -31,7 +31,7 @@ from canvas_tui.engine.plan.rosters import (
     scope_of,
 )
 from canvas_tui.engine.repost import blind_post_is_safe
-from canvas_tui.engine.session import Session
+from canvas_tui.engine.runner import Runner
 from canvas_tui.paths import default_journal_dir
 from canvas_tui.records import (
     EnrollmentRecord,
@@ -304,11 +304,26 @@ class SyncDecision:
     items: Sequence[SourceItem] = ()
 
 
+class PlanSession(Protocol):
+    """What planning needs of a run's session: engine/session.py's `Session` is one, and calls
+    into this module (a protocol, so the plan never imports the session)."""
+
+    config: Config
+    client: CanvasClient | None
+    store: Journal
+    runner: Runner
+    journal_path: Path
+    source: Source | None
+    resumed: bool
+
+    async def load(self, on_progress: Callable[[int], None] | None = None) -> int: ...
+
+
 def read_items(source: Source) -> list[SourceItem]:
     return list(source)
 
 
-def _executor(session: Session, steps: Iterable[Step] = ()) -> PlanExecutor:
+def _executor(session: PlanSession, steps: Iterable[Step] = ()) -> PlanExecutor:
     """The session's executor: the planned steps, else the lookup-based SIS actions."""
     client = session.client
     assert client is not None, "a writable session"
@@ -318,7 +333,7 @@ def _executor(session: Session, steps: Iterable[Step] = ()) -> PlanExecutor:
 
 
 async def plan_session(
-    session: Session,
+    session: PlanSession,
     *,
     requested: bool | None,
     on_progress: Callable[[str], None] | None = None,
@@ -366,7 +381,7 @@ async def plan_session(
     return decision
 
 
-async def apply_plan(session: Session, decision: SyncDecision) -> None:
+async def apply_plan(session: PlanSession, decision: SyncDecision) -> None:
     """Queue a computed plan: the journal gets the source rows then the drops, rows already in
     place end done at once, and the runner sends each change's planned request."""
     plan, source = decision.plan, decision.source
@@ -381,7 +396,7 @@ async def apply_plan(session: Session, decision: SyncDecision) -> None:
 
 
 async def prepare_sync(
-    session: Session,
+    session: PlanSession,
     *,
     requested: bool | None,
     allow_drops: int | None,
