@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from enum import StrEnum
 from typing import Any
 
 from canvas_tui.config import PlanConfig
@@ -32,18 +33,80 @@ from canvas_tui.records import (
 LIVE_STATES = frozenset({"active", "invited", "creation_pending", "inactive"})
 NEVER_DROPPED_TYPES = frozenset({"StudentViewEnrollment"})  # the course's test student
 _TASK_STATE = dict(DELETE_TASKS.values())
-ACTIONS = ("create", "reactivate", "update", "inactivate", "conclude", "delete", "none")
 
 
 # ---- the plan -------------------------------------------------------------------------------
+
+
+class StepKind(StrEnum):
+    RECORD = "record"  # a source row
+    ENROLLMENT = "enrollment"  # in Canvas, not in the SIS
+
+
+class Action(StrEnum):
+    """What a step does to the enrollment; the values are the journal's and the plan files'."""
+
+    CREATE = "create"
+    REACTIVATE = "reactivate"
+    UPDATE = "update"
+    INACTIVATE = "inactivate"
+    CONCLUDE = "conclude"
+    DELETE = "delete"
+    NONE = "none"  # in place already: nothing is sent
+
+
+ACTIONS = tuple(Action)  # in the order the summaries list them
+
+
+class Via(StrEnum):
+    """The request(s) a step is sent with; the values are the plan files' `via` column."""
+
+    NOTHING = ""
+    LOOKUP = "lookup"  # decided when sent, by the lookup-based SIS actions
+    POST = "POST"
+    PUT_REACTIVATE = "PUT reactivate"
+    DELETE_INACTIVATE = "DELETE task=inactivate"
+    DELETE_CONCLUDE = "DELETE task=conclude"
+    DELETE_DELETE = "DELETE task=delete"
+    POST_THEN_CONCLUDE = "POST, DELETE task=conclude"  # create, then end (Canvas's importer)
+    POST_THEN_DELETE = "POST, DELETE task=delete"
+
+    @classmethod
+    def delete(cls, task: str) -> Via:
+        """The DELETE with `task` (inactivate, conclude, delete)."""
+        return _DELETE_WITH[task]
+
+    @classmethod
+    def post_then(cls, task: str) -> Via:
+        """A create, then the DELETE with `task` (conclude, delete)."""
+        return _POST_THEN[task]
+
+    @property
+    def task(self) -> str | None:
+        """The DELETE task this sends, if any."""
+        return _TASK_OF.get(self)
+
+    @property
+    def posts(self) -> bool:
+        """Whether it POSTs the enrollment (and so carries the values a POST re-applies)."""
+        return self is Via.POST or self in _POST_THEN.values()
+
+
+_DELETE_WITH = {
+    "inactivate": Via.DELETE_INACTIVATE,
+    "conclude": Via.DELETE_CONCLUDE,
+    "delete": Via.DELETE_DELETE,
+}
+_POST_THEN = {"conclude": Via.POST_THEN_CONCLUDE, "delete": Via.POST_THEN_DELETE}
+_TASK_OF = {via: task for table in (_DELETE_WITH, _POST_THEN) for task, via in table.items()}
 
 
 @dataclass(frozen=True, slots=True)
 class Step:
     """What one source record, or one enrollment gone from the SIS, will ask of Canvas."""
 
-    kind: str  # "record" (a source row) or "enrollment" (in Canvas, not in the SIS)
-    action: str  # one of ACTIONS
+    kind: StepKind
+    action: Action
     course: str  # the course as an operator names it (SIS id, else Canvas id)
     user: str
     role: str
@@ -54,7 +117,7 @@ class Step:
     enrollment_ids: tuple[int, ...] = ()  # what the step changes (or matched, for none)
     course_id: int | None = None  # Canvas course id, for the DELETE / PUT routes
     canvas_state: str | None = None  # the matched enrollment's state now
-    via: str = ""  # POST, PUT reactivate, DELETE task=..., lookup (decided at send time)
+    via: Via = Via.NOTHING
     drop: bool = False
     manual: bool = False  # neither SIS-imported nor written by canvas-tui
     refs: tuple[str, str, str | None] | None = None  # a drop's user, course, section as API ids
@@ -64,19 +127,19 @@ class Step:
     @property
     def requests(self) -> int:
         """HTTP requests the step needs when applied (lookups count their list request)."""
-        if self.action == "none":
+        if self.action is Action.NONE:
             return 0
-        if self.via == "lookup":
+        if self.via is Via.LOOKUP:
             return 2
-        if self.via.startswith("POST, DELETE"):
-            return 2
-        return max(1, len(self.enrollment_ids)) if self.via.startswith("DELETE") else 1
+        if self.via.posts and self.via.task is not None:
+            return 2  # the create, then the DELETE
+        return max(1, len(self.enrollment_ids)) if self.via.task is not None else 1
 
     def row(self) -> dict[str, Any]:
         provenance = self.record.provenance if self.record is not None else None
         return {
-            "kind": self.kind,
-            "action": self.action,
+            "kind": self.kind.value,
+            "action": self.action.value,
             "course": self.course,
             "section": self.section,
             "user": self.user,
@@ -84,7 +147,7 @@ class Step:
             "status": str(self.record.status) if self.record is not None else "",
             "canvas_state": self.canvas_state or "",
             "enrollment_ids": " ".join(str(i) for i in self.enrollment_ids),
-            "via": self.via,
+            "via": self.via.value,
             "drop": self.drop,
             "manual": self.manual,
             "reason": self.reason,
@@ -126,26 +189,26 @@ class Plan:
     elapsed: float = 0.0
     duplicate_rows: int = 0  # exact repeats of an earlier row (skipped in a sync)
 
-    def record_counts(self) -> Counter[str]:
+    def record_counts(self) -> Counter[Action]:
         """Actions of the source's records only (not of enrollments only Canvas has)."""
-        return Counter(s.action for s in self.steps if s.kind == "record")
+        return Counter(s.action for s in self.steps if s.kind is StepKind.RECORD)
 
-    def counts(self) -> Counter[str]:
+    def counts(self) -> Counter[Action]:
         return Counter(s.action for s in self.steps)
 
-    def by_course(self) -> dict[str, Counter[str]]:
-        out: dict[str, Counter[str]] = defaultdict(Counter)
+    def by_course(self) -> dict[str, Counter[Action]]:
+        out: dict[str, Counter[Action]] = defaultdict(Counter)
         for step in self.steps:
             out[step.course][step.action] += 1
         return dict(sorted(out.items()))
 
     @property
     def changes(self) -> list[Step]:
-        return [s for s in self.steps if s.action != "none"]
+        return [s for s in self.steps if s.action is not Action.NONE]
 
     @property
     def drops(self) -> list[Step]:
-        return [s for s in self.steps if s.drop and s.action != "none"]
+        return [s for s in self.steps if s.drop and s.action is not Action.NONE]
 
     @property
     def change_requests(self) -> int:
@@ -153,13 +216,13 @@ class Plan:
 
     def summary(self) -> dict[str, Any]:
         return {
-            "records": sum(1 for s in self.steps if s.kind == "record"),
+            "records": sum(1 for s in self.steps if s.kind is StepKind.RECORD),
             "invalid_rows": self.invalid_rows,
             "duplicate_rows": self.duplicate_rows,
-            "canvas_only": sum(1 for s in self.steps if s.kind == "enrollment"),
-            "actions": {a: self.counts().get(a, 0) for a in ACTIONS},
+            "canvas_only": sum(1 for s in self.steps if s.kind is StepKind.ENROLLMENT),
+            "actions": {a.value: self.counts().get(a, 0) for a in ACTIONS},
             "drops": len(self.drops),
-            "manual_left_alone": sum(1 for s in self.steps if s.manual and s.action == "none"),
+            "manual_left_alone": sum(1 for s in self.steps if s.manual and s.action is Action.NONE),
             "drop_policy": self.policy.drop_policy,
             "manual_enrollments": self.policy.manual_enrollments,
             "rosters": self.scopes,
@@ -234,23 +297,25 @@ def plan_record(
 ) -> tuple[Step, list[dict[str, Any]]]:
     """The step for one record, and the enrollments it claims (never dropped)."""
     scope = scope_of(record)
-    base = {
-        "kind": "record",
-        "course": record.course_label,
-        "user": sis_value(record.user),
-        "role": record.role,
-        "section": sis_value(record.section),
-        "record_index": index_position,
-        "record": record,
-    }
+    base = Step(
+        kind=StepKind.RECORD,
+        action=Action.NONE,
+        course=record.course_label,
+        user=sis_value(record.user),
+        role=record.role,
+        section=sis_value(record.section),
+        reason="",
+        record_index=index_position,
+        record=record,
+    )
     roster = index.rosters.get(scope)
     if roster is None or roster.error is not None:
         why = roster.error.message if roster and roster.error else "not read"
-        unread = Step(
+        unread = replace(
+            base,
             action=_lookup_action(record),
             reason=f"roster unavailable ({why}); decided when sent",
-            via="lookup",
-            **base,  # type: ignore[arg-type]
+            via=Via.LOOKUP,
         )
         return unread, []
     match = index.visible(record)  # ids the rosters can show (a token without read_sis)
@@ -281,19 +346,19 @@ def plan_record(
         # The observed student is in no roster (new to the course, say), so which of the user's
         # observer links is the row's cannot be told here: a parent of two children must not
         # see one child's link taken for the other's. The actions look the student up.
-        unknown = Step(
+        unknown = replace(
+            base,
             action=_lookup_action(record),
             reason="observed user in no roster read; decided when sent",
-            via="lookup",
-            **base,  # type: ignore[arg-type]
+            via=Via.LOOKUP,
         )
         return unknown, mine
     if mine and default is not None and not default.known:
-        ambiguous = Step(
+        ambiguous = replace(
+            base,
             action=_lookup_action(record),
             reason=f"{default.describe(record.course_label)}; decided when sent",
-            via="lookup",
-            **base,  # type: ignore[arg-type]
+            via=Via.LOOKUP,
         )
         return ambiguous, mine
     course_id = _course_id(mine) or _course_id(roster.enrollments)
@@ -302,21 +367,21 @@ def plan_record(
     live = [e for e in mine if e.get("enrollment_state") != "deleted"]
 
     def step(
-        action: str,
+        action: Action,
         reason: str,
-        via: str,
+        via: Via,
         targets: Sequence[Mapping[str, Any]],
         reused: Mapping[str, Any] | None = None,
     ) -> Step:
-        return Step(
+        return replace(
+            base,
             action=action,
             reason=reason,
             via=via,
             enrollment_ids=_ids(targets),
             course_id=_course_id(targets) or course_id,
             canvas_state=current,
-            fields=post_fields(record, reused) if via.startswith("POST") else None,
-            **base,  # type: ignore[arg-type]
+            fields=post_fields(record, reused) if via.posts else None,
         )
 
     status = record.status
@@ -328,18 +393,24 @@ def plan_record(
             changed = _differs(record, in_place[0])
             if changed:
                 reason = f"{changed} differs in Canvas"
-                return step("update", reason, "POST", in_place[:1], in_place[0]), mine
+                return step(Action.UPDATE, reason, Via.POST, in_place[:1], in_place[0]), mine
             state_now = in_place[0].get("enrollment_state")
-            return step("none", f"already {state_now} in Canvas", "", in_place[:1]), mine
+            return step(
+                Action.NONE, f"already {state_now} in Canvas", Via.NOTHING, in_place[:1]
+            ), mine
         inactive = [e for e in mine if e.get("enrollment_state") == "inactive"]
         if inactive and active_state == "active" and not _differs(record, inactive[0]):
-            return step("reactivate", "inactive in Canvas", "PUT reactivate", inactive[:1]), mine
+            return step(
+                Action.REACTIVATE, "inactive in Canvas", Via.PUT_REACTIVATE, inactive[:1]
+            ), mine
         if mine:
-            return step("reactivate", f"{current} in Canvas", "POST", mine[:1], mine[0]), mine
-        return step("create", "not in Canvas", "POST", []), mine
+            return step(
+                Action.REACTIVATE, f"{current} in Canvas", Via.POST, mine[:1], mine[0]
+            ), mine
+        return step(Action.CREATE, "not in Canvas", Via.POST, []), mine
     if status is SisStatus.DELETED_LAST_COMPLETED:
         if record.course is None:
-            return step(_lookup_action(record), "needs the whole course", "lookup", live), mine
+            return step(_lookup_action(record), "needs the whole course", Via.LOOKUP, live), mine
         mine_ids = set(_ids(mine))
         # Another enrollment that is not deleted (Enrollment.active), same role and observed
         # user, anywhere in the course (lib/sis/enrollment_importer.rb; see actions._change).
@@ -356,25 +427,27 @@ def plan_record(
         if status is SisStatus.INACTIVE:
             # a deleted row is reused by the POST: it keeps what the row leaves blank
             reused = mine[0] if mine else None
-            return step("create", "not in Canvas; created inactive", "POST", [], reused), mine
+            return step(
+                Action.CREATE, "not in Canvas; created inactive", Via.POST, [], reused
+            ), mine
         if status is SisStatus.COMPLETED or not mine:
             # Canvas's importer creates it in that state: a create, then the task
             why = f"{current or 'not'} in Canvas; created, then {target}"
             reused = mine[0] if mine else None
-            return step("create", why, f"POST, DELETE task={task}", [], reused), mine
-        return step("none", "already deleted", "", mine[:1]), mine
+            return step(Action.CREATE, why, Via.post_then(task), [], reused), mine
+        return step(Action.NONE, "already deleted", Via.NOTHING, mine[:1]), mine
     if status is not SisStatus.DELETED and any(_differs(record, e) for e in live):
         # explicit dates or flag to set first: EnrollmentActions._restate_then does it
-        return step(_lookup_action(record), "values differ in Canvas", "lookup", live), mine
+        return step(_lookup_action(record), "values differ in Canvas", Via.LOOKUP, live), mine
     todo = [e for e in live if e.get("enrollment_state") != target]
     if not todo:
-        return step("none", f"already {target}", "", live[:1]), mine
-    return step(task, f"{current} in Canvas", f"DELETE task={task}", todo), mine
+        return step(Action.NONE, f"already {target}", Via.NOTHING, live[:1]), mine
+    return step(Action(task), f"{current} in Canvas", Via.delete(task), todo), mine
 
 
-def _lookup_action(record: EnrollmentRecord) -> str:
+def _lookup_action(record: EnrollmentRecord) -> Action:
     action = planned_action(record)
-    return "conclude" if action == "delete_or_conclude" else action
+    return Action.CONCLUDE if action == "delete_or_conclude" else Action(action)
 
 
 def plan_drop(enrollment: Mapping[str, Any], policy: PlanConfig, *, managed: bool) -> Step | None:
@@ -382,31 +455,32 @@ def plan_drop(enrollment: Mapping[str, Any], policy: PlanConfig, *, managed: boo
     state = str(enrollment.get("enrollment_state"))
     if state == "deleted" or enrollment.get("type") in NEVER_DROPPED_TYPES:
         return None
-    base = {
-        "kind": "enrollment",
-        "course": _label(enrollment, "sis_course_id", "course_id"),
-        "user": _label(enrollment, "sis_user_id", "user_id"),
-        "role": str(enrollment.get("role") or enrollment.get("type") or ""),
-        "section": _label(enrollment, "sis_section_id", "course_section_id"),
-        "enrollment_ids": _ids([enrollment]),
-        "course_id": _course_id([enrollment]),
-        "canvas_state": state,
-        "manual": not managed,
-        "refs": (
+    base = Step(
+        kind=StepKind.ENROLLMENT,
+        action=Action.NONE,
+        course=_label(enrollment, "sis_course_id", "course_id"),
+        user=_label(enrollment, "sis_user_id", "user_id"),
+        role=str(enrollment.get("role") or enrollment.get("type") or ""),
+        section=_label(enrollment, "sis_section_id", "course_section_id"),
+        reason="",
+        enrollment_ids=_ids([enrollment]),
+        course_id=_course_id([enrollment]),
+        canvas_state=state,
+        manual=not managed,
+        refs=(
             _ref(enrollment, "sis_user_id", "user_id"),
             _ref(enrollment, "sis_course_id", "course_id"),
             _ref(enrollment, "sis_section_id", "course_section_id"),
         ),
-    }
+    )
     if not managed and policy.manual_enrollments != "include":
-        return Step(
-            action="none",
+        return replace(
+            base,
             reason="not in the SIS; manual (no sis_import_id, not written by canvas-tui): left alone",
-            **base,  # type: ignore[arg-type]
         )
     drop_policy = policy.drop_policy
     if drop_policy == "never":
-        return Step(action="none", reason="not in the SIS; drop_policy is never", **base)  # type: ignore[arg-type]
+        return replace(base, reason="not in the SIS; drop_policy is never")
     target = _TASK_STATE[drop_policy]
     settled = {
         "inactivate": {"inactive", "completed", "rejected"},
@@ -414,13 +488,13 @@ def plan_drop(enrollment: Mapping[str, Any], policy: PlanConfig, *, managed: boo
         "delete": set(),
     }[drop_policy]
     if state in settled:
-        return Step(action="none", reason=f"not in the SIS; already {state}", **base)  # type: ignore[arg-type]
-    return Step(
-        action=drop_policy,
+        return replace(base, reason=f"not in the SIS; already {state}")
+    return replace(
+        base,
+        action=Action(drop_policy),
         reason=f"not in the SIS; drop_policy {drop_policy} -> {target}",
-        via=f"DELETE task={drop_policy}",
+        via=Via.delete(drop_policy),
         drop=True,
-        **base,  # type: ignore[arg-type]
     )
 
 
@@ -437,7 +511,7 @@ def evaluate_brake(
             ):
                 course = _label(enrollment, "sis_course_id", "course_id")
                 live[course].add(int(enrollment["id"]))
-    drops = Counter(s.course for s in steps if s.drop and s.action != "none")
+    drops = Counter(s.course for s in steps if s.drop and s.action is not Action.NONE)
     by_course = {c: (n, len(live.get(c, ()))) for c, n in sorted(drops.items())}
     reasons: list[str] = []
     for course, (n, size) in by_course.items():

@@ -21,7 +21,7 @@ from canvas_tui.engine.actions import (
     Observer,
 )
 from canvas_tui.engine.journal import Journal, written_enrollment_ids
-from canvas_tui.engine.plan.diff import Plan, Step, build_plan
+from canvas_tui.engine.plan.diff import Action, Plan, Step, StepKind, Via, build_plan
 from canvas_tui.engine.plan.rosters import (
     PAGE_SIZE,
     Roster,
@@ -172,7 +172,7 @@ def choose_mode(
 
 def drop_record(step: Step, line: int) -> EnrollmentRecord:
     """A journal row for a drop, so it is sent, retried and reported like any record."""
-    status = _TASK_STATUS[step.action]
+    status = _TASK_STATUS[step.action.value]
     raw = {
         "course_id": step.course,
         "user_id": step.user,
@@ -181,7 +181,7 @@ def drop_record(step: Step, line: int) -> EnrollmentRecord:
         "status": str(status),
         "canvas_enrollment_id": str(step.enrollment_ids[0]),
         "canvas_course_id": str(step.course_id),
-        "task": step.action,
+        "task": step.action.value,
         "reason": step.reason,
     }
     assert step.refs is not None, "a drop step carries its enrollment's ids"
@@ -241,28 +241,29 @@ class PlanExecutor:
         if record.provenance.source == DROP_SOURCE:
             return await self._drop(record, observer)
         step = self._steps.get((record.provenance.source, record.provenance.line))
-        if step is None or step.record != record or step.via == "lookup":
+        if step is None or step.record != record or step.via is Via.LOOKUP:
             return await self._fallback.apply(record, observer)  # edited, resumed or unknown
-        if step.via == "PUT reactivate" and step.course_id is not None:
+        if step.via is Via.PUT_REACTIVATE and step.course_id is not None:
             done = await self._client.reactivate_enrollment(
                 str(step.course_id), step.enrollment_ids[0], observer=observer
             )
             return ActionResult("reactivate", _int(done.get("id")))
-        if step.via == "POST" and step.fields is not None:
+        if step.via is Via.POST and step.fields is not None:
             state = "inactive" if record.status is SisStatus.INACTIVE else self._active_state
             result = await self._fallback.post(record, state, step.fields, observer)
-            return ActionResult(step.action, result.enrollment_id, result.message)
-        if step.via.startswith("POST, DELETE"):
-            status = _TASK_STATUS[step.via.rpartition("=")[2]]
+            return ActionResult(step.action.value, result.enrollment_id, result.message)
+        task = step.via.task
+        if step.via.posts and task is not None:
+            status = _TASK_STATUS[task]
             result = await self._fallback.create_and_end(record, status, observer, step.fields)
             return ActionResult(result.action, result.enrollment_id, result.message)
-        if step.via.startswith("DELETE") and step.course_id is not None:
+        if task is not None and step.course_id is not None:
             last: dict[str, Any] = {}
             for enrollment_id in step.enrollment_ids:
                 last = await self._client.delete_enrollment(
-                    str(step.course_id), enrollment_id, step.action, observer=observer
+                    str(step.course_id), enrollment_id, task, observer=observer
                 )
-            return ActionResult(step.action, _int(last.get("id")))
+            return ActionResult(step.action.value, _int(last.get("id")))
         return await self._fallback.apply(record, observer)
 
     async def _drop(self, record: EnrollmentRecord, observer: Observer | None) -> ActionResult:
@@ -281,7 +282,7 @@ class PlanExecutor:
 def _in_place(steps: Iterable[Step]) -> Iterator[tuple[int, str, int | None]]:
     """The records the plan found in place, as `Journal.mark_in_place` takes them."""
     for s in steps:
-        if s.kind == "record" and s.action == "none" and s.record_index is not None:
+        if s.kind is StepKind.RECORD and s.action is Action.NONE and s.record_index is not None:
             warnings = s.record.warnings if s.record else ()
             message = "; ".join([*warnings, f"plan: {s.reason}"])
             yield s.record_index + 1, message, s.enrollment_ids[0] if s.enrollment_ids else None
@@ -374,7 +375,7 @@ async def plan_session(
         "drops": len(plan.drops),
         # the source's records by action, as `canvas-tui plan` counts them
         **{f"plan_{a}": n for a, n in plan.record_counts().items()},
-        "plan_canvas_only": sum(1 for s in plan.steps if s.kind == "enrollment"),
+        "plan_canvas_only": sum(1 for s in plan.steps if s.kind is StepKind.ENROLLMENT),
     }
     decision = SyncDecision(True, why, plan, None, fields)
     decision.source, decision.items = source, items

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from canvas_tui.engine.estimate import format_duration
-from canvas_tui.engine.plan.diff import ACTIONS, Plan
+from canvas_tui.engine.plan.diff import ACTIONS, Action, Plan, StepKind
 from canvas_tui.engine.plan.rosters import scope_label
 
 # ---- writing it down ------------------------------------------------------------------------
@@ -62,7 +62,7 @@ def write_plan(
 def format_plan(plan: Plan, *, max_courses: int = 40) -> list[str]:
     """The console summary: per action, per course, the brake."""
     records = plan.record_counts()
-    canvas_only = [s for s in plan.steps if s.kind == "enrollment"]
+    canvas_only = [s for s in plan.steps if s.kind is StepKind.ENROLLMENT]
     lines = [
         # the words `check` and `sync` use too: records, invalid (fail), duplicates (skipped)
         f"plan: {records.total()} records, {plan.invalid_rows} invalid, "
@@ -72,14 +72,16 @@ def format_plan(plan: Plan, *, max_courses: int = 40) -> list[str]:
         "  records: " + "  ".join(f"{a} {records.get(a, 0)}" for a in ACTIONS),
         f"  in Canvas only: {len(canvas_only)} (drops: {len(plan.drops)} by drop_policy "
         f"{plan.policy.drop_policy}; manual, left alone: "
-        f"{sum(1 for s in canvas_only if s.manual and s.action == 'none')})",
+        f"{sum(1 for s in canvas_only if s.manual and s.action is Action.NONE)})",
         f"  requests to apply: {plan.change_requests}",
     ]
-    changed = [(c, n) for c, n in plan.by_course().items() if sum(n.values()) != n.get("none", 0)]
+    changed = [
+        (c, n) for c, n in plan.by_course().items() if sum(n.values()) != n.get(Action.NONE, 0)
+    ]
     if changed:
         lines.append("  per course (changes only):")
         for course, n in changed[:max_courses]:
-            parts = ", ".join(f"{a} {n[a]}" for a in ACTIONS if a != "none" and n.get(a))
+            parts = ", ".join(f"{a} {n[a]}" for a in ACTIONS if a is not Action.NONE and n.get(a))
             lines.append(f"    {course}: {parts}")
         if len(changed) > max_courses:
             lines.append(f"    ... {len(changed) - max_courses} more courses (see the JSON)")
