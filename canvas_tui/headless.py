@@ -354,7 +354,7 @@ async def _sync(session: Session, reporter: Reporter, args: argparse.Namespace) 
     try:
         try:
             # Plan or full mode (engine/plan.py); the brake may refuse before anything is sent.
-            from canvas_tui.engine.plan import prepare_sync
+            from canvas_tui.engine.plan.executor import prepare_sync
 
             decision = await prepare_sync(
                 session,

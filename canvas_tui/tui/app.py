@@ -222,7 +222,7 @@ class ConsoleApp(App[int]):
     def _outlook(self) -> Outlook | None:
         """What a start will send, read from the journal (READY shows it)."""
         from canvas_tui.engine.estimate import estimate_range
-        from canvas_tui.engine.plan import DROP_SOURCE, full_mode_lookups
+        from canvas_tui.engine.plan.executor import DROP_SOURCE, full_mode_lookups
 
         store: Any = self.view_store
         counts = getattr(store, "status_counts", None)
