@@ -26,8 +26,8 @@ from typing import Any, Protocol, TextIO
 from canvas_tui.canvas.errors import CanvasError, Category, hint_for
 from canvas_tui.cli import ExitCode
 from canvas_tui.config import Config, ConfigError, check_base_url, load_config
-from canvas_tui.engine.actions import planned_action
 from canvas_tui.engine.journal import Journal, JournalError, JournalWriteFailed
+from canvas_tui.engine.plan.diff import planned_action
 from canvas_tui.engine.report import failures_csv_path, write_report
 from canvas_tui.engine.runner import RunCancelled
 from canvas_tui.engine.session import Session, journal_path_for, open_session

@@ -20,6 +20,17 @@ from canvas_tui.sources.normalize import resolve_role
 
 UserKey = tuple[str | None, str]
 
+# Every workflow state, so a lookup also sees concluded, inactive and deleted rows (§2.6).
+ALL_STATES = (
+    "active",
+    "invited",
+    "creation_pending",
+    "inactive",
+    "completed",
+    "deleted",
+    "rejected",
+)
+
 
 def user_keys(enrollment: Mapping[str, Any]) -> Iterator[UserKey]:
     """Every API id that names the enrollment's user, as (kind, value) pairs."""

@@ -4,17 +4,13 @@ enrollment. Pure: nothing here reads Canvas."""
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from enum import StrEnum
+from enum import Enum, StrEnum
 from typing import Any
 
 from canvas_tui.config import PlanConfig
-from canvas_tui.engine.actions import (
-    DELETE_TASKS,
-    planned_action,
-    same_role,
-)
+from canvas_tui.engine import roster_match
 from canvas_tui.engine.plan.rosters import Roster, RosterIndex, scope_of
 from canvas_tui.engine.repost import PostFields, differs, post_fields
 from canvas_tui.engine.roster_match import (
@@ -30,9 +26,124 @@ from canvas_tui.records import (
     split_api_id,
 )
 
+# SIS status -> (the DELETE task that applies it, the enrollment_state that task leaves, §2.7)
+DELETE_TASKS = {
+    SisStatus.INACTIVE: ("inactivate", "inactive"),
+    SisStatus.COMPLETED: ("conclude", "completed"),
+    SisStatus.DELETED: ("delete", "deleted"),
+}
 LIVE_STATES = frozenset({"active", "invited", "creation_pending", "inactive"})
 NEVER_DROPPED_TYPES = frozenset({"StudentViewEnrollment"})  # the course's test student
 _TASK_STATE = dict(DELETE_TASKS.values())
+
+
+# ---- the rule: what a SIS row means against the enrollments it names ----------------------
+# Shared by the plan (`plan_record`), the lookup-based SIS actions (actions.py) and the roster
+# inspector's verdict (verdict.py); which enrollments a row names is roster_match.py's answer.
+
+# The enrollment states in which a row's status holds already. An `active` row's entry is the
+# inspector's: an invited or creation_pending user has yet to accept, which it calls in sync, while
+# a sync re-POSTs them unless they are in the state it creates rows in (`active_in_place`).
+HOLDS: dict[SisStatus, frozenset[str]] = {
+    SisStatus.ACTIVE: frozenset({"active", "invited", "creation_pending"}),
+    **{status: frozenset({state}) for status, (_task, state) in DELETE_TASKS.items()},
+    SisStatus.DELETED_LAST_COMPLETED: frozenset({"deleted", "completed"}),
+}
+GONE = frozenset({SisStatus.DELETED, SisStatus.DELETED_LAST_COMPLETED})  # asks for no enrollment
+
+
+def planned_action(record: EnrollmentRecord) -> str:
+    """What a record will ask of Canvas, before looking anything up (dry runs, the console)."""
+    if record.status is SisStatus.ACTIVE:
+        return "create"
+    if record.status is SisStatus.DELETED_LAST_COMPLETED:
+        return "delete_or_conclude"
+    return DELETE_TASKS[record.status][0]
+
+
+def same_role(enrollment: Mapping[str, Any], record: EnrollmentRecord, role_id: str | None) -> bool:
+    """Whether an enrollment (Canvas JSON) has the record's role (see `roster_match.same_role`)."""
+    return roster_match.same_role(enrollment, record.role, record.enrollment_type, role_id)
+
+
+def active_in_place(
+    mine: Iterable[Mapping[str, Any]], active_state: str
+) -> list[Mapping[str, Any]]:
+    """An `active` row's enrollments that need no state change: a re-POST never changes an
+    active row's state (§2.4), so active holds whatever state the config creates rows in."""
+    return [e for e in mine if e.get("enrollment_state") in (active_state, "active")]
+
+
+def keeps_another(
+    record: EnrollmentRecord,
+    role_id: str | None,
+    mine: Iterable[Mapping[str, Any]],
+    candidates: Iterable[Mapping[str, Any]],
+    same_observed: Callable[[Mapping[str, Any]], bool],
+) -> bool:
+    """deleted_last_completed deletes when the user keeps another enrollment that is not deleted
+    (Enrollment.active: invited, inactive and completed count), same role and observed user,
+    anywhere in the course (lib/sis/enrollment_importer.rb), and concludes otherwise."""
+    mine_ids = {e.get("id") for e in mine}
+    return any(
+        e.get("enrollment_state") != "deleted" and e.get("id") not in mine_ids and same_observed(e)
+        for e in candidates
+        if same_role(e, record, role_id)
+    )
+
+
+class Move(Enum):
+    """What a row that is not `active` asks of the enrollments it names."""
+
+    CREATE_INACTIVE = "create inactive"  # none live, `inactive`: POST it in state inactive
+    CREATE_THEN_END = "create, then end"  # none live, `completed` (or no row at all): then DELETE
+    ALREADY_GONE = "already deleted"  # none live, `deleted`, a deleted row: nothing to do
+    RESTATE = "restate"  # explicit dates or flag differ: set them, then end (or `todo` if refused)
+    IN_PLACE = "in place"  # every live one holds already
+    END = "end"  # DELETE `todo` with `task`
+
+
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    move: Move
+    status: SisStatus  # inactive, completed or deleted (deleted_last_completed resolved)
+    task: str  # the DELETE task that applies `status`
+    target: str  # the state it leaves
+    live: list[Mapping[str, Any]]  # the row's enrollments that are not deleted
+    todo: list[Mapping[str, Any]]  # the live ones not in `target`
+    reused: Mapping[str, Any] | None = None  # the deleted row a create revives
+    changed: Mapping[str, Any] | None = None  # RESTATE: the first live one whose values differ
+
+
+def settle(
+    record: EnrollmentRecord, mine: Sequence[Mapping[str, Any]], *, keeps_another: bool = False
+) -> Settlement:
+    """The rule for a row that is not `active`, given the enrollments it names (every state)
+    and, for deleted_last_completed, whether the user keeps another (`keeps_another`). It follows
+    Canvas's SIS importer (§6.5): `inactive` creates an inactive enrollment when none is live,
+    `completed` and `deleted` without any create one and end it, and a deleted row stays deleted."""
+    status = record.status
+    if status is SisStatus.DELETED_LAST_COMPLETED:
+        status = SisStatus.DELETED if keeps_another else SisStatus.COMPLETED
+    assert status is not SisStatus.ACTIVE, "active rows are not ended"
+    task, target = DELETE_TASKS[status]
+    live = [e for e in mine if e.get("enrollment_state") != "deleted"]
+    todo = [e for e in live if e.get("enrollment_state") not in HOLDS[status]]
+    reused = mine[0] if mine else None
+
+    def settled(move: Move, changed: Mapping[str, Any] | None = None) -> Settlement:
+        return Settlement(move, status, task, target, live, todo, reused, changed)
+
+    if not live:
+        if status is SisStatus.INACTIVE:
+            return settled(Move.CREATE_INACTIVE)
+        if status is SisStatus.COMPLETED or not mine:
+            return settled(Move.CREATE_THEN_END)
+        return settled(Move.ALREADY_GONE)
+    changed = next((e for e in live if differs(record, e)), None)
+    if changed is not None and status is not SisStatus.DELETED:
+        return settled(Move.RESTATE, changed)
+    return settled(Move.END if todo else Move.IN_PLACE)
 
 
 # ---- the plan -------------------------------------------------------------------------------
@@ -384,11 +495,8 @@ def plan_record(
             fields=post_fields(record, reused) if via.posts else None,
         )
 
-    status = record.status
-    if status is SisStatus.ACTIVE:
-        # A re-POST never changes an active row's state (§2.4), so active is in place whatever
-        # state the config creates rows in.
-        in_place = [e for e in mine if e.get("enrollment_state") in (active_state, "active")]
+    if record.status is SisStatus.ACTIVE:
+        in_place = active_in_place(mine, active_state)
         if in_place:
             changed = _differs(record, in_place[0])
             if changed:
@@ -408,41 +516,34 @@ def plan_record(
                 Action.REACTIVATE, f"{current} in Canvas", Via.POST, mine[:1], mine[0]
             ), mine
         return step(Action.CREATE, "not in Canvas", Via.POST, []), mine
-    if status is SisStatus.DELETED_LAST_COMPLETED:
+    keeps = False
+    if record.status is SisStatus.DELETED_LAST_COMPLETED:
         if record.course is None:
             return step(_lookup_action(record), "needs the whole course", Via.LOOKUP, live), mine
-        mine_ids = set(_ids(mine))
-        # Another enrollment that is not deleted (Enrollment.active), same role and observed
-        # user, anywhere in the course (lib/sis/enrollment_importer.rb; see actions._change).
-        keeps_another = any(
-            e.get("enrollment_state") != "deleted"
-            and int(e["id"]) not in mine_ids
-            and _same_observed(e, match, index)
-            for e in users
-            if same_role(e, record, role_id)
+        keeps = keeps_another(
+            record, role_id, mine, users, lambda e: _same_observed(e, match, index)
         )
-        status = SisStatus.DELETED if keeps_another else SisStatus.COMPLETED
-    task, target = DELETE_TASKS[status]
-    if not live:
-        if status is SisStatus.INACTIVE:
+    rule = settle(record, mine, keeps_another=keeps)
+    task, target = rule.task, rule.target
+    match rule.move:
+        case Move.CREATE_INACTIVE:
             # a deleted row is reused by the POST: it keeps what the row leaves blank
-            reused = mine[0] if mine else None
-            return step(
-                Action.CREATE, "not in Canvas; created inactive", Via.POST, [], reused
-            ), mine
-        if status is SisStatus.COMPLETED or not mine:
+            why = "not in Canvas; created inactive"
+            return step(Action.CREATE, why, Via.POST, [], rule.reused), mine
+        case Move.CREATE_THEN_END:
             # Canvas's importer creates it in that state: a create, then the task
             why = f"{current or 'not'} in Canvas; created, then {target}"
-            reused = mine[0] if mine else None
-            return step(Action.CREATE, why, Via.post_then(task), [], reused), mine
-        return step(Action.NONE, "already deleted", Via.NOTHING, mine[:1]), mine
-    if status is not SisStatus.DELETED and any(_differs(record, e) for e in live):
-        # explicit dates or flag to set first: EnrollmentActions._restate_then does it
-        return step(_lookup_action(record), "values differ in Canvas", Via.LOOKUP, live), mine
-    todo = [e for e in live if e.get("enrollment_state") != target]
-    if not todo:
-        return step(Action.NONE, f"already {target}", Via.NOTHING, live[:1]), mine
-    return step(Action(task), f"{current} in Canvas", Via.delete(task), todo), mine
+            return step(Action.CREATE, why, Via.post_then(task), [], rule.reused), mine
+        case Move.ALREADY_GONE:
+            return step(Action.NONE, "already deleted", Via.NOTHING, mine[:1]), mine
+        case Move.RESTATE:
+            # explicit dates or flag to set first: EnrollmentActions._restate_then does it
+            why = "values differ in Canvas"
+            return step(_lookup_action(record), why, Via.LOOKUP, rule.live), mine
+        case Move.IN_PLACE:
+            return step(Action.NONE, f"already {target}", Via.NOTHING, rule.live[:1]), mine
+        case Move.END:
+            return step(Action(task), f"{current} in Canvas", Via.delete(task), rule.todo), mine
 
 
 def _lookup_action(record: EnrollmentRecord) -> Action:

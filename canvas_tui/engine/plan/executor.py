@@ -14,14 +14,17 @@ from typing import Any, Protocol
 from canvas_tui.canvas.client import CanvasClient
 from canvas_tui.canvas.errors import CanvasError
 from canvas_tui.config import Config, PlanConfig
-from canvas_tui.engine.actions import (
-    DELETE_TASKS,
-    ActionResult,
-    EnrollmentActions,
-    Observer,
-)
+from canvas_tui.engine.actions import ActionResult, EnrollmentActions, Observer
 from canvas_tui.engine.journal import Journal, written_enrollment_ids
-from canvas_tui.engine.plan.diff import Action, Plan, Step, StepKind, Via, build_plan
+from canvas_tui.engine.plan.diff import (
+    DELETE_TASKS,
+    Action,
+    Plan,
+    Step,
+    StepKind,
+    Via,
+    build_plan,
+)
 from canvas_tui.engine.plan.rosters import (
     PAGE_SIZE,
     Roster,

@@ -9,13 +9,10 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from canvas_tui.canvas.client import CanvasClient
+from canvas_tui.canvas.client import CanvasClient, Observer
 from canvas_tui.canvas.errors import CanvasError, Category
-from canvas_tui.engine.actions import (
-    ALL_STATES,
-    Observer,
-)
 from canvas_tui.engine.roster_match import (
+    ALL_STATES,
     DefaultSection,
     UserKey,
     default_section_from,

@@ -15,8 +15,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
 
-from canvas_tui.engine.actions import ALL_STATES
-from canvas_tui.engine.roster_match import default_section_from
+from canvas_tui.engine.roster_match import ALL_STATES, default_section_from
 from canvas_tui.engine.state import RecordRow, RunState
 from canvas_tui.records import FINAL_STATES, State
 from canvas_tui.text import printable
