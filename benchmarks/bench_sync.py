@@ -257,7 +257,7 @@ def measure(
     csv_path, json_path = write_inputs(records, work, explicit=runner in EXPLICIT_RUNNERS)
     with simulator(spec) as base:
         if runner in ENGINE_RUNNERS:
-            # its own journal directory: a plan reads every journal there (engine/plan.py)
+            # its own journal directory: a plan reads every journal there (engine/plan/)
             journals = work / f"{spec.name}-{spec.throttle_status}-{runner}"
             journals.mkdir()
             outcome = asyncio.run(

@@ -353,7 +353,7 @@ async def _sync(session: Session, reporter: Reporter, args: argparse.Namespace) 
     discard = False  # queued, but aborted before any request for a record: the journal goes too
     try:
         try:
-            # Plan or full mode (engine/plan.py); the brake may refuse before anything is sent.
+            # Plan or full mode (engine/plan/); the brake may refuse before anything is sent.
             from canvas_tui.engine.plan.executor import prepare_sync
 
             decision = await prepare_sync(

@@ -108,7 +108,7 @@ class ConsoleApp(App[int]):
     ) -> None:
         super().__init__()
         self._opener = opener
-        # diff against the rosters first and show the plan (engine/plan.py): True for --plan,
+        # diff against the rosters first and show the plan (engine/plan/): True for --plan,
         # None when the config's drop policy asks for it, False for none
         self._plan = plan
         self.read_only = read_only

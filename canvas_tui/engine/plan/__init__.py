@@ -28,5 +28,7 @@ later process, no longer has a current step and falls back to the lookup-based S
 """
 
 # The modules, from the bottom up: rosters.py (reading and indexing the rosters), diff.py (Step,
-# Plan, the brake and the rule), render.py (writing a plan down), executor.py (choosing the mode,
-# computing the plan against Canvas, applying it through the engine). Import them directly.
+# Plan, the brake, and the rule of what a SIS row means against its enrollments, which
+# engine/actions.py shares), verdict.py (the roster inspector's view over that rule), render.py
+# (writing a plan down), executor.py (choosing the mode, computing the plan against Canvas,
+# applying it through the engine). Import them directly; this file re-exports nothing.
