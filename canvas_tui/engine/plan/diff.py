@@ -429,8 +429,8 @@ def plan_record(
             via=Via.LOOKUP,
         )
         return unread, []
-    match = index.visible(record)  # ids the rosters can show (a token without read_sis)
-    users = index.of_user(scope, match.user)
+    seen = index.visible(record)  # ids the rosters can show (a token without read_sis)
+    users = index.of_user(scope, seen.user)
     role_id = record.role_id
     default = roster.default if record.section is None else None
     mine = [
@@ -438,18 +438,18 @@ def plan_record(
         for e in users
         if names_enrollment(
             e,
-            user=match.user,
+            user=seen.user,
             role=record.role,
-            section=match.section,
+            section=seen.section,
             enrollment_type=record.enrollment_type,
             role_id=role_id,
             default=default,
         )
-        and _same_observed(e, match, index)
+        and _same_observed(e, seen, index)
     ]
     if (
-        match.associated_user is not None
-        and _observed_id(match, index) is None
+        seen.associated_user is not None
+        and _observed_id(seen, index) is None
         and any(
             e.get("associated_user_id") is not None for e in users if same_role(e, record, role_id)
         )
@@ -521,7 +521,7 @@ def plan_record(
         if record.course is None:
             return step(_lookup_action(record), "needs the whole course", Via.LOOKUP, live), mine
         keeps = keeps_another(
-            record, role_id, mine, users, lambda e: _same_observed(e, match, index)
+            record, role_id, mine, users, lambda e: _same_observed(e, seen, index)
         )
     rule = settle(record, mine, keeps_another=keeps)
     task, target = rule.task, rule.target
