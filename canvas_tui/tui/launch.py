@@ -105,7 +105,7 @@ def console_main(args: argparse.Namespace) -> int:
         autostart=config.console.autostart and source is not None and not existing,
         journal_path=session.journal_path,
         # a plan needs the operator's approval here: asked for, or a drop policy is set
-        plan=True if getattr(args, "plan", False) else None if policy_plans else False,
+        plan=True if args.plan else None if policy_plans else False,
     )
     return app.run() or 0
 
