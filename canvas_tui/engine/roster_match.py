@@ -5,8 +5,8 @@ An enrollment is the record's when its user, role and section all agree (the ide
 reuses on a re-POST, ../shared/CANVAS_API.md §2.4); a record without a section names the
 enrollment in the course's default section, where Canvas puts it (`DefaultSection`). Each may be given in any API id form: the
 user as a Canvas id, `sis_user_id`, `sis_login_id` (case-insensitive) or `sis_integration_id`;
-the section as a Canvas id or `sis_section_id`. Verdicts (what to do about a match) stay with
-each caller.
+the section as a Canvas id or `sis_section_id`. What a row then asks of the enrollments it
+names is the rule in engine/plan/diff.py, which the same three share.
 """
 
 from __future__ import annotations
