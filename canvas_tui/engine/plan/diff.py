@@ -385,12 +385,6 @@ def _ref(enrollment: Mapping[str, Any], sis: str, canvas: str) -> str:
     return f"{sis}:{value}" if value else str(enrollment.get(canvas) or "")
 
 
-def _differs(record: EnrollmentRecord, enrollment: Mapping[str, Any]) -> str | None:
-    """What a re-POST would rewrite on an enrollment that is otherwise in place (§2.4); a field
-    the source left blank is never a difference."""
-    return differs(record, enrollment)
-
-
 def _ids(enrollments: Iterable[Mapping[str, Any]]) -> tuple[int, ...]:
     return tuple(int(e["id"]) for e in enrollments if e.get("id") is not None)
 
@@ -498,7 +492,7 @@ def plan_record(
     if record.status is SisStatus.ACTIVE:
         in_place = active_in_place(mine, active_state)
         if in_place:
-            changed = _differs(record, in_place[0])
+            changed = differs(record, in_place[0])
             if changed:
                 reason = f"{changed} differs in Canvas"
                 return step(Action.UPDATE, reason, Via.POST, in_place[:1], in_place[0]), mine
@@ -507,7 +501,7 @@ def plan_record(
                 Action.NONE, f"already {state_now} in Canvas", Via.NOTHING, in_place[:1]
             ), mine
         inactive = [e for e in mine if e.get("enrollment_state") == "inactive"]
-        if inactive and active_state == "active" and not _differs(record, inactive[0]):
+        if inactive and active_state == "active" and not differs(record, inactive[0]):
             return step(
                 Action.REACTIVATE, "inactive in Canvas", Via.PUT_REACTIVATE, inactive[:1]
             ), mine
