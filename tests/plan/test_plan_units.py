@@ -6,15 +6,14 @@ from pathlib import Path
 
 from canvas_tui.config import PlanConfig
 from canvas_tui.engine.journal import Journal
-from canvas_tui.engine.plan import (
+from canvas_tui.engine.plan.diff import Action, Step, StepKind, evaluate_brake
+from canvas_tui.engine.plan.executor import (
     PLAN_RATIO,
-    Roster,
-    Step,
     choose_mode,
-    evaluate_brake,
     known_enrollment_ids,
     prepare_sync,
 )
+from canvas_tui.engine.plan.rosters import Roster
 from canvas_tui.engine.state import Phase
 from canvas_tui.records import EnrollmentRecord, Provenance, SisStatus, SourceItem, State
 from tests.plan.conftest import Arena
@@ -59,8 +58,8 @@ def test_auto_mode_counts_the_section_lists_a_plan_may_read() -> None:
 
 def _drop(course: str, n: int) -> Step:
     return Step(
-        kind="enrollment",
-        action="conclude",
+        kind=StepKind.ENROLLMENT,
+        action=Action.CONCLUDE,
         course=course,
         user=f"U{n}",
         role="StudentEnrollment",
