@@ -36,16 +36,17 @@ INTERVAL = 0.02
 
 
 class _Watch:
-    """The bookkeeping shared by the four waits below: the clock, the give-up checks, the messages.
-    `abort_if` ends a wait at once when it returns something true (a process died, a task ended;
-    a string says why), and `detail` is called only to say what the state was when a wait failed."""
+    """One wait's clock and its messages, shared by the sync and async waits below, which differ
+    only in how they pause. `abort_if` ends a wait at once when it returns something true (a
+    process died, a task ended; a string says why); `detail` is called only when a wait fails, to
+    show the state it failed in."""
 
     def __init__(
         self,
         what: str,
         seconds: float,
-        abort_if: Callable[[], object] | None,
-        detail: Callable[[], object] | None,
+        abort_if: Callable[[], object] | None = None,
+        detail: Callable[[], object] | None = None,
     ) -> None:
         self.what = what
         self.seconds = seconds
@@ -53,37 +54,34 @@ class _Watch:
         self.detail = detail
         self.started = time.monotonic()
 
-    def elapsed(self) -> float:
+    def _elapsed(self) -> float:
         return time.monotonic() - self.started
 
-    def over(self) -> bool:
-        return self.elapsed() >= self.seconds
+    def _fail(self, message: str) -> AssertionError:
+        if self.detail is not None:
+            message = f"{message}; state: {self.detail()!r}"
+        return AssertionError(message)
 
-    def _with_detail(self, message: str) -> str:
-        return f"{message}; state: {self.detail()!r}" if self.detail is not None else message
-
-    def check_abort(self) -> None:
+    def arrived(self, predicate: Callable[[], T | None]) -> T | None:
+        """The predicate's value once it is true; None to look again; fails on abort or timeout."""
+        if value := predicate():
+            return value
         reason = self.abort_if() if self.abort_if is not None else None
         if reason:
             why = reason if isinstance(reason, str) else "abort_if held"
-            raise AssertionError(
-                self._with_detail(
-                    f"gave up waiting for {self.what} after {self.elapsed():.2f}s: {why}"
-                )
-            )
+            raise self._fail(f"gave up waiting for {self.what} after {self._elapsed():.2f}s: {why}")
+        if self._elapsed() >= self.seconds:
+            raise self._fail(f"timed out after {self.seconds:g}s waiting for {self.what}")
+        return None
 
-    def timed_out(self) -> AssertionError:
-        return AssertionError(
-            self._with_detail(f"timed out after {self.seconds:g}s waiting for {self.what}")
-        )
-
-    def happened(self) -> AssertionError:
-        return AssertionError(
-            self._with_detail(
-                f"{self.what} happened after {self.elapsed():.2f}s;"
+    def quiet(self, predicate: Callable[[], object]) -> bool:
+        """True while the window lasts and `predicate` stays false; fails as soon as it is true."""
+        if predicate():
+            raise self._fail(
+                f"{self.what} happened after {self._elapsed():.2f}s;"
                 f" it must not within {self.seconds:g}s"
             )
-        )
+        return self._elapsed() < self.seconds
 
 
 def eventually(
@@ -98,29 +96,17 @@ def eventually(
     """Poll `predicate` until it returns something true, and return that; fail with a message
     naming `what` was awaited after `timeout` seconds. For waits on other threads or processes."""
     watch = _Watch(what, timeout, abort_if, detail)
-    while True:
-        if value := predicate():
-            return value
-        watch.check_abort()
-        if watch.over():
-            raise watch.timed_out()
+    while (value := watch.arrived(predicate)) is None:
         time.sleep(interval)
+    return value
 
 
 def never_within(
-    predicate: Callable[[], object],
-    seconds: float,
-    *,
-    what: str,
-    interval: float = INTERVAL,
+    predicate: Callable[[], object], seconds: float, *, what: str, interval: float = INTERVAL
 ) -> None:
     """The negative check: `predicate` (what must not happen) stays false for `seconds`."""
-    watch = _Watch(what, seconds, None, None)
-    while True:
-        if predicate():
-            raise watch.happened()
-        if watch.over():
-            return
+    watch = _Watch(what, seconds)
+    while watch.quiet(predicate):
         time.sleep(interval)
 
 
@@ -151,13 +137,9 @@ async def eventually_async(
     """`eventually` that lets the event loop run between looks (`pause=pilot.pause` in an app
     test, so the screen refreshes as it would for a user)."""
     watch = _Watch(what, timeout, abort_if, detail)
-    while True:
-        if value := predicate():
-            return value
-        watch.check_abort()
-        if watch.over():
-            raise watch.timed_out()
+    while (value := watch.arrived(predicate)) is None:
         await pause(interval)
+    return value
 
 
 async def never_within_async(
@@ -169,12 +151,8 @@ async def never_within_async(
     pause: Callable[[float], Awaitable[None]] = asyncio.sleep,
 ) -> None:
     """`never_within` that lets the event loop run between looks."""
-    watch = _Watch(what, seconds, None, None)
-    while True:
-        if predicate():
-            raise watch.happened()
-        if watch.over():
-            return
+    watch = _Watch(what, seconds)
+    while watch.quiet(predicate):
         await pause(interval)
 
 
