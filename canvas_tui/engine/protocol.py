@@ -1,8 +1,9 @@
 """What the console and the engine process (engine/worker.py) say to each other.
 
-The console spawns the engine, sends an `EngineSpec`, and the engine answers `Ready` (the session
-is open) or `StartFailed`. `Ready` carries the engine's `PROTOCOL_VERSION`: a console that finds
-another one stops the engine with a clear error rather than misreading its messages. Then:
+The console spawns the engine, whose first word is `Hello` with its `PROTOCOL_VERSION`: a console
+that finds another version stops there with a clear error, before either side reads a message
+whose shape may differ. Then the console sends an `EngineSpec`, and the engine answers `Ready`
+(the session is open; the version again) or `StartFailed`. From then on:
 
     console -> engine   Command     a RunControl command (the table below), answered at once
                         Call        an operation that takes time (`Op`): load, run, plan, rosters
@@ -66,8 +67,17 @@ class EngineSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class Hello:
+    """The engine's first message, sent before it reads the spec. Its shape never changes, so
+    a console of any version can read it and compare versions."""
+
+    tag: ClassVar[str] = "hello"
+    version: int  # the engine's PROTOCOL_VERSION
+
+
+@dataclass(frozen=True, slots=True)
 class Ready:
-    """The engine's first message: the session is open."""
+    """The engine's answer to the spec: the session is open."""
 
     tag: ClassVar[str] = "ready"
     version: int  # the engine's PROTOCOL_VERSION
@@ -79,28 +89,36 @@ class Ready:
 
 @dataclass(frozen=True, slots=True)
 class StartFailed:
-    """The engine's first message when the session could not be opened (ConfigError, ...)."""
+    """The engine's answer to the spec when the session could not be opened (ConfigError, ...)."""
 
     tag: ClassVar[str] = "failed"
     error: BaseException
 
 
-def check_ready(message: object) -> Ready:
-    """The engine's first message as `Ready`; raises its startup error, or EngineError when it
-    speaks another protocol version (an engine from another install of canvas-tui)."""
-    if isinstance(message, StartFailed):
-        raise message.error
-    if not isinstance(message, Ready):
+def check_version(message: object) -> None:
+    """Raise EngineError unless `message` (Hello or Ready) is from an engine of this console's
+    protocol version: another one comes from another install of canvas-tui."""
+    version = message.version if isinstance(message, Hello | Ready) else None
+    if version is None:
         raise EngineError(
-            f"the engine process answered {type(message).__name__}, not Ready: it is not the "
-            f"canvas-tui of this console (protocol version {PROTOCOL_VERSION})"
+            f"the engine process answered {type(message).__name__}, not {Hello.__name__}: it is "
+            f"not the canvas-tui of this console (protocol version {PROTOCOL_VERSION})"
         )
-    if message.version != PROTOCOL_VERSION:
+    if version != PROTOCOL_VERSION:
         raise EngineError(
-            f"the engine process speaks protocol version {message.version}, this console "
+            f"the engine process speaks protocol version {version}, this console "
             f"{PROTOCOL_VERSION}: the two come from different installs of canvas-tui; "
             "reinstall so they match"
         )
+
+
+def check_ready(message: object) -> Ready:
+    """The engine's answer to the spec as `Ready`; raises its startup error (ConfigError, ...)."""
+    if isinstance(message, StartFailed):
+        raise message.error
+    if not isinstance(message, Ready):
+        raise EngineError(f"the engine process answered {type(message).__name__}, not Ready")
+    check_version(message)
     return message
 
 

@@ -44,6 +44,7 @@ from canvas_tui.engine.protocol import (
     ToConsole,
     ToEngine,
     check_ready,
+    check_version,
     command_name,
 )
 from canvas_tui.engine.session import journal_path_for
@@ -86,28 +87,45 @@ def start_engine(spec: EngineSpec, *, startup: float = STARTUP_SECONDS) -> Remot
         )
     conn = Connection(ours.detach())
     try:
-        conn.send(spec)
-        if not conn.poll(startup):
-            raise EngineError(f"the engine process did not start within {startup:.0f} s")
-        first = conn.recv()
-    except (EOFError, OSError, EngineError) as exc:
-        conn.close()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(1)
-        code = process.poll()
-        why = str(exc) if code is None else f"the engine process exited (code {code})"
-        _stop(process)
-        raise EngineError(f"{why}{_log_tail(log_path)}") from None
-    try:
-        ready = check_ready(first)
+        ready = _handshake(conn, spec, process, log_path, startup)
     except BaseException:
-        conn.close()  # the engine sees EOF and exits (a mismatched one is stopped)
+        conn.close()  # the engine sees EOF and exits
         with contextlib.suppress(subprocess.TimeoutExpired):
             process.wait(10)
         _stop(process)
         _remove_if_empty(log_path)
         raise
     return RemoteSession(process, conn, ready, log_path)
+
+
+def _handshake(
+    conn: Connection,
+    spec: EngineSpec,
+    process: subprocess.Popen[bytes],
+    log_path: Path,
+    startup: float,
+) -> Ready:
+    """Hello (the versions must match), then the spec, then Ready. Raises what opening the
+    session raised in the engine, or EngineError saying why the engine did not start."""
+    deadline = time.monotonic() + startup
+
+    def receive() -> object:
+        if not conn.poll(max(0.0, deadline - time.monotonic())):
+            raise EngineError(
+                f"the engine process did not start within {startup:.0f} s{_log_tail(log_path)}"
+            )
+        return conn.recv()
+
+    try:
+        check_version(receive())  # before the spec: one of another version may not unpickle
+        conn.send(spec)
+        return check_ready(receive())
+    except (EOFError, OSError):
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(1)
+        code = process.poll()
+        why = "closed the connection" if code is None else f"exited (code {code})"
+        raise EngineError(f"the engine process {why}{_log_tail(log_path)}") from None
 
 
 class RemoteSession:

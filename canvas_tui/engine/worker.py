@@ -35,6 +35,7 @@ from canvas_tui.engine.protocol import (
     Command,
     EngineError,
     EngineSpec,
+    Hello,
     Op,
     Progress,
     Published,
@@ -271,7 +272,11 @@ class _Server:
 
 
 async def _serve(conn: Connection) -> None:
-    spec: EngineSpec = conn.recv()
+    conn.send(Hello(PROTOCOL_VERSION))
+    try:
+        spec: EngineSpec = conn.recv()
+    except EOFError:
+        return  # the console stopped at our version (or went away): nothing was opened
     with contextlib.ExitStack() as stack:
         try:
             # the demo's simulator, say: built here, so it never competes with the console

@@ -2,7 +2,8 @@
 
 The engine runs in a process of its own (engine/remote.py), or in the app's event loop when a
 test or a read-only session opens it so; either way the UI reads `runner.snapshot()` and the
-journal (through `RecordStore`) on a timer and sends commands through `RunControl` only.
+journal (through `RecordStore`) on a timer, and awaits its commands
+(`session.command(RunCommands.skip, ...)`): an engine slow to answer never stalls drawing.
 """
 
 from __future__ import annotations

@@ -32,9 +32,11 @@ from canvas_tui.engine.protocol import (
     Command,
     EngineError,
     EngineSpec,
+    Hello,
     Op,
     Ready,
     check_ready,
+    check_version,
     command_name,
 )
 from canvas_tui.engine.remote import RemoteRunner, RemoteSession, engine_log_path, start_engine
@@ -254,18 +256,20 @@ def test_an_engine_of_another_protocol_version_is_a_clear_error(
     base_url: str, csv_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     journal = tmp_path / "run.journal"
-    with monkeypatch.context() as patched:
-        patched.setattr(protocol, "PROTOCOL_VERSION", PROTOCOL_VERSION + 1)
-        with pytest.raises(EngineError, match=r"speaks protocol version \d+, this console \d+"):
-            start_engine(spec(base_url, csv_path, journal))
-    # the mismatched engine was stopped: it let go of the journal
-    session = start_engine(spec(base_url, csv_path, journal))
-    asyncio.run(session.close())
+    monkeypatch.setattr(protocol, "PROTOCOL_VERSION", PROTOCOL_VERSION + 1)
+    with pytest.raises(EngineError, match=r"speaks protocol version \d+, this console \d+"):
+        start_engine(spec(base_url, csv_path, journal))
+    # the console stopped at the engine's Hello: no spec was sent, so nothing was opened, and
+    # the engine exited quietly (no log)
+    assert not journal.exists()
+    assert not engine_log_path(journal).exists()
 
 
-def test_a_first_message_that_is_not_ready_is_a_clear_error() -> None:
+def test_a_first_message_of_another_shape_is_a_clear_error() -> None:
     with pytest.raises(EngineError, match="not the canvas-tui of this console"):
-        check_ready(("ready", object()))  # an engine of an older protocol, say
+        check_version(("ready", object()))  # an engine of an older protocol, say
+    with pytest.raises(EngineError, match="protocol version 0"):
+        check_version(Hello(0))
     with pytest.raises(EngineError, match="protocol version 0"):
         check_ready(Ready(0, Path("j"), False, (), cast(Any, None)))
     with pytest.raises(InputError, match="no such file"):
