@@ -35,6 +35,7 @@ from canvas_tui.engine.protocol import (
     Hello,
     Op,
     Ready,
+    ToEngine,
     check_ready,
     check_version,
     command_name,
@@ -182,14 +183,19 @@ async def test_the_console_awaits_commands_and_the_reply_brings_the_state(
 
 
 async def test_enqueue_sends_many_records_in_one_round_trip(
-    base_url: str, csv_path: Path, tmp_path: Path
+    base_url: str, csv_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     session = start_engine(spec(base_url, csv_path, tmp_path / "run.journal"))
     final = await session.run()
     assert final.counts[State.DONE] == RECORDS - BAD - 1
-    sent: list[object] = []
+    sent: list[ToEngine] = []
     send = session._send
-    session._send = lambda message: (sent.append(message), send(message))[1]  # type: ignore[method-assign]
+
+    def counted(message: ToEngine) -> None:
+        sent.append(message)
+        send(message)
+
+    monkeypatch.setattr(session, "_send", counted)
     ids = list(range(1, RECORDS + 1))
     # done and failed records go back to pending; the invalid rows need an edit first
     assert await session.command(RunCommands.enqueue, ids) == RECORDS - BAD
