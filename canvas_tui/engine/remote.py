@@ -193,8 +193,8 @@ class RemoteSession:
         *args: P.args,
         **kwargs: P.kwargs,
     ) -> R:
-        """`command` for scripts and tests without a loop to await in: it blocks the calling
-        thread until the engine answers (the console awaits `command` instead)."""
+        """`command` for scripts and tests (RemoteRunner): it blocks the calling thread, and
+        any loop running there, until the engine answers. The console awaits `command`."""
         name = command_name(command)
         self._attach()
         if self._lost is not None:
