@@ -28,7 +28,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar, cast
 
 from canvas_tui.config import ENV_TOKEN
 from canvas_tui.engine.journal import Journal
-from canvas_tui.engine.plan import SyncDecision
+from canvas_tui.engine.plan.executor import SyncDecision
 from canvas_tui.engine.protocol import (
     REFUSED,
     Call,

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from canvas_tui.canvas.client import CanvasClient
 from canvas_tui.canvas.errors import CanvasError
-from canvas_tui.engine.plan import SyncDecision
+from canvas_tui.engine.plan.executor import SyncDecision
 from canvas_tui.engine.protocol import (
     COMMANDS,
     PROTOCOL_VERSION,

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Protocol, TypeVar
 from canvas_tui.engine.state import RecordStore, RunCommands, RunControl
 
 if TYPE_CHECKING:
-    from canvas_tui.engine.plan import SyncDecision
+    from canvas_tui.engine.plan.executor import SyncDecision
 
 P = ParamSpec("P")
 R = TypeVar("R")
