@@ -11,8 +11,8 @@ import pytest
 from canvas_tui.canvas.governor import Governor
 from canvas_tui.config import CanvasConfig, Config, Secret, SyncConfig
 from canvas_tui.engine.journal import Journal
+from canvas_tui.engine.protocol import EngineSpec
 from canvas_tui.engine.session import Session, open_session
-from canvas_tui.engine.worker import EngineSpec
 from canvas_tui.simulator import ADMIN_TOKEN
 from canvas_tui.sources import CsvSource
 
