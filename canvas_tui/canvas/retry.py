@@ -17,8 +17,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
-
 from canvas_tui.canvas.errors import CanvasError, Category
 
 T = TypeVar("T")
@@ -88,10 +86,6 @@ class CircuitBreaker:
 UNREACHABLE_STATUSES = frozenset({502, 503, 504})
 
 
-def _retryable(exc: BaseException) -> bool:
-    return isinstance(exc, CanvasError) and exc.retryable
-
-
 async def call_with_retry(
     attempt: Callable[[int], Awaitable[T]],
     *,
@@ -105,48 +99,22 @@ async def call_with_retry(
     """Run `attempt(number)` until it returns, a non-retryable error, or the budget runs out.
 
     `on_failure` is told about every failed attempt, including the last (with will_retry=False),
-    before the error propagates. `reached()` says whether the server has ever answered.
+    before the error propagates. `reached()` says whether the server has ever answered. A plain
+    loop: the first attempt, which nearly always succeeds, costs no retry machinery (issue 14).
     """
-    rng = rng or random.Random()
-
-    def stop(state: RetryCallState) -> bool:
-        error = state.outcome.exception() if state.outcome else None
-        if not isinstance(error, CanvasError):
-            return True
-        answered = reached() if reached is not None else True
-        return state.attempt_number >= policy.attempts_for(error, reached=answered)
-
-    def wait(state: RetryCallState) -> float:
-        error = state.outcome.exception() if state.outcome else None
-        assert isinstance(error, CanvasError)
-        delay = policy.backoff(error, state.attempt_number, rng)
-        if error.category is Category.THROTTLED and refill_wait is not None:
-            delay = max(delay, refill_wait())
-        return delay
-
-    def before_sleep(state: RetryCallState) -> None:
-        error = state.outcome.exception() if state.outcome else None
-        assert isinstance(error, CanvasError)
-        delay = state.next_action.sleep if state.next_action else None
-        on_failure(error, state.attempt_number, True, delay)
-
     number = 0
-
-    async def one() -> T:
-        nonlocal number
+    while True:
         number += 1
-        return await attempt(number)
-
-    retrying = AsyncRetrying(
-        stop=stop,
-        wait=wait,
-        retry=retry_if_exception(_retryable),
-        sleep=sleep or asyncio.sleep,
-        before_sleep=before_sleep,
-        reraise=True,
-    )
-    try:
-        return await retrying(one)
-    except CanvasError as error:
-        on_failure(error, number, False, None)
-        raise
+        try:
+            return await attempt(number)
+        except CanvasError as error:
+            answered = reached() if reached is not None else True
+            if not error.retryable or number >= policy.attempts_for(error, reached=answered):
+                on_failure(error, number, False, None)
+                raise
+            rng = rng or random.Random()
+            delay = policy.backoff(error, number, rng)
+            if error.category is Category.THROTTLED and refill_wait is not None:
+                delay = max(delay, refill_wait())
+            on_failure(error, number, True, delay)
+        await (sleep or asyncio.sleep)(delay)

@@ -25,7 +25,7 @@ async def test_token_absent_from_logs_events_errors_and_reprs(
     errors: list[CanvasError] = []
     caplog.set_level(logging.DEBUG)  # every logger, httpx and httpcore included
     async with make_client(app, TOKEN) as client:
-        texts: list[Any] = [repr(client), str(client), repr(client._http.auth)]
+        texts: list[Any] = [repr(client), str(client), repr(client._auth)]
         users = sis_students(world, 20)
         calls: list[dict[str, Any]] = [
             {
@@ -58,7 +58,7 @@ async def test_token_absent_from_logs_events_errors_and_reprs(
             except CanvasError as error:
                 errors.append(error)
         await client.list_enrollments(course=f"sis_course_id:{DOC_COURSE}", observer=events.append)
-    async with CanvasClient(BASE, TOKEN + "-wrong", transport=client._http._transport) as bad:
+    async with CanvasClient(BASE, TOKEN + "-wrong", transport=client._transport) as bad:
         with pytest.raises(CanvasError) as caught:
             await bad.whoami(observer=events.append)
         errors.append(caught.value)
