@@ -20,8 +20,8 @@ import httpx
 from canvas_tui.canvas.client import CanvasClient
 from canvas_tui.canvas.errors import CanvasError, Category, hint_for
 from canvas_tui.canvas.ids import path_segment
-from canvas_tui.cli import ExitCode
 from canvas_tui.config import Config, ConfigError, check_base_url, load_config
+from canvas_tui.exit_codes import ExitCode
 from canvas_tui.records import EnrollmentRecord, InputError, RowProblem, Source, SourceItem
 from canvas_tui.sources import open_source
 

@@ -9,17 +9,12 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
-from enum import IntEnum
 
 from canvas_tui import __version__
 
-
-class ExitCode(IntEnum):
-    OK = 0  # every record done (or skipped on purpose)
-    RECORDS_FAILED = 1  # the run finished, some records failed
-    USAGE = 2  # usage, config or input error: nothing was sent
-    ABORTED = 3  # the run stopped early: token rejected, unsafe URL, cancelled
-
+# re-exported: the commands used to import them from here
+from canvas_tui.exit_codes import ExitCode as ExitCode
+from canvas_tui.exit_codes import error_line as error_line
 
 # sub-command -> "module:function"; each function takes the parsed args and returns an exit code.
 COMMANDS = {
@@ -72,11 +67,6 @@ ENVIRONMENT = {
     "XDG_CONFIG_HOME / XDG_STATE_HOME": "where the user config and the journals live",
     "NO_COLOR": "no colours in any output",
 }
-
-
-def error_line(message: str) -> str:
-    """The one prefix every command's fatal error uses."""
-    return f"canvas-tui: error: {message}"
 
 
 def _epilog(command: str | None) -> str:

@@ -1282,7 +1282,7 @@ def main(
 
     Exit 0: planned, nothing wrong; 2: config or source error, or the plan was made but the
     preflight found problems or the brake would stop it; 3: Canvas could not be read."""
-    from canvas_tui.cli import ExitCode, error_line
+    from canvas_tui.exit_codes import ExitCode, error_line
 
     out = out or sys.stdout
     try:
@@ -1312,8 +1312,8 @@ def main(
 async def _plan_command(
     config: Config, source: Source, client: CanvasClient, prefix: Path, out: TextIO
 ) -> int:
-    from canvas_tui.cli import ExitCode, error_line
     from canvas_tui.engine.preflight import format_preflight, preflight
+    from canvas_tui.exit_codes import ExitCode, error_line
 
     try:
         items = await asyncio.to_thread(read_items, source)

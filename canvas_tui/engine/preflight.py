@@ -405,9 +405,9 @@ def run_deep_check(
 ) -> int:
     """For `canvas-tui check --deep`: 0 when all is well, 2 with findings (as `check`), 3 when
     Canvas cannot be read."""
-    from canvas_tui.cli import ExitCode, error_line
     from canvas_tui.config import ConfigError
     from canvas_tui.engine.plan import client_for, read_items
+    from canvas_tui.exit_codes import ExitCode, error_line
     from canvas_tui.records import InputError
     from canvas_tui.sources import open_source
 
