@@ -18,8 +18,8 @@ from canvas_tui.exit_codes import error_line as error_line
 
 # sub-command -> "module:function"; each function takes the parsed args and returns an exit code.
 COMMANDS = {
-    "console": "canvas_tui.tui.app:main",
-    "demo": "canvas_tui.tui.app:demo_main",
+    "console": "canvas_tui.tui.launch:console_main",
+    "demo": "canvas_tui.tui.launch:demo_main",
     "sync": "canvas_tui.headless:main",
     "plan": "canvas_tui.engine.plan:main",
     "check": "canvas_tui.checks:main",

@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING
 from textual.binding import Binding
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
+from canvas_tui.tui.contract import ConsoleAware
+
 if TYPE_CHECKING:
     from textual.app import App
 
@@ -134,18 +136,17 @@ def effective_key(action: ConsoleAction, keymap: Mapping[str, str]) -> str:
     return display_key(keymap.get(action.id, action.key))
 
 
-class ConsoleCommands(Provider):
+class ConsoleCommands(ConsoleAware, Provider):
     """The command palette's view of the registry: every console action, by its help text."""
 
     def _commands(self) -> list[tuple[str, str, str]]:
-        app = self.app
-        keymap: Mapping[str, str] = getattr(app, "keymap_overrides", {})
+        host = self.console_app
+        keymap = host.keymap_overrides
         out = []
         for a in ACTIONS:
             if a.id in {"help", "quit", "edit"}:
                 continue
-            available = getattr(app, "action_available", None)
-            if available is not None and not available(a.action.split("(")[0]):
+            if not host.action_available(a.action.split("(")[0]):
                 continue
             out.append((f"{a.help}", a.action, effective_key(a, keymap)))
         return out

@@ -7,14 +7,11 @@ journal (through `RecordStore`) on a timer and sends commands through `RunContro
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
-import shutil
-import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, cast
 
 from textual import on, work
 from textual.app import App, ComposeResult
@@ -24,7 +21,7 @@ from textual.widgets import Footer, Header
 from textual.worker import Worker, WorkerState
 
 from canvas_tui.engine.state import Phase, RecordRow, RecordStore, RunState
-from canvas_tui.exit_codes import ExitCode, error_line, run_exit_code
+from canvas_tui.exit_codes import run_exit_code
 from canvas_tui.records import State, sis_value
 from canvas_tui.text import printable
 from canvas_tui.tui import format as fmt
@@ -34,10 +31,10 @@ from canvas_tui.tui.actions import (
     QUEUE_ONLY,
     ConsoleCommands,
     bindings,
-    check_keymap,
     effective_key,
 )
-from canvas_tui.tui.messages import PhaseChanged, RunEnded, SessionOpened
+from canvas_tui.tui.contract import ConsoleScreen, RosterReader
+from canvas_tui.tui.messages import PhaseChanged, RunEnded
 from canvas_tui.tui.screens.dialogs import (
     ChoiceScreen,
     ConfirmScreen,
@@ -56,6 +53,10 @@ from canvas_tui.tui.widgets.queue import (
     parse_filter,
 )
 from canvas_tui.tui.widgets.virtual_table import VirtualTable
+
+if TYPE_CHECKING:
+    from canvas_tui.engine.journal import Journal
+    from canvas_tui.tui.contract import ConsoleHost
 
 ACTIVE = frozenset({Phase.LOADING, Phase.RUNNING, Phase.PAUSED, Phase.CANCELLING})
 # actions that change records or Canvas: hidden in --read-only
@@ -115,7 +116,7 @@ class ConsoleApp(App[int]):
         self.state: RunState | None = None
         self._engine: Worker[None] | None = None
         self._quitting = False
-        self._view_journal: Any = None
+        self._view_journal: Journal | None = None
         self.view_store: RecordStore | None = None
         self._description = description + ("  [read-only]" if read_only else "")
         self._loading = False
@@ -156,9 +157,9 @@ class ConsoleApp(App[int]):
                     state, idle=self.idle_label(state), outlook=self.outlook
                 )
                 self.queue.tick(state)
-                on_tick = getattr(self.screen, "on_tick", None)
-                if on_tick is not None and self.screen is not self.screen_stack[0]:
-                    on_tick(state)
+                screen = self.screen
+                if isinstance(screen, ConsoleScreen) and screen is not self.screen_stack[0]:
+                    screen.on_tick(state)
         except NoMatches:
             return  # the app is tearing its widgets down on exit
         if (
@@ -189,7 +190,6 @@ class ConsoleApp(App[int]):
         subscribe = getattr(session.runner, "subscribe", None)
         if subscribe is not None:
             subscribe(self._on_engine_event)
-        self.post_message(SessionOpened(self.sub_title))
         approved: bool | None = None
         if not self.read_only:
             self._loading = True
@@ -213,21 +213,21 @@ class ConsoleApp(App[int]):
     def _outlook(self) -> Outlook | None:
         """What a start will send, read from the journal (READY shows it)."""
         from canvas_tui.engine.estimate import estimate_range
+        from canvas_tui.engine.journal import Journal
         from canvas_tui.engine.plan import DROP_SOURCE, full_mode_lookups
 
-        store: Any = self.view_store
-        counts = getattr(store, "status_counts", None)
-        if counts is None or self.read_only:
-            return None
-        records = sum(counts(State.PENDING).values())
-        drops = sum(counts(State.PENDING, source=DROP_SOURCE).values())
+        store = self.view_store
+        if not isinstance(store, Journal) or self.read_only:
+            return None  # the counts by source are the journal's, not every RecordStore's
+        records = sum(store.status_counts(State.PENDING).values())
+        drops = sum(store.status_counts(State.PENDING, source=DROP_SOURCE).values())
         planned = store.get_meta("mode") == "plan"
         requests = records  # a plan sends one request per change
         if not planned and records:
             # full mode also reads first for every row but a fully stated create: measured on
             # the first rows, so a million-row journal is not decoded to say so
-            sample = [store.record(i) for i in store.pending_ids(limit=OUTLOOK_SAMPLE)]
-            sample = [r for r in sample if r is not None]
+            ids = store.pending_ids(limit=OUTLOOK_SAMPLE)
+            sample = [r for r in map(store.record, ids) if r is not None]
             lookups, _ = full_mode_lookups(sample)
             requests = round(records * (1 + lookups / max(1, len(sample))))
         return Outlook(
@@ -269,10 +269,11 @@ class ConsoleApp(App[int]):
         waits on (or holds up) the engine's reads of the same journal."""
         from canvas_tui.engine.journal import Journal
 
-        path = getattr(session, "journal_path", None)
-        if isinstance(session.store, Journal) and path is not None:
+        if isinstance(session.store, Journal):
             try:
-                view = Journal(path, read_only=True, immutable=session.store.immutable)
+                view = Journal(
+                    session.journal_path, read_only=True, immutable=session.store.immutable
+                )
             except Exception:
                 return session.store
             self._view_journal = view
@@ -403,29 +404,30 @@ class ConsoleApp(App[int]):
 
     # ---- helpers -----------------------------------------------------------------------------
 
-    def roster_client(self) -> Any:
+    def roster_client(self) -> RosterReader:
         """The session's Canvas client (a read-only session's too: the console only reads
         rosters with it)."""
         session = self.session
         if session is None:
             raise RuntimeError("the session is not open yet")
-        if session.client is None:
+        client: RosterReader | None = session.client
+        if client is None:
             raise RuntimeError("no Canvas base URL or token configured to read rosters with")
-        return session.client
+        return client
 
     def current_record(self) -> RecordRow | None:
-        """The record the operator is looking at: the stepper's, else the queue's cursor."""
-        picker = getattr(self.screen, "current_record", None)
-        if callable(picker):
-            found = picker()
-            return found if isinstance(found, RecordRow) else None
+        """The record the operator is looking at: a ConsoleScreen's (the stepper, the roster),
+        else the queue's cursor."""
+        screen = self.screen
+        if isinstance(screen, ConsoleScreen):
+            return screen.current_record()
         return self.queue.selected
 
     def _after_command(self) -> None:
         self.tick()
         self.refresh_bindings()
 
-    def _requeued(self) -> None:
+    def requeued(self) -> None:
         """Records went back to pending: a run started here sends them; a console still READY
         waits for the start key (a retry must not start the whole load)."""
         if not self.run_active and self._started:
@@ -481,7 +483,7 @@ class ConsoleApp(App[int]):
             return
         if self.session.runner.retry(row.record_id):
             self.notify(f"Record {row.record_id} queued again")
-            self._requeued()
+            self.requeued()
         elif row.state in (State.FAILED, State.SKIPPED):
             self.notify(
                 f"Record {row.record_id} cannot be sent as it stands (an invalid or duplicate "
@@ -509,7 +511,7 @@ class ConsoleApp(App[int]):
                 return
             n = self.session.runner.retry_failed(None if choice == "*" else choice)
             self.notify(f"{fmt.count(n)} failed records queued again")
-            self._requeued()
+            self.requeued()
 
         self.push_screen(
             ChoiceScreen(
@@ -685,7 +687,7 @@ class ConsoleApp(App[int]):
                 return
             if self.session.runner.edit_and_retry(row.record_id, changed):
                 self.notify(f"Record {row.record_id} edited and queued again")
-                self._requeued()
+                self.requeued()
             else:
                 self.notify(f"Record {row.record_id}: the edit was refused", severity="error")
 
@@ -715,7 +717,8 @@ class ConsoleApp(App[int]):
 
         assert self.session is not None
         try:
-            store: Any = self.session.store  # the journal; the protocol is narrower than the writer
+            # the journal (either session's store is one); the protocol is narrower than the writer
+            store = cast("Journal", self.session.store)
             n = await asyncio.to_thread(write_failures_csv, store, path)
         except OSError as exc:
             self.notify(f"{path}: {exc.strerror or exc}", title="Export failed", severity="error")
@@ -790,147 +793,7 @@ class ConsoleApp(App[int]):
         self.exit(int(run_exit_code(self.state, attended=True)))
 
 
-# ---- entry points ------------------------------------------------------------------------------
+if TYPE_CHECKING:
 
-
-def _fail(message: str) -> int:
-    print(error_line(message), file=sys.stderr)
-    return int(ExitCode.USAGE)
-
-
-def main(args: argparse.Namespace) -> int:
-    """`canvas-tui [console] [SOURCE] [--config] [--journal] [--read-only]`."""
-    from canvas_tui.config import ConfigError, load_config
-    from canvas_tui.engine.journal import JournalError
-    from canvas_tui.engine.remote import start_engine
-    from canvas_tui.engine.session import open_session
-    from canvas_tui.engine.worker import EngineError, EngineSpec
-    from canvas_tui.records import InputError
-    from canvas_tui.sources import open_source
-
-    try:
-        config = load_config(args.config)
-    except ConfigError as exc:
-        return _fail(str(exc))
-    if config.path is None and not args.source and not args.journal:
-        return _fail(
-            "no config found ($CANVAS_TUI_CONFIG, ./canvas-tui.toml or the user config "
-            "directory). New here? `canvas-tui demo` tries the console on a built-in Canvas "
-            "simulator; `canvas-tui init` writes a config for your Canvas"
-        )
-    keymap = dict(getattr(config, "keys", {}) or {})
-    problems = check_keymap(keymap)
-    if problems:
-        return _fail("; ".join(problems))
-    journal = Path(args.journal) if args.journal else config.sync.journal
-    existing = journal is not None and journal.exists()
-    source = None
-    if args.source or not existing:
-        try:
-            source = open_source(args.source or config.source)
-        except InputError as exc:
-            if not args.read_only:
-                return _fail(str(exc))
-    for warning in config.warnings:
-        print(f"canvas-tui: warning: {warning}", file=sys.stderr)
-    if args.read_only and not existing:
-        return _fail("--read-only inspects an existing journal: give --journal FILE")
-    if journal is not None and not args.read_only:
-        from canvas_tui.outputs import journal_path_problem
-
-        if problem := journal_path_problem(journal):
-            return _fail(f"journal {journal}: {problem}")
-    session: ConsoleSession
-    try:
-        # opened before the UI starts, so a bad config or journal is a plain message and exit 2
-        if args.read_only:
-            session = open_session(config, source=source, journal_path=journal, read_only=True)
-        else:
-            # the engine sends from a process of its own: drawing and sending never share an
-            # interpreter, and a console that dies leaves the engine to close the journal
-            session = start_engine(
-                EngineSpec(
-                    config,
-                    source=(args.source or config.source) if source is not None else None,
-                    journal_path=journal,
-                )
-            )
-    except (ConfigError, InputError, JournalError, EngineError) as exc:
-        return _fail(str(exc))
-
-    async def opener() -> ConsoleSession:
-        return session
-
-    label = source.description if source is not None else str(journal or "")
-    policy_plans = config.plan.drop_policy != "never"
-    app = ConsoleApp(
-        opener,
-        description=label,
-        read_only=args.read_only,
-        keymap=keymap,
-        # READY until the start key, unless the config says otherwise; an existing journal
-        # always opens for triage
-        autostart=config.console.autostart and source is not None and not existing,
-        journal_path=session.journal_path,
-        # a plan needs the operator's approval here: asked for, or a drop policy is set
-        plan=True if getattr(args, "plan", False) else None if policy_plans else False,
-    )
-    return app.run() or 0
-
-
-def demo_main(args: argparse.Namespace) -> int:
-    """`canvas-tui demo`: the console on the built-in simulator and the example data. The
-    simulator runs inside the engine's process, so its work never competes with drawing."""
-    import tempfile
-
-    from canvas_tui.config import load_config
-    from canvas_tui.resources import ResourceMissing, resource_path
-    from canvas_tui.simulator import DEMO_TOKEN
-    from canvas_tui.simulator.demo import DEMO_URL
-
-    try:
-        csv_path = resource_path("demo.csv")  # inside the package when installed from a wheel
-    except ResourceMissing as exc:
-        return _fail(str(exc))
-    config = load_config(None, env={"CANVAS_API_TOKEN": DEMO_TOKEN, "CANVAS_BASE_URL": DEMO_URL})
-    scratch = Path(tempfile.mkdtemp(prefix="canvas-tui-demo-"))
-    try:
-        return _demo(args, config, csv_path, scratch)
-    finally:
-        # the demo's journal is a throwaway (several MB a run): nothing is left in the temp dir
-        shutil.rmtree(scratch, ignore_errors=True)
-
-
-def _demo(args: argparse.Namespace, config: Any, csv_path: Path, scratch: Path) -> int:
-    from canvas_tui.engine.remote import start_engine
-    from canvas_tui.engine.worker import EngineError, EngineSpec
-    from canvas_tui.simulator.demo import Storms, demo_config
-
-    journal = scratch / "journal.sqlite"
-    spec = EngineSpec(
-        config,
-        source=csv_path,
-        journal_path=journal,
-        simulator=demo_config(args.seed, args.time_scale, args.throttle_status),
-        storms=Storms(),
-    )
-    try:
-        session = start_engine(spec)
-    except EngineError as exc:
-        return _fail(str(exc))
-
-    async def opener() -> ConsoleSession:
-        return session
-
-    app = ConsoleApp(
-        opener,
-        description=f"demo · {csv_path.name} · simulator seed {args.seed}",
-        journal_path=None,  # a throwaway: never offered for resuming
-        autostart=True,  # the demo is there to be watched; its Canvas is the simulator
-    )
-    try:
-        return app.run() or 0
-    finally:
-        # the engine process holds the journal open until closed (a no-op after a quit)
-        with contextlib.suppress(Exception):
-            asyncio.run(session.close())
+    def _keeps_the_contract(app: ConsoleApp) -> ConsoleHost:
+        return app  # mypy checks the app against what its screens may use (tui/contract.py)

@@ -18,13 +18,6 @@ class PhaseChanged(Message):
 
 
 @dataclass
-class SessionOpened(Message):
-    """The engine session is open: the store and the runner can be read."""
-
-    description: str
-
-
-@dataclass
 class RunEnded(Message):
     """`session.run()` returned (finished, cancelled or aborted)."""
 

@@ -166,7 +166,7 @@ def test_the_demo_leaves_nothing_in_the_temp_directory(
     import argparse
     import tempfile
 
-    from canvas_tui.tui import app as console
+    from canvas_tui.tui import launch as console
 
     made: list[Path] = []
 

@@ -12,15 +12,15 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.message import Message
-from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
 
 from canvas_tui.engine.actions import ALL_STATES
 from canvas_tui.engine.roster_match import default_section_from
-from canvas_tui.engine.state import RecordRow, RunState
+from canvas_tui.engine.state import RecordRow, RecordStore, RunState
 from canvas_tui.records import FINAL_STATES, State
 from canvas_tui.text import printable
 from canvas_tui.tui import format as fmt
+from canvas_tui.tui.contract import ConsoleScreen
 from canvas_tui.tui.roster_model import (
     RosterDiff,
     RosterLine,
@@ -88,7 +88,7 @@ def _cycle(values: Sequence[Any], current: Any) -> Any:
     return options[(options.index(current) + 1) % len(options)] if current in options else None
 
 
-class RosterScreen(Screen[None]):
+class RosterScreen(ConsoleScreen):
     """Fetches every page of a course's enrollments through the session's client and governor."""
 
     BINDINGS: ClassVar = [
@@ -162,7 +162,7 @@ class RosterScreen(Screen[None]):
     def current_record(self) -> RecordRow | None:
         """The journal record of the selected line, so retry / skip / edit act on it."""
         line = self.table.current
-        session = getattr(self.app, "session", None)
+        session = self.console_app.session
         if not isinstance(line, RosterLine) or line.record_id is None or session is None:
             return None
         row: RecordRow | None = session.store.get(line.record_id)
@@ -177,12 +177,13 @@ class RosterScreen(Screen[None]):
 
     @work(exclusive=True, group="roster", exit_on_error=False)
     async def _fetch_roster(self) -> None:
-        session = getattr(self.app, "session", None)
+        host = self.console_app
+        session = host.session
         if session is None:
             self.post_message(self.RosterFailed("the session is not open yet"))
             return
         try:
-            client = self.app.roster_client()  # type: ignore[attr-defined]
+            client = host.roster_client()
             course: dict[str, Any] = await client.get_course(self.ref)
             # every state: Canvas's default list hides completed and deleted rows (§2.6), which
             # would show a SIS "completed" row as missing and offer to re-send it
@@ -197,7 +198,7 @@ class RosterScreen(Screen[None]):
             return
         sis_id = course.get("sis_course_id")
         text = str(sis_id or course.get("id", ""))
-        store = getattr(self.app, "view_store", None) or session.store
+        store = host.view_store or session.store
         rows = await asyncio.to_thread(_all_rows, store, text)
         records = records_for_course(rows, sis_id, str(course.get("id", "")))
         self.post_message(self.RosterFetched(course, compare(enrollments, records, default)))
@@ -297,7 +298,7 @@ class RosterScreen(Screen[None]):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "enqueue_missing":
-            if getattr(self.app, "read_only", False):
+            if self.console_app.read_only:
                 return False
             return bool(self.diff and self.diff.missing) or None
         return True
@@ -327,20 +328,17 @@ class RosterScreen(Screen[None]):
         )
 
     def _enqueue(self, record_ids: list[int]) -> None:
-        session = getattr(self.app, "session", None)
+        session = self.console_app.session
         if session is None or not record_ids:
             return
         # enqueue, not retry: a DONE record whose enrollment is gone from Canvas is sent again too
         n = sum(1 for record_id in record_ids if session.runner.enqueue(record_id))
         self.app.notify(f"{n} of {len(record_ids)} records queued again")
-        requeued = getattr(self.app, "_requeued", None)
-        if requeued is not None:
-            requeued()
+        self.console_app.requeued()
         self._awaiting = set(record_ids)  # refetch once they are final
 
     def on_tick(self, state: RunState) -> None:
-        """Called by the app's refresh tick while this screen is on top."""
-        session = getattr(self.app, "session", None)
+        session = self.console_app.session
         if not self._awaiting or session is None:
             return
         rows = [session.store.get(i) for i in self._awaiting]
@@ -352,11 +350,11 @@ class RosterScreen(Screen[None]):
         self.app.pop_screen()
 
 
-def _all_rows(store: Any, text: str) -> list[RecordRow]:
+def _all_rows(store: RecordStore, text: str) -> list[RecordRow]:
     """Every journal row whose user/course/section/message mentions `text`, in pages."""
     out: list[RecordRow] = []
     while True:
-        chunk: list[RecordRow] = store.rows(len(out), 5000, text=text)
+        chunk = store.rows(len(out), 5000, text=text)
         out.extend(chunk)
         if len(chunk) < 5000:
             return out

@@ -12,7 +12,6 @@ from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import VerticalScroll
-from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
 
 from canvas_tui.canvas.errors import TITLES, Category, hint_for
@@ -20,6 +19,7 @@ from canvas_tui.engine.state import Attempt, RecordRow, RecordStore, RunState
 from canvas_tui.records import sis_value
 from canvas_tui.tui import format as fmt
 from canvas_tui.tui.actions import STEPPER_ACTIONS, bindings
+from canvas_tui.tui.contract import ConsoleScreen
 from canvas_tui.tui.widgets.queue import message_of
 
 # The journal never stores the token; this is a second guard in case a URL ever carried one.
@@ -148,7 +148,7 @@ def hint_panel(row: RecordRow) -> RenderableType:
     )
 
 
-class FailureStepper(Screen[None]):
+class FailureStepper(ConsoleScreen):
     """Walks the failed records in source order; retry / skip / edit act on the one shown."""
 
     BINDINGS = bindings(STEPPER_ACTIONS)
@@ -179,9 +179,9 @@ class FailureStepper(Screen[None]):
 
     @property
     def store(self) -> RecordStore:
-        session = getattr(self.app, "session", None)
-        assert session is not None
-        return session.store  # type: ignore[no-any-return]
+        session = self.console_app.session
+        assert session is not None, "the app opens the stepper once the session is open"
+        return session.store
 
     def on_mount(self) -> None:
         self.reload(keep=self._start)

@@ -1,0 +1,167 @@
+"""The console's entry points: `canvas-tui [console]` and `canvas-tui demo`.
+
+cli.py imports this module only when one of those commands runs, so `canvas-tui sync` and the
+other headless commands never import Textual. Everything that can be refused (config, keymap,
+source, journal, the engine process) is checked here before the app draws anything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import shutil
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from canvas_tui.exit_codes import ExitCode, error_line
+from canvas_tui.tui.actions import check_keymap
+from canvas_tui.tui.app import ConsoleApp
+from canvas_tui.tui.session import ConsoleSession
+
+if TYPE_CHECKING:
+    from canvas_tui.config import Config
+
+
+def _fail(message: str) -> int:
+    print(error_line(message), file=sys.stderr)
+    return int(ExitCode.USAGE)
+
+
+def console_main(args: argparse.Namespace) -> int:
+    """`canvas-tui [console] [SOURCE] [--config] [--journal] [--read-only]`."""
+    from canvas_tui.config import ConfigError, load_config
+    from canvas_tui.engine.journal import JournalError
+    from canvas_tui.engine.remote import start_engine
+    from canvas_tui.engine.session import open_session
+    from canvas_tui.engine.worker import EngineError, EngineSpec
+    from canvas_tui.records import InputError
+    from canvas_tui.sources import open_source
+
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        return _fail(str(exc))
+    if config.path is None and not args.source and not args.journal:
+        return _fail(
+            "no config found ($CANVAS_TUI_CONFIG, ./canvas-tui.toml or the user config "
+            "directory). New here? `canvas-tui demo` tries the console on a built-in Canvas "
+            "simulator; `canvas-tui init` writes a config for your Canvas"
+        )
+    keymap = dict(config.keys)
+    problems = check_keymap(keymap)
+    if problems:
+        return _fail("; ".join(problems))
+    journal = Path(args.journal) if args.journal else config.sync.journal
+    existing = journal is not None and journal.exists()
+    source = None
+    if args.source or not existing:
+        try:
+            source = open_source(args.source or config.source)
+        except InputError as exc:
+            if not args.read_only:
+                return _fail(str(exc))
+    for warning in config.warnings:
+        print(f"canvas-tui: warning: {warning}", file=sys.stderr)
+    if args.read_only and not existing:
+        return _fail("--read-only inspects an existing journal: give --journal FILE")
+    if journal is not None and not args.read_only:
+        from canvas_tui.outputs import journal_path_problem
+
+        if problem := journal_path_problem(journal):
+            return _fail(f"journal {journal}: {problem}")
+    session: ConsoleSession
+    try:
+        # opened before the UI starts, so a bad config or journal is a plain message and exit 2
+        if args.read_only:
+            session = open_session(config, source=source, journal_path=journal, read_only=True)
+        else:
+            # the engine sends from a process of its own: drawing and sending never share an
+            # interpreter, and a console that dies leaves the engine to close the journal
+            session = start_engine(
+                EngineSpec(
+                    config,
+                    source=(args.source or config.source) if source is not None else None,
+                    journal_path=journal,
+                )
+            )
+    except (ConfigError, InputError, JournalError, EngineError) as exc:
+        return _fail(str(exc))
+
+    async def opener() -> ConsoleSession:
+        return session
+
+    label = source.description if source is not None else str(journal or "")
+    policy_plans = config.plan.drop_policy != "never"
+    app = ConsoleApp(
+        opener,
+        description=label,
+        read_only=args.read_only,
+        keymap=keymap,
+        # READY until the start key, unless the config says otherwise; an existing journal
+        # always opens for triage
+        autostart=config.console.autostart and source is not None and not existing,
+        journal_path=session.journal_path,
+        # a plan needs the operator's approval here: asked for, or a drop policy is set
+        plan=True if args.plan else None if policy_plans else False,
+    )
+    return app.run() or 0
+
+
+def demo_main(args: argparse.Namespace) -> int:
+    """`canvas-tui demo`: the console on the built-in simulator and the example data. The
+    simulator runs inside the engine's process, so its work never competes with drawing."""
+    import tempfile
+
+    from canvas_tui.config import load_config
+    from canvas_tui.resources import ResourceMissing, resource_path
+    from canvas_tui.simulator import DEMO_TOKEN
+    from canvas_tui.simulator.demo import DEMO_URL
+
+    try:
+        csv_path = resource_path("demo.csv")  # inside the package when installed from a wheel
+    except ResourceMissing as exc:
+        return _fail(str(exc))
+    config = load_config(None, env={"CANVAS_API_TOKEN": DEMO_TOKEN, "CANVAS_BASE_URL": DEMO_URL})
+    scratch = Path(tempfile.mkdtemp(prefix="canvas-tui-demo-"))
+    try:
+        return _demo(args, config, csv_path, scratch)
+    finally:
+        # the demo's journal is a throwaway (several MB a run): nothing is left in the temp dir
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _demo(args: argparse.Namespace, config: Config, csv_path: Path, scratch: Path) -> int:
+    from canvas_tui.engine.remote import start_engine
+    from canvas_tui.engine.worker import EngineError, EngineSpec
+    from canvas_tui.simulator.demo import Storms, demo_config
+
+    journal = scratch / "journal.sqlite"
+    spec = EngineSpec(
+        config,
+        source=csv_path,
+        journal_path=journal,
+        simulator=demo_config(args.seed, args.time_scale, args.throttle_status),
+        storms=Storms(),
+    )
+    try:
+        session = start_engine(spec)
+    except EngineError as exc:
+        return _fail(str(exc))
+
+    async def opener() -> ConsoleSession:
+        return session
+
+    app = ConsoleApp(
+        opener,
+        description=f"demo · {csv_path.name} · simulator seed {args.seed}",
+        journal_path=None,  # a throwaway: never offered for resuming
+        autostart=True,  # the demo is there to be watched; its Canvas is the simulator
+    )
+    try:
+        return app.run() or 0
+    finally:
+        # the engine process holds the journal open until closed (a no-op after a quit)
+        with contextlib.suppress(Exception):
+            asyncio.run(session.close())
