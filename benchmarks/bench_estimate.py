@@ -25,7 +25,7 @@ from bench_plan import SEED, sync, write_source
 from canvas_tui.canvas.client import CanvasClient
 from canvas_tui.canvas.governor import Governor
 from canvas_tui.config import CanvasConfig, Config, Secret, SyncConfig
-from canvas_tui.engine.plan import read_items
+from canvas_tui.engine.plan.executor import read_items
 from canvas_tui.engine.preflight import deep_check
 from canvas_tui.simulator import ADMIN_TOKEN
 from canvas_tui.simulator.testing import simulate_process

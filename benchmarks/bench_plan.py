@@ -30,7 +30,7 @@ from typing import Any
 
 from canvas_tui.canvas.governor import Governor
 from canvas_tui.config import CanvasConfig, Config, Secret, SyncConfig
-from canvas_tui.engine.plan import prepare_sync
+from canvas_tui.engine.plan.executor import prepare_sync
 from canvas_tui.engine.session import open_session
 from canvas_tui.records import State
 from canvas_tui.simulator import ADMIN_TOKEN, World

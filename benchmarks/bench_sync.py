@@ -48,7 +48,7 @@ from typing import Any
 
 from canvas_tui.canvas.governor import Governor
 from canvas_tui.config import CanvasConfig, Config, Secret, SourceConfig, SyncConfig
-from canvas_tui.engine.plan import prepare_sync
+from canvas_tui.engine.plan.executor import prepare_sync
 from canvas_tui.engine.session import open_session
 from canvas_tui.records import State
 from canvas_tui.simulator.testing import simulate_process, simulator_stats
@@ -257,7 +257,7 @@ def measure(
     csv_path, json_path = write_inputs(records, work, explicit=runner in EXPLICIT_RUNNERS)
     with simulator(spec) as base:
         if runner in ENGINE_RUNNERS:
-            # its own journal directory: a plan reads every journal there (engine/plan.py)
+            # its own journal directory: a plan reads every journal there (engine/plan/)
             journals = work / f"{spec.name}-{spec.throttle_status}-{runner}"
             journals.mkdir()
             outcome = asyncio.run(

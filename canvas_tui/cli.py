@@ -11,18 +11,15 @@ import sys
 from collections.abc import Sequence
 
 from canvas_tui import __version__
-
-# re-exported: the commands used to import them from here
-from canvas_tui.exit_codes import ExitCode as ExitCode
-from canvas_tui.exit_codes import error_line as error_line
+from canvas_tui.exit_codes import ExitCode, error_line
 
 # sub-command -> "module:function"; each function takes the parsed args and returns an exit code.
 COMMANDS = {
     "console": "canvas_tui.tui.launch:console_main",
     "demo": "canvas_tui.tui.launch:demo_main",
     "sync": "canvas_tui.headless:main",
-    "plan": "canvas_tui.engine.plan:main",
-    "check": "canvas_tui.checks:main",
+    "plan": "canvas_tui.commands.plan:main",
+    "check": "canvas_tui.commands.check:main",
     "init": "canvas_tui.config:init_main",
     "simulate": "canvas_tui.simulator.serve:main",
     "completion": "canvas_tui.cli:completion_main",

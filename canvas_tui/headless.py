@@ -26,8 +26,8 @@ from typing import Any, Protocol, TextIO
 
 from canvas_tui.canvas.errors import CanvasError, Category, hint_for
 from canvas_tui.config import Config, ConfigError, check_base_url, load_config
-from canvas_tui.engine.actions import planned_action
 from canvas_tui.engine.journal import Journal, JournalError, JournalWriteFailed
+from canvas_tui.engine.plan.diff import planned_action
 from canvas_tui.engine.report import failures_csv_path, write_report
 from canvas_tui.engine.runner import RunCancelled
 from canvas_tui.engine.session import Session, journal_path_for, open_session
@@ -346,8 +346,8 @@ async def _sync(session: Session, reporter: Reporter, args: argparse.Namespace) 
     discard = False  # queued, but aborted before any request for a record: the journal goes too
     try:
         try:
-            # Plan or full mode (engine/plan.py); the brake may refuse before anything is sent.
-            from canvas_tui.engine.plan import prepare_sync
+            # Plan or full mode (engine/plan/); the brake may refuse before anything is sent.
+            from canvas_tui.engine.plan.executor import prepare_sync
 
             decision = await prepare_sync(
                 session,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from canvas_tui.checks import main
+from canvas_tui.commands.check import main
 from canvas_tui.simulator import ADMIN_TOKEN, NO_SIS_TOKEN, SimConfig, build_app
 from canvas_tui.simulator.app import LatencyModel
 from canvas_tui.simulator.testing import asgi_transport, serve_in_thread

@@ -13,16 +13,6 @@ from collections.abc import Iterable, Mapping
 import grimp
 import pytest
 
-# Today's known edges of a circle, each with the work that removes it. The test fails when one no
-# longer exists, so the list only ever shrinks.
-KNOWN_CYCLE_EDGES = {
-    # removed by part 1 (plan-package): plan, session and preflight import each other
-    ("canvas_tui.engine.plan", "canvas_tui.engine.preflight"),
-    ("canvas_tui.engine.plan", "canvas_tui.engine.session"),
-    ("canvas_tui.engine.preflight", "canvas_tui.engine.plan"),
-    ("canvas_tui.engine.session", "canvas_tui.engine.plan"),
-}
-
 
 @pytest.fixture(scope="module")
 def graph() -> grimp.ImportGraph:
@@ -88,8 +78,6 @@ def test_function_level_imports_are_in_the_graph(graph: grimp.ImportGraph) -> No
 
 def test_no_circle_of_imports(graph: grimp.ImportGraph) -> None:
     edges = _imports(graph)
-    for importer, imported in KNOWN_CYCLE_EDGES:
-        edges[importer].discard(imported)
     circles = [c for c in strongly_connected(edges) if len(c) > 1]
     circles += [[m] for m, targets in edges.items() if m in targets]
     lines = []
@@ -100,13 +88,3 @@ def test_no_circle_of_imports(graph: grimp.ImportGraph) -> None:
                 numbers = ", ".join(f"l.{d['line_number']}" for d in where)
                 lines.append(f"{importer} -> {imported} ({numbers})")
     assert not circles, "import circles:\n" + "\n".join(lines)
-
-
-def test_the_known_cycle_edges_still_exist(graph: grimp.ImportGraph) -> None:
-    """Once an edge is gone, drop it from KNOWN_CYCLE_EDGES so it cannot come back unnoticed."""
-    gone = sorted(
-        edge
-        for edge in KNOWN_CYCLE_EDGES
-        if not graph.direct_import_exists(importer=edge[0], imported=edge[1])
-    )
-    assert not gone, f"no longer imported; remove from KNOWN_CYCLE_EDGES: {gone}"

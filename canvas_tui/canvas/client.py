@@ -40,6 +40,7 @@ from canvas_tui.canvas.ids import path_segment
 from canvas_tui.canvas.retry import RetryPolicy, Sleep, call_with_retry
 from canvas_tui.canvas.shapes import Check, enrollment_problem, list_of, object_problem
 from canvas_tui.canvas.urls import base_url_problem, next_link, origin, proxy_problem
+from canvas_tui.config import Config, ConfigError, check_base_url
 
 log = logging.getLogger(__name__)
 
@@ -163,6 +164,41 @@ class CanvasClient:
             follow_redirects=False,
             trust_env=False,  # no environment proxies, no ~/.netrc
         )
+
+    @classmethod
+    def from_config(
+        cls,
+        config: Config,
+        transport: httpx.AsyncBaseTransport | None = None,
+        *,
+        governor: Governor | None = None,
+        sleep: Sleep | None = None,
+        max_attempts: int = 8,
+    ) -> CanvasClient:
+        """The client of `[canvas]`: its base URL, token, timeout and proxy. The one place a
+        client is made from a config (a run's session, `plan`, `check`).
+
+        Raises ConfigError for no base URL or token, an unsafe URL or proxy, or a token the
+        client refuses; that refusal (a CanvasError) is the ConfigError's `__cause__`."""
+        canvas = config.canvas
+        check_base_url(canvas.base_url)
+        if canvas.token is None or not canvas.token.reveal():
+            raise ConfigError(
+                "no API token: set CANVAS_API_TOKEN, or [canvas] token_file or token_command"
+            )
+        try:
+            return cls(
+                canvas.base_url,
+                canvas.token.reveal(),
+                transport=transport,
+                governor=governor,
+                timeout=canvas.timeout,
+                max_attempts=max_attempts,
+                sleep=sleep,
+                proxy=canvas.proxy,
+            )
+        except CanvasError as exc:
+            raise ConfigError(str(exc)) from exc
 
     def __repr__(self) -> str:
         return f"CanvasClient({str(self.base_url)!r}, token=<redacted>)"

@@ -29,34 +29,28 @@ from typing import Any
 
 from canvas_tui.canvas.client import CanvasClient
 from canvas_tui.canvas.errors import CanvasError, Category
-from canvas_tui.engine import roster_match
+from canvas_tui.engine.plan.diff import (
+    DELETE_TASKS,
+    Move,
+    active_in_place,
+    keeps_another,
+    same_role,
+    settle,
+)
 from canvas_tui.engine.repost import PostFields, differs, post_fields
-from canvas_tui.engine.roster_match import DefaultSection, default_section_from, in_section
+from canvas_tui.engine.roster_match import (
+    ALL_STATES,
+    DefaultSection,
+    default_section_from,
+    in_section,
+)
 from canvas_tui.records import EnrollmentRecord, SisStatus, sis_value, split_api_id
 
 Observer = Callable[[Any], None]  # receives the client's AttemptEvent for every HTTP attempt
 
-# Every workflow state, so a lookup also sees concluded, inactive and deleted rows (§2.6).
-ALL_STATES = (
-    "active",
-    "invited",
-    "creation_pending",
-    "inactive",
-    "completed",
-    "deleted",
-    "rejected",
-)
-
 # Listing the token user's own enrollments refuses `deleted` (400 "Invalid state deleted",
 # instructure/canvas-lms app/controllers/enrollments_api_controller.rb, user_index_enrollments).
 OWN_STATES = tuple(s for s in ALL_STATES if s != "deleted")
-
-# SIS status -> (the DELETE task that applies it, the enrollment_state that task leaves, §2.7)
-DELETE_TASKS = {
-    SisStatus.INACTIVE: ("inactivate", "inactive"),
-    SisStatus.COMPLETED: ("conclude", "completed"),
-    SisStatus.DELETED: ("delete", "deleted"),
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,20 +58,6 @@ class ActionResult:
     action: str  # create, create_inactive, create_completed, create_deleted, inactivate, ...
     enrollment_id: int | None
     message: str | None = None
-
-
-def planned_action(record: EnrollmentRecord) -> str:
-    """What a record will ask of Canvas, before looking anything up (dry runs, the console)."""
-    if record.status is SisStatus.ACTIVE:
-        return "create"
-    if record.status is SisStatus.DELETED_LAST_COMPLETED:
-        return "delete_or_conclude"
-    return DELETE_TASKS[record.status][0]
-
-
-def same_role(enrollment: Mapping[str, Any], record: EnrollmentRecord, role_id: str | None) -> bool:
-    """Whether an enrollment (Canvas JSON) has the record's role (see `roster_match.same_role`)."""
-    return roster_match.same_role(enrollment, record.role, record.enrollment_type, role_id)
 
 
 def _enrollment_id(enrollment: Mapping[str, Any]) -> int | None:
@@ -407,8 +387,7 @@ class EnrollmentActions:
     ) -> ActionResult:
         """An `active` row that leaves a field blank: read, then POST only what changes."""
         mine = await self._mine(record, role_id, await self._list(record, observer), observer)
-        active = (self._active_state, "active")
-        current = next((e for e in mine if e.get("enrollment_state") in active), None)
+        current = next(iter(active_in_place(mine, self._active_state)), None)
         if current is not None and differs(record, current) is None:
             state = current.get("enrollment_state")
             return ActionResult("none", _enrollment_id(current), f"nothing to do: already {state}")
@@ -427,46 +406,36 @@ class EnrollmentActions:
             record, observer, course_wide=record.status is SisStatus.DELETED_LAST_COMPLETED
         )
         mine = await self._mine(record, role_id, listed, observer)
-        status = record.status
-        if status is SisStatus.DELETED_LAST_COMPLETED:
-            mine_ids = {e.get("id") for e in mine}
+        keeps = False
+        if record.status is SisStatus.DELETED_LAST_COMPLETED:
             observed = await self._observed(record, observer)
-            # lib/sis/enrollment_importer.rb: delete when `@course.enrollments.active.where(user:,
-            # associated_user_id:, role:)` has another row; Enrollment.active is "not deleted"
-            # (app/models/enrollment.rb), so invited, inactive and completed ones count.
-            keeps_another = any(
-                e.get("enrollment_state") != "deleted"
-                and e.get("id") not in mine_ids
-                and e.get("associated_user_id") == observed
-                for e in listed
-                if same_role(e, record, role_id)
+            keeps = keeps_another(
+                record, role_id, mine, listed, lambda e: e.get("associated_user_id") == observed
             )
-            status = SisStatus.DELETED if keeps_another else SisStatus.COMPLETED
-        task, target = DELETE_TASKS[status]
-        live = [e for e in mine if e.get("enrollment_state") != "deleted"]
-        if not live:
-            if status is SisStatus.INACTIVE:
-                # Canvas's importer creates the enrollment inactive; a deleted row is reused,
-                # and keeps what the row leaves blank
-                fields = post_fields(record, mine[0] if mine else None)
-                return await self._create(record, role_id, "inactive", observer, fields)
-            if status is SisStatus.COMPLETED or not mine:
-                # The importer creates it in that state (a concluded enrollment is a past term's
-                # history); a deleted row becomes completed, as a re-POST revives it.
-                fields = post_fields(record, mine[0] if mine else None)
-                return await self._create_then(record, role_id, status, observer, fields)
+        rule = settle(record, mine, keeps_another=keeps)
+        status, task, target = rule.status, rule.task, rule.target
+        if rule.move is Move.CREATE_INACTIVE:
+            # Canvas's importer creates the enrollment inactive; a deleted row is reused, and
+            # keeps what the row leaves blank
+            fields = post_fields(record, rule.reused)
+            return await self._create(record, role_id, "inactive", observer, fields)
+        if rule.move is Move.CREATE_THEN_END:
+            # The importer creates it in that state (a concluded enrollment is a past term's
+            # history); a deleted row becomes completed, as a re-POST revives it.
+            fields = post_fields(record, rule.reused)
+            return await self._create_then(record, role_id, status, observer, fields)
+        if rule.move is Move.ALREADY_GONE:
             return ActionResult("none", _enrollment_id(mine[0]), "nothing to do: already deleted")
-        changed = next((e for e in live if differs(record, e)), None)
+        live, todo = rule.live, rule.todo
         note: str | None = None
-        if changed is not None and status is not SisStatus.DELETED:
+        if rule.move is Move.RESTATE and rule.changed is not None:
             try:
-                return await self._restate_then(record, role_id, status, changed, observer)
+                return await self._restate_then(record, role_id, status, rule.changed, observer)
             except CanvasError as error:
                 if error.category is not Category.CONCLUDED:
                     raise
             # Canvas takes no POST into a concluded course; the state still can be set
-            note = f"{differs(record, changed)} not set: the course is concluded"
-        todo = [e for e in live if e.get("enrollment_state") != target]
+            note = f"{differs(record, rule.changed)} not set: the course is concluded"
         if not todo:
             done = "; ".join(filter(None, (f"nothing to do: already {target}", note)))
             return ActionResult("none", _enrollment_id(live[0]), done)

@@ -15,19 +15,17 @@ figure is a floor, and says so.
 from __future__ import annotations
 
 import asyncio
-import sys
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, TextIO
-
-import httpx
+from typing import Any
 
 from canvas_tui.canvas.client import CanvasClient
 from canvas_tui.canvas.errors import CanvasError
 from canvas_tui.canvas.governor import Governor
+from canvas_tui.config import Config
 from canvas_tui.engine.estimate import (
     WRITE_FACTOR,
     Bucket,
@@ -35,11 +33,16 @@ from canvas_tui.engine.estimate import (
     format_duration,
     run_seconds,
 )
+from canvas_tui.engine.plan.diff import Plan
+from canvas_tui.engine.plan.executor import choose_mode, compute_plan, full_mode_lookups
+from canvas_tui.engine.plan.rosters import (
+    Roster,
+    RosterIndex,
+    default_scopes,
+    fetch_rosters,
+    scope_of,
+)
 from canvas_tui.records import EnrollmentRecord, SourceItem, sis_value, split_api_id
-
-if TYPE_CHECKING:
-    from canvas_tui.config import Config
-    from canvas_tui.engine.plan import Plan, Roster
 
 CHECK_CONCURRENCY = 8
 DEFAULT_COST = 0.1  # X-Request-Cost assumed before any answer carried one
@@ -172,8 +175,6 @@ async def preflight(
 ) -> PreflightResult:
     """Check every course, section and user the records name (GET only); raise only on a
     fatal error (token rejected, unsafe URL). `rosters` spare the GETs of users seen in them."""
-    from canvas_tui.engine.plan import RosterIndex
-
     meter = _Meter()
     result = PreflightResult()
     named: dict[tuple[str, str], list[EnrollmentRecord]] = defaultdict(list)
@@ -319,8 +320,6 @@ def estimate(
     latency = latency if latency is not None and latency > 0 else DEFAULT_LATENCY
     bucket = Bucket(hwm=governor.hwm, up_front=governor.up_front, leak=governor.leak)
     note = "measured GETs" if average_cost is not None else "assumed cost and latency"
-    from canvas_tui.engine.plan import full_mode_lookups
-
     # a write per record, after a lookup (a GET) for every row a blind POST would not suit:
     # the counting choose_mode does; plus the token check
     lookups, _blank = full_mode_lookups(records)
@@ -365,18 +364,15 @@ def format_preflight(result: PreflightResult) -> list[str]:
     return lines
 
 
-async def deep_check(
-    client: CanvasClient, items: Sequence[SourceItem], config: Config
+async def plan_and_preflight(
+    client: CanvasClient,
+    items: Sequence[SourceItem],
+    config: Config,
+    *,
+    known_ids: set[int] | None = None,
 ) -> tuple[PreflightResult, Plan]:
-    """`check --deep`: read the rosters (they prove most users exist), plan, then preflight."""
-    from canvas_tui.engine.plan import (
-        choose_mode,
-        compute_plan,
-        default_scopes,
-        fetch_rosters,
-        scope_of,
-    )
-
+    """Read the rosters (they prove most users exist), plan, then preflight: what `plan` shows.
+    The result counts the preflight's own GETs; the plan's `roster_requests`, the rosters'."""
     records = [i for i in items if isinstance(i, EnrollmentRecord)]
     meter = _Meter()
     started = time.monotonic()
@@ -386,52 +382,19 @@ async def deep_check(
         observer=meter,
         with_default=default_scopes(records),  # course-only rows act on the default section
     )
-    plan = await compute_plan(client, items, config, rosters=rosters)
+    plan = await compute_plan(client, items, config, known_ids=known_ids, rosters=rosters)
     plan.roster_requests = meter.requests
-    plan.elapsed = time.monotonic() - started
+    plan.elapsed = time.monotonic() - started  # the rosters were read here, not in it
     planned, _why = choose_mode(items, config.plan, None)
     chosen = "plan" if planned else "full"
     result = await preflight(client, records, rosters=rosters, plan=plan, chosen=chosen)
-    result.requests += meter.requests
     return result, plan
 
 
-def run_deep_check(
-    config: Config,
-    source_arg: str | None,
-    out: TextIO = sys.stdout,
-    *,
-    transport: httpx.AsyncBaseTransport | None = None,
-) -> int:
-    """For `canvas-tui check --deep`: 0 when all is well, 2 with findings (as `check`), 3 when
-    Canvas cannot be read."""
-    from canvas_tui.config import ConfigError
-    from canvas_tui.engine.plan import client_for, read_items
-    from canvas_tui.exit_codes import ExitCode, error_line
-    from canvas_tui.records import InputError
-    from canvas_tui.sources import open_source
-
-    try:
-        source = open_source(source_arg) if source_arg else open_source(config.source)
-        client = client_for(config, transport)
-    except (ConfigError, InputError) as exc:
-        print(error_line(str(exc)), file=out)
-        return ExitCode.USAGE
-
-    async def go() -> int:
-        try:
-            items = await asyncio.to_thread(read_items, source)
-            result, _plan = await deep_check(client, items, config)
-        except CanvasError as exc:
-            print(error_line(str(exc)), file=out)
-            return ExitCode.ABORTED
-        except InputError as exc:
-            print(error_line(str(exc)), file=out)
-            return ExitCode.USAGE
-        finally:
-            await client.aclose()
-        for line in format_preflight(result):
-            print(line, file=out)
-        return ExitCode.USAGE if result.findings else ExitCode.OK
-
-    return asyncio.run(go())
+async def deep_check(
+    client: CanvasClient, items: Sequence[SourceItem], config: Config
+) -> tuple[PreflightResult, Plan]:
+    """`check --deep`: `plan_and_preflight`, every GET (the rosters' too) in the result's count."""
+    result, plan = await plan_and_preflight(client, items, config)
+    result.requests += plan.roster_requests
+    return result, plan

@@ -25,7 +25,7 @@ from typing import Any
 
 from canvas_tui.config import ENV_TOKEN
 from canvas_tui.engine.journal import Journal
-from canvas_tui.engine.plan import SyncDecision
+from canvas_tui.engine.plan.executor import SyncDecision
 from canvas_tui.engine.session import journal_path_for
 from canvas_tui.engine.state import Event, Phase, RunPhaseChanged, RunState
 from canvas_tui.engine.worker import EngineError, EngineSpec, Ready

@@ -5,8 +5,8 @@ An enrollment is the record's when its user, role and section all agree (the ide
 reuses on a re-POST, ../shared/CANVAS_API.md §2.4); a record without a section names the
 enrollment in the course's default section, where Canvas puts it (`DefaultSection`). Each may be given in any API id form: the
 user as a Canvas id, `sis_user_id`, `sis_login_id` (case-insensitive) or `sis_integration_id`;
-the section as a Canvas id or `sis_section_id`. Verdicts (what to do about a match) stay with
-each caller.
+the section as a Canvas id or `sis_section_id`. What a row then asks of the enrollments it
+names is the rule in engine/plan/diff.py, which the same three share.
 """
 
 from __future__ import annotations
@@ -19,6 +19,17 @@ from canvas_tui.records import split_api_id
 from canvas_tui.sources.normalize import resolve_role
 
 UserKey = tuple[str | None, str]
+
+# Every workflow state, so a lookup also sees concluded, inactive and deleted rows (§2.6).
+ALL_STATES = (
+    "active",
+    "invited",
+    "creation_pending",
+    "inactive",
+    "completed",
+    "deleted",
+    "rejected",
+)
 
 
 def user_keys(enrollment: Mapping[str, Any]) -> Iterator[UserKey]:

@@ -15,23 +15,19 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import httpx
 
 from canvas_tui.canvas.client import CanvasClient
-from canvas_tui.canvas.errors import CanvasError
 from canvas_tui.canvas.governor import Governor
-from canvas_tui.config import Config, ConfigError, check_base_url
+from canvas_tui.config import Config, ConfigError
 from canvas_tui.engine.actions import ActionResult, EnrollmentActions, Observer
 from canvas_tui.engine.journal import Journal, JournalError
+from canvas_tui.engine.plan.executor import SyncDecision, apply_plan, plan_session
 from canvas_tui.engine.runner import RunGate, Runner
 from canvas_tui.engine.state import RunState
 from canvas_tui.records import EnrollmentRecord, InputError, Source
 from canvas_tui.sources import layout_of, open_source
-
-if TYPE_CHECKING:
-    from canvas_tui.engine.plan import SyncDecision
 
 
 def default_journal_path(directory: Path | None = None) -> Path:
@@ -151,15 +147,11 @@ class Session:
         return await self.runner.run()
 
     async def plan(self, requested: bool | None = True) -> SyncDecision:
-        """The plan the console shows before anything is loaded or sent (engine/plan.py).
+        """The plan the console shows before anything is loaded or sent (engine/plan/).
         `requested`: True for --plan, None when the config's drop policy asks for it."""
-        from canvas_tui.engine.plan import plan_session
-
         return await plan_session(self, requested=requested)
 
     async def apply_plan(self, decision: SyncDecision) -> None:
-        from canvas_tui.engine.plan import apply_plan
-
         await apply_plan(self, decision)
 
     async def close(self) -> None:
@@ -189,7 +181,7 @@ def open_session(
         # triage of a journal needs no Canvas; reading rosters does, with the usual URL rules
         client = None
         with contextlib.suppress(ConfigError):
-            client = _client(config, transport, governor, None)
+            client = CanvasClient.from_config(config, transport, governor=governor)
         # `--read-only` never writes, not even SQLite's -wal/-shm beside the journal
         store = Journal(path, read_only=True, immutable=True)
         runner = Runner(store, _ReadOnly(), governor, layout=layout_of(config.source))
@@ -197,7 +189,8 @@ def open_session(
 
     governor = governor or Governor()
     gate = RunGate()
-    client = _client(config, transport, governor, gate)  # config errors before any file opens
+    # config errors before any file opens
+    client = CanvasClient.from_config(config, transport, governor=governor, sleep=gate.sleep)
     store = Journal(path)
     try:
         previous = store.get_meta("source")
@@ -229,31 +222,3 @@ def open_session(
         store.close()
         raise
     return Session(config, store, runner, client, path, source, resumed=resumed)
-
-
-def _client(
-    config: Config,
-    transport: httpx.AsyncBaseTransport | None,
-    governor: Governor,
-    gate: RunGate | None,
-) -> CanvasClient:
-    """The one Canvas client of a session. Raises ConfigError for no base URL / token or an
-    unsafe URL."""
-    base_url = config.canvas.base_url
-    check_base_url(base_url)
-    if config.canvas.token is None or not config.canvas.token.reveal():
-        raise ConfigError(
-            "no API token: set CANVAS_API_TOKEN, or [canvas] token_file or token_command"
-        )
-    try:
-        return CanvasClient(
-            base_url,
-            config.canvas.token.reveal(),
-            transport=transport,
-            governor=governor,
-            timeout=config.canvas.timeout,
-            sleep=gate.sleep if gate is not None else None,
-            proxy=config.canvas.proxy,
-        )
-    except CanvasError as exc:
-        raise ConfigError(str(exc)) from None

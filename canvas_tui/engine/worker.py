@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 from canvas_tui.canvas.client import CanvasClient
 from canvas_tui.canvas.errors import CanvasError
 from canvas_tui.config import Config, SourceConfig
-from canvas_tui.engine.plan import SyncDecision
+from canvas_tui.engine.plan.executor import SyncDecision
 from canvas_tui.engine.session import Session, open_session
 from canvas_tui.engine.state import Event, RunPhaseChanged, RunState
 

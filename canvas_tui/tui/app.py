@@ -100,7 +100,7 @@ class ConsoleApp(App[int]):
     ) -> None:
         super().__init__()
         self._opener = opener
-        # diff against the rosters first and show the plan (engine/plan.py): True for --plan,
+        # diff against the rosters first and show the plan (engine/plan/): True for --plan,
         # None when the config's drop policy asks for it, False for none
         self._plan = plan
         self.read_only = read_only
@@ -214,7 +214,7 @@ class ConsoleApp(App[int]):
         """What a start will send, read from the journal (READY shows it)."""
         from canvas_tui.engine.estimate import estimate_range
         from canvas_tui.engine.journal import Journal
-        from canvas_tui.engine.plan import DROP_SOURCE, full_mode_lookups
+        from canvas_tui.engine.plan.executor import DROP_SOURCE, full_mode_lookups
 
         store = self.view_store
         if not isinstance(store, Journal) or self.read_only:

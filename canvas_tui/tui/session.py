@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from canvas_tui.engine.state import RecordStore, RunControl
 
 if TYPE_CHECKING:
-    from canvas_tui.engine.plan import SyncDecision
+    from canvas_tui.engine.plan.executor import SyncDecision
 
 
 class ConsoleSession(Protocol):

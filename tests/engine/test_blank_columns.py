@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from canvas_tui.engine.plan import prepare_sync
+from canvas_tui.engine.plan.executor import prepare_sync
 from canvas_tui.engine.session import Session
 from canvas_tui.records import State
 from canvas_tui.simulator import ADMIN_TOKEN, SimConfig, Simulator, World, build_app
@@ -188,7 +188,7 @@ async def test_an_edited_row_keeps_what_it_leaves_blank(sim: Sim) -> None:
 
 def test_auto_mode_counts_the_reads_blank_columns_cost(tmp_path: Path) -> None:
     from canvas_tui.config import PlanConfig
-    from canvas_tui.engine.plan import choose_mode
+    from canvas_tui.engine.plan.executor import choose_mode
     from canvas_tui.sources import CsvSource
 
     blank = list(CsvSource(write_rows(tmp_path / "b.csv", _rule1_rows(), scenario.HEADER)))

@@ -45,7 +45,8 @@ def test_a_course_only_row_names_only_its_default_sections_enrollment() -> None:
 
 def test_the_plan_matches_course_only_rows_in_the_default_section_and_never_guesses() -> None:
     from canvas_tui.config import PlanConfig
-    from canvas_tui.engine.plan import Roster, build_plan
+    from canvas_tui.engine.plan.diff import build_plan
+    from canvas_tui.engine.plan.rosters import Roster
     from canvas_tui.records import EnrollmentRecord, Provenance, SisStatus
 
     def record(user: str, line: int) -> EnrollmentRecord:

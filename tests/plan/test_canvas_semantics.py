@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from canvas_tui.config import Secret
-from canvas_tui.engine.plan import SyncDecision, prepare_sync
+from canvas_tui.engine.plan.executor import SyncDecision, prepare_sync
 from canvas_tui.engine.state import Phase, RunState
 from canvas_tui.records import State
 from canvas_tui.simulator import NO_SIS_TOKEN

@@ -3,7 +3,8 @@
 
 from __future__ import annotations
 
-from canvas_tui.engine.plan import compute_plan, needs_default, read_items
+from canvas_tui.engine.plan.executor import compute_plan, read_items
+from canvas_tui.engine.plan.rosters import needs_default
 from canvas_tui.sources import CsvSource
 from tests.plan.conftest import Arena
 

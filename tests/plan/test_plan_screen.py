@@ -9,7 +9,8 @@ from textual.app import App
 from textual.widgets import Button, Label, Static
 
 from canvas_tui.config import PlanConfig
-from canvas_tui.engine.plan import Plan, Roster, build_plan
+from canvas_tui.engine.plan.diff import Plan, build_plan
+from canvas_tui.engine.plan.rosters import Roster
 from canvas_tui.engine.state import Phase
 from canvas_tui.simulator.testing import serve_in_thread
 from canvas_tui.tui.app import ConsoleApp

@@ -9,9 +9,9 @@ import pytest
 
 from canvas_tui.canvas.errors import CanvasError, Category
 from canvas_tui.config import Secret
-from canvas_tui.engine.plan import (
+from canvas_tui.engine.plan.diff import Plan
+from canvas_tui.engine.plan.executor import (
     DROP_SOURCE,
-    Plan,
     compute_plan,
     journal_paths,
     known_enrollment_ids,

@@ -6,15 +6,14 @@ from pathlib import Path
 
 from canvas_tui.config import PlanConfig
 from canvas_tui.engine.journal import Journal
-from canvas_tui.engine.plan import (
+from canvas_tui.engine.plan.diff import Step, evaluate_brake
+from canvas_tui.engine.plan.executor import (
     PLAN_RATIO,
-    Roster,
-    Step,
     choose_mode,
-    evaluate_brake,
     known_enrollment_ids,
     prepare_sync,
 )
+from canvas_tui.engine.plan.rosters import Roster
 from canvas_tui.engine.state import Phase
 from canvas_tui.records import EnrollmentRecord, Provenance, SisStatus, SourceItem, State
 from tests.plan.conftest import Arena

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from canvas_tui import headless
-from canvas_tui.engine import plan as plan_module
-from canvas_tui.engine.plan import read_items
+from canvas_tui.commands import plan as plan_module
+from canvas_tui.engine.plan.executor import read_items
 from canvas_tui.engine.preflight import deep_check, format_preflight
 from canvas_tui.simulator import ADMIN_TOKEN
 from canvas_tui.simulator.testing import asgi_transport, serve_in_thread

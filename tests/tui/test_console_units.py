@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
+from canvas_tui.engine.plan.verdict import Verdict, compare, course_ref, role_key
 from canvas_tui.engine.roster_match import DefaultSection
 from canvas_tui.engine.state import RecordRow
 from canvas_tui.records import State
 from canvas_tui.tui import format as fmt
 from canvas_tui.tui.actions import ACTIONS, check_keymap, effective_key
-from canvas_tui.tui.roster_model import Verdict, compare, course_ref, role_key
 from canvas_tui.tui.screens.stepper import redact
 from canvas_tui.tui.widgets.queue import QueueFilter, parse_filter
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 from rich.text import Text
 
+from canvas_tui.engine.plan.verdict import RosterLine, Verdict
 from canvas_tui.engine.state import Phase
 from canvas_tui.records import State
-from canvas_tui.tui.roster_model import RosterLine, Verdict
 from canvas_tui.tui.screens.roster import COLUMNS, line_cells
 from canvas_tui.tui.screens.stepper import FailureStepper
 from tests.tui.conftest import SIZE, active_courses, make_harness, small_world, wait_for

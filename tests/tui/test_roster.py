@@ -6,9 +6,9 @@ from pathlib import Path
 
 from textual.widgets import Input
 
+from canvas_tui.engine.plan.verdict import Verdict
 from canvas_tui.engine.state import Phase
 from canvas_tui.records import State
-from canvas_tui.tui.roster_model import Verdict
 from canvas_tui.tui.screens.dialogs import ConfirmScreen, PromptScreen
 from canvas_tui.tui.screens.roster import RosterScreen
 from tests.tui.conftest import (

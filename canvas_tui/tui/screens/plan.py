@@ -16,7 +16,8 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Label, Static
 from textual.widgets.button import ButtonVariant
 
-from canvas_tui.engine.plan import Plan, format_plan
+from canvas_tui.engine.plan.diff import Plan
+from canvas_tui.engine.plan.render import format_plan
 from canvas_tui.tui.screens.dialogs import DIALOG_CSS
 
 SHOWN_DROPS = 200  # the rest are in `canvas-tui plan --out`

@@ -14,14 +14,7 @@ from textual.binding import Binding
 from textual.message import Message
 from textual.widgets import Footer, Header, Static
 
-from canvas_tui.engine.actions import ALL_STATES
-from canvas_tui.engine.roster_match import default_section_from
-from canvas_tui.engine.state import RecordRow, RecordStore, RunState
-from canvas_tui.records import FINAL_STATES, State
-from canvas_tui.text import printable
-from canvas_tui.tui import format as fmt
-from canvas_tui.tui.contract import ConsoleScreen
-from canvas_tui.tui.roster_model import (
+from canvas_tui.engine.plan.verdict import (
     RosterDiff,
     RosterLine,
     Verdict,
@@ -29,6 +22,12 @@ from canvas_tui.tui.roster_model import (
     course_ref,
     records_for_course,
 )
+from canvas_tui.engine.roster_match import ALL_STATES, default_section_from
+from canvas_tui.engine.state import RecordRow, RecordStore, RunState
+from canvas_tui.records import FINAL_STATES, State
+from canvas_tui.text import printable
+from canvas_tui.tui import format as fmt
+from canvas_tui.tui.contract import ConsoleScreen
 from canvas_tui.tui.screens.dialogs import ConfirmScreen
 from canvas_tui.tui.widgets.virtual_table import Column, VirtualTable
 

@@ -1,10 +1,13 @@
-"""Compare a course's live Canvas roster with the SIS records for it. Pure data, no Textual.
+"""The roster inspector's verdict: a course's live Canvas roster against the SIS records for it.
 
-Which enrollment a SIS row names is decided by the engine's `roster_match` (user + type/role +
-section in any API id form, as the plan matches them, ../shared/CANVAS_API.md §2.4): a SIS row
-without a section matches the user's enrollment with that role in the course's default section
-only (`roster_match.DefaultSection`), where Canvas puts it; one in another section is not it.
-Here each SIS row gets at most one enrollment, and a verdict.
+A view over the plan's rule (diff.py): which enrollment a SIS row names is `roster_match`'s answer
+(user + type/role + section in any API id form, ../shared/CANVAS_API.md §2.4; a row without a
+section names the user's enrollment with that role in the course's default section only), and
+whether the row holds is `HOLDS`, the states diff.py's `settle` leaves alone. The verdict asks
+whether the roster already is what the SIS says, where the plan asks which requests make it so:
+a gone row (deleted) with no enrollment at all is in sync here, though a sync creates and ends
+one as Canvas's importer does, and an invited `active` row is in sync (`HOLDS`).
+Each SIS row gets at most one enrollment, and a verdict.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from canvas_tui.engine.plan.diff import GONE, HOLDS
 from canvas_tui.engine.roster_match import (
     DefaultSection,
     UserKey,
@@ -32,17 +36,6 @@ class Verdict(StrEnum):
     EXTRA = "extra in Canvas"
     DIFFERS = "state differs"
     INVALID = "invalid SIS row"  # rejected by validation: never sendable as it stands
-
-
-# SIS status -> the Canvas enrollment_state values that satisfy it
-_SATISFIES: dict[str, frozenset[str]] = {
-    SisStatus.ACTIVE: frozenset({"active", "invited", "creation_pending"}),
-    SisStatus.INACTIVE: frozenset({"inactive"}),
-    SisStatus.COMPLETED: frozenset({"completed"}),
-    SisStatus.DELETED: frozenset({"deleted"}),
-    SisStatus.DELETED_LAST_COMPLETED: frozenset({"deleted", "completed"}),
-}
-_GONE = frozenset({SisStatus.DELETED.value, SisStatus.DELETED_LAST_COMPLETED.value})
 
 
 def course_ref(text: str) -> str:
@@ -87,6 +80,14 @@ class RosterDiff:
     @property
     def missing(self) -> list[RosterLine]:
         return [line for line in self.lines if line.verdict is Verdict.MISSING]
+
+
+def _holds(status: str) -> frozenset[str]:
+    """The states in which a journal row's status holds (`HOLDS`)."""
+    try:
+        return HOLDS[SisStatus(status)]
+    except ValueError:  # not a status the source validation lets through
+        return frozenset({status})
 
 
 def _canvas_user(e: Mapping[str, Any]) -> str:
@@ -149,7 +150,7 @@ def compare(
                 default=default,
             )
         ]
-        wanted = _SATISFIES.get(row.status, frozenset({row.status}))
+        wanted = _holds(row.status)
         # The roster holds every state (deleted rows included): prefer the row that satisfies
         # the SIS status, so an old deleted row never hides the live one.
         found = next((e for e in free if e.get("enrollment_state") in wanted), None) or next(
@@ -158,7 +159,7 @@ def compare(
         if found is None:
             lines.append(
                 _without_canvas_row(
-                    row, role, section, Verdict.OK if row.status in _GONE else Verdict.MISSING
+                    row, role, section, Verdict.OK if row.status in GONE else Verdict.MISSING
                 )
             )
             continue

@@ -21,7 +21,9 @@ from canvas_tui.canvas.client import CanvasClient
 from canvas_tui.canvas.errors import CanvasError, Category, hint_for
 from canvas_tui.canvas.ids import path_segment
 from canvas_tui.config import Config, ConfigError, check_base_url, load_config
-from canvas_tui.exit_codes import ExitCode
+from canvas_tui.engine.plan.executor import read_items
+from canvas_tui.engine.preflight import deep_check, format_preflight
+from canvas_tui.exit_codes import ExitCode, error_line
 from canvas_tui.records import EnrollmentRecord, InputError, RowProblem, Source, SourceItem
 from canvas_tui.sources import open_source
 
@@ -97,19 +99,15 @@ async def reach(
 ) -> Reachability:
     """Who the token is, then a GET of every course/section and, when the source names custom
     roles, of the account's roles; never anything but GETs."""
-    assert config.canvas.token is not None
     out = Reachability()
     try:
-        client = CanvasClient(
-            config.canvas.base_url,
-            config.canvas.token.reveal(),
-            transport=transport,
-            timeout=config.canvas.timeout,
-            proxy=config.canvas.proxy,
-            max_attempts=3,
+        client = CanvasClient.from_config(config, transport, max_attempts=3)
+    except ConfigError as exc:  # e.g. a token with a line break in it
+        # the URL and the token's presence were checked: what is left is the client's refusal
+        refused = exc.__cause__
+        out.error = (
+            refused if isinstance(refused, CanvasError) else CanvasError(Category.UNSAFE, str(exc))
         )
-    except CanvasError as exc:  # e.g. a token with a line break in it
-        out.error = exc
         return out
     async with client:
         try:
@@ -240,8 +238,6 @@ def main(
     code = max(code, reach_code)
     if getattr(args, "deep", False) and code != ExitCode.ABORTED:
         # Every user, course and section, and what a run will cost (engine/preflight.py).
-        from canvas_tui.engine.preflight import run_deep_check
-
         deep = run_deep_check(config, args.source, say.out, transport=transport)
         code = max(code, deep)
     say(
@@ -252,6 +248,41 @@ def main(
         }[ExitCode(code)]
     )
     return code
+
+
+def run_deep_check(
+    config: Config,
+    source_arg: str | None,
+    out: TextIO = sys.stdout,
+    *,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> int:
+    """For `canvas-tui check --deep`: 0 when all is well, 2 with findings (as `check`), 3 when
+    Canvas cannot be read."""
+    try:
+        source = open_source(source_arg) if source_arg else open_source(config.source)
+        client = CanvasClient.from_config(config, transport)
+    except (ConfigError, InputError) as exc:
+        print(error_line(str(exc)), file=out)
+        return ExitCode.USAGE
+
+    async def go() -> int:
+        try:
+            items = await asyncio.to_thread(read_items, source)
+            result, _plan = await deep_check(client, items, config)
+        except CanvasError as exc:
+            print(error_line(str(exc)), file=out)
+            return ExitCode.ABORTED
+        except InputError as exc:
+            print(error_line(str(exc)), file=out)
+            return ExitCode.USAGE
+        finally:
+            await client.aclose()
+        for line in format_preflight(result):
+            print(line, file=out)
+        return ExitCode.USAGE if result.findings else ExitCode.OK
+
+    return asyncio.run(go())
 
 
 def _check_source(
