@@ -40,9 +40,9 @@ import httpx
 from textual import events
 
 from canvas_tui.config import load_config
+from canvas_tui.engine.protocol import EngineSpec
 from canvas_tui.engine.remote import start_engine
 from canvas_tui.engine.session import open_session
-from canvas_tui.engine.worker import EngineSpec
 from canvas_tui.simulator import ADMIN_TOKEN, World
 from canvas_tui.simulator.testing import simulate_process, simulator_stats
 from canvas_tui.sources import open_source

@@ -1,10 +1,12 @@
-"""The console's side of the engine process (engine/worker.py has the protocol).
+"""The console's side of the engine process (engine/worker.py; engine/protocol.py has the
+messages).
 
 `start_engine(spec)` spawns the engine and returns a `RemoteSession`: the same surface as an
-in-process `Session` (runner, store, client, load, run, plan, close), so the console does not
-know which it has. Commands are answered synchronously (a round trip of well under a
-millisecond); the snapshot is pushed by the engine and read locally; records are read straight
-from the journal through a read-only connection of the console's own.
+in-process `Session` (runner, store, client, load, run, plan, command, close), so the console
+does not know which it has. The console awaits its commands (`await session.command(...)`): the
+reply resolves a future from the event loop's reader, so a slow engine never stalls drawing.
+The snapshot is pushed by the engine and read locally; records are read straight from the
+journal through a read-only connection of the console's own.
 """
 
 from __future__ import annotations
@@ -12,29 +14,50 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import itertools
 import os
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar, cast
 
 from canvas_tui.config import ENV_TOKEN
 from canvas_tui.engine.journal import Journal
 from canvas_tui.engine.plan.executor import SyncDecision
+from canvas_tui.engine.protocol import (
+    REFUSED,
+    Call,
+    Command,
+    EngineError,
+    EngineSpec,
+    Op,
+    Progress,
+    Published,
+    Ready,
+    Reply,
+    Snapshot,
+    ToConsole,
+    ToEngine,
+    check_ready,
+    check_version,
+    command_name,
+)
 from canvas_tui.engine.session import journal_path_for
-from canvas_tui.engine.state import Event, Phase, RunPhaseChanged, RunState
-from canvas_tui.engine.worker import EngineError, EngineSpec, Ready
+from canvas_tui.engine.state import Event, Phase, RunCommands, RunPhaseChanged, RunState
 from canvas_tui.private_files import open_private
 
 STARTUP_SECONDS = 60.0
 COMMAND_SECONDS = 30.0  # a command is answered within a loop turn of the engine's
 WORKER_MAIN = "import sys; from canvas_tui.engine.worker import main; sys.exit(main(sys.argv[1:]))"
 LIVE = frozenset({Phase.LOADING, Phase.RUNNING, Phase.PAUSED, Phase.CANCELLING})
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 def engine_log_path(journal: Path) -> Path:
@@ -64,24 +87,45 @@ def start_engine(spec: EngineSpec, *, startup: float = STARTUP_SECONDS) -> Remot
         )
     conn = Connection(ours.detach())
     try:
+        ready = _handshake(conn, spec, process, log_path, startup)
+    except BaseException:
+        conn.close()  # the engine sees EOF and exits
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(10)
+        _stop(process)
+        _remove_if_empty(log_path)
+        raise
+    return RemoteSession(process, conn, ready, log_path)
+
+
+def _handshake(
+    conn: Connection,
+    spec: EngineSpec,
+    process: subprocess.Popen[bytes],
+    log_path: Path,
+    startup: float,
+) -> Ready:
+    """Hello (the versions must match), then the spec, then Ready. Raises what opening the
+    session raised in the engine, or EngineError saying why the engine did not start."""
+    deadline = time.monotonic() + startup
+
+    def receive() -> object:
+        if not conn.poll(max(0.0, deadline - time.monotonic())):
+            raise EngineError(
+                f"the engine process did not start within {startup:.0f} s{_log_tail(log_path)}"
+            )
+        return conn.recv()
+
+    try:
+        check_version(receive())  # before the spec: one of another version may not unpickle
         conn.send(spec)
-        if not conn.poll(startup):
-            raise EngineError(f"the engine process did not start within {startup:.0f} s")
-        tag, value = conn.recv()
-    except (EOFError, OSError, EngineError) as exc:
-        conn.close()
+        return check_ready(receive())
+    except (EOFError, OSError):
         with contextlib.suppress(subprocess.TimeoutExpired):
             process.wait(1)
         code = process.poll()
-        why = str(exc) if code is None else f"the engine process exited (code {code})"
-        _stop(process)
-        raise EngineError(f"{why}{_log_tail(log_path)}") from None
-    if tag != "ready":
-        conn.close()
-        process.wait(10)
-        _remove_if_empty(log_path)
-        raise value
-    return RemoteSession(process, conn, value, log_path)
+        why = "closed the connection" if code is None else f"exited (code {code})"
+        raise EngineError(f"the engine process {why}{_log_tail(log_path)}") from None
 
 
 class RemoteSession:
@@ -110,19 +154,87 @@ class RemoteSession:
     # ---- the session surface -------------------------------------------------------------------
 
     async def load(self, on_progress: Callable[[int], None] | None = None) -> int:
-        return int(await self._call("load", progress=on_progress))
+        return int(await self.call(Op.LOAD, progress=on_progress))
 
     async def run(self) -> RunState:
-        state: RunState = await self._call("run")
+        state: RunState = await self.call(Op.RUN)
         return state
 
     async def plan(self, requested: bool | None = True) -> SyncDecision:
-        decision: SyncDecision = await self._call("plan", requested=requested)
+        decision: SyncDecision = await self.call(Op.PLAN, requested=requested)
         return decision
 
     async def apply_plan(self, decision: SyncDecision) -> None:
         # the engine applies the plan it computed and kept; `decision` is the console's copy
-        await self._call("apply_plan")
+        await self.call(Op.APPLY_PLAN)
+
+    async def command(
+        self,
+        command: Callable[Concatenate[RunCommands, P], R],
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> R:
+        """A RunControl command (`RunCommands.skip`, ...), awaited: the console's loop runs on
+        while the engine answers. Once the engine is gone the command is refused (False, 0 or
+        None) rather than raised; the snapshot then says why (ABORTED, with the reason)."""
+        name = command_name(command)
+        self._attach()
+        if self._lost is None:
+            try:
+                return cast(R, await self._request(lambda i: Command(i, name, args, dict(kwargs))))
+            except EngineError:
+                if self._lost is None:
+                    raise
+        return cast(R, REFUSED[name])
+
+    def command_sync(
+        self,
+        command: Callable[Concatenate[RunCommands, P], R],
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> R:
+        """`command` for scripts and tests (RemoteRunner): it blocks the calling thread, and
+        any loop running there, until the engine answers. The console awaits `command`."""
+        name = command_name(command)
+        self._attach()
+        if self._lost is not None:
+            return cast(R, REFUSED[name])
+        call_id = next(self._ids)
+        try:
+            self._send(Command(call_id, name, args, dict(kwargs)))
+        except EngineError:  # gone while sending: refused like any command after
+            return cast(R, REFUSED[name])
+        deadline = time.monotonic() + COMMAND_SECONDS
+        while True:
+            try:
+                if not self._conn.poll(max(0.0, deadline - time.monotonic())):
+                    raise EngineError(f"the engine did not answer {name!r}")
+                message: ToConsole = self._conn.recv()
+            except (EOFError, OSError):
+                self._gone()
+                return cast(R, REFUSED[name])
+            if isinstance(message, Reply) and message.call_id == call_id:
+                self._snapshot(message.snapshot)
+                if message.error is not None:
+                    raise message.error
+                return cast(R, message.value)
+            self._handle(message)
+
+    def call(
+        self,
+        op: Op,
+        *args: Any,
+        progress: Callable[..., None] | None = None,
+        **kwargs: Any,
+    ) -> asyncio.Future[Any]:
+        """Start an operation that takes time (load, run, roster pages); the future resolves
+        with its answer. `progress` is called with each of its Progress messages."""
+        self._attach()
+        if self._lost is not None:
+            future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            future.set_exception(EngineError(self._lost))
+            return future
+        return self._request(lambda call_id: Call(call_id, op, args, kwargs), progress)
 
     async def close(self) -> None:
         """Close the session in the engine (a run going is cancelled first: requests in flight
@@ -131,7 +243,7 @@ class RemoteSession:
             self._closing = True
             if self._lost is None:
                 with contextlib.suppress(EngineError):
-                    await self._call("close")
+                    await self.call(Op.CLOSE)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 await asyncio.to_thread(self.process.wait, COMMAND_SECONDS)
             _stop(self.process)
@@ -166,30 +278,28 @@ class RemoteSession:
         except (EOFError, OSError):
             self._gone()
 
-    def _handle(self, message: tuple[Any, ...]) -> None:
-        tag = message[0]
-        if tag == "snapshot":
-            self._snapshot(*message[1])
-        elif tag == "reply":
-            _, call_id, ok, value, state = message
-            self._snapshot(*state)
-            self._on_progress.pop(call_id, None)
-            future = self._pending.pop(call_id, None)
+    def _handle(self, message: ToConsole) -> None:
+        if isinstance(message, Snapshot):
+            self._snapshot(message)
+        elif isinstance(message, Reply):
+            self._snapshot(message.snapshot)  # before the answer: it shows the command's effect
+            self._on_progress.pop(message.call_id, None)
+            future = self._pending.pop(message.call_id, None)
             if future is not None and not future.done():
-                if ok:
-                    future.set_result(value)
+                if message.error is None:
+                    future.set_result(message.value)
                 else:
-                    future.set_exception(value)
-        elif tag == "progress":
-            callback = self._on_progress.get(message[1])
+                    future.set_exception(message.error)
+        elif isinstance(message, Progress):
+            callback = self._on_progress.get(message.call_id)
             if callback is not None:
-                callback(*message[2])
-        elif tag == "event":
-            self._publish(message[1])
+                callback(*message.args)
+        elif isinstance(message, Published):
+            self._publish(message.event)
 
-    def _snapshot(self, seq: int, state: RunState) -> None:
-        if seq > self._seq:  # a reply's snapshot may be newer than a pushed one still in transit
-            self._seq, self._state = seq, state
+    def _snapshot(self, snapshot: Snapshot) -> None:
+        if snapshot.seq > self._seq:  # a reply's may be newer than a pushed one still in transit
+            self._seq, self._state = snapshot.seq, snapshot.state
 
     def _publish(self, event: Event) -> None:
         for callback in list(self._subscribers):
@@ -219,58 +329,31 @@ class RemoteSession:
             )
             self._publish(RunPhaseChanged(Phase.ABORTED, self._lost))
 
-    def _send(self, name: str, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> int:
-        call_id = next(self._ids)
+    def _send(self, message: ToEngine) -> None:
         try:
-            self._conn.send(("call", call_id, name, args, dict(kwargs)))
+            self._conn.send(message)
         except OSError:
             self._gone()
             raise EngineError(self._lost or "the engine process is gone") from None
-        return call_id
 
-    def _call(
+    def _request(
         self,
-        name: str,
-        *args: Any,
+        message: Callable[[int], ToEngine],
         progress: Callable[..., None] | None = None,
-        **kwargs: Any,
     ) -> asyncio.Future[Any]:
-        """An operation that takes time (load, run, roster pages): answered by a future."""
-        self._attach()
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Any] = loop.create_future()
-        if self._lost is not None:
-            future.set_exception(EngineError(self._lost))
-            return future
-        call_id = self._send(name, args, kwargs)
+        """Send `message(call_id)`; its Reply resolves the returned future (see `_handle`)."""
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        call_id = next(self._ids)
         self._pending[call_id] = future
         if progress is not None:
             self._on_progress[call_id] = progress
+        try:
+            self._send(message(call_id))
+        except EngineError:
+            self._pending.pop(call_id, None)
+            self._on_progress.pop(call_id, None)
+            raise
         return future
-
-    def command(self, name: str, *args: Any) -> Any:
-        """A RunControl command, answered at once; None once the engine is gone (the
-        snapshot then says why: the phase is ABORTED with the reason)."""
-        self._attach()
-        if self._lost is not None:
-            return None
-        call_id = self._send(name, args, {})
-        deadline = time.monotonic() + COMMAND_SECONDS
-        while True:
-            try:
-                if not self._conn.poll(max(0.0, deadline - time.monotonic())):
-                    raise EngineError(f"the engine did not answer {name!r}")
-                message = self._conn.recv()
-            except (EOFError, OSError):
-                self._gone()
-                return None
-            if message[0] == "reply" and message[1] == call_id:
-                _, _, ok, value, state = message
-                self._snapshot(*state)
-                if not ok:
-                    raise value
-                return value
-            self._handle(message)
 
     def snapshot(self) -> RunState:
         self._attach()
@@ -281,8 +364,22 @@ class RemoteSession:
         return lambda: self._subscribers.remove(callback)
 
 
+def _sent(
+    command: Callable[Concatenate[RunCommands, P], R],
+) -> Callable[Concatenate[RemoteRunner, P], R]:
+    """A RemoteRunner method that sends `command` and waits for its answer."""
+
+    @functools.wraps(command)  # its name, docs and signature
+    def send(self: RemoteRunner, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        return self._session.command_sync(command, *args, **kwargs)
+
+    send.__qualname__ = f"RemoteRunner.{command.__name__}"
+    return send
+
+
 class RemoteRunner:
-    """`RunControl` over the engine process."""
+    """`RunControl` over the engine process, for scripts and tests: its commands block until
+    the engine answers. The console awaits `RemoteSession.command` instead."""
 
     def __init__(self, session: RemoteSession) -> None:
         self._session = session
@@ -293,35 +390,17 @@ class RemoteRunner:
     def subscribe(self, callback: Callable[[Event], None]) -> Callable[[], None]:
         return self._session.subscribe(callback)
 
-    def pause(self) -> None:
-        self._session.command("pause")
-
-    def resume(self) -> None:
-        self._session.command("resume")
-
-    def cancel(self) -> None:
-        self._session.command("cancel")
-
-    def skip(self, record_id: int) -> bool:
-        return bool(self._session.command("skip", record_id))
-
-    def retry(self, record_id: int) -> bool:
-        return bool(self._session.command("retry", record_id))
-
-    def retry_failed(self, category: str | None = None) -> int:
-        return int(self._session.command("retry_failed", category) or 0)
-
-    def enqueue(self, record_id: int) -> bool:
-        return bool(self._session.command("enqueue", record_id))
-
-    def set_concurrency_cap(self, cap: int | None) -> None:
-        self._session.command("set_concurrency_cap", cap)
-
-    def send_one(self, record_id: int | None = None) -> bool:
-        return bool(self._session.command("send_one", record_id))
-
-    def edit_and_retry(self, record_id: int, fields: Mapping[str, str]) -> bool:
-        return bool(self._session.command("edit_and_retry", record_id, dict(fields)))
+    # every RunCommands method (tests/engine/test_remote.py checks that none is missing)
+    pause = _sent(RunCommands.pause)
+    resume = _sent(RunCommands.resume)
+    cancel = _sent(RunCommands.cancel)
+    skip = _sent(RunCommands.skip)
+    retry = _sent(RunCommands.retry)
+    retry_failed = _sent(RunCommands.retry_failed)
+    enqueue = _sent(RunCommands.enqueue)
+    set_concurrency_cap = _sent(RunCommands.set_concurrency_cap)
+    send_one = _sent(RunCommands.send_one)
+    edit_and_retry = _sent(RunCommands.edit_and_retry)
 
 
 class RemoteClient:
@@ -332,20 +411,20 @@ class RemoteClient:
         self._session = session
 
     async def get_course(self, course: str) -> dict[str, Any]:
-        found: dict[str, Any] = await self._session._call("get_course", course)
+        found: dict[str, Any] = await self._session.call(Op.GET_COURSE, course)
         return found
 
     async def list_enrollments(
         self, *, on_page: Callable[[int, int], None] | None = None, **filters: Any
     ) -> list[dict[str, Any]]:
-        found: list[dict[str, Any]] = await self._session._call(
-            "list_enrollments", progress=on_page, on_page=on_page is not None, **filters
+        found: list[dict[str, Any]] = await self._session.call(
+            Op.LIST_ENROLLMENTS, progress=on_page, on_page=on_page is not None, **filters
         )
         return found
 
     async def list_course_sections(self, course: str) -> list[dict[str, Any]]:
         """The course's sections: the roster inspector tells its default section by them."""
-        found: list[dict[str, Any]] = await self._session._call("list_course_sections", course)
+        found: list[dict[str, Any]] = await self._session.call(Op.LIST_COURSE_SECTIONS, course)
         return found
 
 

@@ -13,7 +13,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextvars import ContextVar
 from typing import Any, Protocol
 
@@ -667,10 +667,11 @@ class Runner:
     def retry(self, record_id: int) -> bool:
         return self._requeue_ids([record_id]) == 1
 
-    def enqueue(self, record_id: int) -> bool:
-        """Queue a final record again whatever its outcome: a DONE record whose enrollment has
-        since gone from Canvas (the roster inspector's "missing") must be sent again too."""
-        return self._requeue_ids([record_id], only_from=(State.DONE, *FINAL_RETRYABLE)) == 1
+    def enqueue(self, record_ids: Sequence[int]) -> int:
+        """Queue final records again whatever their outcome: a DONE record whose enrollment has
+        since gone from Canvas (the roster inspector's "missing") must be sent again too.
+        One command for many records: the console sends a whole roster's in one round trip."""
+        return self._requeue_ids(list(record_ids), only_from=(State.DONE, *FINAL_RETRYABLE))
 
     def retry_failed(self, category: str | None = None) -> int:
         return self._requeue_ids(self._journal.failed_ids(category))

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Concatenate, ParamSpec, TypeVar
 
 import httpx
 
@@ -24,10 +25,14 @@ from canvas_tui.config import Config, ConfigError
 from canvas_tui.engine.actions import ActionResult, EnrollmentActions, Observer
 from canvas_tui.engine.journal import Journal, JournalError
 from canvas_tui.engine.plan.executor import SyncDecision, apply_plan, plan_session
+from canvas_tui.engine.protocol import invoke
 from canvas_tui.engine.runner import RunGate, Runner
-from canvas_tui.engine.state import RunState
+from canvas_tui.engine.state import RunCommands, RunState
 from canvas_tui.records import EnrollmentRecord, InputError, Source
 from canvas_tui.sources import layout_of, open_source
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 def default_journal_path(directory: Path | None = None) -> Path:
@@ -153,6 +158,16 @@ class Session:
 
     async def apply_plan(self, decision: SyncDecision) -> None:
         await apply_plan(self, decision)
+
+    async def command(
+        self,
+        command: Callable[Concatenate[RunCommands, P], R],
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> R:
+        """A RunControl command (`RunCommands.skip`, ...) as the console sends it: awaited, as
+        from a `RemoteSession`; here the runner answers at once."""
+        return invoke(self.runner, command, *args, **kwargs)
 
     async def close(self) -> None:
         if self.client is not None:

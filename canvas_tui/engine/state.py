@@ -151,10 +151,10 @@ class RecordStore(Protocol):
     def failed_ids(self, category: str | None = None) -> list[int]: ...
 
 
-class RunControl(Protocol):
-    """Operator commands. Every method is safe to call from the UI thread's event loop."""
-
-    def snapshot(self) -> RunState: ...
+class RunCommands(Protocol):
+    """The operator's commands: quick, answered at once. This class is the command table:
+    engine/protocol.py derives the commands the engine process serves from its methods, so a
+    new command is written here and in `Runner`, and nowhere else."""
 
     def pause(self) -> None: ...
 
@@ -168,10 +168,18 @@ class RunControl(Protocol):
 
     def retry_failed(self, category: str | None = None) -> int: ...  # how many were re-queued
 
-    def enqueue(self, record_id: int) -> bool: ...  # any final state -> pending (re-send)
+    # any final state -> pending (re-send); how many were re-queued
+    def enqueue(self, record_ids: Sequence[int]) -> int: ...
 
     def set_concurrency_cap(self, cap: int | None) -> None: ...
 
     def send_one(self, record_id: int | None = None) -> bool: ...  # while paused
 
     def edit_and_retry(self, record_id: int, fields: Mapping[str, str]) -> bool: ...
+
+
+class RunControl(RunCommands, Protocol):
+    """The engine as the console and the headless reporter see it: its snapshot and the
+    commands. Every method is safe to call from the UI thread's event loop."""
+
+    def snapshot(self) -> RunState: ...

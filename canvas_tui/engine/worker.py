@@ -3,13 +3,8 @@
 The console's key presses must be answered within a frame while the engine sends at full rate;
 in one process the two share one interpreter lock, and the HTTP stack's per-request Python wins.
 So the console runs the engine here: `remote.start_engine` spawns a Python running
-`worker.main([FD])` (not `-m`: pickled classes must live in this module, not `__main__`), sends an `EngineSpec`, and from then on talks in pickled tuples:
-
-    console -> engine   ("call", id, name, args, kwargs)
-    engine -> console   ("reply", id, ok, value or exception, (seq, RunState))
-                        ("progress", id, args)          for load rows, roster pages, plan steps
-                        ("snapshot", (seq, RunState))   ten times a second
-                        ("event", RunPhaseChanged)
+`worker.main([FD])` (not `-m`: pickled classes must live in an importable module, not
+`__main__`), sends an `EngineSpec`, and from then on the two speak engine/protocol.py.
 
 The journal is the shared store: the console reads records from it directly, read-only. When
 the console goes away without closing (crash, SIGKILL, terminal closed), the engine cancels the
@@ -27,70 +22,44 @@ import pickle
 import signal
 import threading
 from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
 from multiprocessing.connection import Connection
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from canvas_tui.canvas.client import CanvasClient
 from canvas_tui.canvas.errors import CanvasError
-from canvas_tui.config import Config, SourceConfig
 from canvas_tui.engine.plan.executor import SyncDecision
+from canvas_tui.engine.protocol import (
+    COMMANDS,
+    PROTOCOL_VERSION,
+    Command,
+    EngineError,
+    EngineSpec,
+    Hello,
+    Op,
+    Progress,
+    Published,
+    Ready,
+    Reply,
+    Snapshot,
+    StartFailed,
+    ToConsole,
+    ToEngine,
+    invoke,
+)
 from canvas_tui.engine.session import Session, open_session
 from canvas_tui.engine.state import Event, RunPhaseChanged, RunState
 
 if TYPE_CHECKING:
-    from canvas_tui.simulator import SimConfig
-    from canvas_tui.simulator.demo import Storms
+    import httpx
 
 log = logging.getLogger(__name__)
 
-# RunControl commands: quick, synchronous, answered at once with a fresh snapshot
-RUNNER_COMMANDS = frozenset(
-    {
-        "pause",
-        "resume",
-        "cancel",
-        "skip",
-        "retry",
-        "retry_failed",
-        "enqueue",
-        "set_concurrency_cap",
-        "send_one",
-        "edit_and_retry",
-    }
-)
 SNAPSHOT_SECONDS = 0.1
 ENGINE_NICENESS = 5
 
-
-@dataclass(frozen=True, slots=True)
-class EngineSpec:
-    """Everything the engine process needs to open the session the console asked for."""
-
-    config: Config
-    source: SourceConfig | str | Path | None = None  # for `open_source`; None: resume the journal
-    journal_path: Path | None = None
-    max_concurrency: int | None = None
-    governor_leak: float | None = None  # against a time-scaled simulator (tests, benchmarks)
-    # the demo: an in-process simulator with this SimConfig, and its throttle storms
-    simulator: SimConfig | None = None
-    storms: Storms | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Ready:
-    """The engine's first message: the session is open."""
-
-    journal_path: Path
-    resumed: bool
-    notes: tuple[str, ...]
-    snapshot: RunState
-
-
-class EngineError(RuntimeError):
-    """An error from the engine process that could not be sent back as itself."""
+# An operation's handler: the call's id (for its progress messages), then the Call's arguments.
+Operation = Callable[..., Awaitable[Any]]
 
 
 class _Outbox:
@@ -99,21 +68,21 @@ class _Outbox:
 
     def __init__(self, conn: Connection) -> None:
         self._conn = conn
-        self._messages: deque[tuple[Any, ...]] = deque()
-        self._snapshot: tuple[int, RunState] | None = None
+        self._messages: deque[ToConsole] = deque()
+        self._snapshot: Snapshot | None = None
         self._wake = threading.Condition()
         self._closed = False
         self._thread = threading.Thread(target=self._send_all, name="outbox", daemon=True)
         self._thread.start()
 
-    def put(self, message: tuple[Any, ...]) -> None:
+    def put(self, message: ToConsole) -> None:
         with self._wake:
             self._messages.append(message)
             self._wake.notify()
 
-    def snapshot(self, seq: int, state: RunState) -> None:
+    def snapshot(self, snapshot: Snapshot) -> None:
         with self._wake:
-            self._snapshot = (seq, state)
+            self._snapshot = snapshot
             self._wake.notify()
 
     def close(self, timeout: float = 5.0) -> None:
@@ -129,9 +98,9 @@ class _Outbox:
                 while not self._messages and self._snapshot is None and not self._closed:
                     self._wake.wait()
                 if self._messages:
-                    message: tuple[Any, ...] = self._messages.popleft()
+                    message: ToConsole = self._messages.popleft()
                 elif self._snapshot is not None:
-                    message, self._snapshot = ("snapshot", self._snapshot), None
+                    message, self._snapshot = self._snapshot, None
                 else:
                     return
             try:
@@ -151,10 +120,20 @@ class _Server:
         self.tasks: set[asyncio.Task[None]] = set()
         self.done = asyncio.Event()
         self.closing = False
+        self.operations: Mapping[Op, Operation] = {
+            Op.LOAD: self._load,
+            Op.RUN: self._run,
+            Op.PLAN: self._plan,
+            Op.APPLY_PLAN: self._apply_plan,
+            Op.GET_COURSE: self._get_course,
+            Op.LIST_ENROLLMENTS: self._list_enrollments,
+            Op.LIST_COURSE_SECTIONS: self._list_course_sections,
+            Op.CLOSE: self._close,
+        }
 
-    def state(self) -> tuple[int, RunState]:
+    def state(self) -> Snapshot:
         self.seq += 1
-        return self.seq, self.session.runner.snapshot()
+        return Snapshot(self.seq, self.session.runner.snapshot())
 
     async def serve(self) -> None:
         loop = asyncio.get_running_loop()
@@ -171,13 +150,13 @@ class _Server:
 
     async def _push_snapshots(self) -> None:
         while True:
-            self.outbox.snapshot(*self.state())
+            self.outbox.snapshot(self.state())
             await asyncio.sleep(SNAPSHOT_SECONDS)
 
     def _event(self, event: Event) -> None:
         # per-record events arrive at the engine's pace; the console only needs phase changes
         if isinstance(event, RunPhaseChanged):
-            self.outbox.put(("event", event))
+            self.outbox.put(Published(event))
 
     def _readable(self) -> None:
         try:
@@ -186,74 +165,80 @@ class _Server:
         except (EOFError, OSError):
             self._orphaned("the console went away")
 
-    def _dispatch(self, message: tuple[Any, ...]) -> None:
-        _, call_id, name, args, kwargs = message
-        if name in RUNNER_COMMANDS:
-            try:
-                value = getattr(self.session.runner, name)(*args, **kwargs)
-            except Exception as exc:
-                self._reply_error(call_id, exc)
-            else:
-                self.outbox.put(("reply", call_id, True, value, self.state()))
+    def _dispatch(self, message: ToEngine) -> None:
+        if isinstance(message, Command):
+            self._command(message)
             return
-        handler = getattr(self, f"_op_{name}", None)
-        if handler is None:
-            self._reply_error(call_id, EngineError(f"the engine has no operation {name!r}"))
-            return
-        task = asyncio.create_task(self._answer(call_id, handler(call_id, *args, **kwargs)))
+        work = self.operations[message.op](message.call_id, *message.args, **message.kwargs)
+        task = asyncio.create_task(self._answer(message.call_id, message.op, work))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
-    async def _answer(self, call_id: int, work: Any) -> None:
+    def _command(self, message: Command) -> None:
+        """RunControl commands are quick and synchronous: answered at once, with the state."""
+        command = COMMANDS.get(message.name)
+        if command is None:
+            self._reply_error(
+                message.call_id, EngineError(f"the engine has no command {message.name!r}")
+            )
+            return
+        try:
+            value = invoke(self.session.runner, command, *message.args, **message.kwargs)
+        except Exception as exc:
+            self._reply_error(message.call_id, exc)
+        else:
+            self.outbox.put(Reply(message.call_id, self.state(), value))
+
+    async def _answer(self, call_id: int, op: Op, work: Awaitable[Any]) -> None:
         try:
             value = await work
         except Exception as exc:
             if not isinstance(exc, CanvasError):  # Canvas's answers are the console's to show
-                log.warning("%s failed", work.__qualname__, exc_info=True)
+                log.warning("%s failed", op, exc_info=True)
             self._reply_error(call_id, exc)
         else:
-            self.outbox.put(("reply", call_id, True, value, self.state()))
+            self.outbox.put(Reply(call_id, self.state(), value))
 
     def _reply_error(self, call_id: int, exc: BaseException) -> None:
-        self.outbox.put(("reply", call_id, False, _sendable(exc), self.state()))
+        self.outbox.put(Reply(call_id, self.state(), error=_sendable(exc)))
 
     def _progress(self, call_id: int) -> Callable[..., None]:
         # may be called from the loading thread: the outbox is thread-safe
-        return lambda *args: self.outbox.put(("progress", call_id, args))
+        return lambda *args: self.outbox.put(Progress(call_id, args))
 
     # ---- operations (each answers one call) -----------------------------------------------------
 
-    async def _op_load(self, call_id: int) -> int:
+    async def _load(self, call_id: int) -> int:
         return await self.session.load(on_progress=self._progress(call_id))
 
-    async def _op_run(self, call_id: int) -> RunState:
+    async def _run(self, call_id: int) -> RunState:
         if self.run_task is None or self.run_task.done():
             self.run_task = asyncio.create_task(self.session.run())
         return await asyncio.shield(self.run_task)
 
-    async def _op_plan(self, call_id: int, requested: bool | None = True) -> SyncDecision:
+    async def _plan(self, call_id: int, requested: bool | None = True) -> SyncDecision:
         self.decision = decision = await self.session.plan(requested)
         # the console needs what to show; the source and its rows stay here for apply_plan
         return SyncDecision(
             decision.planned, decision.message, decision.plan, decision.refused, decision.fields
         )
 
-    async def _op_apply_plan(self, call_id: int) -> None:
+    async def _apply_plan(self, call_id: int) -> None:
         if self.decision is None:
             raise EngineError("no plan was computed in this session")
         await self.session.apply_plan(self.decision)
 
-    async def _op_get_course(self, call_id: int, course: str) -> dict[str, Any]:
+    async def _get_course(self, call_id: int, course: str) -> dict[str, Any]:
         return await self._client().get_course(course)
 
-    async def _op_list_enrollments(self, call_id: int, **kwargs: Any) -> list[dict[str, Any]]:
+    async def _list_enrollments(self, call_id: int, **kwargs: Any) -> list[dict[str, Any]]:
         on_page = self._progress(call_id) if kwargs.pop("on_page", False) else None
         return await self._client().list_enrollments(on_page=on_page, **kwargs)
 
-    async def _op_list_course_sections(self, call_id: int, course: str) -> list[dict[str, Any]]:
+    async def _list_course_sections(self, call_id: int, course: str) -> list[dict[str, Any]]:
         return await self._client().list_course_sections(course)
 
-    async def _op_close(self, call_id: int) -> None:
+    async def _close(self, call_id: int) -> None:
         await self._wind_down()
 
     def _client(self) -> CanvasClient:
@@ -287,58 +272,54 @@ class _Server:
 
 
 async def _serve(conn: Connection) -> None:
-    spec: EngineSpec = conn.recv()
-    transport = None
-    stop_storms: threading.Event | None = None
-    if spec.simulator is not None:
-        from canvas_tui.simulator import build_app
-        from canvas_tui.simulator.demo import start_storms
-        from canvas_tui.simulator.testing import asgi_transport
+    conn.send(Hello(PROTOCOL_VERSION))
+    try:
+        spec: EngineSpec = conn.recv()
+    except EOFError:
+        return  # the console stopped at our version (or went away): nothing was opened
+    with contextlib.ExitStack() as stack:
+        try:
+            # the demo's simulator, say: built here, so it never competes with the console
+            transport = stack.enter_context(spec.transport()) if spec.transport else None
+            session = _open(spec, transport)
+        except Exception as exc:
+            conn.send(StartFailed(_sendable(exc)))
+            return
+        conn.send(
+            Ready(
+                PROTOCOL_VERSION,
+                session.journal_path,
+                session.resumed,
+                tuple(session.notes),
+                session.runner.snapshot(),
+            )
+        )
+        outbox = _Outbox(conn)
+        try:
+            await _Server(conn, session, outbox).serve()
+        finally:
+            outbox.close()
 
-        sim = build_app(spec.simulator)
-        transport = asgi_transport(sim)
-        if spec.storms is not None:
-            stop_storms = start_storms(sim, spec.storms)
+
+def _open(spec: EngineSpec, transport: httpx.AsyncBaseTransport | None) -> Session:
     governor = None
     if spec.governor_leak is not None:
         from canvas_tui.canvas.governor import Governor
 
         governor = Governor(leak=spec.governor_leak)
-    try:
-        source = None
-        if spec.source is not None:
-            from canvas_tui.sources import open_source
+    source = None
+    if spec.source is not None:
+        from canvas_tui.sources import open_source
 
-            source = open_source(spec.source)
-        session = open_session(
-            spec.config,
-            source=source,
-            journal_path=spec.journal_path,
-            transport=transport,
-            governor=governor,
-            max_concurrency=spec.max_concurrency,
-        )
-    except Exception as exc:
-        conn.send(("failed", _sendable(exc)))
-        return
-    conn.send(
-        (
-            "ready",
-            Ready(
-                session.journal_path,
-                session.resumed,
-                tuple(session.notes),
-                session.runner.snapshot(),
-            ),
-        )
+        source = open_source(spec.source)
+    return open_session(
+        spec.config,
+        source=source,
+        journal_path=spec.journal_path,
+        transport=transport,
+        governor=governor,
+        max_concurrency=spec.max_concurrency,
     )
-    outbox = _Outbox(conn)
-    try:
-        await _Server(conn, session, outbox).serve()
-    finally:
-        outbox.close()
-        if stop_storms is not None:
-            stop_storms.set()
 
 
 def _sendable(exc: BaseException) -> BaseException:

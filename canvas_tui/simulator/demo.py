@@ -4,10 +4,15 @@ seconds on the 3,000-row example, and throttle storms as Canvas under other jobs
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
-from canvas_tui.simulator.app import SimConfig, Simulator
+import httpx
+
+from canvas_tui.simulator.app import SimConfig, Simulator, build_app
 from canvas_tui.simulator.faults import FaultRates
+from canvas_tui.simulator.testing import asgi_transport
 
 DEMO_URL = "http://127.0.0.1"  # never dialled: the transport is the in-process simulator
 # Creates 3x dearer than Canvas's default: the limiter's headroom visibly moves, yet the 3,000
@@ -49,3 +54,18 @@ def start_storms(sim: Simulator, storms: Storms) -> threading.Event:
 
     threading.Thread(target=loop, name="storms", daemon=True).start()
     return stop
+
+
+@contextmanager
+def demo_transport(
+    seed: int, time_scale: float = 1.0, throttle_status: int = 429
+) -> Iterator[httpx.AsyncBaseTransport]:
+    """The demo's Canvas as the engine's transport, storms included. `canvas-tui demo` passes
+    it to the engine process (as `EngineSpec.transport`, pickled by reference), which builds
+    it there: the simulator's work never competes with the console's drawing."""
+    sim = build_app(demo_config(seed, time_scale, throttle_status))
+    stop = start_storms(sim, Storms())
+    try:
+        yield asgi_transport(sim)
+    finally:
+        stop.set()

@@ -2,7 +2,8 @@
 
 The engine runs in a process of its own (engine/remote.py), or in the app's event loop when a
 test or a read-only session opens it so; either way the UI reads `runner.snapshot()` and the
-journal (through `RecordStore`) on a timer and sends commands through `RunControl` only.
+journal (through `RecordStore`) on a timer, and awaits its commands
+(`session.command(RunCommands.skip, ...)`): an engine slow to answer never stalls drawing.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Footer, Header
 from textual.worker import Worker, WorkerState
 
-from canvas_tui.engine.state import Phase, RecordRow, RecordStore, RunState
+from canvas_tui.engine.state import Phase, RecordRow, RecordStore, RunCommands, RunState
 from canvas_tui.exit_codes import run_exit_code
 from canvas_tui.records import State, sis_value
 from canvas_tui.text import printable
@@ -453,23 +454,22 @@ class ConsoleApp(App[int]):
         self.notify("Run started")
         self._after_command()
 
-    def action_toggle_pause(self) -> None:
+    async def action_toggle_pause(self) -> None:
         if self.session is None or self.state is None or not self.run_active:
             return
-        runner = self.session.runner
         if self.state.phase is Phase.PAUSED:
-            runner.resume()
+            await self.session.command(RunCommands.resume)
             self.notify("Resumed")
         else:
-            runner.pause()
+            await self.session.command(RunCommands.pause)
             self.notify("Paused: in-flight requests finish, nothing new is sent")
         self._after_command()
 
-    def action_skip(self) -> None:
+    async def action_skip(self) -> None:
         row = self.current_record()
         if self.session is None or row is None:
             return
-        if self.session.runner.skip(row.record_id):
+        if await self.session.command(RunCommands.skip, row.record_id):
             self.notify(f"Record {row.record_id} skipped")
         else:
             self.notify(
@@ -477,11 +477,11 @@ class ConsoleApp(App[int]):
             )
         self._after_command()
 
-    def action_retry(self) -> None:
+    async def action_retry(self) -> None:
         row = self.current_record()
         if self.session is None or row is None:
             return
-        if self.session.runner.retry(row.record_id):
+        if await self.session.command(RunCommands.retry, row.record_id):
             self.notify(f"Record {row.record_id} queued again")
             self.requeued()
         elif row.state in (State.FAILED, State.SKIPPED):
@@ -506,10 +506,11 @@ class ConsoleApp(App[int]):
             if n:
                 options.append((category, f"{fmt.category_title(category)} ({fmt.count(n)})"))
 
-        def chosen(choice: str | None) -> None:
+        async def chosen(choice: str | None) -> None:
             if choice is None or self.session is None:
                 return
-            n = self.session.runner.retry_failed(None if choice == "*" else choice)
+            category = None if choice == "*" else choice
+            n = await self.session.command(RunCommands.retry_failed, category)
             self.notify(f"{fmt.count(n)} failed records queued again")
             self.requeued()
 
@@ -612,29 +613,29 @@ class ConsoleApp(App[int]):
             open_roster,
         )
 
-    def action_cap(self, delta: int) -> None:
+    async def action_cap(self, delta: int) -> None:
         if self.session is None or self.state is None:
             return
         gov = self.state.governor
         current = gov.cap if gov.cap is not None else max(gov.limit, 1)
         cap = max(1, current + delta)
-        self.session.runner.set_concurrency_cap(cap)
+        await self.session.command(RunCommands.set_concurrency_cap, cap)
         self.notify(f"Concurrency cap {cap}")
         self._after_command()
 
-    def action_uncap(self) -> None:
+    async def action_uncap(self) -> None:
         if self.session is None:
             return
-        self.session.runner.set_concurrency_cap(None)
+        await self.session.command(RunCommands.set_concurrency_cap, None)
         self.notify("Concurrency cap removed: the governor decides")
         self._after_command()
 
-    def action_send_one(self) -> None:
+    async def action_send_one(self) -> None:
         if self.session is None:
             return
         row = self.current_record()
         record_id = row.record_id if row is not None and row.state is State.PENDING else None
-        if self.session.runner.send_one(record_id):
+        if await self.session.command(RunCommands.send_one, record_id):
             self.notify(f"Sending record {record_id}" if record_id else "Sending the next record")
         else:
             self.notify("Nothing to send (send one works while paused)", severity="warning")
@@ -646,9 +647,9 @@ class ConsoleApp(App[int]):
             return
         pending = state.counts.get(State.PENDING, 0)
 
-        def answer(yes: bool | None) -> None:
+        async def answer(yes: bool | None) -> None:
             if yes and self.session is not None:
-                self.session.runner.cancel()
+                await self.session.command(RunCommands.cancel)
                 self.notify("Cancelling: in-flight requests finish; nothing new is sent")
                 self._after_command()
 
@@ -682,10 +683,10 @@ class ConsoleApp(App[int]):
             "status": row.status,
         }
 
-        def save(changed: dict[str, str] | None) -> None:
+        async def save(changed: dict[str, str] | None) -> None:
             if changed is None or self.session is None:
                 return
-            if self.session.runner.edit_and_retry(row.record_id, changed):
+            if await self.session.command(RunCommands.edit_and_retry, row.record_id, changed):
                 self.notify(f"Record {row.record_id} edited and queued again")
                 self.requeued()
             else:
@@ -778,7 +779,7 @@ class ConsoleApp(App[int]):
         if session is not None:
             state = session.runner.snapshot()
             if self.run_active:
-                session.runner.cancel()
+                await session.command(RunCommands.cancel)
                 self.notify(f"Waiting for {state.governor.in_flight} in-flight requests…")
             engine = self._engine
             if engine is not None and engine.state in (WorkerState.PENDING, WorkerState.RUNNING):

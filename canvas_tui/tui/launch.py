@@ -33,9 +33,9 @@ def console_main(args: argparse.Namespace) -> int:
     """`canvas-tui [console] [SOURCE] [--config] [--journal] [--read-only]`."""
     from canvas_tui.config import ConfigError, load_config
     from canvas_tui.engine.journal import JournalError
+    from canvas_tui.engine.protocol import EngineError, EngineSpec
     from canvas_tui.engine.remote import start_engine
     from canvas_tui.engine.session import open_session
-    from canvas_tui.engine.worker import EngineError, EngineSpec
     from canvas_tui.records import InputError
     from canvas_tui.sources import open_source
 
@@ -133,17 +133,21 @@ def demo_main(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace, config: Config, csv_path: Path, scratch: Path) -> int:
+    import functools
+
+    from canvas_tui.engine.protocol import EngineError, EngineSpec
     from canvas_tui.engine.remote import start_engine
-    from canvas_tui.engine.worker import EngineError, EngineSpec
-    from canvas_tui.simulator.demo import Storms, demo_config
+    from canvas_tui.simulator.demo import demo_transport
 
     journal = scratch / "journal.sqlite"
     spec = EngineSpec(
         config,
         source=csv_path,
         journal_path=journal,
-        simulator=demo_config(args.seed, args.time_scale, args.throttle_status),
-        storms=Storms(),
+        # the engine builds the simulator in its own process, from this (pickled by reference)
+        transport=functools.partial(
+            demo_transport, args.seed, args.time_scale, args.throttle_status
+        ),
     )
     try:
         session = start_engine(spec)

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Protocol, TypeVar
 
-from canvas_tui.engine.state import RecordStore, RunControl
+from canvas_tui.engine.state import RecordStore, RunCommands, RunControl
 
 if TYPE_CHECKING:
     from canvas_tui.engine.plan.executor import SyncDecision
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 class ConsoleSession(Protocol):
@@ -39,6 +42,15 @@ class ConsoleSession(Protocol):
     async def plan(self, requested: bool | None = True) -> SyncDecision: ...
 
     async def apply_plan(self, decision: SyncDecision) -> None: ...
+
+    # A RunControl command, awaited: `await session.command(RunCommands.skip, record_id)`. The
+    # console sends every command this way, so an engine in another process never stalls it.
+    async def command(
+        self,
+        command: Callable[Concatenate[RunCommands, P], R],
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> R: ...
 
     async def close(self) -> None: ...
 

@@ -163,7 +163,7 @@ async def test_resumed_and_retried_rows_keep_unchanged_from_the_journal(sim: Sim
     )
     await session.run()
     _assert_rule1(sim)
-    assert session.runner.enqueue(1)  # the console's "send again"
+    assert session.runner.enqueue([1]) == 1  # the console's "send again"
     await session.run()
     _assert_rule1(sim)
     await session.close()

@@ -7,6 +7,8 @@ the engine runs in a spawned Python, and this test plays the console.
 from __future__ import annotations
 
 import asyncio
+import functools
+import inspect
 import os
 import signal
 import sqlite3
@@ -16,15 +18,35 @@ import textwrap
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 
 from canvas_tui.canvas.errors import CanvasError, Category
-from canvas_tui.engine.remote import RemoteSession, engine_log_path, start_engine
-from canvas_tui.engine.state import Phase, RunPhaseChanged
-from canvas_tui.engine.worker import EngineError, EngineSpec
+from canvas_tui.config import load_config
+from canvas_tui.engine import protocol, worker
+from canvas_tui.engine.protocol import (
+    COMMANDS,
+    PROTOCOL_VERSION,
+    REFUSED,
+    Command,
+    EngineError,
+    EngineSpec,
+    Hello,
+    Op,
+    Ready,
+    ToEngine,
+    check_ready,
+    check_version,
+    command_name,
+)
+from canvas_tui.engine.remote import RemoteRunner, RemoteSession, engine_log_path, start_engine
+from canvas_tui.engine.runner import Runner
+from canvas_tui.engine.state import Phase, RunCommands, RunControl, RunPhaseChanged
 from canvas_tui.records import InputError, State
-from canvas_tui.simulator import LatencyModel, SimConfig, World, build_app
+from canvas_tui.resources import resource_path
+from canvas_tui.simulator import DEMO_TOKEN, LatencyModel, SimConfig, World, build_app
+from canvas_tui.simulator.demo import DEMO_URL, demo_transport
 from canvas_tui.simulator.testing import serve_in_thread, simulator_stats
 from tests.engine.conftest import sim_config
 from tests.engine.workload import write_csv
@@ -144,6 +166,142 @@ async def test_commands_reach_the_engine_and_answer(
     assert final.counts[State.DONE] + final.counts[State.FAILED] == RECORDS - 4
 
 
+async def test_the_console_awaits_commands_and_the_reply_brings_the_state(
+    base_url: str, csv_path: Path, tmp_path: Path
+) -> None:
+    session = start_engine(spec(base_url, csv_path, tmp_path / "run.journal"))
+    await session.load()
+    assert await session.command(RunCommands.skip, 1) is True
+    assert session.runner.snapshot().counts[State.SKIPPED] == 1  # the reply's own snapshot
+    assert await session.command(RunCommands.skip, 1) is False  # already final
+    assert await session.command(RunCommands.retry_failed) == 0
+    await session.command(RunCommands.set_concurrency_cap, 3)
+    assert session.runner.snapshot().governor.cap == 3
+    with pytest.raises(ValueError, match="not a RunCommands method"):
+        await session.command(cast(Any, RunControl.snapshot))
+    await session.close()
+
+
+async def test_enqueue_sends_many_records_in_one_round_trip(
+    base_url: str, csv_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    session = start_engine(spec(base_url, csv_path, tmp_path / "run.journal"))
+    final = await session.run()
+    assert final.counts[State.DONE] == RECORDS - BAD - 1
+    sent: list[ToEngine] = []
+    send = session._send
+
+    def counted(message: ToEngine) -> None:
+        sent.append(message)
+        send(message)
+
+    monkeypatch.setattr(session, "_send", counted)
+    ids = list(range(1, RECORDS + 1))
+    # done and failed records go back to pending; the invalid rows need an edit first
+    assert await session.command(RunCommands.enqueue, ids) == RECORDS - BAD
+    assert [type(m) for m in sent] == [Command]
+    assert session.runner.snapshot().counts[State.PENDING] == RECORDS - BAD
+    await session.close()
+
+
+async def test_a_slow_engine_never_blocks_the_consoles_loop(
+    base_url: str, csv_path: Path, tmp_path: Path
+) -> None:
+    """The engine stopped (SIGSTOP) while a command is out: the console's loop keeps turning,
+    and the command is answered once the engine runs again."""
+    session = start_engine(spec(base_url, csv_path, tmp_path / "run.journal"))
+    await session.load()
+    ticks = 0
+
+    async def tick() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0.01)
+
+    ticker = asyncio.create_task(tick())
+    os.kill(session.process.pid, signal.SIGSTOP)
+    try:
+        skip = asyncio.create_task(session.command(RunCommands.skip, 1))
+        start = ticks
+        await until(lambda: ticks > start + 20)  # the loop ran on while the engine said nothing
+        assert not skip.done()
+    finally:
+        os.kill(session.process.pid, signal.SIGCONT)
+    assert await asyncio.wait_for(skip, 30) is True
+    assert session.runner.snapshot().counts[State.SKIPPED] == 1
+    ticker.cancel()
+    await session.close()
+
+
+def test_the_command_table_covers_every_run_control_method() -> None:
+    control = {
+        name
+        for name, member in inspect.getmembers(RunControl, inspect.isfunction)
+        if not name.startswith("_")
+    }
+    assert set(COMMANDS) == control - {"snapshot"}
+    assert len(COMMANDS) == 10 and "enqueue" in COMMANDS
+    assert set(REFUSED) == set(COMMANDS) and REFUSED["skip"] is False and REFUSED["pause"] is None
+    for name, command in COMMANDS.items():
+        assert command_name(command) == name
+        assert callable(getattr(Runner, name)), name  # the engine's runner serves it...
+        sender = getattr(RemoteRunner, name)  # ...and the remote runner sends that command
+        assert sender.__name__ == name and sender.__wrapped__ is command
+        assert inspect.signature(sender).parameters.keys() == (
+            inspect.signature(command).parameters.keys()
+        )
+    with pytest.raises(ValueError, match="not a RunCommands method"):
+        command_name(Runner.skip)  # the implementation, not the table's entry
+    # every operation the console can call has its handler in the engine
+    server = worker._Server(cast(Any, None), cast(Any, None), cast(Any, None))
+    assert set(server.operations) == set(Op)
+
+
+def test_an_engine_of_another_protocol_version_is_a_clear_error(
+    base_url: str, csv_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    journal = tmp_path / "run.journal"
+    monkeypatch.setattr(protocol, "PROTOCOL_VERSION", PROTOCOL_VERSION + 1)
+    with pytest.raises(EngineError, match=r"speaks protocol version \d+, this console \d+"):
+        start_engine(spec(base_url, csv_path, journal))
+    # the console stopped at the engine's Hello: no spec was sent, so nothing was opened, and
+    # the engine exited quietly (no log)
+    assert not journal.exists()
+    assert not engine_log_path(journal).exists()
+
+
+def test_a_first_message_of_another_shape_is_a_clear_error() -> None:
+    with pytest.raises(EngineError, match="not the canvas-tui of this console"):
+        check_version(("ready", object()))  # an engine of an older protocol, say
+    with pytest.raises(EngineError, match="protocol version 0"):
+        check_version(Hello(0))
+    with pytest.raises(EngineError, match="protocol version 0"):
+        check_ready(Ready(0, Path("j"), False, (), cast(Any, None)))
+    with pytest.raises(InputError, match="no such file"):
+        check_ready(protocol.StartFailed(InputError("no such file")))
+
+
+async def test_the_demo_hosts_its_simulator_through_a_transport_factory(tmp_path: Path) -> None:
+    """The engine imports no simulator: the demo's comes in as a factory, built over there."""
+    config = load_config(None, env={"CANVAS_API_TOKEN": DEMO_TOKEN, "CANVAS_BASE_URL": DEMO_URL})
+    session = start_engine(
+        EngineSpec(
+            config,
+            source=resource_path("demo.csv"),
+            journal_path=tmp_path / "demo.journal",
+            transport=functools.partial(demo_transport, 7, 20.0),
+        )
+    )
+    run = asyncio.create_task(session.run())
+    await until(lambda: session.runner.snapshot().counts.get(State.DONE, 0) >= 20)
+    await session.command(RunCommands.cancel)
+    final = await run
+    await session.close()
+    assert final.phase is Phase.CANCELLED
+    assert session.process.returncode == 0
+
+
 async def test_errors_come_back_as_themselves(
     base_url: str, csv_path: Path, tmp_path: Path
 ) -> None:
@@ -194,7 +352,7 @@ CONSOLE = textwrap.dedent(
     import asyncio, sys
     from pathlib import Path
     from canvas_tui.engine.remote import start_engine
-    from canvas_tui.engine.worker import EngineSpec
+    from canvas_tui.engine.protocol import EngineSpec
     from tests.engine.conftest import sim_config
 
     base, csv, journal, leak = sys.argv[1:]

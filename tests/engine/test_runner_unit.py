@@ -197,14 +197,28 @@ async def test_enqueue_requeues_any_final_record_even_done(journal: Journal) -> 
     state = await runner.run()
     assert state.counts[State.DONE] == 2 and state.counts[State.FAILED] == 2
     assert not runner.retry(1)  # a plain retry leaves DONE alone...
-    assert runner.enqueue(1)  # ...enqueue sends it again (its enrollment is gone from Canvas)
-    assert runner.enqueue(2)  # failed, too
-    assert not runner.enqueue(1)  # already pending
-    assert not runner.enqueue(4)  # the source row is invalid: it needs an edit, not a resend
+    assert runner.enqueue([1]) == 1  # ...enqueue sends it again (its enrollment is gone)
+    assert runner.enqueue([2]) == 1  # failed, too
+    assert runner.enqueue([1]) == 0  # already pending
+    assert runner.enqueue([4]) == 0  # the source row is invalid: it needs an edit, not a resend
     assert runner.snapshot().counts[State.PENDING] == 2
     state = await runner.run()
     assert state.counts[State.DONE] == 2 and state.counts[State.FAILED] == 2
     assert state.counts[State.PENDING] == 0
+    assert sorted(executor.sent) == [1, 1, 2, 2, 3]
+
+
+async def test_enqueue_takes_many_records_in_one_command(journal: Journal) -> None:
+    journal.load(items(4, bad_every=4), description="in.csv")
+    executor = Scripted(fail={2: CanvasError(Category.USER_NOT_FOUND, "not found", 404)})
+    runner = Runner(journal, executor, FixedGovernor(2))
+    await runner.run()
+    # done, failed, invalid and unknown ids in one batch: only the sendable final ones move
+    assert runner.enqueue([1, 2, 4, 99]) == 2
+    assert runner.enqueue([1, 2]) == 0  # already pending
+    assert runner.enqueue([]) == 0
+    assert runner.snapshot().counts[State.PENDING] == 2
+    await runner.run()
     assert sorted(executor.sent) == [1, 1, 2, 2, 3]
 
 

@@ -9,9 +9,9 @@ import pytest
 
 from canvas_tui.canvas.governor import Governor
 from canvas_tui.config import CanvasConfig, Config, PlanConfig, Secret, SyncConfig
+from canvas_tui.engine.protocol import EngineSpec
 from canvas_tui.engine.remote import RemoteSession, start_engine
 from canvas_tui.engine.session import Session, open_session
-from canvas_tui.engine.worker import EngineSpec
 from canvas_tui.simulator import ADMIN_TOKEN, SimConfig, Simulator, World, build_app
 from canvas_tui.simulator.testing import asgi_transport
 from canvas_tui.simulator.world import BUILT_IN_ROLE_IDS, Course, Enrollment, Section, User

@@ -15,8 +15,8 @@ import pytest
 
 from canvas_tui.engine.journal import Journal, JournalError
 from canvas_tui.engine.lock import lock_path
+from canvas_tui.engine.protocol import EngineSpec
 from canvas_tui.engine.remote import engine_log_path, start_engine
-from canvas_tui.engine.worker import EngineSpec
 from canvas_tui.simulator import ADMIN_TOKEN, SimConfig, World, build_app
 from canvas_tui.simulator.testing import serve_in_thread
 from tests.engine.conftest import sim_config

@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 
 from canvas_tui.config import load_config
+from canvas_tui.engine.protocol import EngineSpec
 from canvas_tui.engine.remote import start_engine
 from canvas_tui.engine.session import open_session
-from canvas_tui.engine.worker import EngineSpec
 from canvas_tui.simulator import ADMIN_TOKEN, LatencyModel, SimConfig, Simulator, World, build_app
 from canvas_tui.simulator.testing import asgi_transport, serve_in_thread
 from canvas_tui.sources import open_source

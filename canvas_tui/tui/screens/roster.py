@@ -23,7 +23,7 @@ from canvas_tui.engine.plan.verdict import (
     records_for_course,
 )
 from canvas_tui.engine.roster_match import ALL_STATES, default_section_from
-from canvas_tui.engine.state import RecordRow, RecordStore, RunState
+from canvas_tui.engine.state import RecordRow, RecordStore, RunCommands, RunState
 from canvas_tui.records import FINAL_STATES, State
 from canvas_tui.text import printable
 from canvas_tui.tui import format as fmt
@@ -311,9 +311,9 @@ class RosterScreen(ConsoleScreen):
         ]
         waiting = [x for x in missing if x.record_state in (State.PENDING, State.IN_FLIGHT)]
 
-        def answer(yes: bool | None) -> None:
+        async def answer(yes: bool | None) -> None:
             if yes:
-                self._enqueue([x.record_id for x in queueable if x.record_id is not None])
+                await self._enqueue([x.record_id for x in queueable if x.record_id is not None])
 
         self.app.push_screen(
             ConfirmScreen(
@@ -326,12 +326,13 @@ class RosterScreen(ConsoleScreen):
             answer,
         )
 
-    def _enqueue(self, record_ids: list[int]) -> None:
+    async def _enqueue(self, record_ids: list[int]) -> None:
         session = self.console_app.session
         if session is None or not record_ids:
             return
-        # enqueue, not retry: a DONE record whose enrollment is gone from Canvas is sent again too
-        n = sum(1 for record_id in record_ids if session.runner.enqueue(record_id))
+        # enqueue, not retry: a DONE record whose enrollment is gone from Canvas is sent again
+        # too; one command for them all, however many the roster is missing
+        n = await session.command(RunCommands.enqueue, record_ids)
         self.app.notify(f"{n} of {len(record_ids)} records queued again")
         self.console_app.requeued()
         self._awaiting = set(record_ids)  # refetch once they are final
