@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+
+from canvas_tui.simulator import ADMIN_TOKEN, SimConfig, Simulator, World, build_app
+from canvas_tui.simulator.testing import serve_in_thread
+from tests.engine.workload import write_csv
 
 IN_CI = bool(os.environ.get("CI"))
 
@@ -28,3 +34,19 @@ def _own_user_dirs(
     monkeypatch.setenv("XDG_STATE_HOME", str(home / "state"))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(home / "config"))
     monkeypatch.delenv("CANVAS_TUI_CONFIG", raising=False)
+
+
+@pytest.fixture
+def sim(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Simulator]:
+    """For `sync` in this process: the simulator on loopback, its URL and token in the
+    environment, and good.csv (40 rows) and mixed.csv (50: 2 invalid, 2 unknown users) in the
+    current directory. (Packages that need another simulator define their own `sim`.)"""
+    world = World.generate(7)
+    app = build_app(SimConfig(time_scale=50), world)
+    write_csv(tmp_path / "good.csv", world, 40)
+    write_csv(tmp_path / "mixed.csv", world, 50, bad=2, unknown_users=2)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("CANVAS_API_TOKEN", ADMIN_TOKEN)
+    with serve_in_thread(app) as base_url:
+        monkeypatch.setenv("CANVAS_BASE_URL", base_url)
+        yield app

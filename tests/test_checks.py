@@ -8,10 +8,11 @@ import socket
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from canvas_tui.commands.check import main
-from canvas_tui.simulator import ADMIN_TOKEN, NO_SIS_TOKEN, SimConfig, build_app
+from canvas_tui.simulator import ADMIN_TOKEN, NO_SIS_TOKEN, SimConfig, Simulator, build_app
 from canvas_tui.simulator.app import LatencyModel
 from canvas_tui.simulator.testing import asgi_transport, serve_in_thread
 
@@ -19,12 +20,13 @@ FIXTURE = Path(__file__).parent / "sources" / "data" / "canvas_doc_enrollments.c
 HEADER = "course_id,user_id,role,section_id,status"
 
 
-def sim():  # type: ignore[no-untyped-def]
+def sim() -> Simulator:
     return build_app(SimConfig(time_scale=100.0, latency=LatencyModel(jitter=0.0)))
 
 
 def run(tmp_path: Path, source: Path | None, *, base_url: str = "http://127.0.0.1:8900",
-        token: str | None = ADMIN_TOKEN, transport=None, deep: bool = False,  # type: ignore[no-untyped-def]
+        token: str | None = ADMIN_TOKEN, transport: httpx.AsyncBaseTransport | None = None,
+        deep: bool = False,
         extra: str = "") -> tuple[int, str]:  # fmt: skip
     config = tmp_path / "canvas-tui.toml"
     lines = ["[canvas]", f'base_url = "{base_url}"']

@@ -8,41 +8,16 @@ import json
 import os
 import signal
 import sqlite3
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from canvas_tui.cli import build_parser
-from canvas_tui.headless import main
 from canvas_tui.records import EnrollmentRecord, RowProblem
 from canvas_tui.simulator import ADMIN_TOKEN, SimConfig, Simulator, World, build_app
 from canvas_tui.simulator.testing import free_port, serve_in_thread
 from canvas_tui.sources import open_source
 from tests.engine.workload import write_csv
-from tests.helpers import start_sync
-
-
-def sync(*argv: str) -> int:
-    return main(build_parser().parse_args(["sync", *argv]))
-
-
-@pytest.fixture
-def sim(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Simulator]:
-    world = World.generate(7)
-    app = build_app(SimConfig(time_scale=50), world)
-    write_csv(tmp_path / "good.csv", world, 40)
-    write_csv(tmp_path / "mixed.csv", world, 50, bad=2, unknown_users=2)
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("CANVAS_API_TOKEN", ADMIN_TOKEN)
-    with serve_in_thread(app) as base_url:
-        monkeypatch.setenv("CANVAS_BASE_URL", base_url)
-        yield app
-
-
-def lines(out: str) -> list[dict]:
-    return [json.loads(line) for line in out.splitlines() if line.strip()]
+from tests.helpers import eventually, exited, lines, start_sync, sync
 
 
 def test_all_done_exit_0_json_lines_when_not_a_tty(
@@ -171,10 +146,11 @@ def test_sigterm_stops_gracefully_with_exit_3(tmp_path: Path) -> None:
         proc = start_sync(
             tmp_path, base_url, "in.csv", "--journal", "j.journal", "--report", "r.json"
         )
-        deadline = time.monotonic() + 30
-        while app.stats()["enrollments_created"] < 30:
-            assert proc.poll() is None and time.monotonic() < deadline
-            time.sleep(0.02)
+        eventually(
+            lambda: app.stats()["enrollments_created"] >= 30,
+            what="30 enrollments created",
+            abort_if=exited(proc),
+        )
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=30)
     assert proc.returncode == 3, err
@@ -193,7 +169,10 @@ def test_sigterm_stops_gracefully_with_exit_3(tmp_path: Path) -> None:
 
 
 def test_everything_from_a_config_file(
-    sim: Simulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+    sim: Simulator,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     base_url = os.environ["CANVAS_BASE_URL"]
     monkeypatch.delenv("CANVAS_BASE_URL")
@@ -218,7 +197,9 @@ def test_everything_from_a_config_file(
     assert "resuming" in capsys.readouterr().out
 
 
-def test_a_journal_belongs_to_its_source(sim: Simulator, capsys) -> None:
+def test_a_journal_belongs_to_its_source(
+    sim: Simulator, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert sync("good.csv", "--journal", "g.journal", "--no-plan") == 0
     capsys.readouterr()
     assert sync("mixed.csv", "--journal", "g.journal") == 2

@@ -11,9 +11,7 @@ import pytest
 
 from canvas_tui.outputs import output_path_problem
 from canvas_tui.simulator import Simulator
-from tests.test_headless import lines, sim, sync
-
-__all__ = ["sim"]  # the fixture, imported for these tests
+from tests.helpers import lines, sync
 
 
 def test_sync_report_into_a_directory_exits_2_and_sends_nothing(

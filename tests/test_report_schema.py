@@ -11,9 +11,7 @@ import pytest
 
 from canvas_tui.engine.report import SCHEMA_VERSION
 from canvas_tui.simulator import Simulator
-from tests.test_headless import sim, sync
-
-__all__ = ["sim"]
+from tests.helpers import sync
 
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "canvas_tui" / "schemas" / "report.schema.json"
 

@@ -30,7 +30,7 @@ def _refused(cwd: Path, *argv: str) -> str:
     assert "Traceback" not in err, err
     errors = [e["message"] for e in map(json.loads, out.splitlines()) if e["event"] == "error"]
     assert len(errors) == 1, out
-    return errors[0]
+    return str(errors[0])
 
 
 @pytest.fixture

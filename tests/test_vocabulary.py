@@ -9,9 +9,7 @@ import pytest
 
 from canvas_tui.cli import main as cli_main
 from canvas_tui.simulator import Simulator
-from tests.test_headless import lines, sim, sync
-
-__all__ = ["sim"]
+from tests.helpers import lines, sync
 
 
 def test_one_file_one_count_across_check_plan_and_sync(

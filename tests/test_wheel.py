@@ -8,7 +8,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import pytest
 from canvas_tui.simulator import ADMIN_TOKEN, SimConfig, World, build_app
 from canvas_tui.simulator.testing import serve_in_thread
 from tests.engine.workload import write_csv
+from tests.helpers import eventually
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
@@ -101,15 +101,23 @@ def test_a_wheel_installed_demo_reaches_its_first_frame(installed: Path, tmp_pat
         cwd=tmp_path, env=env, check=True,
     )  # fmt: skip
     try:
-        deadline = time.monotonic() + 120
         screen = ""
-        # the header names the packaged data; the footer's keys mean the console is drawn
-        while "demo-enrollments.csv" not in screen or "p Pause" not in screen:
-            assert "the demo data is missing" not in screen
-            assert time.monotonic() < deadline, f"no first frame:\n{screen}"
-            time.sleep(0.5)
+
+        def first_frame() -> bool:
+            nonlocal screen
             screen = subprocess.run(
                 [*tmux, "capture-pane", "-p"], capture_output=True, text=True, check=False
             ).stdout
+            assert "the demo data is missing" not in screen
+            # the header names the packaged data; the footer's keys mean the console is drawn
+            return "demo-enrollments.csv" in screen and "p Pause" in screen
+
+        eventually(
+            first_frame,
+            what="the demo's first frame",
+            timeout=120,
+            interval=0.5,
+            detail=lambda: screen,
+        )
     finally:
         subprocess.run([*tmux, "kill-server"], check=False)

@@ -85,3 +85,15 @@ def events() -> Iterator[list[AttemptEvent]]:
 
 def fresh_governor(**kwargs: Any) -> Governor:
     return Governor(**kwargs)
+
+
+def sis_students(world: World, count: int) -> list[str]:
+    """Generated users with no enrollment yet, so a create never adds a second section's row."""
+    enrolled = {e.user_id for e in world.enrollments.values()}
+    ids = [
+        u.sis_user_id
+        for u in world.users.values()
+        if u.sis_user_id and u.id >= 1000 and u.id not in enrolled
+    ]
+    assert len(ids) >= count, "the test world is too small"
+    return [f"sis_user_id:{sis}" for sis in ids[:count]]

@@ -15,8 +15,7 @@ from canvas_tui.simulator import ADMIN_TOKEN, FaultRates, build_app
 from canvas_tui.simulator.faults import BAD_SHAPES
 from canvas_tui.simulator.testing import serve_in_thread
 from canvas_tui.simulator.world import DOC_COURSE, World
-from tests.canvas.conftest import Sleeps, sim_config
-from tests.canvas.test_client import sis_students
+from tests.canvas.conftest import Sleeps, sim_config, sis_students
 
 
 @pytest.mark.parametrize("body", BAD_SHAPES, ids=repr)

@@ -15,21 +15,8 @@ from canvas_tui.simulator.world import (
     SLASH_COURSE,
     SLASH_SECTION,
     SLASH_USER,
-    World,
 )
-from tests.canvas.conftest import Sleeps, make_client, sim_config
-
-
-def sis_students(world: World, count: int) -> list[str]:
-    """Generated users with no enrollment yet, so a create never adds a second section's row."""
-    enrolled = {e.user_id for e in world.enrollments.values()}
-    ids = [
-        u.sis_user_id
-        for u in world.users.values()
-        if u.sis_user_id and u.id >= 1000 and u.id not in enrolled
-    ]
-    assert len(ids) >= count, "the test world is too small"
-    return [f"sis_user_id:{sis}" for sis in ids[:count]]
+from tests.canvas.conftest import Sleeps, make_client, sim_config, sis_students
 
 
 async def test_create_returns_enrollment_and_is_idempotent(

@@ -12,8 +12,8 @@ from canvas_tui.canvas.client import CanvasClient
 from canvas_tui.canvas.governor import Governor
 from canvas_tui.simulator import ADMIN_TOKEN, LatencyModel, build_app
 from canvas_tui.simulator.world import DOC_COURSE, World
-from tests.canvas.conftest import BASE, ManualClock, make_client, sim_config
-from tests.canvas.test_client import sis_students
+from tests.canvas.conftest import BASE, ManualClock, make_client, sim_config, sis_students
+from tests.helpers import eventually_async, never_within_async
 
 
 def headers(remaining: float | None, cost: float | None = 0.1) -> dict[str, str]:
@@ -152,8 +152,8 @@ async def test_slot_blocks_at_the_limit_and_wakes_on_release() -> None:
             await release.wait()
 
     tasks = [asyncio.create_task(hold()) for _ in range(5)]
-    await asyncio.sleep(0.05)
-    assert governor.in_flight == 2
+    await eventually_async(lambda: governor.in_flight == 2, what="two callers holding slots")
+    await never_within_async(lambda: governor.in_flight > 2, 0.05, what="a third slot given")
     release.set()
     await asyncio.gather(*tasks)
     assert peak == 2 and governor.max_in_flight == 2 and governor.in_flight == 0

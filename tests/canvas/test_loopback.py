@@ -4,8 +4,8 @@ every request it sees."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Iterator, MutableMapping
+from typing import Any, cast
 
 import httpx
 import pytest
@@ -16,8 +16,7 @@ from canvas_tui.canvas.governor import Governor
 from canvas_tui.simulator import ADMIN_TOKEN, FaultRates, Simulator, build_app
 from canvas_tui.simulator.testing import asgi_transport, serve_in_thread
 from canvas_tui.simulator.world import DOC_COURSE, NON_ASCII_USER, SLASH_SECTION, SLASH_USER
-from tests.canvas.conftest import BASE, Sleeps, sim_config
-from tests.canvas.test_client import sis_students
+from tests.canvas.conftest import BASE, Sleeps, sim_config, sis_students
 
 pytestmark = pytest.mark.slow
 
@@ -121,8 +120,8 @@ class LinkRewriter:
         self.inner = inner
         self.target = target
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        async def rewrite(message: dict[str, Any]) -> None:
+    async def __call__(self, scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
+        async def rewrite(message: MutableMapping[str, Any]) -> None:
             if message["type"] == "http.response.start":
                 message["headers"] = [
                     (
@@ -135,7 +134,7 @@ class LinkRewriter:
                 ]
             await send(message)
 
-        await self.inner(scope, receive, rewrite)
+        await self.inner(cast(dict[str, Any], scope), receive, rewrite)
 
 
 async def test_foreign_next_link_is_refused_and_never_sent_the_token(

@@ -14,8 +14,7 @@ from canvas_tui.canvas.retry import RetryPolicy
 from canvas_tui.simulator import ADMIN_TOKEN, FaultRates, Simulator, build_app
 from canvas_tui.simulator.testing import free_port
 from canvas_tui.simulator.world import DOC_COURSE, World
-from tests.canvas.conftest import ManualClock, Sleeps, make_client, sim_config
-from tests.canvas.test_client import sis_students
+from tests.canvas.conftest import ManualClock, Sleeps, make_client, sim_config, sis_students
 
 COURSE = f"sis_course_id:{DOC_COURSE}"
 

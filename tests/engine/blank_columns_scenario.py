@@ -75,8 +75,12 @@ async def arrange(client: httpx.AsyncClient) -> None:
 async def _of(client: httpx.AsyncClient, user: str, kind: str) -> list[dict[str, Any]]:
     response = await client.get(
         ENROLLMENTS,
-        params=[("user_id", f"sis_user_id:{user}"), ("type[]", kind), ("per_page", "100")]
-        + [("state[]", s) for s in ("active", "invited", "inactive", "completed", "deleted")],
+        params=[
+            ("user_id", f"sis_user_id:{user}"),
+            ("type[]", kind),
+            ("per_page", "100"),
+            *(("state[]", s) for s in ("active", "invited", "inactive", "completed", "deleted")),
+        ],
     )
     assert response.status_code == 200, response.text
     return [e for e in response.json() if e.get("sis_section_id") == SECTION]

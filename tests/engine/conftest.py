@@ -11,6 +11,7 @@ import pytest
 from canvas_tui.canvas.governor import Governor
 from canvas_tui.config import CanvasConfig, Config, Secret, SyncConfig
 from canvas_tui.engine.journal import Journal
+from canvas_tui.engine.protocol import EngineSpec
 from canvas_tui.engine.session import Session, open_session
 from canvas_tui.simulator import ADMIN_TOKEN
 from canvas_tui.sources import CsvSource
@@ -44,6 +45,25 @@ def session_for(
         journal_path=journal,
         transport=transport,
         governor=Governor(leak=10.0 * time_scale),
+    )
+
+
+def engine_spec(
+    base_url: str,
+    csv_path: Path | None,
+    journal: Path,
+    *,
+    time_scale: float = 10.0,
+    **kwargs: object,
+) -> EngineSpec:
+    """What the console hands the engine process: the simulator at `base_url` (served at
+    `time_scale`, which the governor's leak matches), the source and the journal."""
+    return EngineSpec(
+        sim_config(base_url),
+        source=csv_path,
+        journal_path=journal,
+        governor_leak=10.0 * time_scale,
+        **kwargs,  # type: ignore[arg-type]
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from canvas_tui.engine.state import RecordRow
 from canvas_tui.records import EnrollmentRecord, Provenance, RowProblem, SisStatus, SourceItem
 
 
@@ -47,3 +48,9 @@ def items(n: int, *, bad_every: int = 0) -> list[SourceItem]:
     for i in range(1, n + 1):
         out.append(problem(i) if bad_every and i % bad_every == 0 else record(i))
     return out
+
+
+def canvas_id(row: RecordRow) -> int:
+    """The Canvas enrollment a done record names (a done record always names one)."""
+    assert row.canvas_enrollment_id is not None, row
+    return row.canvas_enrollment_id

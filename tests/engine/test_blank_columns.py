@@ -9,11 +9,9 @@ course's default section only (`section ||= self.default_section`, same file).
 
 from __future__ import annotations
 
-import asyncio
 import json
 import signal
 import sqlite3
-import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +28,7 @@ from canvas_tui.simulator.world import DOC_COURSE, DOC_USERS, Enrollment
 from tests.engine import blank_columns_scenario as scenario
 from tests.engine.conftest import session_for
 from tests.engine.workload import fresh_pairs
-from tests.helpers import start_sync, write_rows
+from tests.helpers import eventually_async, exited, start_sync, write_rows
 
 TIME_SCALE = 50.0
 COURSE_HEADER = ["course_id", "user_id", "role", "section_id", "status"]
@@ -292,16 +290,16 @@ async def test_scenario_resumed_after_sigkill(tmp_path: Path, simulator: str) ->
         journal = tmp_path / "run.journal"
         argv = ("in.csv", "--journal", "run.journal")
         first = start_sync(tmp_path, simulator, *argv, CANVAS_TUI_PROGRESS_INTERVAL="0.2")
-        deadline = time.monotonic() + 30
-        while True:
-            assert first.poll() is None, first.communicate()
+
+        def a_quarter_done() -> bool:
             try:
-                if journal.exists() and _done(journal) >= len(workload) // 4:
-                    break
+                return journal.exists() and _done(journal) >= len(workload) // 4
             except sqlite3.OperationalError:  # the schema is still being created
-                pass
-            assert time.monotonic() < deadline, "the run never got going"
-            await asyncio.sleep(0.02)
+                return False
+
+        await eventually_async(
+            a_quarter_done, what="a quarter of the workload done", abort_if=exited(first)
+        )
         first.send_signal(signal.SIGKILL)
         first.wait(10)
         assert _done(journal) < len(workload)  # the scenario's rows, at the end, are still to go

@@ -12,9 +12,9 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
-import time
 from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -25,7 +25,7 @@ from canvas_tui.simulator import FaultRates, SimConfig, World, build_app
 from canvas_tui.simulator.testing import asgi_transport, free_port, serve_in_thread
 from tests.engine.conftest import session_for, sim_config
 from tests.engine.workload import write_csv
-from tests.helpers import start_sync
+from tests.helpers import eventually, eventually_async, exited, start_sync
 
 pytestmark = pytest.mark.slow
 
@@ -38,8 +38,9 @@ def _counts(journal: Path) -> dict[str, int]:
         conn.close()
 
 
-def _summary(out: str) -> dict:
-    return json.loads(out.strip().splitlines()[-1])
+def _summary(out: str) -> dict[str, Any]:
+    summary: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+    return summary
 
 
 def test_headless_stops_with_records_pending_when_canvas_dies_then_resumes(
@@ -54,10 +55,12 @@ def test_headless_stops_with_records_pending_when_canvas_dies_then_resumes(
     with ExitStack() as canvas:
         base_url = canvas.enter_context(serve_in_thread(app, port=port))
         first = start_sync(tmp_path, base_url, *argv)
-        deadline = time.monotonic() + 60
-        while app.stats()["enrollments_created"] < 30:
-            assert first.poll() is None and time.monotonic() < deadline, first.communicate()
-            time.sleep(0.02)
+        eventually(
+            lambda: app.stats()["enrollments_created"] >= 30,
+            what="30 enrollments created",
+            timeout=60,
+            abort_if=exited(first),
+        )
     # Canvas is gone: every connection is refused from here on
     out, err = first.communicate(timeout=120)
     assert first.returncode == 3, err
@@ -92,14 +95,19 @@ async def test_console_runner_pauses_when_canvas_dies_and_a_resume_finishes(
     session.runner.breaker = CircuitBreaker(failures=10, seconds=1.0)
     run = asyncio.create_task(session.run())
     try:
-        deadline = time.monotonic() + 60
-        while app.stats()["enrollments_created"] < 20:
-            assert not run.done() and time.monotonic() < deadline
-            await asyncio.sleep(0.02)
+        await eventually_async(
+            lambda: app.stats()["enrollments_created"] >= 20,
+            what="20 enrollments created",
+            timeout=60,
+            abort_if=run.done,
+        )
         await asyncio.to_thread(canvas.close)
-        while session.runner.snapshot().phase is not Phase.PAUSED:
-            assert not run.done() and time.monotonic() < deadline + 60
-            await asyncio.sleep(0.05)
+        await eventually_async(
+            lambda: session.runner.snapshot().phase is Phase.PAUSED,
+            what="the breaker's pause once Canvas is gone",
+            timeout=120,
+            abort_if=run.done,
+        )
         state = session.runner.snapshot()
         assert state.paused_reason and "Canvas unreachable" in state.paused_reason
         # nothing failed; what is not done waits (pending, or claimed and holding in back-off)
@@ -143,10 +151,13 @@ async def test_a_record_in_back_off_does_not_hold_its_dispatch_slot(tmp_path: Pa
     runner.subscribe(on_event)
     run = asyncio.create_task(session.run())
     try:
-        deadline = time.monotonic() + 20
-        while runner.snapshot().counts.get(State.DONE, 0) < 7:
-            assert not run.done() and time.monotonic() < deadline, runner.snapshot().counts
-            await asyncio.sleep(0.02)
+        await eventually_async(
+            lambda: runner.snapshot().counts.get(State.DONE, 0) >= 7,
+            what="seven records done",
+            timeout=20,
+            abort_if=run.done,
+            detail=lambda: runner.snapshot().counts,
+        )
         assert started[1] in runner.gate.backing_off  # still waiting out its 60 s
         runner.cancel()
         state = await asyncio.wait_for(run, 30)

@@ -11,7 +11,6 @@ import json
 import signal
 import sqlite3
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,7 +19,7 @@ import pytest
 from canvas_tui.simulator import World
 from canvas_tui.simulator.testing import simulate_process, simulator_stats
 from tests.engine.workload import write_csv
-from tests.helpers import start_sync
+from tests.helpers import eventually, exited, start_sync
 
 pytestmark = pytest.mark.slow
 
@@ -57,18 +56,17 @@ def test_sigkill_mid_run_then_resume(tmp_path: Path, simulator: str) -> None:
     journal = tmp_path / "run.journal"
 
     first = _sync(tmp_path, simulator)
-    deadline = time.monotonic() + 30
-    while True:
-        assert first.poll() is None, first.communicate()
-        if journal.exists():
-            try:
-                counts, _ = _journal(journal)
-            except sqlite3.OperationalError:  # the schema is still being created
-                counts = {}
-            if counts.get("done", 0) >= RECORDS // 4:
-                break
-        assert time.monotonic() < deadline, "the run never got going"
-        time.sleep(0.02)
+
+    def a_quarter_done() -> bool:
+        if not journal.exists():
+            return False
+        try:
+            counts, _ = _journal(journal)
+        except sqlite3.OperationalError:  # the schema is still being created
+            return False
+        return counts.get("done", 0) >= RECORDS // 4
+
+    eventually(a_quarter_done, what="a quarter of the records done", abort_if=exited(first))
     first.send_signal(signal.SIGKILL)
     first.wait(10)
 

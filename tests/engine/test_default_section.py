@@ -37,10 +37,20 @@ def test_a_course_only_row_names_only_its_default_sections_enrollment() -> None:
         "role": "StudentEnrollment",
         "course_section_id": 1,
     }
-    common = {"user": "sis_user_id:S1", "role": "student", "enrollment_type": "StudentEnrollment"}
-    assert names_enrollment(enrollment, section=None, **common)  # no default given: any section
-    assert not names_enrollment(enrollment, section=None, default=DefaultSection(2), **common)
-    assert names_enrollment(enrollment, section=None, default=DefaultSection(1), **common)
+
+    def names(default: DefaultSection | None) -> bool:
+        return names_enrollment(
+            enrollment,
+            user="sis_user_id:S1",
+            role="student",
+            enrollment_type="StudentEnrollment",
+            section=None,
+            default=default,
+        )
+
+    assert names(None)  # no default given: any section
+    assert not names(DefaultSection(2))
+    assert names(DefaultSection(1))
 
 
 def test_the_plan_matches_course_only_rows_in_the_default_section_and_never_guesses() -> None:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from canvas_tui.engine.journal import Journal, JournalError, Outcome, written_enrollment_ids
-from canvas_tui.records import SisStatus, State
+from canvas_tui.records import SisStatus, SourceItem, State
 from tests.engine.helpers import items, problem, record
 
 
@@ -46,7 +47,7 @@ def test_interrupted_load_continues_without_duplicates(tmp_path: Path) -> None:
     path = tmp_path / "run.journal"
     j = Journal(path)
 
-    def crashing():
+    def crashing() -> Iterator[SourceItem]:
         yield from items(2500)
         raise KeyboardInterrupt
 

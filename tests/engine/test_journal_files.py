@@ -18,9 +18,9 @@ from canvas_tui.records import State
 from canvas_tui.simulator import LatencyModel, SimConfig, World, build_app
 from canvas_tui.simulator.testing import serve_in_thread
 from canvas_tui.sources import open_source
-from tests.engine.conftest import sim_config
-from tests.engine.test_remote import spec, until
+from tests.engine.conftest import engine_spec, sim_config
 from tests.engine.workload import write_csv
+from tests.helpers import eventually_async
 
 RECORDS = 60
 
@@ -51,11 +51,13 @@ async def test_after_a_console_quit_the_journal_file_alone_has_the_final_counts(
 ) -> None:
     write_csv(tmp_path / "in.csv", World.generate(7), RECORDS, bad=1)
     journal = tmp_path / "run" / "journal.sqlite"
-    session = start_engine(spec(base_url, tmp_path / "in.csv", journal))
+    session = start_engine(engine_spec(base_url, tmp_path / "in.csv", journal))
     view = Journal(journal, read_only=True)  # the console's queue reads with its own connection
     await session.load()
     run = asyncio.create_task(session.run())
-    await until(lambda: session.runner.snapshot().counts.get(State.DONE, 0) > 0)
+    await eventually_async(
+        lambda: session.runner.snapshot().counts.get(State.DONE, 0) > 0, what="a record done"
+    )
     final = await run
     assert view.count() == RECORDS
     await session.close()  # the console quits: the engine closes first, the readers after

@@ -9,7 +9,6 @@ import os
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -19,7 +18,7 @@ from canvas_tui.engine.lock import lock_path
 from canvas_tui.simulator import World
 from canvas_tui.simulator.testing import simulate_process, simulator_stats
 from tests.engine.workload import write_csv
-from tests.helpers import start_sync
+from tests.helpers import eventually, exited, start_sync
 
 RECORDS = 200
 
@@ -72,11 +71,9 @@ def test_overlapping_sync_runs_exit_2_and_send_nothing_twice(tmp_path: Path) -> 
     journal = tmp_path / "j.sqlite"
     with simulate_process("--time-scale", "2", startup=20) as base_url:
         first = start_sync(tmp_path, base_url, "in.csv", "--journal", "j.sqlite")
-        deadline = time.monotonic() + 30
-        while _done(journal) == 0:
-            assert first.poll() is None, first.communicate()
-            assert time.monotonic() < deadline, "the first run never got going"
-            time.sleep(0.05)
+        eventually(
+            lambda: _done(journal) > 0, what="the first run's first record", abort_if=exited(first)
+        )
         second = start_sync(tmp_path, base_url, "in.csv", "--journal", "j.sqlite")
         out, err = second.communicate(timeout=60)
         assert second.returncode == 2, (out, err)

@@ -15,7 +15,6 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
@@ -48,8 +47,9 @@ from canvas_tui.resources import resource_path
 from canvas_tui.simulator import DEMO_TOKEN, LatencyModel, SimConfig, World, build_app
 from canvas_tui.simulator.demo import DEMO_URL, demo_transport
 from canvas_tui.simulator.testing import serve_in_thread, simulator_stats
-from tests.engine.conftest import sim_config
+from tests.engine.conftest import engine_spec, sim_config
 from tests.engine.workload import write_csv
+from tests.helpers import eventually, eventually_async, exited, never_within_async
 
 TIME_SCALE = 10.0
 RECORDS = 120
@@ -75,16 +75,6 @@ def csv_path(tmp_path: Path) -> Path:
     return tmp_path / "in.csv"
 
 
-def spec(base_url: str, csv_path: Path | None, journal: Path, **kwargs: object) -> EngineSpec:
-    return EngineSpec(
-        sim_config(base_url),
-        source=csv_path,
-        journal_path=journal,
-        governor_leak=10.0 * TIME_SCALE,
-        **kwargs,  # type: ignore[arg-type]
-    )
-
-
 def journal_counts(path: Path) -> dict[str, int]:
     conn = sqlite3.connect(path)
     try:
@@ -93,17 +83,10 @@ def journal_counts(path: Path) -> dict[str, int]:
         conn.close()
 
 
-async def until(predicate: object, within: float = 30.0) -> None:
-    deadline = time.monotonic() + within
-    while not predicate():  # type: ignore[operator]
-        assert time.monotonic() < deadline, f"timed out waiting for {predicate}"
-        await asyncio.sleep(0.02)
-
-
 async def test_a_run_in_the_engine_process_reconciles(
     base_url: str, csv_path: Path, tmp_path: Path
 ) -> None:
-    session = start_engine(spec(base_url, csv_path, tmp_path / "run.journal"))
+    session = start_engine(engine_spec(base_url, csv_path, tmp_path / "run.journal"))
     phases: list[Phase] = []
     session.runner.subscribe(
         lambda e: phases.append(e.phase) if isinstance(e, RunPhaseChanged) else None
@@ -113,7 +96,9 @@ async def test_a_run_in_the_engine_process_reconciles(
     assert rows and rows[-1] == RECORDS  # progress came over the socket
     assert session.store.count() == RECORDS  # the console reads the journal itself
     run = asyncio.create_task(session.run())
-    await until(lambda: session.runner.snapshot().counts.get(State.DONE, 0) > 0)
+    await eventually_async(
+        lambda: session.runner.snapshot().counts.get(State.DONE, 0) > 0, what="a record done"
+    )
     final = await run
     await session.close()
 
@@ -134,7 +119,7 @@ async def test_a_run_in_the_engine_process_reconciles(
 async def test_commands_reach_the_engine_and_answer(
     base_url: str, csv_path: Path, tmp_path: Path
 ) -> None:
-    session = start_engine(spec(base_url, csv_path, tmp_path / "run.journal"))
+    session = start_engine(engine_spec(base_url, csv_path, tmp_path / "run.journal"))
     await session.load()
     # records 1-5 are skipped before anything is sent; the answer comes back at once
     assert all(session.runner.skip(n) for n in range(1, 6))
@@ -142,21 +127,29 @@ async def test_commands_reach_the_engine_and_answer(
     assert not session.runner.skip(1)  # already final
     session.runner.set_concurrency_cap(2)
     run = asyncio.create_task(session.run())
-    await until(lambda: session.runner.snapshot().counts.get(State.DONE, 0) >= 10)
+    await eventually_async(
+        lambda: session.runner.snapshot().counts.get(State.DONE, 0) >= 10, what="ten records done"
+    )
     assert session.runner.snapshot().governor.cap == 2
     assert session.runner.snapshot().governor.in_flight <= 2
     session.runner.pause()
-    await until(
+    await eventually_async(
         lambda: (
             session.runner.snapshot().phase is Phase.PAUSED
             and session.runner.snapshot().counts.get(State.IN_FLIGHT, 0) == 0
-        )
+        ),
+        what="paused with nothing in flight",
     )
     done = session.runner.snapshot().counts[State.DONE]
-    await asyncio.sleep(0.5)
-    assert session.runner.snapshot().counts[State.DONE] == done  # paused: nothing dispatched
+    await never_within_async(
+        lambda: session.runner.snapshot().counts[State.DONE] != done,
+        0.5,
+        what="a record done while paused",
+    )
     assert session.runner.send_one()
-    await until(lambda: session.runner.snapshot().finished > done + 5)
+    await eventually_async(
+        lambda: session.runner.snapshot().finished > done + 5, what="five more records finished"
+    )
     assert session.runner.retry(1)  # skipped -> pending
     session.runner.resume()
     final = await run
@@ -169,7 +162,7 @@ async def test_commands_reach_the_engine_and_answer(
 async def test_the_console_awaits_commands_and_the_reply_brings_the_state(
     base_url: str, csv_path: Path, tmp_path: Path
 ) -> None:
-    session = start_engine(spec(base_url, csv_path, tmp_path / "run.journal"))
+    session = start_engine(engine_spec(base_url, csv_path, tmp_path / "run.journal"))
     await session.load()
     assert await session.command(RunCommands.skip, 1) is True
     assert session.runner.snapshot().counts[State.SKIPPED] == 1  # the reply's own snapshot
@@ -185,7 +178,7 @@ async def test_the_console_awaits_commands_and_the_reply_brings_the_state(
 async def test_enqueue_sends_many_records_in_one_round_trip(
     base_url: str, csv_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    session = start_engine(spec(base_url, csv_path, tmp_path / "run.journal"))
+    session = start_engine(engine_spec(base_url, csv_path, tmp_path / "run.journal"))
     final = await session.run()
     assert final.counts[State.DONE] == RECORDS - BAD - 1
     sent: list[ToEngine] = []
@@ -209,7 +202,7 @@ async def test_a_slow_engine_never_blocks_the_consoles_loop(
 ) -> None:
     """The engine stopped (SIGSTOP) while a command is out: the console's loop keeps turning,
     and the command is answered once the engine runs again."""
-    session = start_engine(spec(base_url, csv_path, tmp_path / "run.journal"))
+    session = start_engine(engine_spec(base_url, csv_path, tmp_path / "run.journal"))
     await session.load()
     ticks = 0
 
@@ -224,7 +217,8 @@ async def test_a_slow_engine_never_blocks_the_consoles_loop(
     try:
         skip = asyncio.create_task(session.command(RunCommands.skip, 1))
         start = ticks
-        await until(lambda: ticks > start + 20)  # the loop ran on while the engine said nothing
+        # the loop runs on while the engine says nothing
+        await eventually_async(lambda: ticks > start + 20, what="20 ticks of the console's loop")
         assert not skip.done()
     finally:
         os.kill(session.process.pid, signal.SIGCONT)
@@ -264,7 +258,7 @@ def test_an_engine_of_another_protocol_version_is_a_clear_error(
     journal = tmp_path / "run.journal"
     monkeypatch.setattr(protocol, "PROTOCOL_VERSION", PROTOCOL_VERSION + 1)
     with pytest.raises(EngineError, match=r"speaks protocol version \d+, this console \d+"):
-        start_engine(spec(base_url, csv_path, journal))
+        start_engine(engine_spec(base_url, csv_path, journal))
     # the console stopped at the engine's Hello: no spec was sent, so nothing was opened, and
     # the engine exited quietly (no log)
     assert not journal.exists()
@@ -294,7 +288,10 @@ async def test_the_demo_hosts_its_simulator_through_a_transport_factory(tmp_path
         )
     )
     run = asyncio.create_task(session.run())
-    await until(lambda: session.runner.snapshot().counts.get(State.DONE, 0) >= 20)
+    await eventually_async(
+        lambda: session.runner.snapshot().counts.get(State.DONE, 0) >= 20,
+        what="20 demo records done",
+    )
     await session.command(RunCommands.cancel)
     final = await run
     await session.close()
@@ -306,7 +303,7 @@ async def test_errors_come_back_as_themselves(
     base_url: str, csv_path: Path, tmp_path: Path
 ) -> None:
     journal = tmp_path / "run.journal"
-    session = start_engine(spec(base_url, csv_path, journal))
+    session = start_engine(engine_spec(base_url, csv_path, journal))
     await session.load()
     with pytest.raises(CanvasError) as raised:
         await session.client.get_course("sis_course_id:NO-SUCH-COURSE")
@@ -323,20 +320,26 @@ async def test_errors_come_back_as_themselves(
     other = tmp_path / "other.csv"
     await asyncio.to_thread(other.write_bytes, csv_path.read_bytes())  # noqa: ASYNC240
     with pytest.raises(InputError, match="is the journal of"):
-        start_engine(spec(base_url, other, journal))
+        start_engine(engine_spec(base_url, other, journal))
 
 
 async def test_the_engine_dying_shows_as_an_aborted_run(
     base_url: str, csv_path: Path, tmp_path: Path
 ) -> None:
-    session = start_engine(spec(base_url, csv_path, tmp_path / "run.journal"))
+    session = start_engine(engine_spec(base_url, csv_path, tmp_path / "run.journal"))
     await session.load()
     aborted: list[RunPhaseChanged] = []
     session.runner.subscribe(
-        lambda e: aborted.append(e) if getattr(e, "phase", None) is Phase.ABORTED else None
+        lambda e: (
+            aborted.append(e)
+            if isinstance(e, RunPhaseChanged) and e.phase is Phase.ABORTED
+            else None
+        )
     )
     run = asyncio.create_task(session.run())
-    await until(lambda: session.runner.snapshot().counts.get(State.DONE, 0) > 5)
+    await eventually_async(
+        lambda: session.runner.snapshot().counts.get(State.DONE, 0) > 5, what="six records done"
+    )
     session.process.kill()
     with pytest.raises(EngineError, match="engine process stopped"):
         await run
@@ -394,16 +397,14 @@ def test_a_killed_console_leaves_a_consistent_journal(
     )
     assert console.stdout is not None
     engine_pid = int(console.stdout.readline())
-    deadline = time.monotonic() + 30
-    while journal_counts(journal).get("done", 0) < RECORDS // 4:
-        assert time.monotonic() < deadline and console.poll() is None
-        time.sleep(0.02)
+    eventually(
+        lambda: journal_counts(journal).get("done", 0) >= RECORDS // 4,
+        what="a quarter of the records done",
+        abort_if=exited(console),
+    )
     os.kill(console.pid, signal.SIGKILL)
     console.wait(10)
-    deadline = time.monotonic() + 30
-    while _alive(engine_pid):
-        assert time.monotonic() < deadline, "the engine did not exit after the console died"
-        time.sleep(0.05)
+    eventually(lambda: not _alive(engine_pid), what="the engine's exit after the console died")
 
     counts = journal_counts(journal)
     assert counts.get("in_flight", 0) == 0, counts
@@ -422,7 +423,7 @@ def test_the_token_stays_out_of_the_engine_process_arguments_and_environment(
     token = sim_config(base_url).canvas.token
     assert token is not None
     monkeypatch.setenv("CANVAS_API_TOKEN", token.reveal())  # as an operator would set it
-    session: RemoteSession = start_engine(spec(base_url, csv_path, tmp_path / "run.journal"))
+    session: RemoteSession = start_engine(engine_spec(base_url, csv_path, tmp_path / "run.journal"))
     try:
         proc = Path(f"/proc/{session.process.pid}")
         assert token.reveal().encode() not in (proc / "cmdline").read_bytes()
@@ -440,5 +441,5 @@ def test_an_engine_that_cannot_start_says_why(
         "import sys; print('cannot import the engine: boom', file=sys.stderr); sys.exit(3)",
     )
     with pytest.raises(EngineError, match=r"the engine process exited \(code 3\).*boom"):
-        start_engine(spec(base_url, csv_path, tmp_path / "run.journal"))
+        start_engine(engine_spec(base_url, csv_path, tmp_path / "run.journal"))
     assert "boom" in engine_log_path(tmp_path / "run.journal").read_text()

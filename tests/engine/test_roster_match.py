@@ -16,9 +16,16 @@ ENROLLMENT = {
 }
 
 
-def _names(user: str, role: str = "Grader", section: str | None = None, **kw: str) -> bool:
+def _names(
+    user: str, role: str = "Grader", section: str | None = None, role_id: str | None = None
+) -> bool:
     return names_enrollment(
-        ENROLLMENT, user=user, role=role, section=section, enrollment_type=base_type(role), **kw
+        ENROLLMENT,
+        user=user,
+        role=role,
+        section=section,
+        enrollment_type=base_type(role),
+        role_id=role_id,
     )
 
 

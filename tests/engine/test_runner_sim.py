@@ -12,6 +12,7 @@ from canvas_tui.records import State
 from canvas_tui.simulator import SimConfig, World, build_app
 from canvas_tui.simulator.testing import asgi_transport
 from tests.engine.conftest import session_for, sim_config
+from tests.engine.helpers import canvas_id
 from tests.engine.workload import (
     HEADER,
     fresh_pairs,
@@ -19,7 +20,7 @@ from tests.engine.workload import (
     sis_ids,
     write_csv,
 )
-from tests.helpers import write_rows
+from tests.helpers import eventually_async, never_within_async, write_rows
 
 
 async def test_counts_reconcile_and_nothing_is_duplicated(tmp_path: Path) -> None:
@@ -58,15 +59,23 @@ async def test_pause_send_one_cap_and_retry_failed(tmp_path: Path) -> None:
     runner.set_concurrency_cap(3)
     runner.pause()
     task = asyncio.create_task(session.run())
-    await asyncio.sleep(0.3)
-    # paused before the start: only the token check went out
-    assert app.stats()["requests_by_endpoint"] == {"get_user": 1}
+    # paused before the start: only the token check goes out
+    only_token_check = {"get_user": 1}
+    await eventually_async(
+        lambda: app.stats()["requests_by_endpoint"] == only_token_check, what="the token check"
+    )
+    await never_within_async(
+        lambda: app.stats()["requests_by_endpoint"] != only_token_check,
+        0.3,
+        what="a request beyond the token check while paused",
+    )
     assert runner.send_one()
-    async with asyncio.timeout(5):
-        while runner.snapshot().counts[State.DONE] < 1:  # noqa: ASYNC110 - polling a snapshot
-            await asyncio.sleep(0.01)
-    await asyncio.sleep(0.2)
-    assert runner.snapshot().counts[State.DONE] == 1
+    await eventually_async(
+        lambda: runner.snapshot().counts[State.DONE] >= 1, what="the one record sent", timeout=5
+    )
+    await never_within_async(
+        lambda: runner.snapshot().counts[State.DONE] > 1, 0.2, what="more than one record done"
+    )
     runner.resume()
     state = await asyncio.wait_for(task, 20)
     assert state.phase == Phase.FINISHED
@@ -125,13 +134,13 @@ async def test_sis_statuses_map_to_delete_tasks(tmp_path: Path) -> None:
     assert world.enrollments[chosen[2].id].workflow_state == "deleted"
     assert world.enrollments[chosen[3].id].workflow_state == "completed"
     assert got[1].canvas_enrollment_id == chosen[0].id
-    concluded_history = world.enrollments[got[5].canvas_enrollment_id]
+    concluded_history = world.enrollments[canvas_id(got[5])]
     assert concluded_history.workflow_state == "completed"
-    created_inactive = world.enrollments[got[6].canvas_enrollment_id]
+    created_inactive = world.enrollments[canvas_id(got[6])]
     assert created_inactive.workflow_state == "inactive"
-    grader = world.enrollments[got[7].canvas_enrollment_id]
+    grader = world.enrollments[canvas_id(got[7])]
     assert (grader.type, grader.role_id) == ("TaEnrollment", 10)
-    ta = world.enrollments[got[8].canvas_enrollment_id]
+    ta = world.enrollments[canvas_id(got[8])]
     assert ta.type == "TaEnrollment"
     assert got[8].warnings and "TaEnrollment" in got[8].warnings[0]
     assert app.stats()["requests_by_endpoint"]["list_roles"] == 1  # looked up once per run

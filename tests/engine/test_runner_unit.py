@@ -15,9 +15,11 @@ from canvas_tui.canvas.errors import CanvasError, Category
 from canvas_tui.engine.actions import ActionResult, Observer
 from canvas_tui.engine.journal import Journal
 from canvas_tui.engine.runner import Runner
+from canvas_tui.engine.state import Event as RunEvent
 from canvas_tui.engine.state import GovernorState, Phase, RecordChanged, RunPhaseChanged
 from canvas_tui.records import EnrollmentRecord, State
 from tests.engine.helpers import items
+from tests.helpers import eventually_async, never_within_async
 
 
 class FixedGovernor:
@@ -64,18 +66,12 @@ class Scripted:
             self.in_flight -= 1
 
 
-async def until(predicate, limit: float = 5.0) -> None:
-    async with asyncio.timeout(limit):
-        while not predicate():  # noqa: ASYNC110 - polling observable state is the point here
-            await asyncio.sleep(0.005)
-
-
 async def test_every_record_ends_and_counts_reconcile(journal: Journal) -> None:
     journal.load(items(60, bad_every=7), description="in.csv")
     not_found = CanvasError(Category.USER_NOT_FOUND, "The specified resource does not exist.", 404)
     executor = Scripted(fail={3: not_found, 5: not_found})
     runner = Runner(journal, executor, FixedGovernor(4))
-    events = []
+    events: list[RunEvent] = []
     runner.subscribe(events.append)
     state = await runner.run()
     assert state.phase == Phase.FINISHED
@@ -100,20 +96,25 @@ async def test_pause_stops_dispatch_and_resume_continues(journal: Journal) -> No
     executor = Scripted(hold=True)
     runner = Runner(journal, executor, FixedGovernor(3))
     task = asyncio.create_task(runner.run())
-    await until(lambda: executor.in_flight == 3)
+    await eventually_async(lambda: executor.in_flight == 3, what="three records in flight")
     runner.pause()
     assert runner.snapshot().phase == Phase.PAUSED
     executor.release.set()  # in-flight records finish...
-    await until(lambda: runner.snapshot().counts[State.DONE] == 3)
-    await asyncio.sleep(0.2)
-    assert len(executor.sent) == 3  # ...and nothing new goes out while paused
+    await eventually_async(
+        lambda: runner.snapshot().counts[State.DONE] == 3, what="the three in flight done"
+    )
+    # ...and nothing new goes out while paused
+    await never_within_async(lambda: len(executor.sent) > 3, 0.2, what="a send while paused")
     # send_one dispatches exactly one record while paused
     assert runner.send_one()
-    await until(lambda: runner.snapshot().counts[State.DONE] == 4)
-    await asyncio.sleep(0.1)
-    assert len(executor.sent) == 4
+    await eventually_async(
+        lambda: runner.snapshot().counts[State.DONE] == 4, what="the one record sent done"
+    )
+    await never_within_async(
+        lambda: len(executor.sent) > 4, 0.1, what="a second send after send_one"
+    )
     assert runner.send_one(20)
-    await until(lambda: 20 in executor.sent)
+    await eventually_async(lambda: 20 in executor.sent, what="record 20 sent")
     runner.resume()
     state = await asyncio.wait_for(task, 5)
     assert state.phase == Phase.FINISHED
@@ -138,9 +139,8 @@ async def test_a_pause_while_a_batch_is_being_claimed_sends_none_of_it(
 
     monkeypatch.setattr(journal, "claim", claim_then_pause)
     task = asyncio.create_task(runner.run())
-    await until(lambda: runner.snapshot().phase == Phase.PAUSED)
-    await asyncio.sleep(0.2)
-    assert executor.sent == []
+    await eventually_async(lambda: runner.snapshot().phase == Phase.PAUSED, what="the pause")
+    await never_within_async(lambda: executor.sent, 0.2, what="a send of the claimed batch")
     counts = runner.snapshot().counts
     assert counts[State.PENDING] == 10 and counts[State.IN_FLIGHT] == 0
     assert journal.counts()[State.IN_FLIGHT] == 0  # the claims were given back
@@ -257,7 +257,7 @@ async def test_cancel_waits_for_in_flight_and_retry_sleep_stops(journal: Journal
     journal.load(items(10), description="in.csv")
 
     class Retrying(Scripted):
-        async def apply(self, record, observer):
+        async def apply(self, record: EnrollmentRecord, observer: Observer | None) -> ActionResult:
             self.sent.append(int(record.user.split(":U")[1]))
             await runner.gate.sleep(30)  # a long retry wait the operator cuts short
             return ActionResult("create", 1)
@@ -265,7 +265,7 @@ async def test_cancel_waits_for_in_flight_and_retry_sleep_stops(journal: Journal
     executor = Retrying()
     runner = Runner(journal, executor, FixedGovernor(3))
     task = asyncio.create_task(runner.run())
-    await until(lambda: len(executor.sent) == 3)
+    await eventually_async(lambda: len(executor.sent) == 3, what="three records sent")
     runner.cancel()
     state = await asyncio.wait_for(task, 5)
     assert state.phase == Phase.CANCELLED
@@ -294,11 +294,13 @@ async def test_edit_and_retry_renormalizes_the_row(journal: Journal) -> None:
     executor = Scripted()
     runner = Runner(journal, executor, FixedGovernor(2))
     await runner.run()
-    assert journal.get(3).state == State.FAILED
+    row = journal.get(3)
+    assert row is not None and row.state == State.FAILED
     assert not runner.retry(3)  # a row the source rejected cannot be re-sent as it is
     assert runner.retry_failed() == 0
     assert not runner.edit_and_retry(3, {"status": "still-bogus"})
     assert runner.edit_and_retry(3, {"status": "active"})
     state = await runner.run()
     assert state.counts[State.DONE] == 3
-    assert journal.record(3).status == "active"
+    record = journal.record(3)
+    assert record is not None and record.status == "active"

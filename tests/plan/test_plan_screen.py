@@ -15,7 +15,9 @@ from canvas_tui.engine.state import Phase
 from canvas_tui.simulator.testing import serve_in_thread
 from canvas_tui.tui.app import ConsoleApp
 from canvas_tui.tui.screens.plan import PlanScreen
+from tests.helpers import SnapCompare, eventually_async
 from tests.plan.conftest import Arena
+from tests.tui.conftest import text_of
 
 
 def _plan(dropped: int, max_share: float = 0.2) -> Plan:
@@ -76,6 +78,17 @@ async def test_apply_key_approves() -> None:
     assert app.return_value is True
 
 
+def test_plan_screen_snapshot_with_the_brake_on(snap_compare: SnapCompare) -> None:
+    """Three would-be drops past the brake's thresholds: the drops, the reason, and a button
+    that says it approves them (focus on "send nothing")."""
+    assert snap_compare(Host(_plan(3)), terminal_size=(120, 36))
+
+
+def test_plan_screen_snapshot_80x24(snap_compare: SnapCompare) -> None:
+    """One drop within the thresholds, on the smallest terminal: the plain Apply button."""
+    assert snap_compare(Host(_plan(1, max_share=1.0)), terminal_size=(80, 24))
+
+
 async def _console(
     arena: Arena, rows: list[list[str]], journal: str, key: str, base_url: str | None = None
 ) -> ConsoleApp:
@@ -91,18 +104,28 @@ async def _console(
     async def opener() -> Any:
         return session
 
-    app = ConsoleApp(opener, description="plan", plan=True)  # type: ignore[arg-type]
+    app = ConsoleApp(opener, description="plan", plan=True)
     async with app.run_test() as pilot:
-        async with asyncio.timeout(20):
-            while not isinstance(app.screen, PlanScreen):
-                await pilot.pause(0.05)
+        await eventually_async(
+            lambda: isinstance(app.screen, PlanScreen),
+            what="the plan screen",
+            timeout=20,
+            pause=pilot.pause,
+        )
         await pilot.press(key)
         if key == "a":
-            async with asyncio.timeout(20):
-                while session.runner.snapshot().phase != Phase.FINISHED:
-                    await pilot.pause(0.05)
+            await eventually_async(
+                lambda: session.runner.snapshot().phase == Phase.FINISHED,
+                what="the approved plan applied",
+                timeout=20,
+                pause=pilot.pause,
+            )
         else:
-            await pilot.pause(0.2)
+            await eventually_async(
+                lambda: "PLAN DECLINED" in text_of(app.query_one("#progress-text")),
+                what="the plan declined",
+                pause=pilot.pause,
+            )
         app.exit(0)
     await session.close()
     return app
@@ -137,8 +160,6 @@ async def test_the_engine_process_plans_and_applies_on_approval(arena: Arena) ->
 async def test_a_plan_the_drop_policy_asked_for_says_so_and_declining_says_nothing_was_sent(
     arena: Arena,
 ) -> None:
-    from tests.tui.conftest import text_of
-
     u = arena.users
     for x in u[:4]:
         arena.enroll(x)
@@ -149,17 +170,23 @@ async def test_a_plan_the_drop_policy_asked_for_says_so_and_declining_says_nothi
         return session
 
     # no --plan: the console plans because the config's drop policy needs a plan
-    app = ConsoleApp(opener, description="plan", plan=None)  # type: ignore[arg-type]
+    app = ConsoleApp(opener, description="plan", plan=None)
     async with app.run_test(size=(120, 40)) as pilot:
-        async with asyncio.timeout(20):
-            while not isinstance(app.screen, PlanScreen):
-                await pilot.pause(0.05)
+        await eventually_async(
+            lambda: isinstance(app.screen, PlanScreen),
+            what="the plan screen",
+            timeout=20,
+            pause=pilot.pause,
+        )
         title = str(app.screen.query(Label).first().render())
         assert "drop_policy is conclude" in title and "--plan" not in title
         await pilot.press("escape")
-        async with asyncio.timeout(5):
-            while "PLAN DECLINED" not in text_of(app.query_one("#progress-text")):
-                await pilot.pause(0.05)
+        await eventually_async(
+            lambda: "PLAN DECLINED" in text_of(app.query_one("#progress-text")),
+            what="the plan declined",
+            timeout=5,
+            pause=pilot.pause,
+        )
         assert "nothing was sent" in text_of(app.query_one("#progress-text"))
         assert app.check_action("start", ()) is False
         app.exit(0)

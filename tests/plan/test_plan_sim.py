@@ -9,16 +9,17 @@ import pytest
 
 from canvas_tui.canvas.errors import CanvasError, Category
 from canvas_tui.config import Secret
-from canvas_tui.engine.plan.diff import Plan
+from canvas_tui.engine.plan.diff import Plan, Step
 from canvas_tui.engine.plan.executor import (
     DROP_SOURCE,
+    SyncDecision,
     compute_plan,
     journal_paths,
     known_enrollment_ids,
     prepare_sync,
     read_items,
 )
-from canvas_tui.engine.state import Phase
+from canvas_tui.engine.state import Phase, RecordRow, RunState
 from canvas_tui.records import State
 from canvas_tui.sources import CsvSource
 from tests.plan.conftest import Arena
@@ -42,7 +43,7 @@ async def _sync(
     plan: bool | None = True,
     allow_drops: int | None = None,
     **policy: object,
-):
+) -> tuple[SyncDecision, RunState | None, list[RecordRow]]:
     """prepare_sync + run, as `canvas-tui sync` does; returns the decision, the final state
     (None when refused) and the journal's rows."""
     session = arena.session(arena.csv(rows, f"{journal}.csv"), arena.config(**policy), journal)
@@ -54,7 +55,8 @@ async def _sync(
         await session.close()
 
 
-def _actions(plan: Plan, kind: str = "record") -> dict[str, str]:
+def _actions(plan: Plan, kind: str = "record") -> dict[str | None, str]:
+    """What each user's step does, by the user's SIS id (looked up with `User.sis_user_id`)."""
     return {s.user: s.action for s in plan.steps if s.kind == kind}
 
 
@@ -127,7 +129,7 @@ async def test_every_record_action_is_planned_then_applied(arena: Arena) -> None
         sis[9]: "create",
         sis[10]: "create",
     }
-    by_user = {s.user: s for s in plan.steps}
+    by_user: dict[str | None, Step] = {s.user: s for s in plan.steps}
     assert by_user[sis[1]].via == "PUT reactivate"
     assert by_user[sis[2]].via == by_user[sis[3]].via == "POST"
     assert by_user[sis[10]].via == "POST, DELETE task=delete"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from canvas_tui.config import PlanConfig
 from canvas_tui.engine.journal import Journal
-from canvas_tui.engine.plan.diff import Step, evaluate_brake
+from canvas_tui.engine.plan.diff import Action, Step, StepKind, evaluate_brake
 from canvas_tui.engine.plan.executor import (
     PLAN_RATIO,
     choose_mode,
@@ -58,8 +58,8 @@ def test_auto_mode_counts_the_section_lists_a_plan_may_read() -> None:
 
 def _drop(course: str, n: int) -> Step:
     return Step(
-        kind="enrollment",
-        action="conclude",
+        kind=StepKind.ENROLLMENT,
+        action=Action.CONCLUDE,
         course=course,
         user=f"U{n}",
         role="StudentEnrollment",

@@ -8,15 +8,14 @@ from __future__ import annotations
 
 import json
 import signal
-import time
 from pathlib import Path
 
 import pytest
 
-from canvas_tui.simulator import SimConfig, World, build_app
+from canvas_tui.simulator import SimConfig, Simulator, World, build_app
 from canvas_tui.simulator.testing import serve_in_thread
 from tests.engine.workload import write_csv
-from tests.helpers import start_sync
+from tests.helpers import eventually, exited, start_sync
 
 pytestmark = pytest.mark.slow
 
@@ -27,19 +26,18 @@ def _errors(out: str) -> list[str]:
     return [e["message"] for e in map(json.loads, out.splitlines()) if e["event"] == "error"]
 
 
-def _killed_part_way(tmp_path: Path, app, base_url: str) -> None:
+def _killed_part_way(tmp_path: Path, app: Simulator, base_url: str) -> None:
     """`sync` against `base_url`, killed once some records are done (a crashed run)."""
     proc = start_sync(tmp_path, base_url, "in.csv", "--journal", "j.sqlite")
-    deadline = time.monotonic() + 30
-    while app.stats()["enrollments_created"] < 20:
-        assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() < deadline, "the run never got going"
-        time.sleep(0.02)
+    eventually(
+        lambda: app.stats()["enrollments_created"] >= 20,
+        what="20 enrollments created",
+        abort_if=exited(proc),
+    )
     proc.send_signal(signal.SIGKILL)
     proc.wait(10)
-    while app.stats()["in_flight"]:  # what was on the wire at the kill reaches the server
-        assert time.monotonic() < deadline + 30
-        time.sleep(0.02)
+    # what was on the wire at the kill reaches the server
+    eventually(lambda: not app.stats()["in_flight"], what="the requests in flight at the kill")
 
 
 def test_resume_against_another_canvas_exits_2_and_sends_nothing(tmp_path: Path) -> None:

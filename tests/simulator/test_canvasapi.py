@@ -19,8 +19,8 @@ from canvasapi.exceptions import (
 
 from canvas_tui.simulator import ADMIN_TOKEN, NO_PERMISSION_TOKEN, Simulator, build_app
 from canvas_tui.simulator.testing import serve_in_thread
-from tests.simulator.conftest import fast_config
-from tests.simulator.test_pagination import roster_world
+from tests.helpers import fast_config
+from tests.simulator.conftest import roster_world
 
 
 def canvas(base: str, token: str = ADMIN_TOKEN) -> Canvas:

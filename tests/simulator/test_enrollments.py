@@ -10,12 +10,7 @@ from canvas_tui.simulator.world import (
     GRADER_ROLE_ID,
     UNPUBLISHED_COURSE,
 )
-
-DOC_COURSE_PATH = "/api/v1/courses/sis_course_id:E411208/enrollments"
-
-
-def form(**fields: str) -> dict[str, str]:
-    return {f"enrollment[{k}]": v for k, v in fields.items()}
+from tests.simulator.conftest import DOC_COURSE_PATH, form
 
 
 async def test_create_returns_200_and_defaults_to_invited(client: httpx.AsyncClient) -> None:

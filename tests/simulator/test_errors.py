@@ -7,7 +7,8 @@ import httpx
 from canvas_tui.simulator import NO_PERMISSION_TOKEN, Simulator, build_app
 from canvas_tui.simulator.faults import FaultRates
 from canvas_tui.simulator.world import COMPLETED_COURSE, DELETED_COURSE, SOFT_CONCLUDED_COURSE
-from tests.simulator.conftest import BASE, client_for, fast_config
+from tests.helpers import fast_config
+from tests.simulator.conftest import BASE, client_for
 
 NOT_FOUND = {"errors": [{"message": "The specified resource does not exist."}]}
 DOC_COURSE_PATH = "/api/v1/courses/sis_course_id:E411208/enrollments"

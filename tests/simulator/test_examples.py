@@ -14,7 +14,8 @@ import pytest
 
 from canvas_tui.simulator import build_app
 from canvas_tui.simulator.world import World
-from tests.simulator.conftest import client_for, fast_config
+from tests.helpers import fast_config
+from tests.simulator.conftest import client_for
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 

@@ -8,20 +8,10 @@ import httpx
 
 from canvas_tui.simulator import build_app
 from canvas_tui.simulator.world import BUILT_IN_ROLE_IDS, World
-from tests.simulator.conftest import BASE, client_for, fast_config
+from tests.helpers import fast_config
+from tests.simulator.conftest import BASE, client_for, roster_world
 
 LINK_ENTRY = re.compile(r'^<(?P<url>[^>]+)>; rel="(?P<rel>[a-z]+)"$')
-
-
-def roster_world(size: int) -> tuple[World, str]:
-    world = World.generate(11, users=size + 20, courses=3, students_per_course=0)
-    course = world.add_course("Big Lecture", "BIG-100")
-    section = world.default_section(course)
-    student = world.roles[BUILT_IN_ROLE_IDS["StudentEnrollment"]]
-    users = [u for u in world.users.values() if u.id >= 1000][:size]
-    for user in users:
-        world.add_enrollment(user, section, student)
-    return world, "/api/v1/courses/sis_course_id:BIG-100/enrollments"
 
 
 def parse_links(response: httpx.Response) -> list[tuple[str, str]]:

@@ -6,7 +6,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import pytest
 
 from canvas_tui.cli import build_parser
 from canvas_tui.simulator import ADMIN_TOKEN, build_app, serve
+from tests.helpers import eventually, exited
 from tests.simulator.conftest import USER_AGENT, client_for
 
 
@@ -34,15 +34,21 @@ def test_simulate_serves_real_http(tmp_path: Path) -> None:
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 20
-        while True:
+
+        def stats_once_up() -> dict[str, object] | None:
             try:
-                stats = httpx.get(f"{base}/__sim__/stats", timeout=1).json()
-                break
+                found: dict[str, object] = httpx.get(f"{base}/__sim__/stats", timeout=1).json()
             except httpx.TransportError:
-                assert process.poll() is None, process.communicate()
-                assert time.monotonic() < deadline, "simulator did not start"
-                time.sleep(0.1)
+                return None
+            return found
+
+        stats = eventually(
+            stats_once_up,
+            what="the simulator to answer",
+            timeout=20,
+            interval=0.1,
+            abort_if=exited(process),
+        )
         assert stats["throttle_status"] == 403 and stats["time_scale"] == 50
         headers = {"User-Agent": USER_AGENT, "Authorization": f"Bearer {ADMIN_TOKEN}"}
         response = httpx.get(

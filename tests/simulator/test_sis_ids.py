@@ -15,7 +15,8 @@ from canvas_tui.simulator.world import (
     World,
     parse_sis_ref,
 )
-from tests.simulator.conftest import USER_AGENT, fast_config
+from tests.helpers import fast_config
+from tests.simulator.conftest import USER_AGENT
 
 
 def hex_ref(kind: str, value: str) -> str:

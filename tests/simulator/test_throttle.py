@@ -10,17 +10,10 @@ import pytest
 
 from canvas_tui.simulator import ADMIN_TOKEN, LatencyModel, build_app
 from canvas_tui.simulator.bucket import BucketSettings, LeakyBucket, ruby_float
-from tests.simulator.conftest import client_for, fast_config
+from tests.helpers import eventually_async, fast_config
+from tests.simulator.conftest import FrozenClock, client_for
 
 COURSE = "/api/v1/courses/sis_course_id:E411208/enrollments"
-
-
-class FrozenClock:
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def test_bucket_arithmetic_follows_increment_bucket() -> None:
@@ -87,14 +80,17 @@ async def _hold_concurrent(count: int, **config: object) -> tuple[list[httpx.Res
             )
             for u in users
         ]
-        for _ in range(500):  # until every request has arrived: held, or refused at once
+
+        def all_arrived() -> bool:
             stats = app.stats()
-            if (
+            return bool(
                 stats["in_flight"] + stats["throttled"] == count
                 and stats["throttled"] + 11 >= count
-            ):
-                break
-            await asyncio.sleep(0.01)
+            )
+
+        await eventually_async(
+            all_arrived, what="every request arrived: held, or refused at once", timeout=5
+        )
         gate.set()
         return list(await asyncio.gather(*tasks)), app
 
@@ -206,10 +202,9 @@ async def test_a_cancelled_request_still_settles() -> None:
     app = build_app(fast_config(clock=clock, sleep=held_sleep, get_cost=0.05))
     async with client_for(app) as client:
         task = asyncio.create_task(client.get("/api/v1/users/self"))
-        for _ in range(200):
-            if app.stats()["in_flight"] == 1:
-                break
-            await asyncio.sleep(0.005)
+        await eventually_async(
+            lambda: app.stats()["in_flight"] == 1, what="the request held", timeout=5
+        )
         assert app.token_bucket(ADMIN_TOKEN).count == 50  # the reservation is held
         task.cancel()  # a client timeout, as asyncio.wait_for would do
         with pytest.raises(asyncio.CancelledError):

@@ -4,12 +4,19 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Protocol
 
 import pytest
 
 from canvas_tui.records import EnrollmentRecord, RowProblem, SourceItem
 
 HEADER = "course_id,user_id,role,section_id,status"
+
+
+class Write(Protocol):
+    """The `write` fixture: the content to a file in the test's directory; its path."""
+
+    def __call__(self, content: str | bytes, name: str = ...) -> Path: ...
 
 
 def split(items: Iterable[SourceItem]) -> tuple[list[EnrollmentRecord], list[RowProblem]]:
@@ -21,7 +28,7 @@ def split(items: Iterable[SourceItem]) -> tuple[list[EnrollmentRecord], list[Row
 
 
 @pytest.fixture
-def write(tmp_path: Path):  # type: ignore[no-untyped-def]
+def write(tmp_path: Path) -> Write:
     """write(content, name=...) -> path; str content is UTF-8 encoded unchanged (no newline
     translation), bytes are written as they are."""
 

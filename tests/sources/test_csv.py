@@ -8,7 +8,7 @@ import pytest
 
 from canvas_tui.records import UNCHANGED, EnrollmentRecord, InputError, Provenance, SisStatus
 from canvas_tui.sources import CsvSource, open_source
-from tests.sources.conftest import HEADER, split
+from tests.sources.conftest import HEADER, Write, split
 
 # The shared fixture when present (the project workspace), else the repository's copy of it.
 SHARED = Path("/work/shared/fixtures/canvas_doc_enrollments.csv")
@@ -53,7 +53,7 @@ def lines_of(items: list) -> list[int]:  # type: ignore[type-arg]
 # -- encodings, line ends, quoting, blank lines ----------------------------------------------
 
 
-def test_utf8_bom_is_not_part_of_the_first_column(write) -> None:  # type: ignore[no-untyped-def]
+def test_utf8_bom_is_not_part_of_the_first_column(write: Write) -> None:
     path = write(b"\xef\xbb\xbf" + f"{HEADER}\nC1,U1,student,,active\n".encode())
     records, problems = read(path)
     assert problems == []
@@ -61,7 +61,7 @@ def test_utf8_bom_is_not_part_of_the_first_column(write) -> None:  # type: ignor
     assert "course_id" in records[0].provenance.raw
 
 
-def test_crlf_line_ends(write) -> None:  # type: ignore[no-untyped-def]
+def test_crlf_line_ends(write: Write) -> None:
     path = write(f"{HEADER}\r\nC1,U1,student,S1,active\r\nC1,U2,teacher,S1,active\r\n")
     records, problems = read(path)
     assert problems == []
@@ -72,7 +72,7 @@ def test_crlf_line_ends(write) -> None:  # type: ignore[no-untyped-def]
     assert records[1].provenance.raw["status"] == "active"  # no stray \r
 
 
-def test_quoted_fields_commas_doubled_quotes_and_embedded_newlines(write) -> None:  # type: ignore[no-untyped-def]
+def test_quoted_fields_commas_doubled_quotes_and_embedded_newlines(write: Write) -> None:
     text = (
         f"{HEADER}\n"
         '"C,1","U ""the"" one",student,,active\n'
@@ -89,21 +89,21 @@ def test_quoted_fields_commas_doubled_quotes_and_embedded_newlines(write) -> Non
     assert lines_of(records) == [2, 6]
 
 
-def test_blank_lines_are_skipped_and_not_counted(write) -> None:  # type: ignore[no-untyped-def]
+def test_blank_lines_are_skipped_and_not_counted(write: Write) -> None:
     text = f"\n{HEADER}\n\nC1,U1,student,,active\n,,,,\n   \n\r\nC1,U2,student,,active\n\n"
     records, problems = read(write(text))
     assert problems == []
     assert lines_of(records) == [4, 8]
 
 
-def test_cp1252_with_the_encoding_option(write) -> None:  # type: ignore[no-untyped-def]
+def test_cp1252_with_the_encoding_option(write: Write) -> None:
     path = write(f"{HEADER}\nC1,Jos\xe9,student,,active\n".encode("cp1252"))
     records, problems = read(path, encoding="cp1252")
     assert problems == []
     assert records[0].user == "sis_user_id:José"
 
 
-def test_utf16_with_its_byte_order_mark(write) -> None:  # type: ignore[no-untyped-def]
+def test_utf16_with_its_byte_order_mark(write: Write) -> None:
     path = write(f"{HEADER}\r\nC1,Jösé,student,,active\r\n".encode("utf-16"))
     records, problems = read(path, encoding="utf-16")
     assert problems == [] and records[0].user == "sis_user_id:Jösé"
@@ -111,7 +111,7 @@ def test_utf16_with_its_byte_order_mark(write) -> None:  # type: ignore[no-untyp
         read(write(HEADER.encode()), encoding="utf-16")
 
 
-def test_undecodable_bytes_fail_only_their_row_and_name_the_line(write) -> None:  # type: ignore[no-untyped-def]
+def test_undecodable_bytes_fail_only_their_row_and_name_the_line(write: Write) -> None:
     data = (
         f"{HEADER}\nC1,U1,student,,active\n".encode()
         + b"C1,Jos\xe9,student,,active\n"
@@ -127,7 +127,7 @@ def test_undecodable_bytes_fail_only_their_row_and_name_the_line(write) -> None:
     assert str(problem).startswith(f"{problem.provenance.source}:3")
 
 
-def test_undecodable_bytes_inside_a_multiline_field_name_the_physical_line(write) -> None:  # type: ignore[no-untyped-def]
+def test_undecodable_bytes_inside_a_multiline_field_name_the_physical_line(write: Write) -> None:
     data = f'{HEADER}\nC1,"U1\n'.encode() + b'x\xff",student,,active\nC1,U2,student,,active\n'
     records, problems = read(write(data))
     assert [r.user for r in records] == ["sis_user_id:U2"]
@@ -135,19 +135,19 @@ def test_undecodable_bytes_inside_a_multiline_field_name_the_physical_line(write
     assert "(on line 3)" in problems[0].message
 
 
-def test_undecodable_header_is_an_input_error(write) -> None:  # type: ignore[no-untyped-def]
+def test_undecodable_header_is_an_input_error(write: Write) -> None:
     with pytest.raises(InputError, match=r"enrollments\.csv:1: header row: undecodable"):
         read(write(b"course_id,us\xe9r_id\nC1,U1\n"))
 
 
-def test_semicolon_and_tab_delimiters(write) -> None:  # type: ignore[no-untyped-def]
+def test_semicolon_and_tab_delimiters(write: Write) -> None:
     semi = write(HEADER.replace(",", ";") + "\nC1;U1;student;;active\n", "semi.csv")
     tab = write(HEADER.replace(",", "\t") + "\nC1\tU1\tta\t\tactive\n", "tab.csv")
     assert read(semi, delimiter=";")[0][0].user == "sis_user_id:U1"
     assert read(tab, delimiter="\t")[0][0].enrollment_type == "TaEnrollment"
 
 
-def test_block_boundaries_keep_line_numbers(write, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+def test_block_boundaries_keep_line_numbers(write: Write, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("canvas_tui.sources.csv._BLOCK", 1000)  # many blocks, \r\n cut anywhere
     rows = [f"C{i % 7},U{i:06d},student,,active" for i in range(3_000)]
     rows[1500] = 'C1,"U\r\nx",student,,active'  # a quoted line break across a block end
@@ -163,7 +163,7 @@ def test_block_boundaries_keep_line_numbers(write, monkeypatch: pytest.MonkeyPat
     assert records[-1].user == "sis_user_id:U002999"
 
 
-def test_old_mac_line_ends_across_blocks(write, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+def test_old_mac_line_ends_across_blocks(write: Write, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("canvas_tui.sources.csv._BLOCK", 64)
     rows = [f"C1,U{i},student,,active" for i in range(200)]
     records, problems = read(write(HEADER + "\r" + "\r".join(rows) + "\r"))
@@ -171,7 +171,7 @@ def test_old_mac_line_ends_across_blocks(write, monkeypatch: pytest.MonkeyPatch)
     assert records[-1].provenance.line == 201
 
 
-def test_undecodable_bytes_in_a_later_block(write, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+def test_undecodable_bytes_in_a_later_block(write: Write, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("canvas_tui.sources.csv._BLOCK", 256)
     good = "".join(f"C1,U{i},student,,active\n" for i in range(100)).encode()
     data = (
@@ -187,17 +187,17 @@ def test_undecodable_bytes_in_a_later_block(write, monkeypatch: pytest.MonkeyPat
 # -- header --------------------------------------------------------------------------------
 
 
-def test_empty_file_is_an_input_error(write) -> None:  # type: ignore[no-untyped-def]
+def test_empty_file_is_an_input_error(write: Write) -> None:
     with pytest.raises(InputError, match="the file is empty; expected a header row"):
         read(write(""))
 
 
-def test_blank_only_file_is_an_input_error(write) -> None:  # type: ignore[no-untyped-def]
+def test_blank_only_file_is_an_input_error(write: Write) -> None:
     with pytest.raises(InputError, match="empty"):
         read(write("\n\r\n  \n"))
 
 
-def test_header_only_yields_nothing_and_says_so(write) -> None:  # type: ignore[no-untyped-def]
+def test_header_only_yields_nothing_and_says_so(write: Write) -> None:
     source = CsvSource(write(HEADER + "\n"))
     assert list(source) == []
     assert any("header only" in note for note in source.notes)
@@ -208,17 +208,17 @@ def test_missing_file_is_an_input_error(tmp_path: Path) -> None:
         list(CsvSource(tmp_path / "nope.csv"))
 
 
-def test_header_without_a_user_column_is_an_input_error(write) -> None:  # type: ignore[no-untyped-def]
+def test_header_without_a_user_column_is_an_input_error(write: Write) -> None:
     with pytest.raises(InputError, match=r":1: no user_id or user_integration_id in the source"):
         read(write("course_id,role,status\nC1,student,active\n"))
 
 
-def test_header_without_status_is_an_input_error(write) -> None:  # type: ignore[no-untyped-def]
+def test_header_without_status_is_an_input_error(write: Write) -> None:
     with pytest.raises(InputError, match="no status in the source"):
         read(write("course_id,user_id,role\nC1,U1,student\n"))
 
 
-def test_header_names_are_case_insensitive_and_unknown_columns_are_ignored(write) -> None:  # type: ignore[no-untyped-def]
+def test_header_names_are_case_insensitive_and_unknown_columns_are_ignored(write: Write) -> None:
     source = CsvSource(
         write("Course_ID, USER_ID ,role,status,favourite_colour\nC1,U1,student,active,red\n")
     )
@@ -232,7 +232,7 @@ def test_header_names_are_case_insensitive_and_unknown_columns_are_ignored(write
 # -- rows ----------------------------------------------------------------------------------
 
 
-def test_extra_field_in_a_row_is_a_problem_naming_the_column(write) -> None:  # type: ignore[no-untyped-def]
+def test_extra_field_in_a_row_is_a_problem_naming_the_column(write: Write) -> None:
     text = f"{HEADER}\nC1,U1,student,,active,oops\nC1,U2,student,,active\n"
     records, problems = read(write(text))
     assert [r.user for r in records] == ["sis_user_id:U2"]
@@ -244,13 +244,13 @@ def test_extra_field_in_a_row_is_a_problem_naming_the_column(write) -> None:  # 
     assert problem.provenance.raw["column 6"] == "oops"
 
 
-def test_trailing_empty_fields_are_not_extra_columns(write) -> None:  # type: ignore[no-untyped-def]
+def test_trailing_empty_fields_are_not_extra_columns(write: Write) -> None:
     records, problems = read(write(f"{HEADER}\nC1,U1,student,,active,,\nC1,U2,student,,active, \n"))
     assert problems == []
     assert [r.user for r in records] == ["sis_user_id:U1", "sis_user_id:U2"]
 
 
-def test_short_row_is_a_problem_naming_the_first_missing_column(write) -> None:  # type: ignore[no-untyped-def]
+def test_short_row_is_a_problem_naming_the_first_missing_column(write: Write) -> None:
     records, problems = read(write(f"{HEADER}\nC1,U1,student\nC1,U2,student,,active\n"))
     assert len(records) == 1
     (problem,) = problems
@@ -258,7 +258,7 @@ def test_short_row_is_a_problem_naming_the_first_missing_column(write) -> None: 
     assert "3 fields, expected 5" in problem.message
 
 
-def test_missing_user_and_missing_course(write) -> None:  # type: ignore[no-untyped-def]
+def test_missing_user_and_missing_course(write: Write) -> None:
     text = f"{HEADER}\nC1,,student,,active\n,U2,student,,active\nC1,U3,student,,active\n"
     records, problems = read(write(text))
     assert [r.user for r in records] == ["sis_user_id:U3"]
@@ -270,13 +270,13 @@ def test_missing_user_and_missing_course(write) -> None:  # type: ignore[no-unty
     assert "course_id or section_id" in no_course.message
 
 
-def test_section_only_row_has_no_course(write) -> None:  # type: ignore[no-untyped-def]
+def test_section_only_row_has_no_course(write: Write) -> None:
     records, _ = read(write(f"{HEADER}\n,U1,student,S1,active\n"))
     assert (records[0].course, records[0].section) == (None, "sis_section_id:S1")
     assert records[0].course_label == "S1"
 
 
-def test_user_integration_id_wins_over_user_id(write) -> None:  # type: ignore[no-untyped-def]
+def test_user_integration_id_wins_over_user_id(write: Write) -> None:
     text = "course_id,user_id,user_integration_id,role,status\nC1,U1,INT-9,student,active\nC1,U2,,student,active\n"
     records, _ = read(write(text))
     assert [r.user for r in records] == ["sis_integration_id:INT-9", "sis_user_id:U2"]
@@ -300,8 +300,8 @@ def test_user_integration_id_wins_over_user_id(write) -> None:  # type: ignore[n
         ("teachr", None, "teachr", 'did you mean "teacher"'),
     ],
 )
-def test_roles_resolve_as_canvas_resolves_them(  # type: ignore[no-untyped-def]
-    write, role: str, enrollment_type: str | None, recorded: str, warning: str | None
+def test_roles_resolve_as_canvas_resolves_them(
+    write: Write, role: str, enrollment_type: str | None, recorded: str, warning: str | None
 ) -> None:
     records, problems = read(write(f"{HEADER}\nC1,U1,{role},,active\n"))
     assert problems == []
@@ -313,7 +313,7 @@ def test_roles_resolve_as_canvas_resolves_them(  # type: ignore[no-untyped-def]
         assert any(warning in w for w in record.warnings), record.warnings
 
 
-def test_bad_role_and_role_id(write) -> None:  # type: ignore[no-untyped-def]
+def test_bad_role_and_role_id(write: Write) -> None:
     text = (
         "course_id,user_id,role,role_id,status\n"
         "C1,U1,,,active\n"
@@ -345,13 +345,13 @@ def test_bad_role_and_role_id(write) -> None:  # type: ignore[no-untyped-def]
         ("inactive", SisStatus.INACTIVE, False),
     ],
 )
-def test_status_prefix_matching(write, value: str, status: SisStatus, warned: bool) -> None:  # type: ignore[no-untyped-def]
+def test_status_prefix_matching(write: Write, value: str, status: SisStatus, warned: bool) -> None:
     records, _ = read(write(f"{HEADER}\nC1,U1,student,,{value}\n"))
     assert records[0].status is status
     assert bool(records[0].warnings) is warned
 
 
-def test_bad_status(write) -> None:  # type: ignore[no-untyped-def]
+def test_bad_status(write: Write) -> None:
     text = f"{HEADER}\nC1,U1,student,,enrolled\nC1,U2,student,,\nC1,U3,student,,active\n"
     records, problems = read(write(text))
     assert len(records) == 1
@@ -363,7 +363,7 @@ def test_bad_status(write) -> None:  # type: ignore[no-untyped-def]
     assert "deleted_last_completed" in problems[0].message
 
 
-def test_duplicates_are_reported_once_each_naming_the_first_line(write) -> None:  # type: ignore[no-untyped-def]
+def test_duplicates_are_reported_once_each_naming_the_first_line(write: Write) -> None:
     text = (
         f"{HEADER}\n"
         "C1,U1,student,S1,active\n"
@@ -377,7 +377,7 @@ def test_duplicates_are_reported_once_each_naming_the_first_line(write) -> None:
     assert all("duplicate of line 2" in p.message for p in problems)
 
 
-def test_malformed_quoting_fails_the_row_and_the_rest_go_on(write) -> None:  # type: ignore[no-untyped-def]
+def test_malformed_quoting_fails_the_row_and_the_rest_go_on(write: Write) -> None:
     text = f'{HEADER}\nC1,"U1"x,student,,active\nC1,U2,student,,active\n'
     records, problems = read(write(text))
     assert [r.user for r in records] == ["sis_user_id:U2"]
@@ -385,14 +385,14 @@ def test_malformed_quoting_fails_the_row_and_the_rest_go_on(write) -> None:  # t
     assert "malformed CSV" in problems[0].message
 
 
-def test_unterminated_quote_swallows_the_rest_as_one_bad_row(write) -> None:  # type: ignore[no-untyped-def]
+def test_unterminated_quote_swallows_the_rest_as_one_bad_row(write: Write) -> None:
     text = f'{HEADER}\nC1,U1,student,,active\nC1,"U2,student,,active\nC1,U3,student,,active\n'
     records, problems = read(write(text))
     assert [r.user for r in records] == ["sis_user_id:U1"]
     assert len(problems) == 1 and problems[0].provenance.line == 3
 
 
-def test_optional_columns(write) -> None:  # type: ignore[no-untyped-def]
+def test_optional_columns(write: Write) -> None:
     header = (
         "course_id,user_id,role,status,associated_user_id,start_date,end_date,"
         "limit_section_privileges,notify,root_account"
@@ -428,7 +428,7 @@ def test_optional_columns(write) -> None:  # type: ignore[no-untyped-def]
     assert "expected true or false" in bad_flag.message
 
 
-def test_every_item_has_a_distinct_increasing_line(write) -> None:  # type: ignore[no-untyped-def]
+def test_every_item_has_a_distinct_increasing_line(write: Write) -> None:
     text = f'{HEADER}\nC1,U1,student,,active\n\nbad\nC1,"U\n2",x\nC1,U1,student,,active\nC1,U9,student,,active\n'
     items = list(CsvSource(write(text)))
     lines = lines_of(items)

@@ -5,17 +5,17 @@ from __future__ import annotations
 import pytest
 
 from canvas_tui.sources import CsvSource
-from tests.sources.conftest import HEADER, split
+from tests.sources.conftest import HEADER, Write, split
 
 
 @pytest.mark.parametrize(
     ("delimiter", "name", "toml"), [(";", "semicolon", '";"'), ("\t", "tab", '"\\t"')]
 )
 def test_a_semicolon_or_tab_file_is_read_and_the_note_says_how_to_configure_it(
-    write,
+    write: Write,
     delimiter: str,
     name: str,
-    toml: str,  # type: ignore[no-untyped-def]
+    toml: str,
 ) -> None:
     header = HEADER.replace(",", delimiter)
     source = CsvSource(
@@ -30,14 +30,14 @@ def test_a_semicolon_or_tab_file_is_read_and_the_note_says_how_to_configure_it(
     )
 
 
-def test_a_one_column_file_that_is_no_other_delimiter_is_not_guessed(write) -> None:  # type: ignore[no-untyped-def]
+def test_a_one_column_file_that_is_no_other_delimiter_is_not_guessed(write: Write) -> None:
     from canvas_tui.records import InputError
 
     with pytest.raises(InputError, match="no course_id or section_id"):
         split(CsvSource(write("name;age\nx;1\n")))
 
 
-def test_a_short_row_names_the_columns_it_lacks(write) -> None:  # type: ignore[no-untyped-def]
+def test_a_short_row_names_the_columns_it_lacks(write: Write) -> None:
     records, problems = split(CsvSource(write(f"{HEADER}\nC1,U1,student\nC1,U2,student,,active\n")))
     assert len(records) == 1
     (problem,) = problems

@@ -6,7 +6,7 @@ import pytest
 
 from canvas_tui.records import InputError, SisStatus
 from canvas_tui.sources import CsvSource, IdKind, Layout
-from tests.sources.conftest import split
+from tests.sources.conftest import Write, split
 
 REGISTRAR = Layout(
     format="mapped",
@@ -16,7 +16,7 @@ REGISTRAR = Layout(
 )
 
 
-def test_registrar_export_with_defaults_and_value_map(write) -> None:  # type: ignore[no-untyped-def]
+def test_registrar_export_with_defaults_and_value_map(write: Write) -> None:
     path = write("TERM,CRN,STUDENT_ID,ROLE\n2026FA,40123,900001,S\n2026FA,40123,900002,I\n")
     records, problems = split(CsvSource(path, layout=REGISTRAR))
     assert problems == []
@@ -44,7 +44,9 @@ def test_registrar_export_with_defaults_and_value_map(write) -> None:  # type: i
     }
 
 
-def test_value_missing_from_the_value_map_is_a_problem_naming_the_source_column(write) -> None:  # type: ignore[no-untyped-def]
+def test_value_missing_from_the_value_map_is_a_problem_naming_the_source_column(
+    write: Write,
+) -> None:
     path = write("CRN,STUDENT_ID,ROLE\n40123,900001,X\n40123,900002,S\n")
     records, problems = split(CsvSource(path, layout=REGISTRAR))
     assert len(records) == 1
@@ -56,14 +58,14 @@ def test_value_missing_from_the_value_map_is_a_problem_naming_the_source_column(
     )
 
 
-def test_missing_value_names_the_source_column(write) -> None:  # type: ignore[no-untyped-def]
+def test_missing_value_names_the_source_column(write: Write) -> None:
     path = write("CRN,STUDENT_ID,ROLE\n40123,,S\n")
     (problem,) = list(CsvSource(path, layout=REGISTRAR))
     assert (problem.field, problem.column) == ("STUDENT_ID", 2)  # type: ignore[union-attr]
     assert "expected a user id in STUDENT_ID" in problem.message  # type: ignore[union-attr]
 
 
-def test_default_fills_an_empty_mapped_cell(write) -> None:  # type: ignore[no-untyped-def]
+def test_default_fills_an_empty_mapped_cell(write: Write) -> None:
     layout = Layout(
         format="mapped",
         mapping={"course_id": "CRN", "user_id": "ID", "role": "ROLE", "status": "ST"},
@@ -74,19 +76,19 @@ def test_default_fills_an_empty_mapped_cell(write) -> None:  # type: ignore[no-u
     assert [r.status for r in records] == [SisStatus.ACTIVE, SisStatus.DELETED]
 
 
-def test_mapping_to_a_missing_column_is_an_input_error_with_a_suggestion(write) -> None:  # type: ignore[no-untyped-def]
+def test_mapping_to_a_missing_column_is_an_input_error_with_a_suggestion(write: Write) -> None:
     path = write("CRN,STUDENT_IDS,ROLE\n1,2,S\n")
     with pytest.raises(InputError, match=r"user_id = 'STUDENT_ID'.*did you mean 'STUDENT_IDS'"):
         list(CsvSource(path, layout=REGISTRAR))
 
 
-def test_mapped_column_names_match_case_insensitively_when_unambiguous(write) -> None:  # type: ignore[no-untyped-def]
+def test_mapped_column_names_match_case_insensitively_when_unambiguous(write: Write) -> None:
     path = write("crn,student_id,role\n1,2,S\n")
     records, _ = split(CsvSource(path, layout=REGISTRAR))
     assert records[0].user == "sis_user_id:2"
 
 
-def test_canvas_numeric_ids(write) -> None:  # type: ignore[no-untyped-def]
+def test_canvas_numeric_ids(write: Write) -> None:
     layout = Layout(
         format="mapped",
         mapping={"section_id": "SECTION", "user_id": "USER", "role": "ROLE"},
@@ -102,7 +104,9 @@ def test_canvas_numeric_ids(write) -> None:  # type: ignore[no-untyped-def]
     assert "'S-1' is not a Canvas id; expected digits only" in problems[0].message
 
 
-def test_canvas_layout_ignores_unmapped_extra_columns_silently_in_mapped_format(write) -> None:  # type: ignore[no-untyped-def]
+def test_canvas_layout_ignores_unmapped_extra_columns_silently_in_mapped_format(
+    write: Write,
+) -> None:
     source = CsvSource(write("CRN,STUDENT_ID,ROLE,NAME\n1,2,S,Ann\n"), layout=REGISTRAR)
     records, _ = split(source)
     assert len(records) == 1 and source.notes == []

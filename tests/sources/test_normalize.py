@@ -17,7 +17,7 @@ def test_first_seen_agrees_with_a_dict_across_growth() -> None:
     rng = random.Random(3)
     keys = [rng.randrange(-(2**63), 2**63) for _ in range(20_000)] + [0, 1, -1, 2**63 - 1]
     keys += keys[:500]  # repeats
-    seen, reference = FirstSeen(capacity=16), {}
+    seen, reference = FirstSeen(capacity=16), dict[int, int]()
     for line, key in enumerate(keys, 2):
         expected = reference.setdefault(key or 1, line)
         assert seen.first(key, line) == expected

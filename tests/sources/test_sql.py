@@ -6,7 +6,7 @@ import socket
 import sqlite3
 import tracemalloc
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -28,7 +28,7 @@ COLUMNS = "term, course_id, user_id, role, section_id, status"
 QUERY = "SELECT course_id, user_id, role, section_id, status FROM {table} WHERE term = :term ORDER BY user_id, status"
 
 
-def make_sqlite(path: Path, rows: list[tuple[object, ...]] = ROWS) -> str:
+def make_sqlite(path: Path, rows: Sequence[tuple[object, ...]] = ROWS) -> str:
     db = sqlite3.connect(path)
     db.execute(f"CREATE TABLE enrollments ({COLUMNS})")
     db.executemany("INSERT INTO enrollments VALUES (?, ?, ?, ?, ?, ?)", rows)

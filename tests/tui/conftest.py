@@ -16,6 +16,7 @@ from canvas_tui.config import load_config
 from canvas_tui.engine.protocol import EngineSpec
 from canvas_tui.engine.remote import start_engine
 from canvas_tui.engine.session import open_session
+from canvas_tui.engine.state import RunState
 from canvas_tui.simulator import ADMIN_TOKEN, LatencyModel, SimConfig, Simulator, World, build_app
 from canvas_tui.simulator.testing import asgi_transport, serve_in_thread
 from canvas_tui.sources import open_source
@@ -24,6 +25,12 @@ from canvas_tui.tui.app import ConsoleApp
 BASE_URL = "http://127.0.0.1"  # never dialled: the transport is the simulator
 ROSTER_COURSE = "TUI-ROSTER-250"
 SIZE = (140, 45)
+# the roster course's rows in the source: five enrolled, one the run creates, one unknown
+ROSTER_ROWS = [
+    *([ROSTER_COURSE, f"R{i:04d}", "student", f"{ROSTER_COURSE}-01", "active"] for i in range(5)),
+    [ROSTER_COURSE, "R9000", "student", f"{ROSTER_COURSE}-01", "active"],  # created by the run
+    [ROSTER_COURSE, "LATE0001", "student", f"{ROSTER_COURSE}-01", "active"],  # no such user yet
+]
 
 
 def small_world(seed: int = 7) -> World:
@@ -194,19 +201,10 @@ def harness(tmp_path: Path) -> Harness:
     return make_harness(tmp_path, good=40, bad_every=10)
 
 
-async def wait_for(
-    pilot: object, predicate: Callable[[], bool], within: float = 15.0, step: float = 0.05
-) -> None:
-    """Let the app run until `predicate()` holds (fails the test with a clear message otherwise)."""
-    import time
-
-    deadline = time.monotonic() + within
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(
-                f"timed out after {within}s waiting for {predicate.__doc__ or predicate}"
-            )
-        await pilot.pause(step)  # type: ignore[attr-defined]
+def state_of(app: ConsoleApp) -> RunState:
+    """The app's run state, which a test reads only once it has waited for the run."""
+    assert app.state is not None, "the app has no run state yet"
+    return app.state
 
 
 def text_of(widget: object) -> str:

@@ -4,6 +4,7 @@ still leaves the TA's section limit and the student's dates as a person set them
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import httpx
@@ -14,8 +15,9 @@ from canvas_tui.simulator import ADMIN_TOKEN, LatencyModel, SimConfig, build_app
 from canvas_tui.simulator.testing import asgi_transport
 from canvas_tui.simulator.world import DOC_COURSE
 from tests.engine import blank_columns_scenario as scenario
+from tests.helpers import eventually_async
 from tests.tui import conftest
-from tests.tui.conftest import PLACEMENTS, SIZE, Harness, small_world, wait_for
+from tests.tui.conftest import PLACEMENTS, SIZE, Harness, small_world
 
 TIME_SCALE = 20.0
 
@@ -44,26 +46,28 @@ async def test_scenario_through_a_console_retry(tmp_path: Path, engine_process: 
         rows = len(scenario.rows())
         async with app.run_test(size=SIZE) as pilot:
 
-            def counts() -> dict[State, int]:
+            def counts() -> Mapping[State, int]:
                 return app.state.counts if app.state is not None else {}
 
-            await wait_for(
-                pilot,
+            await eventually_async(
                 lambda: (
                     app.state is not None
                     and app.state.phase is Phase.FINISHED
                     and counts().get(State.FAILED, 0) == rows
                 ),
+                what="every row failed against the closed course",
+                pause=pilot.pause,
             )
             course.workflow_state = "available"
             await pilot.press("R", "enter")  # retry: all failed records
-            await wait_for(
-                pilot,
+            await eventually_async(
                 lambda: (
                     counts().get(State.DONE, 0) == rows
                     and app.state is not None
                     and app.state.phase is Phase.FINISHED
                 ),
+                what="every row done after the retry",
+                pause=pilot.pause,
             )
             await scenario.check(http)
             await pilot.press("q")

@@ -12,7 +12,8 @@ import pytest
 from canvas_tui.engine.remote import RemoteSession
 from canvas_tui.engine.state import Phase
 from canvas_tui.tui.app import ConsoleApp
-from tests.tui.conftest import SIZE, make_harness, wait_for
+from tests.helpers import eventually_async
+from tests.tui.conftest import SIZE, make_harness
 
 
 async def test_a_command_the_engine_is_slow_to_answer_leaves_the_console_ticking(
@@ -30,8 +31,10 @@ async def test_a_command_the_engine_is_slow_to_answer_leaves_the_console_ticking
     h = make_harness(tmp_path, good=150, time_scale=2.0, engine_process=True)
     app = h.app()
     async with app.run_test(size=SIZE) as pilot:
-        await wait_for(
-            pilot, lambda: app.state is not None and app.check_action("toggle_pause", ()) is True
+        await eventually_async(
+            lambda: app.state is not None and app.check_action("toggle_pause", ()) is True,
+            what="pause offered",
+            pause=pilot.pause,
         )
         session = app.session
         assert isinstance(session, RemoteSession)
@@ -39,14 +42,19 @@ async def test_a_command_the_engine_is_slow_to_answer_leaves_the_console_ticking
         try:
             pause = asyncio.create_task(app.run_action("toggle_pause"))
             start = ticks
-            await wait_for(pilot, lambda: ticks >= start + 5)  # the refresh timer runs on
+            await eventually_async(  # the refresh timer runs on
+                lambda: ticks >= start + 5, what="five refresh ticks", pause=pilot.pause
+            )
             assert not pause.done()  # ... while the command waits for its answer
         finally:
             os.kill(session.process.pid, signal.SIGCONT)
         await asyncio.wait_for(pause, 30)
         assert session.runner.snapshot().phase is Phase.PAUSED  # the reply's snapshot
         await pilot.press("p")
-        await wait_for(
-            pilot, lambda: app.state is not None and app.state.phase is Phase.FINISHED, within=30
+        await eventually_async(
+            lambda: app.state is not None and app.state.phase is Phase.FINISHED,
+            what="the run finished",
+            timeout=30,
+            pause=pilot.pause,
         )
         await pilot.press("q")

@@ -16,7 +16,8 @@ from canvas_tui.records import State
 from canvas_tui.tui.app import ConsoleApp
 from canvas_tui.tui.screens.dialogs import ConfirmScreen, HelpScreen
 from canvas_tui.tui.widgets.queue import QueueView
-from tests.tui.conftest import PLACEMENTS, make_harness, text_of, wait_for
+from tests.helpers import eventually_async, never_within_async
+from tests.tui.conftest import PLACEMENTS, make_harness, state_of, text_of
 
 SIZES = pytest.mark.parametrize("size", [(80, 24), (160, 48)], ids=["80x24", "160x48"])
 
@@ -34,7 +35,7 @@ async def test_a_console_opened_on_a_source_sends_nothing_until_the_start_key(
     h = make_harness(tmp_path, good=40, bad_every=10, engine_process=engine_process)
     app = h.app(autostart=False)  # what `canvas-tui console SOURCE` does by default
     async with app.run_test(size=(80, 24)) as pilot:
-        await wait_for(pilot, lambda: _ready(app))
+        await eventually_async(lambda: _ready(app), what="the READY screen", pause=pilot.pause)
         # READY says what a start will do: records, mode, requests and time, drops
         progress = text_of(app.query_one("#progress-text"))
         detail = text_of(app.query_one("#progress-detail"))
@@ -47,12 +48,20 @@ async def test_a_console_opened_on_a_source_sends_nothing_until_the_start_key(
         # neither time nor the other write keys send anything
         assert app.check_action("toggle_pause", ()) is False
         await pilot.press("p", "n", "x")
-        await pilot.pause(1.0)
-        assert h.sim.stats()["requests"] == 0, "nothing reaches Canvas before the start key"
+        await never_within_async(
+            lambda: h.sim.stats()["requests"] != 0,
+            1.0,
+            what="a request before the start key",
+            pause=pilot.pause,
+        )
         assert app.state is not None and app.state.counts[State.PENDING] == 44
 
         await pilot.press("S")
-        await wait_for(pilot, lambda: app.state is not None and app.state.phase is Phase.FINISHED)
+        await eventually_async(
+            lambda: app.state is not None and app.state.phase is Phase.FINISHED,
+            what="the run finished",
+            pause=pilot.pause,
+        )
         stats = h.sim.stats()
         assert stats["requests_by_status"], stats
         assert stats["enrollments_created"] == 40
@@ -88,10 +97,20 @@ async def test_the_console_fits_the_terminal(tmp_path: Path, size: tuple[int, in
     h = make_harness(tmp_path, good=300, time_scale=2.0)
     app = h.app()
     async with app.run_test(size=size) as pilot:
-        await wait_for(pilot, lambda: app.state is not None and app.state.phase is Phase.RUNNING)
-        await pilot.pause(0.5)
+        await eventually_async(
+            lambda: app.state is not None and app.state.phase is Phase.RUNNING,
+            what="the run running",
+            pause=pilot.pause,
+        )
+        await eventually_async(
+            lambda: state_of(app).finished > 0, what="a record finished", pause=pilot.pause
+        )
         await pilot.press("p")  # a run that stays going (paused) while the screens are checked
-        await wait_for(pilot, lambda: app.state is not None and app.state.phase is Phase.PAUSED)
+        await eventually_async(
+            lambda: app.state is not None and app.state.phase is Phase.PAUSED,
+            what="the run paused",
+            pause=pilot.pause,
+        )
         # how to get help and how to get out are always on screen
         assert _fully_visible(app, "help") and _fully_visible(app, "quit_safely")
         footer = {k.description for k in app.screen.query(FooterKey)}
@@ -111,31 +130,54 @@ async def test_the_console_fits_the_terminal(tmp_path: Path, size: tuple[int, in
         await pilot.press("question_mark")
         assert isinstance(app.screen, HelpScreen)
         scroll = app.screen.query_one(VerticalScroll)
-        await pilot.pause(0.1)
+        await eventually_async(
+            lambda: scroll.region.height > 0, what="the help laid out", pause=pilot.pause
+        )
         if size == (80, 24):
-            assert scroll.max_scroll_y > 0, "the keys do not fit: the help must scroll"
+            await eventually_async(
+                lambda: scroll.max_scroll_y > 0,
+                what="the help to scroll (the keys do not fit)",
+                pause=pilot.pause,
+            )
             await pilot.press("down")
-            await pilot.pause(0.1)
-            assert scroll.scroll_y == 1
+            await eventually_async(
+                lambda: scroll.scroll_y == 1, what="the help one line down", pause=pilot.pause
+            )
             await pilot.press("pagedown")
-            await pilot.pause(0.1)
-            assert scroll.scroll_y > 1
+            await eventually_async(
+                lambda: scroll.scroll_y > 1, what="the help a page down", pause=pilot.pause
+            )
         await pilot.press("end")
-        await pilot.pause(0.2)
-        assert scroll.scroll_y == scroll.max_scroll_y
         last = scroll.children[-1]
-        assert last.region.bottom <= scroll.region.bottom  # the last line is on screen
+        await eventually_async(
+            # the last line is on screen
+            lambda: (
+                scroll.scroll_y == scroll.max_scroll_y
+                and last.region.bottom <= scroll.region.bottom
+            ),
+            what="the help at its end",
+            pause=pilot.pause,
+        )
         await pilot.press("escape")
         assert not isinstance(app.screen, HelpScreen)
 
         # ctrl+c asks the same question as q
         await pilot.press("ctrl+c")
-        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), within=3)
+        await eventually_async(
+            lambda: isinstance(app.screen, ConfirmScreen),
+            what="the confirm dialog",
+            timeout=3,
+            pause=pilot.pause,
+        )
         assert "in-flight requests finish first" in text_of(app.screen.query("Static").last())
         await pilot.press("n")
         assert app.return_value is None
         await pilot.press("x", "y")  # cancel, so the quit below needs no second question
-        await wait_for(pilot, lambda: app.state is not None and app.state.phase is Phase.CANCELLED)
+        await eventually_async(
+            lambda: app.state is not None and app.state.phase is Phase.CANCELLED,
+            what="the run cancelled",
+            pause=pilot.pause,
+        )
         await pilot.press("q")
 
 
@@ -153,7 +195,14 @@ async def test_edit_labels_never_break_a_field_name() -> None:
 
     app = Host()
     async with app.run_test(size=(80, 24)) as pilot:
-        await pilot.pause(0.1)
+        await eventually_async(
+            lambda: (
+                isinstance(app.screen, EditScreen)
+                and all(lb.size.width for lb in app.screen.query(".field Label"))
+            ),
+            what="the edit dialog laid out",
+            pause=pilot.pause,
+        )
         labels = [lb for lb in app.screen.query(".field Label") if isinstance(lb, Label)]
         assert len(labels) == len(fields)
         for label in labels:
@@ -194,16 +243,31 @@ async def test_the_read_only_view_shows_no_made_up_rates(tmp_path: Path) -> None
     h = make_harness(tmp_path, good=20)
     app = h.app()
     async with app.run_test(size=(80, 24)) as pilot:
-        await wait_for(pilot, lambda: app.state is not None and app.state.phase is Phase.FINISHED)
+        await eventually_async(
+            lambda: app.state is not None and app.state.phase is Phase.FINISHED,
+            what="the run finished",
+            pause=pilot.pause,
+        )
         await pilot.press("q")
     triage = h.app(read_only=True)
     async with triage.run_test(size=(80, 24)) as pilot:
-        await wait_for(pilot, lambda: triage.state is not None)
-        await pilot.pause(0.4)
+        await eventually_async(
+            lambda: triage.state is not None,
+            what="the journal's state in the read-only console",
+            pause=pilot.pause,
+        )
+
+        def made_up_rates() -> bool:
+            charts = [text_of(triage.query_one(c)) for c in ("#rate-spark", "#remaining-spark")]
+            detail = text_of(triage.query_one("#progress-detail"))
+            return "peak" in detail or any("█" in chart for chart in charts)
+
+        await never_within_async(
+            made_up_rates, 0.4, what="a rate or a chart in the read-only view", pause=pilot.pause
+        )
         detail = text_of(triage.query_one("#progress-detail"))
-        assert "peak" not in detail and "records/s —" in detail
+        assert "records/s —" in detail
         for chart in ("#rate-spark", "#remaining-spark"):
-            text = text_of(triage.query_one(chart))
-            assert "no samples yet" in text and "█" not in text
+            assert "no samples yet" in text_of(triage.query_one(chart))
         assert "READ-ONLY" in text_of(triage.query_one("#progress-text"))
         await pilot.press("q")

@@ -5,15 +5,17 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+from textual.command import CommandList, CommandPalette
 from textual.widgets import Input
 
 from canvas_tui.engine.journal import Journal
-from canvas_tui.engine.state import Phase
+from canvas_tui.engine.state import Phase, RecordRow
 from canvas_tui.records import FINAL_STATES, State
 from canvas_tui.tui.app import ConsoleApp
 from canvas_tui.tui.screens.dialogs import ConfirmScreen, EditScreen, HelpScreen, PromptScreen
 from canvas_tui.tui.screens.stepper import FailureStepper
-from tests.tui.conftest import PLACEMENTS, SIZE, Harness, make_harness, text_of, wait_for
+from tests.helpers import eventually_async, never_within_async
+from tests.tui.conftest import PLACEMENTS, SIZE, Harness, make_harness, state_of, text_of
 
 
 def _phase(app: ConsoleApp) -> Phase | None:
@@ -27,13 +29,21 @@ def _store(app: ConsoleApp) -> Journal:
     return store
 
 
+def _row(store: Journal, record_id: int) -> RecordRow:
+    row = store.get(record_id)
+    assert row is not None, record_id
+    return row
+
+
 @PLACEMENTS
 async def test_a_run_goes_to_the_end_and_counts_reconcile(
     tmp_path: Path, engine_process: bool
 ) -> None:
     app = make_harness(tmp_path, good=40, bad_every=10, engine_process=engine_process).app()
     async with app.run_test(size=SIZE) as pilot:
-        await wait_for(pilot, lambda: _phase(app) is Phase.FINISHED)
+        await eventually_async(
+            lambda: _phase(app) is Phase.FINISHED, what="the run finished", pause=pilot.pause
+        )
         state = app.state
         assert state is not None
         # 40 good rows, 4 users Canvas lacks, 1 invalid row
@@ -45,7 +55,9 @@ async def test_a_run_goes_to_the_end_and_counts_reconcile(
         failures = text_of(app.query_one("#failures"))
         assert "User not found" in failures and "Invalid source row" in failures
         await pilot.press("q")  # finished: no question asked
-        await wait_for(pilot, lambda: app.return_value is not None)  # the engine closes first
+        await eventually_async(
+            lambda: app.return_value is not None, what="the app's exit", pause=pilot.pause
+        )  # the engine closes first
     assert app.return_value == 0  # an ordinary quit, failures or not (issue 12, item 7)
 
 
@@ -67,27 +79,48 @@ async def test_pause_stops_dispatch_send_one_sends_one_resume_finishes(
     h = make_harness(tmp_path, good=150, time_scale=2.0, engine_process=engine_process)
     app = h.app()
     async with app.run_test(size=SIZE) as pilot:
-        await wait_for(
-            pilot, lambda: app.state is not None and app.check_action("toggle_pause", ()) is True
+        await eventually_async(
+            lambda: app.state is not None and app.check_action("toggle_pause", ()) is True,
+            what="pause offered",
+            pause=pilot.pause,
         )
         await pilot.press("p")
-        await wait_for(pilot, lambda: _phase(app) is Phase.PAUSED and _settled(app))
+        await eventually_async(
+            lambda: _phase(app) is Phase.PAUSED and _settled(app),
+            what="the run paused with nothing in flight",
+            pause=pilot.pause,
+        )
         before = h.sim.stats()["requests"]
-        finished = app.state.finished
-        await pilot.pause(0.8)
-        assert h.sim.stats()["requests"] == before, "nothing is sent while paused"
-        assert app.state.finished == finished
-        assert app.state.counts[State.PENDING] > 0
+        finished = state_of(app).finished
+        await never_within_async(
+            lambda: h.sim.stats()["requests"] != before or state_of(app).finished != finished,
+            0.8,
+            what="a request sent while paused",
+            pause=pilot.pause,
+        )
+        assert state_of(app).counts[State.PENDING] > 0
 
         await pilot.press("n")  # exactly one record goes out
-        await wait_for(pilot, lambda: app.state.finished == finished + 1 and _settled(app))
-        await pilot.pause(0.4)
-        assert app.state.finished == finished + 1
-        assert _phase(app) is Phase.PAUSED
+        await eventually_async(
+            lambda: state_of(app).finished == finished + 1 and _settled(app),
+            what="the one record sent finished",
+            pause=pilot.pause,
+        )
+        await never_within_async(
+            lambda: state_of(app).finished != finished + 1 or _phase(app) is not Phase.PAUSED,
+            0.4,
+            what="a second record sent, or the pause lifted",
+            pause=pilot.pause,
+        )
 
         await pilot.press("p")
-        await wait_for(pilot, lambda: _phase(app) is Phase.FINISHED, within=30)
-        assert app.state.finished == app.state.total == 151
+        await eventually_async(
+            lambda: _phase(app) is Phase.FINISHED,
+            what="the run finished",
+            timeout=30,
+            pause=pilot.pause,
+        )
+        assert state_of(app).finished == state_of(app).total == 151
         await pilot.press("q")
 
 
@@ -96,11 +129,17 @@ async def test_skip_and_retry_change_a_records_state(tmp_path: Path, engine_proc
     h = make_harness(tmp_path, good=60, bad_every=20, time_scale=2.0, engine_process=engine_process)
     app = h.app()
     async with app.run_test(size=SIZE) as pilot:
-        await wait_for(
-            pilot, lambda: app.state is not None and app.check_action("toggle_pause", ()) is True
+        await eventually_async(
+            lambda: app.state is not None and app.check_action("toggle_pause", ()) is True,
+            what="pause offered",
+            pause=pilot.pause,
         )
         await pilot.press("p")
-        await wait_for(pilot, lambda: _phase(app) is Phase.PAUSED and _settled(app))
+        await eventually_async(
+            lambda: _phase(app) is Phase.PAUSED and _settled(app),
+            what="the run paused with nothing in flight",
+            pause=pilot.pause,
+        )
         store = _store(app)
         pending = next(
             r
@@ -112,31 +151,45 @@ async def test_skip_and_retry_change_a_records_state(tmp_path: Path, engine_proc
         assert app.queue.selected is not None and app.queue.selected.record_id == pending.record_id
 
         await pilot.press("s")
-        assert store.get(pending.record_id).state is State.SKIPPED  # type: ignore[union-attr]
+        assert _row(store, pending.record_id).state is State.SKIPPED
         await pilot.press("r")
-        await pilot.pause(0.1)
-        assert store.get(pending.record_id).state is State.PENDING  # type: ignore[union-attr]
+        await eventually_async(
+            lambda: _row(store, pending.record_id).state is State.PENDING,
+            what="the skipped record pending again",
+            pause=pilot.pause,
+        )
 
         await pilot.press("p")
-        await wait_for(pilot, lambda: _phase(app) is Phase.FINISHED, within=30)
-        assert store.get(pending.record_id).state is State.DONE  # type: ignore[union-attr]
+        await eventually_async(
+            lambda: _phase(app) is Phase.FINISHED,
+            what="the run finished",
+            timeout=30,
+            pause=pilot.pause,
+        )
+        assert _row(store, pending.record_id).state is State.DONE
 
         # a user missing in Canvas is created; retrying the failed record now succeeds
         ghost_id = store.failed_ids("user_not_found")[0]
-        ghost = store.get(ghost_id)
+        ghost = _row(store, ghost_id)
         assert ghost is not None
         h.sim.world.add_user("Late Arrival", ghost.user.split(":", 1)[1])
         await pilot.press("colon", *str(ghost_id), "enter")
         await pilot.press("r")
-        await wait_for(pilot, lambda: store.get(ghost_id).state is State.DONE)  # type: ignore[union-attr]
-        assert store.get(ghost_id).attempts > ghost.attempts  # type: ignore[union-attr]
+        await eventually_async(
+            lambda: _row(store, ghost_id).state is State.DONE,
+            what="the retried record done",
+            pause=pilot.pause,
+        )
+        assert _row(store, ghost_id).attempts > ghost.attempts
         await pilot.press("q")
 
 
 async def test_stepper_walks_the_failures_in_order_and_edit_retries(harness: Harness) -> None:
     app = harness.app()
     async with app.run_test(size=SIZE) as pilot:
-        await wait_for(pilot, lambda: _phase(app) is Phase.FINISHED)
+        await eventually_async(
+            lambda: _phase(app) is Phase.FINISHED, what="the run finished", pause=pilot.pause
+        )
         store = _store(app)
         expected = store.failed_ids()
         assert len(expected) == 5
@@ -166,7 +219,7 @@ async def test_stepper_walks_the_failures_in_order_and_edit_retries(harness: Har
         assert stepper.position == (4, 5)
 
         # the invalid row: fix its status in the editor, retry, and it is sent
-        invalid = next(i for i in expected if store.get(i).category == "invalid_input")  # type: ignore[union-attr]
+        invalid = next(i for i in expected if _row(store, i).category == "invalid_input")
         while stepper.current_record().record_id != invalid:  # type: ignore[union-attr]
             await pilot.press("h")
         await pilot.press("e")
@@ -175,8 +228,16 @@ async def test_stepper_walks_the_failures_in_order_and_edit_retries(harness: Har
         box = editor.query_one("#field-status")
         box.value = "active"  # type: ignore[attr-defined]
         await pilot.press("ctrl+s")
-        await wait_for(pilot, lambda: store.get(invalid).state is State.DONE)  # type: ignore[union-attr]
-        await wait_for(pilot, lambda: stepper.position[1] == 4)  # it left the failures
+        await eventually_async(
+            lambda: _row(store, invalid).state is State.DONE,
+            what="the edited record done",
+            pause=pilot.pause,
+        )
+        await eventually_async(
+            lambda: stepper.position[1] == 4,
+            what="the stepper to leave the fixed record",
+            pause=pilot.pause,
+        )  # it left the failures
 
         # export the remaining failures as a SIS CSV that can be fixed and fed back
         out = harness.journal.parent / "failures.csv"
@@ -185,12 +246,15 @@ async def test_stepper_walks_the_failures_in_order_and_edit_retries(harness: Har
         assert isinstance(prompt, PromptScreen)
         prompt.query_one(Input).value = str(out)
         await pilot.press("enter")
-        await wait_for(pilot, lambda: out.exists() and len(out.read_text().splitlines()) == 5)
+        await eventually_async(
+            lambda: out.exists() and len(out.read_text().splitlines()) == 5,
+            what="the export file with four failures",
+            pause=pilot.pause,
+        )
         with out.open(newline="", encoding="utf-8") as f:
             exported = list(csv.DictReader(f))
         assert {r["user_id"] for r in exported} == {
-            store.get(i).user.split(":", 1)[1]  # type: ignore[union-attr]
-            for i in store.failed_ids()
+            _row(store, i).user.split(":", 1)[1] for i in store.failed_ids()
         }
         await pilot.press("escape")
         await pilot.press("q")
@@ -203,8 +267,10 @@ async def test_quitting_mid_run_leaves_a_consistent_journal_that_resumes(
     h = make_harness(tmp_path, good=300, time_scale=2.0, engine_process=engine_process)
     app = h.app()
     async with app.run_test(size=SIZE) as pilot:
-        await wait_for(
-            pilot, lambda: app.state is not None and app.state.counts.get(State.DONE, 0) >= 20
+        await eventually_async(
+            lambda: app.state is not None and app.state.counts.get(State.DONE, 0) >= 20,
+            what="20 records done",
+            pause=pilot.pause,
         )
         await pilot.press("ctrl+q")  # Textual's own quit key asks the same question
         assert isinstance(app.screen, ConfirmScreen)
@@ -213,7 +279,12 @@ async def test_quitting_mid_run_leaves_a_consistent_journal_that_resumes(
         await pilot.press("q")
         assert isinstance(app.screen, ConfirmScreen)
         await pilot.press("y")
-        await wait_for(pilot, lambda: app.return_value is not None, within=20)
+        await eventually_async(
+            lambda: app.return_value is not None,
+            what="the app's exit",
+            timeout=20,
+            pause=pilot.pause,
+        )
     assert app.return_value == 0  # an ordinary quit; the pending records stay in the journal
 
     journal = Journal(h.journal, read_only=True)
@@ -233,9 +304,18 @@ async def test_quitting_mid_run_leaves_a_consistent_journal_that_resumes(
     # opening the same journal again resumes: the start key starts it, and it runs to the end
     again = h.app(autostart=False)
     async with again.run_test(size=SIZE) as pilot:
-        await wait_for(pilot, lambda: again.check_action("start", ()) is True)
+        await eventually_async(
+            lambda: again.check_action("start", ()) is True,
+            what="start offered on resume",
+            pause=pilot.pause,
+        )
         await pilot.press("S")
-        await wait_for(pilot, lambda: _phase(again) is Phase.FINISHED, within=30)
+        await eventually_async(
+            lambda: _phase(again) is Phase.FINISHED,
+            what="the resumed run finished",
+            timeout=30,
+            pause=pilot.pause,
+        )
         assert again.state.finished == 301
         await pilot.press("q")
 
@@ -243,14 +323,20 @@ async def test_quitting_mid_run_leaves_a_consistent_journal_that_resumes(
 async def test_read_only_triage_hides_writes_but_steps_failures(harness: Harness) -> None:
     app = harness.app()
     async with app.run_test(size=SIZE) as pilot:
-        await wait_for(pilot, lambda: _phase(app) is Phase.FINISHED)
+        await eventually_async(
+            lambda: _phase(app) is Phase.FINISHED, what="the run finished", pause=pilot.pause
+        )
         await pilot.press("q")
     triage = harness.app(read_only=True)
     async with triage.run_test(size=SIZE) as pilot:
-        await wait_for(pilot, lambda: triage.state is not None)
+        await eventually_async(
+            lambda: triage.state is not None,
+            what="the journal's state in the read-only console",
+            pause=pilot.pause,
+        )
         for action in ("toggle_pause", "skip", "retry", "retry_all", "cancel_run", "send_one"):
             assert triage.check_action(action, ()) is False, action
-        failed_before = triage.state.counts[State.FAILED]
+        failed_before = state_of(triage).counts[State.FAILED]
         await pilot.press("R", "r", "s", "p")
         assert not isinstance(triage.screen, ConfirmScreen)
         await pilot.press("f")
@@ -264,9 +350,15 @@ async def test_help_palette_and_remapped_keys_share_one_registry(tmp_path: Path)
     h = make_harness(tmp_path, good=60, bad_every=20, time_scale=4.0)
     app = h.app(keymap={"pause": "space"})
     async with app.run_test(size=SIZE) as pilot:
-        await wait_for(pilot, lambda: app.check_action("toggle_pause", ()) is True)
+        await eventually_async(
+            lambda: app.check_action("toggle_pause", ()) is True,
+            what="pause offered",
+            pause=pilot.pause,
+        )
         await pilot.press("space")  # the remapped key pauses
-        await wait_for(pilot, lambda: _phase(app) is Phase.PAUSED)
+        await eventually_async(
+            lambda: _phase(app) is Phase.PAUSED, what="the run paused", pause=pilot.pause
+        )
         await pilot.press("question_mark")
         assert isinstance(app.screen, HelpScreen)
         text = text_of(app.screen.query_one("Static.help-keys"))
@@ -275,24 +367,44 @@ async def test_help_palette_and_remapped_keys_share_one_registry(tmp_path: Path)
         # the command palette runs the same action by name
         await pilot.press("ctrl+p")
         await pilot.press(*"Pause or resume")
-        await pilot.pause(0.3)
+        await eventually_async(
+            lambda: (
+                isinstance(app.screen, CommandPalette)
+                and app.screen.query_one(CommandList).option_count > 0
+            ),
+            what="the palette's match",
+            pause=pilot.pause,
+        )
         await pilot.press("enter")
-        await wait_for(pilot, lambda: _phase(app) in (Phase.RUNNING, Phase.FINISHED))
-        await wait_for(pilot, lambda: _phase(app) is Phase.FINISHED)
+        await eventually_async(
+            lambda: _phase(app) in (Phase.RUNNING, Phase.FINISHED),
+            what="the run started",
+            pause=pilot.pause,
+        )
+        await eventually_async(
+            lambda: _phase(app) is Phase.FINISHED, what="the run finished", pause=pilot.pause
+        )
         # a bulk action asks first; declining changes nothing
-        failed = app.state.counts[State.FAILED]
+        failed = state_of(app).counts[State.FAILED]
         await pilot.press("R")
         await pilot.press("escape")
-        await pilot.pause(0.2)
-        assert app.state.counts[State.FAILED] == failed
+        await never_within_async(
+            lambda: state_of(app).counts[State.FAILED] != failed,
+            0.2,
+            what="a retry after declining",
+            pause=pilot.pause,
+        )
         await pilot.press("R", "enter")  # first option: all failed records
-        await wait_for(
-            pilot,
-            lambda: app.state.counts.get(State.PENDING, 0) == 0 and _phase(app) is Phase.FINISHED,
+        await eventually_async(
+            lambda: (
+                state_of(app).counts.get(State.PENDING, 0) == 0 and _phase(app) is Phase.FINISHED
+            ),
+            what="the retried failures finished",
+            pause=pilot.pause,
         )
         store = _store(app)
         # the users are still missing: sent again, failed again; the invalid row cannot be sent
-        assert all(store.get(i).attempts >= 2 for i in store.failed_ids("user_not_found"))  # type: ignore[union-attr]
+        assert all(_row(store, i).attempts >= 2 for i in store.failed_ids("user_not_found"))
         assert len(store.failed_ids("user_not_found")) == 3
         await pilot.press("q")
 
@@ -301,24 +413,28 @@ async def test_concurrency_cap_and_cancel_go_through_run_control(tmp_path: Path)
     h = make_harness(tmp_path, good=300, time_scale=1.0, latency=0.5)
     app = h.app()
     async with app.run_test(size=SIZE) as pilot:
-        await wait_for(pilot, lambda: _phase(app) is Phase.RUNNING)
+        await eventually_async(
+            lambda: _phase(app) is Phase.RUNNING, what="the run running", pause=pilot.pause
+        )
         await pilot.press("minus")
-        first = app.state.governor.cap
+        first = state_of(app).governor.cap
         assert first is not None and first >= 1
         await pilot.press("minus", "plus", "minus")
-        assert app.state.governor.cap == max(1, first - 1)
+        assert state_of(app).governor.cap == max(1, first - 1)
         assert app.session.client.governor.state().cap == app.state.governor.cap  # type: ignore[union-attr]
         await pilot.press("equals_sign")
-        assert app.state.governor.cap is None
+        assert state_of(app).governor.cap is None
 
         await pilot.press("x")  # destructive: asks first
         assert isinstance(app.screen, ConfirmScreen)
         await pilot.press("n")
         assert _phase(app) is Phase.RUNNING
         await pilot.press("x", "y")
-        await wait_for(pilot, lambda: _phase(app) is Phase.CANCELLED)
-        assert app.state.governor.in_flight == 0
-        assert app.state.counts[State.PENDING] > 0
-        assert app.state.counts[State.IN_FLIGHT] == 0
+        await eventually_async(
+            lambda: _phase(app) is Phase.CANCELLED, what="the run cancelled", pause=pilot.pause
+        )
+        assert state_of(app).governor.in_flight == 0
+        assert state_of(app).counts[State.PENDING] > 0
+        assert state_of(app).counts[State.IN_FLIGHT] == 0
         await pilot.press("q")
     assert app.return_value == 0  # cancelled by the operator is not an abort

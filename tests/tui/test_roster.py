@@ -11,20 +11,16 @@ from canvas_tui.engine.state import Phase
 from canvas_tui.records import State
 from canvas_tui.tui.screens.dialogs import ConfirmScreen, PromptScreen
 from canvas_tui.tui.screens.roster import RosterScreen
+from tests.helpers import eventually_async
 from tests.tui.conftest import (
     PLACEMENTS,
     ROSTER_COURSE,
+    ROSTER_ROWS,
     SIZE,
     make_harness,
     roster_world,
-    wait_for,
+    state_of,
 )
-
-ROSTER_ROWS = [
-    *([ROSTER_COURSE, f"R{i:04d}", "student", f"{ROSTER_COURSE}-01", "active"] for i in range(5)),
-    [ROSTER_COURSE, "R9000", "student", f"{ROSTER_COURSE}-01", "active"],  # created by the run
-    [ROSTER_COURSE, "LATE0001", "student", f"{ROSTER_COURSE}-01", "active"],  # no such user yet
-]
 
 
 @PLACEMENTS
@@ -40,8 +36,12 @@ async def test_roster_pages_through_every_enrollment_and_enqueues_the_missing(
     )
     app = h.app()
     async with app.run_test(size=SIZE) as pilot:
-        await wait_for(pilot, lambda: app.state is not None and app.state.phase is Phase.FINISHED)
-        assert app.state.counts[State.FAILED] == 2  # the invalid row and LATE0001
+        await eventually_async(
+            lambda: app.state is not None and app.state.phase is Phase.FINISHED,
+            what="the run finished",
+            pause=pilot.pause,
+        )
+        assert state_of(app).counts[State.FAILED] == 2  # the invalid row and LATE0001
 
         await pilot.press("c")
         prompt = app.screen
@@ -50,7 +50,9 @@ async def test_roster_pages_through_every_enrollment_and_enqueues_the_missing(
         await pilot.press("enter")
         roster = app.screen
         assert isinstance(roster, RosterScreen)
-        await wait_for(pilot, lambda: roster.diff is not None)
+        await eventually_async(
+            lambda: roster.diff is not None, what="the roster diff", pause=pilot.pause
+        )
         diff = roster.diff
         assert diff is not None
         assert diff.canvas_count == 251  # 250 + R9000, every page of 100
@@ -78,12 +80,13 @@ async def test_roster_pages_through_every_enrollment_and_enqueues_the_missing(
         await pilot.press("a")
         assert isinstance(app.screen, ConfirmScreen)
         await pilot.press("y")
-        await wait_for(
-            pilot,
+        await eventually_async(
             lambda: (
                 roster.diff is not None
                 and roster.diff.count(Verdict.MISSING) == 0
                 and roster.diff.canvas_count == 252
             ),
+            what="the roster diff with the missing row added",
+            pause=pilot.pause,
         )
         await pilot.press("escape", "q")

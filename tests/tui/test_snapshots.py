@@ -1,4 +1,4 @@
-"""Snapshots of the dashboard, the failure stepper and the roster inspector.
+"""Snapshots of the dashboard, the failure stepper, the roster inspector and the dialogs.
 
 Deterministic: a seeded world, a finished run (no ETA), and the timing-dependent figures (elapsed,
 rates, headroom history) pinned by wrapping the real runner's snapshot; the source path is relative.
@@ -6,7 +6,7 @@ rates, headroom history) pinned by wrapping the real runner's snapshot; the sour
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -16,9 +16,17 @@ from textual.widgets import Input
 
 from canvas_tui.engine.state import GovernorState, Phase, RunState
 from canvas_tui.tui.app import ConsoleApp
+from canvas_tui.tui.screens.dialogs import ChoiceScreen, ConfirmScreen, EditScreen, PromptScreen
 from canvas_tui.tui.screens.roster import RosterScreen
-from tests.tui.conftest import ROSTER_COURSE, SIZE, make_harness, roster_world, wait_for
-from tests.tui.test_roster import ROSTER_ROWS
+from tests.helpers import SnapCompare, eventually_async
+from tests.tui.conftest import (
+    ROSTER_COURSE,
+    ROSTER_ROWS,
+    SIZE,
+    make_harness,
+    roster_world,
+    state_of,
+)
 
 SMALL = (80, 24)  # the smallest terminal the console is laid out for
 
@@ -45,14 +53,26 @@ def steady(state: RunState) -> RunState:
     )
 
 
-def finished_then(extra: Callable[[ConsoleApp, Pilot[int]], object] | None = None):  # type: ignore[no-untyped-def]
+def finished_then(
+    extra: Callable[[ConsoleApp, Pilot[int]], Awaitable[None]] | None = None,
+) -> Callable[[Pilot[int]], Awaitable[None]]:
     async def run_before(pilot: Pilot[int]) -> None:
         app = pilot.app
         assert isinstance(app, ConsoleApp)
-        await wait_for(pilot, lambda: app.state is not None and app.state.phase is Phase.FINISHED)
+        await eventually_async(
+            lambda: app.state is not None and app.state.phase is Phase.FINISHED,
+            what="the run finished",
+            pause=pilot.pause,
+        )
         # the run's worker posts "Run finished" before it ends: let that toast come, then clear
-        await wait_for(pilot, lambda: not app.run_active)
-        await pilot.pause(0.2)
+        await eventually_async(
+            lambda: not app.run_active, what="the run's worker ended", pause=pilot.pause
+        )
+        await eventually_async(
+            lambda: any(n.title == "Run finished" for n in app._notifications),
+            what="the Run finished toast",
+            pause=pilot.pause,
+        )
         assert app.session is not None
         runner = app.session.runner
         real = runner.snapshot
@@ -60,9 +80,8 @@ def finished_then(extra: Callable[[ConsoleApp, Pilot[int]], object] | None = Non
         app.clear_notifications()
         app.tick()
         if extra is not None:
-            await extra(app, pilot)  # type: ignore[misc]
+            await extra(app, pilot)
         app.clear_notifications()
-        await pilot.pause(0.4)
 
     return run_before
 
@@ -73,12 +92,12 @@ def in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return Path(".")
 
 
-def test_dashboard_snapshot(in_tmp: Path, snap_compare) -> None:  # type: ignore[no-untyped-def]
+def test_dashboard_snapshot(in_tmp: Path, snap_compare: SnapCompare) -> None:
     app = make_harness(in_tmp, good=40, bad_every=10).app()
     assert snap_compare(app, terminal_size=SIZE, run_before=finished_then())
 
 
-def test_stepper_snapshot(in_tmp: Path, snap_compare) -> None:  # type: ignore[no-untyped-def]
+def test_stepper_snapshot(in_tmp: Path, snap_compare: SnapCompare) -> None:
     async def open_stepper(app: ConsoleApp, pilot: Pilot[int]) -> None:
         await pilot.press("f", "l")  # the second failure: a user Canvas does not have
 
@@ -86,14 +105,16 @@ def test_stepper_snapshot(in_tmp: Path, snap_compare) -> None:  # type: ignore[n
     assert snap_compare(app, terminal_size=SIZE, run_before=finished_then(open_stepper))
 
 
-def test_roster_snapshot(in_tmp: Path, snap_compare) -> None:  # type: ignore[no-untyped-def]
+def test_roster_snapshot(in_tmp: Path, snap_compare: SnapCompare) -> None:
     async def open_roster(app: ConsoleApp, pilot: Pilot[int]) -> None:
         await pilot.press("c")
         app.screen.query_one(Input).value = ROSTER_COURSE
         await pilot.press("enter")
         screen = app.screen
         assert isinstance(screen, RosterScreen)
-        await wait_for(pilot, lambda: screen.diff is not None)
+        await eventually_async(
+            lambda: screen.diff is not None, what="the roster diff", pause=pilot.pause
+        )
         await pilot.press("4", "4")  # show the SIS record missing in Canvas first... then all
         await pilot.press("4", "4", "4", "4")
 
@@ -101,36 +122,122 @@ def test_roster_snapshot(in_tmp: Path, snap_compare) -> None:  # type: ignore[no
     assert snap_compare(app, terminal_size=SIZE, run_before=finished_then(open_roster))
 
 
-def test_dashboard_snapshot_80x24(in_tmp: Path, snap_compare) -> None:  # type: ignore[no-untyped-def]
+def test_dashboard_snapshot_80x24(in_tmp: Path, snap_compare: SnapCompare) -> None:
     app = make_harness(in_tmp, good=40, bad_every=10).app()
     assert snap_compare(app, terminal_size=SMALL, run_before=finished_then())
 
 
-def test_ready_snapshot_80x24(in_tmp: Path, snap_compare) -> None:  # type: ignore[no-untyped-def]
+def test_ready_snapshot_80x24(in_tmp: Path, snap_compare: SnapCompare) -> None:
     """Opened on a source and sending nothing: what a start will do (the estimate assumes the
     default latency and cost, so it is the same on every machine)."""
 
     async def ready(pilot: Pilot[int]) -> None:
         app = pilot.app
         assert isinstance(app, ConsoleApp)
-        await wait_for(
-            pilot,
+        await eventually_async(
             lambda: (
                 app.state is not None
                 and app.outlook is not None
                 and app.idle_label(app.state) == "READY"
             ),
+            what="the READY screen",
+            pause=pilot.pause,
         )
         app.tick()
-        await pilot.pause(0.4)
 
     app = make_harness(in_tmp, good=40, bad_every=10).app(autostart=False)
     assert snap_compare(app, terminal_size=SMALL, run_before=ready)
 
 
-def test_help_snapshot_80x24(in_tmp: Path, snap_compare) -> None:  # type: ignore[no-untyped-def]
+def test_help_snapshot_80x24(in_tmp: Path, snap_compare: SnapCompare) -> None:
     async def help_at_its_end(app: ConsoleApp, pilot: Pilot[int]) -> None:
         await pilot.press("question_mark", "end")
 
     app = make_harness(in_tmp, good=40, bad_every=10).app()
     assert snap_compare(app, terminal_size=SMALL, run_before=finished_then(help_at_its_end))
+
+
+def _hold_inputs(app: ConsoleApp) -> None:
+    """A text box's cursor blinks on a timer: stop it, so the snapshot does not depend on when
+    it is taken."""
+    for box in app.screen.query(Input):
+        box.cursor_blink = False
+
+
+def test_quit_confirm_snapshot_80x24(in_tmp: Path, snap_compare: SnapCompare) -> None:
+    """q during a run asks first: here a run paused before its first record, so nothing on the
+    screen depends on how far it got."""
+
+    async def paused_then_quit(pilot: Pilot[int]) -> None:
+        app = pilot.app
+        assert isinstance(app, ConsoleApp)
+        await eventually_async(
+            lambda: app.state is not None and app.idle_label(app.state) == "READY",
+            what="the READY screen",
+            pause=pilot.pause,
+        )
+        assert app.session is not None
+        runner = app.session.runner
+        real = runner.snapshot
+        runner.snapshot = lambda: steady(real())  # type: ignore[method-assign]
+        runner.pause()  # the run starts paused: only the token check goes out
+        await pilot.press("S")
+        await eventually_async(
+            lambda: app.run_active and state_of(app).phase is Phase.PAUSED,
+            what="the run started, paused",
+            pause=pilot.pause,
+        )
+        app.clear_notifications()
+        app.tick()
+        await pilot.press("q")
+        await eventually_async(
+            lambda: isinstance(app.screen, ConfirmScreen), what="the quit dialog", pause=pilot.pause
+        )
+
+    app = make_harness(in_tmp, good=40, bad_every=10).app(autostart=False)
+    assert snap_compare(app, terminal_size=SMALL, run_before=paused_then_quit)
+
+
+def test_retry_choice_snapshot(in_tmp: Path, snap_compare: SnapCompare) -> None:
+    """R after a run with failures: all of them, or one category."""
+
+    async def retry_all(app: ConsoleApp, pilot: Pilot[int]) -> None:
+        await pilot.press("R")
+        await eventually_async(
+            lambda: isinstance(app.screen, ChoiceScreen),
+            what="the retry dialog",
+            pause=pilot.pause,
+        )
+
+    app = make_harness(in_tmp, good=40, bad_every=10).app()
+    assert snap_compare(app, terminal_size=SIZE, run_before=finished_then(retry_all))
+
+
+def test_edit_dialog_snapshot(in_tmp: Path, snap_compare: SnapCompare) -> None:
+    """e on the stepper's first failure (the row the source rejected): its fields to fix."""
+
+    async def edit_first_failure(app: ConsoleApp, pilot: Pilot[int]) -> None:
+        await pilot.press("f", "e")
+        await eventually_async(
+            lambda: isinstance(app.screen, EditScreen), what="the edit dialog", pause=pilot.pause
+        )
+        _hold_inputs(app)
+
+    app = make_harness(in_tmp, good=40, bad_every=10).app()
+    assert snap_compare(app, terminal_size=SIZE, run_before=finished_then(edit_first_failure))
+
+
+def test_prompt_snapshot_80x24(in_tmp: Path, snap_compare: SnapCompare) -> None:
+    """c asks which course roster to open, offering the selected record's course."""
+
+    async def course_prompt(app: ConsoleApp, pilot: Pilot[int]) -> None:
+        await pilot.press("c")
+        await eventually_async(
+            lambda: isinstance(app.screen, PromptScreen),
+            what="the course prompt",
+            pause=pilot.pause,
+        )
+        _hold_inputs(app)
+
+    app = make_harness(in_tmp, good=40, bad_every=10).app()
+    assert snap_compare(app, terminal_size=SMALL, run_before=finished_then(course_prompt))

@@ -13,7 +13,8 @@ from canvas_tui.engine.state import Phase
 from canvas_tui.records import State
 from canvas_tui.tui.screens.roster import COLUMNS, line_cells
 from canvas_tui.tui.screens.stepper import FailureStepper
-from tests.tui.conftest import SIZE, active_courses, make_harness, small_world, wait_for
+from tests.helpers import eventually_async
+from tests.tui.conftest import SIZE, active_courses, make_harness, small_world, state_of
 
 CLIPBOARD = "\x1b]52;c;cm0gLXJmIH4=\x1b\\"
 TITLE = "\x1b]2;pwned\x07"
@@ -37,13 +38,21 @@ async def test_queue_draws_escapes_from_the_source_as_text(tmp_path: Path) -> No
     )
     app = h.app()
     async with app.run_test(size=SIZE) as pilot:
-        await wait_for(pilot, lambda: app.state is not None and app.state.phase is Phase.FINISHED)
-        assert app.state.counts[State.FAILED] >= 2
+        await eventually_async(
+            lambda: app.state is not None and app.state.phase is Phase.FINISHED,
+            what="the run finished",
+            pause=pilot.pause,
+        )
+        assert state_of(app).counts[State.FAILED] >= 2
         await pilot.pause()
         # what the terminal would be sent for the whole screen (Textual's own renderer)
         drawn = app.screen._compositor.render_full_update().render_segments(app.console)
         await pilot.press("f")  # the failure stepper: source row, what was sent, Canvas's answer
-        await wait_for(pilot, lambda: isinstance(app.screen, FailureStepper))
+        await eventually_async(
+            lambda: isinstance(app.screen, FailureStepper),
+            what="the failure stepper",
+            pause=pilot.pause,
+        )
         stepper = app.screen
         assert isinstance(stepper, FailureStepper)
         for _ in range(3):  # past the invalid row, to GHOST's failure

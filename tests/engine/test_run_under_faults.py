@@ -12,9 +12,10 @@ import pytest
 
 from canvas_tui.engine.state import Phase
 from canvas_tui.records import State
-from canvas_tui.simulator import ADMIN_TOKEN, FaultRates, SimConfig, World, build_app
+from canvas_tui.simulator import ADMIN_TOKEN, FaultRates, SimConfig, Simulator, World, build_app
 from canvas_tui.simulator.testing import serve_in_thread
 from tests.engine.conftest import session_for, sim_config
+from tests.engine.helpers import canvas_id
 from tests.engine.workload import HEADER, fresh_pairs, live_sis_students, sis_ids
 from tests.helpers import write_rows
 
@@ -47,7 +48,7 @@ def _workload(path: Path, world: World) -> tuple[int, dict[int, str]]:
     return len(rows), wanted
 
 
-async def _storms(app, stop: asyncio.Event) -> None:
+async def _storms(app: Simulator, stop: asyncio.Event) -> None:
     """Fill the token's bucket to just under the high-water mark, again and again. The first
     storm comes early: on a quiet machine the whole run can take under two seconds."""
     pause = 0.5
@@ -110,6 +111,4 @@ async def test_every_record_accounted_for_under_faults(
     for enrollment_id, final in wanted.items():
         assert world.enrollments[enrollment_id].workflow_state == final
     assert len(created) == CREATES
-    assert all(
-        world.enrollments[r.canvas_enrollment_id].workflow_state == "active" for r in created
-    )
+    assert all(world.enrollments[canvas_id(r)].workflow_state == "active" for r in created)

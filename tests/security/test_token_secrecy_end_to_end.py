@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,7 +21,7 @@ from tests.security.conftest import files_leaking, leaks, run_sync
 
 
 @pytest.fixture
-def served(tmp_path: Path, secret: str, monkeypatch: pytest.MonkeyPatch):
+def served(tmp_path: Path, secret: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     world = World.generate(7)
     app = build_app(
         SimConfig(

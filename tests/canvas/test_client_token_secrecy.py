@@ -11,8 +11,7 @@ from canvas_tui.canvas.client import AttemptEvent, CanvasClient
 from canvas_tui.canvas.errors import CanvasError
 from canvas_tui.simulator import FaultRates, build_app
 from canvas_tui.simulator.world import COMPLETED_COURSE, DOC_COURSE, World
-from tests.canvas.conftest import BASE, make_client, sim_config
-from tests.canvas.test_client import sis_students
+from tests.canvas.conftest import BASE, make_client, sim_config, sis_students
 
 TOKEN = "tok-SECRET-7f3a9c"  # distinctive, so any leak is found by a substring search
 

@@ -9,8 +9,7 @@ import httpx
 
 from canvas_tui.simulator import NO_PERMISSION_TOKEN, NO_SIS_TOKEN, Simulator
 from canvas_tui.simulator.world import ADMIN_USER_ID, GRADER_ROLE_ID, World
-from tests.simulator.conftest import client_for
-from tests.simulator.test_enrollments import DOC_COURSE_PATH, form
+from tests.simulator.conftest import DOC_COURSE_PATH, client_for, form
 
 # ---- rule 2: associated_user_id is an integer column ------------------------------------------
 

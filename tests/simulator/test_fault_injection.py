@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import random
 
 import httpx
@@ -12,7 +11,8 @@ from canvas_tui.simulator import ADMIN_TOKEN, LatencyModel, Simulator, build_app
 from canvas_tui.simulator.faults import Fault, FaultInjector, FaultRates, parse_faults
 from canvas_tui.simulator.testing import serve_in_thread
 from canvas_tui.simulator.world import World
-from tests.simulator.conftest import USER_AGENT, client_for, fast_config
+from tests.helpers import fast_config
+from tests.simulator.conftest import USER_AGENT, FrozenClock, client_for
 
 CREATE = "/api/v1/courses/sis_course_id:E411208/enrollments"
 FORM = {"enrollment[user_id]": "sis_user_id:01103", "enrollment[enrollment_state]": "active"}
@@ -126,7 +126,8 @@ def test_slow_answer_outlasts_a_client_timeout_and_holds_its_reservation() -> No
 
 
 async def test_storm_fills_the_bucket_and_lowers_hwm() -> None:
-    app = build_app(fast_config(time_scale=1.0, latency=LatencyModel.uniform(0.0)))
+    clock = FrozenClock()
+    app = build_app(fast_config(time_scale=1.0, latency=LatencyModel.uniform(0.0), clock=clock))
     async with client_for(app) as client:
         assert (await client.get("/api/v1/users/self")).status_code == 200
         app.storm(fill=580)
@@ -134,7 +135,7 @@ async def test_storm_fills_the_bucket_and_lowers_hwm() -> None:
         assert refused.status_code == 429
         app.storm(fill=0, hwm=40, duration=0.2)  # even an idle bucket is now "full"
         assert (await client.get("/api/v1/users/self")).status_code == 429
-        await asyncio.sleep(0.25)
+        clock.now += 0.25  # past the storm's end
         assert (await client.get("/api/v1/users/self")).status_code == 200
         assert app.stats()["hwm"] == 600
 
