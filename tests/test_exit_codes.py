@@ -20,7 +20,8 @@ from canvas_tui.engine.state import GovernorState, Phase, RunState
 from canvas_tui.exit_codes import ExitCode, run_exit_code
 from canvas_tui.records import State
 from canvas_tui.simulator import ADMIN_TOKEN
-from tests.tui.conftest import SIZE, make_harness, wait_for
+from tests.helpers import eventually_async
+from tests.tui.conftest import SIZE, make_harness
 
 FAILED = RunState(
     Phase.FINISHED, 3, {State.DONE: 2, State.FAILED: 1}, 1.0, 0.0, (), (),
@@ -55,11 +56,19 @@ async def test_the_console_exits_3_when_the_run_was_aborted(tmp_path: Path) -> N
     h = make_harness(tmp_path, good=300, time_scale=2.0)
     app = h.app()
     async with app.run_test(size=SIZE) as pilot:
-        await wait_for(
-            pilot, lambda: app.state is not None and app.state.counts.get(State.DONE, 0) >= 5
+        await eventually_async(
+            lambda: app.state is not None and app.state.counts.get(State.DONE, 0) >= 5,
+            what="five records done",
+            pause=pilot.pause,
         )
         del h.sim.world.tokens[ADMIN_TOKEN]  # the token is revoked mid-run: 401, the run aborts
-        await wait_for(pilot, lambda: app.state is not None and app.state.phase is Phase.ABORTED)
+        await eventually_async(
+            lambda: app.state is not None and app.state.phase is Phase.ABORTED,
+            what="the run aborted",
+            pause=pilot.pause,
+        )
         await pilot.press("q")
-        await wait_for(pilot, lambda: app.return_value is not None)
+        await eventually_async(
+            lambda: app.return_value is not None, what="the app's exit", pause=pilot.pause
+        )
     assert app.return_value == ExitCode.ABORTED
