@@ -51,6 +51,7 @@ http_log = logging.getLogger("httpx")
 PER_PAGE = 100
 USER_AGENT = f"canvas-tui/{__version__}"
 JsonObject = dict[str, Any]
+_DECODED = "canvas_tui.json"  # a response's extensions key: its body, decoded once
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,8 +170,18 @@ class CanvasClient:
         self._transport = transport
         self._auth = _OriginBearer(token, self._origin)
         self._api = str(self.base_url) + "/api/v1/"
-        self._headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
-        self._json_headers = {**self._headers, "Content-Type": "application/json"}
+        # built once: a Request copies a Headers cheaply but normalises a dict each time. The
+        # same headers httpx.AsyncClient sent: its defaults (the decoders httpx has without
+        # extras, keep-alive) under ours.
+        self._headers = httpx.Headers(
+            {
+                "Accept": "application/json",
+                "Accept-Encoding": "gzip, deflate",
+                "Connection": "keep-alive",
+                "User-Agent": USER_AGENT,
+            }
+        )
+        self._json_headers = httpx.Headers({**self._headers, "Content-Type": "application/json"})
         self._timeout = httpx.Timeout(timeout, connect=min(timeout, 10.0)).as_dict()
         self._urls: dict[str, httpx.URL] = {}  # path -> URL: a POST's path repeats per course
 
@@ -359,6 +370,7 @@ class CanvasClient:
                 )
             else:
                 problem = validate(data) if validate is not None else None
+                response.extensions[_DECODED] = data
             if problem is None:
                 return response, _event(number, method, url, content, started, response), None
             error = CanvasError(
@@ -410,7 +422,7 @@ class CanvasClient:
     async def _json(
         self, method: str, path: str, *, validate: Check = object_problem, **kwargs: Any
     ) -> Any:
-        return (await self.request(method, path, validate=validate, **kwargs)).json()
+        return _decoded(await self.request(method, path, validate=validate, **kwargs))
 
     # ---- pagination -----------------------------------------------------------------------------
 
@@ -441,7 +453,7 @@ class CanvasClient:
                 observer=observer,
                 validate=validate,
             )
-            yield response.json()
+            yield _decoded(response)
             link = next_link(response.headers)
             if link is None:
                 return
@@ -782,6 +794,13 @@ def _event(
         will_retry=False,
         wait=None,
     )
+
+
+def _decoded(response: httpx.Response) -> Any:
+    """The answer's JSON: the value `_send_once` decoded to validate it, not decoded again."""
+    if _DECODED in response.extensions:
+        return response.extensions[_DECODED]
+    return response.json()
 
 
 def _excerpt(body: bytes, limit: int = 300) -> str:
