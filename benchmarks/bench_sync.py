@@ -37,6 +37,7 @@ import asyncio
 import csv
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -108,6 +109,7 @@ class Result:
     mode: str = "-"  # the engine's: "plan" or "full"; "-" for the scripts
     roster_requests: int = 0  # plan mode: roster pages, plus each course's sections
     prepare: float = 0.0  # of elapsed: source read, mode choice, rosters (plan), journal load
+    cpu: float = 0.0  # CPU seconds of the runner (the engine in this process, a script's child)
 
 
 # ---- the workload -------------------------------------------------------------------------------
@@ -256,6 +258,8 @@ def measure(
 ) -> Result:
     csv_path, json_path = write_inputs(records, work, explicit=runner in EXPLICIT_RUNNERS)
     with simulator(spec) as base:
+        cpu_before = time.process_time()
+        children_before = _children_cpu()
         if runner in ENGINE_RUNNERS:
             # its own journal directory: a plan reads every journal there (engine/plan/)
             journals = work / f"{spec.name}-{spec.throttle_status}-{runner}"
@@ -267,6 +271,8 @@ def measure(
         else:
             outcome = run_script(spec, base, json_path, 11 if runner == "pool-11" else 0)
             failed = int(outcome["raised"])
+        # the engine runs in this process; a script in its own (the simulator is not waited for)
+        cpu = time.process_time() - cpu_before + _children_cpu() - children_before
         stats = simulator_stats(base)
     sampled = len(records) < n_total
     factor = n_total / len(records)
@@ -284,7 +290,13 @@ def measure(
         mode=str(outcome.get("mode", "-")),
         roster_requests=int(outcome.get("roster_requests", 0)),
         prepare=float(outcome.get("prepare", 0.0)),
+        cpu=cpu,
     )
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 # ---- report -------------------------------------------------------------------------------------
@@ -300,6 +312,13 @@ def ratio(r: Result) -> float:
     return r.world.t_star(enrolled(r)) / r.elapsed
 
 
+def cpu_per_request(r: Result) -> float:
+    """Milliseconds of the runner's CPU per request (a script's interpreter start-up included,
+    the engine's imports not: it runs in this process; bench_sync_cpu.py times the whole
+    `canvas-tui sync` process)."""
+    return 1000 * r.cpu / max(1, r.requests)
+
+
 def per_record(r: Result) -> float:
     """Requests per record given: 1 for a blind POST, about 2 for full mode with its lookups."""
     return r.requests / r.records
@@ -308,9 +327,10 @@ def per_record(r: Result) -> float:
 def table(results: list[Result]) -> str:
     head = (
         "| world | refusal | runner | mode | records | T (s) | enrolled/s | requests "
-        "| requests/record | throttled | not enrolled | max in flight | T* (s) | T*/T |"
+        "| requests/record | throttled | not enrolled | max in flight | CPU ms/request "
+        "| T* (s) | T*/T |"
     )
-    lines = [head, "|" + "---|" * 4 + "---:|" * 10]
+    lines = [head, "|" + "---|" * 4 + "---:|" * 11]
     for r in results:
         share = 100 * r.throttled / max(1, r.requests)
         label = f"{r.records} (sample)" if r.sampled else str(r.records)
@@ -319,7 +339,8 @@ def table(results: list[Result]) -> str:
             f"| {r.elapsed:.1f}{'*' if r.sampled else ''} | {enrolled(r) / r.elapsed:.1f} "
             f"| {r.requests} | {per_record(r):.2f} | {r.throttled} ({share:.2f} %) "
             f"| {r.not_enrolled} ({100 * r.not_enrolled / r.records:.1f} %) "
-            f"| {r.max_in_flight} | {r.world.t_star(enrolled(r)):.1f} | {ratio(r):.2f} |"
+            f"| {r.max_in_flight} | {cpu_per_request(r):.2f} "
+            f"| {r.world.t_star(enrolled(r)):.1f} | {ratio(r):.2f} |"
         )
     return "\n".join(lines)
 
@@ -367,7 +388,8 @@ def verdict(results: list[Result]) -> list[str]:
         share = r.throttled / max(1, r.requests)
         ok = ratio(r) >= 0.90 and share <= 0.005 and r.not_enrolled == 0
         line = (
-            f"{'PASS' if ok else 'FAIL'} {r.world.name}/{r.world.throttle_status}: "
+            f"{'PASS' if ok else 'FAIL'} {r.world.name}/{r.world.throttle_status} "
+            f"x{r.world.time_scale:g}: "
             f"{r.mode} mode, {per_record(r):.2f} requests/record"
             f"{f' ({r.roster_requests} of them roster reads)' if r.mode == 'plan' else ''}; "
             f"T*/T {ratio(r):.2f} (>= 0.90), throttled {100 * share:.2f} % (<= 0.5 %), "
@@ -404,8 +426,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sample", type=int, default=50, help="records for the sequential run")
     parser.add_argument("--latency", type=float, default=0.5, help="POST latency, latency-bound")
     parser.add_argument("--bucket-latency", type=float, default=0.2, help="POST latency, bucket")
-    parser.add_argument("--latency-scale", type=float, default=2.0, help="time scale, cost 0.1")
-    parser.add_argument("--bucket-scale", type=float, default=4.0, help="time scale, cost 1.0")
+    parser.add_argument(
+        "--latency-scales", default="2", help="time scales of the latency-bound world, e.g. 1,2,5"
+    )
+    parser.add_argument(
+        "--bucket-scales", default="4", help="time scales of the bucket-bound world, e.g. 1,2,5"
+    )
     parser.add_argument(
         "--runners", default=",".join(RUNNERS), help=f"comma-separated subset of {RUNNERS}"
     )
@@ -422,12 +448,13 @@ def main(argv: list[str] | None = None) -> int:
     specs = []
     for name in args.worlds.split(","):
         if name == "latency-bound":
-            world = (0.1, args.latency, args.latency_scale, args.latency_records)
+            world = (0.1, args.latency, args.latency_scales, args.latency_records)
         else:
-            world = (1.0, args.bucket_latency, args.bucket_scale, args.records)
-        cost, latency, scale, n = world
-        for status in args.statuses.split(","):
-            specs.append(WorldSpec(name, cost, int(status), latency, scale, n))
+            world = (1.0, args.bucket_latency, args.bucket_scales, args.records)
+        cost, latency, scales, n = world
+        for scale in (float(s) for s in scales.split(",")):
+            for status in args.statuses.split(","):
+                specs.append(WorldSpec(name, cost, int(status), latency, scale, n))
     results: list[Result] = []
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="bench-sync-") as tmp:
@@ -438,18 +465,20 @@ def main(argv: list[str] | None = None) -> int:
                 result = measure(spec, runner, subset, n, Path(tmp))
                 results.append(result)
                 print(
-                    f"  {spec.name:13} {spec.throttle_status} {runner:19} {result.mode:4} "
+                    f"  {spec.name:13} {spec.throttle_status} x{spec.time_scale:g} {runner:19} "
+                    f"{result.mode:4} "
                     f"T={result.elapsed:6.1f}s T*/T={ratio(result):.2f} "
                     f"requests/record={per_record(result):.2f} prepare={result.prepare:.1f}s "
-                    f"throttled={result.throttled} not-enrolled={result.not_enrolled}",
+                    f"throttled={result.throttled} not-enrolled={result.not_enrolled} "
+                    f"cpu/request={cpu_per_request(result):.2f}ms",
                     file=sys.stderr,
                     flush=True,
                 )
     report = table(results)
     lines = [
         f"latency-bound: N = {args.latency_records}, POST cost 0.1, latency {args.latency} world s, "
-        f"time scale {args.latency_scale:g}; bucket-bound: N = {args.records}, POST cost 1.0, "
-        f"latency {args.bucket_latency} world s, time scale {args.bucket_scale:g}; "
+        f"time scale(s) {args.latency_scales}; bucket-bound: N = {args.records}, POST cost 1.0, "
+        f"latency {args.bucket_latency} world s, time scale(s) {args.bucket_scales}; "
         f"hwm 600, leak 10/world s; total benchmark wall time {time.monotonic() - started:.0f} s",
         "",
         report,
