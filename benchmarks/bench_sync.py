@@ -262,7 +262,7 @@ def measure(
         children_before = _children_cpu()
         if runner in ENGINE_RUNNERS:
             # its own journal directory: a plan reads every journal there (engine/plan/)
-            journals = work / f"{spec.name}-{spec.throttle_status}-{runner}"
+            journals = work / f"{spec.name}-{spec.throttle_status}-x{spec.time_scale:g}-{runner}"
             journals.mkdir()
             outcome = asyncio.run(
                 run_engine(spec, base, csv_path, journals, ENGINE_RUNNERS[runner])
@@ -326,7 +326,7 @@ def per_record(r: Result) -> float:
 
 def table(results: list[Result]) -> str:
     head = (
-        "| world | refusal | runner | mode | records | T (s) | enrolled/s | requests "
+        "| world x time scale | refusal | runner | mode | records | T (s) | enrolled/s | requests "
         "| requests/record | throttled | not enrolled | max in flight | CPU ms/request "
         "| T* (s) | T*/T |"
     )
@@ -335,7 +335,8 @@ def table(results: list[Result]) -> str:
         share = 100 * r.throttled / max(1, r.requests)
         label = f"{r.records} (sample)" if r.sampled else str(r.records)
         lines.append(
-            f"| {r.world.name} | {r.world.throttle_status} | {r.runner} | {r.mode} | {label} "
+            f"| {r.world.name} x{r.world.time_scale:g} | {r.world.throttle_status} | {r.runner} "
+            f"| {r.mode} | {label} "
             f"| {r.elapsed:.1f}{'*' if r.sampled else ''} | {enrolled(r) / r.elapsed:.1f} "
             f"| {r.requests} | {per_record(r):.2f} | {r.throttled} ({share:.2f} %) "
             f"| {r.not_enrolled} ({100 * r.not_enrolled / r.records:.1f} %) "

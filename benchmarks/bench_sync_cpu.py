@@ -9,7 +9,8 @@ The figure is the sync process's user + system CPU seconds (os.wait4's rusage of
 imports, config, the journal load and the report all count) divided by the requests the simulator
 counted. `--base DIR` alternates each run with the same command run by an older checkout (its own
 .venv and source), so "before" and "after" share the machine's load. `--profile DIR` runs each
-sync under `py-spy record` (raw folded stacks, for `top_entries`) instead of measuring CPU alone.
+sync under `py-spy record --gil` (raw folded stacks; `--top FILE...` prints the groups and the
+functions that hold the GIL longest); its CPU column is then not a figure (py-spy's overhead).
 """
 
 from __future__ import annotations
@@ -146,6 +147,45 @@ def top_entries(folded: Path, limit: int = 15) -> list[tuple[str, float, float]]
     return sorted(rows, key=lambda r: -r[1])[:limit]  # by self time: where the CPU goes
 
 
+# where a frame's file lives -> the group it is counted in (first match wins)
+GROUPS = (
+    ("importlib", "imports (start-up)"),
+    ("canvas_tui/engine/journal", "journal (part C)"),
+    ("canvas_tui/canvas/", "canvas_tui.canvas (client, governor, transport)"),
+    ("canvas_tui/", "canvas_tui, other (runner, plan, sources, headless)"),
+    ("httpx/", "httpx"),
+    ("httpcore/", "httpcore"),
+    ("h11/", "h11"),
+    ("anyio/", "anyio"),
+    ("aiohttp/", "aiohttp"),
+    ("tenacity/", "tenacity"),
+    ("sqlalchemy/", "sqlalchemy"),
+    ("asyncio/", "asyncio (the event loop)"),
+)
+
+
+def top_groups(folded: Path) -> list[tuple[str, float, float]]:
+    """(group, self %, total %): self = samples whose innermost frame is in the group."""
+    own: collections.Counter[str] = collections.Counter()
+    total: collections.Counter[str] = collections.Counter()
+    samples = 0
+
+    def group(frame: str) -> str:
+        where = frame.partition(" (")[2]
+        return next((name for key, name in GROUPS if key in where), "other (stdlib, C)")
+
+    for line in folded.read_text(encoding="utf-8").splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        count = int(count_text)
+        groups = [group(f) for f in stack.split(";")]
+        samples += count
+        own[groups[-1]] += count
+        for name in set(groups):
+            total[name] += count
+    rows = [(g, 100 * own[g] / samples, 100 * total[g] / samples) for g in own]
+    return sorted(rows, key=lambda r: -r[1])
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=2000)
@@ -158,7 +198,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.top:
         for path in args.top:
-            print(f"{path.name}\n| function | self % | total % |\n|---|---:|---:|")
+            print(f"{path.name}\n| group | self % | total % |\n|---|---:|---:|")
+            for name, own, total in top_groups(path):
+                print(f"| {name} | {own:.1f} | {total:.1f} |")
+            print("| function | self % | total % |\n|---|---:|---:|")
             for name, own, total in top_entries(path):
                 print(f"| `{name}` | {own:.1f} | {total:.1f} |")
         return 0
