@@ -9,8 +9,9 @@ The figure is the sync process's user + system CPU seconds (os.wait4's rusage of
 imports, config, the journal load and the report all count) divided by the requests the simulator
 counted. `--base DIR` alternates each run with the same command run by an older checkout (its own
 .venv and source), so "before" and "after" share the machine's load. `--profile DIR` runs each
-sync under `py-spy record --gil` (raw folded stacks; `--top FILE...` prints the groups and the
-functions that hold the GIL longest); its CPU column is then not a figure (py-spy's overhead).
+sync under `py-spy record --gil` (`.venv/bin/pip install py-spy`; raw folded stacks; `--top
+FILE...` prints the layers and functions that hold the GIL longest); its CPU column is then not a
+figure (py-spy's overhead).
 """
 
 from __future__ import annotations
