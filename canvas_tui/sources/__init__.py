@@ -7,15 +7,27 @@ when it cannot be read at all; `records + problems == data rows` always holds.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from canvas_tui.records import InputError
 from canvas_tui.sources.csv import CsvSource
 from canvas_tui.sources.normalize import FIELDS, IdKind, Layout, RowNormalizer
-from canvas_tui.sources.sql import SqlSource, mask_url
 
 if TYPE_CHECKING:
     from canvas_tui.config import SourceConfig
+    from canvas_tui.sources.sql import SqlSource, mask_url
+
+# sources.sql imports SQLAlchemy (~0.3 s of CPU at start-up): only a SQL source pays for it
+_LAZY = {"SqlSource", "mask_url"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        from canvas_tui.sources import sql
+
+        return getattr(sql, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "FIELDS",
@@ -48,6 +60,8 @@ def open_source(spec: SourceConfig | str | Path) -> CsvSource | SqlSource:
     if spec.kind == "sql":
         if not spec.url or not spec.query:
             raise InputError("a SQL source needs [source] url and query")
+        from canvas_tui.sources.sql import SqlSource
+
         return SqlSource(spec.url, spec.query, params=spec.params, layout=layout_of(spec))
     if spec.path is None:
         raise InputError("no source file: give a path, or set [source] path in the config")
