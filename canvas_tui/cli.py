@@ -173,10 +173,10 @@ def build_parser() -> argparse.ArgumentParser:
     sync.add_argument("--report", metavar="FILE", help="write a JSON report (+ failures CSV)")
     sync.add_argument(
         "--report-records",
-        choices=("all", "failed", "none"),
+        choices=("all", "not-done", "failed", "none"),
         default="all",
-        help="which per-record rows the JSON report lists (default all; the failures CSV "
-        "always has the failed ones)",
+        help="which per-record rows the JSON report lists (default all; not-done: all but "
+        "the done ones; the failures CSV always has the failed ones)",
     )
     sync.add_argument(
         "--dry-run",

@@ -70,7 +70,8 @@ async def test_claim_is_durable_and_conditional(journal: Journal) -> None:
     claimed = await journal.claim([1, 2, 3])
     assert claimed == [1, 3]  # 2 was skipped first: writes apply in order
     assert journal.transition([1], State.SKIPPED, only_from=[State.PENDING]) == []
-    # Claims are committed before claim() returns: another connection sees them.
+    # The claim committed with the next batch (the transition above waited for one): another
+    # connection sees it.
     other = sqlite3.connect(journal.path)
     states = dict(other.execute("SELECT record_id, state FROM records").fetchall())
     other.close()

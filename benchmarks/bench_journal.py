@@ -1,0 +1,238 @@
+"""Journal size, load CPU, run-path CPU and report size for N records (issue 14).
+
+    .venv/bin/python benchmarks/bench_journal.py [--records 100000] [--keep DIR]
+    PYTHONPATH=/work/wt/base /work/wt/base/.venv/bin/python benchmarks/bench_journal.py  # before
+
+Drives the journal as `canvas-tui sync --no-plan` does, without a network: a generated SIS
+enrollments.csv (course, user, role, section, status; a few rows invalid) goes through CsvSource
+into `Journal.load`, then every pending record is claimed in batches of the runner's size, read
+back with `Journal.record`, given the attempts the client would report (a GET of the user's
+enrollments, then the POST with the exact body `CanvasClient.create_enrollment` sends; 1 in 20
+first meets a 429 and is retried, 1 in 50 fails with a 404 and Canvas's message) and an outcome.
+Then the JSON report and its failures CSV are written, the journal is closed (checkpointed), and
+the file's bytes are counted. Only the public journal API is used, so the same script measures
+the code of any commit (run it with that commit's interpreter and PYTHONPATH).
+
+CPU is process CPU time (time.process_time): robust to other load on a shared machine. The
+"run" figure includes the writer thread's SQLite work, which is the journal's share of a sync.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import json
+import os
+import sqlite3
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from canvas_tui.canvas.client import AttemptEvent
+from canvas_tui.engine.journal import Journal, Outcome
+from canvas_tui.engine.report import write_report
+from canvas_tui.records import EnrollmentRecord, State
+from canvas_tui.sources.csv import CsvSource
+
+BASE = "https://canvas.example.edu/api/v1"
+BATCH = 11  # the runner claims what its free slots allow: about the governor's limit
+
+
+def write_csv(path: Path, n: int) -> None:
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["course_id", "user_id", "role", "section_id", "status"])
+        for i in range(n):
+            course = f"CRS-2026FA-{i % 1500:05d}"
+            role = "ta" if i % 100 == 99 else "student"
+            user = "" if i % 1000 == 500 else f"U{1_000_000 + i:08d}"  # invalid: no user
+            writer.writerow([course, user, role, f"{course}-S{i % 3 + 1:02d}", "active"])
+
+
+def post_body(record: EnrollmentRecord) -> str:
+    """What CanvasClient.create_enrollment sends for this record in full mode (no role id)."""
+    fields: dict[str, Any] = {
+        "user_id": record.user,
+        "enrollment_state": "active",
+        "notify": record.notify,
+        "limit_privileges_to_course_section": False,
+    }
+    optional = {
+        "type": record.enrollment_type,
+        "role": None if record.enrollment_type else record.role,
+        "course_section_id": record.section if record.course else None,
+    }
+    fields.update({k: v for k, v in optional.items() if v is not None})
+    return json.dumps({"enrollment": fields}, separators=(",", ":"))
+
+
+def event(number: int, method: str, url: str, body: str | None, **kw: Any) -> AttemptEvent:
+    now = time.time()
+    values: dict[str, Any] = {
+        "status": 200,
+        "category": None,
+        "message": None,
+        "error_report_id": None,
+        "cost": 0.1,
+        "remaining": 587.25,
+        "will_retry": False,
+        "wait": None,
+    }
+    values.update(kw)
+    return AttemptEvent(
+        number=number,
+        method=method,
+        url=url,
+        request_body=body,
+        started_at=now,
+        finished_at=now + 0.05,
+        **values,
+    )
+
+
+async def run(journal: Journal) -> int:
+    """Claim, read and settle every pending record; returns the attempts posted."""
+    posted = 0
+    after = 0
+    while True:
+        pending = journal.pending_ids(after=after, limit=500)
+        if not pending:
+            break
+        after = pending[-1]
+        for start in range(0, len(pending), BATCH):
+            for record_id in await journal.claim(pending[start : start + BATCH]):
+                record = journal.record(record_id)
+                assert record is not None
+                user = record.user.replace(":", "%3A")
+                lookup = f"{BASE}/users/{user}/enrollments?state%5B%5D=active&per_page=100"
+                journal.post_attempt(record_id, event(1, "GET", lookup, None))
+                course = (record.course or "").replace(":", "%3A")
+                url = f"{BASE}/courses/{course}/enrollments"
+                body = post_body(record)
+                attempts = 2
+                number = 1
+                if record_id % 20 == 0:
+                    journal.post_attempt(
+                        record_id,
+                        event(
+                            1,
+                            "POST",
+                            url,
+                            body,
+                            status=429,
+                            category="throttled",
+                            message="429 Too Many Requests (Rate Limit Exceeded)",
+                            will_retry=True,
+                            wait=0.8,
+                        ),
+                    )
+                    attempts += 1
+                    number = 2
+                if record_id % 50 == 0:
+                    message = "The specified resource does not exist. (user not found)"
+                    journal.post_attempt(
+                        record_id,
+                        event(
+                            number,
+                            "POST",
+                            url,
+                            body,
+                            status=404,
+                            category="user_not_found",
+                            message=message,
+                            error_report_id=None,
+                        ),
+                    )
+                    outcome = Outcome(
+                        State.FAILED, category="user_not_found", message=message, http_status=404
+                    )
+                else:
+                    journal.post_attempt(record_id, event(number, "POST", url, body))
+                    outcome = Outcome(
+                        State.DONE, action="create", canvas_enrollment_id=5_000_000 + record_id
+                    )
+                posted += attempts
+                journal.post_outcome(record_id, outcome, attempts=attempts)
+    await journal.flush()
+    return posted
+
+
+def table_bytes(path: Path) -> dict[str, int]:
+    """Bytes per table (its indexes included), from SQLite's dbstat where it is compiled in."""
+    conn = sqlite3.connect(path)
+    try:
+        found = conn.execute("SELECT name, SUM(pgsize) FROM dbstat GROUP BY name").fetchall()
+        owners = dict(conn.execute("SELECT name, tbl_name FROM sqlite_master").fetchall())
+    except sqlite3.Error:
+        return {}
+    finally:
+        conn.close()
+    out: dict[str, int] = {}
+    for name, size in found:
+        owner = owners.get(name, name)
+        owner = "records_text" if str(owner).startswith("records_text") else owner
+        out[owner] = out.get(owner, 0) + int(size)
+    return out
+
+
+def measure(n: int, directory: Path) -> dict[str, Any]:
+    source_path = directory / "enrollments.csv"
+    write_csv(source_path, n)
+    path = directory / "bench.journal"
+    journal = Journal(path)
+    cpu = time.process_time()
+    wall = time.perf_counter()
+    loaded = journal.load(CsvSource(source_path), description=str(source_path))
+    load_cpu = time.process_time() - cpu
+    load_wall = time.perf_counter() - wall
+    cpu = time.process_time()
+    attempts = asyncio.run(run(journal))
+    run_cpu = time.process_time() - cpu
+    report = directory / "report.json"
+    cpu = time.process_time()
+    paths = write_report(journal, report)
+    report_cpu = time.process_time() - cpu
+    counts = journal.counts()
+    journal.close()
+    size = path.stat().st_size + sum(
+        Path(f"{path}{s}").stat().st_size for s in ("-wal",) if Path(f"{path}{s}").exists()
+    )
+    return {
+        "records": loaded,
+        "attempts": attempts,
+        "counts": {str(k): v for k, v in counts.items()},
+        "journal_bytes": size,
+        "bytes_per_record": round(size / loaded, 1),
+        "tables": table_bytes(path),
+        "load_cpu_s": round(load_cpu, 2),
+        "load_wall_s": round(load_wall, 2),
+        "run_cpu_s": round(run_cpu, 2),
+        "run_cpu_us_per_attempt": round(run_cpu / attempts * 1e6, 1),
+        "report_bytes": paths.json.stat().st_size,
+        "failures_csv_bytes": paths.failures_csv.stat().st_size,
+        "report_cpu_s": round(report_cpu, 2),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--records", type=int, default=100_000)
+    parser.add_argument("--keep", type=Path, help="leave the journal and report in this directory")
+    args = parser.parse_args(argv)
+    if args.keep:
+        args.keep.mkdir(parents=True, exist_ok=True)
+        result = measure(args.records, args.keep)
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            result = measure(args.records, Path(tmp))
+    result["code"] = os.environ.get("PYTHONPATH") or str(Path(__file__).resolve().parent.parent)
+    json.dump(result, sys.stdout, indent=2)
+    print()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
