@@ -1,11 +1,15 @@
 """The run journal: one SQLite (WAL) file per run, the single source of truth for every record.
 
-Writes go through one writer thread so the event loop never waits on SQLite. A write that must
-be durable before a request goes out (claiming records as in flight) is awaited; results and
-attempts are posted and committed in batches of a few milliseconds. WAL with synchronous=NORMAL
-survives a killed process; a power loss may roll back the last few commits, which is safe: an
-in-flight or done record that reverts to pending is re-sent, creates are idempotent and
-inactivate/conclude/delete look the enrollment up before acting.
+Writes go through one writer thread so the event loop never waits on SQLite. Claims (records
+going in flight), results and attempts run in the writer's open transaction as they arrive and
+commit together every few tens of milliseconds; a claim is answered as soon as it has run, an
+operator's move once it is committed. WAL with synchronous=NORMAL survives a killed process with
+every commit; a kill loses the last uncommitted batch and a power loss may roll back the last
+few commits, which is safe: an in-flight or done record that reverts to pending is re-sent,
+creates are idempotent and inactivate/conclude/delete look the enrollment up before acting.
+
+Each fact is stored once and compactly (schema 2, journal_codec.py); journals of schema 1 are
+migrated when opened for writing and read through views when opened read-only.
 
 Reads use their own connection (WAL readers never block the writer) and may lag the posted
 writes by one batch.
@@ -175,6 +179,8 @@ _LOAD_CHUNK = 2000
 # Seconds the writer gathers posted writes (outcomes, attempts, claims) into one commit. What a
 # SIGKILL loses of them is re-sent on resume, as a record left in flight is.
 _BATCH_WINDOW = 0.02
+
+_UNREAD: Any = object()  # not among the claimed records
 
 T = TypeVar("T")
 WriteFn = Callable[[sqlite3.Connection], Any]
@@ -554,7 +560,7 @@ class Journal:
         self._root: str | None = None  # the Canvas API root attempts' URLs are stored under
         # Records claimed and not yet settled, as the claim read them (the writer thread fills
         # and empties it; the runner reads it instead of a SELECT per record).
-        self._claimed: dict[int, EnrollmentRecord | None] = {}
+        self._claimed: dict[int, EnrollmentRecord | None] = {}  # (dict ops are atomic)
         existed = self.path.is_file() and self.path.stat().st_size > 0
         if read_only:
             if not self.path.exists():
@@ -979,8 +985,9 @@ class Journal:
     def record(self, record_id: int) -> EnrollmentRecord | None:
         """The normalized record to send; None for rows the source rejected. A claimed record
         comes from what the claim read."""
-        if record_id in self._claimed:
-            return self._claimed.get(record_id)
+        claimed = self._claimed.get(record_id, _UNREAD)
+        if claimed is not _UNREAD:
+            return claimed
         found = self._query(
             f"SELECT {_RECORD_COLUMNS} FROM records WHERE record_id = ?",  # noqa: S608
             (record_id,),
@@ -1151,8 +1158,9 @@ class Journal:
 
     def _sending(self, conn: sqlite3.Connection, record_id: int) -> EnrollmentRecord | None:
         """(writer thread) The record as it is being sent."""
-        if record_id in self._claimed:
-            return self._claimed.get(record_id)
+        claimed = self._claimed.get(record_id, _UNREAD)
+        if claimed is not _UNREAD:
+            return claimed
         found = conn.execute(
             f"SELECT {_RECORD_COLUMNS} FROM records WHERE record_id = ?",  # noqa: S608
             (record_id,),
