@@ -24,6 +24,7 @@ import asyncio
 import csv
 import json
 import os
+import shutil
 import sqlite3
 import sys
 import tempfile
@@ -31,13 +32,19 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from canvas_tui.canvas.client import AttemptEvent
+from canvas_tui.canvas.ids import path_segment
+from canvas_tui.engine import report as report_module
 from canvas_tui.engine.journal import Journal, Outcome
 from canvas_tui.engine.report import write_report
 from canvas_tui.records import EnrollmentRecord, State
 from canvas_tui.sources.csv import CsvSource
 
 BASE = "https://canvas.example.edu/api/v1"
+LOOKUP_STATES = [("state[]", s) for s in ("active", "invited", "creation_pending", "inactive")]
+LOOKUP_QUERY = httpx.URL(BASE, params=[*LOOKUP_STATES, ("per_page", 100)]).query.decode()
 BATCH = 11  # the runner claims what its free slots allow: about the governor's limit
 
 
@@ -106,11 +113,10 @@ async def run(journal: Journal) -> int:
             for record_id in await journal.claim(pending[start : start + BATCH]):
                 record = journal.record(record_id)
                 assert record is not None
-                user = record.user.replace(":", "%3A")
-                lookup = f"{BASE}/users/{user}/enrollments?state%5B%5D=active&per_page=100"
+                # the URLs as the client builds them (path_segment, httpx's query encoding)
+                lookup = f"{BASE}/users/{path_segment(record.user)}/enrollments?{LOOKUP_QUERY}"
                 journal.post_attempt(record_id, event(1, "GET", lookup, None))
-                course = (record.course or "").replace(":", "%3A")
-                url = f"{BASE}/courses/{course}/enrollments"
+                url = f"{BASE}/courses/{path_segment(record.course or '')}/enrollments"
                 body = post_body(record)
                 attempts = 2
                 number = 1
@@ -195,6 +201,9 @@ def measure(n: int, directory: Path) -> dict[str, Any]:
     cpu = time.process_time()
     paths = write_report(journal, report)
     report_cpu = time.process_time() - cpu
+    not_done = None
+    if "not-done" in report_module.RECORD_CHOICES:  # issue 14 on
+        not_done = write_report(journal, directory / "not-done.json", records="not-done")
     counts = journal.counts()
     journal.close()
     size = path.stat().st_size + sum(
@@ -212,6 +221,7 @@ def measure(n: int, directory: Path) -> dict[str, Any]:
         "run_cpu_s": round(run_cpu, 2),
         "run_cpu_us_per_attempt": round(run_cpu / attempts * 1e6, 1),
         "report_bytes": paths.json.stat().st_size,
+        "report_not_done_bytes": None if not_done is None else not_done.json.stat().st_size,
         "failures_csv_bytes": paths.failures_csv.stat().st_size,
         "report_cpu_s": round(report_cpu, 2),
     }
@@ -223,7 +233,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", type=Path, help="leave the journal and report in this directory")
     args = parser.parse_args(argv)
     if args.keep:
-        args.keep.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(args.keep, ignore_errors=True)  # a journal left there would be resumed
+        args.keep.mkdir(parents=True)
         result = measure(args.records, args.keep)
     else:
         with tempfile.TemporaryDirectory() as tmp:

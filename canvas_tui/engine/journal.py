@@ -41,6 +41,7 @@ from canvas_tui.engine.journal_codec import (
     raw_pick,
     raw_to_json,
     record_from_columns,
+    templated,
     url_of,
     url_root,
     url_to_stored,
@@ -99,7 +100,9 @@ CREATE TABLE IF NOT EXISTS attempts (
     record_id INTEGER NOT NULL,
     number INTEGER NOT NULL,
     method TEXT NOT NULL,
-    url TEXT NOT NULL,                      -- "/..." is relative to meta url_root
+    url TEXT NOT NULL,                      -- "/..." is under meta url_root; "~/..." also
+                                            -- names the record's ids as {u} {c} {s}; "#n" is
+                                            -- urls(n)
     request_body TEXT,                      -- as sent, unless body_delta rebuilds it
     status INTEGER,
     category TEXT,
@@ -115,6 +118,9 @@ CREATE TABLE IF NOT EXISTS attempts (
                                             -- enrollment fields changed ('' = none): bodies.py
 );
 CREATE INDEX IF NOT EXISTS attempts_record ON attempts(record_id);
+-- The URL templates many records' attempts share ("~/courses/{c}/enrollments"), each once;
+-- such an attempt's url is "#" and the template's id.
+CREATE TABLE IF NOT EXISTS urls (id INTEGER PRIMARY KEY, template TEXT NOT NULL UNIQUE);
 -- Substring search for the console (`rows(text=...)`) without scanning 100,000 rows: a trigram
 -- index over the columns an operator searches, holding only which rows have each trigram
 -- (detail=none: a sixth of the full index). A query asks for rows with all of its trigrams,
@@ -179,8 +185,6 @@ _LOAD_CHUNK = 2000
 # Seconds the writer gathers posted writes (outcomes, attempts, claims) into one commit. What a
 # SIGKILL loses of them is re-sent on resume, as a record left in flight is.
 _BATCH_WINDOW = 0.02
-
-_UNREAD: Any = object()  # not among the claimed records
 
 T = TypeVar("T")
 WriteFn = Callable[[sqlite3.Connection], Any]
@@ -558,6 +562,9 @@ class Journal:
         self._lock: JournalLock | None = None
         self._sources: dict[int, tuple[str, list[str] | None]] = {}
         self._root: str | None = None  # the Canvas API root attempts' URLs are stored under
+        self._templates: dict[int, str] = {}  # urls, as read
+        self._template_ids: dict[str, int] = {}  # (writer) urls, as written
+        self._first_seen: dict[str, int] = {}  # (writer) template -> the first record to use it
         # Records claimed and not yet settled, as the claim read them (the writer thread fills
         # and empties it; the runner reads it instead of a SELECT per record).
         self._claimed: dict[int, EnrollmentRecord | None] = {}  # (dict ops are atomic)
@@ -958,12 +965,14 @@ class Journal:
         )
         if self._root is None:
             self._root = self.get_meta("url_root")
-        record = self.record(record_id) if any(v[-1] is not None for v in found) else None
+        found = [(*v[:4], self._template(v[4]), *v[5:]) for v in found]
+        own = any(v[-1] is not None or templated(v[4]) for v in found)
+        record = self.record(record_id) if own else None
         out = []
         for number, started, finished, method, url, body, *rest, delta in found:
             if delta is not None and record is not None:
                 body = body_of(delta, record)
-            url = url_of(url, self._root)
+            url = url_of(url, self._root, record)
             out.append(Attempt(number, started, finished, method, url, body, *rest))
         return out
 
@@ -985,9 +994,8 @@ class Journal:
     def record(self, record_id: int) -> EnrollmentRecord | None:
         """The normalized record to send; None for rows the source rejected. A claimed record
         comes from what the claim read."""
-        claimed = self._claimed.get(record_id, _UNREAD)
-        if claimed is not _UNREAD:
-            return claimed
+        with contextlib.suppress(KeyError):  # one lookup: the writer may settle it meanwhile
+            return self._claimed[record_id]
         found = self._query(
             f"SELECT {_RECORD_COLUMNS} FROM records WHERE record_id = ?",  # noqa: S608
             (record_id,),
@@ -1134,10 +1142,10 @@ class Journal:
         number, method, url, body = event.number, event.method, event.url, event.request_body
 
         def insert(conn: sqlite3.Connection) -> None:
+            record = self._sending(conn, record_id)
             delta = None
-            if body is not None:
-                record = self._sending(conn, record_id)
-                delta = None if record is None else body_delta(body, record)
+            if body is not None and record is not None:
+                delta = body_delta(body, record)
             conn.execute(
                 "INSERT INTO attempts (record_id, number, method, url, request_body, status, "
                 "category, message, error_report_id, cost, remaining, will_retry, wait, "
@@ -1147,7 +1155,7 @@ class Journal:
                     record_id,
                     number,
                     method,
-                    self._stored_url(conn, url),
+                    self._shared(conn, self._stored_url(conn, url, record), record_id),
                     body if delta is None else None,
                     *rest,
                     delta,
@@ -1156,18 +1164,47 @@ class Journal:
 
         self.post(insert)
 
+    def _template(self, stored: str) -> str:
+        """A stored URL with a shared template ("#n") replaced by the template."""
+        if not stored.startswith("#"):
+            return stored
+        number = int(stored[1:])
+        if number not in self._templates:
+            self._templates.update(self._query("SELECT id, template FROM urls"))
+        return self._templates[number]
+
+    def _shared(self, conn: sqlite3.Connection, stored: str, record_id: int) -> str:
+        """(writer thread) "#n" for a templated URL a second record uses too, else `stored`."""
+        if not templated(stored):
+            return stored
+        number = self._template_ids.get(stored)
+        if number is None:
+            first = self._first_seen.setdefault(stored, record_id)
+            if first == record_id:
+                if len(self._first_seen) > 10_000:  # templates of one record each: forget them
+                    self._first_seen.clear()
+                return stored
+            conn.execute("INSERT OR IGNORE INTO urls (template) VALUES (?)", (stored,))
+            number = int(
+                conn.execute("SELECT id FROM urls WHERE template = ?", (stored,)).fetchone()[0]
+            )
+            self._template_ids[stored] = number
+            self._templates[number] = stored  # readable at once, by the writer's edits too
+        return f"#{number}"
+
     def _sending(self, conn: sqlite3.Connection, record_id: int) -> EnrollmentRecord | None:
         """(writer thread) The record as it is being sent."""
-        claimed = self._claimed.get(record_id, _UNREAD)
-        if claimed is not _UNREAD:
-            return claimed
+        with contextlib.suppress(KeyError):  # one lookup: the writer may settle it meanwhile
+            return self._claimed[record_id]
         found = conn.execute(
             f"SELECT {_RECORD_COLUMNS} FROM records WHERE record_id = ?",  # noqa: S608
             (record_id,),
         ).fetchone()
         return None if found is None else self._record_of(found)
 
-    def _stored_url(self, conn: sqlite3.Connection, url: str) -> str:
+    def _stored_url(
+        self, conn: sqlite3.Connection, url: str, record: EnrollmentRecord | None
+    ) -> str:
         """(writer thread) `url` as stored: under the journal's API root, set by the first."""
         if self._root is None:
             self._root = url_root(url)
@@ -1177,7 +1214,7 @@ class Journal:
                     "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
                     (self._root,),
                 )
-        return url_to_stored(url, self._root)
+        return url_to_stored(url, self._root, record)
 
     def transition(
         self,
@@ -1243,14 +1280,23 @@ class Journal:
         def edit(conn: sqlite3.Connection) -> None:
             before = self._sending(conn, record_id)
             sent = conn.execute(
-                "SELECT id, body_delta FROM attempts WHERE record_id = ? "
-                "AND body_delta IS NOT NULL",
+                "SELECT id, url, request_body, body_delta FROM attempts WHERE record_id = ? "
+                "AND (body_delta IS NOT NULL OR url LIKE '~%' OR url LIKE '#%')",
                 (record_id,),
             ).fetchall()
             if before is not None:
                 conn.executemany(
-                    "UPDATE attempts SET request_body = ?, body_delta = NULL WHERE id = ?",
-                    [(body_of(delta, before), attempt) for attempt, delta in sent],
+                    "UPDATE attempts SET url = ?, request_body = ?, body_delta = NULL WHERE id = ?",
+                    [
+                        (
+                            url_to_stored(
+                                url_of(self._template(url), self._root, before), self._root
+                            ),
+                            body if delta is None else body_of(delta, before),
+                            attempt,
+                        )
+                        for attempt, url, body, delta in sent
+                    ],
                 )
             _, columns = self._source(
                 conn.execute(

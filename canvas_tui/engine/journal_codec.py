@@ -12,10 +12,12 @@ Journals of schema 1 stored the full forms; the readers here accept both.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from canvas_tui.canvas.ids import path_segment
 from canvas_tui.records import UNCHANGED, EnrollmentRecord, Provenance, SisStatus, Unchanged
 
 _COMPACT = (",", ":")
@@ -188,14 +190,46 @@ def url_root(url: str) -> str | None:
     return None if at < 0 else url[: at + len(API)]
 
 
-def url_to_stored(url: str, root: str | None) -> str:
-    """`url` relative to `root` ("/courses/..."); unchanged when under no root (full URLs start
-    with a scheme, never with "/")."""
-    return url[len(root) :] if root and url.startswith(root + "/") else url
+_TEMPLATE = "~"  # a stored URL naming the record's own ids by these marks
 
 
-def url_of(stored: str, root: str | None) -> str:
+_segment = functools.lru_cache(maxsize=4096)(path_segment)  # a course's, asked for many times
+
+
+def _marks(record: EnrollmentRecord) -> list[tuple[str, str]]:
+    """(mark, the id as a URL path segment) for the ids a record's requests name. A segment
+    never holds "{" (path_segment escapes it), so marks and segments cannot be confused."""
+    ids = (("{u}", record.user), ("{c}", record.course), ("{s}", record.section))
+    return [(mark, _segment(value)) for mark, value in ids if value]
+
+
+def url_to_stored(url: str, root: str | None, record: EnrollmentRecord | None = None) -> str:
+    """`url` as stored: relative to `root` ("/courses/..."), and with the record's own ids as
+    marks ("~/courses/{c}/enrollments"); unchanged when under no root (full URLs start with a
+    scheme, never with "/" or "~"). With no "{" in the URL, the only marks in the template are
+    those put there, and `url_of` reads back exactly the URL."""
+    if not root or not url.startswith(root + "/"):
+        return url
+    relative = url[len(root) :]
+    if record is None or "{" in relative:
+        return relative
+    template = relative
+    for mark, segment in _marks(record):
+        template = template.replace(segment, mark)
+    return relative if template == relative else _TEMPLATE + template
+
+
+def url_of(stored: str, root: str | None, record: EnrollmentRecord | None = None) -> str:
+    if stored.startswith(_TEMPLATE) and record is not None:
+        stored = stored[len(_TEMPLATE) :]
+        for mark, segment in _marks(record):
+            stored = stored.replace(mark, segment)
     return f"{root}{stored}" if root and stored.startswith("/") else stored
+
+
+def templated(stored: str) -> bool:
+    """Whether a stored URL needs its record to be read back."""
+    return stored.startswith(_TEMPLATE)
 
 
 # The order CanvasClient.create_enrollment builds a body's fields in.

@@ -10,8 +10,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from canvas_tui.engine.journal import Journal, Outcome, written_enrollment_ids
-from canvas_tui.engine.journal_codec import record_from_json, record_to_json
+from canvas_tui.engine.journal_codec import record_from_json, record_to_json, url_of, url_to_stored
 from canvas_tui.records import UNCHANGED, EnrollmentRecord, Provenance, SisStatus, State
 
 RAW = {"course_id": "C1", "user_id": "S1", "role": "ta", "status": "active"}
@@ -193,7 +195,7 @@ async def test_an_edit_keeps_the_bodies_its_record_sent_before(tmp_path: Path) -
         journal.post_outcome(1, Outcome(State.FAILED, category="server_error"), attempts=3)
         await journal.flush()
         stored = journal._query("SELECT url, request_body, body_delta FROM attempts ORDER BY id")
-        assert stored[0] == ("/courses/sis_course_id:C1/enrollments", None, "")  # all rebuilt
+        assert stored[0] == ("~/courses/{c}/enrollments", None, "")  # all rebuilt
         assert stored[2][1:] == ("not json at all", None)  # kept whole
         sent = [a.request_body for a in journal.attempts(1)]
         assert sent == [BODY1, odd, "not json at all"]
@@ -201,6 +203,7 @@ async def test_an_edit_keeps_the_bodies_its_record_sent_before(tmp_path: Path) -
         journal.post_fields(1, edited, {**RAW, "user_id": "U9"})
         await journal.flush()
         assert [a.request_body for a in journal.attempts(1)] == sent
+        assert {a.url for a in journal.attempts(1)} == {url}
         assert journal.record(1) == replace(
             edited, provenance=Provenance("in.csv", 2, {**RAW, "user_id": "U9"})
         )
@@ -208,6 +211,46 @@ async def test_an_edit_keeps_the_bodies_its_record_sent_before(tmp_path: Path) -
         assert row is not None and row.key == "sis_user_id:U9|sis_course_id:C1|sis_section_id:S1|5"
     finally:
         journal.close()
+
+
+async def test_attempts_share_their_url_templates(tmp_path: Path) -> None:
+    """Every record's POST goes to the same route: the route is stored once, and each attempt
+    reads back the URL it was sent to, also in a read-only journal."""
+    path = tmp_path / "new.journal"
+    journal = Journal(path)
+    try:
+        journal.load(
+            [
+                EnrollmentRecord(
+                    user=f"sis_user_id:U{i}",
+                    course=f"sis_course_id:C{i}",
+                    section=None,
+                    role="student",
+                    enrollment_type="StudentEnrollment",
+                    status=SisStatus.ACTIVE,
+                    provenance=Provenance("in.csv", i + 1, RAW),
+                )
+                for i in (1, 2, 3)
+            ],
+            description="in.csv",
+        )
+        assert await journal.claim([1, 2, 3]) == [1, 2, 3]
+        for i in (1, 2, 3):
+            journal.post_attempt(
+                i, _Attempt(f"{ROOT}/courses/sis_course_id:C{i}/enrollments", None)
+            )
+        await journal.flush()
+        stored = [u for (u,) in journal._query("SELECT url FROM attempts ORDER BY id")]
+        assert stored == ["~/courses/{c}/enrollments", "#1", "#1"]
+    finally:
+        journal.close()
+    reader = Journal(path, read_only=True)
+    try:
+        for i in (1, 2, 3):
+            (sent,) = reader.attempts(i)
+            assert sent.url == f"{ROOT}/courses/sis_course_id:C{i}/enrollments"
+    finally:
+        reader.close()
 
 
 @dataclass(frozen=True)
@@ -226,3 +269,37 @@ class _Attempt:
     finished_at: float | None = 1795900000.5
     will_retry: bool = False
     wait: float | None = None
+
+
+@pytest.mark.parametrize(
+    ("user", "course", "section", "path"),
+    [
+        ("sis_user_id:U1", "sis_course_id:C1", None, "/courses/sis_course_id:C1/enrollments"),
+        ("12", "123", "1", "/courses/123/sections/1/users/12?x=12&y=1231"),
+        ("123", "12", None, "/courses/12/users/123/enrollments"),
+        ("sis_user_id:a{u}b", "sis_course_id:{c}", None, "/users/sis_user_id:a%7Bu%7Db/x?q={c}"),
+        (
+            "sis_user_id:A/1",
+            "sis_course_id:C 1",
+            None,
+            "/users/sis_user_id:A%2F1/c/sis_course_id:C%201",
+        ),
+        ("u", "c", "s", "/nothing/of/theirs"),
+    ],
+)
+def test_a_stored_url_reads_back_exactly(
+    user: str, course: str, section: str | None, path: str
+) -> None:
+    record = EnrollmentRecord(
+        user=user,
+        course=course,
+        section=section,
+        role="student",
+        enrollment_type="StudentEnrollment",
+        status=SisStatus.ACTIVE,
+        provenance=Provenance("in.csv", 2, RAW),
+    )
+    url = ROOT + path
+    stored = url_to_stored(url, ROOT, record)
+    assert url_of(stored, ROOT, record) == url
+    assert url_to_stored("https://elsewhere.test/api/v1" + path, ROOT, record).startswith("https:")
