@@ -28,6 +28,7 @@ import shutil
 import sqlite3
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -100,8 +101,13 @@ def event(number: int, method: str, url: str, body: str | None, **kw: Any) -> At
     )
 
 
-async def run(journal: Journal) -> int:
-    """Claim, read and settle every pending record; returns the attempts posted."""
+async def run(journal: Journal, pace: float = 0.0) -> int:
+    """Claim, read and settle every pending record; returns the attempts posted. `pace`:
+    records a second, each claimed alone as a runner's freed slot claims it (0: as fast as the
+    CPU allows, BATCH at a time)."""
+    batch = 1 if pace else BATCH
+    started = time.monotonic()
+    sent = 0
     posted = 0
     after = 0
     while True:
@@ -109,8 +115,11 @@ async def run(journal: Journal) -> int:
         if not pending:
             break
         after = pending[-1]
-        for start in range(0, len(pending), BATCH):
-            for record_id in await journal.claim(pending[start : start + BATCH]):
+        for start in range(0, len(pending), batch):
+            if pace:
+                sent += 1
+                await asyncio.sleep(max(0.0, started + sent / pace - time.monotonic()))
+            for record_id in await journal.claim(pending[start : start + batch]):
                 record = journal.record(record_id)
                 assert record is not None
                 # the URLs as the client builds them (path_segment, httpx's query encoding)
@@ -166,6 +175,19 @@ async def run(journal: Journal) -> int:
     return posted
 
 
+def writer_cpu() -> float:
+    """CPU seconds of the journal's writer thread so far (Linux /proc; 0 elsewhere)."""
+    for thread in threading.enumerate():
+        if thread.name.startswith("journal-writer") and thread.native_id is not None:
+            try:
+                fields = Path(f"/proc/self/task/{thread.native_id}/stat").read_text()
+            except OSError:
+                return 0.0
+            utime, stime = fields.rsplit(")", 1)[1].split()[11:13]
+            return (int(utime) + int(stime)) / os.sysconf("SC_CLK_TCK")
+    return 0.0
+
+
 def table_bytes(path: Path) -> dict[str, int]:
     """Bytes per table (its indexes included), from SQLite's dbstat where it is compiled in."""
     conn = sqlite3.connect(path)
@@ -184,7 +206,7 @@ def table_bytes(path: Path) -> dict[str, int]:
     return out
 
 
-def measure(n: int, directory: Path) -> dict[str, Any]:
+def measure(n: int, directory: Path, pace: float = 0.0) -> dict[str, Any]:
     source_path = directory / "enrollments.csv"
     write_csv(source_path, n)
     path = directory / "bench.journal"
@@ -195,8 +217,10 @@ def measure(n: int, directory: Path) -> dict[str, Any]:
     load_cpu = time.process_time() - cpu
     load_wall = time.perf_counter() - wall
     cpu = time.process_time()
-    attempts = asyncio.run(run(journal))
+    writer = writer_cpu()
+    attempts = asyncio.run(run(journal, pace))
     run_cpu = time.process_time() - cpu
+    run_writer_cpu = writer_cpu() - writer
     report = directory / "report.json"
     cpu = time.process_time()
     paths = write_report(journal, report)
@@ -219,7 +243,11 @@ def measure(n: int, directory: Path) -> dict[str, Any]:
         "load_cpu_s": round(load_cpu, 2),
         "load_wall_s": round(load_wall, 2),
         "run_cpu_s": round(run_cpu, 2),
+        "pace": pace,
         "run_cpu_us_per_attempt": round(run_cpu / attempts * 1e6, 1),
+        "run_cpu_us_per_record": round(run_cpu / loaded * 1e6, 1),
+        "run_writer_thread_cpu_s": round(run_writer_cpu, 2),
+        "run_other_threads_cpu_s": round(run_cpu - run_writer_cpu, 2),
         "report_bytes": paths.json.stat().st_size,
         "report_not_done_bytes": None if not_done is None else not_done.json.stat().st_size,
         "failures_csv_bytes": paths.failures_csv.stat().st_size,
@@ -231,14 +259,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=100_000)
     parser.add_argument("--keep", type=Path, help="leave the journal and report in this directory")
+    parser.add_argument(
+        "--pace", type=float, default=0.0, help="records/s, one claim each (0: CPU-bound)"
+    )
     args = parser.parse_args(argv)
     if args.keep:
         shutil.rmtree(args.keep, ignore_errors=True)  # a journal left there would be resumed
         args.keep.mkdir(parents=True)
-        result = measure(args.records, args.keep)
+        result = measure(args.records, args.keep, args.pace)
     else:
         with tempfile.TemporaryDirectory() as tmp:
-            result = measure(args.records, Path(tmp))
+            result = measure(args.records, Path(tmp), args.pace)
     result["code"] = os.environ.get("PYTHONPATH") or str(Path(__file__).resolve().parent.parent)
     json.dump(result, sys.stdout, indent=2)
     print()

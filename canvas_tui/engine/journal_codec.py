@@ -12,8 +12,8 @@ Journals of schema 1 stored the full forms; the readers here accept both.
 
 from __future__ import annotations
 
-import functools
 import json
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -193,14 +193,29 @@ def url_root(url: str) -> str | None:
 _TEMPLATE = "~"  # a stored URL naming the record's own ids by these marks
 
 
-_segment = functools.lru_cache(maxsize=4096)(path_segment)  # a course's, asked for many times
+_PLAIN = re.compile(r"[A-Za-z0-9:._~-]*")  # characters path_segment keeps as they are
+
+
+def _segment(value: str) -> str:
+    """The id as its URL path segment: itself when plain (the usual SIS id), else escaped."""
+    return value if _PLAIN.fullmatch(value) and ".json" not in value else path_segment(value)
+
+
+_MARKS: dict[tuple[str, str | None, str | None], list[tuple[str, str]]] = {}
 
 
 def _marks(record: EnrollmentRecord) -> list[tuple[str, str]]:
     """(mark, the id as a URL path segment) for the ids a record's requests name. A segment
-    never holds "{" (path_segment escapes it), so marks and segments cannot be confused."""
-    ids = (("{u}", record.user), ("{c}", record.course), ("{s}", record.section))
-    return [(mark, _segment(value)) for mark, value in ids if value]
+    never holds "{", so marks and segments cannot be confused: whatever the segments, `url_of`
+    undoes `url_to_stored` exactly."""
+    key = (record.user, record.course, record.section)
+    found = _MARKS.get(key)
+    if found is None:  # once per record: its GET and POST and retries share them
+        if len(_MARKS) >= 1024:
+            _MARKS.clear()
+        ids = zip(("{u}", "{c}", "{s}"), key, strict=True)
+        found = _MARKS[key] = [(mark, _segment(value)) for mark, value in ids if value]
+    return found
 
 
 def url_to_stored(url: str, root: str | None, record: EnrollmentRecord | None = None) -> str:
