@@ -350,6 +350,10 @@ def _like(text: str) -> str:
     return f"%{escaped}%"
 
 
+def _holds(value: str | None, lowered: str) -> bool:
+    return value is not None and lowered in value.lower()
+
+
 def _trigrams(text: str) -> str:
     """An FTS5 query for rows holding every trigram of `text` (each a quoted one-token phrase,
     which a detail=none index answers); the LIKE beside it keeps the true substrings."""
@@ -588,6 +592,7 @@ class Journal:
                 self._release()
                 raise _open_error(self.path, exc) from exc
         self._read.execute("PRAGMA busy_timeout=5000")
+        self._read.create_function("journal_holds", 2, _holds, deterministic=True)
         self._read_lock = threading.Lock()
         try:
             version = self._one("SELECT value FROM meta WHERE key = 'schema_version'")
@@ -874,11 +879,15 @@ class Journal:
             clauses.append("state = ?")
             params.append(State(state).value)
         if text and len(text) >= _TRIGRAM:
+            # the rows with every trigram, then those holding the text, case folded as the
+            # trigram tokenizer folds it (LIKE folds ASCII only)
             clauses.append(
-                "record_id IN (SELECT rowid FROM records_text WHERE records_text MATCH ?)"
+                "record_id IN (SELECT rowid FROM records_text WHERE records_text MATCH ?) AND "
+                "(journal_holds(user, ?) OR journal_holds(course, ?) "
+                "OR journal_holds(section, ?) OR journal_holds(message, ?))"
             )
-            params.append(_trigrams(text))
-        if text:
+            params.extend([_trigrams(text), *[text.lower()] * 4])
+        elif text:
             like = _like(text)
             clauses.append(
                 "(user LIKE ? ESCAPE '\\' OR course LIKE ? ESCAPE '\\' "

@@ -247,3 +247,10 @@ async def test_written_enrollment_ids_reads_done_writes_of_any_journal(tmp_path:
     assert written_enrollment_ids(paths, actions=("create", "none")) == {11, 12}
     assert written_enrollment_ids(paths, actions=("create",), excluding_source="in.csv") == set()
     assert written_enrollment_ids([tmp_path / "missing.journal"], actions=("create",)) == set()
+
+
+def test_text_search_folds_case_beyond_ascii(journal: Journal) -> None:
+    """As the trigram index folds case: "école" finds ÉCOLE (LIKE alone would not)."""
+    journal.load([record(1, course="ÉCOLE-1"), record(2, course="ECOLE-2")], description="in.csv")
+    assert [r.record_id for r in journal.rows(0, 10, text="école")] == [1]
+    assert journal.count(text="ÉCOLE") == 1
