@@ -880,13 +880,17 @@ class Journal:
             params.append(State(state).value)
         if text and len(text) >= _TRIGRAM:
             # the rows with every trigram, then those holding the text, case folded as the
-            # trigram tokenizer folds it (LIKE folds ASCII only)
+            # trigram tokenizer folds it: LIKE for ASCII text (it folds ASCII only), else Python
             clauses.append(
-                "record_id IN (SELECT rowid FROM records_text WHERE records_text MATCH ?) AND "
+                "record_id IN (SELECT rowid FROM records_text WHERE records_text MATCH ?)"
+            )
+            params.append(_trigrams(text))
+        if text and len(text) >= _TRIGRAM and not text.isascii():
+            clauses.append(
                 "(journal_holds(user, ?) OR journal_holds(course, ?) "
                 "OR journal_holds(section, ?) OR journal_holds(message, ?))"
             )
-            params.extend([_trigrams(text), *[text.lower()] * 4])
+            params.extend([text.lower()] * 4)
         elif text:
             like = _like(text)
             clauses.append(
