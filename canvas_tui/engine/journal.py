@@ -356,8 +356,10 @@ def _holds(value: str | None, lowered: str) -> bool:
 
 def _trigrams(text: str) -> str:
     """An FTS5 query for rows holding every trigram of `text` (each a quoted one-token phrase,
-    which a detail=none index answers); the LIKE beside it keeps the true substrings."""
-    grams = dict.fromkeys(text[i : i + _TRIGRAM] for i in range(len(text) - _TRIGRAM + 1))
+    which a detail=none index answers); the LIKE beside it keeps the true substrings. Trigrams
+    that do not overlap (and the last) cover the text: fewer lists to intersect, same answer."""
+    starts = [*range(0, len(text) - _TRIGRAM + 1, _TRIGRAM), len(text) - _TRIGRAM]
+    grams = dict.fromkeys(text[i : i + _TRIGRAM] for i in starts)
     return " ".join('"' + g.replace('"', '""') + '"' for g in grams)
 
 
