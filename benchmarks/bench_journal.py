@@ -24,8 +24,10 @@ import asyncio
 import csv
 import json
 import os
+import resource
 import shutil
 import sqlite3
+import subprocess
 import sys
 import tempfile
 import threading
@@ -43,6 +45,7 @@ from canvas_tui.engine.report import write_report
 from canvas_tui.records import EnrollmentRecord, State
 from canvas_tui.sources.csv import CsvSource
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench_sync, for --sync
 BASE = "https://canvas.example.edu/api/v1"
 LOOKUP_STATES = [("state[]", s) for s in ("active", "invited", "creation_pending", "inactive")]
 LOOKUP_QUERY = httpx.URL(BASE, params=[*LOOKUP_STATES, ("per_page", 100)]).query.decode()
@@ -255,6 +258,44 @@ def measure(n: int, directory: Path, pace: float = 0.0) -> dict[str, Any]:
     }
 
 
+def sync_cpu(n: int, python: str, pythonpath: str | None, scale: float) -> dict[str, Any]:
+    """CPU of one real `canvas-tui sync --no-plan` of `n` new enrollments (bench_sync's
+    workload) against a fresh simulator in its own process; `python` (+ `pythonpath`) runs the
+    sync, so the code of any commit can be measured beside this one's."""
+    from bench_sync import SEED, TOKEN, workload, write_inputs
+
+    from canvas_tui.simulator.testing import simulate_process, simulator_stats
+
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        csv_path, _ = write_inputs(workload(n), work)
+        options = ("--seed", str(SEED), "--time-scale", str(scale), "--token", TOKEN)
+        with simulate_process(*options) as base:
+            env = {**os.environ, "CANVAS_BASE_URL": base, "CANVAS_API_TOKEN": TOKEN}
+            env.pop("PYTHONPATH", None)
+            if pythonpath:
+                env["PYTHONPATH"] = pythonpath
+            command = [python, "-m", "canvas_tui", "sync", "--no-plan", str(csv_path)]
+            command += ["--journal", str(work / "run.journal")]
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
+            started = time.perf_counter()
+            done = subprocess.run(command, env=env, cwd=work, capture_output=True, check=False)
+            elapsed = time.perf_counter() - started
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            requests = int(simulator_stats(base)["requests"])
+        cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+        size = (work / "run.journal").stat().st_size
+    return {
+        "code": pythonpath or "this worktree",
+        "exit": done.returncode,
+        "cpu_s": round(cpu, 2),
+        "requests": requests,
+        "cpu_ms_per_request": round(cpu / max(1, requests) * 1e3, 3),
+        "elapsed_s": round(elapsed, 1),
+        "journal_bytes_per_record": round(size / n, 1),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=100_000)
@@ -262,7 +303,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--pace", type=float, default=0.0, help="records/s, one claim each (0: CPU-bound)"
     )
+    parser.add_argument(
+        "--sync",
+        metavar="BASE_PYTHON",
+        help="instead: real `sync --no-plan` runs of --records records, alternating this code "
+        "with BASE_PYTHON running --base-path (e.g. /work/wt/base/.venv/bin/python)",
+    )
+    parser.add_argument("--base-path", help="PYTHONPATH for --sync's base interpreter")
+    parser.add_argument("--runs", type=int, default=2)
+    parser.add_argument("--time-scale", type=float, default=5.0)
     args = parser.parse_args(argv)
+    if args.sync:
+        for _ in range(args.runs):
+            for python, path in ((args.sync, args.base_path), (sys.executable, None)):
+                found = sync_cpu(args.records, python, path, args.time_scale)
+                print(json.dumps(found), flush=True)
+        return 0
     if args.keep:
         shutil.rmtree(args.keep, ignore_errors=True)  # a journal left there would be resumed
         args.keep.mkdir(parents=True)

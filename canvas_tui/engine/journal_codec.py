@@ -16,6 +16,7 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
+from urllib.parse import quote
 
 from canvas_tui.canvas.ids import path_segment
 from canvas_tui.records import UNCHANGED, EnrollmentRecord, Provenance, SisStatus, Unchanged
@@ -205,33 +206,41 @@ _MARKS: dict[tuple[str, str | None, str | None], list[tuple[str, str]]] = {}
 
 
 def _marks(record: EnrollmentRecord) -> list[tuple[str, str]]:
-    """(mark, the id as a URL path segment) for the ids a record's requests name. A segment
-    never holds "{", so marks and segments cannot be confused: whatever the segments, `url_of`
-    undoes `url_to_stored` exactly."""
+    """(mark, text) for the ids a record's requests name: each as a path segment ({u} {c} {s})
+    and as a query value ({U} {C} {S}, e.g. `user_id=sis_user_id%3AS1`)."""
     key = (record.user, record.course, record.section)
     found = _MARKS.get(key)
     if found is None:  # once per record: its GET and POST and retries share them
         if len(_MARKS) >= 1024:
             _MARKS.clear()
-        ids = zip(("{u}", "{c}", "{s}"), key, strict=True)
-        found = _MARKS[key] = [(mark, _segment(value)) for mark, value in ids if value]
+        found = []
+        for letter, value in zip("ucs", key, strict=True):
+            if value:
+                segment, query = _segment(value), quote(value, safe="")
+                found.append((f"{{{letter}}}", segment))
+                if query != segment:
+                    found.append((f"{{{letter.upper()}}}", query))
+        _MARKS[key] = found
     return found
 
 
 def url_to_stored(url: str, root: str | None, record: EnrollmentRecord | None = None) -> str:
     """`url` as stored: relative to `root` ("/courses/..."), and with the record's own ids as
-    marks ("~/courses/{c}/enrollments"); unchanged when under no root (full URLs start with a
-    scheme, never with "/" or "~"). With no "{" in the URL, the only marks in the template are
-    those put there, and `url_of` reads back exactly the URL."""
+    marks ("~/courses/{c}/enrollments") when `url_of` reads that back exactly (an id such as
+    "u" could meet a mark's own letters); unchanged when under no root (full URLs start with a
+    scheme, never with "/" or "~")."""
     if not root or not url.startswith(root + "/"):
         return url
     relative = url[len(root) :]
     if record is None or "{" in relative:
         return relative
     template = relative
-    for mark, segment in _marks(record):
-        template = template.replace(segment, mark)
-    return relative if template == relative else _TEMPLATE + template
+    for mark, text in _marks(record):
+        template = template.replace(text, mark)
+    if template == relative:
+        return relative
+    stored = _TEMPLATE + template
+    return stored if url_of(stored, root, record) == url else relative
 
 
 def url_of(stored: str, root: str | None, record: EnrollmentRecord | None = None) -> str:

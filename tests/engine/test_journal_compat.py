@@ -285,6 +285,8 @@ class _Attempt:
             "/users/sis_user_id:A%2F1/c/sis_course_id:C%201",
         ),
         ("u", "c", "s", "/nothing/of/theirs"),
+        ("u", "u", "c", "/courses/u/sections/c/users/u"),
+        ("sis_user_id:S1", "C1", None, "/courses/C1/enrollments?user_id=sis_user_id%3AS1&x=1"),
     ],
 )
 def test_a_stored_url_reads_back_exactly(
