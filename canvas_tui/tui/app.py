@@ -29,12 +29,12 @@ from canvas_tui.tui.actions import (
     ACTIONS,
     BY_ID,
     QUEUE_ONLY,
-    ConsoleCommands,
     bindings,
     effective_key,
 )
 from canvas_tui.tui.contract import ConsoleScreen, RosterReader
 from canvas_tui.tui.messages import PhaseChanged, RunEnded
+from canvas_tui.tui.palette import ConsoleCommands
 from canvas_tui.tui.screens.dialogs import (
     ChoiceScreen,
     ConfirmScreen,
@@ -200,6 +200,7 @@ class ConsoleApp(App[int]):
         subscribe = getattr(session.runner, "subscribe", None)
         if subscribe is not None:
             subscribe(self._on_engine_event)
+        self.tick()  # the first frame shows the counts and the queue now, not a tick later
         approved: bool | None = None
         if not self.read_only:
             self._loading = True
@@ -229,9 +230,12 @@ class ConsoleApp(App[int]):
         store = self.view_store
         if not isinstance(store, Journal) or self.read_only:
             return None  # the counts by source are the journal's, not every RecordStore's
-        records = sum(store.status_counts(State.PENDING).values())
-        drops = sum(store.status_counts(State.PENDING, source=DROP_SOURCE).values())
+        records = store.count(State.PENDING)  # an index range: a million rows stay cheap
         planned = store.get_meta("mode") == "plan"
+        # only a plan adds drop records (engine/plan/executor.py)
+        drops = (
+            sum(store.status_counts(State.PENDING, source=DROP_SOURCE).values()) if planned else 0
+        )
         requests = records  # a plan sends one request per change
         if not planned and records:
             # full mode also reads first for every row but a fully stated create: measured on

@@ -9,9 +9,14 @@ from pathlib import Path
 
 import pytest
 
+from canvas_tui.config import load_config
 from canvas_tui.engine.journal import Journal, JournalError, Outcome, written_enrollment_ids
+from canvas_tui.engine.session import open_session
 from canvas_tui.records import SisStatus, SourceItem, State
 from tests.engine.helpers import items, problem, record
+from tests.helpers import damage_pages
+
+NOWHERE = "http://127.0.0.1:9"  # never reached: nothing is sent
 
 
 def test_load_accounts_for_every_source_item(journal: Journal) -> None:
@@ -246,3 +251,48 @@ async def test_written_enrollment_ids_reads_done_writes_of_any_journal(tmp_path:
     assert written_enrollment_ids(paths, actions=("create", "none")) == {11, 12}
     assert written_enrollment_ids(paths, actions=("create",), excluding_source="in.csv") == set()
     assert written_enrollment_ids([tmp_path / "missing.journal"], actions=("create",)) == set()
+
+
+def test_a_journal_opened_unverified_checks_its_pages_on_verify(tmp_path: Path) -> None:
+    """`verify=False` (the console's engine) defers the page check; `verify()` does it."""
+    path = tmp_path / "j.journal"
+    store = Journal(path)
+    store.load(items(400), description="in.csv")
+    store.close()
+    healthy = Journal(path, verify=False)
+    assert not healthy.verified
+    healthy.verify()
+    assert healthy.verified
+    healthy.close()
+    damage_pages(path)
+    with pytest.raises(JournalError, match="the journal is damaged"):
+        Journal(path)
+    deferred = Journal(path, verify=False)
+    try:
+        with pytest.raises(JournalError, match="the journal is damaged"):
+            deferred.verify()
+        assert not deferred.verified
+    finally:
+        deferred.close()
+
+
+async def test_a_damaged_journal_is_refused_before_anything_is_sent(tmp_path: Path) -> None:
+    """The console's engine opens a journal unverified: a damaged one still says so, at open
+    (its counts read a damaged page) or before its first load or run, never half-way."""
+    path = tmp_path / "j.journal"
+    store = Journal(path)
+    store.load(items(400), description="in.csv")
+    store.close()
+    damage_pages(path)
+    config = load_config(None, env={"CANVAS_API_TOKEN": "t", "CANVAS_BASE_URL": NOWHERE})
+    try:
+        session = open_session(config, journal_path=path, verify_journal=False)
+    except JournalError as exc:
+        assert "the journal is damaged" in str(exc)
+        return
+    try:
+        with pytest.raises(JournalError, match="the journal is damaged"):
+            await session.run()
+        assert session.client is not None and session.client.requests_sent == 0
+    finally:
+        await session.close()
