@@ -131,6 +131,7 @@ class ConsoleApp(App[int]):
         self._description = description + ("  [read-only]" if read_only else "")
         self._loading = False
         self._ui_loop: asyncio.AbstractEventLoop | None = None
+        self._queue: QueueView | None = None
         self.sub_title = self._description
 
     # ---- layout and the refresh loop -----------------------------------------------------------
@@ -151,7 +152,9 @@ class ConsoleApp(App[int]):
 
     @property
     def queue(self) -> QueueView:
-        return self.query_one(QueueView)
+        if self._queue is None:  # one widget for the app's life: found once, not per key
+            self._queue = self.query_one(QueueView)
+        return self._queue
 
     def tick(self) -> None:
         """Read one snapshot and repaint everything that shows it."""

@@ -142,6 +142,7 @@ class QueueView(Vertical):
         self._text_count: int | None = None  # cached count for a text filter; SQL LIKE is not free
         self._text_count_age = 0
         self._narrow = False
+        self._table: VirtualTable | None = None
 
     def compose(self) -> ComposeResult:
         yield Static(id="queue-status")
@@ -161,7 +162,9 @@ class QueueView(Vertical):
 
     @property
     def table(self) -> VirtualTable:
-        return self.query_one(VirtualTable)
+        if self._table is None:
+            self._table = self.query_one(VirtualTable)
+        return self._table
 
     def _fetch(self, offset: int, limit: int) -> list[RecordRow]:
         if self.store is None:
