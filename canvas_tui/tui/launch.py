@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from canvas_tui.exit_codes import ExitCode, error_line
 from canvas_tui.tui.actions import check_keymap
 
 if TYPE_CHECKING:
@@ -28,8 +29,6 @@ if TYPE_CHECKING:
 
 
 def _fail(message: str) -> int:
-    from canvas_tui.cli import ExitCode, error_line
-
     print(error_line(message), file=sys.stderr)
     return int(ExitCode.USAGE)
 
