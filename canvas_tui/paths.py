@@ -11,15 +11,11 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
 import platformdirs
-
-if TYPE_CHECKING:
-    from canvas_tui.config import Config
 
 APP: Final = "canvas-tui"
 ENV_CONFIG: Final = "CANVAS_TUI_CONFIG"
@@ -40,25 +36,6 @@ def user_config_file() -> Path:
 
 def default_journal_dir() -> Path:
     return Path(_dirs().user_state_path) / "runs"
-
-
-def default_journal_path(directory: Path | None = None) -> Path:
-    """`<user state dir>/runs/<UTC timestamp>.journal`, never an existing file."""
-    directory = directory or default_journal_dir()
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    path = directory / f"{stamp}.journal"
-    n = 1
-    while path.exists():
-        n += 1
-        path = directory / f"{stamp}-{n}.journal"
-    return path
-
-
-def journal_path_for(config: Config, journal_path: Path | None = None) -> Path:
-    """The journal a run uses: the one asked for, the config's, else a new one in journal_dir."""
-    return Path(
-        journal_path or config.sync.journal or default_journal_path(config.sync.journal_dir)
-    )
 
 
 def config_search_path(env: Mapping[str, str] | None = None) -> list[tuple[str, Path]]:

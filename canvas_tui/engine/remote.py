@@ -28,7 +28,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar, cast
 
-from canvas_tui.config import ENV_TOKEN
+from canvas_tui.config import ENV_TOKEN, journal_path_for
 from canvas_tui.engine.journal import Journal
 from canvas_tui.engine.protocol import (
     REFUSED,
@@ -49,7 +49,6 @@ from canvas_tui.engine.protocol import (
     command_name,
 )
 from canvas_tui.engine.state import Event, Phase, RunCommands, RunPhaseChanged, RunState
-from canvas_tui.paths import journal_path_for
 from canvas_tui.private_files import open_private
 
 if TYPE_CHECKING:

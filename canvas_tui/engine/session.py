@@ -21,16 +21,17 @@ import httpx
 
 from canvas_tui.canvas.client import CanvasClient
 from canvas_tui.canvas.governor import Governor
+
+# default_journal_path, journal_path_for: re-exported (they live where the console, which
+# decides the journal before the engine and its imports start, finds them)
 from canvas_tui.config import Config, ConfigError
+from canvas_tui.config import default_journal_path as default_journal_path
+from canvas_tui.config import journal_path_for as journal_path_for
 from canvas_tui.engine.actions import ActionResult, EnrollmentActions, Observer
 from canvas_tui.engine.journal import Journal, JournalError
 from canvas_tui.engine.protocol import invoke
 from canvas_tui.engine.runner import RunGate, Runner
 from canvas_tui.engine.state import RunCommands, RunState
-
-# re-exported: where a run's journal goes is decided before the engine (and its imports) starts
-from canvas_tui.paths import default_journal_path as default_journal_path
-from canvas_tui.paths import journal_path_for as journal_path_for
 from canvas_tui.records import EnrollmentRecord, InputError, Source
 from canvas_tui.sources import layout_of, open_source
 
