@@ -77,6 +77,7 @@ WRITES = frozenset(
 )
 REGISTRY = frozenset(a.action.split("(")[0] for a in ACTIONS)
 OUTLOOK_SAMPLE = 2000  # pending records READY reads to count full mode's lookups
+FIRST_FRAME_WAIT = 1.0  # seconds the outlook waits at most for the queue's first rows
 
 
 class ConsoleApp(App[int]):
@@ -212,6 +213,9 @@ class ConsoleApp(App[int]):
         if not self.read_only and (self.autostart or approved):
             self._start_run()  # autostart, or the plan screen's Apply: the operator's go
         else:
+            # decoding the outlook's sample competes with drawing: it waits for the first frame
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.queue.shown.wait(), FIRST_FRAME_WAIT)
             self.outlook = await asyncio.to_thread(self._outlook)
         self.tick()
 

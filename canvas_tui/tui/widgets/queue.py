@@ -147,6 +147,7 @@ class QueueView(Vertical):
         self._table: VirtualTable | None = None
         self._read_span: tuple[object, ...] | None = None  # what the last tick's read covered
         self._next_read = 0.0  # monotonic time from which the tick reads that span again
+        self.shown = asyncio.Event()  # set once the first window of rows is in the table
 
     def compose(self) -> ComposeResult:
         yield Static(id="queue-status")
@@ -235,6 +236,7 @@ class QueueView(Vertical):
         table.set_total(total)
         if rows is not None:
             table.replace_window(start, rows, generation)
+            self.shown.set()
         status = Text.assemble(
             ("Queue ", "bold"),
             f"{fmt.count(total)} records · {self.filter.describe()}",
