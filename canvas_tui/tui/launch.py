@@ -6,8 +6,8 @@ source, journal, the engine process) is checked here before the app draws anythi
 
 Start-up is on the operator's clock: the engine process is spawned as soon as the config is
 read, and Textual and the app (~0.4 s of imports) load while the engine imports its own modules
-and opens the journal; neither process imports what only the other needs (SQLAlchemy, the HTTP
-stack, Textual).
+and opens the journal. The HTTP client, the plan and SQLAlchemy (an SQL source's) load in the
+engine only, Textual in the console only (tests/test_import_hygiene.py).
 """
 
 from __future__ import annotations
