@@ -556,11 +556,18 @@ class Journal:
     """A run's records and attempts; implements `RecordStore` (engine/state.py)."""
 
     def __init__(
-        self, path: str | Path, *, read_only: bool = False, immutable: bool = False
+        self,
+        path: str | Path,
+        *,
+        read_only: bool = False,
+        immutable: bool = False,
+        verify: bool = True,
     ) -> None:
         """`immutable` (with `read_only`): nobody writes this file while it is open, so SQLite
         may skip the -wal/-shm files altogether and leave the directory untouched. It falls back to
         a plain read-only open when a -wal file is there (a crashed run's last commits live in it).
+        `verify` (writable): check an existing file's pages now; False leaves that to `verify()`,
+        to be called before anything is written (the console opens a journal for triage first).
         """
         self.path = Path(path)
         self.read_only = read_only
@@ -596,10 +603,12 @@ class Journal:
         self._read.execute("PRAGMA busy_timeout=5000")
         self._read.create_function("journal_holds", 2, _holds, deterministic=True)
         self._read_lock = threading.Lock()
+        self.verified = read_only or not existed  # nothing to check, or nothing will be written
         try:
             version = self._one("SELECT value FROM meta WHERE key = 'schema_version'")
-            if existed and not read_only:  # ~0.2 s for 100,000 records, once per resume
+            if not self.verified and verify:  # ~1.5 s of CPU per 1,000,000 records
                 _check_pages(self._read, self.path)
+                self.verified = True
         except sqlite3.DatabaseError as exc:
             self.close()
             raise _open_error(self.path, exc) from exc
@@ -614,6 +623,20 @@ class Journal:
                 f"{self.path}: journal schema {version}, this canvas-tui reads {SCHEMA_VERSION}"
             )
         self._root = self.get_meta("url_root")
+
+    def verify(self) -> None:
+        """Check the pages of a journal opened with `verify=False`, once (blocking: call it in a
+        thread). Raises JournalError if the file is damaged."""
+        if self.verified:
+            return
+        conn = _open_read_only(self.path)  # not the shared reader: its lock would be held
+        try:
+            _check_pages(conn, self.path)
+        except sqlite3.DatabaseError as exc:
+            raise _open_error(self.path, exc) from exc
+        finally:
+            conn.close()
+        self.verified = True
 
     @property
     def stale_lock(self) -> str | None:
