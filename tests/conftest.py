@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from canvas_tui.config import Secret
 from canvas_tui.simulator import ADMIN_TOKEN, SimConfig, Simulator, World, build_app
 from canvas_tui.simulator.testing import serve_in_thread
 from tests.engine.workload import write_csv
@@ -34,6 +35,16 @@ def _own_user_dirs(
     monkeypatch.setenv("XDG_STATE_HOME", str(home / "state"))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(home / "config"))
     monkeypatch.delenv("CANVAS_TUI_CONFIG", raising=False)
+
+
+@pytest.fixture(autouse=True)
+def _own_known_secrets() -> Iterator[None]:
+    """Log filters mask every value a Secret ever held in the process. A test's token (some are
+    one letter) must not mask the next test's logs."""
+    known = set(Secret._known)
+    yield
+    Secret._known.clear()
+    Secret._known.update(known)
 
 
 @pytest.fixture
