@@ -16,7 +16,7 @@ import httpx
 from canvas_tui.canvas.client import CanvasClient
 from canvas_tui.canvas.errors import CanvasError
 from canvas_tui.config import Config, ConfigError, load_config
-from canvas_tui.engine.plan.executor import journal_paths, known_enrollment_ids, read_items
+from canvas_tui.engine.plan.executor import SourceCounts, journal_paths, known_enrollment_ids
 from canvas_tui.engine.plan.render import format_plan, write_plan
 from canvas_tui.engine.preflight import format_preflight, plan_and_preflight
 from canvas_tui.exit_codes import ExitCode, error_line
@@ -68,10 +68,13 @@ async def _plan_command(
     config: Config, source: Source, client: CanvasClient, prefix: Path, out: TextIO
 ) -> int:
     try:
-        items = await asyncio.to_thread(read_items, source)
-        print(f"source: {source.description} ({len(items)} rows)", file=out)
+        # streamed: counted here, read again by the plan and the preflight, never held
+        counts = await asyncio.to_thread(SourceCounts.of, source)
+        print(f"source: {source.description} ({counts.items} rows)", file=out)
         known = await asyncio.to_thread(known_enrollment_ids, journal_paths(config))
-        checked, plan = await plan_and_preflight(client, items, config, known_ids=known)
+        checked, plan = await plan_and_preflight(
+            client, source, config, known_ids=known, counts=counts
+        )
     except CanvasError as exc:
         print(error_line(str(exc)), file=sys.stderr)
         return ExitCode.ABORTED
