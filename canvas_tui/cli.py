@@ -11,10 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from canvas_tui import __version__
-
-# re-exported: headless and tui still import them from here
-from canvas_tui.exit_codes import ExitCode as ExitCode
-from canvas_tui.exit_codes import error_line as error_line
+from canvas_tui.exit_codes import ExitCode, error_line
 
 # sub-command -> "module:function"; each function takes the parsed args and returns an exit code.
 COMMANDS = {

@@ -1,8 +1,16 @@
-"""How a command ends: its exit status, and the line its fatal error prints."""
+"""How a command ends: its exit status, its one fatal-error line, and the one rule from a run's end
+state to an exit status, shared by the console and `canvas-tui sync` (README "Exit codes").
+
+It sits above the engine (it reads `RunState`) and below every command, so nothing under the
+commands has to import the command line (cli.py) for a number.
+"""
 
 from __future__ import annotations
 
 from enum import IntEnum
+
+from canvas_tui.engine.state import Phase, RunState
+from canvas_tui.records import State
 
 
 class ExitCode(IntEnum):
@@ -15,3 +23,28 @@ class ExitCode(IntEnum):
 def error_line(message: str) -> str:
     """The one prefix every command's fatal error uses."""
     return f"canvas-tui: error: {message}"
+
+
+def run_exit_code(state: RunState | None, *, attended: bool) -> ExitCode:
+    """The exit status for a run that ended in `state` (None: no run was opened).
+
+    An abort (token refused, unsafe URL, Canvas unreachable, the engine lost) is 3 wherever it
+    happens: nobody chose it. Otherwise it depends on whether an operator watched the run:
+
+    - attended (the console, the demo): the operator saw every failure on the screen and chose to
+      cancel or quit, and the journal keeps the rest, so quitting is not an error: 0;
+    - unattended (`sync`): the status is all a scheduler sees, so a run stopped early (only a
+      signal cancels a sync; pending records stay for the next run) is 3, and a finished run
+      with failed records is 1.
+    """
+    if state is None:
+        return ExitCode.OK
+    if state.phase is Phase.ABORTED:
+        return ExitCode.ABORTED
+    if attended:
+        return ExitCode.OK
+    if state.phase is Phase.CANCELLED:
+        return ExitCode.ABORTED
+    if state.counts.get(State.FAILED, 0):
+        return ExitCode.RECORDS_FAILED
+    return ExitCode.OK

@@ -2,8 +2,9 @@
 
 On a TTY: a rich progress bar (rate, ETA, throttle headroom, failures). Otherwise (cron,
 Kubernetes): one JSON object per line on stdout — a state summary every few seconds, one line per
-failed record, a final summary. Exit codes are `cli.ExitCode`. SIGINT/SIGTERM stop dispatching,
-let in-flight requests finish and leave a consistent, resumable journal (exit 3).
+failed record, a final summary. Exit codes are `exit_codes.ExitCode` (`run_exit_code`, unattended).
+SIGINT/SIGTERM stop dispatching, let in-flight requests finish and leave a consistent, resumable
+journal (exit 3).
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ from pathlib import Path
 from typing import Any, Protocol, TextIO
 
 from canvas_tui.canvas.errors import CanvasError, Category, hint_for
-from canvas_tui.cli import ExitCode
 from canvas_tui.config import Config, ConfigError, check_base_url, load_config
 from canvas_tui.engine.journal import Journal, JournalError, JournalWriteFailed
 from canvas_tui.engine.plan.diff import planned_action
@@ -32,6 +32,7 @@ from canvas_tui.engine.report import failures_csv_path, write_report
 from canvas_tui.engine.runner import RunCancelled
 from canvas_tui.engine.session import Session, journal_path_for, open_session
 from canvas_tui.engine.state import Event, Phase, RecordChanged, RunPhaseChanged, RunState
+from canvas_tui.exit_codes import ExitCode, run_exit_code
 from canvas_tui.outputs import OutputPathError, check_output_paths
 from canvas_tui.records import InputError, Source, State, sis_value
 from canvas_tui.sources import open_source
@@ -66,14 +67,6 @@ def _state_fields(state: RunState) -> dict[str, Any]:
         "remaining": state.governor.remaining,
         "failures_by_category": dict(state.failures_by_category),
     }
-
-
-def _exit_code(state: RunState) -> ExitCode:
-    if state.phase in (Phase.ABORTED, Phase.CANCELLED):
-        return ExitCode.ABORTED
-    if state.counts.get(State.FAILED, 0):
-        return ExitCode.RECORDS_FAILED
-    return ExitCode.OK
 
 
 # ---- reporters ----------------------------------------------------------------------------------
@@ -439,7 +432,7 @@ async def _sync(session: Session, reporter: Reporter, args: argparse.Namespace) 
         )
         if discard:
             fields["journal"] = None
-        code = _exit_code(state)
+        code = run_exit_code(state, attended=False)
         if report_path:
             try:
                 paths = write_report(

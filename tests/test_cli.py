@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from canvas_tui.cli import COMMANDS, EXIT_CODES, ExitCode, build_parser, command_line, main
+from canvas_tui.cli import COMMANDS, EXIT_CODES, build_parser, command_line, main
+from canvas_tui.exit_codes import ExitCode
 
 
 @pytest.mark.parametrize(
@@ -104,22 +104,6 @@ def test_a_bare_canvas_tui_without_config_points_to_demo_and_init(
     err = capsys.readouterr().err
     assert err.startswith("canvas-tui: error: no config found")
     assert "`canvas-tui demo`" in err and "`canvas-tui init`" in err
-
-
-def test_an_ordinary_console_quit_exits_0_and_an_aborted_run_3() -> None:
-    from canvas_tui.engine.state import GovernorState, Phase, RunState
-    from canvas_tui.records import State
-    from canvas_tui.tui.app import exit_code
-
-    governor = GovernorState(1, 0, None, 600.0, None, None)
-    base = RunState(
-        Phase.FINISHED, 3, {State.DONE: 2, State.FAILED: 1}, 1.0, 0.0, (), (), governor,
-        3, 0, 0, 0, 0, {}, 0,
-    )  # fmt: skip
-    assert exit_code(base) == 0  # failures were on screen; quitting is not an error
-    assert exit_code(dataclasses.replace(base, phase=Phase.CANCELLED)) == 0
-    assert exit_code(dataclasses.replace(base, phase=Phase.ABORTED)) == 3
-    assert exit_code(None) == 0
 
 
 def test_init_example_prints_the_documented_config(capsys: pytest.CaptureFixture[str]) -> None:

@@ -1,4 +1,9 @@
-"""The core must import and run without Textual (STYLE.md §1)."""
+"""The core must import and run without Textual (STYLE.md §1).
+
+import-linter's no-textual contract (pyproject.toml) reads the source; this imports every non-UI
+module in a fresh interpreter, so it also catches what no source line names: an import by string
+(cli.COMMANDS) or a dependency that pulls Textual in.
+"""
 
 from __future__ import annotations
 

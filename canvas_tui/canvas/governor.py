@@ -35,7 +35,7 @@ from dataclasses import dataclass
 
 import httpx
 
-from canvas_tui.engine.state import GovernorState
+from canvas_tui.canvas.governor_state import GovernorState
 
 _COST_SMOOTHING = 0.1  # EWMA weight of each new X-Request-Cost
 

@@ -12,6 +12,9 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
 
+# the governor's snapshot lives beside the governor (canvas/ never imports the engine); RunState
+# carries it, so the views keep naming it from here
+from canvas_tui.canvas.governor_state import GovernorState as GovernorState
 from canvas_tui.records import State
 
 
@@ -23,18 +26,6 @@ class Phase(StrEnum):
     FINISHED = "finished"  # every record is final
     CANCELLED = "cancelled"  # operator stopped it; pending records remain pending (resumable)
     ABORTED = "aborted"  # fatal error (token rejected, unsafe URL)
-
-
-@dataclass(frozen=True, slots=True)
-class GovernorState:
-    limit: int  # how many requests the governor lets be in flight right now
-    in_flight: int
-    remaining: float | None  # last X-Rate-Limit-Remaining seen (None before any response)
-    high_water_mark: float  # the bucket's hwm as the governor models it (600 by default)
-    average_cost: float | None  # moving average of X-Request-Cost
-    cap: int | None  # operator's concurrency cap, None = no cap
-    leak: float = 10.0  # units a second the governor models the bucket leaking (its estimate)
-    margin: float = 15.0  # units it keeps spare (grows after throttles)
 
 
 @dataclass(frozen=True, slots=True)

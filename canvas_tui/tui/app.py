@@ -22,6 +22,7 @@ from textual.widgets import Footer, Header
 from textual.worker import Worker, WorkerState
 
 from canvas_tui.engine.state import Phase, RecordRow, RecordStore, RunCommands, RunState
+from canvas_tui.exit_codes import run_exit_code
 from canvas_tui.records import State, sis_value
 from canvas_tui.text import printable
 from canvas_tui.tui import format as fmt
@@ -76,16 +77,6 @@ WRITES = frozenset(
 )
 REGISTRY = frozenset(a.action.split("(")[0] for a in ACTIONS)
 OUTLOOK_SAMPLE = 2000  # pending records READY reads to count full mode's lookups
-
-
-def exit_code(state: RunState | None) -> int:
-    """An operator's quit is not an error (cli.ExitCode): 0 whatever the records' state (the
-    screen and the journal say it), 3 only when the run was aborted (token refused, engine died)."""
-    from canvas_tui.cli import ExitCode
-
-    if state is not None and state.phase is Phase.ABORTED:
-        return int(ExitCode.ABORTED)
-    return int(ExitCode.OK)
 
 
 class ConsoleApp(App[int]):
@@ -799,7 +790,8 @@ class ConsoleApp(App[int]):
             await session.close()
             if self._view_journal is not None:
                 self._view_journal.close()
-        self.exit(exit_code(self.state))
+        # an operator watched: quitting is not an error, only an abort is (exit_codes.py)
+        self.exit(int(run_exit_code(self.state, attended=True)))
 
 
 if TYPE_CHECKING:

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from canvas_tui.exit_codes import ExitCode, error_line
 from canvas_tui.tui.actions import check_keymap
 from canvas_tui.tui.app import ConsoleApp
 from canvas_tui.tui.session import ConsoleSession
@@ -24,8 +25,6 @@ if TYPE_CHECKING:
 
 
 def _fail(message: str) -> int:
-    from canvas_tui.cli import ExitCode, error_line
-
     print(error_line(message), file=sys.stderr)
     return int(ExitCode.USAGE)
 
