@@ -41,6 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SEED = 7
 HEADER = ["course_id", "user_id", "role", "section_id", "status"]
 ROLES = ["student", "teacher", "ta", "designer"]
+QUERY = "SELECT * FROM enrollments"
 
 # In the child: run canvas_tui and, as it exits, write its VmHWM (kB) to argv[1].
 _MEASURED = """
@@ -73,7 +74,13 @@ def rows(count: int) -> Iterator[list[str]]:
                 if n == count:
                     return
                 listed = [s for s in sections[course.id] if s] or [""]
-                yield [course.sis_course_id or "", user or "", name, listed[n % len(listed)], "active"]
+                yield [
+                    course.sis_course_id or "",
+                    user or "",
+                    name,
+                    listed[n % len(listed)],
+                    "active",
+                ]
                 n += 1
         role += 1
 
@@ -107,11 +114,8 @@ def measure(
     peak = work / "vmhwm"
     if sql:
         config = work / "canvas-tui.toml"
-        config.write_text(
-            f'[source]\nkind = "sql"\nurl = "sqlite:///{source}"\n'
-            'query = "SELECT * FROM enrollments"\n',
-            encoding="utf-8",
-        )
+        table = ("[source]", 'kind = "sql"', f'url = "sqlite:///{source}"', f'query = "{QUERY}"')
+        config.write_text("\n".join(table) + "\n", encoding="utf-8")
         given: list[str] = ["--config", str(config)]
     else:
         given = [str(source)]
@@ -130,7 +134,7 @@ def measure(
     before = _posts(base_url)
     started = time.monotonic()
     # Our own interpreter and arguments, no shell.
-    child = subprocess.Popen(  # noqa: S603
+    child = subprocess.Popen(
         [sys.executable, "-c", _MEASURED, str(peak), *argv],
         cwd=work,
         env=env,
@@ -165,9 +169,10 @@ def main() -> int:
     args = parser.parse_args()
     print(f"load average {os.getloadavg()}; time scale {args.time_scale}", flush=True)
     results: list[dict[str, object]] = []
-    with tempfile.TemporaryDirectory() as tmp, simulate_process(
-        "--seed", str(SEED), "--time-scale", args.time_scale
-    ) as base_url:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        simulate_process("--seed", str(SEED), "--time-scale", args.time_scale) as base_url,
+    ):
         for count in args.rows:
             source = write_source(Path(tmp), count, args.sql)
             codes = [("after", ROOT)]
@@ -181,9 +186,7 @@ def main() -> int:
                         got = measure(code, mode, source, base_url, work, args.sql)
                         cpu = got.pop("cpu_total")
                         assert isinstance(cpu, float)
-                        got["cpu_s"] = round(
-                            cpu - cpu_before.ru_utime - cpu_before.ru_stime, 2
-                        )
+                        got["cpu_s"] = round(cpu - cpu_before.ru_utime - cpu_before.ru_stime, 2)
                         row = {"rows": count, "mode": mode, "code": label, "run": run, **got}
                         results.append(row)
                         print(json.dumps(row), flush=True)
