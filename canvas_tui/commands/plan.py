@@ -16,9 +16,9 @@ import httpx
 from canvas_tui.canvas.client import CanvasClient
 from canvas_tui.canvas.errors import CanvasError
 from canvas_tui.config import Config, ConfigError, load_config
-from canvas_tui.engine.plan.executor import SourceCounts, journal_paths, known_enrollment_ids
+from canvas_tui.engine.plan.executor import journal_paths, known_enrollment_ids
 from canvas_tui.engine.plan.render import format_plan, write_plan
-from canvas_tui.engine.preflight import format_preflight, plan_and_preflight
+from canvas_tui.engine.preflight import Census, format_preflight, plan_and_preflight
 from canvas_tui.exit_codes import ExitCode, error_line
 from canvas_tui.outputs import OutputPathError, check_output_paths
 from canvas_tui.paths import default_journal_dir
@@ -69,11 +69,11 @@ async def _plan_command(
 ) -> int:
     try:
         # streamed: counted here, read again by the plan and the preflight, never held
-        counts = await asyncio.to_thread(SourceCounts.of, source)
-        print(f"source: {source.description} ({counts.items} rows)", file=out)
+        census = await asyncio.to_thread(Census.of, source)
+        print(f"source: {source.description} ({census.counts.items} rows)", file=out)
         known = await asyncio.to_thread(known_enrollment_ids, journal_paths(config))
         checked, plan = await plan_and_preflight(
-            client, source, config, known_ids=known, counts=counts
+            client, source, config, known_ids=known, census=census
         )
     except CanvasError as exc:
         print(error_line(str(exc)), file=sys.stderr)

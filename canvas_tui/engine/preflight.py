@@ -177,9 +177,47 @@ async def _bounded(jobs: Iterable[Callable[[], Awaitable[None]]], limit: int) ->
             raise outcome
 
 
+class Census:
+    """What the preflight checks, gathered in one pass over the records: how many name each
+    course, section and user, and where the first is (counts, not the records), with the
+    source's `SourceCounts` for the estimates."""
+
+    def __init__(self) -> None:
+        self.named: dict[tuple[str, str], _Named] = defaultdict(_Named)
+        self.sections_of: dict[str, set[str]] = defaultdict(set)
+        self.pairs: dict[tuple[str, str], _Named] = defaultdict(_Named)
+        self.lone: set[str] = set()  # sections named without their course
+        self.counts = SourceCounts()
+
+    @classmethod
+    def of(cls, items: Iterable[SourceItem]) -> Census:
+        census = cls()
+        for item in items:
+            census.counts.items += 1
+            if isinstance(item, EnrollmentRecord):
+                census.add(item)
+        return census
+
+    def add(self, record: EnrollmentRecord) -> None:
+        named = self.named
+        self.counts.add(record)
+        if record.course:
+            named["course", record.course].add(record)
+            if record.section:
+                self.sections_of[record.course].add(record.section)
+                self.pairs[record.course, record.section].add(record)
+        elif record.section:
+            self.lone.add(record.section)
+        if record.section:
+            named["section", record.section].add(record)
+        named["user", record.user].add(record)
+        if record.associated_user:
+            named["user", record.associated_user].add(record)
+
+
 async def preflight(
     client: CanvasClient,
-    records: Iterable[EnrollmentRecord],
+    records: Iterable[EnrollmentRecord] | Census,
     *,
     rosters: Mapping[str, Roster] | None = None,
     plan: Plan | None = None,
@@ -187,29 +225,13 @@ async def preflight(
     chosen: str | None = None,
 ) -> PreflightResult:
     """Check every course, section and user the records name (GET only); raise only on a
-    fatal error (token rejected, unsafe URL). `rosters` spare the GETs of users seen in them."""
+    fatal error (token rejected, unsafe URL). `rosters` spare the GETs of users seen in them.
+    `records`: the records, or their `Census` when it was taken already."""
     meter = _Meter()
     result = PreflightResult()
-    # how many records name each object, and where the first is: counts, not the records
-    named: dict[tuple[str, str], _Named] = defaultdict(_Named)
-    sections_of: dict[str, set[str]] = defaultdict(set)
-    pairs: dict[tuple[str, str], _Named] = defaultdict(_Named)
-    lone: set[str] = set()
-    counts = SourceCounts()
-    for record in records:
-        counts.add(record)
-        if record.course:
-            named["course", record.course].add(record)
-            if record.section:
-                sections_of[record.course].add(record.section)
-                pairs[record.course, record.section].add(record)
-        elif record.section:
-            lone.add(record.section)
-        if record.section:
-            named["section", record.section].add(record)
-        named["user", record.user].add(record)
-        if record.associated_user:
-            named["user", record.associated_user].add(record)
+    census = records if isinstance(records, Census) else Census.of(records)
+    named, sections_of, pairs = census.named, census.sections_of, census.pairs
+    lone, counts = census.lone, census.counts
 
     def finding(kind: str, ref: str, problem: str, by: _Named | None = None) -> None:
         named_by = named[kind, ref] if by is None else by
@@ -384,15 +406,17 @@ async def plan_and_preflight(
     config: Config,
     *,
     known_ids: set[int] | None = None,
-    counts: SourceCounts | None = None,
+    census: Census | None = None,
 ) -> tuple[PreflightResult, Plan]:
     """Read the rosters (they prove most users exist), plan, then preflight: what `plan` shows.
     The result counts the preflight's own GETs; the plan's `roster_requests`, the rosters'.
-    `items` is re-readable (a source, or a list) and streamed; `counts`, if given, its counts."""
+    `items` is re-readable (a source, or a list) and streamed: one pass takes the `Census`
+    (unless given), one more the plan."""
     if isinstance(items, Iterator):
         items = list(items)
-    if counts is None:
-        counts = await asyncio.to_thread(SourceCounts.of, items)
+    if census is None:
+        census = await asyncio.to_thread(Census.of, items)
+    counts = census.counts
     meter = _Meter()
     started = time.monotonic()
     rosters = await fetch_rosters(
@@ -406,8 +430,7 @@ async def plan_and_preflight(
     plan.elapsed = time.monotonic() - started  # the rosters were read here, not in it
     planned, _why = choose_mode(counts, config.plan, None)
     chosen = "plan" if planned else "full"
-    records = (i for i in items if isinstance(i, EnrollmentRecord))
-    result = await preflight(client, records, rosters=rosters, plan=plan, chosen=chosen)
+    result = await preflight(client, census, rosters=rosters, plan=plan, chosen=chosen)
     return result, plan
 
 

@@ -50,24 +50,28 @@ def write_plan(
             c: {"drops": d, "live": n} for c, (d, n) in plan.brake.by_course.items()
         },
     }
-    with json_path.open("w", encoding="utf-8") as handle:
+    # one pass over the steps writes both files: each is derived from the source again
+    with (
+        json_path.open("w", encoding="utf-8") as handle,
+        csv_path.open("w", newline="", encoding="utf-8") as table,
+    ):
+        writer = csv.DictWriter(table, fieldnames=CSV_COLUMNS)
+        writer.writeheader()
         handle.write("{")
         for key, value in head.items():
             handle.write(f"\n  {json.dumps(key)}: {_nested(value)},")
         handle.write('\n  "changes": [')
         written = 0
-        for step in plan.iter_changes():
-            handle.write(("," if written else "") + "\n    " + _nested(step.row(), 4))
-            written += 1
+        for step in plan.iter_steps():
+            row = step.row()
+            writer.writerow(row)
+            if step.action is not Action.NONE:
+                handle.write(("," if written else "") + "\n    " + _nested(row, 4))
+                written += 1
         handle.write("\n  ]" if written else "]")
         for key, value in (extra or {}).items():
             handle.write(f",\n  {json.dumps(key)}: {_nested(value)}")
         handle.write("\n}\n")
-    with csv_path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS)
-        writer.writeheader()
-        for step in plan.iter_steps():
-            writer.writerow(step.row())
     return json_path, csv_path
 
 
