@@ -310,10 +310,10 @@ class Tally:
         self.by_course: dict[str, Counter[Action]] = defaultdict(Counter)
         self.change_requests = 0
         # per source item (problems too), in source order: its line and its record's hash
-        self.lines = array("q")
+        self.lines = array("i")  # 32 bits: a source has fewer than 2**31 lines
         self.digests = array("q")
         # records found in place: position, enrollment id (0: none), the journal's message
-        self.in_place = array("q")
+        self.in_place = array("i")
         self.in_place_ids = array("q")
         self.in_place_messages: list[str] = []
 
