@@ -84,7 +84,11 @@ async def _plan_command(
         print(line, file=out)
     for line in format_plan(plan):
         print(line, file=out)
-    json_path, csv_path = write_plan(plan, prefix, extra={"preflight": checked.to_json()})
+    # in the worker thread that read the source for the plan: glibc keeps the memory a thread
+    # freed in that thread's arena, so a pass here in the main thread would grow a second one
+    json_path, csv_path = await asyncio.to_thread(
+        write_plan, plan, prefix, extra={"preflight": checked.to_json()}
+    )
     print(f"wrote {json_path} and {csv_path}", file=out)
     with contextlib.suppress(Exception):
         out.flush()
