@@ -170,10 +170,10 @@ def build_parser() -> argparse.ArgumentParser:
     sync.add_argument("--report", metavar="FILE", help="write a JSON report (+ failures CSV)")
     sync.add_argument(
         "--report-records",
-        choices=("all", "failed", "none"),
+        choices=("all", "not-done", "failed", "none"),
         default="all",
-        help="which per-record rows the JSON report lists (default all; the failures CSV "
-        "always has the failed ones)",
+        help="which per-record rows the JSON report lists (default all; not-done: all but "
+        "the done ones; the failures CSV always has the failed ones)",
     )
     sync.add_argument(
         "--dry-run",
@@ -314,6 +314,9 @@ def command_line(argv: Sequence[str]) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from canvas_tui.startup import skip_unused_imports
+
+    skip_unused_imports()
     parser = build_parser()
     args = parser.parse_args(command_line(sys.argv[1:] if argv is None else argv))
     module_name, func_name = COMMANDS[args.command].split(":")

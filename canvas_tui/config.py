@@ -17,6 +17,7 @@ import shlex
 import stat
 import subprocess
 import sys
+import time
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -639,3 +640,27 @@ def write_config(path: Path, document: Mapping[str, Any]) -> None:
         "# file: token_file names a file that holds it (chmod 600), or set CANVAS_API_TOKEN.\n\n"
     )
     path.write_text(header + tomli_w.dumps(document), encoding="utf-8")
+
+
+# ---- where a run's journal goes (decided before the engine, and its imports, start) ----
+
+
+def default_journal_path(directory: Path | None = None) -> Path:
+    """`<user state dir>/runs/<UTC timestamp>.journal`, never an existing file."""
+    from canvas_tui.paths import default_journal_dir
+
+    directory = directory or default_journal_dir()
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    path = directory / f"{stamp}.journal"
+    n = 1
+    while path.exists():
+        n += 1
+        path = directory / f"{stamp}-{n}.journal"
+    return path
+
+
+def journal_path_for(config: Config, journal_path: Path | None = None) -> Path:
+    """The journal a run uses: the one asked for, the config's, else a new one in journal_dir."""
+    return Path(
+        journal_path or config.sync.journal or default_journal_path(config.sync.journal_dir)
+    )

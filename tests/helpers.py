@@ -176,6 +176,17 @@ def write_rows(path: Path, rows: Sequence[Sequence[object]], header: Sequence[st
     return path
 
 
+def damage_pages(journal: Path, *, first: int = 2) -> None:
+    """Overwrite part of every other page from page `first` on with garbage: a journal whose
+    page check fails (and whose reads may)."""
+    data = bytearray(journal.read_bytes())
+    page = int.from_bytes(data[16:18], "big")
+    assert len(data) > 8 * page
+    for n in range(first, len(data) // page, 2):
+        data[n * page + 8 : n * page + 200] = bytes([0xA5]) * 192
+    journal.write_bytes(bytes(data))
+
+
 def start_sync(cwd: Path, base_url: str, *argv: str, **env: str) -> subprocess.Popen[str]:
     """`canvas-tui sync ARGV...` in its own process, run in `cwd` against the simulator at
     `base_url` with its admin token (`env`: more environment); stdout and stderr are piped."""

@@ -27,13 +27,16 @@ def validate(report: Path) -> dict:  # type: ignore[type-arg]
 def test_reports_of_a_run_and_a_dry_run_meet_the_schema(sim: Simulator) -> None:
     assert sync("mixed.csv", "--report", "run.json") == 1
     run = validate(Path("run.json"))
-    assert run["schema_version"] == SCHEMA_VERSION == 1
+    assert run["schema_version"] == SCHEMA_VERSION == 2
     assert run["records_listed"] == "all" and len(run["records"]) == run["total"] == 50
+    # schema 2 leaves out what says nothing: no nulls, and the run's own source once
+    assert all(None not in r.values() for r in run["records"])
+    assert all("source" not in r for r in run["records"]) and run["source"]
     assert sync("mixed.csv", "--dry-run", "--report", "dry.json") == 2
     assert validate(Path("dry.json"))["phase"] is None
 
 
-@pytest.mark.parametrize(("choice", "listed"), [("failed", 4), ("none", 0)])
+@pytest.mark.parametrize(("choice", "listed"), [("not-done", 4), ("failed", 4), ("none", 0)])
 def test_report_records_leaves_rows_out_of_the_json_but_not_the_csv(
     sim: Simulator, choice: str, listed: int
 ) -> None:

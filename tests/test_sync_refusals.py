@@ -17,7 +17,7 @@ from canvas_tui.engine.journal import Journal, JournalError
 from canvas_tui.simulator import World
 from canvas_tui.sources import CsvSource
 from tests.engine.workload import write_csv
-from tests.helpers import start_sync
+from tests.helpers import damage_pages, start_sync
 
 NOWHERE = "http://127.0.0.1:9"  # these runs must stop before any request
 
@@ -51,12 +51,7 @@ def test_damaged_journal_pages_exit_2(tmp_path: Path, source: Path) -> None:
     store = Journal(journal)
     store.load(CsvSource(source), description="in.csv")
     store.close()
-    data = bytearray(journal.read_bytes())
-    page = int.from_bytes(data[16:18], "big")
-    assert len(data) > 8 * page
-    for n in range(2, len(data) // page, 2):  # every other page after the header's: garbage
-        data[n * page + 8 : n * page + 200] = bytes([0xA5]) * 192
-    journal.write_bytes(bytes(data))
+    damage_pages(journal)
 
     message = _refused(tmp_path, "in.csv", "--journal", "j.journal")
     assert "j.journal: the journal is damaged" in message

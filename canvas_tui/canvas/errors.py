@@ -10,9 +10,12 @@ import json
 import re
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
+if TYPE_CHECKING:
+    # httpx (with its CLI's click and pygments) costs the console ~0.1 s at start, and only
+    # the engine handles responses: the functions that need it at run time import it there
+    import httpx
 
 
 class Category(StrEnum):
@@ -298,6 +301,8 @@ def _has_request(response: httpx.Response) -> bool:
 
 
 def _redirect_origin(response: httpx.Response) -> str:
+    import httpx
+
     location = response.headers.get("location", "")
     try:
         url = httpx.URL(location)
@@ -310,6 +315,8 @@ def classify_transport(
     exc: httpx.TransportError, *, method: str = "", url: str = ""
 ) -> CanvasError:
     """NETWORK for timeouts, resets, refused connections and protocol breaks."""
+    import httpx
+
     kind = {
         httpx.ConnectTimeout: "connect timed out",
         httpx.ReadTimeout: "timed out waiting for Canvas's answer",
@@ -342,6 +349,8 @@ def may_have_been_applied(exc: BaseException) -> bool:
             return True  # something answered "success": Canvas may have done it
         # A throttle is refused before the app runs; Canvas's own 500 rolls its transaction back.
         return exc.category is Category.SERVER and exc.status != 500
+    import httpx
+
     if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout):
         return False
     return isinstance(exc, httpx.TransportError)

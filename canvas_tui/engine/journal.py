@@ -1,11 +1,15 @@
 """The run journal: one SQLite (WAL) file per run, the single source of truth for every record.
 
-Writes go through one writer thread so the event loop never waits on SQLite. A write that must
-be durable before a request goes out (claiming records as in flight) is awaited; results and
-attempts are posted and committed in batches of a few milliseconds. WAL with synchronous=NORMAL
-survives a killed process; a power loss may roll back the last few commits, which is safe: an
-in-flight or done record that reverts to pending is re-sent, creates are idempotent and
-inactivate/conclude/delete look the enrollment up before acting.
+Writes go through one writer thread so the event loop never waits on SQLite. Claims (records
+going in flight), results and attempts run in the writer's open transaction as they arrive and
+commit together every few tens of milliseconds; a claim is answered as soon as it has run, an
+operator's move once it is committed. WAL with synchronous=NORMAL survives a killed process with
+every commit; a kill loses the last uncommitted batch and a power loss may roll back the last
+few commits, which is safe: an in-flight or done record that reverts to pending is re-sent,
+creates are idempotent and inactivate/conclude/delete look the enrollment up before acting.
+
+Each fact is stored once and compactly (schema 2, journal_codec.py); journals of schema 1 are
+migrated when opened for writing and read through views when opened read-only.
 
 Reads use their own connection (WAL readers never block the writer) and may lag the posted
 writes by one batch.
@@ -24,42 +28,57 @@ import sqlite3
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
+from canvas_tui.engine.journal_codec import (
+    body_delta,
+    body_of,
+    fields_to_json,
+    raw_of,
+    raw_pick,
+    raw_to_json,
+    record_from_columns,
+    templated,
+    url_of,
+    url_root,
+    url_to_stored,
+    warnings_of,
+    warnings_to_json,
+)
 from canvas_tui.engine.lock import JournalBusy, JournalLock
 from canvas_tui.engine.state import Attempt, RecordRow
 from canvas_tui.private_files import private_dir, touch_private
-from canvas_tui.records import (
-    UNCHANGED,
-    EnrollmentRecord,
-    Provenance,
-    SisStatus,
-    SourceItem,
-    State,
-    Unchanged,
-    clip,
-)
+from canvas_tui.records import EnrollmentRecord, Provenance, SourceItem, State, clip
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
+_OLD_SCHEMA = "1"  # migrated to 2 when opened for writing, read through views when read-only
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+-- Each source once: its description, and the column names of the rows stored as value arrays.
+CREATE TABLE IF NOT EXISTS sources (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    columns TEXT                            -- JSON array of the source's column names
+);
 CREATE TABLE IF NOT EXISTS records (
     record_id INTEGER PRIMARY KEY,          -- 1-based source order
-    source TEXT NOT NULL,
+    source_id INTEGER NOT NULL,             -- sources(id)
     line INTEGER NOT NULL,
-    raw TEXT NOT NULL,                      -- the source row as JSON
-    key TEXT NOT NULL,
+    raw TEXT NOT NULL,                      -- the row: its values as a JSON array in the source's
+                                            -- column order, or a JSON object when its keys differ
+    key TEXT,                               -- NULL: user|course|section|role (see _KEY)
     user TEXT NOT NULL,
     course TEXT,
     section TEXT,
     role TEXT NOT NULL,
     status TEXT NOT NULL,
-    fields TEXT,                            -- normalized EnrollmentRecord JSON; NULL if rejected
-    warnings TEXT NOT NULL DEFAULT '[]',
+    fields TEXT,                            -- the record's other fields as compact JSON, only
+                                            -- those not at their default; NULL if rejected
+    warnings TEXT,                          -- JSON array; NULL for none
     state TEXT NOT NULL,
     action TEXT,
     attempts INTEGER NOT NULL DEFAULT 0,
@@ -69,7 +88,6 @@ CREATE TABLE IF NOT EXISTS records (
     error_report_id INTEGER,
     canvas_enrollment_id INTEGER,
     cost REAL,
-    created_at REAL NOT NULL,
     updated_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS records_state ON records(state, record_id);
@@ -82,8 +100,10 @@ CREATE TABLE IF NOT EXISTS attempts (
     record_id INTEGER NOT NULL,
     number INTEGER NOT NULL,
     method TEXT NOT NULL,
-    url TEXT NOT NULL,
-    request_body TEXT,
+    url TEXT NOT NULL,                      -- "/..." is under meta url_root; "~/..." also
+                                            -- names the record's ids as {u} {c} {s}; "#n" is
+                                            -- urls(n)
+    request_body TEXT,                      -- as sent, unless body_delta rebuilds it
     status INTEGER,
     category TEXT,
     message TEXT,
@@ -93,14 +113,21 @@ CREATE TABLE IF NOT EXISTS attempts (
     will_retry INTEGER NOT NULL DEFAULT 0,
     wait REAL,
     started_at REAL NOT NULL,
-    finished_at REAL
+    finished_at REAL,
+    body_delta TEXT                         -- the body is the record's own POST body with these
+                                            -- enrollment fields changed ('' = none): bodies.py
 );
 CREATE INDEX IF NOT EXISTS attempts_record ON attempts(record_id);
+-- The URL templates many records' attempts share ("~/courses/{c}/enrollments"), each once;
+-- such an attempt's url is "#" and the template's id.
+CREATE TABLE IF NOT EXISTS urls (id INTEGER PRIMARY KEY, template TEXT NOT NULL UNIQUE);
 -- Substring search for the console (`rows(text=...)`) without scanning 100,000 rows: a trigram
--- index over the columns an operator searches. Filled per load chunk; kept current by a trigger.
+-- index over the columns an operator searches, holding only which rows have each trigram
+-- (detail=none: a sixth of the full index). A query asks for rows with all of its trigrams,
+-- then LIKE on those rows keeps the true matches. Filled per load chunk; kept by a trigger.
 CREATE VIRTUAL TABLE IF NOT EXISTS records_text USING fts5(
     user, course, section, message, content='records', content_rowid='record_id',
-    tokenize='trigram'
+    tokenize='trigram', detail=none, columnsize=0
 );
 CREATE TRIGGER IF NOT EXISTS records_text_update
 AFTER UPDATE OF user, course, section, message ON records
@@ -117,11 +144,14 @@ END;
 _TRIGRAM = 3  # the trigram index answers substrings of at least this many characters
 
 # RecordRow field -> SQL column, for `rows(order=...)`. Only these may be interpolated into SQL.
+# The key column is NULL where it is this (every row but those with a role id).
+_KEY = "user || '|' || COALESCE(course, '') || '|' || COALESCE(section, '') || '|' || role"
+
 _ORDER_COLUMNS = {
     "record_id": "record_id",
-    "source": "source",
+    "source": "(SELECT name FROM sources WHERE id = source_id)",
     "line": "line",
-    "key": "key",
+    "key": f"COALESCE(key, {_KEY})",
     "user": "user",
     "course": "course",
     "section": "section",
@@ -138,7 +168,7 @@ _ORDER_COLUMNS = {
 }
 
 _ROW_COLUMNS = (
-    "record_id, source, line, key, user, course, section, role, status, state, action, attempts, "
+    f"record_id, source_id, line, COALESCE(key, {_KEY}), user, course, section, role, status, state, action, attempts, "
     "category, message, error_report_id, canvas_enrollment_id, raw, updated_at, warnings, "
     "http_status"
 )
@@ -152,7 +182,9 @@ _SET_OUTCOME = (
 _SET_OUTCOME_IF_PENDING = _SET_OUTCOME + " AND state = 'pending'"
 
 _LOAD_CHUNK = 2000
-_BATCH_WINDOW = 0.004  # seconds the writer waits to gather posted writes into one commit
+# Seconds the writer gathers posted writes (outcomes, attempts, claims) into one commit. What a
+# SIGKILL loses of them is re-sent on resume, as a record left in flight is.
+_BATCH_WINDOW = 0.02
 
 T = TypeVar("T")
 WriteFn = Callable[[sqlite3.Connection], Any]
@@ -222,188 +254,74 @@ class Outcome:
     cost: float | None = None
 
 
-# ---- record <-> JSON --------------------------------------------------------------------------
+# ---- rows <-> columns -------------------------------------------------------------------------
 
 
-def record_to_json(record: EnrollmentRecord) -> str:
-    return json.dumps(
-        {
-            "user": record.user,
-            "course": record.course,
-            "section": record.section,
-            "role": record.role,
-            "enrollment_type": record.enrollment_type,
-            "status": str(record.status),
-            "role_id": record.role_id,
-            "associated_user": record.associated_user,
-            # "unchanged" (a blank column) is stored as itself, so a resume or a retry re-sends
-            # no false or null that the source never gave
-            "start_at": _kept(record.start_at),
-            "end_at": _kept(record.end_at),
-            "limit_section_privileges": _kept(record.limit_section_privileges),
-            "notify": record.notify,
-            "warnings": list(record.warnings),
-        }
-    )
+def _derived_key(user: str, course: str | None, section: str | None, role: str) -> str:
+    return "|".join((user, course or "", section or "", role))
 
 
-def _kept(value: object) -> object:
-    return UNCHANGED.value if value is UNCHANGED else value
-
-
-def _date_of(value: str | None) -> str | Unchanged:
-    # null is a blank date in journals written before "unchanged" existed
-    return UNCHANGED if value is None or value == UNCHANGED.value else value
-
-
-def _flag_of(value: bool | str | None) -> bool | Unchanged:
-    return UNCHANGED if value is None or value == UNCHANGED.value else bool(value)
-
-
-def _old_blank_flag(data: Mapping[str, Any], provenance: Provenance) -> Unchanged | None:
-    """UNCHANGED for a flag a journal from before "unchanged" stored as false for a blank
-    column (such a journal also stores null for blank dates; no later one does): resuming it
-    must not turn a section limit off (Course#enroll_user, app/models/course.rb)."""
-    old = data["start_at"] is None or data["end_at"] is None
-    given = _raw_pick(provenance.raw, "limit_section_privileges")
-    if old and data["limit_section_privileges"] is False and not given:
-        return UNCHANGED
-    return None
-
-
-def record_from_json(text: str, provenance: Provenance) -> EnrollmentRecord:
-    data = json.loads(text)
-    return EnrollmentRecord(
-        user=data["user"],
-        course=data["course"],
-        section=data["section"],
-        role=data["role"],
-        enrollment_type=data["enrollment_type"],
-        status=SisStatus(data["status"]),
-        provenance=provenance,
-        role_id=data["role_id"],
-        associated_user=data["associated_user"],
-        start_at=_date_of(data["start_at"]),
-        end_at=_date_of(data["end_at"]),
-        limit_section_privileges=_old_blank_flag(data, provenance)
-        or _flag_of(data["limit_section_privileges"]),
-        notify=bool(data["notify"]),
-        warnings=tuple(data["warnings"]),
-    )
-
-
-def _raw_pick(raw: Mapping[str, str], *names: str) -> str:
-    for name in names:
-        value = raw.get(name)
-        if value:
-            return value
-    return ""
-
-
-def _item_params(record_id: int, item: SourceItem, now: float) -> tuple[Any, ...]:
+def _item_params(
+    record_id: int, item: SourceItem, now: float, source_id: int, columns: list[str] | None
+) -> tuple[Any, ...]:
     prov = item.provenance
-    raw = json.dumps(dict(prov.raw))
+    raw = raw_to_json(prov.raw, columns)
     if isinstance(item, EnrollmentRecord):
+        key = item.key
+        derived = _derived_key(item.user, item.course, item.section, item.role)
         return (
             record_id,
-            prov.source,
+            source_id,
             prov.line,
             raw,
-            item.key,
+            None if key == derived else key,
             item.user,
             item.course,
             item.section,
             item.role,
             str(item.status),
-            record_to_json(item),
-            json.dumps(list(item.warnings)) if item.warnings else "[]",
+            fields_to_json(item),
+            warnings_to_json(item.warnings),
             State.PENDING.value,
             None,
             None,
             None,
             now,
-            now,
         )
     # A row the source rejected: accounted for at once, never sent.
     r = prov.raw
-    user = _raw_pick(r, "user_id", "user_integration_id")
-    course = _raw_pick(r, "course_id") or None
-    section = _raw_pick(r, "section_id") or None
-    role = _raw_pick(r, "role", "role_id")
+    user = raw_pick(r, "user_id", "user_integration_id")
+    course = raw_pick(r, "course_id") or None
+    section = raw_pick(r, "section_id") or None
+    role = raw_pick(r, "role", "role_id")
     return (
         record_id,
-        prov.source,
+        source_id,
         prov.line,
         raw,
-        "|".join((user, course or "", section or "", role)),
+        None,
         user,
         course,
         section,
         role,
-        _raw_pick(r, "status"),
+        raw_pick(r, "status"),
         None,
-        "[]",
+        None,
         (State.SKIPPED if item.skip else State.FAILED).value,
         "skip" if item.skip else None,
         None if item.skip else "invalid_input",
         clip(str(item)),
         now,
-        now,
     )
 
 
 _INSERT_RECORD = (
-    "INSERT INTO records (record_id, source, line, raw, key, user, course, section, role, status, "
-    "fields, warnings, state, action, category, message, created_at, updated_at) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "INSERT INTO records (record_id, source_id, line, raw, key, user, course, section, role, "
+    "status, fields, warnings, state, action, category, message, updated_at) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
-
-def _row(values: tuple[Any, ...]) -> RecordRow:
-    (
-        record_id,
-        source,
-        line,
-        key,
-        user,
-        course,
-        section,
-        role,
-        status,
-        state,
-        action,
-        attempts,
-        category,
-        message,
-        error_report_id,
-        enrollment_id,
-        raw,
-        updated_at,
-        warnings,
-        http_status,
-    ) = values
-    return RecordRow(
-        record_id=record_id,
-        source=source,
-        line=line,
-        key=key,
-        user=user,
-        course=course,
-        section=section,
-        role=role,
-        status=status,
-        state=State(state),
-        action=action,
-        attempts=attempts,
-        category=category,
-        message=message,
-        error_report_id=error_report_id,
-        canvas_enrollment_id=enrollment_id,
-        raw=json.loads(raw),
-        updated_at=updated_at,
-        warnings=tuple(json.loads(warnings)),
-        http_status=http_status,
-    )
+_RECORD_COLUMNS = "source_id, line, raw, user, course, section, role, status, fields, warnings"
 
 
 def _outcome_params(record_id: int, outcome: Outcome, attempts: int, now: float) -> tuple[Any, ...]:
@@ -432,18 +350,34 @@ def _like(text: str) -> str:
     return f"%{escaped}%"
 
 
+def _holds(value: str | None, lowered: str) -> bool:
+    return value is not None and lowered in value.lower()
+
+
+def _trigrams(text: str) -> str:
+    """An FTS5 query for rows holding every trigram of `text` (each a quoted one-token phrase,
+    which a detail=none index answers); the LIKE beside it keeps the true substrings. Trigrams
+    that do not overlap (and the last) cover the text: fewer lists to intersect, same answer."""
+    starts = [*range(0, len(text) - _TRIGRAM + 1, _TRIGRAM), len(text) - _TRIGRAM]
+    grams = dict.fromkeys(text[i : i + _TRIGRAM] for i in starts)
+    return " ".join('"' + g.replace('"', '""') + '"' for g in grams)
+
+
 # ---- the writer thread ------------------------------------------------------------------------
 
 
 class _Writer(threading.Thread):
-    """Owns the write connection; runs queued functions, many per transaction."""
+    """Owns the write connection; runs queued functions, many per transaction.
+
+    Each function runs as it arrives, inside the open transaction; the transaction commits when
+    the batch window closes or as soon as someone awaits a commit. A function submitted `early`
+    is answered as soon as it has run (its result is what every later read will see; a crash
+    before the commit undoes it together with everything after it)."""
 
     def __init__(self, path: Path) -> None:
         super().__init__(name=f"journal-writer:{path.name}", daemon=True)
         self._path = path
-        self._queue: queue.SimpleQueue[
-            tuple[WriteFn, concurrent.futures.Future[Any] | None] | None
-        ] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
         self._ready = concurrent.futures.Future[None]()
         self.errors: list[BaseException] = []
         self.failure: JournalWriteFailed | None = None  # set once; every later write fails
@@ -452,13 +386,13 @@ class _Writer(threading.Thread):
         self.start()
         self._ready.result()
 
-    def submit(self, fn: WriteFn) -> concurrent.futures.Future[Any]:
+    def submit(self, fn: WriteFn, *, early: bool = False) -> concurrent.futures.Future[Any]:
         future: concurrent.futures.Future[Any] = concurrent.futures.Future()
-        self._queue.put((fn, future))
+        self._queue.put((fn, future, early))
         return future
 
     def post(self, fn: WriteFn) -> None:
-        self._queue.put((fn, None))
+        self._queue.put((fn, None, False))
 
     def stop(self) -> None:
         self._queue.put(None)
@@ -470,6 +404,8 @@ class _Writer(threading.Thread):
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA busy_timeout=5000")
+            if _schema_version(conn) == _OLD_SCHEMA:
+                _migrate(conn)
             conn.executescript(_SCHEMA)
             conn.execute(
                 "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",
@@ -492,67 +428,120 @@ class _Writer(threading.Thread):
             first = self._queue.get()
             if first is None:
                 break
-            batch = [first]
+            batch = _Batch(self, conn)
+            if not batch.run(first):
+                continue
             deadline = time.monotonic() + _BATCH_WINDOW
-            # Someone awaiting a durable write: commit now; otherwise gather a few ms of results.
-            urgent = first[1] is not None
-            while len(batch) < 5000:
+            # Someone awaiting a commit: commit now; otherwise gather a window of writes.
+            while not batch.urgent and batch.size < 5000:
                 try:
-                    if urgent:
-                        item = self._queue.get_nowait()
-                    else:
-                        item = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+                    item = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
                 except queue.Empty:
                     break
                 if item is None:
                     stopping = True
                     break
-                batch.append(item)
-                urgent = urgent or item[1] is not None
-            self._commit(conn, batch)
-
-    def _commit(
-        self,
-        conn: sqlite3.Connection,
-        batch: list[tuple[WriteFn, concurrent.futures.Future[Any] | None]],
-    ) -> None:
-        if self.failure is not None:  # nothing more is written once the journal failed
-            for _, future in batch:
-                if future is not None:
-                    future.set_exception(self.failure)
-            return
-        results: list[tuple[concurrent.futures.Future[Any] | None, Any, BaseException | None]] = []
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            for fn, future in batch:
+                if not batch.run(item):
+                    break
+            while batch.urgent and batch.size < 5000:  # what queued meanwhile rides along
                 try:
-                    results.append((future, fn(conn), None))
-                except Exception as exc:
-                    if _storage_failure(exc) or not conn.in_transaction:
-                        raise  # SQLite may have rolled the whole batch back: stop here
-                    results.append((future, None, exc))
-                    if future is None:
-                        self.errors.append(exc)
-            conn.execute("COMMIT")
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    stopping = True
+                    break
+                if not batch.run(item):
+                    break
+            batch.commit()
+
+    def fail(self, exc: BaseException, futures: Iterable[concurrent.futures.Future[Any]]) -> None:
+        """A full disk or an I/O error: the batch is lost and later writes would fare no
+        better."""
+        self.errors.append(exc)
+        self.failure = JournalWriteFailed(self._path, exc)
+        for future in futures:
+            if not future.done():
+                future.set_exception(self.failure)
+
+
+_Item = tuple[WriteFn, "concurrent.futures.Future[Any] | None", bool]
+
+
+class _Batch:
+    """One transaction of the writer: runs items as they come, answers them at the commit."""
+
+    def __init__(self, writer: _Writer, conn: sqlite3.Connection) -> None:
+        self._writer = writer
+        self._conn = conn
+        self._open = False
+        self._answers: list[tuple[concurrent.futures.Future[Any], Any, BaseException | None]] = []
+        self.size = 0
+        self.urgent = False
+
+    def run(self, item: _Item) -> bool:
+        """Run one item; False once the journal has failed (the item is answered with it)."""
+        fn, future, early = item
+        self.size += 1
+        writer = self._writer
+        if writer.failure is not None:  # nothing more is written once the journal failed
+            if future is not None:
+                future.set_exception(writer.failure)
+            return False
+        try:
+            if not self._open:
+                self._conn.execute("BEGIN IMMEDIATE")
+                self._open = True
+            try:
+                value, error = fn(self._conn), None
+            except Exception as exc:
+                if _storage_failure(exc) or not self._conn.in_transaction:
+                    raise  # SQLite may have rolled the whole batch back: stop here
+                value, error = None, exc
+                if future is None:
+                    writer.errors.append(exc)
         except Exception as exc:
-            # A full disk or an I/O error: the batch is lost (SQLite has often rolled it back
-            # already, so ROLLBACK itself may fail) and later writes would fare no better.
-            with contextlib.suppress(sqlite3.Error):
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-            self.errors.append(exc)
-            self.failure = JournalWriteFailed(self._path, exc)
-            for _, future in batch:
-                if future is not None:
-                    future.set_exception(self.failure)
-            return
-        for future, value, error in results:
-            if future is None:
-                continue
-            if error is not None:
-                future.set_exception(error)
-            else:
-                future.set_result(value)
+            self._rollback()
+            pending = [f for f, _, _ in self._answers]
+            self._answers = []
+            writer.fail(exc, [*pending, *([future] if future is not None else [])])
+            return False
+        if future is None:
+            return True
+        if early:
+            _answer(future, value, error)
+        else:
+            self.urgent = True
+            self._answers.append((future, value, error))
+        return True
+
+    def _rollback(self) -> None:
+        # SQLite has often rolled back already, so ROLLBACK itself may fail
+        with contextlib.suppress(sqlite3.Error):
+            if self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
+        self._open = False
+
+    def commit(self) -> None:
+        if self._open:
+            try:
+                self._conn.execute("COMMIT")
+            except Exception as exc:
+                self._rollback()
+                self._writer.fail(exc, [f for f, _, _ in self._answers])
+                self._answers = []
+                return
+        for future, value, error in self._answers:
+            _answer(future, value, error)
+
+
+def _answer(
+    future: concurrent.futures.Future[Any], value: Any, error: BaseException | None
+) -> None:
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(value)
 
 
 def _storage_failure(exc: BaseException) -> bool:
@@ -567,16 +556,31 @@ class Journal:
     """A run's records and attempts; implements `RecordStore` (engine/state.py)."""
 
     def __init__(
-        self, path: str | Path, *, read_only: bool = False, immutable: bool = False
+        self,
+        path: str | Path,
+        *,
+        read_only: bool = False,
+        immutable: bool = False,
+        verify: bool = True,
     ) -> None:
         """`immutable` (with `read_only`): nobody writes this file while it is open, so SQLite
         may skip the -wal/-shm files altogether and leave the directory untouched. It falls back to
         a plain read-only open when a -wal file is there (a crashed run's last commits live in it).
+        `verify` (writable): check an existing file's pages now; False leaves that to `verify()`,
+        to be called before anything is written (the console opens a journal for triage first).
         """
         self.path = Path(path)
         self.read_only = read_only
         self._writer: _Writer | None = None
         self._lock: JournalLock | None = None
+        self._sources: dict[int, tuple[str, list[str] | None]] = {}
+        self._root: str | None = None  # the Canvas API root attempts' URLs are stored under
+        self._templates: dict[int, str] = {}  # urls, as read
+        self._template_ids: dict[str, int] = {}  # (writer) urls, as written
+        self._first_seen: dict[str, int] = {}  # (writer) template -> the first record to use it
+        # Records claimed and not yet settled, as the claim read them (the writer thread fills
+        # and empties it; the runner reads it instead of a SELECT per record).
+        self._claimed: dict[int, EnrollmentRecord | None] = {}  # (dict ops are atomic)
         existed = self.path.is_file() and self.path.stat().st_size > 0
         if read_only:
             if not self.path.exists():
@@ -597,22 +601,42 @@ class Journal:
                 self._release()
                 raise _open_error(self.path, exc) from exc
         self._read.execute("PRAGMA busy_timeout=5000")
+        self._read.create_function("journal_holds", 2, _holds, deterministic=True)
         self._read_lock = threading.Lock()
+        self.verified = read_only or not existed  # nothing to check, or nothing will be written
         try:
             version = self._one("SELECT value FROM meta WHERE key = 'schema_version'")
-            if existed and not read_only:  # ~0.2 s for 100,000 records, once per resume
+            if not self.verified and verify:  # ~1.5 s of CPU per 1,000,000 records
                 _check_pages(self._read, self.path)
+                self.verified = True
         except sqlite3.DatabaseError as exc:
             self.close()
             raise _open_error(self.path, exc) from exc
         except JournalError:
             self.close()
             raise
-        if version is not None and version != SCHEMA_VERSION:
+        if version == _OLD_SCHEMA and read_only:
+            _old_schema_views(self._read)
+        elif version is not None and version != SCHEMA_VERSION:
             self.close()
             raise JournalError(
                 f"{self.path}: journal schema {version}, this canvas-tui reads {SCHEMA_VERSION}"
             )
+        self._root = self.get_meta("url_root")
+
+    def verify(self) -> None:
+        """Check the pages of a journal opened with `verify=False`, once (blocking: call it in a
+        thread). Raises JournalError if the file is damaged."""
+        if self.verified:
+            return
+        conn = _open_read_only(self.path)  # not the shared reader: its lock would be held
+        try:
+            _check_pages(conn, self.path)
+        except sqlite3.DatabaseError as exc:
+            raise _open_error(self.path, exc) from exc
+        finally:
+            conn.close()
+        self.verified = True
 
     @property
     def stale_lock(self) -> str | None:
@@ -737,11 +761,16 @@ class Journal:
         count = 0
         # Two chunks in flight: the next one is built while SQLite writes the last one.
         writing: deque[concurrent.futures.Future[Any]] = deque()
+        sources: dict[str, tuple[int, list[str] | None]] = {}
         try:
             for count, item in enumerate(items, start=1):
                 if count <= already:
                     continue
-                chunk.append(_item_params(count, item, time.time()))
+                prov = item.provenance
+                source = sources.get(prov.source)
+                if source is None:
+                    source = sources[prov.source] = self._source_for_load(prov.source, prov.raw)
+                chunk.append(_item_params(count, item, time.time(), *source))
                 if len(chunk) >= _LOAD_CHUNK:
                     writing.append(self._insert(chunk))
                     chunk = []
@@ -766,6 +795,92 @@ class Journal:
             on_progress(total)
         return total
 
+    def _source_for_load(self, name: str, raw: Mapping[str, str]) -> tuple[int, list[str] | None]:
+        """The id of source `name` and the columns its rows are stored by (the first row's keys,
+        the first time the source is loaded)."""
+
+        def register(conn: sqlite3.Connection) -> tuple[int, list[str] | None]:
+            conn.execute(
+                "INSERT INTO sources (name, columns) VALUES (?, ?) ON CONFLICT(name) DO NOTHING",
+                (name, json.dumps(list(raw))),
+            )
+            sid, columns = conn.execute(
+                "SELECT id, columns FROM sources WHERE name = ?", (name,)
+            ).fetchone()
+            return int(sid), None if columns is None else list(json.loads(columns))
+
+        return self.write_sync(register)
+
+    def _source(self, source_id: int) -> tuple[str, list[str] | None]:
+        """(name, columns) of a source id; read from the journal the first time."""
+        found = self._sources.get(source_id)
+        if found is None:
+            for sid, name, columns in self._query("SELECT id, name, columns FROM sources"):
+                self._sources[int(sid)] = (
+                    str(name),
+                    None if columns is None else list(json.loads(columns)),
+                )
+            found = self._sources.get(source_id, ("", None))
+        return found
+
+    def _row(self, values: tuple[Any, ...]) -> RecordRow:
+        (
+            record_id,
+            source_id,
+            line,
+            key,
+            user,
+            course,
+            section,
+            role,
+            status,
+            state,
+            action,
+            attempts,
+            category,
+            message,
+            error_report_id,
+            enrollment_id,
+            raw,
+            updated_at,
+            warnings,
+            http_status,
+        ) = values
+        source, columns = self._source(source_id)
+        return RecordRow(
+            record_id=record_id,
+            source=source,
+            line=line,
+            key=key,
+            user=user,
+            course=course,
+            section=section,
+            role=role,
+            status=status,
+            state=State(state),
+            action=action,
+            attempts=attempts,
+            category=category,
+            message=message,
+            error_report_id=error_report_id,
+            canvas_enrollment_id=enrollment_id,
+            raw=raw_of(raw, columns),
+            updated_at=updated_at,
+            warnings=warnings_of(warnings),
+            http_status=http_status,
+        )
+
+    def _record_of(self, values: Sequence[Any]) -> EnrollmentRecord | None:
+        """The record of `_RECORD_COLUMNS`; None for a row the source rejected."""
+        source_id, line, raw, user, course, section, role, status, fields, warnings = values
+        if fields is None:
+            return None
+        name, columns = self._source(source_id)
+        provenance = Provenance(name, line, raw_of(raw, columns))
+        return record_from_columns(
+            (user, course, section, role, status), fields, warnings, provenance
+        )
+
     def _insert(self, rows: list[tuple[Any, ...]]) -> concurrent.futures.Future[Any]:
         first, last = rows[0][0], rows[-1][0]
 
@@ -789,10 +904,18 @@ class Journal:
             clauses.append("state = ?")
             params.append(State(state).value)
         if text and len(text) >= _TRIGRAM:
+            # the rows with every trigram, then those holding the text, case folded as the
+            # trigram tokenizer folds it: LIKE for ASCII text (it folds ASCII only), else Python
             clauses.append(
                 "record_id IN (SELECT rowid FROM records_text WHERE records_text MATCH ?)"
             )
-            params.append('"' + text.replace('"', '""') + '"')  # one phrase = one substring
+            params.append(_trigrams(text))
+        if text and len(text) >= _TRIGRAM and not text.isascii():
+            clauses.append(
+                "(journal_holds(user, ?) OR journal_holds(course, ?) "
+                "OR journal_holds(section, ?) OR journal_holds(message, ?))"
+            )
+            params.extend([text.lower()] * 4)
         elif text:
             like = _like(text)
             clauses.append(
@@ -825,7 +948,8 @@ class Journal:
         ask of Canvas."""
         where, params = self._where(state, None)
         if source is not None:
-            where += f"{' AND' if where else ' WHERE'} source = ?"
+            where += f"{' AND' if where else ' WHERE'} source_id = "
+            where += "(SELECT id FROM sources WHERE name = ?)"
             params.append(source)
         sql = f"SELECT status, COUNT(*) FROM records{where} GROUP BY status"  # noqa: S608
         return {str(s): int(n) for s, n in self._query(sql, params)}
@@ -855,28 +979,40 @@ class Journal:
                 f"SELECT {_ROW_COLUMNS} FROM records "  # noqa: S608
                 f"WHERE record_id > ? AND record_id <= ? ORDER BY record_id {direction} LIMIT ?"
             )
-            return [_row(v) for v in self._query(sql, [max(0, low), high, max(0, limit)])]
+            return [self._row(v) for v in self._query(sql, [max(0, low), high, max(0, limit)])]
         sql = (
             f"SELECT {_ROW_COLUMNS} FROM records{where} "  # noqa: S608
             f"ORDER BY {column} {direction}{tiebreak} LIMIT ? OFFSET ?"
         )
-        return [_row(v) for v in self._query(sql, [*params, max(0, limit), max(0, offset)])]
+        return [self._row(v) for v in self._query(sql, [*params, max(0, limit), max(0, offset)])]
 
     def get(self, record_id: int) -> RecordRow | None:
         found = self._query(
             f"SELECT {_ROW_COLUMNS} FROM records WHERE record_id = ?",  # noqa: S608
             (record_id,),
         )
-        return _row(found[0]) if found else None
+        return self._row(found[0]) if found else None
 
     def attempts(self, record_id: int) -> list[Attempt]:
+        """The record's HTTP attempts, each with its URL and body as sent."""
         found = self._query(
             "SELECT number, started_at, finished_at, method, url, request_body, status, "
-            "category, message, error_report_id, cost FROM attempts WHERE record_id = ? "
-            "ORDER BY id",
+            "category, message, error_report_id, cost, body_delta FROM attempts "
+            "WHERE record_id = ? ORDER BY id",
             (record_id,),
         )
-        return [Attempt(*v) for v in found]
+        if self._root is None:
+            self._root = self.get_meta("url_root")
+        found = [(*v[:4], self._template(v[4]), *v[5:]) for v in found]
+        own = any(v[-1] is not None or templated(v[4]) for v in found)
+        record = self.record(record_id) if own else None
+        out = []
+        for number, started, finished, method, url, body, *rest, delta in found:
+            if delta is not None and record is not None:
+                body = body_of(delta, record)
+            url = url_of(url, self._root, record)
+            out.append(Attempt(number, started, finished, method, url, body, *rest))
+        return out
 
     def failed_ids(self, category: str | None = None) -> list[int]:
         if category is None:
@@ -894,14 +1030,15 @@ class Journal:
     # ---- what the runner needs ---------------------------------------------------------------
 
     def record(self, record_id: int) -> EnrollmentRecord | None:
-        """The normalized record to send; None for rows the source rejected."""
+        """The normalized record to send; None for rows the source rejected. A claimed record
+        comes from what the claim read."""
+        with contextlib.suppress(KeyError):  # one lookup: the writer may settle it meanwhile
+            return self._claimed[record_id]
         found = self._query(
-            "SELECT source, line, raw, fields FROM records WHERE record_id = ?", (record_id,)
+            f"SELECT {_RECORD_COLUMNS} FROM records WHERE record_id = ?",  # noqa: S608
+            (record_id,),
         )
-        if not found or found[0][3] is None:
-            return None
-        source, line, raw, fields = found[0]
-        return record_from_json(fields, Provenance(source, line, json.loads(raw)))
+        return self._record_of(found[0]) if found else None
 
     def pending_ids(self, after: int = 0, limit: int = 500) -> list[int]:
         found = self._query(
@@ -927,7 +1064,7 @@ class Journal:
             if not found:
                 return
             for values in found:
-                yield _row(values)
+                yield self._row(values)
             after = found[-1][0]
 
     def attempt_totals(self, *, unrecorded: bool = True) -> dict[str, int]:
@@ -964,22 +1101,28 @@ class Journal:
         return self.write_sync(reset)
 
     async def claim(self, ids: list[int]) -> list[int]:
-        """Mark pending records in flight, durably, before their requests go out."""
+        """Mark those of these records still pending in flight, in order with every other
+        write, and read them for `record()`: one statement, answered before its commit. The
+        claim commits with the next batch; a crash before that leaves the records pending,
+        which a resume re-sends just as it re-sends records left in flight."""
         now = time.time()
+        marks = ", ".join("?" for _ in ids)
 
         def claim(conn: sqlite3.Connection) -> list[int]:
-            claimed = []
-            for record_id in ids:
-                cur = conn.execute(
-                    "UPDATE records SET state = 'in_flight', updated_at = ? "
-                    "WHERE record_id = ? AND state = 'pending'",
-                    (now, record_id),
-                )
-                if cur.rowcount:
-                    claimed.append(record_id)
-            return claimed
+            found = conn.execute(
+                "UPDATE records SET state = 'in_flight', updated_at = ? "  # noqa: S608
+                f"WHERE record_id IN ({marks}) AND state = 'pending' "
+                f"RETURNING record_id, {_RECORD_COLUMNS}",
+                (now, *ids),
+            ).fetchall()
+            read = {int(v[0]): self._record_of(v[1:]) for v in found}
+            self._claimed.update(read)
+            return [record_id for record_id in ids if record_id in read]
 
-        return await self.write(claim)
+        if not ids:
+            return []
+        result: list[int] = await asyncio.wrap_future(self._w().submit(claim, early=True))
+        return result
 
     async def unclaim(self, ids: list[int]) -> None:
         """Put claimed records back to pending: their requests never went out."""
@@ -991,13 +1134,20 @@ class Journal:
                 "WHERE record_id = ? AND state = 'in_flight'",
                 [(now, record_id) for record_id in ids],
             )
+            for record_id in ids:
+                self._claimed.pop(record_id, None)
 
         await self.write(unclaim)
 
     def post_outcome(self, record_id: int, outcome: Outcome, *, attempts: int = 0) -> None:
         """Record how a claimed record ended (or that it went back to pending)."""
         params = _outcome_params(record_id, outcome, attempts, time.time())
-        self.post(lambda conn: conn.execute(_SET_OUTCOME, params))
+
+        def settle(conn: sqlite3.Connection) -> None:
+            conn.execute(_SET_OUTCOME, params)
+            self._claimed.pop(record_id, None)
+
+        self.post(settle)
 
     async def mark_in_place(self, in_place: Iterable[tuple[int, str, int | None]]) -> None:
         """End pending records done with action `none`, for a caller that knows Canvas already
@@ -1012,13 +1162,10 @@ class Journal:
         await self.write(lambda conn: conn.executemany(_SET_OUTCOME_IF_PENDING, params))
 
     def post_attempt(self, record_id: int, event: AttemptLike) -> None:
+        """Keep one HTTP attempt. Its URL is stored under the API root and its body as what it
+        changes in the record's own body (journal_codec), both checked to give back the text."""
         category = None if event.category is None else str(event.category)
-        values = (
-            record_id,
-            event.number,
-            event.method,
-            event.url,
-            event.request_body,
+        rest = (
             event.status,
             category,
             None if event.message is None else clip(event.message),
@@ -1030,14 +1177,82 @@ class Journal:
             event.started_at,
             event.finished_at,
         )
-        self.post(
-            lambda conn: conn.execute(
+        number, method, url, body = event.number, event.method, event.url, event.request_body
+
+        def insert(conn: sqlite3.Connection) -> None:
+            record = self._sending(conn, record_id)
+            delta = None
+            if body is not None and record is not None:
+                delta = body_delta(body, record)
+            conn.execute(
                 "INSERT INTO attempts (record_id, number, method, url, request_body, status, "
                 "category, message, error_report_id, cost, remaining, will_retry, wait, "
-                "started_at, finished_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                values,
+                "started_at, finished_at, body_delta) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    record_id,
+                    number,
+                    method,
+                    self._shared(conn, self._stored_url(conn, url, record), record_id),
+                    body if delta is None else None,
+                    *rest,
+                    delta,
+                ),
             )
-        )
+
+        self.post(insert)
+
+    def _template(self, stored: str) -> str:
+        """A stored URL with a shared template ("#n") replaced by the template."""
+        if not stored.startswith("#"):
+            return stored
+        number = int(stored[1:])
+        if number not in self._templates:
+            self._templates.update(self._query("SELECT id, template FROM urls"))
+        return self._templates[number]
+
+    def _shared(self, conn: sqlite3.Connection, stored: str, record_id: int) -> str:
+        """(writer thread) "#n" for a templated URL a second record uses too, else `stored`."""
+        if not templated(stored):
+            return stored
+        number = self._template_ids.get(stored)
+        if number is None:
+            first = self._first_seen.setdefault(stored, record_id)
+            if first == record_id:
+                if len(self._first_seen) > 10_000:  # templates of one record each: forget them
+                    self._first_seen.clear()
+                return stored
+            conn.execute("INSERT OR IGNORE INTO urls (template) VALUES (?)", (stored,))
+            number = int(
+                conn.execute("SELECT id FROM urls WHERE template = ?", (stored,)).fetchone()[0]
+            )
+            self._template_ids[stored] = number
+            self._templates[number] = stored  # readable at once, by the writer's edits too
+        return f"#{number}"
+
+    def _sending(self, conn: sqlite3.Connection, record_id: int) -> EnrollmentRecord | None:
+        """(writer thread) The record as it is being sent."""
+        with contextlib.suppress(KeyError):  # one lookup: the writer may settle it meanwhile
+            return self._claimed[record_id]
+        found = conn.execute(
+            f"SELECT {_RECORD_COLUMNS} FROM records WHERE record_id = ?",  # noqa: S608
+            (record_id,),
+        ).fetchone()
+        return None if found is None else self._record_of(found)
+
+    def _stored_url(
+        self, conn: sqlite3.Connection, url: str, record: EnrollmentRecord | None
+    ) -> str:
+        """(writer thread) `url` as stored: under the journal's API root, set by the first."""
+        if self._root is None:
+            self._root = url_root(url)
+            if self._root is not None:
+                conn.execute(
+                    "INSERT INTO meta (key, value) VALUES ('url_root', ?) "
+                    "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                    (self._root,),
+                )
+        return url_to_stored(url, self._root, record)
 
     def transition(
         self,
@@ -1083,28 +1298,176 @@ class Journal:
         return self.write_sync(move)
 
     def post_fields(self, record_id: int, record: EnrollmentRecord, raw: Mapping[str, str]) -> None:
-        """Replace a record's normalized fields after an operator edit."""
+        """Replace a record's normalized fields after an operator edit. The bodies its earlier
+        attempts sent are stored whole first: they were made from the fields before the edit."""
+        key = record.key
+        derived = _derived_key(record.user, record.course, record.section, record.role)
         values = (
-            record_to_json(record),
-            json.dumps(dict(raw)),
-            record.key,
+            fields_to_json(record),
+            None if key == derived else key,
             record.user,
             record.course,
             record.section,
             record.role,
             str(record.status),
-            json.dumps(list(record.warnings)),
+            warnings_to_json(record.warnings),
             time.time(),
             record_id,
         )
-        self.post(
-            lambda conn: conn.execute(
-                "UPDATE records SET fields = ?, raw = ?, key = ?, user = ?, course = ?, "
+
+        def edit(conn: sqlite3.Connection) -> None:
+            before = self._sending(conn, record_id)
+            sent = conn.execute(
+                "SELECT id, url, request_body, body_delta FROM attempts WHERE record_id = ? "
+                "AND (body_delta IS NOT NULL OR url LIKE '~%' OR url LIKE '#%')",
+                (record_id,),
+            ).fetchall()
+            if before is not None:
+                conn.executemany(
+                    "UPDATE attempts SET url = ?, request_body = ?, body_delta = NULL WHERE id = ?",
+                    [
+                        (
+                            url_to_stored(
+                                url_of(self._template(url), self._root, before), self._root
+                            ),
+                            body if delta is None else body_of(delta, before),
+                            attempt,
+                        )
+                        for attempt, url, body, delta in sent
+                    ],
+                )
+            _, columns = self._source(
+                conn.execute(
+                    "SELECT source_id FROM records WHERE record_id = ?", (record_id,)
+                ).fetchone()[0]
+            )
+            conn.execute(
+                "UPDATE records SET raw = ?, fields = ?, key = ?, user = ?, course = ?, "
                 "section = ?, role = ?, status = ?, warnings = ?, updated_at = ? "
                 "WHERE record_id = ?",
-                values,
+                (raw_to_json(raw, columns), *values),
             )
+            if record_id in self._claimed:
+                self._claimed[record_id] = record
+
+        self.post(edit)
+
+
+# ---- schema 1 -----------------------------------------------------------------------------------
+
+
+def _schema_version(conn: sqlite3.Connection) -> str | None:
+    try:
+        found = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    except sqlite3.OperationalError:  # no meta table: a new file
+        return None
+    return None if found is None else str(found[0])
+
+
+def _statements(script: str) -> Iterator[str]:
+    """The statements of a script (triggers whole), to run inside one transaction, which
+    `executescript` would commit."""
+    buffer = ""
+    for line in script.splitlines(keepends=True):
+        buffer += line
+        if sqlite3.complete_statement(buffer):
+            yield buffer
+            buffer = ""
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Rewrite a schema-1 journal as schema 2, in one transaction: records in their compact
+    form (journal_codec), attempts as they were (full URLs and bodies read back as they are),
+    the search index rebuilt."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute("DROP TRIGGER IF EXISTS records_text_update")
+        conn.execute("DROP TABLE IF EXISTS records_text")
+        for index in ("state", "course", "user", "category", "updated"):
+            conn.execute(f"DROP INDEX IF EXISTS records_{index}")
+        conn.execute("ALTER TABLE records RENAME TO records_v1")
+        conn.execute("ALTER TABLE attempts ADD COLUMN body_delta TEXT")
+        for statement in _statements(_SCHEMA):
+            conn.execute(statement)
+        sources: dict[str, tuple[int, list[str] | None]] = {}
+        rows = conn.execute(
+            "SELECT record_id, source, line, raw, key, user, course, section, role, status, "
+            "fields, warnings, state, action, attempts, http_status, category, message, "
+            "error_report_id, canvas_enrollment_id, cost, updated_at FROM records_v1 "
+            "ORDER BY record_id"
         )
+        while chunk := rows.fetchmany(_LOAD_CHUNK):
+            out = []
+            for values in chunk:
+                record_id, source, line, raw, key, user, course, section, role, status = values[:10]
+                fields, warnings, rest = values[10], values[11], values[12:]
+                raw_row = json.loads(raw)
+                if source not in sources:
+                    sid = conn.execute(
+                        "INSERT INTO sources (name, columns) VALUES (?, ?) RETURNING id",
+                        (source, json.dumps(list(raw_row))),
+                    ).fetchone()[0]
+                    sources[source] = (int(sid), list(raw_row))
+                sid, columns = sources[source]
+                if fields is not None:
+                    old = record_from_columns(
+                        (user, course, section, role, status),
+                        fields,
+                        warnings,
+                        Provenance(source, line, raw_row),
+                    )
+                    fields = fields_to_json(old)
+                derived = _derived_key(user, course, section, role)
+                out.append(
+                    (
+                        record_id,
+                        sid,
+                        line,
+                        raw_to_json(raw_row, columns),
+                        None if key == derived else key,
+                        user,
+                        course,
+                        section,
+                        role,
+                        status,
+                        fields,
+                        warnings_to_json(warnings_of(warnings)),
+                        *rest,
+                    )
+                )
+            conn.executemany(
+                "INSERT INTO records (record_id, source_id, line, raw, key, user, course, "
+                "section, role, status, fields, warnings, state, action, attempts, http_status, "
+                "category, message, error_report_id, canvas_enrollment_id, cost, updated_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                out,
+            )
+        conn.execute("DROP TABLE records_v1")
+        conn.execute("INSERT INTO records_text (records_text) VALUES ('rebuild')")
+        conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (SCHEMA_VERSION,))
+        conn.execute("COMMIT")
+    except BaseException:
+        with contextlib.suppress(sqlite3.Error):
+            conn.execute("ROLLBACK")
+        raise
+
+
+def _old_schema_views(conn: sqlite3.Connection) -> None:
+    """Read a schema-1 journal opened read-only through views of schema 2's shape (TEMP objects
+    come first in name lookup and live outside the file). Its rows' JSON is read as it is."""
+    conn.executescript(
+        """
+        CREATE TEMP TABLE sources (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE,
+            columns TEXT);
+        INSERT INTO temp.sources (name) SELECT DISTINCT source FROM main.records;
+        CREATE TEMP VIEW records AS SELECT r.record_id, s.id AS source_id, r.line, r.raw,
+            r.key, r.user, r.course, r.section, r.role, r.status, r.fields, r.warnings, r.state,
+            r.action, r.attempts, r.http_status, r.category, r.message, r.error_report_id,
+            r.canvas_enrollment_id, r.cost, r.updated_at
+            FROM main.records AS r JOIN temp.sources AS s ON s.name = r.source;
+        CREATE TEMP VIEW attempts AS SELECT *, NULL AS body_delta FROM main.attempts;
+        """
+    )
 
 
 # ---- opening ----------------------------------------------------------------------------------
@@ -1194,8 +1557,12 @@ def written_enrollment_ids(
     marks = ", ".join("?" for _ in actions)
     sql = (
         "SELECT canvas_enrollment_id FROM records WHERE state = 'done' "  # noqa: S608
-        f"AND canvas_enrollment_id IS NOT NULL AND action IN ({marks}) AND source IS NOT ?"
+        f"AND canvas_enrollment_id IS NOT NULL AND action IN ({marks}) AND "
     )
+    by_version = {
+        SCHEMA_VERSION: sql + "source_id IS NOT (SELECT id FROM sources WHERE name = ?)",  # noqa: S608
+        _OLD_SCHEMA: sql + "source IS NOT ?",
+    }
     ids: set[int] = set()
     for path in dict.fromkeys(p.resolve() for p in paths):
         if not path.is_file():
@@ -1205,7 +1572,9 @@ def written_enrollment_ids(
         except sqlite3.Error:
             continue
         try:
-            ids.update(int(v[0]) for v in conn.execute(sql, (*actions, excluding_source)))
+            version = _schema_version(conn) or SCHEMA_VERSION
+            query = by_version.get(version, by_version[SCHEMA_VERSION])
+            ids.update(int(v[0]) for v in conn.execute(query, (*actions, excluding_source)))
         except sqlite3.Error:
             pass  # not a journal (or an unreadable one): it knows nothing
         finally:

@@ -12,6 +12,7 @@ journal through a read-only connection of the console's own.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import dataclasses
 import functools
@@ -20,15 +21,15 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any, Concatenate, ParamSpec, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar, cast
 
-from canvas_tui.config import ENV_TOKEN
+from canvas_tui.config import ENV_TOKEN, journal_path_for
 from canvas_tui.engine.journal import Journal
-from canvas_tui.engine.plan.executor import SyncDecision
 from canvas_tui.engine.protocol import (
     REFUSED,
     Call,
@@ -47,13 +48,20 @@ from canvas_tui.engine.protocol import (
     check_version,
     command_name,
 )
-from canvas_tui.engine.session import journal_path_for
 from canvas_tui.engine.state import Event, Phase, RunCommands, RunPhaseChanged, RunState
 from canvas_tui.private_files import open_private
 
+if TYPE_CHECKING:
+    # the console imports this module: the engine's own modules (the plan, the HTTP client)
+    # load in the engine process only
+    from canvas_tui.engine.plan.executor import SyncDecision
+
 STARTUP_SECONDS = 60.0
 COMMAND_SECONDS = 30.0  # a command is answered within a loop turn of the engine's
-WORKER_MAIN = "import sys; from canvas_tui.engine.worker import main; sys.exit(main(sys.argv[1:]))"
+WORKER_MAIN = (
+    "import sys; from canvas_tui.startup import skip_unused_imports; skip_unused_imports(); "
+    "from canvas_tui.engine.worker import main; sys.exit(main(sys.argv[1:]))"
+)
 LIVE = frozenset({Phase.LOADING, Phase.RUNNING, Phase.PAUSED, Phase.CANCELLING})
 
 P = ParamSpec("P")
@@ -68,6 +76,13 @@ def engine_log_path(journal: Path) -> Path:
 def start_engine(spec: EngineSpec, *, startup: float = STARTUP_SECONDS) -> RemoteSession:
     """Spawn the engine process and open the session in it. Raises what `open_session` raises
     there (ConfigError, InputError, JournalError), or EngineError if the process fails."""
+    return spawn_engine(spec, startup=startup).wait()
+
+
+def spawn_engine(spec: EngineSpec, *, startup: float = STARTUP_SECONDS) -> EngineStart:
+    """Spawn the engine process and start the handshake in a thread: the caller may do other
+    work (the console imports its UI) while the engine imports and opens the journal, then
+    `wait()` for the session."""
     journal = journal_path_for(spec.config, spec.journal_path)
     spec = dataclasses.replace(spec, journal_path=journal)
     log_path = engine_log_path(journal)
@@ -85,17 +100,45 @@ def start_engine(spec: EngineSpec, *, startup: float = STARTUP_SECONDS) -> Remot
             # the token reaches the engine inside the spec, over the socket, and nowhere else
             env={k: v for k, v in os.environ.items() if k != ENV_TOKEN},
         )
-    conn = Connection(ours.detach())
-    try:
-        ready = _handshake(conn, spec, process, log_path, startup)
-    except BaseException:
-        conn.close()  # the engine sees EOF and exits
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(10)
-        _stop(process)
-        _remove_if_empty(log_path)
-        raise
-    return RemoteSession(process, conn, ready, log_path)
+    return EngineStart(process, Connection(ours.detach()), spec, log_path, startup)
+
+
+class EngineStart:
+    """An engine process on its way up (`spawn_engine`): the handshake runs in a thread."""
+
+    def __init__(
+        self,
+        process: subprocess.Popen[bytes],
+        conn: Connection,
+        spec: EngineSpec,
+        log_path: Path,
+        startup: float,
+    ) -> None:
+        self.process = process
+        self._conn = conn
+        self._log_path = log_path
+        self._ready: concurrent.futures.Future[Ready] = concurrent.futures.Future()
+        threading.Thread(
+            target=self._run, args=(spec, startup), name="engine-handshake", daemon=True
+        ).start()
+
+    def _run(self, spec: EngineSpec, startup: float) -> None:
+        try:
+            self._ready.set_result(
+                _handshake(self._conn, spec, self.process, self._log_path, startup)
+            )
+        except BaseException as exc:
+            self._conn.close()  # the engine sees EOF and exits
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(10)
+            _stop(self.process)
+            _remove_if_empty(self._log_path)
+            self._ready.set_exception(exc)
+
+    def wait(self) -> RemoteSession:
+        """The session once the engine is ready; raises what `start_engine` raises."""
+        ready = self._ready.result()
+        return RemoteSession(self.process, self._conn, ready, self._log_path)
 
 
 def _handshake(

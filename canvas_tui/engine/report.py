@@ -20,8 +20,9 @@ from canvas_tui.private_files import open_private
 from canvas_tui.records import State, sis_value
 from canvas_tui.sources.csv import FAILURES_MARK, neutralize_formula
 
-SCHEMA_VERSION = 1  # of the JSON report: canvas_tui/schemas/report.schema.json; bump on a change
-RECORD_CHOICES = ("all", "failed", "none")  # which per-record rows the JSON lists
+SCHEMA_VERSION = 2  # of the JSON report: canvas_tui/schemas/report.schema.json; bump on a change
+# Which per-record rows the JSON lists; "not-done": every record but those done.
+RECORD_CHOICES = ("all", "not-done", "failed", "none")
 SIS_COLUMNS = ("course_id", "user_id", "role", "section_id", "status")
 # Trailing columns saying why a row failed; Canvas's importer and ours ignore unknown columns.
 REASON_COLUMNS = (FAILURES_MARK, "canvas_tui_message")
@@ -63,8 +64,10 @@ def summary(store: Journal, state: RunState | None = None) -> dict[str, Any]:
     }
 
 
-def _outcome(row: RecordRow) -> dict[str, Any]:
-    return {
+def _outcome(row: RecordRow, source: str | None) -> dict[str, Any]:
+    """A record's line of the report: its fields that say something (schema 2 leaves out nulls,
+    no warnings, and the source when it is the report's own), so 100,000 records stay small."""
+    full = {
         "record_id": row.record_id,
         "source": row.source,
         "line": row.line,
@@ -83,6 +86,11 @@ def _outcome(row: RecordRow) -> dict[str, Any]:
         "canvas_enrollment_id": row.canvas_enrollment_id,
         "warnings": list(row.warnings),
     }
+    return {
+        k: v
+        for k, v in full.items()
+        if v is not None and v != [] and not (k == "source" and v == source)
+    }
 
 
 def write_report(
@@ -98,13 +106,19 @@ def write_report(
     head["failures_csv"] = str(csv_path)
     head["records_listed"] = records
     rows: Iterator[RecordRow] = iter(())
-    if records != "none":
-        rows = store.iter_rows(state=State.FAILED if records == "failed" else None)
+    if records == "failed":
+        rows = store.iter_rows(state=State.FAILED)
+    elif records == "not-done":
+        rows = (row for row in store.iter_rows() if row.state != State.DONE)
+    elif records == "all":
+        rows = store.iter_rows()
+    source = head["source"]
     with open_private(path, "w", encoding="utf-8") as out:
         text = json.dumps(head, indent=2)
         out.write(text[: text.rindex("}")].rstrip() + ',\n  "records": [')
         for n, row in enumerate(rows):
-            out.write(("\n    " if n == 0 else ",\n    ") + json.dumps(_outcome(row)))
+            line = json.dumps(_outcome(row, source), separators=(",", ":"))
+            out.write(("\n    " if n == 0 else ",\n    ") + line)
         out.write("\n  ]\n}\n")
     write_failures_csv(store, csv_path)
     return ReportPaths(path, csv_path)

@@ -1,7 +1,8 @@
 """The dispatcher: records from the journal to Canvas, as many in flight as the governor allows.
 
 Records are read from the journal in small batches (never all held in memory), claimed in flight
-durably before their request goes out, and their outcome is posted back. Operator commands
+(in order with every other journal write; committed with the next batch) before their request
+goes out, and their outcome is posted back. Operator commands
 (RunControl) only touch the journal and a few in-memory queues; the dispatch loop re-reads the
 governor's limit before every dispatch.
 """

@@ -11,49 +11,35 @@ import asyncio
 import contextlib
 import hashlib
 import json
-import time
+import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Concatenate, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Concatenate, ParamSpec, TypeVar
 
 import httpx
 
 from canvas_tui.canvas.client import CanvasClient
 from canvas_tui.canvas.governor import Governor
+
+# default_journal_path, journal_path_for: re-exported (they live where the console, which
+# decides the journal before the engine and its imports start, finds them)
 from canvas_tui.config import Config, ConfigError
+from canvas_tui.config import default_journal_path as default_journal_path
+from canvas_tui.config import journal_path_for as journal_path_for
 from canvas_tui.engine.actions import ActionResult, EnrollmentActions, Observer
 from canvas_tui.engine.journal import Journal, JournalError
-from canvas_tui.engine.plan.executor import SyncDecision, apply_plan, plan_session
 from canvas_tui.engine.protocol import invoke
 from canvas_tui.engine.runner import RunGate, Runner
 from canvas_tui.engine.state import RunCommands, RunState
 from canvas_tui.records import EnrollmentRecord, InputError, Source
 from canvas_tui.sources import layout_of, open_source
 
+if TYPE_CHECKING:
+    from canvas_tui.engine.plan.executor import SyncDecision
+
 P = ParamSpec("P")
 R = TypeVar("R")
-
-
-def default_journal_path(directory: Path | None = None) -> Path:
-    """`<user state dir>/runs/<UTC timestamp>.journal`, never an existing file."""
-    from canvas_tui.paths import default_journal_dir
-
-    directory = directory or default_journal_dir()
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    path = directory / f"{stamp}.journal"
-    n = 1
-    while path.exists():
-        n += 1
-        path = directory / f"{stamp}-{n}.journal"
-    return path
-
-
-def journal_path_for(config: Config, journal_path: Path | None = None) -> Path:
-    """The journal a run uses: the one asked for, the config's, else a new one in journal_dir."""
-    return Path(
-        journal_path or config.sync.journal or default_journal_path(config.sync.journal_dir)
-    )
 
 
 def config_fingerprint(config: Config, source_description: str) -> str:
@@ -128,6 +114,7 @@ class Session:
         """Read the source into the journal (in a thread). A loaded journal is never re-read."""
         if self.store.loaded:
             return self.store.count()
+        await asyncio.to_thread(self.store.verify)  # before the first write
         source = self.source
         if source is None:
             source = self.source = open_source(self.config.source)
@@ -149,14 +136,21 @@ class Session:
 
     async def run(self) -> RunState:
         await self.load()
+        await asyncio.to_thread(self.store.verify)  # a journal opened with verify_journal=False
         return await self.runner.run()
 
     async def plan(self, requested: bool | None = True) -> SyncDecision:
         """The plan the console shows before anything is loaded or sent (engine/plan/).
         `requested`: True for --plan, None when the config's drop policy asks for it."""
+        # the plan's modules load when a plan is asked for: an engine opening a journal for the
+        # console (or a resume) starts without them
+        from canvas_tui.engine.plan.executor import plan_session
+
         return await plan_session(self, requested=requested)
 
     async def apply_plan(self, decision: SyncDecision) -> None:
+        from canvas_tui.engine.plan.executor import apply_plan
+
         await apply_plan(self, decision)
 
     async def command(
@@ -187,9 +181,12 @@ def open_session(
     read_only: bool = False,
     governor: Governor | None = None,
     max_concurrency: int | None = None,
+    verify_journal: bool = True,
 ) -> Session:
     """Wire a run. Raises ConfigError (no base URL / token, unsafe URL), JournalError (the file
-    is not a journal) or InputError (the journal belongs to a different source)."""
+    is not a journal) or InputError (the journal belongs to a different source).
+    `verify_journal=False`: an existing journal's pages are checked when the session first
+    loads or runs, not here (a console shows a million-record journal before that check)."""
     path = journal_path_for(config, journal_path)
     if read_only:
         governor = governor or Governor()
@@ -206,7 +203,7 @@ def open_session(
     gate = RunGate()
     # config errors before any file opens
     client = CanvasClient.from_config(config, transport, governor=governor, sleep=gate.sleep)
-    store = Journal(path)
+    store = Journal(path, verify=verify_journal)
     try:
         previous = store.get_meta("source")
         resumed = store.loaded
@@ -233,7 +230,11 @@ def open_session(
             layout=layout,
             requests_sent=lambda: client.requests_sent,
         )
-    except BaseException:
-        store.close()
+    except BaseException as exc:
+        try:
+            if isinstance(exc, sqlite3.DatabaseError):
+                store.verify()  # a damaged file says so, as when its pages are checked at open
+        finally:
+            store.close()
         raise
     return Session(config, store, runner, client, path, source, resumed=resumed)

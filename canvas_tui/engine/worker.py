@@ -28,7 +28,6 @@ from typing import TYPE_CHECKING, Any
 
 from canvas_tui.canvas.client import CanvasClient
 from canvas_tui.canvas.errors import CanvasError
-from canvas_tui.engine.plan.executor import SyncDecision
 from canvas_tui.engine.protocol import (
     COMMANDS,
     PROTOCOL_VERSION,
@@ -52,6 +51,8 @@ from canvas_tui.engine.state import Event, RunPhaseChanged, RunState
 
 if TYPE_CHECKING:
     import httpx
+
+    from canvas_tui.engine.plan.executor import SyncDecision
 
 log = logging.getLogger(__name__)
 
@@ -217,6 +218,8 @@ class _Server:
         return await asyncio.shield(self.run_task)
 
     async def _plan(self, call_id: int, requested: bool | None = True) -> SyncDecision:
+        from canvas_tui.engine.plan.executor import SyncDecision
+
         self.decision = decision = await self.session.plan(requested)
         # the console needs what to show; the source and its rows stay here for apply_plan
         return SyncDecision(
@@ -323,6 +326,9 @@ def _open(spec: EngineSpec, transport: httpx.AsyncBaseTransport | None) -> Sessi
         transport=transport,
         governor=governor,
         max_concurrency=spec.max_concurrency,
+        # the console draws its first frame as soon as this session is ready: a resumed
+        # journal's pages are checked before it first loads or runs (Session.load/run)
+        verify_journal=False,
     )
 
 

@@ -7,15 +7,26 @@ when it cannot be read at all; `records + problems == data rows` always holds.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from canvas_tui.records import InputError
 from canvas_tui.sources.csv import CsvSource
 from canvas_tui.sources.normalize import FIELDS, IdKind, Layout, RowNormalizer
-from canvas_tui.sources.sql import SqlSource, mask_url
 
 if TYPE_CHECKING:
     from canvas_tui.config import SourceConfig
+    from canvas_tui.sources.sql import SqlSource, mask_url
+
+
+def __getattr__(name: str) -> Any:
+    # SQLAlchemy takes ~0.25 s to import and only SQL sources need it: sources.sql is
+    # imported when one is opened (or its names are asked for), not with the package
+    if name in ("SqlSource", "mask_url"):
+        from canvas_tui.sources import sql
+
+        return getattr(sql, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "FIELDS",
@@ -48,6 +59,8 @@ def open_source(spec: SourceConfig | str | Path) -> CsvSource | SqlSource:
     if spec.kind == "sql":
         if not spec.url or not spec.query:
             raise InputError("a SQL source needs [source] url and query")
+        from canvas_tui.sources.sql import SqlSource
+
         return SqlSource(spec.url, spec.query, params=spec.params, layout=layout_of(spec))
     if spec.path is None:
         raise InputError("no source file: give a path, or set [source] path in the config")

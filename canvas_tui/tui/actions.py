@@ -1,20 +1,18 @@
 """One registry of operator actions: bindings, the footer, the `?` help and the command palette all
-read it, so a key remapped in the config's [keys] table changes everywhere at once (STYLE.md §8)."""
+read it, so a key remapped in the config's [keys] table changes everywhere at once (STYLE.md §8).
+
+No Textual at import: `canvas-tui` checks a [keys] table against it before the UI (and Textual)
+loads, while the engine process starts (tui/launch.py). The palette's provider is tui/palette.py.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from functools import partial
 from typing import TYPE_CHECKING
 
-from textual.binding import Binding
-from textual.command import DiscoveryHit, Hit, Hits, Provider
-
-from canvas_tui.tui.contract import ConsoleAware
-
 if TYPE_CHECKING:
-    from textual.app import App
+    from textual.binding import Binding
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +108,8 @@ PINNED = ("help", "quit")
 def bindings(
     actions: Sequence[ConsoleAction],
 ) -> list[Binding | tuple[str, str] | tuple[str, str, str]]:
+    from textual.binding import Binding
+
     ordered = sorted(actions, key=lambda a: a.id not in PINNED)  # stable: the rest keep order
     return [
         Binding(a.key, a.action, a.label, show=a.show, id=a.id, tooltip=a.help) for a in ordered
@@ -134,39 +134,3 @@ def display_key(key: str) -> str:
 
 def effective_key(action: ConsoleAction, keymap: Mapping[str, str]) -> str:
     return display_key(keymap.get(action.id, action.key))
-
-
-class ConsoleCommands(ConsoleAware, Provider):
-    """The command palette's view of the registry: every console action, by its help text."""
-
-    def _commands(self) -> list[tuple[str, str, str]]:
-        host = self.console_app
-        keymap = host.keymap_overrides
-        out = []
-        for a in ACTIONS:
-            if a.id in {"help", "quit", "edit"}:
-                continue
-            if not host.action_available(a.action.split("(")[0]):
-                continue
-            out.append((f"{a.help}", a.action, effective_key(a, keymap)))
-        return out
-
-    async def discover(self) -> Hits:
-        for text, action, key in self._commands():
-            yield DiscoveryHit(text, partial(_run, self.app, action), help=f"key: {key}")
-
-    async def search(self, query: str) -> Hits:
-        matcher = self.matcher(query)
-        for text, action, key in self._commands():
-            score = matcher.match(text)
-            if score > 0:
-                yield Hit(
-                    score,
-                    matcher.highlight(text),
-                    partial(_run, self.app, action),
-                    help=f"key: {key}",
-                )
-
-
-async def _run(app: App[object], action: str) -> None:
-    await app.run_action(action)

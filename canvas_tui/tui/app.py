@@ -30,12 +30,12 @@ from canvas_tui.tui.actions import (
     ACTIONS,
     BY_ID,
     QUEUE_ONLY,
-    ConsoleCommands,
     bindings,
     effective_key,
 )
 from canvas_tui.tui.contract import ConsoleScreen, RosterReader
 from canvas_tui.tui.messages import PhaseChanged, RunEnded
+from canvas_tui.tui.palette import ConsoleCommands
 from canvas_tui.tui.screens.dialogs import (
     ChoiceScreen,
     ConfirmScreen,
@@ -77,6 +77,7 @@ WRITES = frozenset(
 )
 REGISTRY = frozenset(a.action.split("(")[0] for a in ACTIONS)
 OUTLOOK_SAMPLE = 2000  # pending records READY reads to count full mode's lookups
+FIRST_FRAME_WAIT = 1.0  # seconds the outlook waits at most for the queue's first rows
 
 
 class ConsoleApp(App[int]):
@@ -122,6 +123,7 @@ class ConsoleApp(App[int]):
         self._description = description + ("  [read-only]" if read_only else "")
         self._loading = False
         self._ui_loop: asyncio.AbstractEventLoop | None = None
+        self._queue: QueueView | None = None
         self.sub_title = self._description
 
     # ---- layout and the refresh loop -----------------------------------------------------------
@@ -142,7 +144,9 @@ class ConsoleApp(App[int]):
 
     @property
     def queue(self) -> QueueView:
-        return self.query_one(QueueView)
+        if self._queue is None:  # one widget for the app's life: found once, not per key
+            self._queue = self.query_one(QueueView)
+        return self._queue
 
     def tick(self) -> None:
         """Read one snapshot and repaint everything that shows it."""
@@ -191,6 +195,7 @@ class ConsoleApp(App[int]):
         subscribe = getattr(session.runner, "subscribe", None)
         if subscribe is not None:
             subscribe(self._on_engine_event)
+        self.tick()  # the first frame shows the counts and the queue now, not a tick later
         approved: bool | None = None
         if not self.read_only:
             self._loading = True
@@ -208,6 +213,9 @@ class ConsoleApp(App[int]):
         if not self.read_only and (self.autostart or approved):
             self._start_run()  # autostart, or the plan screen's Apply: the operator's go
         else:
+            # decoding the outlook's sample competes with drawing: it waits for the first frame
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.queue.shown.wait(), FIRST_FRAME_WAIT)
             self.outlook = await asyncio.to_thread(self._outlook)
         self.tick()
 
@@ -220,9 +228,12 @@ class ConsoleApp(App[int]):
         store = self.view_store
         if not isinstance(store, Journal) or self.read_only:
             return None  # the counts by source are the journal's, not every RecordStore's
-        records = sum(store.status_counts(State.PENDING).values())
-        drops = sum(store.status_counts(State.PENDING, source=DROP_SOURCE).values())
+        records = store.count(State.PENDING)  # an index range: a million rows stay cheap
         planned = store.get_meta("mode") == "plan"
+        # only a plan adds drop records (engine/plan/executor.py)
+        drops = (
+            sum(store.status_counts(State.PENDING, source=DROP_SOURCE).values()) if planned else 0
+        )
         requests = records  # a plan sends one request per change
         if not planned and records:
             # full mode also reads first for every row but a fully stated create: measured on

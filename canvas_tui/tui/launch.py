@@ -3,6 +3,11 @@
 cli.py imports this module only when one of those commands runs, so `canvas-tui sync` and the
 other headless commands never import Textual. Everything that can be refused (config, keymap,
 source, journal, the engine process) is checked here before the app draws anything.
+
+Start-up is on the operator's clock: the engine process is spawned as soon as the config is
+read, and Textual and the app (~0.4 s of imports) load while the engine imports its own modules
+and opens the journal. The HTTP client, the plan and SQLAlchemy (an SQL source's) load in the
+engine only, Textual in the console only (tests/test_import_hygiene.py).
 """
 
 from __future__ import annotations
@@ -17,11 +22,10 @@ from typing import TYPE_CHECKING
 
 from canvas_tui.exit_codes import ExitCode, error_line
 from canvas_tui.tui.actions import check_keymap
-from canvas_tui.tui.app import ConsoleApp
-from canvas_tui.tui.session import ConsoleSession
 
 if TYPE_CHECKING:
     from canvas_tui.config import Config
+    from canvas_tui.tui.session import ConsoleSession
 
 
 def _fail(message: str) -> int:
@@ -34,8 +38,7 @@ def console_main(args: argparse.Namespace) -> int:
     from canvas_tui.config import ConfigError, load_config
     from canvas_tui.engine.journal import JournalError
     from canvas_tui.engine.protocol import EngineError, EngineSpec
-    from canvas_tui.engine.remote import start_engine
-    from canvas_tui.engine.session import open_session
+    from canvas_tui.engine.remote import spawn_engine
     from canvas_tui.records import InputError
     from canvas_tui.sources import open_source
 
@@ -75,19 +78,25 @@ def console_main(args: argparse.Namespace) -> int:
     try:
         # opened before the UI starts, so a bad config or journal is a plain message and exit 2
         if args.read_only:
+            from canvas_tui.engine.session import open_session
+
             session = open_session(config, source=source, journal_path=journal, read_only=True)
         else:
             # the engine sends from a process of its own: drawing and sending never share an
             # interpreter, and a console that dies leaves the engine to close the journal
-            session = start_engine(
+            engine = spawn_engine(
                 EngineSpec(
                     config,
                     source=(args.source or config.source) if source is not None else None,
                     journal_path=journal,
                 )
             )
+            import canvas_tui.tui.app  # noqa: F401 - Textual loads while the engine starts
+
+            session = engine.wait()
     except (ConfigError, InputError, JournalError, EngineError) as exc:
         return _fail(str(exc))
+    from canvas_tui.tui.app import ConsoleApp
 
     async def opener() -> ConsoleSession:
         return session
@@ -136,7 +145,7 @@ def _demo(args: argparse.Namespace, config: Config, csv_path: Path, scratch: Pat
     import functools
 
     from canvas_tui.engine.protocol import EngineError, EngineSpec
-    from canvas_tui.engine.remote import start_engine
+    from canvas_tui.engine.remote import spawn_engine
     from canvas_tui.simulator.demo import demo_transport
 
     journal = scratch / "journal.sqlite"
@@ -150,7 +159,10 @@ def _demo(args: argparse.Namespace, config: Config, csv_path: Path, scratch: Pat
         ),
     )
     try:
-        session = start_engine(spec)
+        engine = spawn_engine(spec)
+        from canvas_tui.tui.app import ConsoleApp  # Textual loads while the engine starts
+
+        session = engine.wait()
     except EngineError as exc:
         return _fail(str(exc))
 

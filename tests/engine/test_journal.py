@@ -9,9 +9,14 @@ from pathlib import Path
 
 import pytest
 
+from canvas_tui.config import load_config
 from canvas_tui.engine.journal import Journal, JournalError, Outcome, written_enrollment_ids
+from canvas_tui.engine.session import open_session
 from canvas_tui.records import SisStatus, SourceItem, State
 from tests.engine.helpers import items, problem, record
+from tests.helpers import damage_pages
+
+NOWHERE = "http://127.0.0.1:9"  # never reached: nothing is sent
 
 
 def test_load_accounts_for_every_source_item(journal: Journal) -> None:
@@ -70,7 +75,8 @@ async def test_claim_is_durable_and_conditional(journal: Journal) -> None:
     claimed = await journal.claim([1, 2, 3])
     assert claimed == [1, 3]  # 2 was skipped first: writes apply in order
     assert journal.transition([1], State.SKIPPED, only_from=[State.PENDING]) == []
-    # Claims are committed before claim() returns: another connection sees them.
+    # The claim committed with the next batch (the transition above waited for one): another
+    # connection sees it.
     other = sqlite3.connect(journal.path)
     states = dict(other.execute("SELECT record_id, state FROM records").fetchall())
     other.close()
@@ -246,3 +252,57 @@ async def test_written_enrollment_ids_reads_done_writes_of_any_journal(tmp_path:
     assert written_enrollment_ids(paths, actions=("create", "none")) == {11, 12}
     assert written_enrollment_ids(paths, actions=("create",), excluding_source="in.csv") == set()
     assert written_enrollment_ids([tmp_path / "missing.journal"], actions=("create",)) == set()
+
+
+def test_text_search_folds_case_beyond_ascii(journal: Journal) -> None:
+    """As the trigram index folds case: "école" finds ÉCOLE (LIKE alone would not)."""
+    journal.load([record(1, course="ÉCOLE-1"), record(2, course="ECOLE-2")], description="in.csv")
+    assert [r.record_id for r in journal.rows(0, 10, text="école")] == [1]
+    assert journal.count(text="ÉCOLE") == 1
+
+
+def test_a_journal_opened_unverified_checks_its_pages_on_verify(tmp_path: Path) -> None:
+    """`verify=False` (the console's engine) defers the page check; `verify()` does it."""
+    path = tmp_path / "j.journal"
+    store = Journal(path)
+    store.load(items(400), description="in.csv")
+    store.close()
+    healthy = Journal(path, verify=False)
+    assert not healthy.verified
+    healthy.verify()
+    assert healthy.verified
+    healthy.close()
+    # only the last pages (record rows), so that the open itself reads none of them
+    pages = path.stat().st_size // int.from_bytes(path.read_bytes()[16:18], "big")
+    damage_pages(path, first=pages - 4)
+    with pytest.raises(JournalError, match="the journal is damaged"):
+        Journal(path)
+    deferred = Journal(path, verify=False)
+    try:
+        with pytest.raises(JournalError, match="the journal is damaged"):
+            deferred.verify()
+        assert not deferred.verified
+    finally:
+        deferred.close()
+
+
+async def test_a_damaged_journal_is_refused_before_anything_is_sent(tmp_path: Path) -> None:
+    """The console's engine opens a journal unverified: a damaged one still says so, at open
+    (its counts read a damaged page) or before its first load or run, never half-way."""
+    path = tmp_path / "j.journal"
+    store = Journal(path)
+    store.load(items(400), description="in.csv")
+    store.close()
+    damage_pages(path)
+    config = load_config(None, env={"CANVAS_API_TOKEN": "t", "CANVAS_BASE_URL": NOWHERE})
+    try:
+        session = open_session(config, journal_path=path, verify_journal=False)
+    except JournalError as exc:
+        assert "the journal is damaged" in str(exc)
+        return
+    try:
+        with pytest.raises(JournalError, match="the journal is damaged"):
+            await session.run()
+        assert session.client is not None and session.client.requests_sent == 0
+    finally:
+        await session.close()

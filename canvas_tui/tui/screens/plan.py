@@ -41,7 +41,9 @@ class PlanScreen(ModalScreen[bool]):
         DIALOG_CSS.format(name="PlanScreen")
         + """
     PlanScreen > Vertical { width: 110; }
-    PlanScreen VerticalScroll { height: auto; max-height: 24; }
+    PlanScreen > Vertical > .title { dock: top; }
+    PlanScreen #answer { dock: bottom; height: auto; }
+    PlanScreen VerticalScroll { height: auto; max-height: 100%; }
     PlanScreen .brake { color: $error; text-style: bold; }
     """
     )
@@ -69,18 +71,24 @@ class PlanScreen(ModalScreen[bool]):
                     )
                     yield Label(title, classes="title")
                     yield Static(drops_table(plan), id="drops")
-            if plan.brake.tripped:
-                yield Label(
-                    f"The brake is on: {drops} drops exceed the thresholds. Applying approves them.",
-                    classes="brake",
-                )
-            with Horizontal(classes="buttons"):
-                yield Button("Send nothing (esc)", id="no")
-                label = (
-                    f"Approve {drops} drops and apply (a)" if plan.brake.tripped else "Apply (a)"
-                )
-                variant: ButtonVariant = "error" if plan.brake.tripped else "warning"
-                yield Button(label, id="yes", variant=variant)
+            # the title and the answer are docked: on a short terminal the plan scrolls
+            # between them, and the buttons stay on screen (80x24 included)
+            with Vertical(id="answer"):
+                if plan.brake.tripped:
+                    yield Label(
+                        f"The brake is on: {drops} drops exceed the thresholds. "
+                        "Applying approves them.",
+                        classes="brake",
+                    )
+                with Horizontal(classes="buttons"):
+                    yield Button("Send nothing (esc)", id="no")
+                    label = (
+                        f"Approve {drops} drops and apply (a)"
+                        if plan.brake.tripped
+                        else "Apply (a)"
+                    )
+                    variant: ButtonVariant = "error" if plan.brake.tripped else "warning"
+                    yield Button(label, id="yes", variant=variant)
 
     def on_mount(self) -> None:
         # never default to approving drops: Enter on a tripped brake sends nothing

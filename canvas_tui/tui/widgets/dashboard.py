@@ -278,6 +278,7 @@ class Dashboard(Horizontal):
     def __init__(self) -> None:
         super().__init__()
         self._shown: dict[str, object] = {}
+        self._statics: dict[str, Static] = {}  # by id: a DOM query per figure per tick adds up
 
     def compose(self) -> ComposeResult:
         with Vertical(id="counts-panel") as panel:
@@ -305,10 +306,16 @@ class Dashboard(Horizontal):
         if self._shown.get(widget_id) == key:
             return
         self._shown[widget_id] = key
-        self.query_one(f"#{widget_id}", Static).update(content(), layout=False)
+        self._static(widget_id).update(content(), layout=False)
+
+    def _static(self, widget_id: str) -> Static:
+        found = self._statics.get(widget_id)
+        if found is None:
+            found = self._statics[widget_id] = self.query_one(f"#{widget_id}", Static)
+        return found
 
     def _width(self, widget_id: str) -> int:
-        return self.query_one(f"#{widget_id}", Static).content_size.width or 24
+        return self._static(widget_id).content_size.width or 24
 
     def show(
         self,
@@ -327,8 +334,10 @@ class Dashboard(Horizontal):
             (counts, state.total, narrow and failures),
             lambda: counts_table(state, 2 if narrow else 0),
         )
-        bar = self.query_one("#progress", ProgressBar)
-        bar.update(total=max(state.total, 1), progress=state.finished)
+        total, finished = max(state.total, 1), state.finished
+        if self._shown.get("progress") != (total, finished):
+            self._shown["progress"] = (total, finished)
+            self.query_one("#progress", ProgressBar).update(total=total, progress=finished)
         prior = outlook.requests / outlook.records if outlook and outlook.records else 1.0
         progress = progress_text(state, idle, outlook, prior)
         self._set("progress-text", progress, lambda: progress)

@@ -16,7 +16,7 @@ from rich.style import Style
 from rich.text import Text
 from textual import events, work
 from textual.binding import Binding
-from textual.geometry import Size
+from textual.geometry import Region, Size
 from textual.message import Message
 from textual.reactive import reactive
 from textual.scroll_view import ScrollView
@@ -27,6 +27,12 @@ Row = Sequence[Cell]
 # (offset, limit) -> at most `limit` items starting at `offset`; `cells(item)` draws one
 Fetch = Callable[[int, int], Sequence[Any]]
 Cells = Callable[[Any], Row]
+
+
+@dataclass(frozen=True, slots=True)
+class _PaintStyles:
+    base: Style
+    width: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +68,9 @@ class VirtualTable(ScrollView, can_focus=True):
     DEFAULT_CSS = """
     VirtualTable {
         background: $surface;
-        scrollbar-gutter: stable;
+        /* always there: a scrollbar that came and went with the row count (a state filter
+           of a few rows, then thousands) asked for a layout pass each time */
+        overflow-y: scroll;
     }
     VirtualTable > .virtual-table--header {
         text-style: bold;
@@ -117,6 +125,7 @@ class VirtualTable(ScrollView, can_focus=True):
         self._strips: dict[
             tuple[int, bool, bool, int], Strip
         ] = {}  # drawn rows of the current window
+        self._paint_styles: _PaintStyles | None = None
 
     # ---- data ------------------------------------------------------------------------------
 
@@ -132,11 +141,23 @@ class VirtualTable(ScrollView, can_focus=True):
     def set_total(self, total: int) -> None:
         """Tell the view how many rows there are now; keeps the cursor inside them."""
         if total != self._total or self.virtual_size.height != total + 1:
+            shown_before = self._total
             self._total = total
             # one extra line: the header is drawn as line 0 of the virtual area
-            self.virtual_size = Size(self._row_width, total + 1)
+            self._set_virtual_size(Size(self._row_width, total + 1))
+            if min(shown_before, total) < int(self.scroll_y) + self.size.height:
+                self.refresh()  # rows appear on (or leave) the screen
             if self.cursor >= total:
                 self.cursor = max(0, total - 1)
+
+    def _set_virtual_size(self, size: Size) -> None:
+        """The scrollable size, without the layout pass that assigning `virtual_size` asks for:
+        the view's own size does not change with its row count (a filtered count changes on
+        most ticks of a sync), only its scroll range and scrollbar do, and `_scroll_update`
+        (what ScrollView does on a resize) updates those; showing or hiding the scrollbar still
+        asks for a layout through its `display`."""
+        self.set_reactive(ScrollView.virtual_size, size)
+        self._scroll_update(size)
 
     def reload(self) -> None:
         """Rows changed in the store: read the window again (the old one shows meanwhile)."""
@@ -171,13 +192,30 @@ class VirtualTable(ScrollView, can_focus=True):
         if generation != self.generation:
             return
         items = list(items)
-        if self._window_valid and start == self._window_start and items == self._window:
-            return  # nothing changed on screen: keep the drawn lines
+        window = self._window
+        if self._window_valid and start == self._window_start and len(items) == len(window):
+            self._update_rows(start, window, items)
+            return
         self._window_start = start
         self._window = items
         self._window_valid = True
         self._strips.clear()
         self.refresh()
+
+    def _update_rows(self, start: int, window: list[Any], items: list[Any]) -> None:
+        """The same span read again: only the rows that changed take the new item and have their
+        line repainted; the others keep their object, so their drawn lines stay cached (during
+        a sync most ticks change a few rows of the window, not all of them)."""
+        changed = [i for i, (old, new) in enumerate(zip(window, items, strict=True)) if old != new]
+        if not changed:
+            return
+        for i in changed:
+            window[i] = items[i]
+        # a drawn line is keyed by its item's id: drop those of the items replaced
+        kept = {id(item) for item in window}
+        self._strips = {key: strip for key, strip in self._strips.items() if key[0] in kept}
+        for i in changed:
+            self.refresh_line(start + i + 1)  # line 0 is the header
 
     def row_at(self, index: int) -> Any | None:
         """The item at `index` if its window is in memory; otherwise None, and a read of that
@@ -219,27 +257,39 @@ class VirtualTable(ScrollView, can_focus=True):
 
     # ---- drawing ---------------------------------------------------------------------------
 
-    def _line(self, cells: Row, style: Style) -> Strip:
+    def _line(self, cells: Row, style: Style, view_width: int) -> Strip:
         text = Text(no_wrap=True, overflow="ellipsis", end="")
         last = len(self.columns) - 1
         for i, (col, cell) in enumerate(zip(self.columns, cells, strict=False)):
             width = col.width
             if i == last:
-                width = max(width, self.size.width - self._fixed_width)
+                width = max(width, view_width - self._fixed_width)
             text.append_text(_fit(cell, width, col.justify))
             if i != last:
                 text.append(" ")
         segments = list(text.render(self.app.console))
-        strip = Strip(segments).extend_cell_length(max(self._row_width, self.size.width))
+        strip = Strip(segments).extend_cell_length(max(self._row_width, view_width))
         return strip.apply_style(style) if style else strip
+
+    def render_lines(self, crop: Region) -> list[Strip]:
+        # the widget's styles once per paint, not once per line: each is a walk up the DOM
+        self._paint_styles = _PaintStyles(self.rich_style, self.size.width)
+        try:
+            return super().render_lines(crop)
+        finally:
+            self._paint_styles = None
+
+    def _styles(self) -> _PaintStyles:
+        return self._paint_styles or _PaintStyles(self.rich_style, self.size.width)
 
     def render_line(self, y: int) -> Strip:
         scroll_x, scroll_y = self.scroll_offset
-        width = self.size.width
-        base = self.rich_style
+        paint = self._styles()
+        width = paint.width
+        base = paint.base
         if y == 0:  # header stays put while the body scrolls
             header = self.get_component_rich_style("virtual-table--header")
-            strip = self._line([c.title for c in self.columns], base + header)
+            strip = self._line([c.title for c in self.columns], base + header, width)
             return strip.crop(scroll_x, scroll_x + width)
         index = scroll_y + y - 1
         item = self.row_at(index)
@@ -256,7 +306,7 @@ class VirtualTable(ScrollView, can_focus=True):
             style = base
             if selected:
                 style = base + self.get_component_rich_style("virtual-table--cursor")
-            strip = self._strips[key] = self._line(self._cells(item), style)
+            strip = self._strips[key] = self._line(self._cells(item), style, width)
         return strip.crop(scroll_x, scroll_x + width)
 
     # ---- cursor ----------------------------------------------------------------------------
