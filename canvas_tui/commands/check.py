@@ -21,7 +21,6 @@ from canvas_tui.canvas.client import CanvasClient
 from canvas_tui.canvas.errors import CanvasError, Category, hint_for
 from canvas_tui.canvas.ids import path_segment
 from canvas_tui.config import Config, ConfigError, check_base_url, load_config
-from canvas_tui.engine.plan.executor import read_items
 from canvas_tui.engine.preflight import deep_check, format_preflight
 from canvas_tui.exit_codes import ExitCode, error_line
 from canvas_tui.records import EnrollmentRecord, InputError, RowProblem, Source, SourceItem
@@ -268,8 +267,7 @@ def run_deep_check(
 
     async def go() -> int:
         try:
-            items = await asyncio.to_thread(read_items, source)
-            result, _plan = await deep_check(client, items, config)
+            result, _plan = await deep_check(client, source, config)  # streams the source
         except CanvasError as exc:
             print(error_line(str(exc)), file=out)
             return ExitCode.ABORTED

@@ -16,9 +16,9 @@ import httpx
 from canvas_tui.canvas.client import CanvasClient
 from canvas_tui.canvas.errors import CanvasError
 from canvas_tui.config import Config, ConfigError, load_config
-from canvas_tui.engine.plan.executor import journal_paths, known_enrollment_ids, read_items
+from canvas_tui.engine.plan.executor import journal_paths, known_enrollment_ids
 from canvas_tui.engine.plan.render import format_plan, write_plan
-from canvas_tui.engine.preflight import format_preflight, plan_and_preflight
+from canvas_tui.engine.preflight import Census, format_preflight, plan_and_preflight
 from canvas_tui.exit_codes import ExitCode, error_line
 from canvas_tui.outputs import OutputPathError, check_output_paths
 from canvas_tui.paths import default_journal_dir
@@ -68,10 +68,13 @@ async def _plan_command(
     config: Config, source: Source, client: CanvasClient, prefix: Path, out: TextIO
 ) -> int:
     try:
-        items = await asyncio.to_thread(read_items, source)
-        print(f"source: {source.description} ({len(items)} rows)", file=out)
+        # streamed: counted here, read again by the plan and the preflight, never held
+        census = await asyncio.to_thread(Census.of, source)
+        print(f"source: {source.description} ({census.counts.items} rows)", file=out)
         known = await asyncio.to_thread(known_enrollment_ids, journal_paths(config))
-        checked, plan = await plan_and_preflight(client, items, config, known_ids=known)
+        checked, plan = await plan_and_preflight(
+            client, source, config, known_ids=known, census=census
+        )
     except CanvasError as exc:
         print(error_line(str(exc)), file=sys.stderr)
         return ExitCode.ABORTED
@@ -81,7 +84,11 @@ async def _plan_command(
         print(line, file=out)
     for line in format_plan(plan):
         print(line, file=out)
-    json_path, csv_path = write_plan(plan, prefix, extra={"preflight": checked.to_json()})
+    # in the worker thread that read the source for the plan: glibc keeps the memory a thread
+    # freed in that thread's arena, so a pass here in the main thread would grow a second one
+    json_path, csv_path = await asyncio.to_thread(
+        write_plan, plan, prefix, extra={"preflight": checked.to_json()}
+    )
     print(f"wrote {json_path} and {csv_path}", file=out)
     with contextlib.suppress(Exception):
         out.flush()

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -34,13 +34,11 @@ from canvas_tui.engine.estimate import (
     run_seconds,
 )
 from canvas_tui.engine.plan.diff import Plan
-from canvas_tui.engine.plan.executor import choose_mode, compute_plan, full_mode_lookups
+from canvas_tui.engine.plan.executor import SourceCounts, choose_mode, compute_plan
 from canvas_tui.engine.plan.rosters import (
     Roster,
     RosterIndex,
-    default_scopes,
     fetch_rosters,
-    scope_of,
 )
 from canvas_tui.records import EnrollmentRecord, SourceItem, sis_value, split_api_id
 
@@ -118,6 +116,21 @@ class PreflightResult:
         }
 
 
+class _Named:
+    """The records naming one object: how many, and where the first is."""
+
+    __slots__ = ("count", "first")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.first = ""
+
+    def add(self, record: EnrollmentRecord) -> None:
+        if not self.count:
+            self.first = str(record.provenance)
+        self.count += 1
+
+
 class _Meter:
     """Counts this preflight's requests and their latency (an observer for the client)."""
 
@@ -164,9 +177,47 @@ async def _bounded(jobs: Iterable[Callable[[], Awaitable[None]]], limit: int) ->
             raise outcome
 
 
+class Census:
+    """What the preflight checks, gathered in one pass over the records: how many name each
+    course, section and user, and where the first is (counts, not the records), with the
+    source's `SourceCounts` for the estimates."""
+
+    def __init__(self) -> None:
+        self.named: dict[tuple[str, str], _Named] = defaultdict(_Named)
+        self.sections_of: dict[str, set[str]] = defaultdict(set)
+        self.pairs: dict[tuple[str, str], _Named] = defaultdict(_Named)
+        self.lone: set[str] = set()  # sections named without their course
+        self.counts = SourceCounts()
+
+    @classmethod
+    def of(cls, items: Iterable[SourceItem]) -> Census:
+        census = cls()
+        for item in items:
+            census.counts.items += 1
+            if isinstance(item, EnrollmentRecord):
+                census.add(item)
+        return census
+
+    def add(self, record: EnrollmentRecord) -> None:
+        named = self.named
+        self.counts.add(record)
+        if record.course:
+            named["course", record.course].add(record)
+            if record.section:
+                self.sections_of[record.course].add(record.section)
+                self.pairs[record.course, record.section].add(record)
+        elif record.section:
+            self.lone.add(record.section)
+        if record.section:
+            named["section", record.section].add(record)
+        named["user", record.user].add(record)
+        if record.associated_user:
+            named["user", record.associated_user].add(record)
+
+
 async def preflight(
     client: CanvasClient,
-    records: Sequence[EnrollmentRecord],
+    records: Iterable[EnrollmentRecord] | Census,
     *,
     rosters: Mapping[str, Roster] | None = None,
     plan: Plan | None = None,
@@ -174,30 +225,17 @@ async def preflight(
     chosen: str | None = None,
 ) -> PreflightResult:
     """Check every course, section and user the records name (GET only); raise only on a
-    fatal error (token rejected, unsafe URL). `rosters` spare the GETs of users seen in them."""
+    fatal error (token rejected, unsafe URL). `rosters` spare the GETs of users seen in them.
+    `records`: the records, or their `Census` when it was taken already."""
     meter = _Meter()
     result = PreflightResult()
-    named: dict[tuple[str, str], list[EnrollmentRecord]] = defaultdict(list)
-    sections_of: dict[str, set[str]] = defaultdict(set)
-    pairs: dict[tuple[str, str], list[EnrollmentRecord]] = defaultdict(list)
-    for record in records:
-        if record.course:
-            named["course", record.course].append(record)
-            if record.section:
-                sections_of[record.course].add(record.section)
-                pairs[record.course, record.section].append(record)
-        if record.section:
-            named["section", record.section].append(record)
-        named["user", record.user].append(record)
-        if record.associated_user:
-            named["user", record.associated_user].append(record)
+    census = records if isinstance(records, Census) else Census.of(records)
+    named, sections_of, pairs = census.named, census.sections_of, census.pairs
+    lone, counts = census.lone, census.counts
 
-    def finding(
-        kind: str, ref: str, problem: str, by: Sequence[EnrollmentRecord] | None = None
-    ) -> None:
+    def finding(kind: str, ref: str, problem: str, by: _Named | None = None) -> None:
         named_by = named[kind, ref] if by is None else by
-        first = str(named_by[0].provenance) if named_by else ""
-        result.findings.append(Finding(kind, ref, problem, len(named_by), first))
+        result.findings.append(Finding(kind, ref, problem, named_by.count, named_by.first))
 
     async def check(kind: str, ref: str, call: Callable[[], Awaitable[Any]]) -> Any:
         try:
@@ -255,9 +293,7 @@ async def preflight(
         (sections_job(c, s) for c, s in sorted(sections_of.items()) if c in courses),
         concurrency,
     )
-    lone_sections = sorted(
-        {r.section for r in records if r.section and not r.course and r.section is not None}
-    )
+    lone_sections = sorted(lone)
 
     def section_job(ref: str) -> Callable[[], Awaitable[None]]:
         async def job() -> None:
@@ -286,7 +322,7 @@ async def preflight(
     result.average_cost = client.governor.state().average_cost
     result.mean_latency = meter.mean_latency
     result.estimates = estimate(
-        records,
+        counts,
         client.governor,
         average_cost=result.average_cost,
         latency=result.mean_latency,
@@ -305,7 +341,7 @@ def _missing_hint(kind: str) -> str:
 
 
 def estimate(
-    records: Sequence[EnrollmentRecord],
+    counts: SourceCounts,
     governor: Governor,
     *,
     average_cost: float | None,
@@ -313,7 +349,8 @@ def estimate(
     plan: Plan | None = None,
     chosen: str | None = None,
 ) -> list[Estimate]:
-    """Requests, throttle units and a time range for a full sync and, given a plan, for applying
+    """Requests, throttle units and a time range for a full sync (of the source `counts`
+    counted) and, given a plan, for applying
     it (engine/estimate.py: the governor's T* from the GETs measured here). `chosen` is the mode
     `sync` would pick."""
     cost = average_cost if average_cost is not None else DEFAULT_COST
@@ -322,8 +359,7 @@ def estimate(
     note = "measured GETs" if average_cost is not None else "assumed cost and latency"
     # a write per record, after a lookup (a GET) for every row a blind POST would not suit:
     # the counting choose_mode does; plus the token check
-    lookups, _blank = full_mode_lookups(records)
-    full_reads, full_writes = 1 + lookups, len(records)
+    full_reads, full_writes = 1 + counts.lookups, counts.records
     shapes = [("full", full_reads, full_writes)]
     if plan is not None:
         shapes.append(
@@ -366,33 +402,40 @@ def format_preflight(result: PreflightResult) -> list[str]:
 
 async def plan_and_preflight(
     client: CanvasClient,
-    items: Sequence[SourceItem],
+    items: Iterable[SourceItem],
     config: Config,
     *,
     known_ids: set[int] | None = None,
+    census: Census | None = None,
 ) -> tuple[PreflightResult, Plan]:
     """Read the rosters (they prove most users exist), plan, then preflight: what `plan` shows.
-    The result counts the preflight's own GETs; the plan's `roster_requests`, the rosters'."""
-    records = [i for i in items if isinstance(i, EnrollmentRecord)]
+    The result counts the preflight's own GETs; the plan's `roster_requests`, the rosters'.
+    `items` is re-readable (a source, or a list) and streamed: one pass takes the `Census`
+    (unless given), one more the plan."""
+    if isinstance(items, Iterator):
+        items = list(items)
+    if census is None:
+        census = await asyncio.to_thread(Census.of, items)
+    counts = census.counts
     meter = _Meter()
     started = time.monotonic()
     rosters = await fetch_rosters(
         client,
-        [scope_of(r) for r in records],
+        counts.per_scope,
         observer=meter,
-        with_default=default_scopes(records),  # course-only rows act on the default section
+        with_default=counts.defaults,  # course-only rows act on the default section
     )
     plan = await compute_plan(client, items, config, known_ids=known_ids, rosters=rosters)
     plan.roster_requests = meter.requests
     plan.elapsed = time.monotonic() - started  # the rosters were read here, not in it
-    planned, _why = choose_mode(items, config.plan, None)
+    planned, _why = choose_mode(counts, config.plan, None)
     chosen = "plan" if planned else "full"
-    result = await preflight(client, records, rosters=rosters, plan=plan, chosen=chosen)
+    result = await preflight(client, census, rosters=rosters, plan=plan, chosen=chosen)
     return result, plan
 
 
 async def deep_check(
-    client: CanvasClient, items: Sequence[SourceItem], config: Config
+    client: CanvasClient, items: Iterable[SourceItem], config: Config
 ) -> tuple[PreflightResult, Plan]:
     """`check --deep`: `plan_and_preflight`, every GET (the rosters' too) in the result's count."""
     result, plan = await plan_and_preflight(client, items, config)

@@ -223,7 +223,11 @@ class _Server:
         self.decision = decision = await self.session.plan(requested)
         # the console needs what to show; the source and its rows stay here for apply_plan
         return SyncDecision(
-            decision.planned, decision.message, decision.plan, decision.refused, decision.fields
+            decision.planned,
+            decision.message,
+            decision.plan and decision.plan.detached(),  # counts and drops, not the source
+            decision.refused,
+            decision.fields,
         )
 
     async def _apply_plan(self, call_id: int) -> None:

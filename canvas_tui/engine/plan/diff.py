@@ -3,10 +3,13 @@ enrollment. Pure: nothing here reads Canvas."""
 
 from __future__ import annotations
 
+from array import array
+from bisect import bisect_left
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from enum import Enum, StrEnum
+from functools import lru_cache
 from typing import Any
 
 from canvas_tui.config import PlanConfig
@@ -287,9 +290,87 @@ class Brake:
         return not self.tripped or (allow_drops is not None and self.drops <= allow_drops)
 
 
+class Tally:
+    """The source's steps, counted as they are computed: a plan of a million rows keeps these
+    (and a few bytes per row in arrays), never a Step per row."""
+
+    __slots__ = (
+        "actions",
+        "by_course",
+        "change_requests",
+        "digests",
+        "in_place",
+        "in_place_ids",
+        "in_place_messages",
+        "lines",
+    )
+
+    def __init__(self) -> None:
+        self.actions: Counter[Action] = Counter()
+        self.by_course: dict[str, Counter[Action]] = defaultdict(Counter)
+        self.change_requests = 0
+        # per source item (problems too), in source order: its line and its record's hash
+        self.lines = array("i")  # 32 bits: a source has fewer than 2**31 lines
+        self.digests = array("q")
+        # records found in place: position, enrollment id (0: none), the journal's message
+        self.in_place = array("i")
+        self.in_place_ids = array("q")
+        self.in_place_messages: list[str] = []
+
+    def item(self, item: SourceItem) -> None:
+        self.lines.append(item.provenance.line)
+        self.digests.append(hash(item) if item.__class__ is EnrollmentRecord else 0)
+
+    def add(self, step: Step) -> None:
+        self.actions[step.action] += 1
+        self.by_course[step.course][step.action] += 1
+        self.change_requests += step.requests
+        if step.action is Action.NONE and step.record_index is not None:
+            self.in_place.append(step.record_index)
+            self.in_place_ids.append(step.enrollment_ids[0] if step.enrollment_ids else 0)
+            warnings = step.record.warnings if step.record else ()
+            # the reasons are a handful of phrases: one string each, not one per row
+            message = "; ".join(warnings) + "; " if warnings else ""
+            self.in_place_messages.append(message + _in_place_message(step.reason))
+
+    def position(self, record: EnrollmentRecord) -> int | None:
+        """The record's position in the source as planned; None when it is not that record
+        (edited since, or another line)."""
+        lines = self.lines
+        at = bisect_left(lines, record.provenance.line)
+        if at < len(lines) and lines[at] == record.provenance.line:
+            return at if self.digests[at] == hash(record) else None
+        return None
+
+
+@lru_cache(maxsize=64)
+def _in_place_message(reason: str) -> str:
+    return f"plan: {reason}"
+
+
+class RecordSteps:
+    """The source records' steps, derived again on each pass over the (re-readable) source
+    against the rosters read: the plan is pure, so the same rows give the same steps."""
+
+    def __init__(self, items: Iterable[SourceItem], index: RosterIndex, active_state: str):
+        self.items = items
+        self.index = index
+        self.active_state = active_state
+
+    def __iter__(self) -> Iterator[Step]:
+        for position, item in enumerate(self.items):
+            if item.__class__ is EnrollmentRecord:
+                assert isinstance(item, EnrollmentRecord)
+                yield self.step(position, item)
+
+    def step(self, position: int, record: EnrollmentRecord) -> Step:
+        return plan_record(position, record, self.index, active_state=self.active_state)[0]
+
+
 @dataclass(slots=True)
 class Plan:
-    steps: list[Step]
+    canvas_only: list[Step]  # the enrollments no record claims (the drops among them)
+    tally: Tally  # the records' steps, counted
     scopes: int  # rosters read
     roster_pages: int
     roster_requests: int  # HTTP attempts spent reading them (retries included)
@@ -299,41 +380,71 @@ class Plan:
     brake: Brake
     elapsed: float = 0.0
     duplicate_rows: int = 0  # exact repeats of an earlier row (skipped in a sync)
+    # derives the records' steps again; None in a copy sent to the console (`detached`)
+    records: RecordSteps | None = None
+
+    def iter_steps(self) -> Iterator[Step]:
+        """Every step: the source's records in order (derived again), then Canvas's own."""
+        if self.records is not None:
+            yield from self.records
+        yield from self.canvas_only
+
+    @property
+    def steps(self) -> list[Step]:
+        return list(self.iter_steps())
+
+    def detached(self) -> Plan:
+        """The plan without the source and rosters: its counts, drops and brake (the console)."""
+        return replace(self, records=None, tally=_summary_tally(self.tally))
 
     def record_counts(self) -> Counter[Action]:
         """Actions of the source's records only (not of enrollments only Canvas has)."""
-        return Counter(s.action for s in self.steps if s.kind is StepKind.RECORD)
+        return Counter(self.tally.actions)
 
     def counts(self) -> Counter[Action]:
-        return Counter(s.action for s in self.steps)
+        counts = self.record_counts()
+        counts.update(s.action for s in self.canvas_only)
+        return counts
 
     def by_course(self) -> dict[str, Counter[Action]]:
         out: dict[str, Counter[Action]] = defaultdict(Counter)
-        for step in self.steps:
+        for course, counts in self.tally.by_course.items():
+            out[course].update(counts)
+        for step in self.canvas_only:
             out[step.course][step.action] += 1
         return dict(sorted(out.items()))
 
+    def iter_changes(self) -> Iterator[Step]:
+        return (s for s in self.iter_steps() if s.action is not Action.NONE)
+
     @property
     def changes(self) -> list[Step]:
-        return [s for s in self.steps if s.action is not Action.NONE]
+        return list(self.iter_changes())
+
+    @property
+    def change_count(self) -> int:
+        return sum(n for a, n in self.counts().items() if a is not Action.NONE)
 
     @property
     def drops(self) -> list[Step]:
-        return [s for s in self.steps if s.drop and s.action is not Action.NONE]
+        return [s for s in self.canvas_only if s.drop and s.action is not Action.NONE]
 
     @property
     def change_requests(self) -> int:
-        return sum(s.requests for s in self.steps)
+        return self.tally.change_requests + sum(s.requests for s in self.canvas_only)
 
     def summary(self) -> dict[str, Any]:
+        counts = self.counts()
         return {
-            "records": sum(1 for s in self.steps if s.kind is StepKind.RECORD),
+            "records": self.tally.actions.total(),
             "invalid_rows": self.invalid_rows,
             "duplicate_rows": self.duplicate_rows,
-            "canvas_only": sum(1 for s in self.steps if s.kind is StepKind.ENROLLMENT),
-            "actions": {a.value: self.counts().get(a, 0) for a in ACTIONS},
+            "canvas_only": len(self.canvas_only),
+            "actions": {a.value: counts.get(a, 0) for a in ACTIONS},
             "drops": len(self.drops),
-            "manual_left_alone": sum(1 for s in self.steps if s.manual and s.action is Action.NONE),
+            "manual_left_alone": sum(
+                1 for s in self.canvas_only if s.manual and s.action is Action.NONE
+            ),
             "drop_policy": self.policy.drop_policy,
             "manual_enrollments": self.policy.manual_enrollments,
             "rosters": self.scopes,
@@ -349,6 +460,17 @@ class Plan:
             },
             "elapsed": round(self.elapsed, 3),
         }
+
+
+def _summary_tally(tally: Tally) -> Tally:
+    """The counts of a tally, without its per-row arrays."""
+    out = Tally()
+    out.actions, out.by_course, out.change_requests = (
+        tally.actions,
+        tally.by_course,
+        tally.change_requests,
+    )
+    return out
 
 
 def _observed_id(record: EnrollmentRecord, index: RosterIndex) -> int | None:
@@ -623,7 +745,7 @@ def evaluate_brake(
 
 
 def build_plan(
-    items: Sequence[SourceItem],
+    items: Iterable[SourceItem],
     rosters: Mapping[str, Roster],
     policy: PlanConfig,
     *,
@@ -632,21 +754,29 @@ def build_plan(
     roster_requests: int = 0,
     aliases: Mapping[str, str] | None = None,
 ) -> Plan:
-    """Pure: the steps for the source's records and for the enrollments they do not claim."""
+    """Pure: the steps for the source's records and for the enrollments they do not claim.
+
+    `items` is read once here and again whenever the records' steps are asked for (a source
+    reads its file or query again; an iterator is kept as a list): the plan holds counts."""
+    if isinstance(items, Iterator):
+        items = list(items)
     index = RosterIndex(rosters, aliases)
-    steps: list[Step] = []
+    records = RecordSteps(items, index, active_state)
+    tally = Tally()
     claimed: set[int] = set()
     invalid = duplicates = 0
     for position, item in enumerate(items):
+        tally.item(item)
         if isinstance(item, RowProblem):
             duplicates += item.skip
             invalid += not item.skip
             continue
         step, mine = plan_record(position, item, index, active_state=active_state)
-        steps.append(step)
+        tally.add(step)
         claimed.update(_ids(mine))
     known = known_ids or set()
     seen: set[int] = set()
+    canvas_only: list[Step] = []
     for roster in rosters.values():
         for enrollment in roster.enrollments:
             eid = enrollment.get("id")
@@ -656,15 +786,17 @@ def build_plan(
             managed = enrollment.get("sis_import_id") is not None or int(eid) in known
             drop = plan_drop(enrollment, policy, managed=managed)
             if drop is not None:
-                steps.append(drop)
+                canvas_only.append(drop)
     return Plan(
-        steps=steps,
+        canvas_only=canvas_only,
+        tally=tally,
         scopes=len(rosters),
         roster_pages=sum(r.pages for r in rosters.values()),
         roster_requests=roster_requests,
         roster_errors={s: str(r.error) for s, r in rosters.items() if r.error is not None},
         invalid_rows=invalid,
         policy=policy,
-        brake=evaluate_brake(steps, rosters, policy),
+        brake=evaluate_brake(canvas_only, rosters, policy),
         duplicate_rows=duplicates,
+        records=records,
     )

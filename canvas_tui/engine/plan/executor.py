@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import math
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -18,17 +19,14 @@ from canvas_tui.engine.actions import ActionResult, EnrollmentActions, Observer
 from canvas_tui.engine.journal import Journal, written_enrollment_ids
 from canvas_tui.engine.plan.diff import (
     DELETE_TASKS,
-    Action,
     Plan,
     Step,
-    StepKind,
     Via,
     build_plan,
 )
 from canvas_tui.engine.plan.rosters import (
     PAGE_SIZE,
     Roster,
-    default_scopes,
     fetch_rosters,
     resolve_hidden_ids,
     scope_of,
@@ -55,6 +53,7 @@ PLAN_RATIO = 10
 # roster's real size, hence the margin.
 LOOKUP_RATIO = 2
 _TASK_STATUS = {task: status for status, (task, _) in DELETE_TASKS.items()}
+_IN_PLACE_BATCH = 10_000  # records marked in place per statement (a commit each)
 _WRITE_ACTIONS = ("create", "create_inactive", "reactivate", "update")
 
 
@@ -72,14 +71,16 @@ def journal_paths(config: Config, *extra: Path | None) -> list[Path]:
 
 async def compute_plan(
     client: CanvasClient,
-    items: Sequence[SourceItem],
+    items: Iterable[SourceItem],
     config: Config,
     *,
     known_ids: set[int] | None = None,
     rosters: Mapping[str, Roster] | None = None,
     on_roster: Callable[[int, int], None] | None = None,
+    counts: SourceCounts | None = None,
 ) -> Plan:
-    """Read the rosters of the courses the source names (unless given) and build the plan."""
+    """Read the rosters of the courses the source names (unless given) and build the plan.
+    `items` must be re-readable (a source, or a list): it is streamed, never held."""
     started = time.monotonic()
     requests = 0
 
@@ -87,18 +88,22 @@ async def compute_plan(
         nonlocal requests
         requests += 1
 
+    if isinstance(items, Iterator):
+        items = list(items)
     if rosters is None:
-        scopes = [scope_of(i) for i in items if isinstance(i, EnrollmentRecord)]
+        if counts is None:
+            counts = await asyncio.to_thread(SourceCounts.of, items)
         rosters = await fetch_rosters(
             client,
-            scopes,
+            counts.per_scope,
             observer=count,
             on_roster=on_roster,
-            with_default=default_scopes(items),
+            with_default=counts.defaults,
         )
-    records = [i for i in items if isinstance(i, EnrollmentRecord)]
+    records = (i for i in items if isinstance(i, EnrollmentRecord))  # read only when needed
     aliases = await resolve_hidden_ids(client, records, rosters, observer=count)
-    plan = build_plan(
+    plan = await asyncio.to_thread(
+        build_plan,
         items,
         rosters,
         config.plan,
@@ -113,38 +118,70 @@ async def compute_plan(
 
 def estimated_roster_pages(items: Iterable[SourceItem]) -> int:
     """Before reading anything: one page per 100 records of each roster, at least one each."""
-    per_scope = Counter(scope_of(i) for i in items if isinstance(i, EnrollmentRecord))
-    return sum(math.ceil(n / PAGE_SIZE) for n in per_scope.values())
+    return SourceCounts.of(items).pages
 
 
 def full_mode_lookups(items: Iterable[SourceItem]) -> tuple[int, int]:
     """(lookups full mode makes before writing, of which for blank fields). Every row but an
     `active` one that states all the fields a re-POST resets reads the user's enrollments first
     (repost.py, actions.py)."""
-    lookups = blank = 0
-    for item in items:
-        if isinstance(item, EnrollmentRecord) and not blind_post_is_safe(item):
-            lookups += 1
-            if item.status is SisStatus.ACTIVE:
-                blank += 1
-    return lookups, blank
+    counts = SourceCounts.of(items)
+    return counts.lookups, counts.blank
+
+
+@dataclass(slots=True)
+class SourceCounts:
+    """What choosing the mode and reading the rosters need of a source, gathered in one
+    streaming pass: counts and the courses' keys, not the rows."""
+
+    items: int = 0  # rows read: records and problems
+    records: int = 0
+    per_scope: Counter[str] = field(default_factory=Counter)  # records per roster, in order
+    # the course rosters with course-only rows, and those rows' users (`default_scopes`)
+    defaults: dict[str, set[str]] = field(default_factory=dict)
+    lookups: int = 0  # full mode's lookups (`full_mode_lookups`)
+    blank: int = 0  # ... of which for blank fields
+
+    @classmethod
+    def of(cls, items: Iterable[SourceItem]) -> SourceCounts:
+        counts = cls()
+        for item in items:
+            counts.items += 1
+            if isinstance(item, EnrollmentRecord):
+                counts.add(item)
+        return counts
+
+    def add(self, record: EnrollmentRecord) -> None:
+        self.records += 1
+        scope = scope_of(record)
+        self.per_scope[scope] += 1
+        if record.course and record.section is None:
+            self.defaults.setdefault(scope, set()).add(record.user)
+        if not blind_post_is_safe(record):
+            self.lookups += 1
+            self.blank += record.status is SisStatus.ACTIVE
+
+    @property
+    def pages(self) -> int:
+        """Before reading anything: one page per 100 records of each roster, at least one."""
+        return sum(math.ceil(n / PAGE_SIZE) for n in self.per_scope.values())
 
 
 def choose_mode(
-    items: Sequence[SourceItem], policy: PlanConfig, requested: bool | None
+    items: SourceCounts | Iterable[SourceItem], policy: PlanConfig, requested: bool | None
 ) -> tuple[bool, str]:
     """(use the plan?, why). Explicit --plan / --no-plan wins; otherwise the cheaper mode, by
     the requests full mode would make (a write per record, plus a lookup per record it must read
     first) against the reads a plan makes first: the roster pages, and at most one section list
-    per course with course-only rows (read only when one of their users is in the roster)."""
+    per course with course-only rows (read only when one of their users is in the roster).
+    `items`: the source's items, or their `SourceCounts` (what is read of them)."""
     if requested is not None:
         return requested, "plan mode (--plan)" if requested else "full mode (--no-plan)"
     if policy.drop_policy != "never":
         return True, f"plan mode: drop_policy is {policy.drop_policy} (only a plan sees drops)"
-    records = sum(1 for i in items if isinstance(i, EnrollmentRecord))
-    pages = estimated_roster_pages(items)
-    sections = len(default_scopes(items))
-    lookups, blank = full_mode_lookups(items)
+    counts = items if isinstance(items, SourceCounts) else SourceCounts.of(items)
+    records, pages, sections = counts.records, counts.pages, len(counts.defaults)
+    lookups, blank = counts.lookups, counts.blank
     full = records + lookups
     reads = (
         f"; {blank} active rows leave limit_section_privileges or dates blank, so full mode "
@@ -201,12 +238,14 @@ def drop_record(step: Step, line: int) -> EnrollmentRecord:
 
 
 class PlannedSource:
-    """The source's items, then one record per drop: what a planned run's journal holds."""
+    """The source's items, read again, then one record per drop: what a planned run's journal
+    holds. A record that is not the one planned at its position (the source changed since)
+    is noted in `changed`: it is not taken as in place."""
 
-    def __init__(self, source: Source, items: Sequence[SourceItem], drops: Sequence[Step]) -> None:
+    def __init__(self, source: Source, plan: Plan | None = None) -> None:
         self._source = source
-        self._items = items
-        self._drops = drops
+        self._plan = plan
+        self.changed: set[int] = set()
         self.notes = getattr(source, "notes", [])
         self.layout = getattr(source, "layout", None)
 
@@ -215,36 +254,52 @@ class PlannedSource:
         return self._source.description
 
     def __iter__(self) -> Iterator[SourceItem]:
-        yield from self._items
-        for line, step in enumerate(self._drops, start=1):
+        if self._plan is None:
+            yield from self._source
+            return
+        digests = self._plan.tally.digests
+        for position, item in enumerate(self._source):
+            if item.__class__ is EnrollmentRecord and (
+                position >= len(digests) or digests[position] != hash(item)
+            ):
+                self.changed.add(position)
+            yield item
+        self.notes = getattr(self._source, "notes", [])
+        for line, step in enumerate(self._plan.drops, start=1):
             yield drop_record(step, line)
 
 
 class PlanExecutor:
-    """Sends a record's planned step; without a current step, the lookup-based SIS actions."""
+    """Sends a record's planned step; without a current step, the lookup-based SIS actions.
+
+    The steps are not kept: a record that is the one planned at its line gets its step derived
+    again from the same rosters (the plan is pure), so a million planned rows cost no memory."""
 
     def __init__(
         self,
         client: CanvasClient,
         fallback: EnrollmentActions,
-        steps: Iterable[Step] = (),
+        plan: Plan | None = None,
         *,
         active_state: str = "active",
     ) -> None:
         self._client = client
         self._fallback = fallback
         self._active_state = active_state
-        self._steps = {
-            (s.record.provenance.source, s.record.provenance.line): s
-            for s in steps
-            if s.record is not None
-        }
+        self._plan = plan
+
+    def _step(self, record: EnrollmentRecord) -> Step | None:
+        plan = self._plan
+        if plan is None or plan.records is None:
+            return None
+        position = plan.tally.position(record)
+        return None if position is None else plan.records.step(position, record)
 
     async def apply(self, record: EnrollmentRecord, observer: Observer | None) -> ActionResult:
         if record.provenance.source == DROP_SOURCE:
             return await self._drop(record, observer)
-        step = self._steps.get((record.provenance.source, record.provenance.line))
-        if step is None or step.record != record or step.via is Via.LOOKUP:
+        step = self._step(record)
+        if step is None or step.via is Via.LOOKUP:
             return await self._fallback.apply(record, observer)  # edited, resumed or unknown
         if step.via is Via.PUT_REACTIVATE and step.course_id is not None:
             done = await self._client.reactivate_enrollment(
@@ -282,13 +337,14 @@ class PlanExecutor:
         return ActionResult(task, _int(done.get("id")), raw.get("reason"))
 
 
-def _in_place(steps: Iterable[Step]) -> Iterator[tuple[int, str, int | None]]:
+def _in_place(plan: Plan, changed: set[int]) -> Iterator[tuple[int, str, int | None]]:
     """The records the plan found in place, as `Journal.mark_in_place` takes them."""
-    for s in steps:
-        if s.kind is StepKind.RECORD and s.action is Action.NONE and s.record_index is not None:
-            warnings = s.record.warnings if s.record else ()
-            message = "; ".join([*warnings, f"plan: {s.reason}"])
-            yield s.record_index + 1, message, s.enrollment_ids[0] if s.enrollment_ids else None
+    tally = plan.tally
+    for position, eid, message in zip(
+        tally.in_place, tally.in_place_ids, tally.in_place_messages, strict=True
+    ):
+        if position not in changed:
+            yield position + 1, message, eid or None
 
 
 def _int(value: Any) -> int | None:
@@ -304,8 +360,7 @@ class SyncDecision:
     plan: Plan | None = None
     refused: str | None = None  # why nothing may be sent (the brake)
     fields: dict[str, Any] = field(default_factory=dict)
-    source: Source | None = None  # what the plan read, for apply_plan
-    items: Sequence[SourceItem] = ()
+    source: Source | None = None  # what the plan read, for apply_plan (read again there)
 
 
 class PlanSession(Protocol):
@@ -324,16 +379,17 @@ class PlanSession(Protocol):
 
 
 def read_items(source: Source) -> list[SourceItem]:
+    """Every item in a list: for small sources and tests; runs stream (`SourceCounts`)."""
     return list(source)
 
 
-def _executor(session: PlanSession, steps: Iterable[Step] = ()) -> PlanExecutor:
+def _executor(session: PlanSession, plan: Plan | None = None) -> PlanExecutor:
     """The session's executor: the planned steps, else the lookup-based SIS actions."""
     client = session.client
     assert client is not None, "a writable session"
     sync = session.config.sync
     fallback = EnrollmentActions(client, notify=sync.notify, active_state=sync.enrollment_state)
-    return PlanExecutor(client, fallback, steps, active_state=sync.enrollment_state)
+    return PlanExecutor(client, fallback, plan, active_state=sync.enrollment_state)
 
 
 async def plan_session(
@@ -355,10 +411,12 @@ async def plan_session(
         session.runner.use_executor(_executor(session))
         return SyncDecision(False, "resuming the journal: its remaining rows are sent as they are")
     source = session.source or open_source(config.source)
-    items = await asyncio.to_thread(read_items, source)
-    planned, why = choose_mode(items, config.plan, requested)
+    # One streaming pass counts what the mode and the rosters need (none for --no-plan); the
+    # load and the plan read the source again rather than hold it.
+    counts = None if requested is False else await asyncio.to_thread(SourceCounts.of, source)
+    planned, why = choose_mode(counts or SourceCounts(), config.plan, requested)
     if not planned:
-        session.source = PlannedSource(source, items, [])
+        session.source = source
         session.runner.use_executor(_executor(session))
         return SyncDecision(False, why)
     known = await asyncio.to_thread(
@@ -369,19 +427,21 @@ async def plan_session(
         if on_progress is not None and (done == total or done % 25 == 0):
             on_progress(f"rosters read: {done}/{total}")
 
-    plan = await compute_plan(client, items, config, known_ids=known, on_roster=progress)
+    plan = await compute_plan(
+        client, source, config, known_ids=known, on_roster=progress, counts=counts
+    )
     fields = {
         "mode": "plan",
         "roster_pages": plan.roster_pages,
         "roster_requests": plan.roster_requests,
-        "changes": len(plan.changes),
+        "changes": plan.change_count,
         "drops": len(plan.drops),
         # the source's records by action, as `canvas-tui plan` counts them
         **{f"plan_{a}": n for a, n in plan.record_counts().items()},
-        "plan_canvas_only": sum(1 for s in plan.steps if s.kind is StepKind.ENROLLMENT),
+        "plan_canvas_only": len(plan.canvas_only),
     }
     decision = SyncDecision(True, why, plan, None, fields)
-    decision.source, decision.items = source, items
+    decision.source = source
     return decision
 
 
@@ -391,12 +451,14 @@ async def apply_plan(session: PlanSession, decision: SyncDecision) -> None:
     plan, source = decision.plan, decision.source
     if plan is None or source is None or session.store.loaded:
         return
-    session.source = PlannedSource(source, decision.items, plan.drops)
+    planned = session.source = PlannedSource(source, plan)
     await session.load()
     session.store.set_meta(mode="plan")
-    await session.store.mark_in_place(_in_place(plan.steps))
+    in_place = _in_place(plan, planned.changed)
+    while batch := list(itertools.islice(in_place, _IN_PLACE_BATCH)):
+        await session.store.mark_in_place(batch)
     session.runner.reload_counts()
-    session.runner.use_executor(_executor(session, plan.changes), token_checked=True)
+    session.runner.use_executor(_executor(session, plan), token_checked=True)
 
 
 async def prepare_sync(

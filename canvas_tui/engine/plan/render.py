@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from canvas_tui.engine.estimate import format_duration
-from canvas_tui.engine.plan.diff import ACTIONS, Action, Plan, StepKind
+from canvas_tui.engine.plan.diff import ACTIONS, Action, Plan
 from canvas_tui.engine.plan.rosters import scope_label
 
 # ---- writing it down ------------------------------------------------------------------------
@@ -37,32 +37,53 @@ CSV_COLUMNS = (
 def write_plan(
     plan: Plan, prefix: Path, *, extra: Mapping[str, Any] | None = None
 ) -> tuple[Path, Path]:
-    """PREFIX.json (summary, per course, every change) and PREFIX.csv (every step)."""
+    """PREFIX.json (summary, per course, every change) and PREFIX.csv (every step), streamed:
+    the steps are derived one at a time, never held (the JSON is `json.dumps(..., indent=2)`
+    of the whole document, written a change at a time)."""
     prefix.parent.mkdir(parents=True, exist_ok=True)
     json_path = prefix.with_name(prefix.name + ".json")
     csv_path = prefix.with_name(prefix.name + ".csv")
-    document = {
+    head = {
         "summary": plan.summary(),
         "by_course": {c: dict(n) for c, n in plan.by_course().items()},
         "brake_by_course": {
             c: {"drops": d, "live": n} for c, (d, n) in plan.brake.by_course.items()
         },
-        "changes": [s.row() for s in plan.changes],
-        **(dict(extra) if extra else {}),
     }
-    json_path.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
-    with csv_path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS)
+    # one pass over the steps writes both files: each is derived from the source again
+    with (
+        json_path.open("w", encoding="utf-8") as handle,
+        csv_path.open("w", newline="", encoding="utf-8") as table,
+    ):
+        writer = csv.DictWriter(table, fieldnames=CSV_COLUMNS)
         writer.writeheader()
-        for step in plan.steps:
-            writer.writerow(step.row())
+        handle.write("{")
+        for key, value in head.items():
+            handle.write(f"\n  {json.dumps(key)}: {_nested(value)},")
+        handle.write('\n  "changes": [')
+        written = 0
+        for step in plan.iter_steps():
+            row = step.row()
+            writer.writerow(row)
+            if step.action is not Action.NONE:
+                handle.write(("," if written else "") + "\n    " + _nested(row, 4))
+                written += 1
+        handle.write("\n  ]" if written else "]")
+        for key, value in (extra or {}).items():
+            handle.write(f",\n  {json.dumps(key)}: {_nested(value)}")
+        handle.write("\n}\n")
     return json_path, csv_path
+
+
+def _nested(value: Any, depth: int = 2) -> str:
+    """`value` as `json.dumps(..., indent=2)` writes it `depth` spaces in."""
+    return json.dumps(value, indent=2).replace("\n", "\n" + " " * depth)
 
 
 def format_plan(plan: Plan, *, max_courses: int = 40) -> list[str]:
     """The console summary: per action, per course, the brake."""
     records = plan.record_counts()
-    canvas_only = [s for s in plan.steps if s.kind is StepKind.ENROLLMENT]
+    canvas_only = plan.canvas_only
     lines = [
         # the words `check` and `sync` use too: records, invalid (fail), duplicates (skipped)
         f"plan: {records.total()} records, {plan.invalid_rows} invalid, "

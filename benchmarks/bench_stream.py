@@ -1,0 +1,210 @@
+"""Peak RSS per mode and the first POST after launch, for large sources (issue 14).
+
+    .venv/bin/python benchmarks/bench_stream.py [--rows 100000 1000000] [--before /work/wt/base]
+        [--before-max 100000] [--runs 2] [--sql]
+
+Each run is a fresh `canvas-tui` process (`sync --no-plan`, `sync` in auto mode, `sync --plan`,
+and `canvas-tui plan`) against the simulator in its own process (seed 7, time scale 20). A
+`sync` is stopped (SIGTERM: a graceful stop) once the simulator has seen its first POST, so its
+peak covers choosing the mode, the plan, the journal's load and the first requests; `plan` runs
+to its end. The peak is the child's VmHWM, read as it exits (ru_maxrss of a child starts at the
+forking parent's size). The first POST is timed from launch by polling the simulator's
+counters every 20 ms. `--before` runs the same commands on another checkout (the code before
+issue 14) in the same session, alternated with this one, up to `--before-max` rows.
+
+The source: the seed-7 world's users in its open courses, every (course, user, role) once
+(roles student, teacher, ta, designer, observer... then numbered custom roles for more rows),
+so every user exists and `plan`'s preflight reads only users the rosters do not show.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import resource
+import signal
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from canvas_tui.simulator import ADMIN_TOKEN, World
+from canvas_tui.simulator.testing import simulate_process, simulator_stats
+
+ROOT = Path(__file__).resolve().parents[1]
+SEED = 7
+HEADER = ["course_id", "user_id", "role", "section_id", "status"]
+ROLES = ["student", "teacher", "ta", "designer"]
+QUERY = "SELECT * FROM enrollments"
+
+# In the child: run canvas_tui and, as it exits, write its VmHWM (kB) to argv[1].
+_MEASURED = """
+import atexit, pathlib, runpy, sys
+out = pathlib.Path(sys.argv[1])
+def keep():
+    status = pathlib.Path("/proc/self/status").read_text()
+    out.write_text(next(x for x in status.splitlines() if x.startswith("VmHWM:")).split()[1])
+atexit.register(keep)
+sys.argv = ["canvas_tui", *sys.argv[2:]]
+runpy.run_module("canvas_tui", run_name="__main__", alter_sys=True)
+"""
+
+
+def rows(count: int) -> Iterator[list[str]]:
+    world = World.generate(SEED)
+    courses = [
+        c
+        for c in world.courses.values()
+        if c.sis_course_id and c.workflow_state == "available" and not c.concluded
+    ]
+    users = [u.sis_user_id for u in world.users.values() if u.sis_user_id]
+    sections = {c.id: [s.sis_section_id for s in world.sections_of(c.id)] for c in courses}
+    n = 0
+    role = 0
+    while True:
+        name = ROLES[role] if role < len(ROLES) else f"Custom{role}"
+        for user in users:
+            for course in courses:
+                if n == count:
+                    return
+                listed = [s for s in sections[course.id] if s] or [""]
+                yield [
+                    course.sis_course_id or "",
+                    user or "",
+                    name,
+                    listed[n % len(listed)],
+                    "active",
+                ]
+                n += 1
+        role += 1
+
+
+def write_source(directory: Path, count: int, sql: bool) -> Path:
+    if sql:
+        path = directory / f"sis-{count}.sqlite"
+        db = sqlite3.connect(path)
+        db.execute(f"CREATE TABLE enrollments ({', '.join(c + ' TEXT' for c in HEADER)})")
+        db.executemany("INSERT INTO enrollments VALUES (?, ?, ?, ?, ?)", rows(count))
+        db.commit()
+        db.close()
+        return path
+    path = directory / f"in-{count}.csv"
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(HEADER)
+        writer.writerows(rows(count))
+    return path
+
+
+def _posts(base_url: str) -> int:
+    return int(simulator_stats(base_url)["requests_by_endpoint"].get("create_enrollment", 0))
+
+
+def measure(
+    code: Path, mode: str, source: Path, base_url: str, work: Path, sql: bool
+) -> dict[str, float | int | None]:
+    """One run of `mode` with the code at `code`: peak RSS, first POST, CPU, exit code."""
+    work.mkdir(parents=True)
+    peak = work / "vmhwm"
+    if sql:
+        config = work / "canvas-tui.toml"
+        table = ("[source]", 'kind = "sql"', f'url = "sqlite:///{source}"', f'query = "{QUERY}"')
+        config.write_text("\n".join(table) + "\n", encoding="utf-8")
+        given: list[str] = ["--config", str(config)]
+    else:
+        given = [str(source)]
+    if mode == "plan-command":
+        argv = ["plan", *given, "--out", str(work / "plan")]
+    else:
+        flag = {"no-plan": ["--no-plan"], "auto": [], "plan": ["--plan"]}[mode]
+        argv = ["sync", *given, "--journal", str(work / "run.journal"), *flag]
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(code),
+        "CANVAS_BASE_URL": base_url,
+        "CANVAS_API_TOKEN": ADMIN_TOKEN,
+        "XDG_STATE_HOME": str(work / "state"),
+    }
+    before = _posts(base_url)
+    started = time.monotonic()
+    # Our own interpreter and arguments, no shell.
+    child = subprocess.Popen(
+        [sys.executable, "-c", _MEASURED, str(peak), *argv],
+        cwd=work,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=(work / "stderr").open("w"),
+    )
+    first_post: float | None = None
+    while child.poll() is None:
+        if first_post is None and mode != "plan-command" and _posts(base_url) > before:
+            first_post = time.monotonic() - started
+            child.send_signal(signal.SIGTERM)  # the first POST is what is timed
+        time.sleep(0.02)
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)  # CPU only: summed, diffed by caller
+    return {
+        "peak_mb": int(peak.read_text()) / 1024 if peak.exists() else None,
+        "first_post_s": first_post,
+        "exit": child.returncode,
+        "wall_s": time.monotonic() - started,
+        "cpu_total": usage.ru_utime + usage.ru_stime,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rows", type=int, nargs="+", default=[100_000])
+    parser.add_argument("--modes", nargs="+", default=["no-plan", "auto", "plan", "plan-command"])
+    parser.add_argument("--before", type=Path, help="a checkout of the code before (PYTHONPATH)")
+    parser.add_argument("--before-max", type=int, default=100_000)
+    parser.add_argument("--runs", type=int, default=2)
+    parser.add_argument("--sql", action="store_true", help="a SQLite source instead of a CSV")
+    parser.add_argument("--time-scale", default="20")
+    args = parser.parse_args()
+    print(f"load average {os.getloadavg()}; time scale {args.time_scale}", flush=True)
+    results: list[dict[str, object]] = []
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        simulate_process("--seed", str(SEED), "--time-scale", args.time_scale) as base_url,
+    ):
+        for count in args.rows:
+            source = write_source(Path(tmp), count, args.sql)
+            codes = [("after", ROOT)]
+            if args.before and count <= args.before_max:
+                codes.insert(0, ("before", args.before))
+            for mode in args.modes:
+                for run in range(args.runs):
+                    for label, code in codes:  # alternated: before, after, before, after
+                        cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+                        work = Path(tmp) / f"{label}-{mode}-{count}-{run}"
+                        got = measure(code, mode, source, base_url, work, args.sql)
+                        cpu = got.pop("cpu_total")
+                        assert isinstance(cpu, float)
+                        got["cpu_s"] = round(cpu - cpu_before.ru_utime - cpu_before.ru_stime, 2)
+                        row = {"rows": count, "mode": mode, "code": label, "run": run, **got}
+                        results.append(row)
+                        print(json.dumps(row), flush=True)
+    print("\nsummary (median of runs): rows mode code peak_mb first_post_s cpu_s")
+    keys = sorted({(r["rows"], r["mode"], r["code"]) for r in results}, key=str)
+    for key in keys:
+        same = [r for r in results if (r["rows"], r["mode"], r["code"]) == key]
+        peaks = [float(str(r["peak_mb"])) for r in same if r["peak_mb"] is not None]
+        posts = [float(str(r["first_post_s"])) for r in same if r["first_post_s"] is not None]
+        cpus = [float(str(r["cpu_s"])) for r in same]
+        print(
+            f"  {key[0]:>9,} {key[1]:<12} {key[2]:<6} "
+            f"peak {'/'.join(f'{p:.0f}' for p in peaks)} MB  "
+            f"first POST {'/'.join(f'{p:.2f}' for p in posts) or '-'} s  "
+            f"cpu {statistics.median(cpus):.1f} s"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,137 @@
+"""The source is streamed, never held: memory must not grow with the rows (issue 14).
+
+Each test runs the same path over a small and a four-times larger generated source and bounds
+how much tracemalloc's peak grows between them: holding the rows (a list of records, a Step
+per row) costs about a kilobyte a row, streaming them a few bytes. The rows are generated into
+a file (CSV) or a SQLite table in the test's directory; tracemalloc makes Python ~10x slower,
+so the sizes stay small and the bound is on growth, not an absolute figure. A million rows in
+a fresh process (peak RSS) are in benchmarks/bench_sources.py."""
+
+from __future__ import annotations
+
+import csv
+import sqlite3
+import tracemalloc
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from canvas_tui.config import PlanConfig
+from canvas_tui.engine.plan.diff import build_plan
+from canvas_tui.engine.plan.executor import SourceCounts, prepare_sync
+from canvas_tui.engine.plan.render import write_plan
+from canvas_tui.engine.plan.rosters import Roster
+from canvas_tui.engine.session import Session
+from canvas_tui.records import Source
+from canvas_tui.sources import CsvSource, SqlSource
+from tests.plan.conftest import HEADER, Arena
+
+SMALL, LARGE = 1_500, 4_500
+# Bytes of peak growth allowed per extra row: the plan's per-row arrays take 16-40.
+PER_ROW = 150
+
+
+@pytest.fixture(autouse=True)
+def _small_buffers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Buffers that are bounded, but by more than these sources' size, made small so that
+    both sizes fill them: the CSV's decoded block and the journal's chunks of rows in flight."""
+    monkeypatch.setattr("canvas_tui.sources.csv._BLOCK", 1 << 14)
+    monkeypatch.setattr("canvas_tui.engine.journal._LOAD_CHUNK", 200)
+
+
+def _rows(count: int, courses: int) -> Iterator[tuple[str, ...]]:
+    for n in range(count):
+        course = f"C{n % courses:03d}"
+        yield (course, f"U{n:07d}", "student", f"{course}-01", "active")
+
+
+def _csv(path: Path, count: int, courses: int = 40) -> CsvSource:
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(HEADER)
+        writer.writerows(_rows(count, courses))
+    return CsvSource(path)
+
+
+def _sqlite(path: Path, count: int) -> SqlSource:
+    db = sqlite3.connect(path)
+    db.execute(f"CREATE TABLE enrollments ({', '.join(c + ' TEXT' for c in HEADER)})")
+    db.executemany("INSERT INTO enrollments VALUES (?, ?, ?, ?, ?)", _rows(count, 40))
+    db.commit()
+    db.close()
+    return SqlSource(f"sqlite:///{path}", "SELECT * FROM enrollments")
+
+
+def _peak(run: Callable[[], object]) -> int:
+    tracemalloc.start()
+    try:
+        run()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+async def _peak_async(run: Callable[[], Awaitable[object]]) -> int:
+    tracemalloc.start()
+    try:
+        await run()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def _assert_flat(small: int, large: int) -> None:
+    growth = large - small
+    assert growth < PER_ROW * (LARGE - SMALL), (
+        f"peak grew {growth / 2**20:.1f} MiB for {LARGE - SMALL} more rows "
+        f"({growth / (LARGE - SMALL):.0f} bytes a row): the rows are held"
+    )
+
+
+def _plan_and_write(source: Source, out: Path) -> None:
+    """What `canvas-tui plan` does without Canvas: count, diff against read rosters, write."""
+    counts = SourceCounts.of(source)
+    rosters = {scope: Roster(scope, pages=1) for scope in counts.per_scope}  # empty courses
+    plan = build_plan(source, rosters, PlanConfig())
+    assert plan.record_counts().total() == counts.records
+    write_plan(plan, out)
+
+
+@pytest.mark.parametrize("kind", ["csv", "sqlite"])
+def test_planning_a_source_holds_no_row(tmp_path: Path, kind: str) -> None:
+    def source(count: int) -> Source:
+        path = tmp_path / f"{kind}-{count}"
+        return _csv(path, count) if kind == "csv" else _sqlite(path, count)
+
+    small, large = source(SMALL), source(LARGE)
+    _assert_flat(
+        _peak(lambda: _plan_and_write(small, tmp_path / "small")),
+        _peak(lambda: _plan_and_write(large, tmp_path / "large")),
+    )
+
+
+@pytest.mark.parametrize("requested", [None, True, False], ids=["auto", "plan", "no-plan"])
+async def test_a_run_loads_its_journal_holding_no_row(arena: Arena, requested: bool | None) -> None:
+    """The run's path in every mode: choosing the mode, the plan, and the journal's load."""
+    course = arena.course.sis_course_id
+    section = arena.section.sis_section_id
+    assert course is not None and section is not None
+    peaks = []
+    for count in (SMALL, LARGE):
+        path = arena.tmp / f"in-{count}.csv"
+        rows = ((course, f"U{n:07d}", "student", section, "active") for n in range(count))
+        with path.open("w", newline="", encoding="utf-8") as handle:
+            csv.writer(handle).writerows([HEADER, *rows])
+        session = arena.session(path, arena.config(), f"run-{count}")
+
+        async def run(session: Session = session, count: int = count) -> None:
+            decision = await prepare_sync(session, requested=requested, allow_drops=None)
+            assert decision.refused is None
+            assert await session.load() == count
+
+        try:
+            peaks.append(await _peak_async(run))
+        finally:
+            await session.close()
+    _assert_flat(*peaks)
