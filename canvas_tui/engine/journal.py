@@ -432,20 +432,14 @@ class _Writer(threading.Thread):
             if not batch.run(first):
                 continue
             deadline = time.monotonic() + _BATCH_WINDOW
-            # Someone awaiting a commit: commit now; otherwise gather a window of writes.
-            while not batch.urgent and batch.size < 5000:
+            # Gather a window of writes; once someone awaits a commit, take only what is already
+            # queued (it rides along) and commit.
+            while batch.size < 5000:
                 try:
-                    item = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
-                except queue.Empty:
-                    break
-                if item is None:
-                    stopping = True
-                    break
-                if not batch.run(item):
-                    break
-            while batch.urgent and batch.size < 5000:  # what queued meanwhile rides along
-                try:
-                    item = self._queue.get_nowait()
+                    if batch.urgent:
+                        item = self._queue.get_nowait()
+                    else:
+                        item = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
                 except queue.Empty:
                     break
                 if item is None:
