@@ -107,8 +107,9 @@ async def _console(
     app = ConsoleApp(opener, description="plan", plan=True)
     async with app.run_test() as pilot:
         await eventually_async(
-            lambda: isinstance(app.screen, PlanScreen),
-            what="the plan screen",
+            # pushed is not yet composed: wait for its buttons
+            lambda: isinstance(app.screen, PlanScreen) and bool(app.screen.query("#no")),
+            what="the plan screen, composed",
             timeout=20,
             pause=pilot.pause,
         )
@@ -173,8 +174,9 @@ async def test_a_plan_the_drop_policy_asked_for_says_so_and_declining_says_nothi
     app = ConsoleApp(opener, description="plan", plan=None)
     async with app.run_test(size=(120, 40)) as pilot:
         await eventually_async(
-            lambda: isinstance(app.screen, PlanScreen),
-            what="the plan screen",
+            # pushed is not yet composed: wait for its buttons
+            lambda: isinstance(app.screen, PlanScreen) and bool(app.screen.query("#no")),
+            what="the plan screen, composed",
             timeout=20,
             pause=pilot.pause,
         )
