@@ -188,6 +188,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="diff against live rosters first and send only the changes (default: when cheaper)",
     )
+    sync.add_argument(
+        "--via",
+        choices=("rest", "sis-import", "auto"),
+        default=None,
+        help="send the changes by REST, as one SIS import of the plan's changes (rows an import "
+        "cannot express still go by REST), or auto: whichever is expected to be faster "
+        "(default: [sync] via, else rest)",
+    )
     sync.add_argument("--allow-drops", type=int, metavar="N", help="permit up to N drops")
     sync.add_argument(
         "--retry-failed",

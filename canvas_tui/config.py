@@ -35,6 +35,8 @@ DropPolicy = Literal["never", "inactivate", "conclude", "delete"]
 ManualEnrollments = Literal["leave", "include"]
 EnrollmentState = Literal["active", "invited", "inactive"]
 SourceKind = Literal["csv", "sql"]
+Via = Literal["rest", "sis-import", "auto"]
+VIA_CHOICES: tuple[str, ...] = ("rest", "sis-import", "auto")
 
 T = TypeVar("T")
 
@@ -112,6 +114,9 @@ class SyncConfig:
     journal: Path | None = None  # a fixed journal file (resumed when it exists)
     journal_dir: Path | None = None  # where per-run journals go when `journal` is not set
     report: Path | None = None
+    # how the changes go to Canvas: "rest", "sis-import" (a SIS import of the plan's changes),
+    # or "auto" (whichever the model expects to be faster; needs plan mode for an import)
+    via: Via = "rest"
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +125,17 @@ class PlanConfig:
     manual_enrollments: ManualEnrollments = "leave"
     brake_max_share: float = 0.2
     brake_max_count: int | None = 100
+
+
+@dataclass(frozen=True, slots=True)
+class SisImportConfig:
+    """[sis_import]: the SIS import channel (engine/sis_import/)."""
+
+    account: str = "self"  # the root account the imports go to ("self": the token's domain)
+    rows_per_second: float = 100.0  # Canvas's import rate assumed by `--via auto`
+    start_seconds: float = 30.0  # upload, queue and the last poll, assumed by `--via auto`
+    poll_min: float = 1.0  # seconds between status polls, backing off to poll_max
+    poll_max: float = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +154,7 @@ class Config:
     # [keys]: console action id -> key(s), e.g. pause = "space"; the console checks the ids
     keys: Mapping[str, str] = field(default_factory=dict)
     console: ConsoleConfig = field(default_factory=ConsoleConfig)
+    sis_import: SisImportConfig = field(default_factory=SisImportConfig)
 
 
 # -- reading ---------------------------------------------------------------------------------
@@ -302,8 +319,11 @@ def _parse(data: Mapping[str, Any], file: Path | None, env: Mapping[str, str]) -
     console = root.table("console")
     console_config = ConsoleConfig(autostart=console.boolean("autostart", False))
     console.finish()
+    sis_import = _sis_import(root.table("sis_import"))
     root.finish()
-    return Config(canvas, source, sync, plan, file, tuple(warnings), keys, console_config)
+    return Config(
+        canvas, source, sync, plan, file, tuple(warnings), keys, console_config, sis_import
+    )
 
 
 def _canvas(
@@ -516,6 +536,19 @@ def _sync(t: _Table) -> SyncConfig:
         journal=t.path("journal"),
         journal_dir=t.path("journal_dir"),
         report=t.path("report"),
+        via=cast(Via, t.choice("via", VIA_CHOICES, "rest")),
+    )
+    t.finish()
+    return out
+
+
+def _sis_import(t: _Table) -> SisImportConfig:
+    out = SisImportConfig(
+        account=t.text("account", "self") or "self",
+        rows_per_second=t.number("rows_per_second", 100.0, low=0.001, high=None),
+        start_seconds=t.number("start_seconds", 30.0, low=0.0, high=None),
+        poll_min=t.number("poll_min", 1.0, low=0.01, high=None),
+        poll_max=t.number("poll_max", 30.0, low=0.01, high=None),
     )
     t.finish()
     return out

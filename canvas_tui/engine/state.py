@@ -29,6 +29,32 @@ class Phase(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class ImportStatus:
+    """A SIS import of the run as Canvas reports it, for a panel or a progress line: what the
+    engine process sends the console inside each `RunState` (engine/sis_import/)."""
+
+    import_id: int  # the journal's id for it
+    stage: str  # ours: prepared | uploading | polling | mapping | finished
+    rows: int  # data rows uploaded
+    sis_import_id: int | None = None  # Canvas's id, once the upload was answered
+    workflow_state: str | None = None  # Canvas's: created, importing, imported_with_messages...
+    progress: float = 0.0  # Canvas's progress, 0-100 (it restarts for a batch cleanup)
+    counts: Mapping[str, int] = field(default_factory=dict)  # data.counts (enrollments, ...)
+    warning_count: int = 0  # row messages so far (Canvas's warnings + errors)
+    error_count: int = 0
+    done: int = 0  # rows settled done / failed once Canvas finished and the messages are mapped
+    failed: int = 0
+    rest_records: int = 0  # the run's records that go by REST beside the import (mixed run)
+    message: str | None = None  # why it ended as it did, or what it waits for
+    elapsed: float = 0.0  # seconds since the upload
+    polls: int = 0
+
+    @property
+    def final(self) -> bool:
+        return self.stage == "finished"
+
+
+@dataclass(frozen=True, slots=True)
 class RunState:
     phase: Phase
     total: int
@@ -49,6 +75,7 @@ class RunState:
     eta: float | None = None  # seconds, None when unknown
     latency: float | None = None  # seconds per request, a moving average of this run's answers
     paused_reason: str | None = None  # why the engine paused itself (Canvas unreachable)
+    sis_import: ImportStatus | None = None  # the run's SIS import, when a channel carries one
 
     @property
     def finished(self) -> int:
@@ -127,6 +154,7 @@ class RecordRow:
     http_status: int | None = (
         None  # status of the last answer, None before any / on transport errors
     )
+    channel: str | None = None  # "sis_import" when a SIS import carried it; None: REST / unsent
 
 
 class RecordStore(Protocol):

@@ -236,6 +236,7 @@ class Step:
     manual: bool = False  # neither SIS-imported nor written by canvas-tui
     refs: tuple[str, str, str | None] | None = None  # a drop's user, course, section as API ids
     # a POST's values for what Canvas re-applies: the record's, and Canvas's for its blanks
+    # (also set for a step on an existing enrollment: what it holds, with the record's values)
     fields: PostFields | None = None
 
     @property
@@ -380,6 +381,8 @@ class Plan:
     brake: Brake
     elapsed: float = 0.0
     duplicate_rows: int = 0  # exact repeats of an earlier row (skipped in a sync)
+    read_latency: float | None = None  # seconds per roster read, as measured (the channel's
+    # choice: engine/sis_import/choose.py)
     # derives the records' steps again; None in a copy sent to the console (`detached`)
     records: RecordSteps | None = None
 
@@ -608,7 +611,11 @@ def plan_record(
             enrollment_ids=_ids(targets),
             course_id=_course_id(targets) or course_id,
             canvas_state=current,
-            fields=post_fields(record, reused) if via.posts else None,
+            # a POST's values; for a step on one enrollment, the values it leaves there (what
+            # a SIS import row must carry, since a blank date there clears it: sis_import/)
+            fields=post_fields(record, reused)
+            if via.posts
+            else (post_fields(record, targets[0]) if targets else None),
         )
 
     if record.status is SisStatus.ACTIVE:

@@ -83,10 +83,16 @@ async def compute_plan(
     `items` must be re-readable (a source, or a list): it is streamed, never held."""
     started = time.monotonic()
     requests = 0
+    answered = 0
+    latency = 0.0
 
-    def count(_event: Any) -> None:
-        nonlocal requests
+    def count(event: Any) -> None:
+        nonlocal requests, answered, latency
         requests += 1
+        finished = getattr(event, "finished_at", None)
+        if finished is not None and getattr(event, "status", None) is not None:
+            answered += 1
+            latency += max(0.0, float(finished) - float(event.started_at))
 
     if isinstance(items, Iterator):
         items = list(items)
@@ -113,6 +119,7 @@ async def compute_plan(
         aliases=aliases,
     )
     plan.elapsed = time.monotonic() - started
+    plan.read_latency = latency / answered if answered else None
     return plan
 
 
@@ -361,6 +368,8 @@ class SyncDecision:
     refused: str | None = None  # why nothing may be sent (the brake)
     fields: dict[str, Any] = field(default_factory=dict)
     source: Source | None = None  # what the plan read, for apply_plan (read again there)
+    via: str = "rest"  # asked for: rest | sis-import | auto; once applied, the channel taken
+    via_message: str | None = None  # the channel taken and why (apply_plan)
 
 
 class PlanSession(Protocol):
@@ -409,7 +418,14 @@ async def plan_session(
     config = session.config
     if session.resumed:
         session.runner.use_executor(_executor(session))
-        return SyncDecision(False, "resuming the journal: its remaining rows are sent as they are")
+        from canvas_tui.engine.sis_import.attach import resume_imports
+
+        polling = resume_imports(session)
+        message = "resuming the journal: its remaining rows are sent as they are"
+        decision = SyncDecision(False, message + (f"; {polling}" if polling else ""))
+        decision.via = session.store.get_meta("via") or "rest"
+        decision.via_message = polling
+        return decision
     source = session.source or open_source(config.source)
     # One streaming pass counts what the mode and the rosters need (none for --no-plan); the
     # load and the plan read the source again rather than hold it.
@@ -418,7 +434,10 @@ async def plan_session(
     if not planned:
         session.source = source
         session.runner.use_executor(_executor(session))
-        return SyncDecision(False, why)
+        decision = SyncDecision(False, why)
+        if config.sync.via != "rest":
+            decision.via_message = "REST: an import carries a plan's changes, and this is full mode"
+        return decision
     known = await asyncio.to_thread(
         known_enrollment_ids, journal_paths(config, session.journal_path)
     )
@@ -442,12 +461,15 @@ async def plan_session(
     }
     decision = SyncDecision(True, why, plan, None, fields)
     decision.source = source
+    decision.via = config.sync.via
     return decision
 
 
 async def apply_plan(session: PlanSession, decision: SyncDecision) -> None:
     """Queue a computed plan: the journal gets the source rows then the drops, rows already in
-    place end done at once, and the runner sends each change's planned request."""
+    place end done at once, and the runner sends each change's planned request. With `via`
+    sis-import (or auto, when faster) the changes an import can express go in one SIS import,
+    the rest by REST beside it (engine/sis_import/)."""
     plan, source = decision.plan, decision.source
     if plan is None or source is None or session.store.loaded:
         return
@@ -459,6 +481,15 @@ async def apply_plan(session: PlanSession, decision: SyncDecision) -> None:
         await session.store.mark_in_place(batch)
     session.runner.reload_counts()
     session.runner.use_executor(_executor(session, plan), token_checked=True)
+    if decision.via != "rest":
+        from canvas_tui.engine.sis_import.attach import use_channel
+
+        choice = await use_channel(session, plan, decision.via)
+        decision.via = choice.via
+        decision.via_message = choice.why
+        decision.fields["via"] = choice.via
+        if choice.crossover is not None:
+            decision.fields["import_crossover"] = choice.crossover
 
 
 async def prepare_sync(
@@ -467,9 +498,26 @@ async def prepare_sync(
     requested: bool | None,
     allow_drops: int | None,
     on_progress: Callable[[str], None] | None = None,
+    via: str | None = None,
 ) -> SyncDecision:
-    """Headless: `plan_session`, the brake (unless `allow_drops` covers the drops), `apply_plan`."""
+    """Headless: `plan_session`, the brake (unless `allow_drops` covers the drops), `apply_plan`.
+    `via`: rest | sis-import | auto (None: the config's `[sync] via`); an import needs a plan."""
+    via = via or session.config.sync.via
+    if via == "sis-import" and requested is False and not session.resumed:
+        decision = SyncDecision(False, "full mode (--no-plan)")
+        decision.refused = (
+            "--via sis-import uploads the plan's changes, and --no-plan asks for no plan: "
+            "drop --no-plan (or use --via rest). Nothing was sent"
+        )
+        return decision
+    forced = via == "sis-import" and requested is None
+    if forced:
+        requested = True  # the import carries the plan's changes
     decision = await plan_session(session, requested=requested, on_progress=on_progress)
+    if forced and decision.planned:
+        decision.message = "plan mode (--via sis-import: an import carries the plan's changes)"
+    if not session.resumed and decision.plan is not None:
+        decision.via = via
     plan = decision.plan
     if plan is None:
         return decision

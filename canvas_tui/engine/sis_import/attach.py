@@ -1,0 +1,121 @@
+"""Wiring the SIS import channel into a run: after a plan is queued (`use_channel`), and when a
+journal with an unfinished import is resumed (`resume_imports`)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Protocol
+
+from canvas_tui.canvas.client import CanvasClient
+from canvas_tui.config import Config
+from canvas_tui.engine.estimate import DEFAULT_COST, DEFAULT_LATENCY, Bucket
+from canvas_tui.engine.journal import Journal
+from canvas_tui.engine.plan.diff import Plan
+from canvas_tui.engine.runner import Runner
+from canvas_tui.engine.sis_import.channel import (
+    ImportOptions,
+    SisImportChannel,
+    change_threshold,
+    create,
+    prepare,
+)
+from canvas_tui.engine.sis_import.choose import Choice, ImportModel, RestModel, choose_channel
+from canvas_tui.records import State
+
+
+class ChannelSession(Protocol):
+    config: Config
+    client: CanvasClient | None
+    store: Journal
+    runner: Runner
+
+
+def options_of(config: Config) -> ImportOptions:
+    sis = config.sis_import
+    return ImportOptions(
+        account=sis.account,
+        change_threshold=change_threshold(config.plan.brake_max_share),
+        poll_min=sis.poll_min,
+        poll_max=max(sis.poll_min, sis.poll_max),
+    )
+
+
+def models(session: ChannelSession, plan: Plan | None) -> tuple[RestModel, ImportModel]:
+    """REST's model from what the plan's reads measured; the import's from the config."""
+    client = session.client
+    assert client is not None, "a writable session"
+    governor = client.governor.state()
+    latency = plan.read_latency if plan is not None and plan.read_latency else DEFAULT_LATENCY
+    cost = governor.average_cost if governor.average_cost is not None else DEFAULT_COST
+    rest = RestModel(latency=latency, cost=cost, bucket=Bucket(leak=governor.leak))
+    sis = session.config.sis_import
+    return rest, ImportModel(sis.rows_per_second, sis.start_seconds)
+
+
+async def use_channel(session: ChannelSession, plan: Plan, via: str) -> Choice:
+    """Split the queued plan's pending records between an import and REST and, when the
+    import is chosen (`via`: sis-import, or auto and faster), keep its file in the journal and
+    add the channel to the runner. Returns the choice and why."""
+    client = session.client
+    assert client is not None, "a writable session"
+    sync = session.config.sync
+    store = session.store
+    prepared = await asyncio.to_thread(
+        prepare,
+        store.iter_records(State.PENDING),
+        plan,
+        active_state=sync.enrollment_state,
+        notify=sync.notify,
+    )
+    rest, imp = models(session, plan)
+    choice = choose_channel(
+        via,
+        rows=len(prepared.file),
+        requests=prepared.requests,
+        rest=rest,
+        imp=imp,
+        rest_only=prepared.rest,
+    )
+    if choice.via == "sis-import":
+        await create(store, prepared)
+        session.runner.reload_counts()
+        session.runner.add_channel(
+            SisImportChannel(
+                store,
+                client,
+                session.runner,
+                options_of(session.config),
+                rest_records=prepared.rest,
+            )
+        )
+        store.set_meta(via="sis-import")
+        if prepared.rest:
+            choice = Choice(
+                choice.via,
+                f"{choice.why} (by REST: {prepared.rest_summary()})",
+                choice.rest_seconds,
+                choice.import_seconds,
+                choice.crossover,
+            )
+    return choice
+
+
+def resume_imports(session: ChannelSession) -> str | None:
+    """A resumed journal with an import that has not finished: poll it (or find its upload)
+    rather than send its records again. Returns what the run will do, or None."""
+    client = session.client
+    unfinished = [i for i in session.store.imports() if i.state != "finished"]
+    if client is None or not unfinished:
+        return None
+    session.runner.add_channel(
+        SisImportChannel(session.store, client, session.runner, options_of(session.config))
+    )
+    first = unfinished[0]
+    if first.sis_import_id is not None:
+        return f"resuming: polling SIS import {first.sis_import_id} ({first.rows} rows); not uploaded again"
+    if first.state == "uploading":
+        return (
+            f"resuming: the upload of {first.filename} may have reached Canvas; looking for it "
+            "before anything is uploaded"
+        )
+    return f"resuming: uploading the SIS import of {first.rows} rows it had prepared"
