@@ -215,6 +215,7 @@ class SisImport:
     changes: list[tuple[str, str]] = field(default_factory=list)  # (before, after) states
     succeeded_rows: int = 0
     enrollment_rows: list[Row] = field(default_factory=list)  # as uploaded, for diffing
+    pending_deletes: list[Enrollment] = field(default_factory=list)
 
 
 @dataclass
@@ -538,12 +539,29 @@ class SisImports:
             batch.done += 1
             if self._apply(batch, row):
                 batch.succeeded_rows += 1
+            if batch.done % batch.chunk == 0 or batch.done == len(batch.rows):
+                self._flush_deletes(batch)
         if not batch.data.get("running_immediately"):
             # ImportRefactored#update_progress: the share of parallel chunks completed
             chunks = max(1, math.ceil(len(batch.rows) / batch.chunk))
             completed = batch.done // batch.chunk + (1 if batch.done == len(batch.rows) else 0)
             completed = min(completed, chunks)
             batch.progress = max(batch.progress, round(completed * 100 / chunks))
+
+    def _flush_deletes(self, batch: SisImport) -> None:
+        """SIS::EnrollmentImporter#process ends each chunk (one parallel importer's rows) by
+        deleting the enrollments its rows marked `deleted`, in one batch."""
+        now = iso(self._wall(self.clock())) or ""
+        for enrollment in batch.pending_deletes:
+            if enrollment.workflow_state == "deleted":
+                continue
+            batch.changes.append((enrollment.workflow_state, "deleted"))
+            enrollment.workflow_state = "deleted"
+            enrollment.sis_import_id = batch.id
+            enrollment.updated_at = now
+        if batch.pending_deletes:
+            self.world.version += 1
+        batch.pending_deletes = []
 
     def _warn(self, batch: SisImport, row: Row, message: str) -> None:
         batch.messages.append(Message(row.file, message, row.lineno))
@@ -772,8 +790,13 @@ class SisImports:
             enrollment.start_at,
             enrollment.end_at,
         )
-        if new_state == "deleted" and enrollment.workflow_state == "deleted":
-            enrollment.sis_import_id = batch.id
+        if new_state == "deleted":
+            # deleted_status: an existing row is left as is here and deleted with the chunk's
+            # batch (or only stamped with the import when it is deleted already)
+            if enrollment.workflow_state == "deleted":
+                enrollment.sis_import_id = batch.id
+            else:
+                batch.pending_deletes.append(enrollment)
             return True
         if new_state != enrollment.workflow_state or new_state == "completed":
             enrollment.workflow_state = new_state

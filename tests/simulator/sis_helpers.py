@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 
 from canvas_tui.simulator import Simulator, build_app
-from canvas_tui.simulator.world import World
+from canvas_tui.simulator.world import Enrollment, World
 from tests.helpers import fast_config
 from tests.simulator.conftest import FrozenClock
 
@@ -92,3 +92,30 @@ async def enrollments_of(
 
 def errors_rows(text: str) -> list[list[str]]:
     return list(csv.reader(io.StringIO(text)))
+
+
+def enrollments_in_world(app: Simulator, course: str, user: str) -> list[Enrollment]:
+    """The user's enrollments in the course, any state, read straight from the world."""
+    world = app.world
+    found = world.course_by_sis(course)
+    person = world.user_by_sis(user)
+    assert found is not None and person is not None
+    return sorted(
+        (e for e in world.enrollments_in_course(found.id) if e.user_id == person.id),
+        key=lambda e: e.id,
+    )
+
+
+async def import_rows(
+    app: Simulator,
+    clock: FrozenClock,
+    client: httpx.AsyncClient,
+    rows: Sequence[Sequence[str]],
+    header: Sequence[str] = HEADER,
+    **params: str,
+) -> dict[str, Any]:
+    """Upload `rows` and run the import to its end; its final SisImport."""
+    response = await upload(client, enrollments_csv(rows, header), **params)
+    assert response.status_code == 200, response.text
+    final, _ = await run_to_end(client, clock, response.json()["id"])
+    return final
