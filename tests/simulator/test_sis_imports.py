@@ -1,0 +1,277 @@
+"""The SIS Import API's life cycle: states, progress, messages, the errors file, abort and the
+one-import-at-a-time strand (instructure/canvas-lms app/models/sis_batch.rb,
+app/controllers/sis_imports_api_controller.rb)."""
+
+from __future__ import annotations
+
+from canvas_tui.simulator.world import DOC_COURSE
+from tests.simulator.conftest import client_for
+from tests.simulator.sis_helpers import (
+    IMPORTS,
+    START,
+    enrollments_csv,
+    enrollments_of,
+    errors_rows,
+    run_to_end,
+    sis_app,
+    status,
+    upload,
+)
+
+
+async def test_a_clean_import_goes_created_importing_imported_and_enrolls() -> None:
+    app, clock = sis_app(rate=10.0, start_delay=1.0)
+    data = enrollments_csv([(DOC_COURSE, "13834", "student", "2A", "active")])
+    async with client_for(app) as client:
+        created = await upload(client, data)
+        assert created.status_code == 200
+        body = created.json()
+        assert (body["workflow_state"], body["progress"]) == ("created", 0)
+        assert body["ended_at"] is None and body["started_at"] is None
+        assert body["data"] == {"import_type": "instructure_csv"}
+        clock.now = START + 0.5
+        assert (await status(client, body["id"]))["workflow_state"] == "created"
+        clock.now = START + 1.0
+        running = await status(client, body["id"])
+        assert running["workflow_state"] == "importing"
+        assert running["started_at"] is not None
+        clock.now = START + 1.2
+        final = await status(client, body["id"])
+        assert final["workflow_state"] == "imported"
+        assert final["progress"] == 100
+        assert final["ended_at"] is not None
+        assert "processing_warnings" not in final and "errors_attachment" not in final
+        counts = final["data"]["counts"]
+        assert counts["enrollments"] == 1
+        assert (counts["error_count"], counts["warning_count"]) == (0, 0)
+        assert final["data"]["supplied_batches"] == ["enrollment"]
+        assert final["data"]["statistics"]["Enrollment"]["created"] == 1
+        assert final["data"]["statistics"]["total_state_changes"] == 1
+        rows = await enrollments_of(client, DOC_COURSE, "13834")
+    assert [(r["enrollment_state"], r["sis_section_id"], r["sis_import_id"]) for r in rows] == [
+        ("active", "2A", body["id"])
+    ]
+
+
+async def test_progress_moves_by_parallel_chunks_while_rows_land() -> None:
+    """Over 49 rows, progress is the share of 25-row chunks done (SisBatch.rows_for_parallel)."""
+    app, clock = sis_app(rate=25.0, start_delay=0.0)
+    users = [u.sis_user_id for u in app.world.users.values() if u.id >= 1000][:100]
+    data = enrollments_csv([(DOC_COURSE, u or "", "student", "", "active") for u in users])
+    async with client_for(app) as client:
+        import_id = (await upload(client, data)).json()["id"]
+        final, seen = await run_to_end(client, clock, import_id, step=1.0)
+        assert final["workflow_state"] == "imported"
+        assert final["data"]["running_immediately"] is False
+    progresses = [p for state, p in seen if state == "importing"]
+    assert progresses == sorted(progresses)
+    assert {25, 50, 75} <= set(progresses)
+    assert final["data"]["counts"]["enrollments"] == 100
+
+
+async def test_row_problems_are_warnings_with_canvas_words_and_line_numbers() -> None:
+    app, clock = sis_app()
+    data = enrollments_csv(
+        [
+            (DOC_COURSE, "01103", "student", "1B", "active"),  # line 2: fine
+            (DOC_COURSE, "NOBODY", "student", "", "active"),  # 3
+            ("", "01103", "student", "", "active"),  # 4
+            (DOC_COURSE, "13834", "teacher", "", "finished"),  # 5
+            ("NO-SUCH-COURSE", "13834", "student", "", "active"),  # 6
+            (DOC_COURSE, "13834", "student", "ZZ", "active"),  # 7
+            (DOC_COURSE, "13834", "dean", "", "active"),  # 8
+            (DOC_COURSE, "", "student", "", "active"),  # 9
+            ("HIST100-S26", "13834", "student", "1B", "active"),  # 10: unrelated section
+        ]
+    )
+    async with client_for(app) as client:
+        import_id = (await upload(client, data)).json()["id"]
+        final, _ = await run_to_end(client, clock, import_id)
+        attachment = final["errors_attachment"]
+        download = await client.get(attachment["url"].removeprefix("http://canvas.test"))
+    assert final["workflow_state"] == "imported_with_messages"
+    assert final["data"]["counts"]["warning_count"] == 8
+    assert final["data"]["counts"]["enrollments"] == 1
+    assert "processing_errors" not in final
+    expected = [
+        ("User not found for enrollment (User ID: NOBODY, Course ID: E411208, Section ID: )", "3"),
+        ("No course_id or section_id given for an enrollment", "4"),
+        ('Improper status "finished" for an enrollment', "5"),
+        ("Neither course nor section existed for user enrollment "
+         "(Course ID: NO-SUCH-COURSE, Section ID: , User ID: 13834)", "6"),
+        ("An enrollment referenced a non-existent section ZZ", "7"),
+        ('Improper role "dean" for an enrollment', "8"),
+        ("No user_id given for an enrollment", "9"),
+        ("An enrollment listed a section (1B) and a course (HIST100-S26) that are unrelated "
+         "for user (13834)", "10"),
+    ]  # fmt: skip
+    assert final["processing_warnings"] == [["sis_import.csv", m] for m, _ in expected]
+    assert download.status_code == 200
+    assert download.headers["content-type"].startswith("text/csv")
+    rows = errors_rows(download.text)
+    assert rows[0] == ["sis_import_id", "file", "message", "row"]
+    assert rows[1:] == [[str(import_id), "sis_import.csv", m, line] for m, line in expected]
+
+
+async def test_more_than_24_warnings_inline_24_then_the_and_n_more_pair() -> None:
+    app, clock = sis_app(rate=100.0)
+    data = enrollments_csv([(DOC_COURSE, f"GHOST{n}", "student", "", "active") for n in range(30)])
+    async with client_for(app) as client:
+        import_id = (await upload(client, data)).json()["id"]
+        final, _ = await run_to_end(client, clock, import_id)
+        download = await client.get(final["errors_attachment"]["url"])
+    warnings = final["processing_warnings"]
+    assert len(warnings) == 25
+    assert warnings[0][1].startswith("User not found for enrollment (User ID: GHOST0,")
+    assert warnings[23][1].startswith("User not found for enrollment (User ID: GHOST23,")
+    assert warnings[24] == [
+        "and 6 more warnings that were not included",
+        "Download the error file to see all warnings.",
+    ]
+    assert final["data"]["counts"]["warning_count"] == 30
+    rows = errors_rows(download.text)[1:]
+    assert len(rows) == 30
+    assert [r[3] for r in rows] == [str(n) for n in range(2, 32)]
+
+
+async def test_the_errors_file_needs_its_verifier() -> None:
+    app, clock = sis_app()
+    data = enrollments_csv([(DOC_COURSE, "NOBODY", "student", "", "active")])
+    async with client_for(app, token=None) as anonymous, client_for(app) as client:
+        import_id = (await upload(client, data)).json()["id"]
+        final, _ = await run_to_end(client, clock, import_id)
+        url = final["errors_attachment"]["url"]
+        assert (await anonymous.get(url)).status_code == 200
+        wrong = url.rsplit("verifier=", 1)[0] + "verifier=guess"
+        assert (await anonymous.get(wrong)).status_code == 404
+
+
+async def test_a_second_import_waits_while_the_first_runs() -> None:
+    app, clock = sis_app(rate=10.0, start_delay=0.0)
+    first = enrollments_csv(
+        [(DOC_COURSE, "01103", "student", "", "active")] * 1
+        + [(DOC_COURSE, f"GHOST{n}", "student", "", "active") for n in range(19)]
+    )
+    second = enrollments_csv([(DOC_COURSE, "13834", "student", "", "active")])
+    async with client_for(app) as client:
+        one = (await upload(client, first)).json()["id"]
+        two = (await upload(client, second)).json()["id"]
+        clock.now = START + 1.0
+        assert (await status(client, one))["workflow_state"] == "importing"
+        assert (await status(client, two))["workflow_state"] == "created"
+        importing = (await client.get(f"{IMPORTS}/importing")).json()["sis_imports"]
+        assert [i["id"] for i in importing] == [one]
+        clock.now = START + 1.99
+        assert (await status(client, two))["workflow_state"] == "created"
+        clock.now = START + 2.0
+        assert (await status(client, one))["workflow_state"] == "imported_with_messages"
+        assert (await status(client, two))["workflow_state"] == "importing"
+        clock.now = START + 2.1
+        assert (await status(client, two))["workflow_state"] == "imported"
+
+
+async def test_abort_stops_a_running_import_and_keeps_what_it_applied() -> None:
+    app, clock = sis_app(rate=1.0, start_delay=0.0)
+    data = enrollments_csv(
+        [
+            (DOC_COURSE, "01103", "student", "2A", "active"),
+            (DOC_COURSE, "13834", "student", "2A", "active"),
+        ]
+    )
+    async with client_for(app) as client:
+        import_id = (await upload(client, data)).json()["id"]
+        clock.now = START + 1.5  # the first row has landed, the second not yet
+        aborted = await client.put(f"{IMPORTS}/{import_id}/abort")
+        assert aborted.status_code == 200
+        assert aborted.json()["workflow_state"] == "aborted"
+        assert aborted.json()["ended_at"] is None
+        clock.now = START + 10
+        final = await status(client, import_id)
+        assert final["workflow_state"] == "aborted"
+        assert len(await enrollments_of(client, DOC_COURSE, "01103")) == 1
+        assert await enrollments_of(client, DOC_COURSE, "13834") == []
+        again = await client.put(f"{IMPORTS}/{import_id}/abort")
+        assert again.status_code == 404  # `not_completed.find`
+
+
+async def test_an_aborted_running_import_holds_the_next_for_ten_minutes() -> None:
+    """SisBatch#abort_batch requeues the account's job 10 minutes on when imports wait."""
+    app, clock = sis_app(rate=1.0, start_delay=0.0)
+    slow = enrollments_csv([(DOC_COURSE, f"GHOST{n}", "student", "", "active") for n in range(10)])
+    quick = enrollments_csv([(DOC_COURSE, "13834", "student", "", "active")])
+    async with client_for(app) as client:
+        one = (await upload(client, slow)).json()["id"]
+        two = (await upload(client, quick)).json()["id"]
+        clock.now = START + 2
+        await client.put(f"{IMPORTS}/{one}/abort")
+        clock.now = START + 2 + 599
+        assert (await status(client, two))["workflow_state"] == "created"
+        clock.now = START + 2 + 600
+        assert (await status(client, two))["workflow_state"] == "importing"
+
+
+async def test_abort_before_start_and_abort_all_pending() -> None:
+    app, clock = sis_app(start_delay=5.0)
+    data = enrollments_csv([(DOC_COURSE, "13834", "student", "", "active")])
+    async with client_for(app) as client:
+        one = (await upload(client, data)).json()["id"]
+        two = (await upload(client, data)).json()["id"]
+        aborted = (await client.put(f"{IMPORTS}/{one}/abort")).json()
+        assert (aborted["workflow_state"], aborted["progress"]) == ("aborted", 0)
+        answer = await client.put(f"{IMPORTS}/abort_all_pending")
+        assert answer.json() == {"aborted": True}
+        clock.now = START + 60
+        for import_id in (one, two):
+            body = await status(client, import_id)
+            assert (body["workflow_state"], body["progress"]) == ("aborted", 100)
+        assert await enrollments_of(client, DOC_COURSE, "13834") == []
+
+
+async def test_files_canvas_cannot_read_fail_the_import_with_messages() -> None:
+    app, clock = sis_app()
+    async with client_for(app) as client:
+        bad_utf8 = (
+            await upload(client, b"course_id,user_id,role,status\nE411208,\xff,student,active\n")
+        ).json()["id"]
+        no_header = (await upload(client, b"a,b,c\n1,2,3\n")).json()["id"]
+        not_a_zip = (await upload(client, b"PK garbage", extension="zip")).json()["id"]
+        results = {}
+        for import_id in (bad_utf8, no_header, not_a_zip):
+            final, _ = await run_to_end(client, clock, import_id)
+            results[import_id] = final
+    assert results[bad_utf8]["workflow_state"] == "failed_with_messages"
+    assert results[bad_utf8]["processing_errors"] == [["sis_import.csv", "Invalid UTF-8"]]
+    assert results[no_header]["processing_errors"] == [
+        ["sis_import.csv", "Couldn't find Canvas CSV import headers"]
+    ]
+    assert results[no_header]["progress"] == 0  # progress = 100 only when the import finished
+    zip_error = results[not_a_zip]["processing_errors"][0][1]
+    assert zip_error.startswith("Error while importing CSV. Please contact support. (Error report ")
+    assert results[not_a_zip]["workflow_state"] == "failed_with_messages"
+    assert results[no_header]["data"]["counts"]["error_count"] == 1
+
+
+async def test_a_crashed_job_is_failed_with_its_error_message() -> None:
+    app, clock = sis_app()
+    app.sis_imports.crash_next("database went away")
+    data = enrollments_csv([(DOC_COURSE, "13834", "student", "", "active")])
+    async with client_for(app) as client:
+        import_id = (await upload(client, data)).json()["id"]
+        final, _ = await run_to_end(client, clock, import_id)
+    assert final["workflow_state"] == "failed"
+    assert final["data"]["error_message"] == "database went away"
+    assert "processing_errors" not in final
+
+
+async def test_list_is_wrapped_newest_first_and_filters_by_state() -> None:
+    app, clock = sis_app()
+    data = enrollments_csv([(DOC_COURSE, "13834", "student", "", "active")])
+    async with client_for(app) as client:
+        one = (await upload(client, data)).json()["id"]
+        clock.now += 0.001
+        two = (await upload(client, data)).json()["id"]
+        listing = await client.get(IMPORTS)
+        assert [i["id"] for i in listing.json()["sis_imports"]] == [two, one]
+        assert 'rel="last"' not in listing.headers["link"]
+        only = await client.get(IMPORTS, params={"workflow_state[]": "imported"})
+        assert only.json() == {"sis_imports": []}
