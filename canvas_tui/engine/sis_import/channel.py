@@ -505,12 +505,13 @@ class SisImportChannel:
         state = str(status.get("workflow_state") or "")
         data = status.get("data") or {}
         inline, _ = inline_messages(status)
-        # the import's own messages (a file-level refusal names no row; warnings included:
-        # a batch over change_threshold says so as a warning, §6.4)
-        import_errors = [m for _f, m, _error in inline if not _names_row(m)]
-        threshold = bool(data.get("diffing_threshold_exceeded")) or any(
-            is_threshold(m) for m in import_errors
-        )
+        # what the import said of itself: a refusal over change_threshold comes as a warning
+        # (a batch's cleanup) or with diffing_threshold_exceeded (a diff), §6.4
+        over = [m for _f, m, _error in inline if is_threshold(m)]
+        threshold = bool(data.get("diffing_threshold_exceeded")) or bool(over)
+        import_errors = over or [m for _f, m, error in inline if error]
+        if not import_errors and data.get("error_message"):
+            import_errors = [str(data["error_message"])]
         applied = state in APPLIED_STATES and not threshold
         certain = mapped.complete
         outcomes: list[tuple[int, Outcome]] = []
@@ -587,11 +588,6 @@ class SisImportChannel:
             return False
         await self._client.abort_sis_import(current.sis_import_id, account=self._options.account)
         return True
-
-
-def _names_row(message: str) -> bool:
-    """A row-level message quotes the row's ids (§6.5)."""
-    return "User ID:" in message or "enrollment" in message.lower()
 
 
 def _counts(status: Mapping[str, Any]) -> dict[str, int]:

@@ -100,7 +100,11 @@ def choose_channel(
         f"each), an import about {format_duration(import_s)} (at {imp.rows_per_second:g} "
         f"rows/s after {imp.start_seconds:g}s)"
     )
-    from_n = f"; an import pays off from {cross} changes" if cross is not None else ""
+    from_n = (
+        f"; an import pays off from {cross} changes"
+        if cross is not None
+        else "; at these figures an import never pays off"
+    )
     beside = f"; {rest_only} more go by REST in any case" if rest_only else ""
     if requested == "rest":
         return Choice("rest", "REST (--via rest)", rest_s, import_s, cross)

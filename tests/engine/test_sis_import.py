@@ -1,0 +1,447 @@
+"""The SIS import channel against the in-process simulator: the plan's changes uploaded as one
+enrollments.csv, polled, and every row's outcome tied back to its record (issue 15)."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from canvas_tui.canvas.governor import Governor
+from canvas_tui.config import (
+    CanvasConfig,
+    Config,
+    PlanConfig,
+    Secret,
+    SisImportConfig,
+    SyncConfig,
+)
+from canvas_tui.engine.journal import ImportRecord, Journal
+from canvas_tui.engine.plan.executor import SyncDecision, prepare_sync
+from canvas_tui.engine.report import write_report
+from canvas_tui.engine.session import Session, open_session
+from canvas_tui.engine.sis_import.channel import ImportOptions, SisImportChannel
+from canvas_tui.engine.sis_import.messages import MappedMessages
+from canvas_tui.engine.state import ImportStatus, RecordRow, RunState
+from canvas_tui.records import State
+from canvas_tui.simulator import ADMIN_TOKEN, SimConfig, Simulator, World, build_app
+from canvas_tui.simulator.testing import asgi_transport
+from canvas_tui.simulator.world import BUILT_IN_ROLE_IDS, Course, Enrollment, Section, User
+from canvas_tui.sources import CsvSource
+from tests.helpers import eventually_async, write_rows
+
+TIME_SCALE = 50.0
+HEADER = ["course_id", "user_id", "role", "section_id", "status", "start_date", "end_date"]
+
+
+@dataclass
+class Bulk:
+    world: World
+    app: Simulator
+    course: Course
+    section: Section
+    users: list[User]
+    tmp: Path
+
+    def row(self, user: User, status: str = "active", start: str = "", end: str = "") -> list[str]:
+        assert self.course.sis_course_id and self.section.sis_section_id and user.sis_user_id
+        return [
+            self.course.sis_course_id,
+            user.sis_user_id,
+            "student",
+            self.section.sis_section_id,
+            status,
+            start,
+            end,
+        ]
+
+    def enroll(self, user: User, state: str = "active", **fields: object) -> Enrollment:
+        enrollment = self.world.add_enrollment(
+            user,
+            self.section,
+            self.world.roles[BUILT_IN_ROLE_IDS["StudentEnrollment"]],
+            state=state,
+            sis_import_id=7,
+        )
+        for name, value in fields.items():
+            setattr(enrollment, name, value)
+        return enrollment
+
+    def config(self, via: str = "sis-import", **plan: object) -> Config:
+        return Config(
+            canvas=CanvasConfig(base_url="http://127.0.0.1", token=Secret(ADMIN_TOKEN)),
+            sync=SyncConfig(journal_dir=self.tmp / "runs", via=via),  # type: ignore[arg-type]
+            plan=PlanConfig(**plan),  # type: ignore[arg-type]
+            sis_import=SisImportConfig(poll_min=0.01, poll_max=0.05),
+        )
+
+    def session(self, rows: list[list[str]], config: Config, journal: str = "run") -> Session:
+        (self.tmp / "runs").mkdir(exist_ok=True)
+        path = write_rows(self.tmp / f"{journal}.csv", rows, HEADER)
+        return open_session(
+            config,
+            source=CsvSource(path),
+            journal_path=self.tmp / "runs" / f"{journal}.journal",
+            transport=asgi_transport(self.app),
+            governor=Governor(leak=10.0 * TIME_SCALE),
+        )
+
+    def imports(self) -> int:
+        return len(self.app.sis_imports.imports)
+
+    def rest_writes(self) -> int:
+        by = self.app.stats()["requests_by_endpoint"]
+        return sum(
+            by.get(k, 0)
+            for k in ("create_enrollment", "delete_enrollment", "reactivate_enrollment")
+        )
+
+    def state_of(self, user: User) -> list[str]:
+        return sorted(
+            e.workflow_state
+            for e in self.world.enrollments.values()
+            if e.user_id == user.id and e.course_section_id == self.section.id
+        )
+
+
+@pytest.fixture
+def bulk(tmp_path: Path) -> Bulk:
+    world = World.generate(7, users=300, courses=4)
+    course = world.add_course("Bulk Lab", "BULK101-F26")
+    section = world.add_section(course, "Bulk Lab 01", "BULK101-F26-01")
+    users = [u for u in world.users.values() if u.sis_user_id and u.sis_user_id.startswith("S1")]
+    app = build_app(
+        SimConfig(time_scale=TIME_SCALE, sis_import_rate=400.0, sis_import_start_delay=0.5),
+        world,
+    )
+    return Bulk(world, app, course, section, users[:80], tmp_path)
+
+
+async def _sync(
+    session: Session, *, via: str | None = None, allow_drops: int | None = None
+) -> tuple[SyncDecision, RunState | None, list[RecordRow]]:
+    try:
+        decision = await prepare_sync(session, requested=None, allow_drops=allow_drops, via=via)
+        state = None if decision.refused is not None else await session.run()
+        return decision, state, list(session.store.iter_rows())
+    finally:
+        await session.close()
+
+
+def _status(session: Session) -> ImportStatus:
+    status = session.runner.snapshot().sis_import
+    assert status is not None, "the run has an import"
+    return status
+
+
+# ---- one import, every status ----------------------------------------------------------------
+
+
+async def test_each_status_ends_as_the_plan_wants_through_one_import(bulk: Bulk) -> None:
+    u = bulk.users
+    bulk.enroll(u[1], "inactive")  # active row: reactivate
+    bulk.enroll(u[2])  # completed row: conclude
+    bulk.enroll(u[3])  # deleted row: delete
+    bulk.enroll(u[4])  # inactive row: inactivate
+    bulk.enroll(u[5])  # already active: nothing to send
+    rows = [
+        bulk.row(u[0]),  # create
+        bulk.row(u[1]),
+        bulk.row(u[2], "completed"),
+        bulk.row(u[3], "deleted"),
+        bulk.row(u[4], "inactive"),
+        bulk.row(u[5]),
+        bulk.row(u[6], "completed"),  # no enrollment: created completed, as the importer does
+    ]
+    decision, state, journal = await _sync(bulk.session(rows, bulk.config()))
+    assert state is not None and decision.via == "sis-import"
+    assert bulk.imports() == 1 and bulk.rest_writes() == 0
+    assert [r.state for r in journal] == [State.DONE] * len(rows)
+    assert [r.channel for r in journal] == ["sis_import"] * 5 + [None, "sis_import"]
+    assert journal[0].action == "create" and journal[2].action == "conclude"
+    assert bulk.state_of(u[0]) == ["active"] and bulk.state_of(u[1]) == ["active"]
+    assert bulk.state_of(u[2]) == ["completed"] and bulk.state_of(u[3]) == ["deleted"]
+    assert bulk.state_of(u[4]) == ["inactive"] and bulk.state_of(u[6]) == ["completed"]
+    status = state.sis_import
+    assert status is not None and status.final and status.workflow_state == "imported"
+    assert (status.rows, status.done, status.failed) == (6, 6, 0)
+
+
+async def test_a_blank_date_carries_what_canvas_holds_and_a_given_one_is_written(
+    bulk: Bulk,
+) -> None:
+    """The importer clears a date whose cell is blank: the file carries Canvas's own."""
+    u = bulk.users
+    kept = bulk.enroll(u[0], "inactive", start_at="2026-09-01T04:00:00Z", end_at=None)
+    given = ("2026-09-02T00:00:00Z", "2026-12-20T00:00:00Z")
+    rows = [bulk.row(u[0]), bulk.row(u[1], "active", *given)]
+    _, state, journal = await _sync(bulk.session(rows, bulk.config()))
+    assert state is not None and [r.state for r in journal] == [State.DONE, State.DONE], [
+        (r.channel, r.category, r.message) for r in journal
+    ]
+    assert bulk.world.enrollments[kept.id].workflow_state == "active"
+    assert bulk.world.enrollments[kept.id].start_at == "2026-09-01T04:00:00Z"
+    body = Journal(bulk.tmp / "runs" / "run.journal", read_only=True)
+    try:
+        text = body.import_body(body.imports()[0].id).decode()
+    finally:
+        body.close()
+    cells = list(csv.DictReader(io.StringIO(text)))
+    assert cells[0]["start_date"] == "2026-09-01T04:00:00Z" and cells[0]["end_date"] == ""
+    assert cells[0]["limit_section_privileges"] == ""  # blank: the importer keeps Canvas's
+    assert (cells[1]["start_date"], cells[1]["end_date"]) == given
+
+
+# ---- mixed run ---------------------------------------------------------------------------------
+
+
+async def test_rows_an_import_cannot_express_go_by_rest_in_the_same_run(bulk: Bulk) -> None:
+    """The source's changes go in the import; the plan's drops (enrollments the SIS no longer
+    lists, named by Canvas ids) go by REST beside it, in the same run."""
+    u = bulk.users
+    gone = [bulk.enroll(user) for user in u[6:8]]
+    rows = [bulk.row(user) for user in u[:6]]
+    decision, state, journal = await _sync(
+        bulk.session(rows, bulk.config(drop_policy="conclude"), "mixed"), allow_drops=2
+    )
+    assert state is not None, decision.refused
+    assert [r.state for r in journal] == [State.DONE] * 8
+    assert [r.channel for r in journal] == ["sis_import"] * 6 + [None, None]
+    assert [r.attempts > 0 for r in journal[6:]] == [True, True]
+    assert bulk.imports() == 1 and bulk.rest_writes() == 2
+    assert decision.via_message and "by REST: 2 drops" in decision.via_message
+    assert state.sis_import is not None and state.sis_import.rest_records == 2
+    assert all(bulk.state_of(user) == ["active"] for user in u[:6])
+    assert [bulk.world.enrollments[e.id].workflow_state for e in gone] == ["completed"] * 2
+    store = Journal(bulk.tmp / "runs" / "mixed.journal", read_only=True)
+    try:
+        report = write_report(store, bulk.tmp / "r.json")
+    finally:
+        store.close()
+    data = json.loads(report.json.read_text())
+    assert data["channels"] == {"rest": 2, "sis_import": 6}
+    assert [r.get("channel") for r in data["records"]] == ["sis_import"] * 6 + ["rest"] * 2
+    assert data["sis_imports"][0]["rows"] == 6
+
+
+# ---- row mapping ------------------------------------------------------------------------------
+
+
+async def test_every_warning_reaches_its_record_past_the_24_inlined(bulk: Bulk) -> None:
+    """30 unknown users among valid rows: Canvas inlines 24 warnings, the errors file has all;
+    each failed record gets Canvas's message and its own source line, the rest are done."""
+    u = bulk.users
+    rows = []
+    for n in range(40):
+        row = bulk.row(u[n])
+        if n % 4 != 0:  # 30 of 40
+            row[1] = f"NOSUCH{n:03d}"
+        rows.append(row)
+    _, state, journal = await _sync(bulk.session(rows, bulk.config()))
+    assert state is not None
+    status = state.sis_import
+    assert status is not None and status.workflow_state == "imported_with_messages"
+    assert status.warning_count == 30
+    failed = [r for r in journal if r.state is State.FAILED]
+    done = [r for r in journal if r.state is State.DONE]
+    assert len(failed) == 30 and len(done) == 10
+    for record in failed:
+        wanted = f"NOSUCH{record.line - 2:03d}"
+        assert record.category == "user_not_found"
+        assert wanted in (record.message or "") and "User not found" in (record.message or "")
+        assert f"row {record.line}" in (record.message or "")  # one file row per source line
+    assert all(bulk.state_of(u[n]) == ["active"] for n in range(0, 40, 4))
+
+
+# ---- crash and resume ------------------------------------------------------------------------
+
+
+async def test_a_run_stopped_while_the_import_runs_resumes_by_polling_it(bulk: Bulk) -> None:
+    """Cancelled (a kill leaves the same journal) once Canvas has the file: the next run polls
+    that import and never uploads again."""
+    u = bulk.users
+    rows = [bulk.row(user) for user in u[:60]]
+    config = bulk.config()
+    session = bulk.session(rows, config)
+    decision = await prepare_sync(session, requested=None, allow_drops=None)
+    assert decision.via == "sis-import"
+    run = asyncio.create_task(session.run())
+    await eventually_async(
+        lambda: _status(session).sis_import_id, what="Canvas's id for the upload", interval=0.005
+    )
+    session.runner.cancel()
+    stopped = await run
+    assert stopped.counts[State.IN_FLIGHT] == 60  # in the import: not reset to pending
+    await session.close()
+    assert bulk.imports() == 1
+
+    again = bulk.session(rows, config)
+    decision, state, journal = await _sync(again)
+    assert "polling SIS import" in decision.message
+    assert state is not None and [r.state for r in journal] == [State.DONE] * 60
+    assert bulk.imports() == 1 and bulk.rest_writes() == 0
+
+
+async def test_a_run_killed_before_its_upload_left_uploads_it_once_on_resume(
+    bulk: Bulk,
+) -> None:
+    """Killed between marking the upload and sending it: Canvas has no such import, so the
+    resume uploads the file it kept, once."""
+    u = bulk.users
+    rows = [bulk.row(user) for user in u[:10]]
+    config = bulk.config()
+    session = bulk.session(rows, config)
+    await prepare_sync(session, requested=None, allow_drops=None)
+    record = session.store.imports()[0]
+    await session.store.update_import(record.id, state="uploading")
+    await session.close()  # what a kill right after that commit leaves
+    assert bulk.imports() == 0
+
+    decision, state, journal = await _sync(bulk.session(rows, config))
+    assert "looking for it before anything is uploaded" in decision.message
+    assert state is not None and [r.state for r in journal] == [State.DONE] * 10
+    assert bulk.imports() == 1
+
+
+async def test_an_upload_that_may_have_reached_canvas_is_never_sent_twice(bulk: Bulk) -> None:
+    """Killed after the POST left but before its answer was kept: if Canvas cannot show which
+    import is this file, the resume stops rather than upload a second time."""
+    u = bulk.users
+    rows = [bulk.row(user) for user in u[:10]]
+    config = bulk.config()
+    session = bulk.session(rows, config)
+    await prepare_sync(session, requested=None, allow_drops=None)
+    record = session.store.imports()[0]
+    assert session.client is not None
+    await session.client.create_sis_import(  # reached Canvas; the answer is lost
+        session.store.import_body(record.id), filename=record.filename
+    )
+    await session.store.update_import(record.id, state="uploading")
+    await session.close()
+    assert bulk.imports() == 1
+
+    _, state, journal = await _sync(bulk.session(rows, config))
+    assert bulk.imports() == 1  # not uploaded again
+    assert state is not None
+    listed = bulk.app.sis_imports.imports
+    has_names = any("csv_attachments" in bulk.app.sis_imports.json(i, "") for i in listed.values())
+    if has_names:  # the simulator names each import's file: the resume adopts it
+        assert [r.state for r in journal] == [State.DONE] * 10
+    else:
+        assert state.abort_reason and "Not uploaded again" in state.abort_reason
+        assert [r.state for r in journal] == [State.IN_FLIGHT] * 10
+
+
+# ---- whole-import outcomes ---------------------------------------------------------------------
+
+
+async def test_an_import_that_fails_as_a_whole_fails_its_rows_for_a_rest_retry(
+    bulk: Bulk,
+) -> None:
+    u = bulk.users
+    rows = [bulk.row(user) for user in u[:5]]
+    bulk.app.sis_imports.crash_next("the import job died")
+    session = bulk.session(rows, bulk.config())
+    try:
+        await prepare_sync(session, requested=None, allow_drops=None)
+        state = await session.run()
+        journal = list(session.store.iter_rows())
+        assert state.sis_import is not None and state.sis_import.workflow_state == "failed"
+        assert [r.category for r in journal] == ["sis_import"] * 5
+        assert "the import job died" in (journal[0].message or "")
+        # a retry goes by REST
+        assert session.runner.retry_failed("sis_import") == 5
+        state = await session.run()
+        assert state.counts[State.DONE] == 5 and bulk.rest_writes() == 5
+        assert all(bulk.state_of(user) == ["active"] for user in u[:5])
+        assert [r.channel for r in session.store.iter_rows()] == [None] * 5
+    finally:
+        await session.close()
+
+
+async def test_an_aborted_import_fails_its_rows_and_says_what_abort_left(bulk: Bulk) -> None:
+    u = bulk.users
+    rows = [bulk.row(user) for user in u[:80]]
+    bulk.app.sis_imports.rows_per_second = 20.0  # slow enough to abort mid-run
+    session = bulk.session(rows, bulk.config())
+    try:
+        await prepare_sync(session, requested=None, allow_drops=None)
+        channel = session.runner._channels[0]
+        assert isinstance(channel, SisImportChannel)
+        run = asyncio.create_task(session.run())
+        await eventually_async(
+            lambda: _status(session).workflow_state == "importing" or None,
+            what="the import running",
+            interval=0.005,
+        )
+        assert await channel.abort()
+        state = await run
+        journal = list(session.store.iter_rows())
+        assert state.sis_import is not None and state.sis_import.workflow_state == "aborted"
+        assert {r.category for r in journal} == {"sis_import"}
+        assert "ended aborted" in (journal[-1].message or "")
+    finally:
+        await session.close()
+
+
+# ---- the brake and change_threshold ------------------------------------------------------------
+
+
+async def test_the_brake_refuses_before_anything_is_uploaded(bulk: Bulk) -> None:
+    u = bulk.users
+    for user in u[:10]:
+        bulk.enroll(user)
+    rows = [bulk.row(u[0])]  # the other nine would be dropped
+    decision, state, _ = await _sync(
+        bulk.session(rows, bulk.config(drop_policy="delete", brake_max_share=0.2))
+    )
+    assert state is None and decision.refused and "--allow-drops 9" in decision.refused
+    assert bulk.imports() == 0
+
+
+def test_a_threshold_refusal_becomes_an_actionable_failure(tmp_path: Path) -> None:
+    """Canvas's answer when a batch's drops exceed change_threshold (SisBatch: the cleanup is
+    aborted with a warning; the simulator gives the same shape)."""
+    journal = Journal(tmp_path / "t.journal")
+    try:
+        channel = SisImportChannel(
+            journal,
+            None,  # type: ignore[arg-type]  # settling reads neither client nor runner
+            None,  # type: ignore[arg-type]
+            ImportOptions(change_threshold=20),
+        )
+        status = {
+            "id": 55,
+            "workflow_state": "aborted",
+            "progress": 100,
+            "data": {"counts": {"warning_count": 1, "error_count": 0}},
+            "processing_warnings": [
+                [None, "31 enrollments would be deleted and exceeds the set threshold of 20%"]
+            ],
+        }
+        record = ImportRecord(1, "polling", "f.csv", 1, 55, None, None, None, None, 0, 0, 0)
+        outcomes, _note = channel._outcomes(record, status, {2: 1}, MappedMessages())
+        ((record_id, outcome),) = outcomes
+        assert record_id == 1 and outcome.category == "change_threshold"
+        assert "change_threshold 20%" in (outcome.message or "")
+        assert "exceeds the set threshold" in (outcome.message or "")
+    finally:
+        journal.close()
+
+
+# ---- auto ----------------------------------------------------------------------------------------
+
+
+async def test_auto_takes_rest_for_a_few_changes_and_says_why(bulk: Bulk) -> None:
+    rows = [bulk.row(user) for user in bulk.users[:3]]
+    decision, state, journal = await _sync(bulk.session(rows, bulk.config(via="auto")))
+    assert state is not None and decision.via == "rest"
+    assert decision.via_message and decision.via_message.startswith("REST (auto)")
+    # in process REST answers in milliseconds: at 100 rows/s an import never catches up
+    assert "never pays off" in decision.via_message
+    assert bulk.imports() == 0 and [r.channel for r in journal] == [None] * 3
