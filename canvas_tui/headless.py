@@ -472,6 +472,7 @@ async def _sync(session: Session, reporter: Reporter, args: argparse.Namespace) 
             and not session.resumed
             and session.store.failure is None  # its in-flight records must stay known
             and session.store.attempt_totals(unrecorded=False)["requests"] == 0
+            and not session.store.imports()  # an import's id must survive for the resume
         )
         if discard:
             fields["journal"] = None

@@ -760,8 +760,11 @@ def build_plan(
     active_state: str = "active",
     roster_requests: int = 0,
     aliases: Mapping[str, str] | None = None,
+    on_step: Callable[[Step], None] | None = None,
 ) -> Plan:
     """Pure: the steps for the source's records and for the enrollments they do not claim.
+    `on_step` sees each record's step as it is computed (a SIS import writes its file from
+    them, rather than derive every step a second time).
 
     `items` is read once here and again whenever the records' steps are asked for (a source
     reads its file or query again; an iterator is kept as a list): the plan holds counts."""
@@ -780,6 +783,8 @@ def build_plan(
             continue
         step, mine = plan_record(position, item, index, active_state=active_state)
         tally.add(step)
+        if on_step is not None:
+            on_step(step)
         claimed.update(_ids(mine))
     known = known_ids or set()
     seen: set[int] = set()

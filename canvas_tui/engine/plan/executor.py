@@ -78,6 +78,7 @@ async def compute_plan(
     rosters: Mapping[str, Roster] | None = None,
     on_roster: Callable[[int, int], None] | None = None,
     counts: SourceCounts | None = None,
+    on_step: Callable[[Step], None] | None = None,
 ) -> Plan:
     """Read the rosters of the courses the source names (unless given) and build the plan.
     `items` must be re-readable (a source, or a list): it is streamed, never held."""
@@ -117,6 +118,7 @@ async def compute_plan(
         active_state=config.sync.enrollment_state,
         roster_requests=requests,
         aliases=aliases,
+        on_step=on_step,
     )
     plan.elapsed = time.monotonic() - started
     plan.read_latency = latency / answered if answered else None
@@ -370,6 +372,7 @@ class SyncDecision:
     source: Source | None = None  # what the plan read, for apply_plan (read again there)
     via: str = "rest"  # asked for: rest | sis-import | auto; once applied, the channel taken
     via_message: str | None = None  # the channel taken and why (apply_plan)
+    import_rows: Any = None  # the import's file as the plan wrote it (sis_import.channel.Collector)
 
 
 class PlanSession(Protocol):
@@ -406,6 +409,7 @@ async def plan_session(
     *,
     requested: bool | None,
     on_progress: Callable[[str], None] | None = None,
+    via: str | None = None,
 ) -> SyncDecision:
     """Pick the mode and, in plan mode, compute the plan; nothing is loaded or sent yet.
 
@@ -446,8 +450,20 @@ async def plan_session(
         if on_progress is not None and (done == total or done % 25 == 0):
             on_progress(f"rosters read: {done}/{total}")
 
+    via = via or config.sync.via
+    collector = None
+    if via != "rest":  # the import's rows are written as the plan computes each step
+        from canvas_tui.engine.sis_import.channel import Collector
+
+        collector = Collector(active_state=config.sync.enrollment_state, notify=config.sync.notify)
     plan = await compute_plan(
-        client, source, config, known_ids=known, on_roster=progress, counts=counts
+        client,
+        source,
+        config,
+        known_ids=known,
+        on_roster=progress,
+        counts=counts,
+        on_step=collector.add if collector is not None else None,
     )
     fields = {
         "mode": "plan",
@@ -461,7 +477,8 @@ async def plan_session(
     }
     decision = SyncDecision(True, why, plan, None, fields)
     decision.source = source
-    decision.via = config.sync.via
+    decision.via = via
+    decision.import_rows = collector
     return decision
 
 
@@ -484,7 +501,9 @@ async def apply_plan(session: PlanSession, decision: SyncDecision) -> None:
     if decision.via != "rest":
         from canvas_tui.engine.sis_import.attach import use_channel
 
-        choice = await use_channel(session, plan, decision.via)
+        choice = await use_channel(
+            session, plan, decision.via, collected=decision.import_rows, changed=planned.changed
+        )
         decision.via = choice.via
         decision.via_message = choice.why
         decision.fields["via"] = choice.via
@@ -513,11 +532,9 @@ async def prepare_sync(
     forced = via == "sis-import" and requested is None
     if forced:
         requested = True  # the import carries the plan's changes
-    decision = await plan_session(session, requested=requested, on_progress=on_progress)
+    decision = await plan_session(session, requested=requested, on_progress=on_progress, via=via)
     if forced and decision.planned:
         decision.message = "plan mode (--via sis-import: an import carries the plan's changes)"
-    if not session.resumed and decision.plan is not None:
-        decision.via = via
     plan = decision.plan
     if plan is None:
         return decision

@@ -4,6 +4,7 @@ journal with an unfinished import is resumed (`resume_imports`)."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
 from typing import Protocol
 
 from canvas_tui.canvas.client import CanvasClient
@@ -13,6 +14,7 @@ from canvas_tui.engine.journal import Journal
 from canvas_tui.engine.plan.diff import Plan
 from canvas_tui.engine.runner import Runner
 from canvas_tui.engine.sis_import.channel import (
+    Collector,
     ImportOptions,
     SisImportChannel,
     change_threshold,
@@ -52,21 +54,33 @@ def models(session: ChannelSession, plan: Plan | None) -> tuple[RestModel, Impor
     return rest, ImportModel(sis.rows_per_second, sis.start_seconds)
 
 
-async def use_channel(session: ChannelSession, plan: Plan, via: str) -> Choice:
+async def use_channel(
+    session: ChannelSession,
+    plan: Plan,
+    via: str,
+    *,
+    collected: Collector | None = None,
+    changed: Iterable[int] = (),
+) -> Choice:
     """Split the queued plan's pending records between an import and REST and, when the
     import is chosen (`via`: sis-import, or auto and faster), keep its file in the journal and
-    add the channel to the runner. Returns the choice and why."""
+    add the channel to the runner. Returns the choice and why. `collected`: the file as the
+    plan wrote it (else it is written from the journal's pending records); `changed`: source
+    positions whose row changed since the plan."""
     client = session.client
     assert client is not None, "a writable session"
     sync = session.config.sync
     store = session.store
-    prepared = await asyncio.to_thread(
-        prepare,
-        store.iter_records(State.PENDING),
-        plan,
-        active_state=sync.enrollment_state,
-        notify=sync.notify,
-    )
+    if collected is not None:
+        prepared = collected.finish(changed, len(plan.drops))
+    else:
+        prepared = await asyncio.to_thread(
+            prepare,
+            store.iter_records(State.PENDING),
+            plan,
+            active_state=sync.enrollment_state,
+            notify=sync.notify,
+        )
     rest, imp = models(session, plan)
     choice = choose_channel(
         via,

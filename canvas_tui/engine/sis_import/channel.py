@@ -69,7 +69,10 @@ APPLIED_STATES = frozenset({"imported", "imported_with_messages"})
 # Polls that fail in a row (after the client's own retries) before the run stops, the import's
 # records left in flight for the next run to poll
 MAX_POLL_FAILURES = 5
-DROP_SOURCE = "plan:drops"  # the plan's drops (executor.DROP_SOURCE): named by Canvas ids
+DROP_SOURCE = "plan:drops"
+# a row Canvas applied: done, as a REST create is (the channel column says how; no message, so a
+# 100,000-row import costs the search index nothing)
+_DONE = Outcome(State.DONE)  # the plan's drops (executor.DROP_SOURCE): named by Canvas ids
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +144,59 @@ def prepare(
     return prepared
 
 
+class Collector:
+    """The import's file, written as the plan computes each record's step (`build_plan`'s
+    `on_step`): each step is derived once, not again from the journal. A record's journal id is
+    its position in the source plus one (the journal loads the source in order); rows whose
+    source line changed since the plan are left out when the file is finished."""
+
+    def __init__(self, *, active_state: str = "active", notify: bool = False) -> None:
+        self._active_state = active_state
+        self._notify = notify
+        self.prepared = Prepared(ImportFile.new(), [], 0, 0)
+
+    def add(self, step: Step) -> None:
+        record, position = step.record, step.record_index
+        if record is None or position is None or step.action is Action.NONE:
+            return
+        row = import_row(record, step, active_state=self._active_state, notify=self._notify)
+        prepared = self.prepared
+        if row.importable:
+            prepared.file.add(position + 1, row)
+            prepared.actions.append(step.action.value)
+            prepared.requests += step.requests
+        else:
+            prepared.rest += 1
+            prepared.why_rest[row.why_rest or "other"] += 1
+
+    def finish(self, changed: Iterable[int], drops: int) -> Prepared:
+        """The file without the records whose source row changed since the plan (positions;
+        they go by REST), with the plan's drops counted on REST."""
+        prepared = self.prepared
+        gone = {position + 1 for position in changed}
+        if gone:
+            kept = {rid for _row, rid in prepared.file.rows} - gone
+            actions = [
+                a
+                for (_row, rid), a in zip(prepared.file.rows, prepared.actions, strict=True)
+                if rid in kept
+            ]
+            moved = len(prepared.file) - len(kept)
+            prepared = Prepared(
+                prepared.file.without(gone),
+                actions,
+                prepared.requests,
+                prepared.rest + moved,
+                Counter(prepared.why_rest),
+            )
+            if moved:
+                prepared.why_rest["source rows changed since the plan"] += moved
+        if drops:
+            prepared.rest += drops
+            prepared.why_rest["drops of enrollments the SIS no longer lists"] += drops
+        return prepared
+
+
 def new_filename(journal: Journal) -> str:
     """Unique per upload: a resumed run finds its upload among the account's imports by it."""
     return f"canvas-tui-{journal.path.stem[:40]}-{secrets.token_hex(4)}-enrollments.csv"
@@ -150,11 +206,7 @@ async def create(journal: Journal, prepared: Prepared) -> int:
     """Keep the file and take its records in flight (one commit); returns the import's id."""
     filename = new_filename(journal)
     return await journal.create_import(
-        filename,
-        prepared.file.body(),
-        prepared.file.rows,
-        prepared.actions,
-        "in a SIS import, not uploaded yet",
+        filename, prepared.file.body(), prepared.file.rows, prepared.actions
     )
 
 
@@ -212,12 +264,7 @@ class SisImportChannel:
     def _from_record(self, record: ImportRecord) -> ImportStatus:
         data: Mapping[str, Any] = json.loads(record.status) if record.status else {}
         warnings, errors = counted(data) if data else (0, 0)
-        settled = Counter[State]()
-        if record.state == "finished":
-            for _row, record_id in self._journal.import_rows(record.id).items():
-                row = self._journal.get(record_id)
-                if row is not None:
-                    settled[row.state] += 1
+        settled = self._journal.import_state_counts(record.id) if record.state == "finished" else {}
         return ImportStatus(
             import_id=record.id,
             stage=record.state,
@@ -228,8 +275,8 @@ class SisImportChannel:
             counts=_counts(data),
             warning_count=warnings,
             error_count=errors,
-            done=settled[State.DONE],
-            failed=settled[State.FAILED],
+            done=settled.get(State.DONE, 0),
+            failed=settled.get(State.FAILED, 0),
             rest_records=self._rest_records,
             message=record.message,
         )
@@ -449,9 +496,13 @@ class SisImportChannel:
         mapped = await self._messages(record, status, rows)
         outcomes, note = self._outcomes(record, status, rows, mapped)
         message = f"SIS import {sis_id}: {state}" + (f"; {note}" if note else "")
+        # the rows Canvas certified end done in one statement; the others one by one
+        done = [rid for rid, o in outcomes if o.state is State.DONE]
+        others = [(rid, o) for rid, o in outcomes if o.state is not State.DONE]
         settled = await self._journal.settle_import(
             record.id,
-            outcomes,
+            others,
+            rest_done=bool(done),
             workflow_state=state,
             progress=float(status.get("progress") or 0.0),
             status=json.dumps(status),
@@ -530,9 +581,7 @@ class SisImportChannel:
                     )
                 )
             elif applied and certain:
-                outcomes.append(
-                    (record_id, Outcome(State.DONE, message=f"by SIS import {sis_id}, row {row}"))
-                )
+                outcomes.append((record_id, _DONE))
             else:
                 outcomes.append(
                     (record_id, self._whole(sis_id, state, row, threshold, mapped, import_errors))

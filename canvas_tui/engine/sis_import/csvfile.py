@@ -47,6 +47,18 @@ COLUMNS = (
     "notify",
 )
 FIRST_ROW = 2  # the first data row's number in Canvas's errors (the header is row 1)
+# the cells taken from the source as they are (the importer strips every cell)
+_IDS = (
+    "course_id",
+    "section_id",
+    "user_id",
+    "user_integration_id",
+    "role",
+    "role_id",
+    "associated_user_id",
+    "start_date",
+    "end_date",
+)
 
 # the status a via leaves the enrollment in (the importer's own states, §6.5)
 _STATUS_OF_VIA = {
@@ -159,7 +171,7 @@ def import_row(
         cells[column] = given or ""
     if record.notify or notify:
         cells["notify"] = "true"
-    if not all(_clean(v) for v in cells.values()):
+    if not all(_clean(cells[c]) for c in _IDS if cells[c]):
         return _rest("an id has outer spaces or a line break the importer would not keep")
     return ImportRow(cells)
 
@@ -171,6 +183,7 @@ class ImportFile:
     rows: list[tuple[int, int]]  # (row number as Canvas counts it, record id)
     _buffer: io.StringIO
     _writer: csv.DictWriter[str]
+    _ends: list[int]  # where each row's line ends in the text
 
     @classmethod
     def new(cls) -> ImportFile:
@@ -178,15 +191,29 @@ class ImportFile:
         # "\n" line ends: Canvas's CSV reader takes them, and each row is one physical line
         writer = csv.DictWriter(buffer, fieldnames=COLUMNS, lineterminator="\n")
         writer.writeheader()
-        return cls([], buffer, writer)
+        return cls([], buffer, writer, [buffer.tell()])
 
     def add(self, record_id: int, row: ImportRow) -> int:
         """Append a row; returns its row number."""
         assert row.cells is not None, "only importable rows are written"
         number = FIRST_ROW + len(self.rows)
         self._writer.writerow(row.cells)
+        self._ends.append(self._buffer.tell())
         self.rows.append((number, record_id))
         return number
+
+    def without(self, record_ids: set[int]) -> ImportFile:
+        """The same file without the rows of these records, renumbered."""
+        if not record_ids:
+            return self
+        text = self._buffer.getvalue()
+        out = ImportFile.new()
+        for index, (_number, record_id) in enumerate(self.rows):
+            if record_id not in record_ids:
+                out._buffer.write(text[self._ends[index] : self._ends[index + 1]])
+                out._ends.append(out._buffer.tell())
+                out.rows.append((FIRST_ROW + len(out.rows), record_id))
+        return out
 
     def __len__(self) -> int:
         return len(self.rows)
