@@ -81,6 +81,8 @@ class Channel(Protocol):
 
     def status(self) -> ImportStatus | None: ...
 
+    def request_abort(self) -> bool: ...
+
 
 class ChannelStopped(Exception):
     """A channel cannot go on in this run (Canvas unreachable while polling, say): the run
@@ -782,6 +784,9 @@ class Runner:
         if row.state == State.PENDING:
             return True
         return self._requeue_after_edit(row.record_id, row.state, row.category)
+
+    def abort_import(self) -> bool:
+        return any(channel.request_abort() for channel in self._channels)
 
     def _requeue_after_edit(self, record_id: int, state: State, category: str | None) -> bool:
         moved = self._journal.transition(

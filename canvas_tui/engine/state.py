@@ -205,6 +205,11 @@ class RunCommands(Protocol):
 
     def edit_and_retry(self, record_id: int, fields: Mapping[str, str]) -> bool: ...
 
+    # Ask Canvas to abort the running SIS import (PUT abort): an import cannot be paused.
+    # Rows it applied stay applied; its records fail as `sis_import` once Canvas says
+    # `aborted`, and a retry of them goes by REST. False when no import is running.
+    def abort_import(self) -> bool: ...
+
 
 class RunControl(RunCommands, Protocol):
     """The engine as the console and the headless reporter see it: its snapshot and the
