@@ -216,6 +216,7 @@ class SisImport:
     succeeded_rows: int = 0
     enrollment_rows: list[Row] = field(default_factory=list)  # as uploaded, for diffing
     pending_deletes: list[Enrollment] = field(default_factory=list)
+    roles_by_account: dict[int, list[Role]] = field(default_factory=dict)
 
 
 @dataclass
@@ -636,7 +637,7 @@ class SisImports:
             )
             self._warn(batch, row, message)
             return False
-        role = self._role(course, row.get("role_id"), role_name)
+        role = self._role(batch, course, row.get("role_id"), role_name)
         enrollment_type = role.base_role_type if role else _type_of(role_name)
         if enrollment_type is None:
             self._warn(batch, row, f'Improper role "{role_name or ""}" for an enrollment')
@@ -683,14 +684,18 @@ class SisImports:
             end_date,
         )
 
-    def _role(self, course: Course, role_id: str | None, role_name: str | None) -> Role | None:
+    def _role(
+        self, batch: SisImport, course: Course, role_id: str | None, role_name: str | None
+    ) -> Role | None:
         """A role_id among the course account's available roles, else a role whose name is
         exactly `role` (built-ins are named StudentEnrollment, ...)."""
-        roles = [
-            r
-            for r in self.world.course_roles(course.account_id)
-            if r.workflow_state in ("built_in", "active")
-        ]
+        roles = batch.roles_by_account.get(course.account_id)
+        if roles is None:  # cached per account, as the importer caches them
+            roles = batch.roles_by_account[course.account_id] = [
+                r
+                for r in self.world.course_roles(course.account_id)
+                if r.workflow_state in ("built_in", "active")
+            ]
         if role_id:
             found = next((r for r in roles if str(r.id) == role_id), None)
             if found is not None:

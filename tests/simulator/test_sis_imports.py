@@ -4,8 +4,16 @@ app/controllers/sis_imports_api_controller.rb)."""
 
 from __future__ import annotations
 
-from canvas_tui.simulator.world import DOC_COURSE
-from tests.simulator.conftest import client_for
+from typing import Any
+
+import httpx
+
+from canvas_tui.cli import build_parser
+from canvas_tui.simulator import ADMIN_TOKEN, build_app, serve
+from canvas_tui.simulator.testing import serve_in_thread
+from canvas_tui.simulator.world import DOC_COURSE, World
+from tests.helpers import eventually, fast_config
+from tests.simulator.conftest import USER_AGENT, client_for
 from tests.simulator.sis_helpers import (
     IMPORTS,
     START,
@@ -275,3 +283,57 @@ async def test_list_is_wrapped_newest_first_and_filters_by_state() -> None:
         assert 'rel="last"' not in listing.headers["link"]
         only = await client.get(IMPORTS, params={"workflow_state[]": "imported"})
         assert only.json() == {"sis_imports": []}
+
+
+def test_an_import_over_a_real_socket_multipart_and_its_errors_file() -> None:
+    """uvicorn in a thread, the real clock: a multipart upload, polling, the errors file."""
+    app = build_app(
+        fast_config(time_scale=1.0, sis_import_rate=5000.0, sis_import_start_delay=0.0),
+        World.generate(7, users=50, courses=3),
+    )
+    data = enrollments_csv(
+        [
+            (DOC_COURSE, "01103", "student", "1B", "active"),
+            (DOC_COURSE, "GHOST", "ta", "", "active"),
+        ]
+    )
+    headers = {"User-Agent": USER_AGENT, "Authorization": f"Bearer {ADMIN_TOKEN}"}
+    with serve_in_thread(app) as base, httpx.Client(base_url=base, headers=headers) as client:
+        created = client.post(
+            IMPORTS,
+            data={"import_type": "instructure_csv"},
+            files={"attachment": ("enrollments.csv", data, "text/csv")},
+        )
+        assert created.status_code == 200, created.text
+        import_id = created.json()["id"]
+
+        def finished() -> dict[str, Any] | None:
+            body: dict[str, Any] = client.get(f"{IMPORTS}/{import_id}").json()
+            return body if body["workflow_state"] not in ("created", "importing") else None
+
+        final = eventually(finished, what="the import to finish", timeout=20)
+        url = final["errors_attachment"]["url"]
+        assert url.startswith(f"{base}/files/")
+        download = httpx.get(url)  # no token: the verifier is the permission
+    assert final["workflow_state"] == "imported_with_messages"
+    assert errors_rows(download.text)[1:] == [
+        [
+            str(import_id),
+            "enrollments.csv",
+            "User not found for enrollment (User ID: GHOST, Course ID: E411208, Section ID: )",
+            "3",
+        ]
+    ]
+
+
+def test_the_simulate_command_passes_the_import_knobs() -> None:
+    args = build_parser().parse_args(
+        ["simulate", "--sis-import-rate", "800", "--sis-import-start-delay", "0.5"]
+    )
+    config = serve.config_from_args(args)
+    assert (config.sis_import_rate, config.sis_import_start_delay) == (800.0, 0.5)
+    assert config.sis_imports_enabled is True
+    off = serve.config_from_args(build_parser().parse_args(["simulate", "--no-sis-imports"]))
+    assert off.sis_imports_enabled is False
+    bad = build_parser().parse_args(["simulate", "--sis-import-rate", "0"])
+    assert serve.main(bad) == 2
