@@ -217,6 +217,7 @@ class SisImport:
     enrollment_rows: list[Row] = field(default_factory=list)  # as uploaded, for diffing
     pending_deletes: list[Enrollment] = field(default_factory=list)
     roles_by_account: dict[int, list[Role]] = field(default_factory=dict)
+    stop_at: int | None = None  # rows an aborted import still applies (its current chunk)
 
 
 @dataclass
@@ -346,16 +347,24 @@ class SisImports:
         batch.rows = rows
         batch.done = 0
 
+    def _rows_by(self, batch: SisImport, now: float) -> int:
+        """Rows of the current phase due by `now` (a hair of slack for float error)."""
+        return int((now - batch.phase_started) * self._rate + 1e-9)
+
     def _run(self, batch: SisImport, now: float) -> float | None:
         """Work due by `now`; the clock time the import finished, or None while it runs."""
         if batch.phase == "importing":
-            due = min(len(batch.rows), int((now - batch.phase_started) * self._rate))
+            limit = len(batch.rows) if batch.stop_at is None else batch.stop_at
+            due = min(limit, self._rows_by(batch, now))
             if due > batch.done:
                 self._apply_rows(batch, due)
                 batch.updated_at = self._wall(now)
-            if batch.done < len(batch.rows):
+            if batch.done < limit:
                 return None
-            ended = batch.phase_started + len(batch.rows) / self._rate
+            ended = batch.phase_started + limit / self._rate
+            if batch.stop_at is not None:  # aborted: the chunk in hand is done, nothing more
+                batch.phase = "done"
+                return ended
             if batch.rows:
                 batch.data["counts"]["enrollments"] = batch.succeeded_rows
                 batch.data["completed_importers"] = ["enrollment"]
@@ -363,7 +372,7 @@ class SisImports:
                 self._finish(batch, ended, import_finished=True)
                 return ended
         if batch.phase == "cleanup":
-            due = min(len(batch.cleanup_targets), int((now - batch.phase_started) * self._rate))
+            due = min(len(batch.cleanup_targets), self._rows_by(batch, now))
             if due > batch.done:
                 self._drop(batch, due)
                 batch.updated_at = self._wall(now)
@@ -1205,21 +1214,30 @@ class SisImports:
         if batch.workflow_state not in NOT_COMPLETED:
             raise views.not_found()
         now = self.clock()
-        running = batch.phase in ("importing", "cleanup")
+        phase = batch.phase
         batch.workflow_state = "aborted"
         batch.updated_at = self._wall(now)
-        if batch.phase == "initializing":
+        if phase == "initializing":
             batch.phase = "done"
-        if running:
-            # the running importer sees the abort at its next progress write and stops; rows
-            # applied so far stay; finish returns early, so no ended_at, no errors file
-            batch.phase = "done"
-            self._free_at = max(self._free_at, now)
-            if any(
-                i.phase == "waiting" and i.workflow_state == "created"
-                for i in self.imports.values()
-            ):
-                self._free_at = max(self._free_at, now + ABORT_REQUEUE_SECONDS / self.time_scale)
+        waiting = any(
+            i.phase == "waiting" and i.workflow_state == "created" for i in self.imports.values()
+        )
+        # abort_batch requeues the account's job 10 minutes later when imports wait
+        hold = now + ABORT_REQUEUE_SECONDS / self.time_scale if waiting else now
+        if phase == "importing":
+            # Each parallel importer checks for an abort only before it starts
+            # (ImportRefactored#run_parallel_importer): the chunk in hand still lands. Finish
+            # returns early for an aborted batch: no ended_at, no errors file, no counts.
+            batch.stop_at = min(len(batch.rows), -(-batch.done // batch.chunk) * batch.chunk)
+            if batch.stop_at == batch.done:
+                batch.phase = "done"
+            self._free_at = max(self._free_at, hold)
+        elif phase == "cleanup":
+            # fast_update_progress raises Aborted; remove_previous_imports rescues it and
+            # do_batch_end_work goes on: errors file, counts, progress 100, ended_at.
+            self._finish(batch, now, import_finished=True)
+            if batch.data.get("running_immediately"):
+                self._free_at = max(self._free_at, hold)
         return views.json_response(self.json(batch, base_url))
 
     def abort_all_pending(self, account_ref: str, token: Token) -> Response:

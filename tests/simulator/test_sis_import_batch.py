@@ -218,3 +218,26 @@ async def test_a_remaster_joins_the_chain_without_diffing() -> None:
     assert "diffed_against_sis_batch_id" not in remaster["data"]
     assert remaster["diffing_remaster"] is True
     assert [e.workflow_state for e in enrollments_in_world(app, DOC_COURSE, "13834")] == ["active"]
+
+
+async def test_abort_during_cleanup_stops_the_drops_and_still_finishes_the_batch() -> None:
+    """fast_update_progress raises Aborted in the cleanup; remove_previous_imports rescues it
+    and do_batch_end_work goes on (progress 100, ended_at)."""
+    world = World.generate(7, users=3000, courses=40, students_per_course=60)
+    app, clock = sis_app(world, rate=100.0, start_delay=0.0)
+    earlier = sis_made(app)
+    rows = [(DOC_COURSE, "01103", "student", "1B", "active")]
+    async with client_for(app) as client:
+        import_id = (await upload(client, enrollments_csv(rows), **TERM)).json()["id"]
+        clock.now += 0.02  # the row is in; the cleanup has started
+        status_now = await client.get(f"/api/v1/accounts/1/sis_imports/{import_id}")
+        assert status_now.json()["workflow_state"] == "cleanup_batch"
+        clock.now += 10  # about 1,000 of the drops are done
+        aborted = (await client.put(f"/api/v1/accounts/1/sis_imports/{import_id}/abort")).json()
+        clock.now += 1000
+        final, _ = await run_to_end(client, clock, import_id)
+    assert (aborted["workflow_state"], aborted["progress"]) == ("aborted", 100)
+    assert aborted["ended_at"] is not None
+    assert final["workflow_state"] == "aborted"
+    dropped = sum(1 for e in earlier if e.workflow_state == "deleted")
+    assert 0 < dropped < len(earlier)

@@ -18,6 +18,7 @@ from tests.simulator.sis_helpers import (
     IMPORTS,
     START,
     enrollments_csv,
+    enrollments_in_world,
     enrollments_of,
     errors_rows,
     run_to_end,
@@ -178,28 +179,28 @@ async def test_a_second_import_waits_while_the_first_runs() -> None:
         assert (await status(client, two))["workflow_state"] == "imported"
 
 
-async def test_abort_stops_a_running_import_and_keeps_what_it_applied() -> None:
+async def test_abort_lets_the_chunk_in_hand_finish_and_keeps_what_landed() -> None:
+    """Each parallel importer (25 rows here) checks for an abort only before it starts
+    (ImportRefactored#run_parallel_importer): rows of the chunk in hand still land."""
     app, clock = sis_app(rate=1.0, start_delay=0.0)
-    data = enrollments_csv(
-        [
-            (DOC_COURSE, "01103", "student", "2A", "active"),
-            (DOC_COURSE, "13834", "student", "2A", "active"),
-        ]
-    )
+    users = [u.sis_user_id or "" for u in app.world.users.values() if u.id >= 1000][:60]
+    data = enrollments_csv([(DOC_COURSE, u, "student", "2A", "active") for u in users])
     async with client_for(app) as client:
         import_id = (await upload(client, data)).json()["id"]
-        clock.now = START + 1.5  # the first row has landed, the second not yet
+        clock.now = START + 30  # rows 1-30 have landed: the second chunk (26-50) is in hand
         aborted = await client.put(f"{IMPORTS}/{import_id}/abort")
         assert aborted.status_code == 200
-        assert aborted.json()["workflow_state"] == "aborted"
-        assert aborted.json()["ended_at"] is None
-        clock.now = START + 10
+        body = aborted.json()
+        assert (body["workflow_state"], body["ended_at"], body["progress"]) == ("aborted", None, 33)
+        clock.now = START + 1000
         final = await status(client, import_id)
-        assert final["workflow_state"] == "aborted"
-        assert len(await enrollments_of(client, DOC_COURSE, "01103")) == 1
-        assert await enrollments_of(client, DOC_COURSE, "13834") == []
         again = await client.put(f"{IMPORTS}/{import_id}/abort")
-        assert again.status_code == 404  # `not_completed.find`
+    assert (final["workflow_state"], final["ended_at"]) == ("aborted", None)
+    assert final["progress"] == 67  # the second chunk completed after the abort
+    assert final["data"]["counts"]["enrollments"] == 0  # counted only when every chunk is done
+    landed = [bool(enrollments_in_world(app, DOC_COURSE, u)) for u in users]
+    assert landed == [True] * 50 + [False] * 10
+    assert again.status_code == 404  # `not_completed.find`
 
 
 async def test_an_aborted_running_import_holds_the_next_for_ten_minutes() -> None:
