@@ -171,6 +171,17 @@ class Row:
 
 
 @dataclass
+class Change:
+    """One SisBatchRollBackData row: an enrollment's state before and after a save."""
+
+    enrollment: Enrollment
+    before: str  # "non-existent" for a row the import created
+    after: str
+    batch_mode: bool = False  # dropped by the batch mode cleanup
+    restored: bool = False
+
+
+@dataclass
 class Upload:
     """The stored attachment: its name decides zip or CSV (ImportRefactored#prepare)."""
 
@@ -212,12 +223,29 @@ class SisImport:
     chunk: int = 1
     cleanup_targets: list[Enrollment] = field(default_factory=list)
     cleanup_drop_status: str = "deleted"
-    changes: list[tuple[str, str]] = field(default_factory=list)  # (before, after) states
+    changes: list[Change] = field(default_factory=list)  # its SisBatchRollBackData
     succeeded_rows: int = 0
     enrollment_rows: list[Row] = field(default_factory=list)  # as uploaded, for diffing
     pending_deletes: list[Enrollment] = field(default_factory=list)
     roles_by_account: dict[int, list[Role]] = field(default_factory=dict)
     stop_at: int | None = None  # rows an aborted import still applies (its current chunk)
+
+
+@dataclass
+class RestoreJob:
+    """The Progress of a restore_states job."""
+
+    id: int
+    batch: SisImport
+    user_id: int
+    changes: list[Change]
+    partial: bool  # undelete_only, unconclude_only or batch_mode: partially_restored
+    created_clock: float
+    created_wall: datetime
+    updated_wall: datetime
+    workflow_state: str = "queued"  # queued | running | completed
+    completion: float = 0.0
+    done: int = 0
 
 
 @dataclass
@@ -260,6 +288,8 @@ class SisImports:
         self.attachments: dict[int, Attachment] = {}
         self._next_id = 100
         self._next_attachment_id = 9_000
+        self.restores: dict[int, RestoreJob] = {}
+        self._next_progress_id = 5_000
         self._free_at = 0.0  # when the account's strand may start the next import
         self._crash_next: str | None = None
         self._wall_origin = (datetime.now(UTC), clock())
@@ -284,8 +314,12 @@ class SisImports:
         self._crash_next = message
 
     def advance(self, now: float | None = None) -> None:
-        """Apply everything the clock allows, import after import."""
+        """Apply everything the clock allows: imports one after another, then restores."""
         now = self.clock() if now is None else now
+        self._advance_imports(now)
+        self._advance_restores(now)
+
+    def _advance_imports(self, now: float) -> None:
         while True:
             running = next(
                 (i for i in self._ordered() if i.phase in ("importing", "cleanup")), None
@@ -565,7 +599,7 @@ class SisImports:
         for enrollment in batch.pending_deletes:
             if enrollment.workflow_state == "deleted":
                 continue
-            batch.changes.append((enrollment.workflow_state, "deleted"))
+            batch.changes.append(Change(enrollment, enrollment.workflow_state, "deleted"))
             enrollment.workflow_state = "deleted"
             enrollment.sis_import_id = batch.id
             enrollment.updated_at = now
@@ -795,7 +829,7 @@ class SisImports:
                 enrollment.stuck_sis_fields |= {
                     f for f, v in (("start_at", start_date), ("end_at", end_date)) if v
                 }
-            batch.changes.append((before_state, new_state))
+            batch.changes.append(Change(enrollment, before_state, new_state))
             return True
         enrollment = existing
         before = (
@@ -844,7 +878,7 @@ class SisImports:
             enrollment.updated_at = now
             world.version += 1
         if after[0] != before[0]:
-            batch.changes.append((before_state, new_state))
+            batch.changes.append(Change(enrollment, before_state, new_state))
         return True
 
     # ---- batch mode cleanup (SisBatch#remove_previous_imports) -----------------------------
@@ -908,7 +942,9 @@ class SisImports:
                 enrollment.completed_at = now
             enrollment.sis_import_id = batch.id
             enrollment.updated_at = now
-            batch.changes.append((before, batch.cleanup_drop_status))
+            batch.changes.append(
+                Change(enrollment, before, batch.cleanup_drop_status, batch_mode=True)
+            )
             if batch.done % CLEANUP_BATCH == 0 or batch.done == len(batch.cleanup_targets):
                 batch.progress = round(batch.done / len(batch.cleanup_targets) * 100)
         self.world.version += 1
@@ -983,7 +1019,8 @@ class SisImports:
             entry["deleted"] = 0
             stats[kind] = entry
         enrollment = stats["Enrollment"]
-        for before, after in batch.changes:
+        for change in batch.changes:
+            before, after = change.before, change.after
             if after == "active" and before in ("non-existent", "creation_pending"):
                 enrollment["created"] += 1
             elif after == "active" and before in ("inactive", "completed", "rejected", "deleted"):
@@ -1015,6 +1052,108 @@ class SisImports:
         )
         self.attachments[attachment.id] = attachment
         batch.errors_attachment = attachment
+
+    # ---- restore_states (SisBatch#restore_states_later, #restore_states_for_batch) ----------
+
+    def _advance_restores(self, now: float) -> None:
+        for job in self.restores.values():
+            if job.workflow_state == "completed":
+                continue
+            start = job.created_clock + self.start_delay / self.time_scale
+            if now < start:
+                continue
+            batch = job.batch
+            if job.workflow_state == "queued":
+                job.workflow_state = "running"
+                batch.workflow_state = "restoring"
+                batch.updated_at = self._wall(start)
+            due = min(len(job.changes), int((now - start) * self._rate + 1e-9))
+            while job.done < due:
+                change = job.changes[job.done]
+                job.done += 1
+                # restore_sql: back to the state before the import (a row it created goes
+                # to deleted), and only where that differs
+                target = "deleted" if change.before == "non-existent" else change.before
+                if change.enrollment.workflow_state != target:
+                    change.enrollment.workflow_state = target
+                    change.enrollment.updated_at = iso(self._wall(now)) or ""
+                change.restored = True
+            if due:
+                self.world.version += 1
+            total = len(job.changes)
+            job.completion = job.done / total * 100 if total else 100.0
+            job.updated_wall = self._wall(now)
+            if job.done < total:
+                continue
+            ended = start + total / self._rate
+            job.workflow_state = "completed"
+            job.completion = 100.0
+            job.updated_wall = self._wall(ended)
+            batch.workflow_state = "partially_restored" if job.partial else "restored"
+            batch.updated_at = self._wall(ended)
+            statistics = batch.data.setdefault("statistics", self._statistics(batch))
+            restored = sum(1 for c in batch.changes if c.restored)
+            statistics.setdefault("Enrollment", {})["restored"] = restored
+
+    def restore_states(
+        self, account_ref: str, token: Token, ref: str, params: dict[str, Any], base_url: str
+    ) -> Response:
+        """restore_states: the batch's changes undone by a job; answers its Progress."""
+        account_id = self._account(account_ref, token, "manage_sis")
+        batch = self._find(account_id, ref)
+        batch_mode = value_to_boolean(params.get("batch_mode", False))
+        undelete_only = value_to_boolean(params.get("undelete_only", False))
+        unconclude_only = value_to_boolean(params.get("unconclude_only", False))
+        if undelete_only and unconclude_only:
+            body = "cannot set both undelete_only and unconclude_only"
+            return views.json_response(body, 400)
+        changes = [c for c in batch.changes if not c.restored]
+        if undelete_only:
+            changes = [c for c in changes if c.after in ("retired", "deleted")]
+        if unconclude_only:
+            changes = [c for c in changes if c.after == "completed"]
+        if batch_mode:
+            changes = [c for c in changes if c.batch_mode]
+        now = self.clock()
+        self._next_progress_id += 1
+        job = RestoreJob(
+            id=self._next_progress_id,
+            batch=batch,
+            user_id=token.user_id,
+            changes=changes,
+            partial=undelete_only or unconclude_only or batch_mode,
+            created_clock=now,
+            created_wall=self._wall(now),
+            updated_wall=self._wall(now),
+        )
+        self.restores[job.id] = job
+        return views.json_response(self.progress_json(job, base_url))
+
+    def progress(self, token: Token, ref: str, base_url: str) -> Response:
+        """`GET progress/:id` for a restore job (read rights on its SIS import)."""
+        job = self.restores.get(int(ref)) if ref.isdigit() else None
+        if job is None:
+            raise views.not_found()
+        if not (token.admin and token.manage_sis):
+            raise views.unauthorized()
+        return views.json_response(self.progress_json(job, base_url))
+
+    @staticmethod
+    def progress_json(job: RestoreJob, base_url: str) -> dict[str, Any]:
+        """lib/api/v1/progress.rb `progress_json`."""
+        return {
+            "id": job.id,
+            "context_id": job.batch.id,
+            "context_type": "SisBatch",
+            "user_id": job.user_id,
+            "tag": "sis_batch_state_restore",
+            "completion": job.completion,
+            "workflow_state": job.workflow_state,
+            "created_at": iso(job.created_wall),
+            "updated_at": iso(job.updated_wall),
+            "message": None,
+            "url": f"{base_url}/api/v1/progress/{job.id}",
+        }
 
     # ---- the API --------------------------------------------------------------------------
 

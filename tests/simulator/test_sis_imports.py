@@ -338,3 +338,56 @@ def test_the_simulate_command_passes_the_import_knobs() -> None:
     assert off.sis_imports_enabled is False
     bad = build_parser().parse_args(["simulate", "--sis-import-rate", "0"])
     assert serve.main(bad) == 2
+
+
+async def test_restore_states_undoes_an_import_through_a_progress_job() -> None:
+    """restoring, then restored (or partially_restored for undelete_only and the others)."""
+    app, clock = sis_app(rate=1.0, start_delay=1.0)
+    async with client_for(app) as client:
+        first = enrollments_csv(
+            [
+                (DOC_COURSE, "01103", "student", "1B", "active"),
+                (DOC_COURSE, "13834", "student", "1B", "active"),
+            ]
+        )
+        one, _ = await run_to_end(client, clock, (await upload(client, first)).json()["id"])
+        second = enrollments_csv(
+            [
+                (DOC_COURSE, "01103", "student", "1B", "deleted"),
+                (DOC_COURSE, "13834", "student", "1B", "completed"),
+            ]
+        )
+        two, _ = await run_to_end(client, clock, (await upload(client, second)).json()["id"])
+        both = await client.put(
+            f"{IMPORTS}/{two['id']}/restore_states",
+            params={"undelete_only": "1", "unconclude_only": "1"},
+        )
+        assert (both.status_code, both.json()) == (
+            400,
+            "cannot set both undelete_only and unconclude_only",
+        )
+        started = await client.put(
+            f"{IMPORTS}/{two['id']}/restore_states", params={"undelete_only": "true"}
+        )
+        progress = started.json()
+        assert (progress["workflow_state"], progress["completion"]) == ("queued", 0.0)
+        assert progress["context_type"] == "SisBatch" and progress["context_id"] == two["id"]
+        clock.now += 1.0
+        assert (await status(client, two["id"]))["workflow_state"] == "restoring"
+        clock.now += 1.0
+        assert (await status(client, two["id"]))["workflow_state"] == "partially_restored"
+        polled = (await client.get(progress["url"])).json()
+        assert (polled["workflow_state"], polled["completion"]) == ("completed", 100.0)
+        (undeleted,) = enrollments_in_world(app, DOC_COURSE, "01103")
+        (concluded,) = enrollments_in_world(app, DOC_COURSE, "13834")
+        assert (undeleted.workflow_state, concluded.workflow_state) == ("active", "completed")
+        await client.put(f"{IMPORTS}/{one['id']}/restore_states")
+        clock.now += 10
+        final = await status(client, one["id"])
+    assert final["workflow_state"] == "restored"
+    assert final["data"]["statistics"]["Enrollment"]["restored"] == 2
+    assert {
+        e.workflow_state
+        for u in ("01103", "13834")
+        for e in enrollments_in_world(app, DOC_COURSE, u)
+    } == {"deleted"}
