@@ -196,7 +196,10 @@ class Change:
 
 @dataclass
 class Upload:
-    """The stored attachment: its name decides zip or CSV (ImportRefactored#prepare)."""
+    """The stored attachment: its name decides zip or CSV (ImportRefactored#prepare). A raw post
+    is named `sis_import.<extension>` (the controller's set_file_attributes); messages about a
+    single CSV name the upload's file name [inferred: Canvas reads a local copy of it], those
+    about a zip name its member."""
 
     filename: str
     content_type: str

@@ -4,6 +4,7 @@ app/controllers/sis_imports_api_controller.rb)."""
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
@@ -391,3 +392,23 @@ async def test_restore_states_undoes_an_import_through_a_progress_job() -> None:
         for u in ("01103", "13834")
         for e in enrollments_in_world(app, DOC_COURSE, u)
     } == {"deleted"}
+
+
+async def test_list_filters_by_creation_time() -> None:
+    app, clock = sis_app()
+    data = enrollments_csv([(DOC_COURSE, "13834", "student", "", "active")])
+    async with client_for(app) as client:
+        first = (await upload(client, data)).json()
+        clock.now += 120  # two world minutes later
+        second = (await upload(client, data)).json()
+        stamp = datetime.fromisoformat(second["created_at"])
+        later = (stamp + timedelta(seconds=1)).isoformat()
+        earlier = (stamp - timedelta(seconds=60)).isoformat()
+        since = await client.get(IMPORTS, params={"created_since": earlier})
+        before = await client.get(IMPORTS, params={"created_before": earlier})
+        none = await client.get(IMPORTS, params={"created_since": later})
+        nonsense = await client.get(IMPORTS, params={"created_since": "last week"})
+    assert [i["id"] for i in since.json()["sis_imports"]] == [second["id"]]
+    assert [i["id"] for i in before.json()["sis_imports"]] == [first["id"]]
+    assert none.json()["sis_imports"] == []
+    assert len(nonsense.json()["sis_imports"]) == 2  # CanvasTime.try_parse: no filter
