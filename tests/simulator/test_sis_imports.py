@@ -4,6 +4,8 @@ app/controllers/sis_imports_api_controller.rb)."""
 
 from __future__ import annotations
 
+import io
+import zipfile
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -412,3 +414,29 @@ async def test_list_filters_by_creation_time() -> None:
     assert [i["id"] for i in before.json()["sis_imports"]] == [first["id"]]
     assert none.json()["sis_imports"] == []
     assert len(nonsense.json()["sis_imports"]) == 2  # CanvasTime.try_parse: no filter
+
+
+async def test_more_than_24_errors_inline_24_then_their_pair() -> None:
+    """Errors (failure) are per file; a zip of 30 unreadable CSVs makes 30 of them."""
+    app, clock = sis_app()
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as out:
+        for n in range(30):
+            out.writestr(f"junk{n:02d}.csv", "a,b\n1,2\n")
+    async with client_for(app) as client:
+        created = await client.post(
+            IMPORTS, content=archive.getvalue(), headers={"Content-Type": "application/zip"}
+        )
+        final, _ = await run_to_end(client, clock, created.json()["id"])
+        download = await client.get(final["errors_attachment"]["url"])
+    assert final["workflow_state"] == "failed_with_messages"
+    errors = final["processing_errors"]
+    assert errors[:24] == [
+        [f"junk{n:02d}.csv", "Couldn't find Canvas CSV import headers"] for n in range(24)
+    ]
+    assert errors[24:] == [
+        ["and 6 more errors that were not included", "Download the error file to see all errors."]
+    ]
+    assert final["data"]["counts"]["error_count"] == 30
+    assert len(errors_rows(download.text)) == 31
+    assert "processing_warnings" not in final
