@@ -719,8 +719,14 @@ class SisImports:
                 self._warn(batch, row, message)
                 return False
             associated_user_id = observed.id
-        invalid = self._invalid(course, user, enrollment_type, associated_user_id)
-        if invalid is not None:
+        identity = (user.id, enrollment_type, role.id, associated_user_id, section.id)
+        existing = world.find_enrollment(identity)
+        new_state = self._target_state(status, existing, user, role, associated_user_id, section)
+        saves = new_state != "deleted" or existing is None  # a delete goes by destroy_batch
+        invalid = (
+            self._invalid(course, section, user, associated_user_id, new_state) if saves else []
+        )
+        if invalid:
             # The importer builds this message with `msg += "..." + msg += ...`: Ruby reads the
             # left `msg` before the right side reassigns it, so the prefix comes out twice.
             prefix = (
@@ -728,12 +734,11 @@ class SisImports:
                 f"(course: {course_id or ''}, section: {section_id or ''}, "
             )
             message = (
-                f"{prefix}user: {user_id or ''}, role: {role_name or ''}, error: {prefix}{invalid})"
+                f"{prefix}user: {user_id or ''}, role: {role_name or ''}, error: "
+                f"{prefix}{','.join(invalid)})"
             )
             self._warn(batch, row, message)
             return False
-        identity = (user.id, enrollment_type, role.id, associated_user_id, section.id)
-        existing = world.find_enrollment(identity)
         return self._write(
             batch,
             row,
@@ -742,10 +747,41 @@ class SisImports:
             section,
             role,
             associated_user_id,
-            status,
+            new_state,
             start_date,
             end_date,
         )
+
+    def _target_state(
+        self,
+        status: str,
+        existing: Enrollment | None,
+        user: User,
+        role: Role,
+        associated_user_id: int | None,
+        section: Section,
+    ) -> str:
+        """enrollment_status: the state the row's status gives this enrollment."""
+        lowered = status.lower()
+        if lowered.startswith("active"):
+            return "active"
+        if lowered.startswith("completed"):
+            return "completed"
+        if lowered.startswith("inactive"):
+            return "inactive"
+        if lowered.startswith("deleted_last_completed"):
+            # deleted when another not-deleted enrollment of the user, with the same observee
+            # and role, exists in the course; else completed (the user's last one is kept)
+            others = any(
+                e.user_id == user.id
+                and e.associated_user_id == associated_user_id
+                and e.role_id == role.id
+                and e.workflow_state != "deleted"
+                and (existing is None or e.id != existing.id)
+                for e in self.world.enrollments_in_course(section.course_id)
+            )
+            return "deleted" if others else "completed"
+        return "deleted"
 
     def _role(
         self, batch: SisImport, course: Course, role_id: str | None, role_name: str | None
@@ -766,24 +802,33 @@ class SisImports:
         return next((r for r in roles if r.label == role_name), None) if role_name else None
 
     def _invalid(
-        self, course: Course, user: User, enrollment_type: str, associated_user_id: int | None
-    ) -> str | None:
+        self,
+        course: Course,
+        section: Section,
+        user: User,
+        associated_user_id: int | None,
+        state: str,
+    ) -> list[str]:
         """The model validations a save would fail, as `errors.full_messages` words them
-        (app/models/enrollment.rb: valid_course?, cant_observe_self, cant_observe_observer)."""
-        if course.workflow_state == "deleted":
-            return "Course is not a valid course"
+        (app/models/enrollment.rb: cant_observe_self, cant_observe_observer, valid_course?,
+        valid_section?; the order between them is inferred)."""
+        errors: list[str] = []
         if associated_user_id is not None:
             if associated_user_id == user.id:
-                return "Associated user Cannot observe yourself"
-            if any(
+                errors.append("Associated user Cannot observe yourself")
+            elif any(
                 e.type == "ObserverEnrollment"
                 and e.user_id == associated_user_id
                 and e.associated_user_id == user.id
                 and e.workflow_state != "deleted"
                 for e in self.world.enrollments_in_course(course.id)
             ):
-                return "Associated user Cannot observe observer observing self"
-        return None
+                errors.append("Associated user Cannot observe observer observing self")
+        if state != "deleted" and course.workflow_state == "deleted":
+            errors.append("Course is not a valid course")
+        if state != "deleted" and section.workflow_state != "active":
+            errors.append("Course section is not a valid section")
+        return errors
 
     def _write(
         self,
@@ -794,35 +839,13 @@ class SisImports:
         section: Section,
         role: Role,
         associated_user_id: int | None,
-        status: str,
+        new_state: str,
         start_date: str | None,
         end_date: str | None,
     ) -> bool:
         world = self.world
         now = iso(self._wall(self.clock())) or ""
         before_state = existing.workflow_state if existing else "non-existent"
-        new_state: str
-        lowered = status.lower()
-        if lowered.startswith("active"):
-            new_state = "active"
-        elif lowered.startswith("completed"):
-            new_state = "completed"
-        elif lowered.startswith("inactive"):
-            new_state = "inactive"
-        elif lowered.startswith("deleted_last_completed"):
-            # deleted when another not-deleted enrollment of the user, with the same observee
-            # and role, exists in the course; else completed (the user's last one is kept)
-            others = any(
-                e.user_id == user.id
-                and e.associated_user_id == associated_user_id
-                and e.role_id == role.id
-                and e.workflow_state != "deleted"
-                and (existing is None or e.id != existing.id)
-                for e in world.enrollments_in_course(section.course_id)
-            )
-            new_state = "deleted" if others else "completed"
-        else:
-            new_state = "deleted"
         limit_value = row.get("limit_section_privileges")
         options = batch.options
         override = bool(options.get("override_sis_stickiness"))
