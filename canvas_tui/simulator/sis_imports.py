@@ -1543,7 +1543,8 @@ def _uncompressed_size(upload: Upload) -> int:
 
 def _parse_date(value: str | None) -> str | None:
     """DateTime.parse: a time without an offset is UTC (not the account's zone, as the REST
-    API's Time.zone parse would have it). Raises ValueError when it is no time."""
+    API's Time.zone parse would have it). Raises ValueError when it is no time. Only ISO 8601
+    is read: stricter than Ruby, which also takes "Sep 1 2026" or "tuesday"."""
     if value is None:
         return None
     text = value.strip()
