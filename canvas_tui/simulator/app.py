@@ -371,6 +371,7 @@ class Simulator:
                 "faults": dict(s.faults),
                 "time_scale": self.config.time_scale,
                 "throttle_status": self.config.throttle_status,
+                "sis_imports": self.sis_imports.stats(),
             }
 
     def reset_stats(self) -> None:

@@ -245,6 +245,7 @@ class SisImport:
     pending_deletes: list[Enrollment] = field(default_factory=list)
     roles_by_account: dict[int, list[Role]] = field(default_factory=dict)
     stop_at: int | None = None  # rows an aborted import still applies (its current chunk)
+    applied: int = 0  # rows read so far, for the simulator's stats
 
 
 @dataclass
@@ -321,6 +322,18 @@ class SisImports:
     def _rate(self) -> float:
         """Rows per clock second."""
         return self.rows_per_second * self.time_scale
+
+    def stats(self) -> dict[str, Any]:
+        """For `/__sim__/stats`: imports by state, rows applied, the rate in force."""
+        by_state: dict[str, int] = {}
+        for batch in self.imports.values():
+            by_state[batch.workflow_state] = by_state.get(batch.workflow_state, 0) + 1
+        return {
+            "imports": len(self.imports),
+            "by_state": by_state,
+            "rows_applied": sum(b.applied for b in self.imports.values()),
+            "rate_per_world_second": self.rows_per_second,
+        }
 
     # ---- the strand -----------------------------------------------------------------------
 
@@ -601,6 +614,7 @@ class SisImports:
         while batch.done < upto:
             row = batch.rows[batch.done]
             batch.done += 1
+            batch.applied += 1
             if self._apply(batch, row):
                 batch.succeeded_rows += 1
             if batch.done % batch.chunk == 0 or batch.done == len(batch.rows):

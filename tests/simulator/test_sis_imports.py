@@ -60,6 +60,13 @@ async def test_a_clean_import_goes_created_importing_imported_and_enrolls() -> N
         assert final["data"]["statistics"]["Enrollment"]["created"] == 1
         assert final["data"]["statistics"]["total_state_changes"] == 1
         rows = await enrollments_of(client, DOC_COURSE, "13834")
+        stats = (await client.get("/__sim__/stats")).json()["sis_imports"]
+    assert stats == {
+        "imports": 1,
+        "by_state": {"imported": 1},
+        "rows_applied": 1,
+        "rate_per_world_second": 10.0,
+    }
     assert [(r["enrollment_state"], r["sis_section_id"], r["sis_import_id"]) for r in rows] == [
         ("active", "2A", body["id"])
     ]
