@@ -398,7 +398,12 @@ class SisImports:
             return
         rows = self._read(batch, files)
         batch.enrollment_rows = rows
-        rows = self._diff(batch, rows)
+        diffed = self._diff(batch, rows)
+        if diffed is None:  # process_instructure_csv_zip: an empty diff just finishes
+            batch.rows = []
+            self._finish(batch, at, import_finished=True)
+            return
+        rows = diffed
         supplied = ["enrollment"] if any(f[2] == "enrollment" for f in files) else []
         batch.data["supplied_batches"] = supplied
         batch.data["counts"] = {key: 0 for key in COUNT_KEYS}
@@ -557,7 +562,8 @@ class SisImports:
 
     # ---- diffing (SisBatch#generate_diff, SIS::CSV::DiffGenerator) ------------------------
 
-    def _diff(self, batch: SisImport, rows: list[Row]) -> list[Row]:
+    def _diff(self, batch: SisImport, rows: list[Row]) -> list[Row] | None:
+        """The rows to import; None when the diff is empty (nothing changed)."""
         identifier = batch.diffing_data_set_identifier
         if batch.diffing_remaster or not identifier:
             return rows
@@ -597,6 +603,8 @@ class SisImports:
                 values = dict(old.values)
                 values["status"] = drop_status
                 out_values.append((old.file, values))
+        if not out_values:
+            return None
         row_limit = batch.options.get("diff_row_count_threshold")
         if row_limit and len(out_values) > row_limit:
             batch.diffing_threshold_exceeded = True

@@ -241,3 +241,16 @@ async def test_abort_during_cleanup_stops_the_drops_and_still_finishes_the_batch
     assert final["workflow_state"] == "aborted"
     dropped = sum(1 for e in earlier if e.workflow_state == "deleted")
     assert 0 < dropped < len(earlier)
+
+
+async def test_an_unchanged_file_under_diffing_imports_nothing() -> None:
+    app, clock = sis_app()
+    rows = [(DOC_COURSE, "01103", "student", "1B", "active")]
+    async with client_for(app) as client:
+        await import_rows(app, clock, client, rows, diffing_data_set_identifier="d")
+        (enrollment,) = enrollments_in_world(app, DOC_COURSE, "01103")
+        enrollment.workflow_state = "inactive"  # changed in Canvas since: a diff cannot know
+        same = await import_rows(app, clock, client, rows, diffing_data_set_identifier="d")
+    assert same["workflow_state"] == "imported"
+    assert "supplied_batches" not in same["data"]
+    assert enrollment.workflow_state == "inactive"
