@@ -374,7 +374,9 @@ class SisImportChannel:
     async def _find(self, record: ImportRecord) -> int | str | None:
         """After an upload whose answer was lost: Canvas's id for it (int), None when Canvas
         has no upload of that file, "unknown" when it cannot tell (nothing is uploaded then,
-        and the records stay in flight for a later run)."""
+        and the records stay in flight for a later run). Canvas names each import's uploaded
+        file in `csv_attachments` (lib/api/v1/sis_import.rb), under the name it was posted
+        with (SisBatch.create_with_attachment keeps `original_filename`)."""
         since = _iso(record.updated_at - 300)  # the mark came just before the POST
         try:
             listed = await self._client.list_sis_imports(
