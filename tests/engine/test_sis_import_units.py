@@ -3,11 +3,12 @@ rows, REST or import by expected time, and the journal's schema 2 -> 3 migration
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from dataclasses import replace
 from pathlib import Path
 
-from canvas_tui.engine.journal import SCHEMA_VERSION, Journal
+from canvas_tui.engine.journal import SCHEMA_VERSION, Journal, JournalError
 from canvas_tui.engine.plan.diff import Action, Step, StepKind, Via
 from canvas_tui.engine.repost import PostFields
 from canvas_tui.engine.sis_import.channel import Collector
@@ -262,3 +263,21 @@ def test_rows_whose_source_changed_since_the_plan_go_by_rest() -> None:
         "source rows changed since the plan": 1,
         "drops of enrollments the SIS no longer lists": 2,
     }
+
+
+def test_an_import_of_records_not_pending_is_refused_whole(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "j.journal")
+    try:
+        journal.load([_record(), _record(user="sis_user_id:S2")], description="in.csv")
+        journal.transition([2], State.SKIPPED, only_from=[State.PENDING], message="skipped")
+        journal.flush_sync()
+        try:
+            asyncio.run(journal.create_import("f.csv", b"x", [(2, 1), (3, 2)], ["create"] * 2))
+        except JournalError as error:
+            assert "1 records of the import are not pending" in str(error)
+        else:
+            raise AssertionError("an import of a record not pending was kept")
+        assert journal.imports() == [] and journal.get(1).state is State.PENDING  # type: ignore[union-attr]
+        assert journal.get(1).channel is None  # type: ignore[union-attr]
+    finally:
+        journal.close()
