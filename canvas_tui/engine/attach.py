@@ -71,6 +71,7 @@ SOCKET_SUFFIX: Final = ".sock"
 SOCKET_MODE: Final = 0o600
 SNAPSHOT_SECONDS: Final = 0.2  # what a person watching needs; each guest costs a snapshot a tick
 MAX_GUESTS: Final = 8  # each holds two threads of the host's
+HANDSHAKE_SECONDS: Final = 30.0  # a connection that says no Attach by then loses its place
 # sun_path holds 108 bytes on Linux, 104 on macOS, the terminating NUL included
 _SUN_PATH_MAX: Final = 100
 _PROC_FD: Final = Path("/proc/self/fd")
@@ -265,7 +266,13 @@ class AttachServer:
             sock.close()
             return
         sock.setblocking(True)
-        self.guests.append(_Guest(self, sock))
+        guest = _Guest(self, sock)
+        self.guests.append(guest)
+        self.loop.call_later(HANDSHAKE_SECONDS, self._unless_attached, guest)
+
+    def _unless_attached(self, guest: _Guest) -> None:
+        if guest.control is None:
+            self._close_guest(guest)
 
     # ---- messages (on the host's loop) ---------------------------------------------------------
 
