@@ -52,17 +52,29 @@ def _run(
     return done.stdout
 
 
+def _image_extras() -> str:
+    """The extras the Dockerfile installs the wheel with (its `ARG EXTRAS=` default)."""
+    import dockerfile
+
+    for command in dockerfile.parse_file(str(ROOT / "Dockerfile")):
+        if command.cmd.upper() == "ARG" and command.value[0].startswith("EXTRAS="):
+            return str(command.value[0].partition("=")[2])
+    raise AssertionError("the Dockerfile names no EXTRAS")
+
+
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """`bin/` of a fresh venv holding only the wheel and its dependencies (from the configured
-    package index: PyPI, or the local mirror when offline)."""
+    package index: PyPI, or the local mirror when offline), as the Dockerfile installs it:
+    `pip wheel --no-deps`, a venv, the wheel with the image's extras."""
     work = tmp_path_factory.mktemp("wheel")
     _run(
         sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", work / "dist", ROOT, cwd=work
     )
     (wheel,) = (work / "dist").glob("canvas_tui-*.whl")
     _run(sys.executable, "-m", "venv", work / "venv", cwd=work)
-    _run(work / "venv" / "bin" / "python", "-m", "pip", "install", "-q", wheel, cwd=work)
+    _run(work / "venv" / "bin" / "python", "-m", "pip", "install", "-q",
+         f"{wheel}[{_image_extras()}]", cwd=work)  # fmt: skip
     yield work / "venv" / "bin"
 
 
@@ -205,11 +217,16 @@ class Pod:
         return [str(p) for d in ("home", "work") for p in (self.root / d).rglob("*")]
 
 
-def test_the_version_and_the_commands_the_image_runs(installed: Path, tmp_path: Path) -> None:
+def test_the_version_and_syncs_options_from_the_wheel(installed: Path, tmp_path: Path) -> None:
     env = _env(tmp_path)
     cli = installed / "canvas-tui"
     assert _run(cli, "--version", cwd=tmp_path, env=env).strip() == f"canvas-tui {__version__}"
     assert "--no-attach" in _run(cli, "sync", "--help", cwd=tmp_path, env=env)
+
+
+def test_watch_help_from_the_wheel(installed: Path, tmp_path: Path) -> None:
+    env = _env(tmp_path)
+    cli = installed / "canvas-tui"
     if " watch " not in _run(cli, "--help", cwd=tmp_path, env=env):
         pytest.skip("`canvas-tui watch` has not landed in this checkout yet")
     assert "--health" in _run(cli, "watch", "--help", cwd=tmp_path, env=env)
