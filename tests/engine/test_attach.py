@@ -61,7 +61,7 @@ def _count(session: RemoteSession, state: State) -> int:
 # ---- following a headless sync --------------------------------------------------------------------
 
 
-async def test_a_console_with_control_pauses_and_resumes_a_headless_sync(
+async def test_a_console_with_control_pauses_resumes_and_retries_in_a_headless_sync(
     tmp_path: Path,
 ) -> None:
     with gated_sync(tmp_path, 40) as run:
@@ -85,6 +85,12 @@ async def test_a_console_with_control_pauses_and_resumes_a_headless_sync(
                 0.5,
                 what="a record sent while the sync was paused from the console",
             )
+            # skip a record still pending, then retry it: both reach the sync's engine
+            last = run.records
+            assert await attached.command(RunCommands.skip, last) is True
+            assert _count(attached, State.SKIPPED) == 1  # the reply's snapshot
+            assert await attached.command(RunCommands.retry, last) is True
+            assert _count(attached, State.SKIPPED) == 0
             await attached.command(RunCommands.resume)
             await eventually_async(
                 lambda: _phase(attached) is Phase.FINISHED, what="the sync's run finished"
