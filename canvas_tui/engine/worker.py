@@ -62,7 +62,13 @@ Operation = Callable[..., Awaitable[Any]]
 
 
 class _Server:
-    def __init__(self, conn: Connection, session: Session, outbox: Outbox) -> None:
+    def __init__(
+        self,
+        conn: Connection,
+        session: Session,
+        outbox: Outbox,
+        attach: AttachServer | None = None,
+    ) -> None:
         self.conn = conn
         self.session = session
         self.outbox = outbox
@@ -73,7 +79,7 @@ class _Server:
         self.done = asyncio.Event()
         self.closing = False
         # other consoles of this user may follow the run (engine/attach.py): a second screen
-        self.attach: AttachServer | None = None
+        self.attach = attach
         self.operations: Mapping[Op, Operation] = {
             Op.LOAD: self._load,
             Op.RUN: self._run,
@@ -95,7 +101,6 @@ class _Server:
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(signal.SIGTERM, self._orphaned, "terminated")
         self.session.runner.subscribe(self._event)
-        self.attach = serve_attach(self.session, warn=log.warning)
         pusher = asyncio.create_task(self._push_snapshots())
         try:
             await self.done.wait()
@@ -248,6 +253,8 @@ async def _serve(conn: Connection) -> None:
         except Exception as exc:
             conn.send(StartFailed(sendable(exc)))
             return
+        # before Ready: once its console hears the session is open, others may attach too
+        attach = serve_attach(session, warn=log.warning)
         conn.send(
             Ready(
                 PROTOCOL_VERSION,
@@ -259,9 +266,11 @@ async def _serve(conn: Connection) -> None:
         )
         outbox = Outbox(conn)
         try:
-            await _Server(conn, session, outbox).serve()
+            await _Server(conn, session, outbox, attach).serve()
         finally:
             outbox.close()
+            if attach is not None:  # closed on the way down already, unless serving failed
+                await attach.close()
 
 
 def _open(spec: EngineSpec, transport: httpx.AsyncBaseTransport | None) -> Session:
