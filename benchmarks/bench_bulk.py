@@ -334,7 +334,8 @@ def main(argv: list[str] | None = None) -> int:
             world = (spec.import_start + r.n / spec.import_rate) / spec.time_scale
             out.append(
                 f"- {r.n:,} by import: {r.uploaded:.1f}s until the upload was answered (reading the "
-                f"source, rosters, plan, journal load, the file), {canvas:.1f}s in Canvas (its "
+                f"source, rosters, the plan and its file; the journal loads meanwhile), "
+                f"{canvas:.1f}s in Canvas (its "
                 f"own {world:.1f}s plus polling), {r.elapsed - r.canvas_done:.1f}s settling the "
                 f"records; the engine's own {engine:.1f}s does not shrink with Canvas's time scale: "
                 f"at scale 1 this load would be about {spec.t_star(r.n) * spec.time_scale / (world * spec.time_scale + engine):.1f}x "
