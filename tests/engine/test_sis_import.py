@@ -27,7 +27,7 @@ from canvas_tui.engine.report import write_report
 from canvas_tui.engine.session import Session, open_session
 from canvas_tui.engine.sis_import.attach import start_early
 from canvas_tui.engine.sis_import.channel import ImportOptions, SisImportChannel
-from canvas_tui.engine.sis_import.messages import MappedMessages
+from canvas_tui.engine.sis_import.messages import MappedMessages, RowMessage
 from canvas_tui.engine.state import ImportStatus, Phase, RecordRow, RunState
 from canvas_tui.records import State
 from canvas_tui.simulator import ADMIN_TOKEN, SimConfig, Simulator, World, build_app
@@ -487,3 +487,50 @@ async def test_auto_takes_rest_for_a_few_changes_and_says_why(bulk: Bulk) -> Non
     # in process REST answers in milliseconds: at 100 rows/s an import never catches up
     assert "never pays off" in decision.via_message
     assert bulk.imports() == 0 and [r.channel for r in journal] == [None] * 3
+
+
+@pytest.mark.parametrize(
+    ("state", "errors", "want"),
+    [
+        ("imported", [], ["done", "done"]),
+        ("imported_with_messages", [], ["failed:user_not_found", "done"]),
+        ("failed", [], ["failed:sis_import", "failed:sis_import"]),
+        (
+            "failed_with_messages",
+            [["f.csv", "Invalid CSV"]],
+            ["failed:user_not_found", "failed:sis_import"],
+        ),
+        ("aborted", [], ["failed:user_not_found", "failed:sis_import"]),
+    ],
+)
+def test_each_final_state_as_the_engine_settles_it(
+    tmp_path: Path, state: str, errors: list[list[str]], want: list[str]
+) -> None:
+    """Row 2 has a message (Canvas's errors file said so) except in a clean import; row 3 none:
+    it is done only when Canvas applied the import and every message is tied to a row."""
+    journal = Journal(tmp_path / "t.journal")
+    try:
+        channel = SisImportChannel(
+            journal,
+            None,  # type: ignore[arg-type]  # settling reads neither client nor runner
+            None,  # type: ignore[arg-type]
+        )
+        status = {
+            "id": 9,
+            "workflow_state": state,
+            "data": {"counts": {"warning_count": 0 if state in ("imported", "failed") else 1}},
+            **({"processing_errors": errors} if errors else {}),
+        }
+        mapped = MappedMessages()
+        if state not in ("imported", "failed"):
+            message = "User not found for enrollment (User ID: X, Course ID: C, Section ID: )"
+            mapped.by_row[2].append(RowMessage(2, message, error=False))
+            mapped.expected = 1
+        record = ImportRecord(1, "polling", "f.csv", 2, 9, None, None, None, None, 0, 0, 0)
+        outcomes, _note = channel._outcomes(record, status, {2: 11, 3: 12}, mapped)
+        got = ["done" if o.state is State.DONE else f"failed:{o.category}" for _rid, o in outcomes]
+        assert got == want
+        if errors:
+            assert "Invalid CSV" in (outcomes[1][1].message or "")
+    finally:
+        journal.close()
