@@ -484,8 +484,8 @@ async def test_auto_takes_rest_for_a_few_changes_and_says_why(bulk: Bulk) -> Non
     decision, state, journal = await _sync(bulk.session(rows, bulk.config(via="auto")))
     assert state is not None and decision.via == "rest"
     assert decision.via_message and decision.via_message.startswith("REST (auto)")
-    # in process REST answers in milliseconds: at 100 rows/s an import never catches up
-    assert "never pays off" in decision.via_message
+    # the crossover is stated (in process REST answers in milliseconds, so it may be "never")
+    assert "pays off from" in decision.via_message or "never pays off" in decision.via_message
     assert bulk.imports() == 0 and [r.channel for r in journal] == [None] * 3
 
 
