@@ -534,3 +534,16 @@ def test_each_final_state_as_the_engine_settles_it(
             assert "Invalid CSV" in (outcomes[1][1].message or "")
     finally:
         journal.close()
+
+
+async def test_an_import_without_a_plan_is_refused_before_anything_is_sent(bulk: Bulk) -> None:
+    rows = [bulk.row(user) for user in bulk.users[:3]]
+    session = bulk.session(rows, bulk.config())
+    try:
+        decision = await prepare_sync(session, requested=False, allow_drops=None)
+        assert decision.refused and "--via sis-import uploads the plan's changes" in (
+            decision.refused
+        )
+        assert not session.store.loaded and bulk.imports() == 0
+    finally:
+        await session.close()
