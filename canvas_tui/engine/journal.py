@@ -1008,6 +1008,20 @@ class Journal:
             out.append(Attempt(number, started, finished, method, url, body, *rest))
         return out
 
+    def rows_of_users(self, users: Collection[str]) -> list[RecordRow]:
+        """Every record that names one of `users` (the `user` column: an API id, or a rejected
+        row's bare id), in source order: one range of the `records_user` index per id, which
+        schema 1 has too, so a term of journals is searched without reading their records."""
+        wanted = list(dict.fromkeys(users))
+        if not wanted:
+            return []
+        marks = ", ".join("?" for _ in wanted)
+        sql = (
+            f"SELECT {_ROW_COLUMNS} FROM records WHERE user IN ({marks}) "  # noqa: S608
+            "ORDER BY record_id"
+        )
+        return [self._row(v) for v in self._query(sql, wanted)]
+
     def failed_ids(self, category: str | None = None) -> list[int]:
         if category is None:
             found = self._query(
