@@ -197,6 +197,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sync.add_argument("--allow-drops", type=int, metavar="N", help="permit up to N drops")
     sync.add_argument(
+        "--first",
+        metavar="COURSE",
+        action="append",
+        default=[],
+        help="send this course's pending records before any other, and the rest only once "
+        "they have all ended (a SIS course id, or a Canvas id; repeatable, in order)",
+    )
+    sync.add_argument(
         "--retry-failed",
         action="store_true",
         help="when resuming a journal, send every failed record again (records that failed "

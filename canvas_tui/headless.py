@@ -404,6 +404,14 @@ async def _sync(session: Session, reporter: Reporter, args: argparse.Namespace) 
         if getattr(args, "retry_failed", False):
             queued = runner.retry_failed()
             reporter.info("queued the failed records again", records=queued)
+        for course in reversed(getattr(args, "first", None) or []):  # the first named goes first
+            moved = runner.to_front(course=course)
+            if moved:
+                reporter.info("moved to the front", course=course, records=moved)
+            else:
+                reporter.info(
+                    f"--first {course}: no pending records of that course", level="warning"
+                )
         runner.stop_when_unreachable = True  # exit 3, records pending; the next run resumes
         unsubscribe = runner.subscribe(on_event)
         ticker = asyncio.create_task(_tick(runner.snapshot, reporter))

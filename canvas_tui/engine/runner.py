@@ -25,6 +25,7 @@ from canvas_tui.engine.edit import edited_record
 from canvas_tui.engine.journal import Journal, JournalError, JournalWriteFailed, Outcome
 from canvas_tui.engine.state import (
     Event,
+    FrontState,
     GovernorState,
     Phase,
     RecordChanged,
@@ -32,7 +33,14 @@ from canvas_tui.engine.state import (
     RunPhaseChanged,
     RunState,
 )
-from canvas_tui.records import EnrollmentRecord, RowProblem, State
+from canvas_tui.records import (
+    EnrollmentRecord,
+    RowProblem,
+    State,
+    api_id,
+    sis_value,
+    split_api_id,
+)
 from canvas_tui.sources.normalize import Layout
 
 log = logging.getLogger(__name__)
@@ -180,6 +188,17 @@ class Runner:
         self._requeue: deque[int] = deque()
         self._buffer: deque[int] = deque()
         self._cursor = 0
+        # Records moved to the front (`to_front`): they go before every other record, and the
+        # rest wait until each of them has ended (a barrier: "this course first" means its last
+        # record too). `_front` is what is left to claim, in order; `_front_flying` what of it
+        # is in flight; both come back from the journal on a resume.
+        self._front: deque[int] = deque(journal.front_queue())
+        self._front_flying: set[int] = set()
+        self._front_taken: set[int] = set()  # of the ids `_next_ids` just gave, the front's
+        self._front_moves = 0  # moves this session: a claim that crossed one is looked at again
+        moves = journal.front_moves()
+        self._front_label: str | None = moves[-1][2] if moves else None
+        self._front_moved = sum(m[3] for m in moves)
         self._send_budget = 0
         self._wake = asyncio.Event()
         self._running = False
@@ -284,6 +303,8 @@ class Runner:
             self._retry_transient("queued again on resume: it failed for a transient cause")
         self._cursor = 0
         self._buffer.clear()
+        self._front = deque(self._journal.front_queue())  # in flight before: pending again
+        self._front_flying.clear()
         ticker = asyncio.create_task(self._tick())
         try:
             if self._preflight is not None and self._counts.get(State.PENDING, 0):
@@ -368,38 +389,57 @@ class Runner:
                 continue
             if paused:
                 free = min(free, self._send_budget)
-            ids = self._next_ids(free)
+            ids = self._next_ids(free, paused=paused)
             if not ids:
-                if not self._tasks and not self._requeue:
+                if not self._tasks and not self._requeue and not self._front:
                     self._send_budget = 0
                     return
                 await self._wait_wake()
                 continue
             self._claimed.update(ids)
+            front, moves = self._front_taken, self._front_moves
             try:
                 claimed = await self._journal.claim(ids)
             except JournalWriteFailed:
                 self._claimed.difference_update(ids)
                 continue  # the failure is seen at the top of the loop
             self._claimed.difference_update(set(ids) - set(claimed))
+            if moves != self._front_moves:
+                # records moved to the front while these were claimed: the others wait
+                behind = [r for r in claimed if r not in front]
+                await self._journal.unclaim(behind)
+                self._claimed.difference_update(behind)
+                self._requeue.extendleft(reversed(behind))
+                claimed = [r for r in claimed if r in front]
             if self.gate.cancelled or (self.gate.paused and not paused):
                 # paused or cancelled while the claim was written: nothing new may go out
                 await self._journal.unclaim(claimed)
                 self._claimed.difference_update(claimed)
-                self._requeue.extendleft(reversed(claimed))  # first in line on resume
+                # first in line on resume (the front's at the front again)
+                self._front.extendleft(reversed([r for r in claimed if r in front]))
+                self._requeue.extendleft(reversed([r for r in claimed if r not in front]))
                 continue
             if paused:
                 self._send_budget -= len(claimed)
             for record_id in claimed:
+                if record_id in front:
+                    self._front_flying.add(record_id)
                 self._move(record_id, State.PENDING, State.IN_FLIGHT)
                 self._tasks[record_id] = asyncio.create_task(self._process(record_id))
 
-    def _next_ids(self, n: int) -> list[int]:
+    def _next_ids(self, n: int, *, paused: bool = False) -> list[int]:
         out: list[int] = []
-        while self._requeue and len(out) < n:
-            record_id = self._requeue.popleft()
+        if paused:  # send one: the record the operator chose, whatever is at the front
+            self._take_requeued(out, n)
+        self._front_taken = set()
+        while self._front and len(out) < n:
+            record_id = self._front.popleft()
             if record_id not in self._claimed and record_id not in out:
                 out.append(record_id)
+                self._front_taken.add(record_id)
+        if self._front or self._front_flying:
+            return out  # the rest wait until every moved record has ended
+        self._take_requeued(out, n)
         while len(out) < n:
             if not self._buffer:
                 batch = self._journal.pending_ids(after=self._cursor, limit=500)
@@ -411,6 +451,12 @@ class Runner:
             if record_id not in self._claimed and record_id not in out:
                 out.append(record_id)
         return out
+
+    def _take_requeued(self, out: list[int], n: int) -> None:
+        while self._requeue and len(out) < n:
+            record_id = self._requeue.popleft()
+            if record_id not in self._claimed and record_id not in out:
+                out.append(record_id)
 
     async def _process(self, record_id: int) -> None:
         attempts = 0
@@ -463,6 +509,7 @@ class Runner:
             )
         finally:
             self._claimed.discard(record_id)
+            self._front_flying.discard(record_id)
             self._tasks.pop(record_id, None)
             self._wake.set()
 
@@ -582,7 +629,14 @@ class Runner:
             eta=(left / rate) if rate > 0 else (0.0 if left == 0 else None),
             latency=self._latency,
             paused_reason=self._paused_reason if self._phase == Phase.PAUSED else None,
+            front=self._front_state(),
         )
+
+    def _front_state(self) -> FrontState | None:
+        if self._front_label is None:
+            return None
+        left = len(self._front) + len(self._front_flying)
+        return FrontState(self._front_label, self._front_moved, left)
 
     def _unreachable(self, last: str) -> None:
         """The breaker tripped: stop sending until Canvas is back (see `stop_when_unreachable`)."""
@@ -715,6 +769,36 @@ class Runner:
         if row.state == State.PENDING:
             return True
         return self._requeue_after_edit(row.record_id, row.state, row.category)
+
+    def to_front(self, course: str | None = None, text: str | None = None) -> int:
+        """Move the pending records of `course` (as an operator types it: `BIO-101` is a SIS
+        course id, digits a Canvas id, or an API id form), else of the queue's `text` filter,
+        before every other record, and before any earlier move's. Records in flight go on;
+        the others wait until every moved record has ended. Kept in the journal: a resume
+        sends them first too."""
+        course = (course or "").strip() or None
+        text = (text or "").strip() or None
+        if course is None and text is None:
+            return 0
+        if course is not None:
+            kind, value = split_api_id(course)
+            courses = [course] if kind is not None else [api_id("sis_course_id", value), value]
+            sections = [api_id("sis_section_id", value), value] if kind is None else [course]
+            label = sis_value(course)
+            moved = self._journal.to_front(label=label, courses=courses, sections=sections)
+        else:
+            label = f"filter {text!r}"
+            moved = self._journal.to_front(label=label, text=text)
+        if not moved:
+            return 0
+        first = set(moved)
+        moved = [r for r in moved if r not in self._claimed]
+        self._front = deque([*moved, *(r for r in self._front if r not in first)])
+        self._front_label = label
+        self._front_moved += len(moved)
+        self._front_moves += 1
+        self._wake.set()
+        return len(moved)
 
     def _requeue_after_edit(self, record_id: int, state: State, category: str | None) -> bool:
         moved = self._journal.transition(

@@ -58,6 +58,15 @@ ACTIONS: tuple[ConsoleAction, ...] = (
         "sort", "o", "cycle_order", "Sort", "Cycle the queue's sort order", where="queue"
     ),
     ConsoleAction(
+        "front",
+        "F",
+        "to_front",
+        "Front",
+        "Send the selected record's course first (with a text filter: the filter's records)",
+        show=False,
+        where="queue",
+    ),
+    ConsoleAction(
         "jump", "colon", "jump", "Jump", "Jump to a record by its number", show=False, where="queue"
     ),
     ConsoleAction("roster", "c", "roster", "Roster", "Open a course roster and compare with SIS"),

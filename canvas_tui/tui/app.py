@@ -73,6 +73,7 @@ WRITES = frozenset(
         "send_one",
         "cancel_run",
         "edit",
+        "to_front",
     }
 )
 REGISTRY = frozenset(a.action.split("(")[0] for a in ACTIONS)
@@ -410,6 +411,8 @@ class ConsoleApp(App[int]):
             if not self.run_active:
                 return None  # nothing to cancel (READY, or a run that ended)
             return phase in (Phase.RUNNING, Phase.PAUSED, Phase.LOADING) or None
+        if action == "to_front":
+            return state.counts.get(State.PENDING, 0) > 0 or None
         if action in ("retry_all", "failures", "export_failures"):
             return failed > 0 or None
         return True
@@ -582,6 +585,33 @@ class ConsoleApp(App[int]):
         i = keys.index(current.order) if current.order in keys else -1
         self.queue.set_filter(QueueFilter(current.state, current.text, keys[(i + 1) % len(keys)]))
         self.queue.tick(self.state)
+
+    async def action_to_front(self) -> None:
+        """The selected record's course (or the queue's text filter) goes first: its pending
+        records are sent before any other, and the rest wait until they have all ended."""
+        if self.session is None:
+            return
+        text = self.queue.filter.text
+        if text:
+            what = f"matching {text!r}"
+            moved = await self.session.command(RunCommands.to_front, None, text)
+        else:
+            row = self.current_record()
+            course = None if row is None else (row.course or row.section)
+            if course is None:
+                self.notify("Select a record of the course to send first", severity="warning")
+                return
+            what = f"of {sis_value(course)}"
+            moved = await self.session.command(RunCommands.to_front, course)
+        if moved:
+            self.notify(
+                f"{fmt.count(moved)} pending records {printable(what)} go first; the rest "
+                "wait until they have all ended",
+                title="Moved to the front",
+            )
+        else:
+            self.notify(f"No pending records {printable(what)}", severity="warning")
+        self._after_command()
 
     def action_jump(self) -> None:
         def go(answer: str | None) -> None:
