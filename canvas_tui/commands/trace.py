@@ -10,8 +10,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-import time
-from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -20,6 +18,7 @@ from canvas_tui.config import Config, ConfigError, load_config
 from canvas_tui.engine.trace import (
     Trace,
     TraceRequest,
+    format_trace,
     journal_files,
     live_enrollments,
     person_forms,
@@ -28,9 +27,8 @@ from canvas_tui.engine.trace import (
 )
 from canvas_tui.exit_codes import ExitCode, error_line
 from canvas_tui.paths import default_journal_dir
-from canvas_tui.records import InputError, sis_value
+from canvas_tui.records import InputError
 from canvas_tui.sources import open_source
-from canvas_tui.text import printable
 
 if TYPE_CHECKING:
     import httpx
@@ -111,101 +109,3 @@ async def _trace(config: Config, args: argparse.Namespace, client: CanvasClient 
         enrollments=enrollments,
     )
     return await asyncio.to_thread(trace, request)
-
-
-# ---- text ---------------------------------------------------------------------------------------
-
-
-def _when(seconds: float | None) -> str:
-    if seconds is None:
-        return "?"
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(seconds))
-
-
-def _where(course: str | None, section: str | None) -> str:
-    return " / ".join(sis_value(v) for v in (course, section) if v) or "?"
-
-
-def format_trace(found: Trace) -> list[str]:
-    """The trace as an operator reads it, oldest first; untrusted text made printable."""
-    p = printable
-    lines = [
-        f"Trace of {p(found.query)}: ids searched {', '.join(p(f) for f in found.forms)}",
-        f"{len(found.journals)} journals searched; {len(found.records)} records name the person",
-    ]
-    for person in found.people:
-        lines.append(
-            f"Canvas user {person.get('id')}: {p(str(person.get('name') or ''))} "
-            f"(sis_user_id {p(str(person.get('sis_user_id') or '-'))}, "
-            f"login {p(str(person.get('login_id') or '-'))})"
-        )
-    for record in found.records:
-        lines.append("")
-        lines.append(
-            f"{_when(record.when)}  {Path(record.journal).name} ({record.run_mode} mode) "
-            f"record #{record.record_id}  {p(record.source)}:{record.line}"
-        )
-        lines.append(
-            f"  {p(_where(record.course, record.section))} · {p(record.role)} · "
-            f"{p(record.status)} · as {p(record.user)} → {p(record.verdict)}"
-        )
-        for a in record.attempts:
-            answer = "no answer" if a.status is None else f"HTTP {a.status}"
-            detail = f" {p(a.category)}" if a.category else ""
-            message = f": {p(a.message)}" if a.message else ""
-            lines.append(
-                f"  #{a.number} {_when(a.started_at)} {a.method} {p(a.url)}"
-                + (f" {p(a.request_body)}" if a.request_body else "")
-            )
-            lines.append(f"     → {answer}{detail}{message}")
-        final = record.state
-        if record.canvas_enrollment_id is not None:
-            final += f" · Canvas enrollment {record.canvas_enrollment_id}"
-        if record.category:
-            final += f" · {p(record.category)}"
-        if record.message:
-            final += f" · {p(record.message)}"
-        lines.append(f"  final: {final}")
-        if record.in_source_now == "changed":
-            lines.append("  the source's row has changed since")
-        elif record.in_source_now == "gone":
-            lines.append("  the source no longer has this row")
-    if found.source is not None:
-        lines.append("")
-        lines.append(f"The source now: {p(found.source)} ({len(found.source_rows)} rows)")
-        for row in found.source_rows:
-            live = f" · Canvas: {p(row.live)}" if row.live else ""
-            lines.append(
-                f"  line {row.line}: {p(_where(row.course, row.section))} · {p(row.role)} · "
-                f"{p(row.status)} → {p(row.verdict)}{live}"
-            )
-            lines.append(f"     {p(row.sent)}")
-    if found.enrollments is not None:
-        lines.append("")
-        lines.append(f"Live in Canvas: {len(found.enrollments)} enrollments")
-        lines += [f"  {line}" for line in _enrollment_lines(found.enrollments)]
-    if not (found.records or found.source_rows or found.people):
-        lines.append("")
-        lines.append(
-            "Nothing names this person. A login, or a Canvas id of someone the source names by "
-            "SIS id, is found with --live (it asks Canvas who the id is)."
-        )
-    for problem in found.problems:
-        lines.append(f"warning: {p(problem)}")
-    return lines
-
-
-def _enrollment_lines(enrollments: Iterable[Mapping[str, Any]]) -> Sequence[str]:
-    out = []
-    for e in sorted(
-        enrollments, key=lambda e: (str(e.get("sis_course_id") or e.get("course_id")), e.get("id"))
-    ):
-        course = e.get("sis_course_id") or e.get("course_id")
-        section = e.get("sis_section_id") or e.get("course_section_id")
-        out.append(
-            printable(
-                f"{course} / {section} · {e.get('role') or e.get('type')} · "
-                f"{e.get('enrollment_state')} · enrollment {e.get('id')}"
-            )
-        )
-    return out

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from canvas_tui.engine.journal import Journal, JournalError
 from canvas_tui.engine.state import RecordRow
@@ -30,8 +30,13 @@ from canvas_tui.records import (
     SourceItem,
     State,
     api_id,
+    sis_value,
     split_api_id,
 )
+from canvas_tui.text import printable
+
+if TYPE_CHECKING:
+    from canvas_tui.config import SourceConfig
 
 # The kinds of id a person goes by in the API; a bare value may be any of them, or a Canvas id.
 USER_KINDS = ("sis_user_id", "sis_login_id", "sis_integration_id")
@@ -297,6 +302,23 @@ def source_rows_of(items: Iterable[SourceItem], forms: Sequence[str]) -> list[So
     return out
 
 
+def narrow(source: object, forms: Sequence[str]) -> None:
+    """Let a CSV source pass over, unparsed, the rows that hold none of the person's ids in
+    any cell (`CsvSource.keep`): a cell is an id as written, and the normalizer only strips
+    it, unless the layout translates user values (then every row is read)."""
+    layout = getattr(source, "layout", None)
+    if not hasattr(source, "keep") or layout is None:
+        return
+    if any("user" in name for name in (*layout.values, *layout.defaults)):
+        return
+    needles = frozenset(split_api_id(f)[1] for f in forms)
+
+    def keep(row: list[str]) -> bool:
+        return any(cell.strip() in needles for cell in row)
+
+    source.keep = keep
+
+
 def _record_key(item: EnrollmentRecord) -> tuple[str, str, str, str]:
     return (item.user, item.course or "", item.section or "", item.role)
 
@@ -514,6 +536,16 @@ def _with_row(row: SourceRow, **changes: Any) -> SourceRow:
     return replace(row, **changes)
 
 
+@dataclass(frozen=True, slots=True)
+class TraceScope:
+    """Where a trace looks: the journals of a directory and any others, and a source (a
+    config's [source], or a path), read when the trace is made."""
+
+    journal_dir: Path | None = None
+    journals: tuple[Path, ...] = ()
+    source: SourceConfig | str | Path | None = None
+
+
 # ---- the whole trace ----------------------------------------------------------------------------
 
 
@@ -536,6 +568,7 @@ def trace(request: TraceRequest) -> Trace:
     rows: list[SourceRow] = []
     if request.source_items is not None:
         description = request.source_description or ""
+        narrow(request.source_items, forms)
         try:
             items = source_rows_of(request.source_items, forms)
         except Exception as exc:  # InputError, a driver's error: the journals still answer
@@ -558,21 +591,115 @@ def trace(request: TraceRequest) -> Trace:
     )
 
 
-def describe_user(ref: str) -> str:
-    """`sis_user_id:S1` -> `S1 (sis_user_id)`; a bare id stays as it is."""
-    kind, value = split_api_id(ref)
-    return value if kind is None else f"{value} ({kind})"
+# ---- as text (the command prints it, the console shows it) ---------------------------------------------------------------------------------------
+
+
+def _when(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(seconds))
+
+
+def _where(course: str | None, section: str | None) -> str:
+    return " / ".join(sis_value(v) for v in (course, section) if v) or "?"
+
+
+def format_trace(found: Trace) -> list[str]:
+    """The trace as an operator reads it, oldest first; untrusted text made printable."""
+    p = printable
+    lines = [
+        f"Trace of {p(found.query)}: ids searched {', '.join(p(f) for f in found.forms)}",
+        f"{len(found.journals)} journals searched; {len(found.records)} records name the person",
+    ]
+    for person in found.people:
+        lines.append(
+            f"Canvas user {person.get('id')}: {p(str(person.get('name') or ''))} "
+            f"(sis_user_id {p(str(person.get('sis_user_id') or '-'))}, "
+            f"login {p(str(person.get('login_id') or '-'))})"
+        )
+    for record in found.records:
+        lines.append("")
+        lines.append(
+            f"{_when(record.when)}  {Path(record.journal).name} ({record.run_mode} mode) "
+            f"record #{record.record_id}  {p(record.source)}:{record.line}"
+        )
+        lines.append(
+            f"  {p(_where(record.course, record.section))} · {p(record.role)} · "
+            f"{p(record.status)} · as {p(record.user)} → {p(record.verdict)}"
+        )
+        for a in record.attempts:
+            answer = "no answer" if a.status is None else f"HTTP {a.status}"
+            detail = f" {p(a.category)}" if a.category else ""
+            message = f": {p(a.message)}" if a.message else ""
+            lines.append(
+                f"  #{a.number} {_when(a.started_at)} {a.method} {p(a.url)}"
+                + (f" {p(a.request_body)}" if a.request_body else "")
+            )
+            lines.append(f"     → {answer}{detail}{message}")
+        final = record.state
+        if record.canvas_enrollment_id is not None:
+            final += f" · Canvas enrollment {record.canvas_enrollment_id}"
+        if record.category:
+            final += f" · {p(record.category)}"
+        if record.message:
+            final += f" · {p(record.message)}"
+        lines.append(f"  final: {final}")
+        if record.in_source_now == "changed":
+            lines.append("  the source's row has changed since")
+        elif record.in_source_now == "gone":
+            lines.append("  the source no longer has this row")
+    if found.source is not None:
+        lines.append("")
+        lines.append(f"The source now: {p(found.source)} ({len(found.source_rows)} rows)")
+        for row in found.source_rows:
+            live = f" · Canvas: {p(row.live)}" if row.live else ""
+            lines.append(
+                f"  line {row.line}: {p(_where(row.course, row.section))} · {p(row.role)} · "
+                f"{p(row.status)} → {p(row.verdict)}{live}"
+            )
+            lines.append(f"     {p(row.sent)}")
+    if found.enrollments is not None:
+        lines.append("")
+        lines.append(f"Live in Canvas: {len(found.enrollments)} enrollments")
+        lines += [f"  {line}" for line in _enrollment_lines(found.enrollments)]
+    if not (found.records or found.source_rows or found.people):
+        lines.append("")
+        lines.append(
+            "Nothing names this person. A login, or a Canvas id of someone the source names by "
+            "SIS id, is found with --live (it asks Canvas who the id is)."
+        )
+    for problem in found.problems:
+        lines.append(f"warning: {p(problem)}")
+    return lines
+
+
+def _enrollment_lines(enrollments: Iterable[Mapping[str, Any]]) -> Sequence[str]:
+    out = []
+    for e in sorted(
+        enrollments, key=lambda e: (str(e.get("sis_course_id") or e.get("course_id")), e.get("id"))
+    ):
+        course = e.get("sis_course_id") or e.get("course_id")
+        section = e.get("sis_section_id") or e.get("course_section_id")
+        out.append(
+            printable(
+                f"{course} / {section} · {e.get('role') or e.get('type')} · "
+                f"{e.get('enrollment_state')} · enrollment {e.get('id')}"
+            )
+        )
+    return out
 
 
 __all__ = [
     "SourceRow",
     "Trace",
     "TraceRequest",
+    "TraceScope",
     "TracedAttempt",
     "TracedRecord",
-    "describe_user",
+    "format_trace",
     "journal_files",
     "live_enrollments",
+    "narrow",
     "person_forms",
     "resolve_person",
     "trace",

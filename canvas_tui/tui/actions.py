@@ -69,6 +69,14 @@ ACTIONS: tuple[ConsoleAction, ...] = (
     ConsoleAction(
         "jump", "colon", "jump", "Jump", "Jump to a record by its number", show=False, where="queue"
     ),
+    ConsoleAction(
+        "trace",
+        "T",
+        "trace",
+        "Trace",
+        "Trace the selected record's person: every run, the source, Canvas on request",
+        show=False,
+    ),
     ConsoleAction("roster", "c", "roster", "Roster", "Open a course roster and compare with SIS"),
     ConsoleAction(
         "cap_up", "plus", "cap(1)", "Cap +", "Raise the concurrency cap by one", show=False

@@ -57,6 +57,7 @@ from canvas_tui.tui.widgets.virtual_table import VirtualTable
 
 if TYPE_CHECKING:
     from canvas_tui.engine.journal import Journal
+    from canvas_tui.engine.trace import TraceScope
     from canvas_tui.tui.contract import ConsoleHost
 
 ACTIVE = frozenset({Phase.LOADING, Phase.RUNNING, Phase.PAUSED, Phase.CANCELLING})
@@ -100,8 +101,11 @@ class ConsoleApp(App[int]):
         autostart: bool = False,
         journal_path: Path | None = None,
         plan: bool | None = False,
+        trace_scope: TraceScope | None = None,
     ) -> None:
         super().__init__()
+        # where the trace key looks (None: the current journal's directory, no source)
+        self.trace_scope = trace_scope
         self._opener = opener
         # diff against the rosters first and show the plan (engine/plan/): True for --plan,
         # None when the config's drop policy asks for it, False for none
@@ -612,6 +616,26 @@ class ConsoleApp(App[int]):
         else:
             self.notify(f"No pending records {printable(what)}", severity="warning")
         self._after_command()
+
+    def action_trace(self) -> None:
+        """The selected record's person across every run and the source (engine/trace.py)."""
+        from dataclasses import replace
+
+        from canvas_tui.engine.trace import TraceScope
+        from canvas_tui.tui.screens.trace import TraceScreen
+
+        row = self.current_record()
+        if row is None:
+            self.notify("Select a record to trace its person", severity="warning")
+            return
+        current = (self.journal_path,) if self.journal_path is not None else ()
+        scope = self.trace_scope
+        if scope is None:
+            directory = self.journal_path.parent if self.journal_path is not None else None
+            scope = TraceScope(directory, current)
+        else:
+            scope = replace(scope, journals=(*scope.journals, *current))
+        self.push_screen(TraceScreen(row, scope))
 
     def action_jump(self) -> None:
         def go(answer: str | None) -> None:
