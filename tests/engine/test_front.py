@@ -71,7 +71,7 @@ def _course_of(journal: Path) -> dict[int, str]:
 # ---- the journal --------------------------------------------------------------------------------
 
 
-def test_moves_are_journaled_in_order_and_ended_records_leave_the_front(journal: Journal) -> None:
+def test_moves_are_journaled_in_order_and_ended_records_leave_the_queue(journal: Journal) -> None:
     journal.load(
         [record(i, course="A" if i % 3 == 0 else "B" if i % 3 == 1 else "C") for i in range(1, 13)],
         description="in.csv",
