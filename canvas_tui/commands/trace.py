@@ -8,7 +8,6 @@ live enrollments. Prints oldest first, or one JSON document with `--json` (engin
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
@@ -16,7 +15,6 @@ from typing import TYPE_CHECKING, Any, TextIO
 from canvas_tui.canvas.errors import CanvasError, hint_for
 from canvas_tui.config import Config, ConfigError, load_config
 from canvas_tui.engine.trace import (
-    Trace,
     TraceRequest,
     format_trace,
     journal_files,
@@ -59,11 +57,21 @@ def main(
     except ConfigError as exc:
         print(error_line(str(exc)), file=sys.stderr)
         return ExitCode.USAGE
+    people: list[dict[str, Any]] = []
+    enrollments: list[dict[str, Any]] | None = None
+    if client is not None:
+        import asyncio  # only Canvas needs a loop: the journals and the source are read here
+
+        try:
+            people, enrollments = asyncio.run(_live(client, query))
+        except CanvasError as exc:
+            print(error_line(f"Canvas: {exc} — {hint_for(exc.category)}"), file=sys.stderr)
+            return ExitCode.ABORTED
     try:
-        found = asyncio.run(_trace(config, args, client))
-    except CanvasError as exc:
-        print(error_line(f"Canvas: {exc} — {hint_for(exc.category)}"), file=sys.stderr)
-        return ExitCode.ABORTED
+        found = trace(_request(config, args, people, enrollments))
+    except InputError as exc:  # the source named by --source cannot be read
+        print(error_line(str(exc)), file=sys.stderr)
+        return ExitCode.USAGE
     if args.json:
         print(found.dumps(), file=out)
     else:
@@ -81,17 +89,27 @@ def _journals(config: Config, args: argparse.Namespace) -> list[Path]:
     return journal_files(Path(directory).expanduser(), extra)
 
 
-async def _trace(config: Config, args: argparse.Namespace, client: CanvasClient | None) -> Trace:
-    people: list[dict[str, Any]] = []
-    enrollments: list[dict[str, Any]] | None = None
-    if client is not None:
-        try:
-            people = await resolve_person(client, args.user)
-            enrollments = await live_enrollments(client, people)
-        finally:
-            await client.aclose()
+async def _live(
+    client: CanvasClient, query: str
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Who the id names in Canvas, and their enrollments (GET only)."""
+    try:
+        people = await resolve_person(client, query)
+        return people, await live_enrollments(client, people)
+    finally:
+        await client.aclose()
+
+
+def _request(
+    config: Config,
+    args: argparse.Namespace,
+    people: list[dict[str, Any]],
+    enrollments: list[dict[str, Any]] | None,
+) -> TraceRequest:
     items = None
     description = None
+    if args.source and not Path(args.source).is_file():
+        raise InputError(f"--source {args.source}: no such file")
     if not args.no_source:
         try:
             source = open_source(args.source) if args.source else open_source(config.source)
@@ -99,7 +117,7 @@ async def _trace(config: Config, args: argparse.Namespace, client: CanvasClient 
         except InputError:
             if args.source:  # asked for by name: say so (the trace says it too)
                 raise
-    request = TraceRequest(
+    return TraceRequest(
         query=args.user,
         journals=_journals(config, args),
         source_items=items,
@@ -108,4 +126,3 @@ async def _trace(config: Config, args: argparse.Namespace, client: CanvasClient 
         people=people,
         enrollments=enrollments,
     )
-    return await asyncio.to_thread(trace, request)

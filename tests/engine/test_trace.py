@@ -156,3 +156,11 @@ def test_a_journal_that_is_not_one_is_reported(tmp_path: Path) -> None:
     found = trace(TraceRequest("U3", journals=sorted(tmp_path.glob("*.journal"))))
     assert [r.record_id for r in found.records] == [3]
     assert len(found.problems) == 1 and "b.journal" in found.problems[0]
+
+
+def test_a_missing_source_named_by_hand_is_a_usage_error(
+    sim: Simulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _ = _run_trace("S1", "--source", "no-such.csv")
+    assert code == 2
+    assert "no-such.csv: no such file" in capsys.readouterr().err
