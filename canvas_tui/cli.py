@@ -21,6 +21,7 @@ COMMANDS = {
     "plan": "canvas_tui.commands.plan:main",
     "check": "canvas_tui.commands.check:main",
     "trace": "canvas_tui.commands.trace:main",
+    "serve": "canvas_tui.commands.serve:main",
     "init": "canvas_tui.config:init_main",
     "simulate": "canvas_tui.simulator.serve:main",
     "completion": "canvas_tui.cli:completion_main",
@@ -58,6 +59,7 @@ EXIT_CODES: dict[str, dict[int, str]] = {
         2: "usage or config error",
         3: "--live and Canvas could not be read (token, network)",
     },
+    "serve": {0: "stopped (Ctrl+C, SIGTERM)", 2: "usage or config error, or no journal"},
     "init": {0: "written (or --example printed)", 2: "the file exists, or an answer is invalid"},
     "simulate": {0: "stopped", 2: "usage error"},
     "completion": {0: "printed"},
@@ -262,6 +264,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     trace.add_argument("--json", action="store_true", help="one JSON document on stdout")
     _add_logging(trace)
+
+    serve = _sub(sub, "serve", "the console in a browser (read-only), behind an access token")
+    _add_common(serve)
+    serve.add_argument(
+        "--journal", metavar="FILE", help="the run to serve (default: the latest journal)"
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (loopback)")
+    serve.add_argument("--port", type=int, default=8910, help="port (default 8910)")
+    serve.add_argument(
+        "--allow-remote",
+        action="store_true",
+        help="let --host be an address beyond this machine (put TLS in front of it)",
+    )
 
     init = _sub(sub, "init", "write a starter config")
     init.add_argument(
