@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sqlite3
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -56,6 +57,7 @@ TRANSIENT = tuple(sorted(c.value for c in RETRYABLE))
 # Records waiting out a retry back-off give their dispatch slot to fresh records, up to this many
 # at once (so a dead Canvas cannot draw the whole journal into back-off).
 MAX_BACKING_OFF = 64
+READ_ONLY_REFRESH = 1.0  # seconds between a read-only view's reads of the journal's counts
 
 # The record a `_process` task works on: the retry sleep (RunGate.sleep) runs inside that task
 # and so knows whose back-off it is.
@@ -203,6 +205,7 @@ class Runner:
         self._wake = asyncio.Event()
         self._running = False
         self._resumed_checked = False
+        self._counts_read = clock()  # when a read-only runner last read the counts
 
     def use_executor(self, executor: Executor, *, token_checked: bool = False) -> None:
         """Swap what sends each record (a plan's executor); call it before `run()`.
@@ -602,6 +605,16 @@ class Runner:
 
     def snapshot(self) -> RunState:
         now = self._clock()
+        if self._journal.read_only and now - self._counts_read >= READ_ONLY_REFRESH:
+            # a read-only view (a served tab, `console --read-only`) of a run another process
+            # may be sending: its counts come from the journal, not from this runner
+            self._counts_read = now
+            with contextlib.suppress(sqlite3.Error):
+                self._counts = self._journal.counts()
+                failures = self._journal.category_counts(State.FAILED)
+                if failures != self._failures_by_category:
+                    self._failures_by_category = failures
+                    self._failures_version += 1
         for times in (self._throttle_times, self._retry_times):
             while times and times[0] < now - 60:
                 times.popleft()
