@@ -404,7 +404,13 @@ async def _sync(session: Session, reporter: Reporter, args: argparse.Namespace) 
         if getattr(args, "retry_failed", False):
             queued = runner.retry_failed()
             reporter.info("queued the failed records again", records=queued)
-        for course in reversed(getattr(args, "first", None) or []):  # the first named goes first
+        first = getattr(args, "first", None) or []
+        if first and not session.store.loaded:
+            # "all of this course before anything else" needs every row of it in the journal:
+            # the whole load first (a load that goes on while the run sends would let the rest
+            # start before the course's later rows are read)
+            await session.load()
+        for course in reversed(first):  # the first named goes first
             moved = runner.to_front(course=course)
             if moved:
                 reporter.info("moved to the front", course=course, records=moved)
