@@ -164,3 +164,32 @@ def test_a_missing_source_named_by_hand_is_a_usage_error(
     code, _ = _run_trace("S1", "--source", "no-such.csv")
     assert code == 2
     assert "no-such.csv: no such file" in capsys.readouterr().err
+
+
+def test_a_sql_source_is_traced_by_query_row(tmp_path: Path) -> None:
+    """A SQL source's rows are named by their row in the query's result (`sql:<url>:row`)."""
+    import sqlite3
+
+    from canvas_tui.sources.sql import SqlSource
+
+    db = tmp_path / "sis.sqlite"
+    conn = sqlite3.connect(db)
+    conn.execute("CREATE TABLE e (course_id, user_id, role, section_id, status)")
+    conn.executemany(
+        "INSERT INTO e VALUES (?, ?, ?, ?, ?)",
+        [
+            ("C1", "U1", "student", "", "active"),
+            ("C2", "U2", "student", "", "active"),
+            ("C3", "U2", "teacher", "", "completed"),
+        ],
+    )
+    conn.commit()
+    conn.close()
+    source = SqlSource(f"sqlite:///{db}", "SELECT * FROM e ORDER BY rowid")
+    found = trace(TraceRequest("U2", source_items=source, source_description=source.description))
+    assert [(r.line, r.course, r.verdict) for r in found.source_rows] == [
+        (2, "sis_course_id:C2", "create"),
+        (3, "sis_course_id:C3", "conclude"),
+    ]
+    assert all(r.source.startswith("sql:") for r in found.source_rows)
+    assert all(r.sent.startswith("in no run yet") for r in found.source_rows)
