@@ -190,3 +190,33 @@ async def test_the_console_in_chromium(
         assert len(tabs) >= 2, "a console process per tab"
         for pid in tabs:
             assert not leaks(_arguments(pid)), pid
+
+
+def _serve(*argv: str) -> int:
+    from canvas_tui.cli import build_parser
+    from canvas_tui.commands.serve import main
+
+    return main(build_parser().parse_args(["serve", *argv]))
+
+
+def test_beyond_loopback_only_when_meant(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    journal = _journal(tmp_path / "run.journal")
+    assert _serve("--journal", str(journal), "--host", "192.0.2.1") == 2  # TEST-NET-1
+    assert "--allow-remote" in capsys.readouterr().err
+
+
+def test_no_journal_to_serve_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert _serve() == 2  # the test's own (empty) state directory
+    assert "no journal to serve" in capsys.readouterr().err
+
+
+def test_each_tab_is_a_read_only_console_with_no_secret_on_its_command_line(
+    tmp_path: Path,
+) -> None:
+    from canvas_tui.commands.serve import tab_command
+
+    command = tab_command(tmp_path / "run.journal", tmp_path / "canvas-tui.toml")
+    assert command.endswith("--read-only")
+    assert " console --journal " in command and not leaks(command)
