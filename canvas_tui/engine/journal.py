@@ -1366,6 +1366,14 @@ class Journal:
                     )
                 ]
             moved.sort()
+            again = 0  # records an earlier move put in front and still to send: counted once
+            for start in range(0, len(moved), 500):
+                chunk = moved[start : start + 500]
+                marks = ", ".join("?" for _ in chunk)
+                again += conn.execute(
+                    f"SELECT COUNT(*) FROM front WHERE record_id IN ({marks})",  # noqa: S608
+                    chunk,
+                ).fetchone()[0]
             conn.executemany(
                 "INSERT INTO front (record_id, rank) VALUES (?, ?) "
                 "ON CONFLICT(record_id) DO UPDATE SET rank = excluded.rank",
@@ -1374,7 +1382,7 @@ class Journal:
             if moved:
                 conn.execute(
                     "INSERT INTO front_moves (rank, at, label, records) VALUES (?, ?, ?, ?)",
-                    (rank, time.time(), label, len(moved)),
+                    (rank, time.time(), label, len(moved) - again),
                 )
             return moved
 
@@ -1395,7 +1403,8 @@ class Journal:
         return [int(v[0]) for v in found]
 
     def front_moves(self) -> list[tuple[int, float, str, int]]:
-        """Every move to the front so far: (rank, when, what moved, how many records)."""
+        """Every move to the front so far: (rank, when, what moved, how many records that no
+        earlier move had moved)."""
         try:
             found = self._query("SELECT rank, at, label, records FROM front_moves ORDER BY rank")
         except sqlite3.OperationalError:

@@ -57,6 +57,7 @@ TRANSIENT = tuple(sorted(c.value for c in RETRYABLE))
 # Records waiting out a retry back-off give their dispatch slot to fresh records, up to this many
 # at once (so a dead Canvas cannot draw the whole journal into back-off).
 MAX_BACKING_OFF = 64
+FRONT_LABELS = 3  # moves the dashboard names; the rest it counts
 READ_ONLY_REFRESH = 1.0  # seconds between a read-only view's reads of the journal's counts
 
 # The record a `_process` task works on: the retry sleep (RunGate.sleep) runs inside that task
@@ -199,7 +200,8 @@ class Runner:
         self._front_taken: set[int] = set()  # of the ids `_next_ids` just gave, the front's
         self._front_moves = 0  # moves this session: a claim that crossed one is looked at again
         moves = journal.front_moves()
-        self._front_label: str | None = moves[-1][2] if moves else None
+        # what was moved, the latest move first, each once; and how many records, each once
+        self._front_labels: list[str] = list(dict.fromkeys(m[2] for m in reversed(moves)))
         self._front_moved = sum(m[3] for m in moves)
         self._send_budget = 0
         self._wake = asyncio.Event()
@@ -646,10 +648,13 @@ class Runner:
         )
 
     def _front_state(self) -> FrontState | None:
-        if self._front_label is None:
+        if not self._front_labels:
             return None
         left = len(self._front) + len(self._front_flying)
-        return FrontState(self._front_label, self._front_moved, left)
+        shown = ", ".join(self._front_labels[:FRONT_LABELS])
+        more = len(self._front_labels) - FRONT_LABELS
+        label = f"{shown} (+{more} more)" if more > 0 else shown
+        return FrontState(label, self._front_moved, left)
 
     def _unreachable(self, last: str) -> None:
         """The breaker tripped: stop sending until Canvas is back (see `stop_when_unreachable`)."""
@@ -805,10 +810,12 @@ class Runner:
         if not moved:
             return 0
         first = set(moved)
+        earlier = [r for r in self._front if r not in first]
+        new = len(moved) - (len(self._front) - len(earlier))  # a record moved again counts once
         moved = [r for r in moved if r not in self._claimed]
-        self._front = deque([*moved, *(r for r in self._front if r not in first)])
-        self._front_label = label
-        self._front_moved += len(moved)
+        self._front = deque([*moved, *earlier])
+        self._front_labels = [label, *(x for x in self._front_labels if x != label)]
+        self._front_moved += new
         self._front_moves += 1
         self._wake.set()
         return len(moved)

@@ -218,3 +218,31 @@ def test_sync_first_of_a_course_with_nothing_pending_warns(
 ) -> None:
     assert sync("good.csv", "--first", "NO-SUCH-COURSE", "--log-format", "json") == 0
     assert "--first NO-SUCH-COURSE: no pending records of that course" in capsys.readouterr().out
+
+
+async def test_moving_twice_counts_each_record_once_and_names_both(tmp_path: Path) -> None:
+    world = World.generate(7)
+    app = _busy_simulator(world)
+    course = front_source(tmp_path / "in.csv", world, n=60, ours=20)
+    session = session_for(
+        tmp_path / "in.csv", tmp_path / "j", transport=asgi_transport(app), time_scale=20
+    )
+    await session.load()
+    runner = session.runner
+    other = session.store.get(1)
+    assert other is not None and other.course is not None
+    assert runner.to_front(course=course) == 20
+    assert runner.to_front(course=other.course) > 0
+    assert runner.to_front(course=course) == 20  # again: first once more, counted once
+    state = runner.snapshot().front
+    assert state is not None
+    others = state.moved - 20
+    assert state.left == state.moved == 20 + others
+    assert state.label == f"{course}, {other.course.split(':', 1)[1]}"
+    assert runner.snapshot().front == state
+    await session.close()
+    again = session_for(
+        tmp_path / "in.csv", tmp_path / "j", transport=asgi_transport(app), time_scale=20
+    )
+    assert again.runner.snapshot().front == state  # the same, read back from the journal
+    await again.close()
