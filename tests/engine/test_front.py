@@ -109,10 +109,11 @@ def test_an_older_journal_read_only_has_no_front(tmp_path: Path) -> None:
 # ---- the runner, mid-run --------------------------------------------------------------------------
 
 
-def _busy_simulator(world: World) -> Simulator:
+def _busy_simulator(world: World, time_scale: float = 20) -> Simulator:
     """Answers slow enough that the governor's slots, not the queue, bound the run."""
     return build_app(
-        SimConfig(time_scale=20, latency=LatencyModel.uniform(0.25), cost_jitter=0.0), world
+        SimConfig(time_scale=time_scale, latency=LatencyModel.uniform(0.25), cost_jitter=0.0),
+        world,
     )
 
 
@@ -120,10 +121,10 @@ async def test_mid_run_the_moved_course_ends_before_any_other_record_starts(
     tmp_path: Path,
 ) -> None:
     world = World.generate(7)
-    app = _busy_simulator(world)
+    app = _busy_simulator(world, time_scale=5)  # the others are still pending at the move
     course = front_source(tmp_path / "in.csv", world)
     session = session_for(
-        tmp_path / "in.csv", tmp_path / "j", transport=asgi_transport(app), time_scale=20
+        tmp_path / "in.csv", tmp_path / "j", transport=asgi_transport(app), time_scale=5
     )
     await session.load()
     runner = session.runner
