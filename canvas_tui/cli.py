@@ -290,6 +290,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (loopback)")
     serve.add_argument("--port", type=int, default=8910, help="port (default 8910)")
     serve.add_argument(
+        "--control",
+        action="store_true",
+        help="tabs may pause, resume, retry and skip through the running engine (default: "
+        "read-only)",
+    )
+    serve.add_argument(
         "--allow-remote",
         action="store_true",
         help="let --host be an address beyond this machine (put TLS in front of it)",

@@ -22,24 +22,58 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 _LISTENING = re.compile(r"DevTools listening on (ws://\S+)")
 
 
+class Browser:
+    """One DevTools connection: browser-level commands, and the pages it opened."""
+
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        self.ws = ws
+        self._calls = itertools.count(1)
+        self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        self._pages: dict[str, Page] = {}
+
+    async def send(self, method: str, session: str | None = None, **params: Any) -> dict[str, Any]:
+        call = next(self._calls)
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._pending[call] = future
+        message: dict[str, Any] = {"id": call, "method": method, "params": params}
+        if session is not None:
+            message["sessionId"] = session
+        await self.ws.send_json(message)
+        return await asyncio.wait_for(future, 30)
+
+    async def pump(self) -> None:
+        async for message in self.ws:
+            data = message.json()
+            if "id" in data:
+                waiting = self._pending.pop(data["id"], None)
+                if waiting is not None and not waiting.done():
+                    waiting.set_result(data.get("result", data))
+            elif (page := self._pages.get(data.get("sessionId", ""))) is not None:
+                page.events.append(data)
+
+    async def new_page(self) -> Page:
+        """A blank tab whose network events are recorded."""
+        target = await self.send("Target.createTarget", url="about:blank")
+        attached = await self.send(
+            "Target.attachToTarget", targetId=target["targetId"], flatten=True
+        )
+        page = Page(self, attached["sessionId"])
+        self._pages[page.session] = page
+        await page.send("Network.enable")
+        await page.send("Page.enable")
+        return page
+
+
 @dataclass
 class Page:
     """One tab, attached with a flat session: commands go out, events are kept."""
 
-    ws: aiohttp.ClientWebSocketResponse
+    browser: Browser
     session: str
     events: list[dict[str, Any]] = field(default_factory=list)
-    _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1000))
-    _waiting: dict[int, asyncio.Future[dict[str, Any]]] = field(default_factory=dict)
 
     async def send(self, method: str, **params: Any) -> dict[str, Any]:
-        call = next(self._ids)
-        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        self._waiting[call] = future
-        await self.ws.send_json(
-            {"id": call, "method": method, "params": params, "sessionId": self.session}
-        )
-        return await asyncio.wait_for(future, 30)
+        return await self.browser.send(method, self.session, **params)
 
     def received_text(self) -> str:
         """Every websocket frame the page received from the server, as text."""
@@ -83,8 +117,8 @@ def _payload(response: dict[str, Any]) -> str:
 
 
 @contextlib.asynccontextmanager
-async def chromium_page(width: int = 1280, height: int = 800) -> AsyncIterator[Page]:
-    """A headless Chromium with one blank page whose network events are recorded."""
+async def chromium(width: int = 1280, height: int = 800) -> AsyncIterator[Browser]:
+    """A headless Chromium, driven over DevTools."""
     assert CHROMIUM is not None, "no chromium on PATH"
     profile = tempfile.mkdtemp(prefix="canvas-tui-chromium-")
     process = await asyncio.create_subprocess_exec(
@@ -106,40 +140,10 @@ async def chromium_page(width: int = 1280, height: int = 800) -> AsyncIterator[P
         url = await asyncio.wait_for(_devtools_url(process.stderr), 60)
         drain = asyncio.create_task(process.stderr.read())  # a full pipe would stall it
         async with aiohttp.ClientSession() as http, http.ws_connect(url, max_msg_size=0) as ws:
-            calls = itertools.count(1)
-            pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
-            page: Page | None = None
-
-            async def pump() -> None:
-                async for message in ws:
-                    data = message.json()
-                    if "id" in data:
-                        waiting = pending.pop(data["id"], None)
-                        if waiting is None and page is not None:
-                            waiting = page._waiting.pop(data["id"], None)
-                        if waiting is not None and not waiting.done():
-                            waiting.set_result(data.get("result", data))
-                    elif page is not None and data.get("sessionId") == page.session:
-                        page.events.append(data)
-
-            reader = asyncio.create_task(pump())
-
-            async def browser(method: str, **params: Any) -> dict[str, Any]:
-                call = next(calls)
-                future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-                pending[call] = future
-                await ws.send_json({"id": call, "method": method, "params": params})
-                return await asyncio.wait_for(future, 30)
-
-            target = await browser("Target.createTarget", url="about:blank")
-            attached = await browser(
-                "Target.attachToTarget", targetId=target["targetId"], flatten=True
-            )
-            page = Page(ws, attached["sessionId"])
-            await page.send("Network.enable")
-            await page.send("Page.enable")
+            browser = Browser(ws)
+            reader = asyncio.create_task(browser.pump())
             try:
-                yield page
+                yield browser
             finally:
                 reader.cancel()
     finally:
@@ -160,3 +164,10 @@ async def _devtools_url(stderr: asyncio.StreamReader) -> str:
         if found:
             return found.group(1)
     raise RuntimeError("chromium exited before it listened for DevTools")
+
+
+@contextlib.asynccontextmanager
+async def chromium_page(width: int = 1280, height: int = 800) -> AsyncIterator[Page]:
+    """A headless Chromium with one blank page whose network events are recorded."""
+    async with chromium(width, height) as browser:
+        yield await browser.new_page()

@@ -10,8 +10,10 @@ over a websocket). What this adds to it:
   websocket from another origin too. The token is not the Canvas token, and neither is ever
   written to a log, a page or a process's arguments (the aiohttp access log, which would print
   the URL, is off);
-- every tab is a `--read-only` console over the journal: tabs read, none sends, so no tab can
-  start a run, a second one or any.
+- while a process drives the run (a `sync`, a `watch`), every tab is a console attached to that
+  one engine (engine/attach.py): it follows the run and never loads, plans or runs anything, so
+  no tab starts a second run; `--control` lets tabs pause, resume or retry through it. With no
+  run going, a tab is a `--read-only` console over the journal.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from aiohttp import web
 from textual_serve.server import Server
 
 from canvas_tui.config import ConfigError, load_config
+from canvas_tui.engine.attach import socket_path
 from canvas_tui.exit_codes import ExitCode, error_line
 from canvas_tui.paths import default_journal_dir
 
@@ -45,13 +48,21 @@ def latest_journal(directory: Path) -> Path | None:
     return max(found, key=lambda p: p.stat().st_mtime, default=None)
 
 
-def tab_command(journal: Path, config: Path | None) -> str:
-    """What each tab runs: a read-only console over the journal, in this Python. No secret is
-    on it: the Canvas token, if any, stays where the config says (a file, the environment)."""
-    argv = [sys.executable, "-m", "canvas_tui", "console", "--journal", str(journal)]
+def tab_command(journal: Path, config: Path | None, *, control: bool = False) -> str:
+    """What a tab runs. While a process drives the run (a `sync`, a `watch`: its attach socket
+    is there), a console attached to that process's engine: every tab follows the one engine,
+    none loads or runs anything (read-only; with `control`, its commands go to that engine).
+    Otherwise a read-only console over the journal. No secret is on it: the Canvas token, if
+    any, stays where the config says (a file, the environment)."""
+    argv = [sys.executable, "-m", "canvas_tui", "console"]
+    if socket_path(journal).exists():
+        argv += ["--attach", str(journal)]
+        if control:
+            argv.append("--control")
+    else:
+        argv += ["--journal", str(journal), "--read-only"]
     if config is not None:
         argv += ["--config", str(config)]
-    argv.append("--read-only")
     return shlex.join(argv)
 
 
@@ -89,15 +100,21 @@ def main(args: argparse.Namespace, *, out: TextIO | None = None) -> int:
         return ExitCode.USAGE
     token = secrets.token_urlsafe(24)
     config_path = config.path.resolve() if config.path is not None else None
+    served = journal
+
+    def tab() -> str:
+        return tab_command(served, config_path, control=args.control)
+
     server = GuardedServer(
-        tab_command(journal, config_path),
+        tab,
         host=args.host,
         port=args.port,
         token=token,
         title=f"canvas-tui · {journal.name}",
     )
+    mode = "tabs may pause, resume and retry the run" if args.control else "read-only"
     print(
-        f"Serving the console over {journal} (read-only) on {server.public_url}\n"
+        f"Serving the console over {journal} ({mode}) on {server.public_url}\n"
         f"Open: {server.public_url}/?token={token}\n"
         "The token is shown this once; anyone with the URL can read this run. Ctrl+C stops.",
         file=out,
@@ -108,11 +125,20 @@ def main(args: argparse.Namespace, *, out: TextIO | None = None) -> int:
 
 
 class GuardedServer(Server):
-    """textual-serve's server with the access token checked on every request."""
+    """textual-serve's server with the access token checked on every request, and each tab's
+    command chosen when the tab opens (`tab_command`: a run may start or end meanwhile)."""
 
-    def __init__(self, command: str, *, host: str, port: int, token: str, title: str) -> None:
-        super().__init__(command, host=host, port=port, title=title)
+    def __init__(
+        self, tab: Callable[[], str], *, host: str, port: int, token: str, title: str
+    ) -> None:
+        super().__init__(tab(), host=host, port=port, title=title)
+        self._tab = tab
         self._token = token
+
+    async def handle_websocket(self, request: web.Request) -> web.WebSocketResponse:
+        self.command = self._tab()  # read by the tab's AppService as it starts
+        response: web.WebSocketResponse = await super().handle_websocket(request)
+        return response
 
     def _allowed(self, request: web.Request) -> bool:
         offered = request.query.get("token") or request.cookies.get(COOKIE) or ""

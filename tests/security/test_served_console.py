@@ -15,12 +15,16 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from canvas_tui.engine.attach import socket_path
 from canvas_tui.engine.journal import Journal, Outcome
 from canvas_tui.records import State
-from tests.chromium import CHROMIUM, Page, chromium_page
+from canvas_tui.simulator import LatencyModel, SimConfig, World, build_app
+from canvas_tui.simulator.testing import serve_in_thread
+from tests.chromium import CHROMIUM, Page, chromium, chromium_page
 from tests.conftest import require_service
 from tests.engine.helpers import items
-from tests.helpers import eventually, eventually_async
+from tests.engine.workload import write_csv
+from tests.helpers import eventually, eventually_async, start_sync
 from tests.security.conftest import SECRET, leaks
 
 
@@ -47,29 +51,7 @@ def served(tmp_path: Path) -> Iterator[tuple[str, str, subprocess.Popen[str]]]:
     config's `CANVAS_API_TOKEN` puts it): (base URL, access URL, the server process)."""
     journal = _journal(tmp_path / "run.journal")
     port = _free_port()
-    env = {
-        **os.environ,
-        "CANVAS_API_TOKEN": SECRET,
-        "CANVAS_BASE_URL": "https://canvas.example.edu",
-        "XDG_CONFIG_HOME": str(tmp_path / "config"),
-    }
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "canvas_tui",
-            "serve",
-            "--journal",
-            str(journal),
-            "--port",
-            str(port),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-        cwd=tmp_path,
-    )
+    process = _start_serve(journal, port, tmp_path)
     try:
         assert process.stdout is not None
         lines = [process.stdout.readline() for _ in range(3)]
@@ -85,6 +67,32 @@ def served(tmp_path: Path) -> Iterator[tuple[str, str, subprocess.Popen[str]]]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def _start_serve(journal: Path, port: int, cwd: Path) -> subprocess.Popen[str]:
+    """`canvas-tui serve` over `journal`, the Canvas token in its environment."""
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "canvas_tui",
+            "serve",
+            "--journal",
+            str(journal),
+            "--port",
+            str(port),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={
+            **os.environ,
+            "CANVAS_API_TOKEN": SECRET,
+            "CANVAS_BASE_URL": "https://canvas.example.edu",
+            "XDG_CONFIG_HOME": str(cwd / "config"),
+        },
+        cwd=cwd,
+    )
 
 
 def _listening(port: int) -> bool:
@@ -218,5 +226,53 @@ def test_each_tab_is_a_read_only_console_with_no_secret_on_its_command_line(
     from canvas_tui.commands.serve import tab_command
 
     command = tab_command(tmp_path / "run.journal", tmp_path / "canvas-tui.toml")
-    assert command.endswith("--read-only")
-    assert " console --journal " in command and not leaks(command)
+    assert " console --journal " in command and "--read-only" in command
+    assert not leaks(command)
+
+
+async def test_tabs_attach_to_the_one_engine_of_a_running_sync(tmp_path: Path) -> None:
+    """Two tabs while a headless `sync` drives the run: both follow that one engine (attached
+    consoles), no tab spawns an engine of its own or runs anything, and the run goes on."""
+    _needs_chromium()
+    world = World.generate(7)
+    app = build_app(
+        SimConfig(time_scale=1, latency=LatencyModel.uniform(0.25), cost_jitter=0.0), world
+    )
+    write_csv(tmp_path / "in.csv", world, 300)
+    journal = tmp_path / "run.journal"
+    with serve_in_thread(app) as base_url:
+        sync = start_sync(tmp_path, base_url, "in.csv", "--journal", str(journal))
+        server = None
+        try:
+            await eventually_async(
+                lambda: socket_path(journal).exists(), what="the sync's attach socket"
+            )
+            port = _free_port()
+            server = _start_serve(journal, port, tmp_path)
+            assert server.stdout is not None
+            found = re.search(r"Open: (\S+)", server.stdout.readline() + server.stdout.readline())
+            assert found
+            await eventually_async(lambda: _listening(port), what="the server listening")
+            async with chromium() as browser:
+                tabs = [await browser.new_page(), await browser.new_page()]
+                for tab in tabs:
+                    await tab.send("Page.navigate", url=found.group(1))
+                for tab in tabs:
+                    await _until(tab, "attached", "the tab following the sync's run")
+                    await _until(tab, "Records", "the dashboard")
+                consoles = [  # the tabs' Pythons (each under textual-serve's /bin/sh -c)
+                    args
+                    for args in map(_arguments, _tree(server.pid))
+                    if b"console" in args and not args.startswith(b"/bin/sh")
+                ]
+                assert len(consoles) == 2 and all(b"--attach" in c for c in consoles)
+                assert not any(b"engine" in _arguments(pid) for pid in _tree(server.pid))
+                assert sync.poll() is None  # the one run goes on, driven by the sync
+                for tab in tabs:
+                    assert not leaks(tab.received_text()) and not leaks(tab.sent_text())
+        finally:
+            if server is not None:
+                server.terminate()
+                server.wait(15)
+            sync.terminate()
+            sync.wait(60)
