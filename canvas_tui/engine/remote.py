@@ -496,6 +496,7 @@ class RemoteRunner:
     send_one = _sent(RunCommands.send_one)
     edit_and_retry = _sent(RunCommands.edit_and_retry)
     abort_import = _sent(RunCommands.abort_import)
+    to_front = _sent(RunCommands.to_front)
 
 
 class RemoteClient:

@@ -55,6 +55,15 @@ class ImportStatus:
 
 
 @dataclass(frozen=True, slots=True)
+class FrontState:
+    """Records an operator moved to the front of the queue (`RunCommands.to_front`)."""
+
+    label: str  # what the latest move took: a course, or the queue's filter
+    moved: int  # records moved, over every move of the run
+    left: int  # of them, still to send or in flight
+
+
+@dataclass(frozen=True, slots=True)
 class RunState:
     phase: Phase
     total: int
@@ -76,6 +85,7 @@ class RunState:
     latency: float | None = None  # seconds per request, a moving average of this run's answers
     paused_reason: str | None = None  # why the engine paused itself (Canvas unreachable)
     sis_import: ImportStatus | None = None  # the run's SIS import, when a channel carries one
+    front: FrontState | None = None  # records moved to the front, if any were
 
     @property
     def finished(self) -> int:
@@ -209,6 +219,9 @@ class RunCommands(Protocol):
     # Rows it applied stay applied; its records fail as `sis_import` once Canvas says
     # `aborted`, and a retry of them goes by REST. False when no import is running.
     def abort_import(self) -> bool: ...
+    # the pending records of a course (as typed: BIO-101, 1234, sis_course_id:X) or of the
+    # queue's text filter go before every other record, mid-run; how many moved
+    def to_front(self, course: str | None = None, text: str | None = None) -> int: ...
 
 
 class RunControl(RunCommands, Protocol):
