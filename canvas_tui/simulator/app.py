@@ -371,6 +371,7 @@ class Simulator:
                 "faults": dict(s.faults),
                 "time_scale": self.config.time_scale,
                 "throttle_status": self.config.throttle_status,
+                "sis_imports": self.sis_imports.stats(),
             }
 
     def reset_stats(self) -> None:
@@ -741,6 +742,13 @@ class Simulator:
                 return Route("list_enrollments", "list", self._list_user_enrollments, (s[1],))
         if n >= 3 and s[0] == "accounts" and s[2] == "sis_imports":
             return self._sis_route(s, m)
+        if n == 2 and s[0] == "progress" and m == "GET":
+            return Route(
+                "get_progress",
+                "show",
+                lambda r, t, i: self.sis_imports.progress(t, i, r.base_url),
+                (s[1],),
+            )
         if n >= 2 and s[0] == "accounts" and m == "GET":
             if n == 2:
                 return Route("get_account", "show", self._get_account, (s[1],))
@@ -777,6 +785,13 @@ class Simulator:
                 "get_sis_import",
                 "show",
                 lambda r, t, a, i: imports.show(a, t, i, r.base_url),
+                (s[1], s[3]),
+            )
+        if n == 5 and m == "PUT" and s[4] == "restore_states":
+            return Route(
+                "restore_sis_import",
+                "write",
+                lambda r, t, a, i: imports.restore_states(a, t, i, r.params, r.base_url),
                 (s[1], s[3]),
             )
         if n == 5 and m == "PUT" and s[4] == "abort":

@@ -159,20 +159,47 @@ class Message:
     failure: bool = False
 
 
-@dataclass
+@dataclass(slots=True)
 class Row:
+    """One data row: its cells (blank ones None) and the column positions of its file's header,
+    shared by the file's rows (100,000 dicts would cost the simulator's CPU in garbage
+    collection)."""
+
     file: str
     lineno: int
-    values: dict[str, str | None]
+    cells: tuple[str | None, ...]
+    columns: dict[str, int]
 
     def get(self, name: str) -> str | None:
-        value = self.values.get(name)
-        return value if value is not None and value != "" else None
+        index = self.columns.get(name)
+        return None if index is None else self.cells[index]
+
+    @property
+    def values(self) -> dict[str, str | None]:
+        return {column: self.cells[index] for column, index in self.columns.items()}
+
+    @classmethod
+    def of(cls, file: str, lineno: int, values: dict[str, str | None]) -> Row:
+        return cls(file, lineno, tuple(values.values()), {c: i for i, c in enumerate(values)})
+
+
+@dataclass
+class Change:
+    """One SisBatchRollBackData row: an enrollment's state before and after a save."""
+
+    enrollment: Enrollment
+    before: str  # "non-existent" for a row the import created
+    after: str
+    batch_mode: bool = False  # dropped by the batch mode cleanup
+    restored: bool = False
 
 
 @dataclass
 class Upload:
-    """The stored attachment: its name decides zip or CSV (ImportRefactored#prepare)."""
+    """The stored attachment: its name decides zip or CSV (ImportRefactored#prepare). A raw post
+    is named `sis_import.<extension>` (the controller's set_file_attributes); messages about a
+    single CSV name the upload's file name [inferred: Canvas reads a local copy of it], those
+    about a zip name its member."""
 
     filename: str
     content_type: str
@@ -212,10 +239,30 @@ class SisImport:
     chunk: int = 1
     cleanup_targets: list[Enrollment] = field(default_factory=list)
     cleanup_drop_status: str = "deleted"
-    changes: list[tuple[str, str]] = field(default_factory=list)  # (before, after) states
+    changes: list[Change] = field(default_factory=list)  # its SisBatchRollBackData
     succeeded_rows: int = 0
     enrollment_rows: list[Row] = field(default_factory=list)  # as uploaded, for diffing
     pending_deletes: list[Enrollment] = field(default_factory=list)
+    roles_by_account: dict[int, list[Role]] = field(default_factory=dict)
+    stop_at: int | None = None  # rows an aborted import still applies (its current chunk)
+    applied: int = 0  # rows read so far, for the simulator's stats
+
+
+@dataclass
+class RestoreJob:
+    """The Progress of a restore_states job."""
+
+    id: int
+    batch: SisImport
+    user_id: int
+    changes: list[Change]
+    partial: bool  # undelete_only, unconclude_only or batch_mode: partially_restored
+    created_clock: float
+    created_wall: datetime
+    updated_wall: datetime
+    workflow_state: str = "queued"  # queued | running | completed
+    completion: float = 0.0
+    done: int = 0
 
 
 @dataclass
@@ -258,6 +305,8 @@ class SisImports:
         self.attachments: dict[int, Attachment] = {}
         self._next_id = 100
         self._next_attachment_id = 9_000
+        self.restores: dict[int, RestoreJob] = {}
+        self._next_progress_id = 5_000
         self._free_at = 0.0  # when the account's strand may start the next import
         self._crash_next: str | None = None
         self._wall_origin = (datetime.now(UTC), clock())
@@ -274,6 +323,18 @@ class SisImports:
         """Rows per clock second."""
         return self.rows_per_second * self.time_scale
 
+    def stats(self) -> dict[str, Any]:
+        """For `/__sim__/stats`: imports by state, rows applied, the rate in force."""
+        by_state: dict[str, int] = {}
+        for batch in self.imports.values():
+            by_state[batch.workflow_state] = by_state.get(batch.workflow_state, 0) + 1
+        return {
+            "imports": len(self.imports),
+            "by_state": by_state,
+            "rows_applied": sum(b.applied for b in self.imports.values()),
+            "rate_per_world_second": self.rows_per_second,
+        }
+
     # ---- the strand -----------------------------------------------------------------------
 
     def crash_next(self, message: str = "simulated crash of the import job") -> None:
@@ -282,8 +343,12 @@ class SisImports:
         self._crash_next = message
 
     def advance(self, now: float | None = None) -> None:
-        """Apply everything the clock allows, import after import."""
+        """Apply everything the clock allows: imports one after another, then restores."""
         now = self.clock() if now is None else now
+        self._advance_imports(now)
+        self._advance_restores(now)
+
+    def _advance_imports(self, now: float) -> None:
         while True:
             running = next(
                 (i for i in self._ordered() if i.phase in ("importing", "cleanup")), None
@@ -333,7 +398,12 @@ class SisImports:
             return
         rows = self._read(batch, files)
         batch.enrollment_rows = rows
-        rows = self._diff(batch, rows)
+        diffed = self._diff(batch, rows)
+        if diffed is None:  # process_instructure_csv_zip: an empty diff just finishes
+            batch.rows = []
+            self._finish(batch, at, import_finished=True)
+            return
+        rows = diffed
         supplied = ["enrollment"] if any(f[2] == "enrollment" for f in files) else []
         batch.data["supplied_batches"] = supplied
         batch.data["counts"] = {key: 0 for key in COUNT_KEYS}
@@ -345,16 +415,24 @@ class SisImports:
         batch.rows = rows
         batch.done = 0
 
+    def _rows_by(self, batch: SisImport, now: float) -> int:
+        """Rows of the current phase due by `now` (a hair of slack for float error)."""
+        return int((now - batch.phase_started) * self._rate + 1e-9)
+
     def _run(self, batch: SisImport, now: float) -> float | None:
         """Work due by `now`; the clock time the import finished, or None while it runs."""
         if batch.phase == "importing":
-            due = min(len(batch.rows), int((now - batch.phase_started) * self._rate))
+            limit = len(batch.rows) if batch.stop_at is None else batch.stop_at
+            due = min(limit, self._rows_by(batch, now))
             if due > batch.done:
                 self._apply_rows(batch, due)
                 batch.updated_at = self._wall(now)
-            if batch.done < len(batch.rows):
+            if batch.done < limit:
                 return None
-            ended = batch.phase_started + len(batch.rows) / self._rate
+            ended = batch.phase_started + limit / self._rate
+            if batch.stop_at is not None:  # aborted: the chunk in hand is done, nothing more
+                batch.phase = "done"
+                return ended
             if batch.rows:
                 batch.data["counts"]["enrollments"] = batch.succeeded_rows
                 batch.data["completed_importers"] = ["enrollment"]
@@ -362,7 +440,7 @@ class SisImports:
                 self._finish(batch, ended, import_finished=True)
                 return ended
         if batch.phase == "cleanup":
-            due = min(len(batch.cleanup_targets), int((now - batch.phase_started) * self._rate))
+            due = min(len(batch.cleanup_targets), self._rows_by(batch, now))
             if due > batch.done:
                 self._drop(batch, due)
                 batch.updated_at = self._wall(now)
@@ -459,19 +537,23 @@ class SisImports:
                 continue
             reader = csv.reader(io.StringIO(data.decode("utf-8"), newline=""), strict=True)
             file_rows: list[Row] = []
-            header: list[str] | None = None
+            columns: dict[str, int] | None = None
+            width = 0
             try:
                 for record in reader:
                     if not record or all(not cell.strip() for cell in record):
                         continue  # skip_blanks
-                    if header is None:
+                    if columns is None:
                         header = [h.strip().lower() for h in record]
+                        # a repeated column: CSV::Row#[] finds the first
+                        columns = {}
+                        for index, column in enumerate(header):
+                            columns.setdefault(column, index)
+                        width = len(header)
                         continue
-                    values: dict[str, str | None] = {}
-                    for index, column in enumerate(header):
-                        cell = record[index].strip() if index < len(record) else None
-                        values[column] = cell if cell != "" else None
-                    file_rows.append(Row(name, reader.line_num, values))
+                    record += [""] * (width - len(record))
+                    cells = tuple((cell.strip() or None) for cell in record[:width])
+                    file_rows.append(Row(name, reader.line_num, cells, columns))
             except csv.Error:
                 batch.messages.append(Message(name, "Malformed CSV", failure=True))
                 continue
@@ -480,7 +562,8 @@ class SisImports:
 
     # ---- diffing (SisBatch#generate_diff, SIS::CSV::DiffGenerator) ------------------------
 
-    def _diff(self, batch: SisImport, rows: list[Row]) -> list[Row]:
+    def _diff(self, batch: SisImport, rows: list[Row]) -> list[Row] | None:
+        """The rows to import; None when the diff is empty (nothing changed)."""
         identifier = batch.diffing_data_set_identifier
         if batch.diffing_remaster or not identifier:
             return rows
@@ -520,6 +603,8 @@ class SisImports:
                 values = dict(old.values)
                 values["status"] = drop_status
                 out_values.append((old.file, values))
+        if not out_values:
+            return None
         row_limit = batch.options.get("diff_row_count_threshold")
         if row_limit and len(out_values) > row_limit:
             batch.diffing_threshold_exceeded = True
@@ -529,7 +614,7 @@ class SisImports:
         batch.diffing_threshold_exceeded = False
         batch.data["diffed_against_sis_batch_id"] = previous.id
         # The importer reads the generated diff file: row numbers are its lines, not the upload's.
-        return [Row(name, index, values) for index, (name, values) in enumerate(out_values, 2)]
+        return [Row.of(name, index, values) for index, (name, values) in enumerate(out_values, 2)]
 
     # ---- one row (SIS::EnrollmentImporter) -------------------------------------------------
 
@@ -537,6 +622,7 @@ class SisImports:
         while batch.done < upto:
             row = batch.rows[batch.done]
             batch.done += 1
+            batch.applied += 1
             if self._apply(batch, row):
                 batch.succeeded_rows += 1
             if batch.done % batch.chunk == 0 or batch.done == len(batch.rows):
@@ -555,7 +641,7 @@ class SisImports:
         for enrollment in batch.pending_deletes:
             if enrollment.workflow_state == "deleted":
                 continue
-            batch.changes.append((enrollment.workflow_state, "deleted"))
+            batch.changes.append(Change(enrollment, enrollment.workflow_state, "deleted"))
             enrollment.workflow_state = "deleted"
             enrollment.sis_import_id = batch.id
             enrollment.updated_at = now
@@ -636,7 +722,7 @@ class SisImports:
             )
             self._warn(batch, row, message)
             return False
-        role = self._role(course, row.get("role_id"), role_name)
+        role = self._role(batch, course, row.get("role_id"), role_name)
         enrollment_type = role.base_role_type if role else _type_of(role_name)
         if enrollment_type is None:
             self._warn(batch, row, f'Improper role "{role_name or ""}" for an enrollment')
@@ -655,8 +741,14 @@ class SisImports:
                 self._warn(batch, row, message)
                 return False
             associated_user_id = observed.id
-        invalid = self._invalid(course, user, enrollment_type, associated_user_id)
-        if invalid is not None:
+        identity = (user.id, enrollment_type, role.id, associated_user_id, section.id)
+        existing = world.find_enrollment(identity)
+        new_state = self._target_state(status, existing, user, role, associated_user_id, section)
+        saves = new_state != "deleted" or existing is None  # a delete goes by destroy_batch
+        invalid = (
+            self._invalid(course, section, user, associated_user_id, new_state) if saves else []
+        )
+        if invalid:
             # The importer builds this message with `msg += "..." + msg += ...`: Ruby reads the
             # left `msg` before the right side reassigns it, so the prefix comes out twice.
             prefix = (
@@ -664,12 +756,11 @@ class SisImports:
                 f"(course: {course_id or ''}, section: {section_id or ''}, "
             )
             message = (
-                f"{prefix}user: {user_id or ''}, role: {role_name or ''}, error: {prefix}{invalid})"
+                f"{prefix}user: {user_id or ''}, role: {role_name or ''}, error: "
+                f"{prefix}{','.join(invalid)})"
             )
             self._warn(batch, row, message)
             return False
-        identity = (user.id, enrollment_type, role.id, associated_user_id, section.id)
-        existing = world.find_enrollment(identity)
         return self._write(
             batch,
             row,
@@ -678,19 +769,54 @@ class SisImports:
             section,
             role,
             associated_user_id,
-            status,
+            new_state,
             start_date,
             end_date,
         )
 
-    def _role(self, course: Course, role_id: str | None, role_name: str | None) -> Role | None:
+    def _target_state(
+        self,
+        status: str,
+        existing: Enrollment | None,
+        user: User,
+        role: Role,
+        associated_user_id: int | None,
+        section: Section,
+    ) -> str:
+        """enrollment_status: the state the row's status gives this enrollment."""
+        lowered = status.lower()
+        if lowered.startswith("active"):
+            return "active"
+        if lowered.startswith("completed"):
+            return "completed"
+        if lowered.startswith("inactive"):
+            return "inactive"
+        if lowered.startswith("deleted_last_completed"):
+            # deleted when another not-deleted enrollment of the user, with the same observee
+            # and role, exists in the course; else completed (the user's last one is kept)
+            others = any(
+                e.user_id == user.id
+                and e.associated_user_id == associated_user_id
+                and e.role_id == role.id
+                and e.workflow_state != "deleted"
+                and (existing is None or e.id != existing.id)
+                for e in self.world.enrollments_in_course(section.course_id)
+            )
+            return "deleted" if others else "completed"
+        return "deleted"
+
+    def _role(
+        self, batch: SisImport, course: Course, role_id: str | None, role_name: str | None
+    ) -> Role | None:
         """A role_id among the course account's available roles, else a role whose name is
         exactly `role` (built-ins are named StudentEnrollment, ...)."""
-        roles = [
-            r
-            for r in self.world.course_roles(course.account_id)
-            if r.workflow_state in ("built_in", "active")
-        ]
+        roles = batch.roles_by_account.get(course.account_id)
+        if roles is None:  # cached per account, as the importer caches them
+            roles = batch.roles_by_account[course.account_id] = [
+                r
+                for r in self.world.course_roles(course.account_id)
+                if r.workflow_state in ("built_in", "active")
+            ]
         if role_id:
             found = next((r for r in roles if str(r.id) == role_id), None)
             if found is not None:
@@ -698,24 +824,33 @@ class SisImports:
         return next((r for r in roles if r.label == role_name), None) if role_name else None
 
     def _invalid(
-        self, course: Course, user: User, enrollment_type: str, associated_user_id: int | None
-    ) -> str | None:
+        self,
+        course: Course,
+        section: Section,
+        user: User,
+        associated_user_id: int | None,
+        state: str,
+    ) -> list[str]:
         """The model validations a save would fail, as `errors.full_messages` words them
-        (app/models/enrollment.rb: valid_course?, cant_observe_self, cant_observe_observer)."""
-        if course.workflow_state == "deleted":
-            return "Course is not a valid course"
+        (app/models/enrollment.rb: cant_observe_self, cant_observe_observer, valid_course?,
+        valid_section?; the order between them is inferred)."""
+        errors: list[str] = []
         if associated_user_id is not None:
             if associated_user_id == user.id:
-                return "Associated user Cannot observe yourself"
-            if any(
+                errors.append("Associated user Cannot observe yourself")
+            elif any(
                 e.type == "ObserverEnrollment"
                 and e.user_id == associated_user_id
                 and e.associated_user_id == user.id
                 and e.workflow_state != "deleted"
                 for e in self.world.enrollments_in_course(course.id)
             ):
-                return "Associated user Cannot observe observer observing self"
-        return None
+                errors.append("Associated user Cannot observe observer observing self")
+        if state != "deleted" and course.workflow_state == "deleted":
+            errors.append("Course is not a valid course")
+        if state != "deleted" and section.workflow_state != "active":
+            errors.append("Course section is not a valid section")
+        return errors
 
     def _write(
         self,
@@ -726,35 +861,13 @@ class SisImports:
         section: Section,
         role: Role,
         associated_user_id: int | None,
-        status: str,
+        new_state: str,
         start_date: str | None,
         end_date: str | None,
     ) -> bool:
         world = self.world
         now = iso(self._wall(self.clock())) or ""
         before_state = existing.workflow_state if existing else "non-existent"
-        new_state: str
-        lowered = status.lower()
-        if lowered.startswith("active"):
-            new_state = "active"
-        elif lowered.startswith("completed"):
-            new_state = "completed"
-        elif lowered.startswith("inactive"):
-            new_state = "inactive"
-        elif lowered.startswith("deleted_last_completed"):
-            # deleted when another not-deleted enrollment of the user, with the same observee
-            # and role, exists in the course; else completed (the user's last one is kept)
-            others = any(
-                e.user_id == user.id
-                and e.associated_user_id == associated_user_id
-                and e.role_id == role.id
-                and e.workflow_state != "deleted"
-                and (existing is None or e.id != existing.id)
-                for e in world.enrollments_in_course(section.course_id)
-            )
-            new_state = "deleted" if others else "completed"
-        else:
-            new_state = "deleted"
         limit_value = row.get("limit_section_privileges")
         options = batch.options
         override = bool(options.get("override_sis_stickiness"))
@@ -781,7 +894,7 @@ class SisImports:
                 enrollment.stuck_sis_fields |= {
                     f for f, v in (("start_at", start_date), ("end_at", end_date)) if v
                 }
-            batch.changes.append((before_state, new_state))
+            batch.changes.append(Change(enrollment, before_state, new_state))
             return True
         enrollment = existing
         before = (
@@ -830,7 +943,7 @@ class SisImports:
             enrollment.updated_at = now
             world.version += 1
         if after[0] != before[0]:
-            batch.changes.append((before_state, new_state))
+            batch.changes.append(Change(enrollment, before_state, new_state))
         return True
 
     # ---- batch mode cleanup (SisBatch#remove_previous_imports) -----------------------------
@@ -894,7 +1007,9 @@ class SisImports:
                 enrollment.completed_at = now
             enrollment.sis_import_id = batch.id
             enrollment.updated_at = now
-            batch.changes.append((before, batch.cleanup_drop_status))
+            batch.changes.append(
+                Change(enrollment, before, batch.cleanup_drop_status, batch_mode=True)
+            )
             if batch.done % CLEANUP_BATCH == 0 or batch.done == len(batch.cleanup_targets):
                 batch.progress = round(batch.done / len(batch.cleanup_targets) * 100)
         self.world.version += 1
@@ -969,7 +1084,8 @@ class SisImports:
             entry["deleted"] = 0
             stats[kind] = entry
         enrollment = stats["Enrollment"]
-        for before, after in batch.changes:
+        for change in batch.changes:
+            before, after = change.before, change.after
             if after == "active" and before in ("non-existent", "creation_pending"):
                 enrollment["created"] += 1
             elif after == "active" and before in ("inactive", "completed", "rejected", "deleted"):
@@ -1001,6 +1117,108 @@ class SisImports:
         )
         self.attachments[attachment.id] = attachment
         batch.errors_attachment = attachment
+
+    # ---- restore_states (SisBatch#restore_states_later, #restore_states_for_batch) ----------
+
+    def _advance_restores(self, now: float) -> None:
+        for job in self.restores.values():
+            if job.workflow_state == "completed":
+                continue
+            start = job.created_clock + self.start_delay / self.time_scale
+            if now < start:
+                continue
+            batch = job.batch
+            if job.workflow_state == "queued":
+                job.workflow_state = "running"
+                batch.workflow_state = "restoring"
+                batch.updated_at = self._wall(start)
+            due = min(len(job.changes), int((now - start) * self._rate + 1e-9))
+            while job.done < due:
+                change = job.changes[job.done]
+                job.done += 1
+                # restore_sql: back to the state before the import (a row it created goes
+                # to deleted), and only where that differs
+                target = "deleted" if change.before == "non-existent" else change.before
+                if change.enrollment.workflow_state != target:
+                    change.enrollment.workflow_state = target
+                    change.enrollment.updated_at = iso(self._wall(now)) or ""
+                change.restored = True
+            if due:
+                self.world.version += 1
+            total = len(job.changes)
+            job.completion = job.done / total * 100 if total else 100.0
+            job.updated_wall = self._wall(now)
+            if job.done < total:
+                continue
+            ended = start + total / self._rate
+            job.workflow_state = "completed"
+            job.completion = 100.0
+            job.updated_wall = self._wall(ended)
+            batch.workflow_state = "partially_restored" if job.partial else "restored"
+            batch.updated_at = self._wall(ended)
+            statistics = batch.data.setdefault("statistics", self._statistics(batch))
+            restored = sum(1 for c in batch.changes if c.restored)
+            statistics.setdefault("Enrollment", {})["restored"] = restored
+
+    def restore_states(
+        self, account_ref: str, token: Token, ref: str, params: dict[str, Any], base_url: str
+    ) -> Response:
+        """restore_states: the batch's changes undone by a job; answers its Progress."""
+        account_id = self._account(account_ref, token, "manage_sis")
+        batch = self._find(account_id, ref)
+        batch_mode = value_to_boolean(params.get("batch_mode", False))
+        undelete_only = value_to_boolean(params.get("undelete_only", False))
+        unconclude_only = value_to_boolean(params.get("unconclude_only", False))
+        if undelete_only and unconclude_only:
+            body = "cannot set both undelete_only and unconclude_only"
+            return views.json_response(body, 400)
+        changes = [c for c in batch.changes if not c.restored]
+        if undelete_only:
+            changes = [c for c in changes if c.after in ("retired", "deleted")]
+        if unconclude_only:
+            changes = [c for c in changes if c.after == "completed"]
+        if batch_mode:
+            changes = [c for c in changes if c.batch_mode]
+        now = self.clock()
+        self._next_progress_id += 1
+        job = RestoreJob(
+            id=self._next_progress_id,
+            batch=batch,
+            user_id=token.user_id,
+            changes=changes,
+            partial=undelete_only or unconclude_only or batch_mode,
+            created_clock=now,
+            created_wall=self._wall(now),
+            updated_wall=self._wall(now),
+        )
+        self.restores[job.id] = job
+        return views.json_response(self.progress_json(job, base_url))
+
+    def progress(self, token: Token, ref: str, base_url: str) -> Response:
+        """`GET progress/:id` for a restore job (read rights on its SIS import)."""
+        job = self.restores.get(int(ref)) if ref.isdigit() else None
+        if job is None:
+            raise views.not_found()
+        if not (token.admin and token.manage_sis):
+            raise views.unauthorized()
+        return views.json_response(self.progress_json(job, base_url))
+
+    @staticmethod
+    def progress_json(job: RestoreJob, base_url: str) -> dict[str, Any]:
+        """lib/api/v1/progress.rb `progress_json`."""
+        return {
+            "id": job.id,
+            "context_id": job.batch.id,
+            "context_type": "SisBatch",
+            "user_id": job.user_id,
+            "tag": "sis_batch_state_restore",
+            "completion": job.completion,
+            "workflow_state": job.workflow_state,
+            "created_at": iso(job.created_wall),
+            "updated_at": iso(job.updated_wall),
+            "message": None,
+            "url": f"{base_url}/api/v1/progress/{job.id}",
+        }
 
     # ---- the API --------------------------------------------------------------------------
 
@@ -1200,21 +1418,30 @@ class SisImports:
         if batch.workflow_state not in NOT_COMPLETED:
             raise views.not_found()
         now = self.clock()
-        running = batch.phase in ("importing", "cleanup")
+        phase = batch.phase
         batch.workflow_state = "aborted"
         batch.updated_at = self._wall(now)
-        if batch.phase == "initializing":
+        if phase == "initializing":
             batch.phase = "done"
-        if running:
-            # the running importer sees the abort at its next progress write and stops; rows
-            # applied so far stay; finish returns early, so no ended_at, no errors file
-            batch.phase = "done"
-            self._free_at = max(self._free_at, now)
-            if any(
-                i.phase == "waiting" and i.workflow_state == "created"
-                for i in self.imports.values()
-            ):
-                self._free_at = max(self._free_at, now + ABORT_REQUEUE_SECONDS / self.time_scale)
+        waiting = any(
+            i.phase == "waiting" and i.workflow_state == "created" for i in self.imports.values()
+        )
+        # abort_batch requeues the account's job 10 minutes later when imports wait
+        hold = now + ABORT_REQUEUE_SECONDS / self.time_scale if waiting else now
+        if phase == "importing":
+            # Each parallel importer checks for an abort only before it starts
+            # (ImportRefactored#run_parallel_importer): the chunk in hand still lands. Finish
+            # returns early for an aborted batch: no ended_at, no errors file, no counts.
+            batch.stop_at = min(len(batch.rows), -(-batch.done // batch.chunk) * batch.chunk)
+            if batch.stop_at == batch.done:
+                batch.phase = "done"
+            self._free_at = max(self._free_at, hold)
+        elif phase == "cleanup":
+            # fast_update_progress raises Aborted; remove_previous_imports rescues it and
+            # do_batch_end_work goes on: errors file, counts, progress 100, ended_at.
+            self._finish(batch, now, import_finished=True)
+            if batch.data.get("running_immediately"):
+                self._free_at = max(self._free_at, hold)
         return views.json_response(self.json(batch, base_url))
 
     def abort_all_pending(self, account_ref: str, token: Token) -> Response:
@@ -1324,7 +1551,7 @@ def _attachment_json(attachment: Attachment, base_url: str) -> dict[str, Any]:
 
 
 def _key(row: Row) -> tuple[str | None, ...]:
-    return tuple(row.values.get(f) for f in IDENTIFYING_FIELDS)
+    return tuple(row.get(f) for f in IDENTIFYING_FIELDS)
 
 
 def _uncompressed_size(upload: Upload) -> int:
@@ -1338,7 +1565,8 @@ def _uncompressed_size(upload: Upload) -> int:
 
 def _parse_date(value: str | None) -> str | None:
     """DateTime.parse: a time without an offset is UTC (not the account's zone, as the REST
-    API's Time.zone parse would have it). Raises ValueError when it is no time."""
+    API's Time.zone parse would have it). Raises ValueError when it is no time. Only ISO 8601
+    is read: stricter than Ruby, which also takes "Sep 1 2026" or "tuesday"."""
     if value is None:
         return None
     text = value.strip()

@@ -267,3 +267,18 @@ async def test_sis_import_requests_pay_the_throttle_and_need_a_user_agent() -> N
             IMPORTS, params={"extension": "csv"}, content=ROW, headers={"User-Agent": ""}
         )
     assert no_agent.status_code == 403
+
+
+async def test_a_multipart_zip_is_read_byte_for_byte() -> None:
+    app, clock = sis_app()
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as out:
+        out.writestr("enrollments.csv", ROW)
+        out.writestr("padding.bin", bytes(range(256)) * 64)  # every byte value, \r\n included
+    async with client_for(app) as client:
+        created = await client.post(
+            IMPORTS, files={"attachment": ("upload.zip", archive.getvalue(), "application/zip")}
+        )
+        final, _ = await run_to_end(client, clock, created.json()["id"])
+    assert final["data"]["counts"]["enrollments"] == 1
+    assert final["processing_warnings"] == [["padding.bin", "Skipping unknown file type"]]

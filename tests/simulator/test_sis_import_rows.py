@@ -182,7 +182,7 @@ async def test_a_bad_date_is_a_warning_and_the_row_goes_on_without_it() -> None:
             clock,
             client,
             [
-                (DOC_COURSE, "01103", "student", "1B", "active", "next tuesday"),
+                (DOC_COURSE, "01103", "student", "1B", "active", "2026-13-45"),
                 ("", "13834", "student", "1B", "active", "soon"),
             ],
             header,
@@ -228,10 +228,16 @@ async def test_lookups_by_integration_id_and_into_a_deleted_course() -> None:
     rows = [
         (DOC_COURSE, "ignored-when-integration-id-given", "INT-13834", "student", "active"),
         (DELETED_COURSE, "01103", "", "student", "active"),
+        # valid_course? spares a deleted enrollment: this one is made, deleted
+        (DELETED_COURSE, "13aa3", "", "student", "deleted"),
     ]
     async with client_for(app) as client:
         final = await import_rows(app, clock, client, rows, header)
     assert [e.workflow_state for e in enrollments_in_world(app, DOC_COURSE, "13834")] == ["active"]
+    assert [e.workflow_state for e in enrollments_in_world(app, DELETED_COURSE, "13aa3")] == [
+        "deleted"
+    ]
+    assert final["data"]["counts"]["enrollments"] == 2
     prefix = f"An enrollment did not pass validation (course: {DELETED_COURSE}, section: , "
     assert final["processing_warnings"] == [
         [

@@ -4,12 +4,24 @@ app/controllers/sis_imports_api_controller.rb)."""
 
 from __future__ import annotations
 
-from canvas_tui.simulator.world import DOC_COURSE
-from tests.simulator.conftest import client_for
+import io
+import zipfile
+from datetime import datetime, timedelta
+from typing import Any
+
+import httpx
+
+from canvas_tui.cli import build_parser
+from canvas_tui.simulator import ADMIN_TOKEN, build_app, serve
+from canvas_tui.simulator.testing import serve_in_thread
+from canvas_tui.simulator.world import DOC_COURSE, World
+from tests.helpers import eventually, fast_config
+from tests.simulator.conftest import USER_AGENT, client_for
 from tests.simulator.sis_helpers import (
     IMPORTS,
     START,
     enrollments_csv,
+    enrollments_in_world,
     enrollments_of,
     errors_rows,
     run_to_end,
@@ -48,6 +60,13 @@ async def test_a_clean_import_goes_created_importing_imported_and_enrolls() -> N
         assert final["data"]["statistics"]["Enrollment"]["created"] == 1
         assert final["data"]["statistics"]["total_state_changes"] == 1
         rows = await enrollments_of(client, DOC_COURSE, "13834")
+        stats = (await client.get("/__sim__/stats")).json()["sis_imports"]
+    assert stats == {
+        "imports": 1,
+        "by_state": {"imported": 1},
+        "rows_applied": 1,
+        "rate_per_world_second": 10.0,
+    }
     assert [(r["enrollment_state"], r["sis_section_id"], r["sis_import_id"]) for r in rows] == [
         ("active", "2A", body["id"])
     ]
@@ -170,28 +189,28 @@ async def test_a_second_import_waits_while_the_first_runs() -> None:
         assert (await status(client, two))["workflow_state"] == "imported"
 
 
-async def test_abort_stops_a_running_import_and_keeps_what_it_applied() -> None:
+async def test_abort_lets_the_chunk_in_hand_finish_and_keeps_what_landed() -> None:
+    """Each parallel importer (25 rows here) checks for an abort only before it starts
+    (ImportRefactored#run_parallel_importer): rows of the chunk in hand still land."""
     app, clock = sis_app(rate=1.0, start_delay=0.0)
-    data = enrollments_csv(
-        [
-            (DOC_COURSE, "01103", "student", "2A", "active"),
-            (DOC_COURSE, "13834", "student", "2A", "active"),
-        ]
-    )
+    users = [u.sis_user_id or "" for u in app.world.users.values() if u.id >= 1000][:60]
+    data = enrollments_csv([(DOC_COURSE, u, "student", "2A", "active") for u in users])
     async with client_for(app) as client:
         import_id = (await upload(client, data)).json()["id"]
-        clock.now = START + 1.5  # the first row has landed, the second not yet
+        clock.now = START + 30  # rows 1-30 have landed: the second chunk (26-50) is in hand
         aborted = await client.put(f"{IMPORTS}/{import_id}/abort")
         assert aborted.status_code == 200
-        assert aborted.json()["workflow_state"] == "aborted"
-        assert aborted.json()["ended_at"] is None
-        clock.now = START + 10
+        body = aborted.json()
+        assert (body["workflow_state"], body["ended_at"], body["progress"]) == ("aborted", None, 33)
+        clock.now = START + 1000
         final = await status(client, import_id)
-        assert final["workflow_state"] == "aborted"
-        assert len(await enrollments_of(client, DOC_COURSE, "01103")) == 1
-        assert await enrollments_of(client, DOC_COURSE, "13834") == []
         again = await client.put(f"{IMPORTS}/{import_id}/abort")
-        assert again.status_code == 404  # `not_completed.find`
+    assert (final["workflow_state"], final["ended_at"]) == ("aborted", None)
+    assert final["progress"] == 67  # the second chunk completed after the abort
+    assert final["data"]["counts"]["enrollments"] == 0  # counted only when every chunk is done
+    landed = [bool(enrollments_in_world(app, DOC_COURSE, u)) for u in users]
+    assert landed == [True] * 50 + [False] * 10
+    assert again.status_code == 404  # `not_completed.find`
 
 
 async def test_an_aborted_running_import_holds_the_next_for_ten_minutes() -> None:
@@ -275,3 +294,156 @@ async def test_list_is_wrapped_newest_first_and_filters_by_state() -> None:
         assert 'rel="last"' not in listing.headers["link"]
         only = await client.get(IMPORTS, params={"workflow_state[]": "imported"})
         assert only.json() == {"sis_imports": []}
+
+
+def test_an_import_over_a_real_socket_multipart_and_its_errors_file() -> None:
+    """uvicorn in a thread, the real clock: a multipart upload, polling, the errors file."""
+    app = build_app(
+        fast_config(time_scale=1.0, sis_import_rate=5000.0, sis_import_start_delay=0.0),
+        World.generate(7, users=50, courses=3),
+    )
+    data = enrollments_csv(
+        [
+            (DOC_COURSE, "01103", "student", "1B", "active"),
+            (DOC_COURSE, "GHOST", "ta", "", "active"),
+        ]
+    )
+    headers = {"User-Agent": USER_AGENT, "Authorization": f"Bearer {ADMIN_TOKEN}"}
+    with serve_in_thread(app) as base, httpx.Client(base_url=base, headers=headers) as client:
+        created = client.post(
+            IMPORTS,
+            data={"import_type": "instructure_csv"},
+            files={"attachment": ("enrollments.csv", data, "text/csv")},
+        )
+        assert created.status_code == 200, created.text
+        import_id = created.json()["id"]
+
+        def finished() -> dict[str, Any] | None:
+            body: dict[str, Any] = client.get(f"{IMPORTS}/{import_id}").json()
+            return body if body["workflow_state"] not in ("created", "importing") else None
+
+        final = eventually(finished, what="the import to finish", timeout=20)
+        url = final["errors_attachment"]["url"]
+        assert url.startswith(f"{base}/files/")
+        download = httpx.get(url)  # no token: the verifier is the permission
+    assert final["workflow_state"] == "imported_with_messages"
+    assert errors_rows(download.text)[1:] == [
+        [
+            str(import_id),
+            "enrollments.csv",
+            "User not found for enrollment (User ID: GHOST, Course ID: E411208, Section ID: )",
+            "3",
+        ]
+    ]
+
+
+def test_the_simulate_command_passes_the_import_knobs() -> None:
+    args = build_parser().parse_args(
+        ["simulate", "--sis-import-rate", "800", "--sis-import-start-delay", "0.5"]
+    )
+    config = serve.config_from_args(args)
+    assert (config.sis_import_rate, config.sis_import_start_delay) == (800.0, 0.5)
+    assert config.sis_imports_enabled is True
+    off = serve.config_from_args(build_parser().parse_args(["simulate", "--no-sis-imports"]))
+    assert off.sis_imports_enabled is False
+    bad = build_parser().parse_args(["simulate", "--sis-import-rate", "0"])
+    assert serve.main(bad) == 2
+
+
+async def test_restore_states_undoes_an_import_through_a_progress_job() -> None:
+    """restoring, then restored (or partially_restored for undelete_only and the others)."""
+    app, clock = sis_app(rate=1.0, start_delay=1.0)
+    async with client_for(app) as client:
+        first = enrollments_csv(
+            [
+                (DOC_COURSE, "01103", "student", "1B", "active"),
+                (DOC_COURSE, "13834", "student", "1B", "active"),
+            ]
+        )
+        one, _ = await run_to_end(client, clock, (await upload(client, first)).json()["id"])
+        second = enrollments_csv(
+            [
+                (DOC_COURSE, "01103", "student", "1B", "deleted"),
+                (DOC_COURSE, "13834", "student", "1B", "completed"),
+            ]
+        )
+        two, _ = await run_to_end(client, clock, (await upload(client, second)).json()["id"])
+        both = await client.put(
+            f"{IMPORTS}/{two['id']}/restore_states",
+            params={"undelete_only": "1", "unconclude_only": "1"},
+        )
+        assert (both.status_code, both.json()) == (
+            400,
+            "cannot set both undelete_only and unconclude_only",
+        )
+        started = await client.put(
+            f"{IMPORTS}/{two['id']}/restore_states", params={"undelete_only": "true"}
+        )
+        progress = started.json()
+        assert (progress["workflow_state"], progress["completion"]) == ("queued", 0.0)
+        assert progress["context_type"] == "SisBatch" and progress["context_id"] == two["id"]
+        clock.now += 1.0
+        assert (await status(client, two["id"]))["workflow_state"] == "restoring"
+        clock.now += 1.0
+        assert (await status(client, two["id"]))["workflow_state"] == "partially_restored"
+        polled = (await client.get(progress["url"])).json()
+        assert (polled["workflow_state"], polled["completion"]) == ("completed", 100.0)
+        (undeleted,) = enrollments_in_world(app, DOC_COURSE, "01103")
+        (concluded,) = enrollments_in_world(app, DOC_COURSE, "13834")
+        assert (undeleted.workflow_state, concluded.workflow_state) == ("active", "completed")
+        await client.put(f"{IMPORTS}/{one['id']}/restore_states")
+        clock.now += 10
+        final = await status(client, one["id"])
+    assert final["workflow_state"] == "restored"
+    assert final["data"]["statistics"]["Enrollment"]["restored"] == 2
+    assert {
+        e.workflow_state
+        for u in ("01103", "13834")
+        for e in enrollments_in_world(app, DOC_COURSE, u)
+    } == {"deleted"}
+
+
+async def test_list_filters_by_creation_time() -> None:
+    app, clock = sis_app()
+    data = enrollments_csv([(DOC_COURSE, "13834", "student", "", "active")])
+    async with client_for(app) as client:
+        first = (await upload(client, data)).json()
+        clock.now += 120  # two world minutes later
+        second = (await upload(client, data)).json()
+        stamp = datetime.fromisoformat(second["created_at"])
+        later = (stamp + timedelta(seconds=1)).isoformat()
+        earlier = (stamp - timedelta(seconds=60)).isoformat()
+        since = await client.get(IMPORTS, params={"created_since": earlier})
+        before = await client.get(IMPORTS, params={"created_before": earlier})
+        none = await client.get(IMPORTS, params={"created_since": later})
+        nonsense = await client.get(IMPORTS, params={"created_since": "last week"})
+    assert [i["id"] for i in since.json()["sis_imports"]] == [second["id"]]
+    assert [i["id"] for i in before.json()["sis_imports"]] == [first["id"]]
+    assert none.json()["sis_imports"] == []
+    assert len(nonsense.json()["sis_imports"]) == 2  # CanvasTime.try_parse: no filter
+
+
+async def test_more_than_24_errors_inline_24_then_their_pair() -> None:
+    """Errors (failure) are per file; a zip of 30 unreadable CSVs makes 30 of them."""
+    app, clock = sis_app()
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as out:
+        for n in range(30):
+            out.writestr(f"junk{n:02d}.csv", "a,b\n1,2\n")
+    async with client_for(app) as client:
+        created = await client.post(
+            IMPORTS, content=archive.getvalue(), headers={"Content-Type": "application/zip"}
+        )
+        final, _ = await run_to_end(client, clock, created.json()["id"])
+        download = await client.get(final["errors_attachment"]["url"])
+    assert final["workflow_state"] == "failed_with_messages"
+    errors = final["processing_errors"]
+    assert errors[:24] == [
+        [f"junk{n:02d}.csv", "Couldn't find Canvas CSV import headers"] for n in range(24)
+    ]
+    assert errors[24:] == [
+        ["and 6 more errors that were not included", "Download the error file to see all errors."]
+    ]
+    assert final["data"]["counts"]["error_count"] == 30
+    assert len(errors_rows(download.text)) == 31
+    assert "processing_warnings" not in final
