@@ -444,6 +444,7 @@ class RemoteRunner:
     set_concurrency_cap = _sent(RunCommands.set_concurrency_cap)
     send_one = _sent(RunCommands.send_one)
     edit_and_retry = _sent(RunCommands.edit_and_retry)
+    abort_import = _sent(RunCommands.abort_import)
 
 
 class RemoteClient:

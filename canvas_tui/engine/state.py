@@ -48,6 +48,9 @@ class ImportStatus:
     message: str | None = None  # why it ended as it did, or what it waits for
     elapsed: float = 0.0  # seconds since the upload
     polls: int = 0
+    # the operator's abort: None (not asked), "sent" (PUT on its way), "accepted" (Canvas
+    # answered; the poll sees it end), else why Canvas refused it
+    abort: str | None = None
 
     @property
     def final(self) -> bool:
@@ -204,6 +207,10 @@ class RunCommands(Protocol):
     def send_one(self, record_id: int | None = None) -> bool: ...  # while paused
 
     def edit_and_retry(self, record_id: int, fields: Mapping[str, str]) -> bool: ...
+
+    # PUT abort on the run's SIS import (it cannot be paused): True when one was asked to stop.
+    # Canvas lets the chunk in hand land and undoes nothing; the poll then settles its rows.
+    def abort_import(self) -> bool: ...
 
 
 class RunControl(RunCommands, Protocol):

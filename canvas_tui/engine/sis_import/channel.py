@@ -635,7 +635,15 @@ class SisImportChannel:
         current = self._unfinished()
         if current is None or current.sis_import_id is None:
             return False
-        await self._client.abort_sis_import(current.sis_import_id, account=self._options.account)
+        self._show(abort="sent")
+        try:
+            await self._client.abort_sis_import(
+                current.sis_import_id, account=self._options.account
+            )
+        except CanvasError as error:
+            self._show(abort=clip(f"Canvas refused the abort: {error.message}"))
+            raise
+        self._show(abort="accepted")
         return True
 
 
