@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from canvas_tui.config import Config, SourceConfig
 
 # Bump on any change to the messages below or to what a command or operation takes or answers.
-PROTOCOL_VERSION: Final = 3  # 2: RunState.sis_import; 3: abort_import
+PROTOCOL_VERSION: Final = 3  # 2: RunState.sis_import; 3: abort_import, apply_plan's answer
 
 P = ParamSpec("P")
 R = TypeVar("R")
