@@ -233,7 +233,9 @@ def test_the_demo_leaves_nothing_in_the_temp_directory(
 
     monkeypatch.setattr(tempfile, "mkdtemp", mkdtemp)
     monkeypatch.setattr(ConsoleApp, "run", run)
-    args = argparse.Namespace(seed=7, time_scale=1.0, throttle_status=429)
+    args = argparse.Namespace(
+        seed=7, time_scale=1.0, throttle_status=429, via="rest", sis_import_rate=None
+    )
     assert console.demo_main(args) == 0
     assert opened and opened[0].autostart is True  # the demo may start on its own
     assert made and not made[0].exists()
