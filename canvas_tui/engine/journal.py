@@ -1258,6 +1258,18 @@ class Journal:
         now = time.time()
 
         def create(conn: sqlite3.Connection) -> int:
+            # all or nothing inside the writer's batch: a refusal must leave no half import
+            conn.execute("SAVEPOINT create_import")
+            try:
+                import_id = insert(conn)
+            except BaseException:
+                conn.execute("ROLLBACK TO create_import")
+                conn.execute("RELEASE create_import")
+                raise
+            conn.execute("RELEASE create_import")
+            return import_id
+
+        def insert(conn: sqlite3.Connection) -> int:
             import_id = int(
                 conn.execute(
                     "INSERT INTO imports (state, filename, body, rows, created_at, updated_at) "

@@ -81,7 +81,7 @@ class Channel(Protocol):
 
     def status(self) -> ImportStatus | None: ...
 
-    async def abort(self) -> bool: ...  # asks Canvas to stop it; False when nothing runs
+    def request_abort(self) -> bool: ...
 
 
 class ChannelStopped(Exception):
@@ -210,7 +210,6 @@ class Runner:
         self._running = False
         self._resumed_checked = False
         self._channels: list[Channel] = []
-        self._aborts: set[asyncio.Task[None]] = set()  # an abort's PUT, held till answered
 
     def add_channel(self, channel: Channel) -> None:
         """Run `channel` beside the dispatcher from the next `run()` on (a SIS import)."""
@@ -787,30 +786,7 @@ class Runner:
         return self._requeue_after_edit(row.record_id, row.state, row.category)
 
     def abort_import(self) -> bool:
-        """Ask Canvas to abort the running SIS import (PUT abort, sent in the background: a
-        command answers at once). False when no import is running on Canvas yet or still."""
-        for channel in self._channels:
-            status = channel.status()
-            if status is None or status.final or status.sis_import_id is None:
-                continue
-            if status.stage != "polling":
-                continue  # Canvas already finished it; its rows are being mapped
-            task = asyncio.get_running_loop().create_task(self._abort_channel(channel))
-            self._aborts.add(task)
-            task.add_done_callback(self._aborts.discard)
-            return True
-        return False
-
-    async def _abort_channel(self, channel: Channel) -> None:
-        try:
-            await channel.abort()
-        except CanvasError as exc:
-            if exc.fatal:
-                self._abort(exc)
-            else:  # the import runs on; the operator sees why and may try again
-                log.warning("SIS import abort refused: %s", exc)
-        except Exception:
-            log.exception("SIS import abort failed")
+        return any(channel.request_abort() for channel in self._channels)
 
     def _requeue_after_edit(self, record_id: int, state: State, category: str | None) -> bool:
         moved = self._journal.transition(

@@ -208,8 +208,9 @@ class RunCommands(Protocol):
 
     def edit_and_retry(self, record_id: int, fields: Mapping[str, str]) -> bool: ...
 
-    # PUT abort on the run's SIS import (it cannot be paused): True when one was asked to stop.
-    # Canvas lets the chunk in hand land and undoes nothing; the poll then settles its rows.
+    # Ask Canvas to abort the running SIS import (PUT abort): an import cannot be paused.
+    # Rows it applied stay applied; its records fail as `sis_import` once Canvas says
+    # `aborted`, and a retry of them goes by REST. False when no import is running.
     def abort_import(self) -> bool: ...
 
 

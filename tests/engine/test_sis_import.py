@@ -371,15 +371,14 @@ async def test_an_aborted_import_fails_its_rows_and_says_what_abort_left(bulk: B
     session = bulk.session(rows, bulk.config())
     try:
         await prepare_sync(session, requested=None, allow_drops=None)
-        channel = session.runner._channels[0]
-        assert isinstance(channel, SisImportChannel)
+        assert not session.runner.abort_import()  # nothing uploaded yet: nothing to abort
         run = asyncio.create_task(session.run())
         await eventually_async(
             lambda: _status(session).workflow_state == "importing" or None,
             what="the import running",
             interval=0.005,
         )
-        assert await channel.abort()
+        assert session.runner.abort_import()  # the command: answered at once
         state = await run
         journal = list(session.store.iter_rows())
         assert state.sis_import is not None and state.sis_import.workflow_state == "aborted"

@@ -3,12 +3,15 @@ rows, REST or import by expected time, and the journal's schema 2 -> 3 migration
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
+from dataclasses import replace
 from pathlib import Path
 
-from canvas_tui.engine.journal import SCHEMA_VERSION, Journal
+from canvas_tui.engine.journal import SCHEMA_VERSION, Journal, JournalError
 from canvas_tui.engine.plan.diff import Action, Step, StepKind, Via
 from canvas_tui.engine.repost import PostFields
+from canvas_tui.engine.sis_import.channel import Collector
 from canvas_tui.engine.sis_import.choose import ImportModel, RestModel, choose_channel, crossover
 from canvas_tui.engine.sis_import.csvfile import ImportFile, import_row, read_rows
 from canvas_tui.engine.sis_import.messages import (
@@ -240,3 +243,41 @@ def test_a_schema_2_journal_gains_the_import_tables_and_reads_as_rest(tmp_path: 
         assert migrated.imports() == [] and migrated.get(1) is not None
     finally:
         migrated.close()
+
+
+def test_rows_whose_source_changed_since_the_plan_go_by_rest() -> None:
+    """The collector writes the file as the plan computes each step; a source line that changed
+    before the load is no longer the row planned, so it leaves the file (renumbered) for REST."""
+    collector = Collector()
+    for position, user in enumerate("ABC"):
+        step = _step(Via.POST, fields=PostFields())
+        collector.add(
+            replace(step, record=_record(user=f"sis_user_id:{user}"), record_index=position)
+        )
+    collector.add(replace(_step(Via.NOTHING, Action.NONE), record=_record(), record_index=3))
+    prepared = collector.finish(changed=[1], drops=2)
+    assert prepared.file.rows == [(2, 1), (3, 3)] and prepared.actions == ["create", "create"]
+    assert [cells["user_id"] for _n, cells in read_rows(prepared.file.body())] == ["A", "C"]
+    assert prepared.rest == 3
+    assert prepared.why_rest == {
+        "source rows changed since the plan": 1,
+        "drops of enrollments the SIS no longer lists": 2,
+    }
+
+
+def test_an_import_of_records_not_pending_is_refused_whole(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "j.journal")
+    try:
+        journal.load([_record(), _record(user="sis_user_id:S2")], description="in.csv")
+        journal.transition([2], State.SKIPPED, only_from=[State.PENDING], message="skipped")
+        journal.flush_sync()
+        try:
+            asyncio.run(journal.create_import("f.csv", b"x", [(2, 1), (3, 2)], ["create"] * 2))
+        except JournalError as error:
+            assert "1 records of the import are not pending" in str(error)
+        else:
+            raise AssertionError("an import of a record not pending was kept")
+        assert journal.imports() == [] and journal.get(1).state is State.PENDING  # type: ignore[union-attr]
+        assert journal.get(1).channel is None  # type: ignore[union-attr]
+    finally:
+        journal.close()

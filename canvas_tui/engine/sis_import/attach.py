@@ -10,7 +10,7 @@ from typing import Protocol
 from canvas_tui.canvas.client import CanvasClient
 from canvas_tui.config import Config
 from canvas_tui.engine.estimate import DEFAULT_COST, DEFAULT_LATENCY, Bucket
-from canvas_tui.engine.journal import Journal
+from canvas_tui.engine.journal import Journal, JournalError
 from canvas_tui.engine.plan.diff import Plan
 from canvas_tui.engine.runner import Runner
 from canvas_tui.engine.sis_import.channel import (
@@ -91,7 +91,21 @@ async def use_channel(
         rest_only=prepared.rest,
     )
     if choice.via == "sis-import":
-        await create(store, prepared)
+        try:
+            await create(store, prepared)
+        except JournalError:
+            if collected is None:
+                raise
+            # the journal's records are not the plan's positions after all (it cannot happen
+            # for a fresh load; never guess): write the file from the journal instead
+            prepared = await asyncio.to_thread(
+                prepare,
+                store.iter_records(State.PENDING),
+                plan,
+                active_state=sync.enrollment_state,
+                notify=sync.notify,
+            )
+            await create(store, prepared)
         session.runner.reload_counts()
         session.runner.add_channel(
             SisImportChannel(

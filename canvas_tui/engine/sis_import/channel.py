@@ -23,6 +23,7 @@ which reads the enrollment first); an import Canvas refused for its size fails w
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import math
@@ -245,6 +246,7 @@ class SisImportChannel:
         self._rest_records = rest_records
         self._status: ImportStatus | None = None
         self._uploaded_at: float | None = None
+        self._aborting: asyncio.Task[None] | None = None
         current = self._unfinished()
         if current is None:
             done = journal.imports()
@@ -372,7 +374,9 @@ class SisImportChannel:
     async def _find(self, record: ImportRecord) -> int | str | None:
         """After an upload whose answer was lost: Canvas's id for it (int), None when Canvas
         has no upload of that file, "unknown" when it cannot tell (nothing is uploaded then,
-        and the records stay in flight for a later run)."""
+        and the records stay in flight for a later run). Canvas names each import's uploaded
+        file in `csv_attachments` (lib/api/v1/sis_import.rb), under the name it was posted
+        with (SisBatch.create_with_attachment keeps `original_filename`)."""
         since = _iso(record.updated_at - 300)  # the mark came just before the POST
         try:
             listed = await self._client.list_sis_imports(
@@ -628,6 +632,26 @@ class SisImportChannel:
         return Outcome(State.FAILED, category=category.value, message=clip(text))
 
     # ---- the operator's abort ----------------------------------------------------------------
+
+    def request_abort(self) -> bool:
+        """`RunCommands.abort_import`: send the abort in the background (a command answers at
+        once); the poll sees `aborted` and settles the records. False when none runs."""
+        status = self._status
+        if status is None or status.final or status.sis_import_id is None:
+            return False
+        if self._aborting is None or self._aborting.done():
+            self._aborting = asyncio.create_task(self._abort_logged())
+        self._show(
+            message=f"SIS import {status.sis_import_id}: abort asked of Canvas", abort="sent"
+        )
+        return True
+
+    async def _abort_logged(self) -> None:
+        try:
+            await self.abort()
+        except CanvasError as error:
+            log.warning("SIS import abort refused: %s", error)
+            self._show(message=f"abort refused by Canvas: {error}")
 
     async def abort(self) -> bool:
         """PUT abort on the running import: Canvas stops it; rows it applied stay applied and
