@@ -298,10 +298,11 @@ class ConsoleApp(App[int]):
         if decision.plan is None:
             return None
         mode = decision.message
+        # one title line: what the channel means comes after Apply (the notice of its choice)
         if decision.via == "sis-import":
-            mode += "; the changes go in one SIS import (REST for what an import cannot express)"
+            mode += " · via SIS import"
         elif decision.via == "auto":
-            mode += "; the changes go by REST or a SIS import, whichever is expected faster"
+            mode += " · via REST or SIS import, the faster"
         if not await self.push_screen_wait(PlanScreen(decision.plan, mode)):
             self.notify("Plan not applied: nothing was sent.", severity="warning")
             return False
@@ -581,7 +582,8 @@ class ConsoleApp(App[int]):
             return
         assert status is not None
         beside = (
-            f" The {fmt.count(status.rest_records)} records going by REST beside it carry on."
+            f" The {fmt.count(status.rest_records)} records going by REST beside it are not "
+            "part of the import: abort leaves them be."
             if status.rest_records
             else ""
         )
@@ -669,7 +671,13 @@ class ConsoleApp(App[int]):
             ChoiceScreen(
                 "Retry failed records?",
                 options,
-                body="They go back to pending and are sent again. Escape: do nothing.",
+                body="They go back to pending and are sent again"
+                + (
+                    " by REST, a SIS import's rows too (one request each)"
+                    if state.sis_import is not None
+                    else ""
+                )
+                + ". Escape: do nothing.",
             ),
             chosen,
         )

@@ -79,7 +79,11 @@ def test_the_lines_carry_progress_rows_messages_and_counts() -> None:
         width=100,
     ).plain
     head, line = text.split("\n")
-    assert head.startswith(" IMPORTING ") and "45%" in head and "SIS import 101 · 23s" in head
+    assert (
+        head.startswith(" IMPORTING ")
+        and "45%" in head
+        and "SIS import 101 · 23s, ≈28s left" in head
+    )
     assert len(head) <= 100
     assert line == (
         "3,000 rows · 12 warnings · 1 error · enrollments 1,350 · 40 by REST beside it"

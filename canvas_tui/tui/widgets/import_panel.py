@@ -77,6 +77,9 @@ def import_text(status: ImportStatus, width: int = 76) -> Text:
     head = Text.assemble((f" {label} ", f"reverse {style}"), " ")
     ident = f" SIS import {status.sis_import_id}" if status.sis_import_id is not None else ""
     clock = f" · {fmt.duration(status.elapsed)}" if status.elapsed > 0 else ""
+    left = time_left(status)
+    if left is not None:
+        clock += f", ≈{fmt.duration(left)} left"
     tail = f"{ident}{clock}"
     bar_width = max(4, width - len(head) - PERCENT - len(tail))
     progress = status.progress / 100.0
