@@ -25,7 +25,15 @@ from canvas_tui.tui.widgets.import_panel import (
     time_left,
 )
 from tests.helpers import eventually_async
-from tests.tui.conftest import SIZE, Harness, active_courses, make_harness, small_world, text_of
+from tests.tui.conftest import (
+    PLACEMENTS,
+    SIZE,
+    Harness,
+    active_courses,
+    make_harness,
+    small_world,
+    text_of,
+)
 
 GHOSTS = ("NOSUCH001", "NOSUCH002", "NOSUCH003")  # users Canvas lacks when the import runs
 
@@ -116,11 +124,13 @@ def test_what_the_border_notes_and_what_p_may_do() -> None:
 # ---- the console over a real import ------------------------------------------------------------
 
 
-def _import_harness(tmp_path: Path, *, good: int, rate: float) -> Harness:
+def _import_harness(
+    tmp_path: Path, *, good: int, rate: float, engine_process: bool = False
+) -> Harness:
     world = small_world()
     course = active_courses(world)[0]
     ghosts = [[course, ghost, "student", "", "active"] for ghost in GHOSTS]
-    h = make_harness(tmp_path, good=good, world=world, extra=ghosts)
+    h = make_harness(tmp_path, good=good, world=world, extra=ghosts, engine_process=engine_process)
     h.via = "sis-import"
     h.sim.sis_imports.rows_per_second = rate  # world rows per second; the harness scales time
     return h
@@ -209,10 +219,11 @@ async def test_the_panel_follows_an_import_and_its_failed_rows_retry_by_rest(
         await pilot.press("escape")
 
 
+@PLACEMENTS
 async def test_p_during_an_import_explains_and_aborts_only_once_confirmed(
-    tmp_path: Path,
+    tmp_path: Path, engine_process: bool
 ) -> None:
-    h = _import_harness(tmp_path, good=150, rate=0.5)
+    h = _import_harness(tmp_path, good=150, rate=0.5, engine_process=engine_process)
     app = h.app(plan=True)
     async with app.run_test(size=SIZE) as pilot:
         await _apply_plan(app, pilot)
