@@ -4,12 +4,13 @@ API."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from textual.widgets import OptionList, Static
 
 from canvas_tui.engine.journal import Journal
-from canvas_tui.engine.state import ImportStatus, Phase
+from canvas_tui.engine.state import ImportStatus, Phase, RecordRow
 from canvas_tui.records import State
 from canvas_tui.tui.app import ConsoleApp
 from canvas_tui.tui.screens.dialogs import ChoiceScreen, ConfirmScreen
@@ -24,6 +25,7 @@ from canvas_tui.tui.widgets.import_panel import (
     state_label,
     time_left,
 )
+from canvas_tui.tui.widgets.queue import record_cells
 from tests.helpers import eventually_async
 from tests.tui.conftest import (
     PLACEMENTS,
@@ -119,6 +121,30 @@ def test_what_the_border_notes_and_what_p_may_do() -> None:
     assert not running(ended) and not abortable(ended)
     assert note_text(ended) == "SIS import 5: aborted"
     assert not running(None)
+
+
+def test_the_queue_says_which_rows_an_import_carries() -> None:
+    row = RecordRow(
+        record_id=1,
+        source="e.csv",
+        line=2,
+        key="",
+        user="sis_user_id:S1",
+        course="sis_course_id:C1",
+        section=None,
+        role="student",
+        status="active",
+        state=State.IN_FLIGHT,
+        action="create",
+        attempts=0,
+        category=None,
+        message=None,
+        error_report_id=None,
+        canvas_enrollment_id=None,
+        channel="sis_import",
+    )
+    assert str(record_cells(row)[-1]) == "create · SIS import"
+    assert str(record_cells(replace(row, channel=None))[-1]) == "create"  # REST, or unsent
 
 
 # ---- the console over a real import ------------------------------------------------------------
