@@ -299,8 +299,8 @@ class ConsoleApp(App[int]):
             return None
         mode = decision.message
         # one title line: what the channel means comes after Apply (the notice of its choice)
-        if decision.via == "sis-import":
-            mode += " · via SIS import"
+        if decision.via == "sis-import":  # a plan whatever asked for it: the import needs one
+            mode = "plan mode · via SIS import (it carries the plan's changes)"
         elif decision.via == "auto":
             mode += " · via REST or SIS import, the faster"
         if not await self.push_screen_wait(PlanScreen(decision.plan, mode)):
@@ -610,7 +610,7 @@ class ConsoleApp(App[int]):
                 "applied (abort undoes nothing). Once Canvas says aborted, each of the "
                 f"{fmt.count(status.rows)} rows is accounted for: any Canvas named ends failed "
                 "with its message, and every other ends failed as 'SIS import did not finish' "
-                f"(it may have landed or not); {retry} retries them by REST, one request each."
+                f"(it may have landed or not); {retry} retries them by REST."
                 f"{beside}",
                 yes="Abort import",
                 no="Keep importing",
@@ -672,11 +672,7 @@ class ConsoleApp(App[int]):
                 "Retry failed records?",
                 options,
                 body="They go back to pending and are sent again"
-                + (
-                    " by REST, a SIS import's rows too (one request each)"
-                    if state.sis_import is not None
-                    else ""
-                )
+                + (" by REST, a SIS import's rows too" if state.sis_import is not None else "")
                 + ". Escape: do nothing.",
             ),
             chosen,
@@ -915,6 +911,11 @@ class ConsoleApp(App[int]):
             if self.journal_path
             else "; this run's journal is not kept (the demo's)."
         )
+        if running(state.sis_import) and self.journal_path:
+            resume += (
+                " The SIS import runs on in Canvas: opening the journal again polls it, and "
+                "never uploads it again."
+            )
 
         def answer(yes: bool | None) -> None:
             if yes:

@@ -79,13 +79,13 @@ def by_import(row: RecordRow, attempts: list[Attempt]) -> bool:
     return row.channel == SIS_IMPORT and not attempts
 
 
-def import_sent_panel(row: RecordRow) -> RenderableType:
+def import_sent_panel() -> RenderableType:
     return Panel(
         Text.assemble(
             "A row of the enrollments.csv uploaded in a SIS import: Canvas applied the file on "
             "its servers, so there is no request of this record's own. ",
             ("A retry sends it by REST", "bold"),
-            ", one request, as a REST run would.",
+            ", as a REST run would.",
         ),
         title="What was sent",
         title_align="left",
@@ -105,7 +105,7 @@ def import_canvas_panel(row: RecordRow) -> RenderableType:
 
 def sent_panel(row: RecordRow, attempts: list[Attempt]) -> RenderableType:
     if by_import(row, attempts):
-        return import_sent_panel(row)
+        return import_sent_panel()
     if not attempts:
         return Panel(
             Text("Never sent: the row was rejected before any request.", style="italic"),
