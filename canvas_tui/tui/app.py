@@ -126,6 +126,7 @@ class ConsoleApp(App[int]):
         self._loading = False
         self._ui_loop: asyncio.AbstractEventLoop | None = None
         self._queue: QueueView | None = None
+        self._import_panel: ImportPanel | None = None
         self.sub_title = self._description
 
     # ---- layout and the refresh loop -----------------------------------------------------------
@@ -186,7 +187,9 @@ class ConsoleApp(App[int]):
         if running(status) and self.run_active and not self.read_only:
             pause = effective_key(BY_ID["pause"], self.keymap_overrides)
             keys = f"{pause}: it cannot pause; abort…" if abortable(status) else ""
-        self.screen_stack[0].query_one(ImportPanel).show(status, keys)
+        if self._import_panel is None:  # one widget for the app's life: found once
+            self._import_panel = self.screen_stack[0].query_one(ImportPanel)
+        self._import_panel.show(status, keys)
 
     def _import_ended(self, previous: RunState | None, state: RunState) -> bool:
         """Say so when Canvas finished the import and its rows are settled: how many failed,
