@@ -28,6 +28,7 @@ import csv
 import io
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from canvas_tui.engine.plan.diff import Step, Via
 from canvas_tui.records import UNCHANGED, EnrollmentRecord, SisStatus, split_api_id
@@ -182,22 +183,23 @@ class ImportFile:
 
     rows: list[tuple[int, int]]  # (row number as Canvas counts it, record id)
     _buffer: io.StringIO
-    _writer: csv.DictWriter[str]
+    _writer: Any  # a csv writer (its type is private to the csv module)
     _ends: list[int]  # where each row's line ends in the text
 
     @classmethod
     def new(cls) -> ImportFile:
         buffer = io.StringIO()
         # "\n" line ends: Canvas's CSV reader takes them, and each row is one physical line
-        writer = csv.DictWriter(buffer, fieldnames=COLUMNS, lineterminator="\n")
-        writer.writeheader()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(COLUMNS)
         return cls([], buffer, writer, [buffer.tell()])
 
     def add(self, record_id: int, row: ImportRow) -> int:
         """Append a row; returns its row number."""
-        assert row.cells is not None, "only importable rows are written"
+        cells = row.cells
+        assert cells is not None, "only importable rows are written"
         number = FIRST_ROW + len(self.rows)
-        self._writer.writerow(row.cells)
+        self._writer.writerow([cells[c] for c in COLUMNS])
         self._ends.append(self._buffer.tell())
         self.rows.append((number, record_id))
         return number
