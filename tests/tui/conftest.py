@@ -98,11 +98,17 @@ class Harness:
     servers: ExitStack = field(default_factory=ExitStack)
     base_url: str | None = None
     via: str = "rest"  # [sync] via: sis-import makes the plan's changes one SIS import
+    drop_policy: str = "never"  # [plan] drop_policy
 
     def config(self, base_url: str) -> Config:
         config = load_config(
             None, env={"CANVAS_API_TOKEN": ADMIN_TOKEN, "CANVAS_BASE_URL": base_url}
         )
+        if self.drop_policy != "never":
+            config = dataclasses.replace(
+                config,
+                plan=dataclasses.replace(config.plan, drop_policy=self.drop_policy),  # type: ignore[arg-type]
+            )
         if self.via == "rest":
             return config
         return dataclasses.replace(

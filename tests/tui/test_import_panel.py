@@ -297,3 +297,60 @@ async def test_p_during_an_import_explains_and_aborts_only_once_confirmed(
         assert state.failures_by_category.get("sis_import", 0) > 0
         # an import that ended cannot be aborted: the key is hidden again
         assert app.action_available("abort_import") is False
+
+
+async def test_p_during_an_import_may_pause_only_the_rest_sends_beside_it(tmp_path: Path) -> None:
+    """A mixed run: the plan's drops go by REST beside the import. Pausing them leaves the
+    import running in Canvas to its end; once it has ended, p pauses and resumes as ever."""
+    world = small_world()
+    course = world.add_course("Drop Lab", "DROP-LAB-F26")
+    section = world.add_section(course, "Drop Lab 01", "DROP-LAB-F26-01")
+    student = world.built_in_role("StudentEnrollment")
+    assert student is not None
+    for i in range(300):  # SIS-made enrollments the source no longer lists: drops
+        user = world.add_user(f"Dropped Student{i:03d}", f"D{i:04d}")
+        world.add_enrollment(user, section, student, sis_import_id=7)
+    h = make_harness(tmp_path, good=40, world=world, time_scale=2.0)
+    h.via, h.drop_policy = "sis-import", "conclude"
+    h.sim.sis_imports.rows_per_second = 5.0
+    app = h.app(plan=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await _apply_plan(app, pilot)  # approves the drops the brake holds
+        await eventually_async(
+            lambda: (running(_import(app)) and app.run_active) or None,
+            what="the run with its import",
+            pause=pilot.pause,
+        )
+        await pilot.press("p")
+        choice = app.screen
+        assert isinstance(choice, ChoiceScreen)
+        options = choice.query_one(OptionList)
+        ids = [options.get_option_at_index(i).id for i in range(options.option_count)]
+        assert "pause" in ids, ids
+        options.highlighted = ids.index("pause")
+        await pilot.press("enter")
+        await eventually_async(
+            lambda: (app.state is not None and app.state.phase is Phase.PAUSED) or None,
+            what="the REST sends paused",
+            pause=pilot.pause,
+        )
+        # the import is not held: Canvas finishes it and its rows settle while REST waits
+        await eventually_async(
+            lambda: (_import(app) or _status()).final or None,
+            what="the import's end while paused",
+            pause=pilot.pause,
+        )
+        state = app.state
+        assert state is not None and state.phase is Phase.PAUSED
+        assert state.counts.get(State.PENDING, 0) > 0  # drops held back
+        assert _import(app) is not None and _import(app).workflow_state == "imported"  # type: ignore[union-attr]
+        await pilot.press("p")  # no import runs now: p is the ordinary resume
+        assert not isinstance(app.screen, ChoiceScreen)
+        await eventually_async(
+            lambda: (app.state is not None and app.state.phase is Phase.FINISHED) or None,
+            what="the run's end",
+            pause=pilot.pause,
+        )
+        state = app.state
+        assert state is not None and state.finished == state.total
+        assert len(h.sim.sis_imports.imports) == 1
