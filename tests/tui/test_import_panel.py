@@ -259,6 +259,7 @@ async def test_p_during_an_import_explains_and_aborts_only_once_confirmed(
             return status if status is not None and status.workflow_state == "importing" else None
 
         await eventually_async(importing, what="the import running", pause=pilot.pause)
+        assert app.action_available("abort_import") is True  # A, and the palette, offer it
         await pilot.press("p")
         choice = app.screen
         assert isinstance(choice, ChoiceScreen)
