@@ -445,8 +445,12 @@ async def _sync(session: Session, reporter: Reporter, args: argparse.Namespace) 
                 )
             )
         if stops:
+            sent = any(i.state != "prepared" for i in session.store.imports())
             reporter.error(
-                "stopped before anything was sent; the journal resumes", ExitCode.ABORTED
+                "stopped; the SIS import uploaded meanwhile is polled when the journal resumes"
+                if sent
+                else "stopped before anything was sent; the journal resumes",
+                ExitCode.ABORTED,
             )
             return ExitCode.ABORTED
         if getattr(args, "retry_failed", False):

@@ -290,6 +290,17 @@ class Outcome:
 # ---- rows <-> columns -------------------------------------------------------------------------
 
 
+def _take(conn: sqlite3.Connection, import_id: int, now: float) -> int:
+    return int(
+        conn.execute(
+            "UPDATE records SET state = 'in_flight', channel = ?, action = i.action, "
+            "updated_at = ? FROM import_rows AS i WHERE i.import_id = ? "
+            "AND records.record_id = i.record_id AND records.state = 'pending'",
+            (SIS_IMPORT_CHANNEL, now, import_id),
+        ).rowcount
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class ImportRecord:
     """One SIS import as the journal keeps it (the `imports` table, without the file)."""
@@ -1249,11 +1260,14 @@ class Journal:
         body: bytes,
         rows: Sequence[tuple[int, int]],
         actions: Sequence[str],
+        *,
+        take: bool = True,
     ) -> int:
         """Keep a SIS import's file and take its records in flight on channel `sis_import`, in
         one commit: (row, record_id) per data row, and the action each row asks for. Raises
-        JournalError, changing nothing, when a record is no longer pending. (Set-based: a
-        100,000-row import is a few statements, and no message changes, which the search
+        JournalError, changing nothing, when a record is no longer pending. `take=False`: keep
+        the file only, before the records are loaded (`take_import_records` follows). (Set-based:
+        a 100,000-row import is a few statements, and no message changes, which the search
         index would pay for row by row.)"""
         now = time.time()
 
@@ -1284,17 +1298,20 @@ class Journal:
                     for (row, record_id), action in zip(rows, actions, strict=True)
                 ],
             )
-            taken = conn.execute(
-                "UPDATE records SET state = 'in_flight', channel = ?, action = i.action, "
-                "updated_at = ? FROM import_rows AS i WHERE i.import_id = ? "
-                "AND records.record_id = i.record_id AND records.state = 'pending'",
-                (SIS_IMPORT_CHANNEL, now, import_id),
-            ).rowcount
+            if not take:
+                return import_id
+            taken = _take(conn, import_id, now)
             if taken != len(rows):
                 raise JournalError(f"{len(rows) - taken} records of the import are not pending")
             return import_id
 
         return await self.write(create)
+
+    async def take_import_records(self, import_id: int) -> int:
+        """Take an import's records that are pending in flight on channel `sis_import` (after
+        the load that follows an early upload, or on resume); returns how many it took."""
+        now = time.time()
+        return int(await self.write(lambda conn: _take(conn, import_id, now)))
 
     async def update_import(self, import_id: int, **values: Any) -> None:
         """Set columns of an import (`state`, `sis_import_id`, `workflow_state`, `progress`,

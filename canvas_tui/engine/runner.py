@@ -359,6 +359,11 @@ class Runner:
                 await asyncio.gather(*channels)
                 if self._journal.failure is not None:
                     self._stop_unrecorded()
+                # a channel may hand records back to REST (rows it could not carry as they are)
+                if self._abort_reason is None and not self.gate.cancelled and self._requeue:
+                    await self._dispatch()
+                    if self._tasks:
+                        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
         finally:
             ticker.cancel()
             self._running = False

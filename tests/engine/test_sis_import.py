@@ -22,12 +22,13 @@ from canvas_tui.config import (
     SyncConfig,
 )
 from canvas_tui.engine.journal import ImportRecord, Journal
-from canvas_tui.engine.plan.executor import SyncDecision, prepare_sync
+from canvas_tui.engine.plan.executor import SyncDecision, plan_session, prepare_sync
 from canvas_tui.engine.report import write_report
 from canvas_tui.engine.session import Session, open_session
+from canvas_tui.engine.sis_import.attach import start_early
 from canvas_tui.engine.sis_import.channel import ImportOptions, SisImportChannel
-from canvas_tui.engine.sis_import.messages import MappedMessages
-from canvas_tui.engine.state import ImportStatus, RecordRow, RunState
+from canvas_tui.engine.sis_import.messages import MappedMessages, RowMessage
+from canvas_tui.engine.state import ImportStatus, Phase, RecordRow, RunState
 from canvas_tui.records import State
 from canvas_tui.simulator import ADMIN_TOKEN, SimConfig, Simulator, World, build_app
 from canvas_tui.simulator.testing import asgi_transport
@@ -267,16 +268,19 @@ async def test_a_run_stopped_while_the_import_runs_resumes_by_polling_it(bulk: B
     u = bulk.users
     rows = [bulk.row(user) for user in u[:60]]
     config = bulk.config()
+    bulk.app.sis_imports.rows_per_second = 0.2  # 300 world seconds (6 s here): running at the stop
     session = bulk.session(rows, config)
     decision = await prepare_sync(session, requested=None, allow_drops=None)
     assert decision.via == "sis-import"
     run = asyncio.create_task(session.run())
-    await eventually_async(
-        lambda: _status(session).sis_import_id, what="Canvas's id for the upload", interval=0.005
+    await eventually_async(  # (a cancel before the runner starts is not this case)
+        lambda: session.runner.phase is Phase.RUNNING and _status(session).sis_import_id,
+        what="the run polling the uploaded import",
+        interval=0.005,
     )
     session.runner.cancel()
     stopped = await run
-    assert stopped.counts[State.IN_FLIGHT] == 60  # in the import: not reset to pending
+    assert stopped.counts[State.IN_FLIGHT] == 60, (stopped, _status(session))  # in the import
     await session.close()
     assert bulk.imports() == 1
 
@@ -287,6 +291,47 @@ async def test_a_run_stopped_while_the_import_runs_resumes_by_polling_it(bulk: B
     assert bulk.imports() == 1 and bulk.rest_writes() == 0
 
 
+async def _prepared_not_uploaded(bulk: Bulk, rows: list[list[str]], config: Config) -> Session:
+    """A session whose import is kept in the journal and not uploaded: the early upload
+    (made while the journal loads) is refused because SIS imports are off for that moment."""
+    bulk.app.sis_imports.enabled = False
+    session = bulk.session(rows, config)
+    await prepare_sync(session, requested=None, allow_drops=None)
+    channel = session.runner._channels[0]
+    assert isinstance(channel, SisImportChannel) and channel._early is not None
+    await channel._early  # refused: the import goes back to prepared
+    assert [i.state for i in session.store.imports()] == ["prepared"]
+    bulk.app.sis_imports.enabled = True
+    return session
+
+
+async def test_a_run_killed_before_its_journal_was_loaded_keeps_its_early_upload(
+    bulk: Bulk,
+) -> None:
+    """The import uploads while the journal loads. Killed then: the next run plans again, keeps
+    that import (never uploads another), and every record ends done."""
+    u = bulk.users
+    rows = [bulk.row(user) for user in u[:30]]
+    config = bulk.config()
+    session = bulk.session(rows, config)
+    decision = await plan_session(session, requested=True)
+    assert decision.plan is not None
+    early = await start_early(session, decision.plan, "sis-import", decision.import_rows)
+    assert early is not None and early.channel is not None and early.channel._early is not None
+    await early.channel._early  # the upload was answered; then the kill, before the load
+    await session.close()
+    assert (
+        bulk.imports() == 1
+        and not Journal(bulk.tmp / "runs" / "run.journal", read_only=True).loaded
+    )
+
+    decision, state, journal = await _sync(bulk.session(rows, config))
+    assert decision.via_message and "not uploaded again" in decision.via_message
+    assert state is not None and [r.state for r in journal] == [State.DONE] * 30
+    assert bulk.imports() == 1 and bulk.rest_writes() == 0
+    assert all(bulk.state_of(user) == ["active"] for user in u[:30])
+
+
 async def test_a_run_killed_before_its_upload_left_uploads_it_once_on_resume(
     bulk: Bulk,
 ) -> None:
@@ -295,8 +340,7 @@ async def test_a_run_killed_before_its_upload_left_uploads_it_once_on_resume(
     u = bulk.users
     rows = [bulk.row(user) for user in u[:10]]
     config = bulk.config()
-    session = bulk.session(rows, config)
-    await prepare_sync(session, requested=None, allow_drops=None)
+    session = await _prepared_not_uploaded(bulk, rows, config)
     record = session.store.imports()[0]
     await session.store.update_import(record.id, state="uploading")
     await session.close()  # what a kill right after that commit leaves
@@ -314,8 +358,7 @@ async def test_an_upload_that_may_have_reached_canvas_is_never_sent_twice(bulk: 
     u = bulk.users
     rows = [bulk.row(user) for user in u[:10]]
     config = bulk.config()
-    session = bulk.session(rows, config)
-    await prepare_sync(session, requested=None, allow_drops=None)
+    session = await _prepared_not_uploaded(bulk, rows, config)
     record = session.store.imports()[0]
     assert session.client is not None
     await session.client.create_sis_import(  # reached Canvas; the answer is lost
@@ -367,11 +410,11 @@ async def test_an_import_that_fails_as_a_whole_fails_its_rows_for_a_rest_retry(
 async def test_an_aborted_import_fails_its_rows_and_says_what_abort_left(bulk: Bulk) -> None:
     u = bulk.users
     rows = [bulk.row(user) for user in u[:80]]
-    bulk.app.sis_imports.rows_per_second = 20.0  # slow enough to abort mid-run
+    bulk.app.sis_imports.rows_per_second = 2.0  # 40 world seconds: aborted mid-run
     session = bulk.session(rows, bulk.config())
     try:
+        assert not session.runner.abort_import()  # no import: nothing to abort
         await prepare_sync(session, requested=None, allow_drops=None)
-        assert not session.runner.abort_import()  # nothing uploaded yet: nothing to abort
         run = asyncio.create_task(session.run())
         await eventually_async(
             lambda: _status(session).workflow_state == "importing" or None,
@@ -444,3 +487,50 @@ async def test_auto_takes_rest_for_a_few_changes_and_says_why(bulk: Bulk) -> Non
     # in process REST answers in milliseconds: at 100 rows/s an import never catches up
     assert "never pays off" in decision.via_message
     assert bulk.imports() == 0 and [r.channel for r in journal] == [None] * 3
+
+
+@pytest.mark.parametrize(
+    ("state", "errors", "want"),
+    [
+        ("imported", [], ["done", "done"]),
+        ("imported_with_messages", [], ["failed:user_not_found", "done"]),
+        ("failed", [], ["failed:sis_import", "failed:sis_import"]),
+        (
+            "failed_with_messages",
+            [["f.csv", "Invalid CSV"]],
+            ["failed:user_not_found", "failed:sis_import"],
+        ),
+        ("aborted", [], ["failed:user_not_found", "failed:sis_import"]),
+    ],
+)
+def test_each_final_state_as_the_engine_settles_it(
+    tmp_path: Path, state: str, errors: list[list[str]], want: list[str]
+) -> None:
+    """Row 2 has a message (Canvas's errors file said so) except in a clean import; row 3 none:
+    it is done only when Canvas applied the import and every message is tied to a row."""
+    journal = Journal(tmp_path / "t.journal")
+    try:
+        channel = SisImportChannel(
+            journal,
+            None,  # type: ignore[arg-type]  # settling reads neither client nor runner
+            None,  # type: ignore[arg-type]
+        )
+        status = {
+            "id": 9,
+            "workflow_state": state,
+            "data": {"counts": {"warning_count": 0 if state in ("imported", "failed") else 1}},
+            **({"processing_errors": errors} if errors else {}),
+        }
+        mapped = MappedMessages()
+        if state not in ("imported", "failed"):
+            message = "User not found for enrollment (User ID: X, Course ID: C, Section ID: )"
+            mapped.by_row[2].append(RowMessage(2, message, error=False))
+            mapped.expected = 1
+        record = ImportRecord(1, "polling", "f.csv", 2, 9, None, None, None, None, 0, 0, 0)
+        outcomes, _note = channel._outcomes(record, status, {2: 11, 3: 12}, mapped)
+        got = ["done" if o.state is State.DONE else f"failed:{o.category}" for _rid, o in outcomes]
+        assert got == want
+        if errors:
+            assert "Invalid CSV" in (outcomes[1][1].message or "")
+    finally:
+        journal.close()

@@ -424,7 +424,7 @@ async def plan_session(
         session.runner.use_executor(_executor(session))
         from canvas_tui.engine.sis_import.attach import resume_imports
 
-        polling = resume_imports(session)
+        polling = await resume_imports(session)
         message = "resuming the journal: its remaining rows are sent as they are"
         decision = SyncDecision(False, message + (f"; {polling}" if polling else ""))
         decision.via = session.store.get_meta("via") or "rest"
@@ -490,6 +490,11 @@ async def apply_plan(session: PlanSession, decision: SyncDecision) -> None:
     plan, source = decision.plan, decision.source
     if plan is None or source is None or session.store.loaded:
         return
+    early = None
+    if decision.via != "rest":  # an import uploads while the journal loads (Canvas works)
+        from canvas_tui.engine.sis_import.attach import start_early
+
+        early = await start_early(session, plan, decision.via, decision.import_rows)
     planned = session.source = PlannedSource(source, plan)
     await session.load()
     session.store.set_meta(mode="plan")
@@ -499,11 +504,12 @@ async def apply_plan(session: PlanSession, decision: SyncDecision) -> None:
     session.runner.reload_counts()
     session.runner.use_executor(_executor(session, plan), token_checked=True)
     if decision.via != "rest":
-        from canvas_tui.engine.sis_import.attach import use_channel
+        from canvas_tui.engine.sis_import.attach import finish_early, use_channel
 
-        choice = await use_channel(
-            session, plan, decision.via, collected=decision.import_rows, changed=planned.changed
-        )
+        if early is not None:
+            choice = await finish_early(session, early, planned.changed)
+        else:
+            choice = await use_channel(session, plan, decision.via)
         decision.via = choice.via
         decision.via_message = choice.why
         decision.fields["via"] = choice.via

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Protocol
 
 from canvas_tui.canvas.client import CanvasClient
@@ -128,13 +129,90 @@ async def use_channel(
     return choice
 
 
-def resume_imports(session: ChannelSession) -> str | None:
+@dataclass(slots=True)
+class Early:
+    """The channel chosen before the journal is loaded, and the import it uploads meanwhile."""
+
+    choice: Choice
+    channel: SisImportChannel | None = None  # None: REST was chosen
+    import_id: int | None = None
+
+
+async def start_early(
+    session: ChannelSession, plan: Plan, via: str, collected: Collector | None
+) -> Early | None:
+    """Before the load: choose the channel from the file the plan wrote and, for an import,
+    keep the file and start its upload, so Canvas imports while the journal loads. A journal
+    that already holds an unfinished import (a run stopped before its load ended) keeps that
+    one: it is never uploaded again. None: decide after the load (`use_channel`)."""
+    client = session.client
+    assert client is not None, "a writable session"
+    store = session.store
+    options = options_of(session.config)
+    unfinished = next((i for i in store.imports() if i.state != "finished"), None)
+    if unfinished is not None:
+        channel = SisImportChannel(store, client, session.runner, options)
+        channel.start_upload()
+        what = (
+            f"SIS import {unfinished.sis_import_id}"
+            if unfinished.sis_import_id is not None
+            else f"the SIS import {unfinished.filename}"
+        )
+        why = f"SIS import: {what} of the stopped run stands ({unfinished.rows} rows); not uploaded again"
+        return Early(Choice("sis-import", why, 0.0, 0.0, None), channel, unfinished.id)
+    if collected is None:
+        return None
+    prepared = collected.finish((), len(plan.drops))
+    rest, imp = models(session, plan)
+    choice = choose_channel(
+        via,
+        rows=len(prepared.file),
+        requests=prepared.requests,
+        rest=rest,
+        imp=imp,
+        rest_only=prepared.rest,
+    )
+    if choice.via != "sis-import":
+        return Early(choice)
+    import_id = await create(store, prepared, take=False)
+    channel = SisImportChannel(store, client, session.runner, options, rest_records=prepared.rest)
+    channel.start_upload()
+    if prepared.rest:
+        choice = Choice(
+            choice.via,
+            f"{choice.why} (by REST: {prepared.rest_summary()})",
+            choice.rest_seconds,
+            choice.import_seconds,
+            choice.crossover,
+        )
+    return Early(choice, channel, import_id)
+
+
+async def finish_early(session: ChannelSession, early: Early, changed: Iterable[int]) -> Choice:
+    """After the load: the import's records go in flight (the rest stay for REST), and those
+    whose source row changed since the plan are sent again by REST once the import settles."""
+    if early.channel is None or early.import_id is None:
+        return early.choice
+    store = session.store
+    await store.take_import_records(early.import_id)
+    rows = set(store.import_rows(early.import_id).values())
+    early.channel.requeue_after(rows & {position + 1 for position in changed})
+    session.runner.reload_counts()
+    session.runner.add_channel(early.channel)
+    store.set_meta(via="sis-import")
+    return early.choice
+
+
+async def resume_imports(session: ChannelSession) -> str | None:
     """A resumed journal with an import that has not finished: poll it (or find its upload)
     rather than send its records again. Returns what the run will do, or None."""
     client = session.client
     unfinished = [i for i in session.store.imports() if i.state != "finished"]
     if client is None or not unfinished:
         return None
+    for record in unfinished:  # a run stopped between its load and taking them
+        await session.store.take_import_records(record.id)
+    session.runner.reload_counts()
     session.runner.add_channel(
         SisImportChannel(session.store, client, session.runner, options_of(session.config))
     )

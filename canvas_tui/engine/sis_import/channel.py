@@ -30,7 +30,7 @@ import math
 import secrets
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -89,6 +89,8 @@ class Runnerish(Protocol):
     gate: RunGate
 
     def settled(self, outcomes: list[tuple[int, Outcome]]) -> None: ...
+
+    def enqueue(self, record_ids: Sequence[int]) -> int: ...
 
 
 # ---- building the file ------------------------------------------------------------------------
@@ -203,11 +205,12 @@ def new_filename(journal: Journal) -> str:
     return f"canvas-tui-{journal.path.stem[:40]}-{secrets.token_hex(4)}-enrollments.csv"
 
 
-async def create(journal: Journal, prepared: Prepared) -> int:
-    """Keep the file and take its records in flight (one commit); returns the import's id."""
+async def create(journal: Journal, prepared: Prepared, *, take: bool = True) -> int:
+    """Keep the file and take its records in flight (one commit); returns the import's id.
+    `take=False`: the file only, before the journal is loaded (an early upload)."""
     filename = new_filename(journal)
     return await journal.create_import(
-        filename, prepared.file.body(), prepared.file.rows, prepared.actions
+        filename, prepared.file.body(), prepared.file.rows, prepared.actions, take=take
     )
 
 
@@ -247,6 +250,8 @@ class SisImportChannel:
         self._status: ImportStatus | None = None
         self._uploaded_at: float | None = None
         self._aborting: asyncio.Task[None] | None = None
+        self._early: asyncio.Task[None] | None = None
+        self._requeue: set[int] = set()  # records to send again by REST once settled
         current = self._unfinished()
         if current is None:
             done = journal.imports()
@@ -292,7 +297,44 @@ class SisImportChannel:
 
     # ---- the life of an import ---------------------------------------------------------------
 
+    def start_upload(self) -> None:
+        """Upload a prepared import now, while the journal loads the run's records (Canvas
+        works meanwhile): `run` then polls it. Crash-safe as `_upload` is: `uploading` is
+        committed before the POST, and the import's file and rows are already kept."""
+        record = self._unfinished()
+        if record is not None and record.state == "prepared" and self._early is None:
+            self._status = self._from_record(record)
+            self._early = asyncio.create_task(self._early_upload(record))
+
+    def requeue_after(self, record_ids: Iterable[int]) -> None:
+        """Records the import carries as planned whose source row changed before the load:
+        sent again by REST with their new content once the import is settled."""
+        self._requeue.update(record_ids)
+
+    async def _early_upload(self, record: ImportRecord) -> None:
+        await self._journal.update_import(record.id, state="uploading")
+        self._show(stage="uploading", message=f"uploading {record.rows} rows")
+        try:
+            answer = await self._client.create_sis_import(
+                self._journal.import_body(record.id),
+                filename=record.filename,
+                account=self._options.account,
+                options=self._upload_options(),
+            )
+        except (CanvasError, RunCancelled) as error:
+            if isinstance(error, RunCancelled) or not may_have_been_applied(error):
+                # refused before it ran (or never sent): the run's own upload says why
+                await self._journal.update_import(record.id, state="prepared")
+            log.info("early SIS import upload did not go through: %s", error)
+        except Exception:  # left `uploading`: the run looks for it before uploading again
+            log.exception("early SIS import upload failed")
+        else:
+            await self._accepted(record, answer)
+
     async def run(self) -> None:
+        if self._early is not None:
+            early, self._early = self._early, None
+            await early
         while (record := self._unfinished()) is not None:
             self._status = self._from_record(record)
             await self._drive(record)
@@ -514,6 +556,8 @@ class SisImportChannel:
         )
         chosen = set(settled)
         self._runner.settled([(rid, o) for rid, o in outcomes if rid in chosen])
+        if self._requeue:
+            self._runner.enqueue(sorted(self._requeue & chosen))
         tally = Counter(o.state for rid, o in outcomes if rid in chosen)
         self._show(
             stage="finished",
