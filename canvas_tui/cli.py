@@ -182,6 +182,20 @@ def build_parser() -> argparse.ArgumentParser:
         default=429,
         help="how the simulator refuses when throttled: 429 (hosted Canvas) or 403",
     )
+    demo.add_argument(
+        "--via",
+        choices=("rest", "sis-import", "auto"),
+        default="rest",
+        help="how the changes go: rest (default), or sis-import / auto for a bulk load "
+        "through the SIS Import API (a plan first, then the import panel moves)",
+    )
+    demo.add_argument(
+        "--sis-import-rate",
+        type=float,
+        default=None,
+        metavar="ROWS",
+        help="rows the simulated Canvas imports per second (default: slow enough to watch)",
+    )
 
     sync = _sub(sub, "sync", "run the sync headless (cron, Kubernetes)")
     _add_common(sync)

@@ -225,9 +225,10 @@ class RemoteSession:
         decision: SyncDecision = await self.call(Op.PLAN, requested=requested)
         return decision
 
-    async def apply_plan(self, decision: SyncDecision) -> None:
+    async def apply_plan(self, decision: SyncDecision) -> str | None:
         # the engine applies the plan it computed and kept; `decision` is the console's copy
-        await self.call(Op.APPLY_PLAN)
+        why: str | None = await self.call(Op.APPLY_PLAN)
+        return why
 
     async def command(
         self,

@@ -48,6 +48,9 @@ class ImportStatus:
     message: str | None = None  # why it ended as it did, or what it waits for
     elapsed: float = 0.0  # seconds since the upload
     polls: int = 0
+    # the operator's abort: None (not asked), "sent" (PUT on its way), "accepted" (Canvas
+    # answered; the poll sees it end), else why Canvas refused it
+    abort: str | None = None
 
     @property
     def final(self) -> bool:

@@ -685,7 +685,9 @@ class SisImportChannel:
             return False
         if self._aborting is None or self._aborting.done():
             self._aborting = asyncio.create_task(self._abort_logged())
-        self._show(message=f"SIS import {status.sis_import_id}: abort asked of Canvas")
+        self._show(
+            message=f"SIS import {status.sis_import_id}: abort asked of Canvas", abort="sent"
+        )
         return True
 
     async def _abort_logged(self) -> None:
@@ -701,7 +703,15 @@ class SisImportChannel:
         current = self._unfinished()
         if current is None or current.sis_import_id is None:
             return False
-        await self._client.abort_sis_import(current.sis_import_id, account=self._options.account)
+        self._show(abort="sent")
+        try:
+            await self._client.abort_sis_import(
+                current.sis_import_id, account=self._options.account
+            )
+        except CanvasError as error:
+            self._show(abort=clip(f"Canvas refused the abort: {error.message}"))
+            raise
+        self._show(abort="accepted")
         return True
 
 
