@@ -18,6 +18,7 @@ COMMANDS = {
     "console": "canvas_tui.tui.launch:console_main",
     "demo": "canvas_tui.tui.launch:demo_main",
     "sync": "canvas_tui.headless:main",
+    "watch": "canvas_tui.commands.watch:main",
     "plan": "canvas_tui.commands.plan:main",
     "check": "canvas_tui.commands.check:main",
     "init": "canvas_tui.config:init_main",
@@ -39,6 +40,11 @@ EXIT_CODES: dict[str, dict[int, str]] = {
         2: "usage, config, source or output path error, or the drop brake refused; "
         "nothing was sent (--dry-run: invalid rows, as `check`)",
         3: "aborted: token refused, unsafe URL, Canvas unreachable, or a signal",
+    },
+    "watch": {
+        0: "stopped by SIGTERM or SIGINT: requests in flight finished, the journal is closed",
+        2: "usage, config, source or journal error at start; nothing was sent",
+        3: "aborted: token refused, or the journal could not be written",
     },
     "plan": {
         0: "planned; nothing wrong",
@@ -202,6 +208,31 @@ def build_parser() -> argparse.ArgumentParser:
         help="progress as a bar (rich) or JSON lines (json); auto: a bar on a terminal",
     )
     _add_logging(sync)
+
+    watch = _sub(sub, "watch", "a service: follow a changing source into Canvas, change by change")
+    _add_common(watch)
+    watch.add_argument(
+        "source",
+        nargs="?",
+        help="an enrollments.csv to follow, or a drop folder (default: the config's source)",
+    )
+    watch.add_argument(
+        "--journal", metavar="FILE", help="the service's journal (default: [watch] journal)"
+    )
+    watch.add_argument(
+        "--interval", type=float, metavar="S", help="seconds between polls ([watch] interval)"
+    )
+    watch.add_argument("--max-concurrency", type=int, metavar="N", help="cap requests in flight")
+    watch.add_argument(
+        "--allow-drops", type=int, metavar="N", help="let up to N drops at once past the brake"
+    )
+    watch.add_argument(
+        "--health",
+        type=int,
+        metavar="PORT",
+        help="serve /healthz and /readyz on 127.0.0.1:PORT",
+    )
+    _add_logging(watch)
 
     plan = _sub(sub, "plan", "diff the source against live rosters; change nothing")
     _add_common(plan)

@@ -1,0 +1,1021 @@
+"""`canvas-tui watch`: a long-running service that follows a changing source into Canvas.
+
+It polls the source (`Poller`): a SQL query read past a change cursor (`[watch] cursor_column`),
+a CSV file read again when it changes, or a drop folder whose new files are read in name order.
+Each read is diffed against the snapshot of the rows last applied, kept in the journal
+(`watch_snapshot`): only rows that are new or changed become journal records, so an unchanged row
+costs no Canvas request. Those records go through the same runner, executor and Canvas semantics as
+`sync` (full mode: actions.py, lookups where a blank column must be kept). A row that disappears
+from a snapshot read (a whole CSV, a full SQL read, or a SQL row whose enrollment changed) is a
+drop under `[plan] drop_policy`, behind the same brake as `sync` (diff.brake_for), counted against
+the snapshot's live rows per course; drops the brake holds stay held (and reported) until
+allowed.
+
+One read is committed in one transaction with its records, the snapshot's rows and the cursor: a
+crash before the commit reads the same rows again, a crash after it resumes the records (creates
+are idempotent, ends look up first), so no change is lost and none is journaled twice.
+
+A drift check (`[watch] drift_at` daily, or `drift_every`) plans the whole source against the live
+rosters (engine/plan/) and queues what it finds changed by hand in Canvas. Finished records older
+than `[watch] keep_days` are compacted away, so the journal does not grow over a term.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import datetime as dt
+import decimal
+import hashlib
+import json
+import logging
+import sqlite3
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from canvas_tui.canvas.errors import CanvasError, hint_for
+from canvas_tui.config import Config, SourceConfig, WatchConfig
+from canvas_tui.engine.actions import ActionResult, EnrollmentActions, Observer
+from canvas_tui.engine.journal import JournalError, JournalWriteFailed
+from canvas_tui.engine.plan.diff import Action, StepKind, brake_for
+from canvas_tui.engine.plan.executor import (
+    PlanExecutor,
+    compute_plan,
+    drop_record,
+    journal_paths,
+    known_enrollment_ids,
+)
+from canvas_tui.engine.session import Session
+from canvas_tui.engine.state import Phase
+from canvas_tui.records import (
+    UNCHANGED,
+    EnrollmentRecord,
+    InputError,
+    Provenance,
+    RowProblem,
+    SisStatus,
+    Source,
+    SourceItem,
+    State,
+    sis_value,
+)
+from canvas_tui.sources import CsvSource, layout_of
+
+log = logging.getLogger(__name__)
+
+WATCH_DROPS = "watch:drops"  # provenance of the records a drop from the source becomes
+_DROP_STATUS = {
+    "inactivate": SisStatus.INACTIVE,
+    "conclude": SisStatus.COMPLETED,
+    "delete": SisStatus.DELETED,
+}
+_LIVE = frozenset({SisStatus.ACTIVE, SisStatus.INACTIVE})
+_SETTLE_SECONDS = 1.0  # a drop-folder file is read once it has not changed for this long
+_MAX_BACKOFF = 60.0
+COMPACT_EVERY = 3600.0  # seconds between two compactions
+
+# The snapshot: one row per enrollment the source named when last read (and per rejected row,
+# keyed "!..." so it is journaled once, not at every poll). `ref` rebuilds a drop's record.
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS watch_snapshot ("
+    " key TEXT PRIMARY KEY, digest TEXT NOT NULL, course TEXT NOT NULL, live INTEGER NOT NULL,"
+    " row_id TEXT, held INTEGER NOT NULL DEFAULT 0, ref TEXT)",
+    "CREATE INDEX IF NOT EXISTS watch_snapshot_row ON watch_snapshot(row_id)",
+    "CREATE INDEX IF NOT EXISTS watch_snapshot_held ON watch_snapshot(held) WHERE held = 1",
+    "CREATE TABLE IF NOT EXISTS watch_files (name TEXT PRIMARY KEY, digest TEXT, at REAL)",
+)
+
+Emit = Callable[..., None]  # emit(event, **fields): one JSON line in the front end
+
+
+# ---- identity and digest ---------------------------------------------------------------------
+
+
+def record_key(record: EnrollmentRecord) -> str:
+    """The enrollment a row names: Canvas's identity, plus the observed user of an observer."""
+    return f"{record.key}|{record.associated_user or ''}"
+
+
+def _value(value: object) -> object:
+    return "\0unchanged" if value is UNCHANGED else value
+
+
+def record_digest(record: EnrollmentRecord) -> str:
+    """What a re-send would change: stable across processes (not Python's hash)."""
+    data = [
+        record.user,
+        record.course,
+        record.section,
+        record.role,
+        record.role_id,
+        record.enrollment_type,
+        str(record.status),
+        record.associated_user,
+        _value(record.start_at),
+        _value(record.end_at),
+        _value(record.limit_section_privileges),
+        record.notify,
+    ]
+    return hashlib.sha256(json.dumps(data).encode()).hexdigest()[:24]
+
+
+def _raw_digest(raw: Any) -> str:
+    return hashlib.sha256(json.dumps(dict(raw), sort_keys=True).encode()).hexdigest()[:24]
+
+
+def _ref(record: EnrollmentRecord) -> str:
+    return json.dumps(
+        {
+            "user": record.user,
+            "course": record.course,
+            "section": record.section,
+            "role": record.role,
+            "type": record.enrollment_type,
+            "role_id": record.role_id,
+            "observed": record.associated_user,
+        }
+    )
+
+
+def _drop_of(ref: str, policy: str, line: int, reason: str) -> EnrollmentRecord:
+    data = json.loads(ref)
+    raw = {
+        "course_id": sis_value(data["course"]),
+        "user_id": sis_value(data["user"]),
+        "role": data["role"],
+        "section_id": sis_value(data["section"]),
+        "status": str(_DROP_STATUS.get(policy, SisStatus.INACTIVE)),
+        "task": policy,
+        "reason": reason,
+    }
+    return EnrollmentRecord(
+        user=data["user"],
+        course=data["course"],
+        section=data["section"],
+        role=data["role"],
+        enrollment_type=data["type"],
+        status=_DROP_STATUS.get(policy, SisStatus.INACTIVE),
+        provenance=Provenance(WATCH_DROPS, line, raw),
+        role_id=data["role_id"],
+        associated_user=data["observed"],
+    )
+
+
+# ---- the cursor -----------------------------------------------------------------------------
+
+
+def encode_cursor(value: object) -> str:
+    """A cursor value as the driver typed it, as JSON that `decode_cursor` types again."""
+    if isinstance(value, dt.datetime):
+        return json.dumps({"datetime": value.isoformat()})
+    if isinstance(value, dt.date):
+        return json.dumps({"date": value.isoformat()})
+    if isinstance(value, bool):
+        raise InputError("a boolean column cannot be a change cursor")
+    if isinstance(value, int):
+        return json.dumps({"int": value})
+    if isinstance(value, decimal.Decimal):
+        return json.dumps({"decimal": str(value)})
+    if isinstance(value, float):
+        return json.dumps({"float": value})
+    return json.dumps({"text": str(value)})
+
+
+def decode_cursor(text: str) -> object:
+    ((kind, value),) = json.loads(text).items()
+    if kind == "datetime":
+        return dt.datetime.fromisoformat(value)
+    if kind == "date":
+        return dt.date.fromisoformat(value)
+    if kind == "decimal":
+        return decimal.Decimal(value)
+    return value
+
+
+def behind(cursor: object, overlap: float) -> object:
+    """The cursor moved back by the overlap (seconds for a time, units for a number)."""
+    if isinstance(cursor, dt.datetime):
+        return cursor - dt.timedelta(seconds=overlap)
+    if isinstance(cursor, dt.date):
+        return cursor - dt.timedelta(days=max(1, int(overlap // 86400)))
+    if isinstance(cursor, int):
+        return cursor - int(overlap)
+    if isinstance(cursor, decimal.Decimal):
+        return cursor - decimal.Decimal(str(overlap))
+    if isinstance(cursor, float):
+        return cursor - overlap
+    return cursor  # text: no arithmetic; the same value is read again
+
+
+# ---- reading the source ---------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Batch:
+    """One read of the source, applied in one transaction."""
+
+    items: list[SourceItem]
+    full: bool  # the whole source: a row it lacks is gone
+    what: str  # for the log
+    meta: dict[str, str] = field(default_factory=dict)  # committed with it (the cursor)
+    file: tuple[str, str] | None = None  # a drop folder's file (name, digest), now processed
+
+
+class Poller(Protocol):
+    description: str
+
+    def read(self, state: WatchState) -> Batch | None:
+        """Blocking (a thread): the next batch, None when nothing changed. InputError when the
+        source cannot be read (the service backs off and keeps its cursor)."""
+        ...
+
+    def whole(self) -> Source | None:
+        """The whole source as it is now, for the drift check (None: no such thing)."""
+        ...
+
+
+@dataclass(slots=True)
+class WatchState:
+    """What the pollers need to know of the journal: kept in memory, committed with batches."""
+
+    cursor: object = None
+    full_at: float = 0.0  # when the SQL source was last read whole
+    file: str | None = None  # the CSV file's last signature ("mtime:size:sha")
+    processed: set[str] = field(default_factory=set)  # drop-folder files done
+
+
+class SqlPoller:
+    def __init__(self, spec: SourceConfig, watch: WatchConfig) -> None:
+        from canvas_tui.sources.sql import mask_url
+
+        if not spec.url or not spec.query:
+            raise InputError("a SQL source needs [source] url and query")
+        self.spec = spec
+        self.watch = watch
+        self.description = mask_url(spec.url)
+
+    def _source(self, since: object = None) -> Any:
+        from canvas_tui.sources.sql import SqlSource
+
+        spec = self.spec
+        assert spec.url is not None and spec.query is not None
+        return SqlSource(
+            spec.url,
+            spec.query,
+            params=spec.params,
+            layout=layout_of(spec),
+            cursor_column=self.watch.cursor_column,
+            since=since,
+        )
+
+    def read(self, state: WatchState) -> Batch | None:
+        watch = self.watch
+        full_due = watch.full_every > 0 and time.time() - state.full_at >= watch.full_every
+        since = None
+        if watch.cursor_column is not None and state.cursor is not None and not full_due:
+            since = behind(state.cursor, watch.cursor_overlap)
+        source = self._source(since)
+        items = list(source)
+        batch = Batch(items, since is None, "query" if since is None else "changes")
+        newest = source.cursor_max
+        if state.cursor is not None and (newest is None or newest < state.cursor):
+            newest = state.cursor
+        if newest is not None:
+            batch.meta["watch_cursor"] = encode_cursor(newest)
+        if since is None:
+            batch.meta["watch_full_at"] = repr(time.time())
+        return batch
+
+    def whole(self) -> Source:
+        return self._source()  # type: ignore[no-any-return]
+
+
+class CsvFilePoller:
+    """One CSV file, read again when its contents change: a snapshot, or a delta, as configured."""
+
+    def __init__(self, path: Path, spec: SourceConfig | None, watch: WatchConfig) -> None:
+        self.path = path
+        self.spec = spec
+        self.watch = watch
+        self.description = str(path)
+
+    def _source(self, path: Path) -> CsvSource:
+        if self.spec is None:
+            return CsvSource(path)
+        spec = self.spec
+        return CsvSource(
+            path, layout=layout_of(spec), encoding=spec.encoding, delimiter=spec.delimiter
+        )
+
+    def read(self, state: WatchState) -> Batch | None:
+        try:
+            stat = self.path.stat()
+        except OSError as exc:
+            raise InputError(f"cannot read {self.path}: {exc.strerror or exc}") from None
+        signature = f"{stat.st_mtime_ns}:{stat.st_size}"
+        if state.file is not None and state.file.startswith(signature + ":"):
+            return None
+        digest = _file_digest(self.path)
+        marker = f"{signature}:{digest}"
+        if state.file is not None and state.file.endswith(":" + digest):
+            return Batch([], False, "unchanged file", {"watch_file": marker})  # touched only
+        items = list(self._source(self.path))
+        full = self.watch.csv_mode == "snapshot"
+        return Batch(items, full, f"file {self.path.name}", {"watch_file": marker})
+
+    def whole(self) -> Source | None:
+        return self._source(self.path) if self.watch.csv_mode == "snapshot" else None
+
+
+class CsvFolderPoller(CsvFilePoller):
+    """A drop folder: each new `*.csv` file, in name order, once it has settled."""
+
+    def read(self, state: WatchState) -> Batch | None:
+        try:
+            names = sorted(p.name for p in self.path.iterdir() if _droppable(p))
+        except OSError as exc:
+            raise InputError(f"cannot list {self.path}: {exc.strerror or exc}") from None
+        now = time.time()
+        for name in names:
+            if name in state.processed:
+                continue
+            path = self.path / name
+            try:
+                if now - path.stat().st_mtime < _SETTLE_SECONDS:
+                    return None  # still being written; files stay in order
+            except OSError:
+                continue  # gone meanwhile
+            items = list(self._source(path))
+            full = self.watch.csv_mode == "snapshot"
+            return Batch(items, full, f"file {name}", file=(name, _file_digest(path)))
+        return None
+
+    def whole(self) -> Source | None:
+        """The newest file, when each file is a whole snapshot."""
+        if self.watch.csv_mode != "snapshot":
+            return None
+        names = sorted(p.name for p in self.path.iterdir() if _droppable(p))
+        return self._source(self.path / names[-1]) if names else None
+
+
+def _droppable(path: Path) -> bool:
+    name = path.name
+    return (
+        path.is_file()
+        and name.lower().endswith(".csv")
+        and not name.startswith(".")
+        and not name.endswith((".part", ".tmp"))
+    )
+
+
+def _file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    try:
+        with path.open("rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc.strerror or exc}") from None
+    return digest.hexdigest()[:24]
+
+
+def open_poller(config: Config, source: str | Path | None = None) -> Poller:
+    """The poller for `canvas-tui watch [SOURCE]`: a CSV file or folder given, else the config's
+    source (SQL, or its CSV path)."""
+    watch = config.watch
+    if source is not None:
+        path = Path(source)
+        if path.is_dir():
+            return CsvFolderPoller(path, None, watch)
+        return CsvFilePoller(path, None, watch)
+    spec = config.source
+    if spec.kind == "sql":
+        return SqlPoller(spec, watch)
+    if spec.path is None:
+        raise InputError("no source: give a file or folder, or set [source] path in the config")
+    if spec.path.is_dir():
+        return CsvFolderPoller(spec.path, spec, watch)
+    return CsvFilePoller(spec.path, spec, watch)
+
+
+# ---- applying a read -----------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Applied:
+    """What one read changed in the journal."""
+
+    ids: list[int] = field(default_factory=list)  # new records, pending (or final at once)
+    read: int = 0
+    changes: int = 0  # rows new or changed
+    unchanged: int = 0
+    invalid: int = 0
+    drops: int = 0  # drops queued
+    left: int = 0  # drops not sent: drop_policy never, or ended in the source already
+    held: int = 0  # drops the brake holds
+    brake: tuple[str, ...] = ()
+
+
+class WatchExecutor:
+    """The plan's executor (a drift check's drops), and a watch drop's end-by-lookup."""
+
+    def __init__(self, actions: EnrollmentActions, planned: PlanExecutor) -> None:
+        self._actions = actions
+        self._planned = planned
+
+    async def apply(self, record: EnrollmentRecord, observer: Observer | None) -> ActionResult:
+        if record.provenance.source == WATCH_DROPS:
+            return await self._actions.end(record, record.provenance.raw["task"], observer)
+        return await self._planned.apply(record, observer)
+
+
+class WatchService:
+    """The service loop over an open session (engine/session.py)."""
+
+    def __init__(
+        self,
+        session: Session,
+        poller: Poller,
+        *,
+        emit: Emit,
+        allow_drops: int | None = None,
+        interval: float | None = None,
+    ) -> None:
+        self.session = session
+        self.config = session.config
+        self.store = session.store
+        self.runner = session.runner
+        self.poller = poller
+        self.emit = emit
+        self.allow_drops = allow_drops
+        self.interval = interval if interval is not None else self.config.watch.interval
+        self.state = WatchState()
+        self.stopping = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._drift_now = asyncio.Event()
+        # health: each loop's last sign of life, and what is wrong now
+        self.started = time.time()
+        self.heartbeat = time.monotonic()
+        self.source_error: str | None = None
+        self.canvas_error: str | None = None
+        self.brake: tuple[str, ...] = ()
+        self.polls = 0
+        self.last_drift: dict[str, Any] | None = None
+        self.exit_code = 0
+        self._drift_line = 0
+        self._brake_said = 0.0
+        self._recheck_held = False
+
+    # ---- health ------------------------------------------------------------------------
+
+    def health(self) -> dict[str, Any]:
+        state = self.runner.snapshot()
+        counts = {str(s): n for s, n in state.counts.items()}
+        journal = self.store.failure
+        alive = time.monotonic() - self.heartbeat < max(30.0, 10 * self.interval)
+        ready = alive and journal is None and not self.source_error and not self.canvas_error
+        return {
+            "live": alive,
+            "ready": ready,
+            "source_error": self.source_error,
+            "canvas_error": self.canvas_error,
+            "journal_error": None if journal is None else str(journal),
+            "brake": list(self.brake),
+            "polls": self.polls,
+            "phase": str(state.phase),
+            "counts": counts,
+            "requests": state.requests,
+            "last_drift": self.last_drift,
+        }
+
+    # ---- setup -----------------------------------------------------------------------------
+
+    def _setup(self, conn: sqlite3.Connection) -> None:
+        for statement in _SCHEMA:
+            conn.execute(statement)
+        conn.executemany(
+            "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO NOTHING",
+            [("loaded", "1"), ("mode", "watch"), ("created_at", repr(time.time()))],
+        )
+
+    async def open(self) -> None:
+        """Create the watch tables and read back the cursor and what was processed."""
+        store = self.store
+        previous = store.get_meta("source")
+        if previous is not None and previous != self.poller.description:
+            raise InputError(
+                f"{store.path} is the journal of {previous}, not {self.poller.description}; "
+                "give another [watch] journal (or --journal) for another source"
+            )
+        await asyncio.to_thread(store.verify)
+        await store.write(self._setup)
+        from canvas_tui.engine.session import run_settings
+
+        store.set_meta(source=self.poller.description, **run_settings(self.config))
+        await store.flush()
+        cursor = store.get_meta("watch_cursor")
+        self.state.cursor = None if cursor is None else decode_cursor(cursor)
+        self.state.full_at = float(store.get_meta("watch_full_at") or 0.0)
+        self.state.file = store.get_meta("watch_file")
+        names = await store.write(
+            lambda conn: conn.execute("SELECT name FROM watch_files").fetchall()
+        )
+        self.state.processed = {str(name) for (name,) in names}
+        self._drift_line = int(store.get_meta("watch_drift_lines") or 0)
+        held = await store.write(
+            lambda conn: conn.execute(
+                "SELECT COUNT(*) FROM watch_snapshot WHERE held = 1"
+            ).fetchone()
+        )
+        # drops the brake held are weighed again at the first poll, whatever the source does
+        # (an operator restarts with --allow-drops to let them go)
+        self._recheck_held = bool(held[0])
+        self.runner.reload_counts()
+
+    # ---- one poll ---------------------------------------------------------------------------
+
+    def _apply(self, conn: sqlite3.Connection, batch: Batch) -> Applied:
+        """(writer thread) The batch, its snapshot rows and its cursor, all or nothing."""
+        conn.execute("SAVEPOINT watch_batch")
+        try:
+            applied = self._apply_in(conn, batch)
+        except BaseException:
+            conn.execute("ROLLBACK TO watch_batch")
+            conn.execute("RELEASE watch_batch")
+            raise
+        conn.execute("RELEASE watch_batch")
+        return applied
+
+    def _apply_in(self, conn: sqlite3.Connection, batch: Batch) -> Applied:
+        now = time.time()
+        out = Applied(read=len(batch.items))
+        row_column = self.config.watch.row_id_column
+        policy = self.config.plan
+        inserts: list[SourceItem] = []
+        upserts: list[tuple[Any, ...]] = []
+        seen: set[str] = set()
+        moved: set[str] = set()  # keys an updated row named before (a section move)
+        for item in batch.items:
+            raw = item.provenance.raw
+            row_id = raw.get(row_column) if row_column else None
+            if isinstance(item, EnrollmentRecord):
+                key, digest = record_key(item), record_digest(item)
+                seen.add(key)
+                if row_id:
+                    moved.update(
+                        k
+                        for (k,) in conn.execute(
+                            "SELECT key FROM watch_snapshot WHERE row_id = ? AND key != ?",
+                            (row_id, key),
+                        )
+                    )
+                found = conn.execute(
+                    "SELECT digest, held FROM watch_snapshot WHERE key = ?", (key,)
+                ).fetchone()
+                if found is not None and found[0] == digest:
+                    out.unchanged += 1
+                    if found[1]:
+                        conn.execute("UPDATE watch_snapshot SET held = 0 WHERE key = ?", (key,))
+                    continue
+                out.changes += 1
+                inserts.append(item)
+                live = int(item.status in _LIVE)
+                upserts.append((key, digest, item.course_label, live, row_id, _ref(item)))
+            else:
+                assert isinstance(item, RowProblem)
+                digest = _raw_digest(raw)
+                key = f"!{row_id or digest}"
+                seen.add(key)
+                if row_id:  # a row made invalid drops nothing: its enrollment stays known
+                    seen.update(
+                        k
+                        for (k,) in conn.execute(
+                            "SELECT key FROM watch_snapshot WHERE row_id = ?", (row_id,)
+                        )
+                    )
+                found = conn.execute(
+                    "SELECT digest FROM watch_snapshot WHERE key = ?", (key,)
+                ).fetchone()
+                if found is not None and found[0] == digest:
+                    out.unchanged += 1
+                    continue
+                out.invalid += not item.skip
+                inserts.append(item)
+                upserts.append((key, digest, "", 0, row_id, None))
+        gone = moved - seen
+        if batch.full:
+            gone.update(
+                k for (k,) in conn.execute("SELECT key FROM watch_snapshot") if k not in seen
+            )
+        gone.update(
+            k
+            for (k,) in conn.execute("SELECT key FROM watch_snapshot WHERE held = 1")
+            if k not in seen
+        )
+        rejected = {k for k in gone if k.startswith("!")}
+        gone -= rejected
+        conn.executemany("DELETE FROM watch_snapshot WHERE key = ?", [(k,) for k in rejected])
+        out.ids = self.store.insert_items(conn, inserts, now)
+        if upserts:
+            conn.executemany(
+                "INSERT INTO watch_snapshot (key, digest, course, live, row_id, held, ref) "
+                "VALUES (?, ?, ?, ?, ?, 0, ?) ON CONFLICT(key) DO UPDATE SET "
+                "digest = excluded.digest, course = excluded.course, live = excluded.live, "
+                "row_id = COALESCE(excluded.row_id, row_id), held = 0, ref = excluded.ref",
+                upserts,
+            )
+        if gone:
+            self._drops(conn, sorted(gone), policy.drop_policy, out, now)
+        for key, value in batch.meta.items():
+            conn.execute(
+                "INSERT INTO meta (key, value) VALUES (?, ?) "
+                "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                (key, value),
+            )
+        if batch.file is not None:
+            conn.execute(
+                "INSERT OR REPLACE INTO watch_files (name, digest, at) VALUES (?, ?, ?)",
+                (*batch.file, now),
+            )
+        return out
+
+    def _drops(
+        self,
+        conn: sqlite3.Connection,
+        gone: Sequence[str],
+        drop_policy: str,
+        out: Applied,
+        now: float,
+    ) -> None:
+        rows = [
+            conn.execute(
+                "SELECT key, course, live, ref FROM watch_snapshot WHERE key = ?", (k,)
+            ).fetchone()
+            for k in gone
+        ]
+        rows = [r for r in rows if r is not None and r[3] is not None]
+        live = [r for r in rows if r[2]]
+        if drop_policy != "never" and live:
+            sizes = dict(
+                conn.execute(
+                    "SELECT course, COUNT(*) FROM watch_snapshot "
+                    "WHERE live = 1 AND key NOT LIKE '!%' GROUP BY course"
+                ).fetchall()
+            )
+            brake = brake_for(Counter(r[1] for r in live), sizes, self.config.plan)
+            if not brake.allows(self.allow_drops):
+                conn.executemany(
+                    "UPDATE watch_snapshot SET held = 1 WHERE key = ?", [(r[0],) for r in live]
+                )
+                out.held, out.brake = len(live), brake.reasons
+                rows = [r for r in rows if not r[2]]  # the ended ones still leave
+                live = []
+        line = int(
+            (
+                conn.execute("SELECT value FROM meta WHERE key = 'watch_drop_lines'").fetchone()
+                or [0]
+            )[0]
+        )
+        records: list[SourceItem] = []
+        final: list[tuple[int, str]] = []  # positions in `records` that are not sent, and why
+        for key, _course, is_live, ref in rows:
+            line += 1
+            if drop_policy == "never":
+                reason = "gone from the source; drop_policy is never: left in Canvas"
+            elif not is_live:
+                reason = "gone from the source; it had ended there already: nothing to send"
+            else:
+                reason = f"gone from the source; drop_policy {drop_policy}"
+            records.append(_drop_of(ref, drop_policy, line, reason))
+            if drop_policy == "never" or not is_live:
+                final.append((len(records) - 1, reason))
+            conn.execute("DELETE FROM watch_snapshot WHERE key = ?", (key,))
+        ids = self.store.insert_items(conn, records, now)
+        for position, reason in final:
+            conn.execute(
+                "UPDATE records SET state = ?, action = 'skip', message = ? WHERE record_id = ?",
+                (State.SKIPPED.value, reason, ids[position]),
+            )
+        conn.execute(
+            "INSERT INTO meta (key, value) VALUES ('watch_drop_lines', ?) "
+            "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            (str(line),),
+        )
+        out.ids.extend(ids)
+        out.left += len(final)
+        out.drops += len(records) - len(final)
+
+    async def poll_once(self) -> Applied | None:
+        """Read the source once and commit what changed. InputError: the source is out."""
+        batch = await asyncio.to_thread(self.poller.read, self.state)
+        if batch is None and self._recheck_held:
+            batch = Batch([], False, "held drops")
+        self._recheck_held = False
+        if batch is None:
+            return None
+        applied: Applied = await self.store.write(lambda conn: self._apply(conn, batch))
+        # the batch is committed: only now does the next read start past it
+        if "watch_cursor" in batch.meta:
+            self.state.cursor = decode_cursor(batch.meta["watch_cursor"])
+        if "watch_full_at" in batch.meta:
+            self.state.full_at = float(batch.meta["watch_full_at"])
+        if "watch_file" in batch.meta:
+            self.state.file = batch.meta["watch_file"]
+        if batch.file is not None:
+            self.state.processed.add(batch.file[0])
+        if applied.ids:
+            self.runner.reload_counts()
+            self._wake.set()
+        if applied.changes or applied.drops or applied.left or applied.held or applied.invalid:
+            fields = {k: v for k, v in dataclasses.asdict(applied).items() if k != "ids"}
+            self.emit("changes", what=batch.what, records=len(applied.ids), **fields)
+        # the held drops are weighed again at every poll: say so when they change, else hourly
+        if applied.brake and (
+            applied.brake != self.brake or time.monotonic() - self._brake_said > 3600
+        ):
+            self._brake_said = time.monotonic()
+            self.emit(
+                "brake",
+                held=applied.held,
+                reasons=list(applied.brake),
+                hint="review them, then restart with --allow-drops N (or raise the brake)",
+            )
+        self.brake = applied.brake
+        return applied
+
+    # ---- the loops -----------------------------------------------------------------------------
+
+    async def _poll_loop(self) -> None:
+        failures = 0
+        while not self.stopping.is_set():
+            self.heartbeat = time.monotonic()
+            wait = self.interval
+            try:
+                await self.poll_once()
+            except InputError as exc:
+                failures += 1
+                wait = min(_MAX_BACKOFF, self.interval * 2**failures)
+                if self.source_error is None or failures % 10 == 1:
+                    self.emit("source_unavailable", message=str(exc), retry_in=round(wait, 2))
+                self.source_error = str(exc)
+            except JournalWriteFailed as exc:
+                self.emit("journal_failed", message=str(exc))
+                self.exit_code = 3
+                self.stopping.set()
+                return
+            else:
+                if self.source_error is not None:
+                    self.emit("source_back", after_failures=failures)
+                self.source_error = None
+                failures = 0
+                self.polls += 1
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), wait)
+
+    async def _send_loop(self) -> None:
+        while not self.stopping.is_set():
+            counts = self.runner.snapshot().counts
+            if counts.get(State.PENDING, 0) or counts.get(State.IN_FLIGHT, 0):
+                state = await self.runner.run()
+                if state.phase is Phase.ABORTED and not self.stopping.is_set():
+                    # only what no waiting cures aborts a runner that pauses itself: the
+                    # token refused, the journal unwritable
+                    self.emit("aborted", reason=state.abort_reason)
+                    self.exit_code = 3
+                    self.stopping.set()
+                    return
+                continue
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.interval)
+
+    async def _canvas_watch(self) -> None:
+        """The runner pauses itself when Canvas is unreachable (the breaker): try again after
+        a back-off that grows while it stays away."""
+        failures = 0
+        done_at_outage = 0
+        while not self.stopping.is_set():
+            state = self.runner.snapshot()
+            done = state.counts.get(State.DONE, 0)
+            if state.paused_reason:
+                if self.canvas_error is None:
+                    done_at_outage = done
+                failures += 1
+                wait = min(_MAX_BACKOFF, 2.0**failures)
+                self.canvas_error = state.paused_reason
+                self.emit("canvas_unreachable", message=state.paused_reason, retry_in=wait)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.stopping.wait(), wait)
+                if not self.stopping.is_set():
+                    self.runner.resume()  # the breaker resets; transient failures are re-queued
+                continue
+            if self.canvas_error is not None and (
+                done > done_at_outage or not state.counts.get(State.PENDING, 0)
+            ):
+                self.canvas_error = None  # a record went through since: Canvas answers again
+                self.emit("canvas_back", after_retries=failures)
+                failures = 0
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), 0.25)
+
+    def _next_drift(self, after: float) -> float | None:
+        watch = self.config.watch
+        times: list[float] = []
+        if watch.drift_every > 0:
+            times.append(after + watch.drift_every)
+        clock = watch.drift_time()
+        if clock is not None:
+            base = dt.datetime.fromtimestamp(after, dt.UTC)
+            at = base.replace(hour=clock[0], minute=clock[1], second=0, microsecond=0)
+            if at.timestamp() <= after:
+                at += dt.timedelta(days=1)
+            times.append(at.timestamp())
+        return min(times) if times else None
+
+    async def _drift_loop(self) -> None:
+        due = self._next_drift(time.time())
+        while not self.stopping.is_set():
+            wait = 3600.0 if due is None else max(0.0, due - time.time())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._drift_now.wait(), min(wait, 5.0))
+            if self.stopping.is_set():
+                return
+            if not self._drift_now.is_set() and (due is None or time.time() < due):
+                continue
+            self._drift_now.clear()
+            try:
+                await self.drift_check()
+            except (CanvasError, InputError) as exc:
+                hint = f" — {hint_for(exc.category)}" if isinstance(exc, CanvasError) else ""
+                self.emit("drift_failed", message=f"{exc}{hint}", retry_in=300)
+                due = time.time() + 300
+                continue
+            due = self._next_drift(time.time())
+
+    def request_drift(self) -> None:
+        """Run a drift check now (the next loop turn)."""
+        self._drift_now.set()
+
+    async def drift_check(self) -> dict[str, Any]:
+        """Plan the whole source against the live rosters; queue what differs."""
+        source = self.poller.whole()
+        if source is None:
+            result: dict[str, Any] = {"skipped": "a delta source has no whole to compare"}
+            self.emit("drift", **result)
+            self.last_drift = result
+            return result
+        client = self.session.client
+        assert client is not None
+        started = time.monotonic()
+        items = await asyncio.to_thread(list, source)
+        known = await asyncio.to_thread(
+            known_enrollment_ids, journal_paths(self.config, self.store.path)
+        )
+        plan = await compute_plan(client, items, self.config, known_ids=known)
+        changes: list[SourceItem] = []
+        counts: Counter[str] = Counter()
+        for step in plan.iter_changes():
+            if step.kind is StepKind.RECORD and step.record is not None:
+                changes.append(step.record)
+                counts[step.action.value] += 1
+        drops = plan.drops
+        held: list[str] = []
+        if drops and not plan.brake.allows(self.allow_drops):
+            held = list(plan.brake.reasons)
+        else:
+            for step in drops:
+                self._drift_line += 1
+                changes.append(drop_record(step, self._drift_line))
+                counts[f"drop_{step.action.value}"] += 1
+        line = self._drift_line
+
+        def queue(conn: sqlite3.Connection) -> list[int]:
+            conn.execute(
+                "INSERT INTO meta (key, value) VALUES ('watch_drift_lines', ?) "
+                "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                (str(line),),
+            )
+            return self.store.insert_items(conn, changes, time.time())
+
+        ids = await self.store.write(queue)
+        if ids:
+            self.runner.reload_counts()
+            self._wake.set()
+        result = {
+            "records": plan.tally.actions.total(),
+            "in_place": plan.tally.actions.get(Action.NONE, 0),
+            "queued": len(ids),
+            "by_action": dict(counts),
+            "roster_requests": plan.roster_requests,
+            "drops_held": len(drops) if held else 0,
+            "brake": held,
+            "elapsed": round(time.monotonic() - started, 2),
+            "at": time.time(),
+        }
+        self.last_drift = result
+        self.emit("drift", **result)
+        return result
+
+    async def _compact_loop(self) -> None:
+        keep = self.config.watch.keep_days
+        if keep <= 0:
+            return
+        while not self.stopping.is_set():
+            try:
+                removed = await self.compact(time.time() - keep * 86400)
+            except JournalError as exc:
+                self.emit("compaction_failed", message=str(exc))
+            else:
+                if removed:
+                    self.emit("compacted", records=removed, keep_days=keep)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), COMPACT_EVERY)
+
+    async def compact(self, before: float) -> int:
+        """Remove finished records last changed before `before` (the snapshot keeps what the
+        next read is diffed against; the runner's counts follow)."""
+        finals = ", ".join(f"'{s.value}'" for s in (State.DONE, State.FAILED, State.SKIPPED))
+        removed: int = await self.store.write(
+            lambda conn: self.store.delete_records(
+                conn, f"state IN ({finals}) AND updated_at < ?", (before,)
+            )
+        )
+        if removed:
+            self.runner.reload_counts()
+        return removed
+
+    async def run(self) -> int:
+        """Until `stop()`: 0 after a stop, 3 when the token is refused or the journal fails."""
+        await self.open()
+        client = self.session.client
+        assert client is not None
+        await self._check_token(client)
+        if self.stopping.is_set():
+            return self.exit_code
+        self.runner.use_executor(self._executor(), token_checked=True)
+        self.emit(
+            "watching",
+            source=self.poller.description,
+            journal=str(self.store.path),
+            interval=self.interval,
+            cursor=None if self.state.cursor is None else str(self.state.cursor),
+            pending=self.runner.snapshot().counts.get(State.PENDING, 0),
+        )
+        loops = [
+            asyncio.create_task(self._poll_loop(), name="watch-poll"),
+            asyncio.create_task(self._send_loop(), name="watch-send"),
+            asyncio.create_task(self._canvas_watch(), name="watch-canvas"),
+            asyncio.create_task(self._drift_loop(), name="watch-drift"),
+            asyncio.create_task(self._compact_loop(), name="watch-compact"),
+        ]
+        try:
+            await self.stopping.wait()
+        finally:
+            self.runner.cancel()  # requests in flight finish; the rest stays pending
+            await asyncio.gather(*loops, return_exceptions=True)
+            for task in loops:
+                if task.done() and not task.cancelled() and task.exception() is not None:
+                    log.error("watch loop %s failed", task.get_name(), exc_info=task.exception())
+                    self.exit_code = self.exit_code or 3
+        return self.exit_code
+
+    async def _check_token(self, client: Any) -> None:
+        """The token, once: refused is fatal (3); Canvas away is waited out."""
+        failures = 0
+        while not self.stopping.is_set():
+            try:
+                await client.whoami()
+            except CanvasError as exc:
+                if exc.fatal:
+                    self.emit("aborted", reason=f"{exc} — {hint_for(exc.category)}")
+                    self.exit_code = 3
+                    self.stopping.set()
+                    return
+                failures += 1
+                wait = min(_MAX_BACKOFF, 2.0**failures)
+                self.canvas_error = str(exc)
+                self.emit("canvas_unreachable", message=str(exc), retry_in=wait)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.stopping.wait(), wait)
+                continue
+            if self.canvas_error is not None:
+                self.emit("canvas_back")
+            self.canvas_error = None
+            return
+
+    def _executor(self) -> WatchExecutor:
+        client = self.session.client
+        assert client is not None
+        sync = self.config.sync
+        actions = EnrollmentActions(client, notify=sync.notify, active_state=sync.enrollment_state)
+        planned = PlanExecutor(client, actions, None, active_state=sync.enrollment_state)
+        return WatchExecutor(actions, planned)
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self._wake.set()
