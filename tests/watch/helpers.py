@@ -4,7 +4,9 @@ the simulator, and what Canvas holds for a row."""
 from __future__ import annotations
 
 import asyncio
+import socket
 import sqlite3
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
@@ -161,3 +163,59 @@ async def running(
             await asyncio.wait_for(task, 30)
         finally:
             await session.close()
+
+
+POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+PG_QUERY = "SELECT id, course_id, user_id, role, section_id, status, updated_at FROM {table}"
+
+
+def postgres_reachable() -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", 5432), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+class PostgresSis:
+    """A registrar's table in PostgreSQL: `updated_at` (clock_timestamp at each write) is the
+    change cursor, as in most SIS schemas."""
+
+    def __init__(self, url: str = POSTGRES_URL) -> None:
+        from sqlalchemy import create_engine
+
+        self.url = url
+        self.table = f"canvas_tui_watch_{uuid.uuid4().hex[:8]}"
+        self.engine = create_engine(url)
+        self._run(
+            f"CREATE TABLE {self.table} (id INTEGER PRIMARY KEY, course_id TEXT, user_id TEXT, "
+            "role TEXT, section_id TEXT, status TEXT, "
+            "updated_at TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp())"
+        )
+
+    @property
+    def query(self) -> str:
+        return PG_QUERY.format(table=self.table)
+
+    def _run(self, sql: str, params: dict[str, Any] | None = None) -> None:
+        from sqlalchemy import text
+
+        with self.engine.begin() as conn:
+            conn.execute(text(sql), params or {})
+
+    def put(self, row_id: int, pair: tuple[str, str, str], status: str = "active") -> None:
+        user, course, section = pair
+        self._run(
+            f"INSERT INTO {self.table} (id, course_id, user_id, role, section_id, status) "
+            "VALUES (:id, :c, :u, 'student', :s, :st) ON CONFLICT (id) DO UPDATE SET "
+            "course_id = :c, user_id = :u, section_id = :s, status = :st, "
+            "updated_at = clock_timestamp()",
+            {"id": row_id, "c": course, "u": user, "s": section, "st": status},
+        )
+
+    def delete(self, row_id: int) -> None:
+        self._run(f"DELETE FROM {self.table} WHERE id = :id", {"id": row_id})
+
+    def drop(self) -> None:
+        self._run(f"DROP TABLE IF EXISTS {self.table}")
+        self.engine.dispose()
