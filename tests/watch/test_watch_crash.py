@@ -57,7 +57,7 @@ def _watch(tmp_path: Path, base_url: str) -> subprocess.Popen[str]:
             "canvas-tui.toml",
             "--journal",
             "watch.journal",
-        ],  # fmt: skip
+        ],
         cwd=tmp_path,
         env={**os.environ, "CANVAS_BASE_URL": base_url, "CANVAS_API_TOKEN": ADMIN_TOKEN},
         stdout=subprocess.PIPE,
