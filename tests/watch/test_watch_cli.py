@@ -73,6 +73,11 @@ def test_health_probe_json_lines_and_sigterm(tmp_path: Path, canvas: str) -> Non
         assert live is not None and live.status_code == 200
         missing = _get(f"http://127.0.0.1:{port}/nothing")
         assert missing is not None and missing.status_code == 404
+        # one service per journal: a second one says who holds it
+        second = _watch(tmp_path, canvas, "in.csv")
+        out2, _ = second.communicate(timeout=30)
+        assert second.returncode == 2
+        assert "PID" in json.loads(out2.splitlines()[-1])["message"]
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=30)
     finally:
