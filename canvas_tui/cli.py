@@ -66,7 +66,7 @@ ENVIRONMENT = {
     "CANVAS_API_TOKEN": "the API token (overrides the config's token_file / token_command)",
     "CANVAS_BASE_URL": "the Canvas base URL (overrides [canvas] base_url)",
     "CANVAS_TUI_CONFIG": "the config file, when --config is not given",
-    "CANVAS_TUI_PROGRESS_INTERVAL": "seconds between sync's JSON progress lines (default 5)",
+    "CANVAS_TUI_PROGRESS_INTERVAL": "seconds between JSON progress lines (sync: default 5, watch: 60)",
     "XDG_CONFIG_HOME / XDG_STATE_HOME": "where the user config and the journals live",
     "NO_COLOR": "no colours in any output",
 }
