@@ -295,6 +295,26 @@ def build_parser() -> argparse.ArgumentParser:
         "(repeatable)",
     )
 
+    sim.add_argument(
+        "--sis-import-rate",
+        type=float,
+        default=250.0,
+        metavar="ROWS",
+        help="rows a SIS import applies per world second (default 250; scaled by --time-scale)",
+    )
+    sim.add_argument(
+        "--sis-import-start-delay",
+        type=float,
+        default=2.0,
+        metavar="SECONDS",
+        help="world seconds a new SIS import waits for its job to start (default 2)",
+    )
+    sim.add_argument(
+        "--no-sis-imports",
+        action="store_true",
+        help="the root account has SIS imports disabled (create answers 403)",
+    )
+
     completion = _sub(sub, "completion", "print a shell completion script")
     completion.add_argument(
         "shell",
