@@ -277,3 +277,72 @@ async def test_compaction_removes_finished_records_not_the_snapshot(
         f"sis_user_id:{chosen[2][0]}",
         f"sis_user_id:{chosen[3][0]}",
     ]
+
+
+async def test_drop_folder_reads_each_new_file_once_in_order(
+    app: Simulator, tmp_path: Path
+) -> None:
+    world = app.world
+    chosen = pairs(world, 4)
+    folder = tmp_path / "incoming"
+    folder.mkdir()
+
+    def row(pair: tuple[str, str, str], status: str = "active") -> list[str]:
+        user, course, section = pair
+        return [course, user, "student", section, status]
+
+    # each file is a delta: what is not in it stays as it is
+    config = with_plan(csv_config(folder, csv_mode="delta"), drop_policy="delete")
+    journal = tmp_path / "w.journal"
+    write_rows(folder / "001.csv", [row(p) for p in chosen[:3]], HEADER)
+    write_rows(folder / "002.csv.part", [row(chosen[3])], HEADER)  # still being written
+    async with running(config, app, journal, interval=0.05) as run:
+        await eventually_async(
+            lambda: all(state_in(world, p) == "active" for p in chosen[:3]),
+            what="the first file applied",
+            abort_if=run.done_or_failed,
+        )
+        assert state_in(world, chosen[3]) is None
+        (folder / "002.csv.part").rename(folder / "002.csv")
+        write_rows(folder / "003.csv", [row(chosen[0], "deleted")], HEADER)
+        await eventually_async(
+            lambda: (
+                state_in(world, chosen[3]) == "active" and state_in(world, chosen[0]) == "deleted"
+            ),
+            what="the next two files applied",
+            abort_if=run.done_or_failed,
+        )
+        assert state_in(world, chosen[1]) == "active"  # a delta drops nothing
+    # a restart reads no file again
+    async with running(config, app, journal, interval=0.05) as run:
+        polls = run.service.polls
+        await eventually_async(
+            lambda: run.service.polls >= polls + 5, what="five polls", abort_if=run.done_or_failed
+        )
+        assert run.service.state.processed == {"001.csv", "002.csv", "003.csv"}
+        assert not run.named("changes")
+    assert len(_journal_rows(journal)) == 5
+
+
+async def test_a_csv_touched_but_unchanged_costs_nothing(app: Simulator, tmp_path: Path) -> None:
+    world = app.world
+    chosen = pairs(world, 3)
+    path = tmp_path / "enrollments.csv"
+    rows = [[c, u, "student", s, "active"] for u, c, s in chosen]
+    write_rows(path, rows, HEADER)
+    journal = tmp_path / "w.journal"
+    async with running(csv_config(path), app, journal) as run:
+        await eventually_async(
+            lambda: all(state_in(world, p) == "active" for p in chosen),
+            what="every row active",
+            abort_if=run.done_or_failed,
+        )
+        requests = run.service.runner.snapshot().requests
+        write_rows(path, rows, HEADER)  # written again, the same rows
+        path.touch()
+        polls = run.service.polls
+        await eventually_async(
+            lambda: run.service.polls >= polls + 5, what="five polls", abort_if=run.done_or_failed
+        )
+        assert run.service.runner.snapshot().requests == requests
+    assert len(_journal_rows(journal)) == 3
