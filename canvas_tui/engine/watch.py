@@ -78,6 +78,7 @@ _LIVE = frozenset({SisStatus.ACTIVE, SisStatus.INACTIVE})
 _SETTLE_SECONDS = 1.0  # a drop-folder file is read once it has not changed for this long
 _MAX_BACKOFF = 60.0
 COMPACT_EVERY = 3600.0  # seconds between two compactions
+POLL_HANG = 600.0  # a poll (read and commit) still running after this long is a hang: not live
 
 # The snapshot: one row per enrollment the source named when last read (and per rejected row,
 # keyed "!..." so it is journaled once, not at every poll). `ref` rebuilds a drop's record.
@@ -460,7 +461,8 @@ class WatchService:
         self._drift_now = asyncio.Event()
         # health: each loop's last sign of life, and what is wrong now
         self.started = time.time()
-        self.heartbeat = time.monotonic()
+        self.heartbeat = time.monotonic()  # when the poll loop last started a poll or a wait
+        self.polling_since: float | None = None  # the poll under way, if any
         self.source_error: str | None = None
         self.canvas_error: str | None = None
         self.brake: tuple[str, ...] = ()
@@ -477,7 +479,11 @@ class WatchService:
         state = self.runner.snapshot()
         counts = {str(s): n for s, n in state.counts.items()}
         journal = self.store.failure
-        alive = time.monotonic() - self.heartbeat < max(30.0, 10 * self.interval)
+        # Alive: the event loop answers (this runs on it) and no poll has hung: a whole read of
+        # a big source may take a while, a query stuck on a lock for ten minutes is a hang.
+        now = time.monotonic()
+        hung = self.polling_since is not None and now - self.polling_since > POLL_HANG
+        alive = not hung and now - self.heartbeat < POLL_HANG + _MAX_BACKOFF + self.interval
         ready = alive and journal is None and not self.source_error and not self.canvas_error
         return {
             "live": alive,
@@ -753,7 +759,7 @@ class WatchService:
     async def _poll_loop(self) -> None:
         failures = 0
         while not self.stopping.is_set():
-            self.heartbeat = time.monotonic()
+            self.heartbeat = self.polling_since = time.monotonic()
             wait = self.interval
             try:
                 await self.poll_once()
@@ -768,12 +774,21 @@ class WatchService:
                 self.exit_code = 3
                 self.stopping.set()
                 return
+            except Exception as exc:  # a bug, or data no one foresaw: say so, keep the cursor
+                failures += 1
+                wait = min(_MAX_BACKOFF, self.interval * 2**failures)
+                log.exception("watch: a poll failed")
+                self.emit("poll_failed", message=f"{type(exc).__name__}: {exc}", retry_in=wait)
+                self.source_error = f"{type(exc).__name__}: {exc}"
             else:
                 if self.source_error is not None:
                     self.emit("source_back", after_failures=failures)
                 self.source_error = None
                 failures = 0
                 self.polls += 1
+            finally:
+                self.polling_since = None
+                self.heartbeat = time.monotonic()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.stopping.wait(), wait)
 
@@ -923,7 +938,8 @@ class WatchService:
 
     async def _compact_loop(self) -> None:
         keep = self.config.watch.keep_days
-        if keep <= 0:
+        if keep <= 0:  # keep everything
+            await self.stopping.wait()
             return
         while not self.stopping.is_set():
             try:
@@ -974,7 +990,15 @@ class WatchService:
             asyncio.create_task(self._compact_loop(), name="watch-compact"),
         ]
         try:
-            await self.stopping.wait()
+            # a loop that ends before a stop is a bug: stop, so the supervisor restarts us
+            stopped = asyncio.create_task(self.stopping.wait())
+            await asyncio.wait([stopped, *loops], return_when=asyncio.FIRST_COMPLETED)
+            if not self.stopping.is_set():
+                ended = next(t for t in loops if t.done())
+                self.emit("internal_error", loop=ended.get_name())
+                self.exit_code = 3
+                self.stopping.set()
+            stopped.cancel()
         finally:
             self.runner.cancel()  # requests in flight finish; the rest stays pending
             await asyncio.gather(*loops, return_exceptions=True)
@@ -1019,3 +1043,4 @@ class WatchService:
     def stop(self) -> None:
         self.stopping.set()
         self._wake.set()
+        self._drift_now.set()  # the drift loop's wait ends too
