@@ -321,6 +321,9 @@ _INSERT_RECORD = (
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
+# (_KEY is a constant)
+_SUPERSEDE = f"UPDATE records SET state = ?, action = 'skip', message = ? WHERE user = ? AND state = ? AND record_id < ? AND COALESCE(key, {_KEY}) = ?"  # noqa: S608
+
 _RECORD_COLUMNS = "source_id, line, raw, user, course, section, role, status, fields, warnings"
 
 
@@ -836,6 +839,27 @@ class Journal:
             (first, last),
         )
         return list(range(first, last + 1))
+
+    @staticmethod
+    def supersede(
+        conn: sqlite3.Connection, record_id: int, record: EnrollmentRecord, message: str
+    ) -> int:
+        """(writer thread) Skip the records before `record_id` that name the same enrollment and
+        are still pending: a later change of the row replaces them (`canvas-tui watch`). Records
+        already claimed are left to finish; the sender orders them per enrollment."""
+        return int(
+            conn.execute(
+                _SUPERSEDE,
+                (
+                    State.SKIPPED.value,
+                    message,
+                    record.user,
+                    State.PENDING.value,
+                    record_id,
+                    record.key,
+                ),
+            ).rowcount
+        )
 
     @staticmethod
     def delete_records(conn: sqlite3.Connection, where: str, params: Sequence[Any]) -> int:

@@ -428,11 +428,24 @@ class WatchExecutor:
     def __init__(self, actions: EnrollmentActions, planned: PlanExecutor) -> None:
         self._actions = actions
         self._planned = planned
+        # Two changes of one enrollment in flight at once could reach Canvas in either order;
+        # the runner starts them in record order, so a lock per enrollment keeps that order.
+        self._locks: dict[str, tuple[asyncio.Lock, list[int]]] = {}  # key -> lock, [users]
 
     async def apply(self, record: EnrollmentRecord, observer: Observer | None) -> ActionResult:
-        if record.provenance.source == WATCH_DROPS:
-            return await self._actions.end(record, record.provenance.raw["task"], observer)
-        return await self._planned.apply(record, observer)
+        key = record_key(record)
+        lock, users = self._locks.setdefault(key, (asyncio.Lock(), [0]))
+        users[0] += 1
+        try:
+            async with lock:
+                if record.provenance.source == WATCH_DROPS:
+                    task = record.provenance.raw["task"]
+                    return await self._actions.end(record, task, observer)
+                return await self._planned.apply(record, observer)
+        finally:
+            users[0] -= 1
+            if not users[0]:
+                del self._locks[key]
 
 
 class WatchService:
@@ -627,6 +640,7 @@ class WatchService:
         gone -= rejected
         conn.executemany("DELETE FROM watch_snapshot WHERE key = ?", [(k,) for k in rejected])
         out.ids = self.store.insert_items(conn, inserts, now)
+        self._supersede(conn, out.ids, inserts)
         if upserts:
             conn.executemany(
                 "INSERT INTO watch_snapshot (key, digest, course, live, row_id, held, ref) "
@@ -649,6 +663,18 @@ class WatchService:
                 (*batch.file, now),
             )
         return out
+
+    def _supersede(
+        self, conn: sqlite3.Connection, ids: Sequence[int], items: Sequence[SourceItem]
+    ) -> None:
+        """A change queued while an earlier one of the same row waits replaces it: the earlier
+        one is skipped, so Canvas never sees them out of order (an observer's rows, which share
+        the key, are left alone)."""
+        for record_id, item in zip(ids, items, strict=True):
+            if isinstance(item, EnrollmentRecord) and item.associated_user is None:
+                self.store.supersede(
+                    conn, record_id, item, f"superseded by a later change of the row (#{record_id})"
+                )
 
     def _drops(
         self,
@@ -702,6 +728,7 @@ class WatchService:
                 final.append((len(records) - 1, reason))
             conn.execute("DELETE FROM watch_snapshot WHERE key = ?", (key,))
         ids = self.store.insert_items(conn, records, now)
+        self._supersede(conn, ids, records)
         for position, reason in final:
             conn.execute(
                 "UPDATE records SET state = ?, action = 'skip', message = ? WHERE record_id = ?",

@@ -346,3 +346,41 @@ async def test_a_csv_touched_but_unchanged_costs_nothing(app: Simulator, tmp_pat
         )
         assert run.service.runner.snapshot().requests == requests
     assert len(_journal_rows(journal)) == 3
+
+
+async def test_a_later_change_supersedes_one_still_waiting(app: Simulator, tmp_path: Path) -> None:
+    """Two changes of one row queued before the first is sent: only the last goes, so Canvas
+    can never apply them out of order."""
+    world = app.world
+    sis = SqliteSis(tmp_path / "sis.db")
+    chosen = pairs(world, 2)
+    journal = tmp_path / "w.journal"
+    async with running(sql_config(sis.url), app, journal) as run:
+        await eventually_async(lambda: run.service.polls >= 1, what="the first poll")
+        run.service.runner.pause()  # nothing is sent meanwhile
+        sis.put(1, chosen[0])
+        await eventually_async(
+            lambda: len(_journal_rows(journal)) == 1,
+            what="the insert queued",
+            abort_if=run.done_or_failed,
+        )
+        sis.put(1, chosen[0], status="deleted")
+        await eventually_async(
+            lambda: len(_journal_rows(journal)) == 2,
+            what="the delete queued",
+            abort_if=run.done_or_failed,
+        )
+        run.service.runner.resume()
+        await eventually_async(
+            lambda: [r[2] for r in _journal_rows(journal)] == ["skipped", "done"],
+            what="the first skipped, the second done",
+            abort_if=run.done_or_failed,
+        )
+    # a `deleted` row whose enrollment does not exist: created, then deleted (Canvas's importer)
+    assert state_in(world, chosen[0]) == "deleted"
+    db = sqlite3.connect(journal)
+    try:
+        message = db.execute("SELECT message FROM records WHERE record_id = 1").fetchone()[0]
+    finally:
+        db.close()
+    assert message == "superseded by a later change of the row (#2)"
