@@ -225,14 +225,20 @@ class Batch:
     what: str  # for the log
     meta: dict[str, str] = field(default_factory=dict)  # committed with it (the cursor)
     file: tuple[str, str] | None = None  # a drop folder's file (name, digest), now processed
+    seen: set[str] = field(default_factory=set)  # the keys of every row read, unchanged too
+    unchanged: int = 0  # rows read that the snapshot holds as they are (not in `items`)
+
+
+Keep = Callable[[SourceItem], bool]  # a poller keeps only the items this says are changes
 
 
 class Poller(Protocol):
     description: str
 
-    def read(self, state: WatchState) -> Batch | None:
-        """Blocking (a thread): the next batch, None when nothing changed. InputError when the
-        source cannot be read (the service backs off and keeps its cursor)."""
+    def read(self, state: WatchState, keep: Keep) -> Batch | None:
+        """Blocking (a thread): the next batch of the items `keep` keeps, None when nothing
+        changed. InputError when the source cannot be read (the service backs off and keeps its
+        cursor)."""
         ...
 
     def whole(self) -> Source | None:
@@ -274,14 +280,14 @@ class SqlPoller:
             since=since,
         )
 
-    def read(self, state: WatchState) -> Batch | None:
+    def read(self, state: WatchState, keep: Keep) -> Batch | None:
         watch = self.watch
         full_due = watch.full_every > 0 and time.time() - state.full_at >= watch.full_every
         since = None
         if watch.cursor_column is not None and state.cursor is not None and not full_due:
             since = behind(state.cursor, watch.cursor_overlap)
         source = self._source(since)
-        items = list(source)
+        items = [item for item in source if keep(item)]
         batch = Batch(items, since is None, "query" if since is None else "changes")
         newest = source.cursor_max
         if state.cursor is not None and (newest is None or newest < state.cursor):
@@ -313,7 +319,7 @@ class CsvFilePoller:
             path, layout=layout_of(spec), encoding=spec.encoding, delimiter=spec.delimiter
         )
 
-    def read(self, state: WatchState) -> Batch | None:
+    def read(self, state: WatchState, keep: Keep) -> Batch | None:
         try:
             stat = self.path.stat()
         except OSError as exc:
@@ -325,7 +331,7 @@ class CsvFilePoller:
         marker = f"{signature}:{digest}"
         if state.file is not None and state.file.endswith(":" + digest):
             return Batch([], False, "unchanged file", {"watch_file": marker})  # touched only
-        items = list(self._source(self.path))
+        items = [item for item in self._source(self.path) if keep(item)]
         full = self.watch.csv_mode == "snapshot"
         return Batch(items, full, f"file {self.path.name}", {"watch_file": marker})
 
@@ -336,7 +342,7 @@ class CsvFilePoller:
 class CsvFolderPoller(CsvFilePoller):
     """A drop folder: each new `*.csv` file, in name order, once it has settled."""
 
-    def read(self, state: WatchState) -> Batch | None:
+    def read(self, state: WatchState, keep: Keep) -> Batch | None:
         try:
             names = sorted(p.name for p in self.path.iterdir() if _droppable(p))
         except OSError as exc:
@@ -351,7 +357,7 @@ class CsvFolderPoller(CsvFilePoller):
                     return None  # still being written; files stay in order
             except OSError:
                 continue  # gone meanwhile
-            items = list(self._source(path))
+            items = [item for item in self._source(path) if keep(item)]
             full = self.watch.csv_mode == "snapshot"
             return Batch(items, full, f"file {name}", file=(name, _file_digest(path)))
         return None
@@ -420,6 +426,9 @@ class Applied:
     left: int = 0  # drops not sent: drop_policy never, or ended in the source already
     held: int = 0  # drops the brake holds
     brake: tuple[str, ...] = ()
+    # what the snapshot's in-memory mirror (`WatchService._digests`) must learn at the commit
+    upserted: list[tuple[str, str]] = field(default_factory=list, repr=False)
+    removed: list[str] = field(default_factory=list, repr=False)
 
 
 class WatchExecutor:
@@ -485,6 +494,8 @@ class WatchService:
         self._drift_line = 0
         self._brake_said = 0.0
         self._recheck_held = False
+        # the snapshot's key -> digest, mirrored in memory for the reader thread's first cut
+        self._digests: dict[str, str] = {}
 
     # ---- health ------------------------------------------------------------------------
 
@@ -554,6 +565,12 @@ class WatchService:
         # drops the brake held are weighed again at the first poll, whatever the source does
         # (an operator restarts with --allow-drops to let them go)
         self._recheck_held = bool(held[0])
+        rows = await store.write(
+            lambda conn: conn.execute(
+                "SELECT key, digest FROM watch_snapshot WHERE key NOT LIKE '!%'"
+            ).fetchall()
+        )
+        self._digests = {str(k): str(d) for k, d in rows}
         self.runner.reload_counts()
 
     # ---- one poll ---------------------------------------------------------------------------
@@ -572,12 +589,12 @@ class WatchService:
 
     def _apply_in(self, conn: sqlite3.Connection, batch: Batch) -> Applied:
         now = time.time()
-        out = Applied(read=len(batch.items))
+        out = Applied(read=len(batch.items) + batch.unchanged, unchanged=batch.unchanged)
         row_column = self.config.watch.row_id_column
         policy = self.config.plan
         inserts: list[SourceItem] = []
         upserts: list[tuple[Any, ...]] = []
-        seen: set[str] = set()
+        seen: set[str] = set(batch.seen)
         moved: set[str] = set()  # keys an updated row named before (a section move)
         for item in batch.items:
             raw = item.provenance.raw
@@ -631,11 +648,11 @@ class WatchService:
             gone.update(
                 k for (k,) in conn.execute("SELECT key FROM watch_snapshot") if k not in seen
             )
-        gone.update(
-            k
-            for (k,) in conn.execute("SELECT key FROM watch_snapshot WHERE held = 1")
-            if k not in seen
-        )
+        for (k,) in conn.execute("SELECT key FROM watch_snapshot WHERE held = 1").fetchall():
+            if k not in seen:
+                gone.add(k)
+            else:  # back in the source: nothing to drop
+                conn.execute("UPDATE watch_snapshot SET held = 0 WHERE key = ?", (k,))
         rejected = {k for k in gone if k.startswith("!")}
         gone -= rejected
         conn.executemany("DELETE FROM watch_snapshot WHERE key = ?", [(k,) for k in rejected])
@@ -649,6 +666,7 @@ class WatchService:
                 "row_id = COALESCE(excluded.row_id, row_id), held = 0, ref = excluded.ref",
                 upserts,
             )
+            out.upserted = [(u[0], u[1]) for u in upserts if not u[0].startswith("!")]
         if gone:
             self._drops(conn, sorted(gone), policy.drop_policy, out, now)
         for key, value in batch.meta.items():
@@ -727,6 +745,7 @@ class WatchService:
             if drop_policy == "never" or not is_live:
                 final.append((len(records) - 1, reason))
             conn.execute("DELETE FROM watch_snapshot WHERE key = ?", (key,))
+            out.removed.append(key)
         ids = self.store.insert_items(conn, records, now)
         self._supersede(conn, ids, records)
         for position, reason in final:
@@ -743,9 +762,35 @@ class WatchService:
         out.left += len(final)
         out.drops += len(records) - len(final)
 
+    def _read(self) -> Batch | None:
+        """(a thread) One read of the source, keeping only the rows the snapshot does not hold
+        as they are: an unchanged row is counted and forgotten at once, so a whole read of a big
+        source holds its changes, not its rows. Rejected rows are always kept (the writer
+        decides; they are few)."""
+        seen: set[str] = set()
+        unchanged = 0
+        digests = self._digests
+
+        def keep(item: SourceItem) -> bool:
+            nonlocal unchanged
+            if item.__class__ is not EnrollmentRecord:
+                return True
+            assert isinstance(item, EnrollmentRecord)
+            key = record_key(item)
+            seen.add(key)
+            if digests.get(key) == record_digest(item):
+                unchanged += 1
+                return False
+            return True
+
+        batch = self.poller.read(self.state, keep)
+        if batch is not None:
+            batch.seen, batch.unchanged = seen, unchanged
+        return batch
+
     async def poll_once(self) -> Applied | None:
         """Read the source once and commit what changed. InputError: the source is out."""
-        batch = await asyncio.to_thread(self.poller.read, self.state)
+        batch = await asyncio.to_thread(self._read)
         if batch is None and self._recheck_held:
             batch = Batch([], False, "held drops")
         self._recheck_held = False
@@ -753,6 +798,10 @@ class WatchService:
             return None
         applied: Applied = await self.store.write(lambda conn: self._apply(conn, batch))
         # the batch is committed: only now does the next read start past it
+        digests = self._digests
+        digests.update(applied.upserted)
+        for key in applied.removed:
+            digests.pop(key, None)
         if "watch_cursor" in batch.meta:
             self.state.cursor = decode_cursor(batch.meta["watch_cursor"])
         if "watch_full_at" in batch.meta:
@@ -765,7 +814,11 @@ class WatchService:
             self.runner.reload_counts()
             self._wake.set()
         if applied.changes or applied.drops or applied.left or applied.held or applied.invalid:
-            fields = {k: v for k, v in dataclasses.asdict(applied).items() if k != "ids"}
+            fields = {
+                k: v
+                for k, v in dataclasses.asdict(applied).items()
+                if k not in ("ids", "upserted", "removed")
+            }
             self.emit("changes", what=batch.what, records=len(applied.ids), **fields)
         # the held drops are weighed again at every poll: say so when they change, else hourly
         if applied.brake and (

@@ -66,6 +66,11 @@ async def test_sql_changes_reach_canvas_and_unchanged_rows_cost_nothing(
         )
         polls = run.service.polls
         await eventually_async(lambda: run.service.polls >= polls + 5, what="five more polls")
+        changes = run.named("changes")
+    # every poll read every row again; only the changes reached the journal writer
+    assert sum(e["changes"] for e in changes) == 6
+    assert max(e["unchanged"] for e in changes) >= 3
+    assert all(e["read"] == e["changes"] + e["unchanged"] for e in changes)
     rows = _journal_rows(journal)
     assert len(rows) == 6, rows  # 4 + 1 + 1 changes: re-read rows made no record
     assert [r[2] for r in rows] == ["done"] * 6
