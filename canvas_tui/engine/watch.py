@@ -967,17 +967,21 @@ class WatchService:
         client = self.session.client
         assert client is not None
         started = time.monotonic()
-        items = await asyncio.to_thread(list, source)
         known = await asyncio.to_thread(
             known_enrollment_ids, journal_paths(self.config, self.store.path)
         )
-        plan = await compute_plan(client, items, self.config, known_ids=known)
+        # the source itself, read again on each pass (never held), as `canvas-tui plan` reads it
+        plan = await compute_plan(client, source, self.config, known_ids=known)
         changes: list[SourceItem] = []
         counts: Counter[str] = Counter()
-        for step in plan.iter_changes():
-            if step.kind is StepKind.RECORD and step.record is not None:
-                changes.append(step.record)
-                counts[step.action.value] += 1
+
+        def collect() -> None:  # reads the source again: in a thread
+            for step in plan.iter_changes():
+                if step.kind is StepKind.RECORD and step.record is not None:
+                    changes.append(step.record)
+                    counts[step.action.value] += 1
+
+        await asyncio.to_thread(collect)
         drops = plan.drops
         held: list[str] = []
         if drops and not plan.brake.allows(self.allow_drops):
@@ -995,7 +999,9 @@ class WatchService:
                 "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
                 (str(line),),
             )
-            return self.store.insert_items(conn, changes, time.time())
+            ids = self.store.insert_items(conn, changes, time.time())
+            self._supersede(conn, ids, changes)
+            return ids
 
         ids = await self.store.write(queue)
         if ids:
