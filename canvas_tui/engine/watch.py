@@ -508,7 +508,14 @@ class WatchService:
         now = time.monotonic()
         hung = self.polling_since is not None and now - self.polling_since > POLL_HANG
         alive = not hung and now - self.heartbeat < POLL_HANG + _MAX_BACKOFF + self.interval
-        ready = alive and journal is None and not self.source_error and not self.canvas_error
+        # ready: the token was taken and the source read at least once, and nothing is out now
+        ready = (
+            alive
+            and self.polls > 0
+            and journal is None
+            and not self.source_error
+            and not self.canvas_error
+        )
         return {
             "live": alive,
             "ready": ready,

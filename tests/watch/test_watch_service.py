@@ -389,3 +389,39 @@ async def test_a_later_change_supersedes_one_still_waiting(app: Simulator, tmp_p
     finally:
         db.close()
     assert message == "superseded by a later change of the row (#2)"
+
+
+async def test_a_drop_never_creates_what_is_gone_already(app: Simulator, tmp_path: Path) -> None:
+    """A row gone from the source whose enrollment someone deleted in Canvas meanwhile: the drop
+    looks it up and sends nothing (an `inactive` row would create one; a drop does not)."""
+    world = app.world
+    chosen = pairs(world, 3)
+    path = tmp_path / "enrollments.csv"
+    rows = [[c, u, "student", s, "active"] for u, c, s in chosen]
+    write_rows(path, rows, HEADER)
+    config = with_plan(csv_config(path), drop_policy="inactivate", brake_max_share=1.0)
+    journal = tmp_path / "w.journal"
+    async with running(config, app, journal) as run:
+        await eventually_async(
+            lambda: all(state_in(world, p) == "active" for p in chosen),
+            what="every row active",
+            abort_if=run.done_or_failed,
+        )
+        enrollment = enrollment_of(world, chosen[0])
+        assert enrollment is not None
+        enrollment.workflow_state = "deleted"  # by hand
+        write_rows(path, rows[1:], HEADER)
+        await eventually_async(
+            lambda: len(_journal_rows(journal)) == 4 and _journal_rows(journal)[-1][2] == "done",
+            what="the drop done",
+            abort_if=run.done_or_failed,
+        )
+    assert state_in(world, chosen[0]) == "deleted"
+    db = sqlite3.connect(journal)
+    try:
+        action, message = db.execute(
+            "SELECT action, message FROM records WHERE record_id = 4"
+        ).fetchone()
+    finally:
+        db.close()
+    assert (action, message) == ("none", "nothing to do: already deleted")
