@@ -1103,6 +1103,15 @@ class WatchService:
 
     async def _check_token(self, client: Any) -> None:
         """The token, once: refused is fatal (3); Canvas away is waited out."""
+        policy = client.retry_policy
+        # one attempt a probe: this loop's own back-off waits out an outage, and says so
+        client.retry_policy = dataclasses.replace(policy, max_attempts=1, throttle_attempts=3)
+        try:
+            await self._probe(client)
+        finally:
+            client.retry_policy = policy
+
+    async def _probe(self, client: Any) -> None:
         failures = 0
         while not self.stopping.is_set():
             try:

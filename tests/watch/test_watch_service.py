@@ -425,3 +425,40 @@ async def test_a_drop_never_creates_what_is_gone_already(app: Simulator, tmp_pat
     finally:
         db.close()
     assert (action, message) == ("none", "nothing to do: already deleted")
+
+
+async def test_canvas_away_at_start_is_waited_out(app: Simulator, tmp_path: Path) -> None:
+    world = app.world
+    sis = SqliteSis(tmp_path / "sis.db")
+    chosen = pairs(world, 1)
+    sis.put(1, chosen[0])
+    app.set_faults(FaultRates(html_503=1.0))
+    async with running(sql_config(sis.url), app, tmp_path / "w.journal") as run:
+        await eventually_async(
+            lambda: run.named("canvas_unreachable"),
+            what="the outage at start reported",
+            abort_if=run.done_or_failed,
+        )
+        assert not run.named("watching")
+        app.set_faults(FaultRates())
+        await eventually_async(
+            lambda: state_in(world, chosen[0]) == "active",
+            what="the row sent once Canvas answers",
+            abort_if=run.done_or_failed,
+        )
+        assert run.named("canvas_back") and run.named("watching")
+
+
+async def test_a_refused_token_stops_the_service(app: Simulator, tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from canvas_tui.config import CanvasConfig, Secret
+
+    sis = SqliteSis(tmp_path / "sis.db")
+    config = sql_config(sis.url)
+    config = replace(config, canvas=CanvasConfig(base_url="http://127.0.0.1", token=Secret("nope")))
+    async with running(config, app, tmp_path / "w.journal") as run:
+        code = await run.task
+        assert code == 3
+        (aborted,) = run.named("aborted")
+        assert "nope" not in str(aborted)  # the token is never written anywhere
