@@ -54,6 +54,11 @@ MAX_BACKING_OFF = 64
 _RECORD: ContextVar[int | None] = ContextVar("canvas_tui_record", default=None)
 
 
+def current_record() -> int | None:
+    """The id of the record the calling task is sending (inside an executor's `apply`)."""
+    return _RECORD.get()
+
+
 class RunCancelled(Exception):
     """Raised from a retry wait when the operator cancels: the record goes back to pending."""
 

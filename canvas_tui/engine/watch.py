@@ -41,7 +41,7 @@ from typing import Any, Protocol
 from canvas_tui.canvas.errors import CanvasError, hint_for
 from canvas_tui.config import Config, SourceConfig, WatchConfig
 from canvas_tui.engine.actions import ActionResult, EnrollmentActions, Observer
-from canvas_tui.engine.journal import JournalError, JournalWriteFailed
+from canvas_tui.engine.journal import Journal, JournalError, JournalWriteFailed
 from canvas_tui.engine.plan.diff import Action, StepKind, brake_for
 from canvas_tui.engine.plan.executor import (
     PlanExecutor,
@@ -50,6 +50,7 @@ from canvas_tui.engine.plan.executor import (
     journal_paths,
     known_enrollment_ids,
 )
+from canvas_tui.engine.runner import current_record
 from canvas_tui.engine.session import Session
 from canvas_tui.engine.state import Phase
 from canvas_tui.records import (
@@ -75,6 +76,7 @@ _DROP_STATUS = {
     "delete": SisStatus.DELETED,
 }
 _LIVE = frozenset({SisStatus.ACTIVE, SisStatus.INACTIVE})
+SUPERSEDED_LATE = "not sent: a later change of the row was queued after it"
 _SETTLE_SECONDS = 1.0  # a drop-folder file is read once it has not changed for this long
 _MAX_BACKOFF = 60.0
 COMPACT_EVERY = 3600.0  # seconds between two compactions
@@ -434,9 +436,12 @@ class Applied:
 class WatchExecutor:
     """The plan's executor (a drift check's drops), and a watch drop's end-by-lookup."""
 
-    def __init__(self, actions: EnrollmentActions, planned: PlanExecutor) -> None:
+    def __init__(
+        self, actions: EnrollmentActions, planned: PlanExecutor, store: Journal | None = None
+    ) -> None:
         self._actions = actions
         self._planned = planned
+        self._store = store
         # Two changes of one enrollment in flight at once could reach Canvas in either order;
         # the runner starts them in record order, so a lock per enrollment keeps that order.
         self._locks: dict[str, tuple[asyncio.Lock, list[int]]] = {}  # key -> lock, [users]
@@ -447,6 +452,16 @@ class WatchExecutor:
         users[0] += 1
         try:
             async with lock:
+                # A change sent late (it failed for a network or server error, and is retried
+                # after a later change of the row went through) must not undo the later one.
+                record_id = current_record()
+                if (
+                    self._store is not None
+                    and record_id is not None
+                    and record.associated_user is None
+                    and self._store.has_later(record_id, record)
+                ):
+                    return ActionResult("none", None, SUPERSEDED_LATE)
                 if record.provenance.source == WATCH_DROPS:
                     task = record.provenance.raw["task"]
                     return await self._actions.end(record, task, observer)
@@ -1140,7 +1155,7 @@ class WatchService:
         sync = self.config.sync
         actions = EnrollmentActions(client, notify=sync.notify, active_state=sync.enrollment_state)
         planned = PlanExecutor(client, actions, None, active_state=sync.enrollment_state)
-        return WatchExecutor(actions, planned)
+        return WatchExecutor(actions, planned, self.store)
 
     def stop(self) -> None:
         self.stopping.set()

@@ -462,3 +462,49 @@ async def test_a_refused_token_stops_the_service(app: Simulator, tmp_path: Path)
         assert code == 3
         (aborted,) = run.named("aborted")
         assert "nope" not in str(aborted)  # the token is never written anywhere
+
+
+async def test_a_change_retried_after_a_later_one_is_not_sent(
+    app: Simulator, tmp_path: Path
+) -> None:
+    """A change failed for a server error, the row changed again and that went through: retrying
+    the first (as a resume after an outage does) must not undo the second."""
+    from canvas_tui.engine.watch import SUPERSEDED_LATE
+
+    world = app.world
+    sis = SqliteSis(tmp_path / "sis.db")
+    chosen = pairs(world, 1)
+    journal = tmp_path / "w.journal"
+    async with running(sql_config(sis.url), app, journal) as run:
+        await eventually_async(lambda: run.service.polls >= 1, what="the first poll")
+        session = run.service.session
+        assert session.client is not None
+        session.client.retry_policy = RetryPolicy(initial=0.01, maximum=0.02, max_attempts=2)
+        app.set_faults(FaultRates(error_500=1.0))
+        sis.put(1, chosen[0])  # active: fails
+        await eventually_async(
+            lambda: [r[2] for r in _journal_rows(journal)] == ["failed"],
+            what="the first change failed",
+            abort_if=run.done_or_failed,
+        )
+        app.set_faults(FaultRates())
+        sis.put(1, chosen[0], status="deleted")
+        await eventually_async(
+            lambda: [r[2] for r in _journal_rows(journal)] == ["failed", "done"],
+            what="the second change done",
+            abort_if=run.done_or_failed,
+        )
+        assert state_in(world, chosen[0]) == "deleted"
+        assert run.service.runner.retry_failed() == 1
+        await eventually_async(
+            lambda: [r[2] for r in _journal_rows(journal)] == ["done", "done"],
+            what="the first change settled",
+            abort_if=run.done_or_failed,
+        )
+    assert state_in(world, chosen[0]) == "deleted"
+    db = sqlite3.connect(journal)
+    try:
+        message = db.execute("SELECT message FROM records WHERE record_id = 1").fetchone()[0]
+    finally:
+        db.close()
+    assert message == SUPERSEDED_LATE
