@@ -45,6 +45,8 @@ from canvas_tui.engine.journal import Journal, JournalError, JournalWriteFailed
 from canvas_tui.engine.plan.diff import Action, StepKind, brake_for
 from canvas_tui.engine.plan.executor import (
     PlanExecutor,
+    SourceCounts,
+    choose_mode,
     compute_plan,
     drop_record,
     journal_paths,
@@ -229,6 +231,9 @@ class Batch:
     file: tuple[str, str] | None = None  # a drop folder's file (name, digest), now processed
     seen: set[str] = field(default_factory=set)  # the keys of every row read, unchanged too
     unchanged: int = 0  # rows read that the snapshot holds as they are (not in `items`)
+    # the first read, planned against the rosters: per item, whether Canvas needs it (the
+    # others are in place already: they only join the snapshot)
+    planned: list[bool] | None = None
 
 
 Keep = Callable[[SourceItem], bool]  # a poller keeps only the items this says are changes
@@ -428,6 +433,7 @@ class Applied:
     left: int = 0  # drops not sent: drop_policy never, or ended in the source already
     held: int = 0  # drops the brake holds
     brake: tuple[str, ...] = ()
+    in_place: int = 0  # the first read, planned: rows Canvas holds already (nothing queued)
     # what the snapshot's in-memory mirror (`WatchService._digests`) must learn at the commit
     upserted: list[tuple[str, str]] = field(default_factory=list, repr=False)
     removed: list[str] = field(default_factory=list, repr=False)
@@ -511,6 +517,7 @@ class WatchService:
         self._recheck_held = False
         # the snapshot's key -> digest, mirrored in memory for the reader thread's first cut
         self._digests: dict[str, str] = {}
+        self._first = False
 
     # ---- health ------------------------------------------------------------------------
 
@@ -593,6 +600,10 @@ class WatchService:
             ).fetchall()
         )
         self._digests = {str(k): str(d) for k, d in rows}
+        count = await store.write(
+            lambda conn: conn.execute("SELECT COUNT(*) FROM watch_snapshot").fetchone()
+        )
+        self._first = not count[0]  # nothing read yet: the first read may be planned
         self.runner.reload_counts()
 
     # ---- one poll ---------------------------------------------------------------------------
@@ -618,7 +629,8 @@ class WatchService:
         upserts: list[tuple[Any, ...]] = []
         seen: set[str] = set(batch.seen)
         moved: set[str] = set()  # keys an updated row named before (a section move)
-        for item in batch.items:
+        planned = batch.planned
+        for position, item in enumerate(batch.items):
             raw = item.provenance.raw
             row_id = raw.get(row_column) if row_column else None
             if isinstance(item, EnrollmentRecord):
@@ -640,10 +652,13 @@ class WatchService:
                     if found[1]:
                         conn.execute("UPDATE watch_snapshot SET held = 0 WHERE key = ?", (key,))
                     continue
-                out.changes += 1
-                inserts.append(item)
                 live = int(item.status in _LIVE)
                 upserts.append((key, digest, item.course_label, live, row_id, _ref(item)))
+                if planned is not None and not planned[position]:
+                    out.in_place += 1  # the plan found it in Canvas as the row says
+                    continue
+                out.changes += 1
+                inserts.append(item)
             else:
                 assert isinstance(item, RowProblem)
                 digest = _raw_digest(raw)
@@ -810,15 +825,52 @@ class WatchService:
             batch.seen, batch.unchanged = seen, unchanged
         return batch
 
+    async def _plan_first(self, batch: Batch) -> None:
+        """The first read of a source (an empty snapshot) is what a `sync` would send: when a
+        plan is cheaper than a request or two per row (engine/plan's own choice), read the
+        rosters and mark which rows Canvas needs; the rest join the snapshot as they are. A
+        service started beside a Canvas already in step then sends almost nothing. Drops of
+        enrollments only Canvas has are the drift check's, not this read's."""
+        config = dataclasses.replace(
+            self.config, plan=dataclasses.replace(self.config.plan, drop_policy="never")
+        )
+        counts = await asyncio.to_thread(SourceCounts.of, batch.items)
+        use, why = choose_mode(counts, config.plan, None)
+        if not use or self.session.client is None:
+            return
+        self.emit("first_read", records=counts.records, mode="plan", why=why)
+        try:
+            known = await asyncio.to_thread(
+                known_enrollment_ids, journal_paths(self.config, self.store.path)
+            )
+            plan = await compute_plan(
+                self.session.client, batch.items, config, known_ids=known, counts=counts
+            )
+        except CanvasError as exc:  # every row is sent instead, when Canvas answers
+            self.emit("first_read", mode="full", why=f"the rosters could not be read: {exc}")
+            return
+        flags = [False] * len(batch.items)
+
+        def mark() -> None:  # derives the steps again: in a thread
+            for step in plan.iter_changes():
+                if step.record_index is not None:
+                    flags[step.record_index] = True
+
+        await asyncio.to_thread(mark)
+        batch.planned = flags
+
     async def poll_once(self) -> Applied | None:
         """Read the source once and commit what changed. InputError: the source is out."""
         batch = await asyncio.to_thread(self._read)
+        if batch is not None and self._first and batch.full and batch.items:
+            await self._plan_first(batch)
         if batch is None and self._recheck_held:
             batch = Batch([], False, "held drops")
         self._recheck_held = False
         if batch is None:
             return None
         applied: Applied = await self.store.write(lambda conn: self._apply(conn, batch))
+        self._first = self._first and not batch.items
         # the batch is committed: only now does the next read start past it
         digests = self._digests
         digests.update(applied.upserted)
@@ -835,7 +887,14 @@ class WatchService:
         if applied.ids:
             self.runner.reload_counts()
             self._wake.set()
-        if applied.changes or applied.drops or applied.left or applied.held or applied.invalid:
+        if (
+            applied.changes
+            or applied.drops
+            or applied.left
+            or applied.held
+            or applied.invalid
+            or applied.in_place
+        ):
             fields = {
                 k: v
                 for k, v in dataclasses.asdict(applied).items()

@@ -508,3 +508,43 @@ async def test_a_change_retried_after_a_later_one_is_not_sent(
     finally:
         db.close()
     assert message == SUPERSEDED_LATE
+
+
+async def test_the_first_read_is_planned_when_canvas_is_in_step_already(
+    app: Simulator, tmp_path: Path
+) -> None:
+    """A service started beside a Canvas that holds the roster already: the first read plans
+    against the rosters (a page per course) instead of reading each user's enrollments, and
+    queues only what Canvas lacks."""
+    from collections import Counter
+
+    from tests.engine.workload import live_sis_students, sis_ids
+
+    world = app.world
+    students = live_sis_students(world)
+    busiest = [c for c, _ in Counter(e.course_id for e in students).most_common(4)]
+    existing = [sis_ids(world, e) for e in students if e.course_id in busiest]
+    fresh = pairs(world, 3)
+    path = tmp_path / "enrollments.csv"
+    rows = [[c, u, "student", s, "active"] for c, u, s in existing]
+    rows += [[c, u, "student", s, "active"] for u, c, s in fresh]
+    write_rows(path, rows, HEADER)
+    before = app.stats()["requests"]
+    async with running(csv_config(path), app, tmp_path / "w.journal") as run:
+        await eventually_async(
+            lambda: all(state_in(world, p) == "active" for p in fresh),
+            what="the three new rows active",
+            abort_if=run.done_or_failed,
+        )
+        (first,) = run.named("first_read")
+        assert first["mode"] == "plan" and first["records"] == len(rows)
+        (changes,) = run.named("changes")
+        assert (changes["in_place"], changes["changes"], changes["records"]) == (
+            len(existing),
+            3,
+            3,
+        )
+    requests = app.stats()["requests"] - before
+    # a roster page or so per course, the token check, then a request or two per new row
+    assert requests < 30 < 2 * len(rows), requests
+    assert len(_journal_rows(tmp_path / "w.journal")) == 3
