@@ -377,6 +377,28 @@ class CsvFolderPoller(CsvFilePoller):
         return self._source(self.path / names[-1]) if names else None
 
 
+def _added(
+    conn: sqlite3.Connection, ids: Sequence[int], superseded: int = 0
+) -> dict[tuple[State, str | None], int]:
+    """(writer thread) The records `ids` (one run of ids) by state and category, as the runner
+    counts them, and the `superseded` ones (pending, now skipped)."""
+    if not ids:
+        return {}
+    counts: dict[tuple[State, str | None], int] = {
+        (State(state), category): int(n)
+        for state, category, n in conn.execute(
+            "SELECT state, category, COUNT(*) FROM records WHERE record_id BETWEEN ? AND ? "
+            "GROUP BY state, category",
+            (min(ids), max(ids)),
+        )
+    }
+    if superseded:
+        pending, skipped = (State.PENDING, None), (State.SKIPPED, None)
+        counts[pending] = counts.get(pending, 0) - superseded
+        counts[skipped] = counts.get(skipped, 0) + superseded
+    return counts
+
+
 def _droppable(path: Path) -> bool:
     name = path.name
     return (
@@ -434,6 +456,9 @@ class Applied:
     held: int = 0  # drops the brake holds
     brake: tuple[str, ...] = ()
     in_place: int = 0  # the first read, planned: rows Canvas holds already (nothing queued)
+    superseded: int = 0  # earlier changes still pending that the new ones replace
+    # the new records by (state, category), for the runner's counts
+    added: dict[tuple[State, str | None], int] = field(default_factory=dict, repr=False)
     # what the snapshot's in-memory mirror (`WatchService._digests`) must learn at the commit
     upserted: list[tuple[str, str]] = field(default_factory=list, repr=False)
     removed: list[str] = field(default_factory=list, repr=False)
@@ -613,6 +638,7 @@ class WatchService:
         conn.execute("SAVEPOINT watch_batch")
         try:
             applied = self._apply_in(conn, batch)
+            applied.added = _added(conn, applied.ids, applied.superseded)
         except BaseException:
             conn.execute("ROLLBACK TO watch_batch")
             conn.execute("RELEASE watch_batch")
@@ -694,7 +720,7 @@ class WatchService:
         gone -= rejected
         conn.executemany("DELETE FROM watch_snapshot WHERE key = ?", [(k,) for k in rejected])
         out.ids = self.store.insert_items(conn, inserts, now)
-        self._supersede(conn, out.ids, inserts)
+        out.superseded += self._supersede(conn, out.ids, inserts)
         if upserts:
             conn.executemany(
                 "INSERT INTO watch_snapshot (key, digest, course, live, row_id, held, ref) "
@@ -721,15 +747,17 @@ class WatchService:
 
     def _supersede(
         self, conn: sqlite3.Connection, ids: Sequence[int], items: Sequence[SourceItem]
-    ) -> None:
+    ) -> int:
         """A change queued while an earlier one of the same row waits replaces it: the earlier
         one is skipped, so Canvas never sees them out of order (an observer's rows, which share
-        the key, are left alone)."""
+        the key, are left alone). Returns how many were skipped."""
+        skipped = 0
         for record_id, item in zip(ids, items, strict=True):
             if isinstance(item, EnrollmentRecord) and item.associated_user is None:
-                self.store.supersede(
+                skipped += self.store.supersede(
                     conn, record_id, item, f"superseded by a later change of the row (#{record_id})"
                 )
+        return skipped
 
     def _drops(
         self,
@@ -784,7 +812,7 @@ class WatchService:
             conn.execute("DELETE FROM watch_snapshot WHERE key = ?", (key,))
             out.removed.append(key)
         ids = self.store.insert_items(conn, records, now)
-        self._supersede(conn, ids, records)
+        out.superseded += self._supersede(conn, ids, records)
         for position, reason in final:
             conn.execute(
                 "UPDATE records SET state = ?, action = 'skip', message = ? WHERE record_id = ?",
@@ -885,7 +913,7 @@ class WatchService:
         if batch.file is not None:
             self.state.processed.add(batch.file[0])
         if applied.ids:
-            self.runner.reload_counts()
+            self.runner.count_added(applied.added)
             self._wake.set()
         if (
             applied.changes
@@ -898,7 +926,7 @@ class WatchService:
             fields = {
                 k: v
                 for k, v in dataclasses.asdict(applied).items()
-                if k not in ("ids", "upserted", "removed")
+                if k not in ("ids", "upserted", "removed", "added")
             }
             self.emit("changes", what=batch.what, records=len(applied.ids), **fields)
         # the held drops are weighed again at every poll: say so when they change, else hourly
@@ -1074,19 +1102,21 @@ class WatchService:
                 counts[f"drop_{step.action.value}"] += 1
         line = self._drift_line
 
-        def queue(conn: sqlite3.Connection) -> list[int]:
+        def queue(
+            conn: sqlite3.Connection,
+        ) -> tuple[list[int], dict[tuple[State, str | None], int]]:
             conn.execute(
                 "INSERT INTO meta (key, value) VALUES ('watch_drift_lines', ?) "
                 "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
                 (str(line),),
             )
             ids = self.store.insert_items(conn, changes, time.time())
-            self._supersede(conn, ids, changes)
-            return ids
+            superseded = self._supersede(conn, ids, changes)
+            return ids, _added(conn, ids, superseded)
 
-        ids = await self.store.write(queue)
+        ids, added = await self.store.write(queue)
         if ids:
-            self.runner.reload_counts()
+            self.runner.count_added(added)
             self._wake.set()
         result = {
             "records": plan.tally.actions.total(),
@@ -1121,16 +1151,14 @@ class WatchService:
 
     async def compact(self, before: float) -> int:
         """Remove finished records last changed before `before` (the snapshot keeps what the
-        next read is diffed against; the runner's counts follow)."""
+        next read is diffed against)."""
         finals = ", ".join(f"'{s.value}'" for s in (State.DONE, State.FAILED, State.SKIPPED))
         removed: int = await self.store.write(
             lambda conn: self.store.delete_records(
                 conn, f"state IN ({finals}) AND updated_at < ?", (before,)
             )
         )
-        if removed:
-            self.runner.reload_counts()
-        return removed
+        return removed  # the runner's counts follow at its next run's end
 
     async def run(self) -> int:
         """Until `stop()`: 0 after a stop, 3 when the token is refused or the journal fails."""

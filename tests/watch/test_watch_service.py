@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from canvas_tui.canvas.retry import CircuitBreaker, RetryPolicy
+from canvas_tui.records import State
 from canvas_tui.simulator import FaultRates, Simulator, World, build_app
 from tests.helpers import eventually_async, fast_config, never_within_async, write_rows
 from tests.watch.helpers import (
@@ -380,6 +381,15 @@ async def test_a_later_change_supersedes_one_still_waiting(app: Simulator, tmp_p
             lambda: [r[2] for r in _journal_rows(journal)] == ["skipped", "done"],
             what="the first skipped, the second done",
             abort_if=run.done_or_failed,
+        )
+        # the runner counted the records as they came, the superseded one included
+        await eventually_async(
+            lambda: (
+                {s: n for s, n in run.service.runner.snapshot().counts.items() if n}
+                == {State.SKIPPED: 1, State.DONE: 1}
+            ),
+            what="the runner's counts",
+            detail=lambda: run.service.runner.snapshot().counts,
         )
     # a `deleted` row whose enrollment does not exist: created, then deleted (Canvas's importer)
     assert state_in(world, chosen[0]) == "deleted"
