@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from pathlib import Path
 
@@ -558,3 +559,39 @@ async def test_the_first_read_is_planned_when_canvas_is_in_step_already(
     # a roster page or so per course, the token check, then a request or two per new row
     assert requests < 30 < 2 * len(rows), requests
     assert len(_journal_rows(tmp_path / "w.journal")) == 3
+
+
+async def test_a_stop_during_a_canvas_outage_leaves_the_changes_pending(
+    app: Simulator, tmp_path: Path
+) -> None:
+    """SIGTERM while Canvas is away: the service stops at once (exit 0) and the changes it
+    could not send stay pending in the journal, for the next start."""
+    world = app.world
+    sis = SqliteSis(tmp_path / "sis.db")
+    chosen = pairs(world, 3)
+    journal = tmp_path / "w.journal"
+    async with running(sql_config(sis.url), app, journal) as run:
+        await eventually_async(lambda: run.service.polls >= 1, what="the first poll")
+        session = run.service.session
+        assert session.client is not None
+        session.client.retry_policy = RetryPolicy(initial=0.02, maximum=0.1, max_attempts=50)
+        run.service.runner.breaker = CircuitBreaker(failures=3, seconds=0.05)
+        app.set_faults(FaultRates(html_503=1.0))
+        for n, pair in enumerate(chosen, start=1):
+            sis.put(n, pair)
+        await eventually_async(
+            lambda: run.named("canvas_unreachable"),
+            what="the outage",
+            abort_if=run.done_or_failed,
+        )
+        run.service.stop()
+        assert await asyncio.wait_for(run.task, 10) == 0
+    assert [r[2] for r in _journal_rows(journal)] == ["pending"] * 3
+    app.set_faults(FaultRates())
+    # the next start sends them
+    async with running(sql_config(sis.url), app, journal) as run:
+        await eventually_async(
+            lambda: all(state_in(world, p) == "active" for p in chosen),
+            what="the changes sent after the restart",
+            abort_if=run.done_or_failed,
+        )
