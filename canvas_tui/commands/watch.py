@@ -1,7 +1,8 @@
 """`canvas-tui watch [SOURCE]`: the service front end (engine/watch.py does the work).
 
-JSON lines on stdout, one object per event (`watching`, `changes`, `record_failed`, `progress`,
-`source_unavailable`, `canvas_unreachable`, `brake`, `drift`, `compacted`, `stopped`, ...).
+JSON lines on stdout, one object per event (`watching`, `changes`, `record_done`,
+`record_failed`, `record_skipped`, `progress`, `source_unavailable`, `canvas_unreachable`,
+`brake`, `drift`, `compacted`, `stopped`, ...).
 SIGTERM and SIGINT stop it gracefully: no new request goes out, those in flight finish, the
 journal is closed (exit 0); a second signal exits at once (the journal stays consistent).
 SIGHUP runs a drift check now. `--health PORT` serves GET /healthz (liveness) and /readyz
@@ -34,6 +35,11 @@ from canvas_tui.records import InputError, State, sis_value
 log = logging.getLogger("canvas_tui")
 
 PROGRESS_INTERVAL = float(os.environ.get("CANVAS_TUI_PROGRESS_INTERVAL", "60"))
+_FINAL_EVENTS = {
+    State.DONE: "record_done",
+    State.FAILED: "record_failed",
+    State.SKIPPED: "record_skipped",
+}
 
 
 class JsonLines:
@@ -129,18 +135,23 @@ async def _serve(service: Any, args: argparse.Namespace, emit: JsonLines) -> Exi
     session = service.session
 
     def on_event(event: Event) -> None:
-        if isinstance(event, RecordChanged) and event.state == State.FAILED:
-            row = session.store.get(event.record_id)
-            fields: dict[str, Any] = {"record_id": event.record_id, "category": event.category}
-            if row is not None:
-                fields.update(
-                    source=row.source,
-                    line=row.line,
-                    user=sis_value(row.user),
-                    course=sis_value(row.course or row.section),
-                    status=row.status,
-                )
-            emit("record_failed", message=event.message, **fields)
+        # one line per change sent (or not): what an operator greps for "when did U1 get in"
+        if not isinstance(event, RecordChanged) or event.state not in _FINAL_EVENTS:
+            return
+        row = session.store.get(event.record_id)
+        fields: dict[str, Any] = {"record_id": event.record_id}
+        if row is not None:
+            fields.update(
+                source=row.source,
+                line=row.line,
+                user=sis_value(row.user),
+                course=sis_value(row.course or row.section),
+                section=sis_value(row.section),
+                status=row.status,  # (not the action: the outcome may not be committed yet)
+            )
+        if event.state == State.FAILED:
+            fields["category"] = event.category
+        emit(_FINAL_EVENTS[event.state], message=event.message, **fields)
 
     unsubscribe = session.runner.subscribe(on_event)
     attach = None

@@ -91,6 +91,8 @@ def test_health_probe_json_lines_and_sigterm(tmp_path: Path, canvas: str) -> Non
     assert "stopping" in names
     changes = next(e for e in events if e["event"] == "changes")
     assert (changes["changes"], changes["records"]) == (3, 3)
+    done = [e for e in events if e["event"] == "record_done"]
+    assert sorted(e["user"] for e in done) == sorted(u for u, _c, _s in chosen)
     assert events[-1]["counts"]["done"] == 3
     # the default journal has a fixed name, so a restart resumes it
     journal = tmp_path / "state" / "canvas-tui" / "runs" / "watch.journal"
