@@ -1,7 +1,8 @@
 """`canvas-tui watch`: a long-running service that follows a changing source into Canvas.
 
-It polls the source (`Poller`): a SQL query read past a change cursor (`[watch] cursor_column`),
-a CSV file read again when it changes, or a drop folder whose new files are read in name order.
+It polls the source (engine/watch_sources.py): a SQL query read past a change cursor
+(`[watch] cursor_column`), a CSV file read again when it changes, or a drop folder whose new
+files are read in name order.
 Each read is diffed against the snapshot of the rows last applied, kept in the journal
 (`watch_snapshot`): only rows that are new or changed become journal records, so an unchanged row
 costs no Canvas request. Those records go through the same runner, executor and Canvas semantics as
@@ -13,7 +14,9 @@ allowed.
 
 One read is committed in one transaction with its records, the snapshot's rows and the cursor: a
 crash before the commit reads the same rows again, a crash after it resumes the records (creates
-are idempotent, ends look up first), so no change is lost and none is journaled twice.
+are idempotent, ends look up first), so no change is lost and none is journaled twice. Changes
+of one enrollment reach Canvas in the order they were read: a later one supersedes one still
+pending, they are sent one at a time, and one retried after a later one is not sent.
 
 A drift check (`[watch] drift_at` daily, or `drift_every`) plans the whole source against the live
 rosters (engine/plan/) and queues what it finds changed by hand in Canvas. Finished records older
