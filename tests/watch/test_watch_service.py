@@ -279,6 +279,14 @@ async def test_compaction_removes_finished_records_not_the_snapshot(
         )
         polls = run.service.polls
         await eventually_async(lambda: run.service.polls >= polls + 3, what="three more polls")
+    # the journal is whole: its pages, and the search index the compaction kept in step
+    db = sqlite3.connect(journal)
+    try:
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        db.execute("INSERT INTO records_text(records_text, rank) VALUES ('integrity-check', 1)")
+        assert db.execute("SELECT COUNT(*) FROM attempts WHERE record_id < 3").fetchone()[0] == 0
+    finally:
+        db.close()
     # the compacted rows were re-read at every poll (overlap 100) and made no new record
     assert [r[0] for r in _journal_rows(journal)] == [
         f"sis_user_id:{chosen[2][0]}",
