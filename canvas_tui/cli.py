@@ -47,7 +47,7 @@ EXIT_CODES: dict[str, dict[int, str]] = {
     "watch": {
         0: "stopped by SIGTERM or SIGINT: requests in flight finished, the journal is closed",
         2: "usage, config, source or journal error at start; nothing was sent",
-        3: "aborted: token refused, or the journal could not be written",
+        3: "aborted: token refused, the journal could not be written, or an internal error",
     },
     "plan": {
         0: "planned; nothing wrong",
