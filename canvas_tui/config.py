@@ -127,6 +127,43 @@ class PlanConfig:
     brake_max_count: int | None = 100
 
 
+CsvMode = Literal["snapshot", "delta"]
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_CLOCK = re.compile(r"([01][0-9]|2[0-3]):([0-5][0-9])")
+
+
+@dataclass(frozen=True, slots=True)
+class WatchConfig:
+    """`canvas-tui watch`: how the source is polled, when drift is checked, what is kept."""
+
+    interval: float = 2.0  # seconds between two polls of the source
+    # SQL: the column that grows with every change (an updated_at or a sequence); each poll
+    # reads only rows at or past the last value seen, less `cursor_overlap`
+    cursor_column: str | None = None
+    # re-read this much behind the cursor (seconds for a timestamp, units for a number): a
+    # transaction that commits late with an earlier value is still seen; unchanged rows cost
+    # nothing (the snapshot diff drops them)
+    cursor_overlap: float = 5.0
+    # SQL: the source row's own key; an updated row whose enrollment changed (a section
+    # move) then drops the enrollment it named before
+    row_id_column: str | None = None
+    # SQL with a cursor: read the whole query this often (seconds; 0 never) to see rows
+    # deleted outright, which no cursor shows
+    full_every: float = 3600.0
+    csv_mode: CsvMode = "snapshot"  # each CSV (the file, or a new file in the folder)
+    drift_at: str | None = "03:00"  # daily drift check at this UTC time ("HH:MM"); "" off
+    drift_every: float = 0.0  # or every N seconds (0: only `drift_at`)
+    keep_days: float = 14.0  # finished records older than this are compacted away
+    journal: Path | None = None  # the service's journal (default: journal_dir/watch.journal)
+
+    def drift_time(self) -> tuple[int, int] | None:
+        if not self.drift_at:
+            return None
+        match = _CLOCK.fullmatch(self.drift_at)
+        assert match is not None, "checked when read"
+        return int(match[1]), int(match[2])
+
+
 @dataclass(frozen=True, slots=True)
 class SisImportConfig:
     """[sis_import]: the SIS import channel (engine/sis_import/)."""
@@ -155,6 +192,7 @@ class Config:
     keys: Mapping[str, str] = field(default_factory=dict)
     console: ConsoleConfig = field(default_factory=ConsoleConfig)
     sis_import: SisImportConfig = field(default_factory=SisImportConfig)
+    watch: WatchConfig = field(default_factory=WatchConfig)
 
 
 # -- reading ---------------------------------------------------------------------------------
@@ -320,9 +358,10 @@ def _parse(data: Mapping[str, Any], file: Path | None, env: Mapping[str, str]) -
     console_config = ConsoleConfig(autostart=console.boolean("autostart", False))
     console.finish()
     sis_import = _sis_import(root.table("sis_import"))
+    watch = _watch(root.table("watch"))
     root.finish()
     return Config(
-        canvas, source, sync, plan, file, tuple(warnings), keys, console_config, sis_import
+        canvas, source, sync, plan, file, tuple(warnings), keys, console_config, sis_import, watch
     )
 
 
@@ -565,6 +604,32 @@ def _plan(t: _Table) -> PlanConfig:
         ),
         brake_max_share=t.number("brake_max_share", 0.2, low=0.0, high=1.0),
         brake_max_count=t.integer("brake_max_count", 100, minimum=0),
+    )
+    t.finish()
+    return out
+
+
+def _watch(t: _Table) -> WatchConfig:
+    def column(name: str) -> str | None:
+        value = t.text(name)
+        if value is not None and not _IDENTIFIER.fullmatch(value):
+            raise t.error(name, "a column name (letters, digits, _)", value)
+        return value
+
+    drift_at = t.text("drift_at", "03:00", empty=True)
+    if drift_at and not _CLOCK.fullmatch(drift_at):
+        raise t.error("drift_at", 'a UTC time "HH:MM", or "" for none', drift_at)
+    out = WatchConfig(
+        interval=t.number("interval", 2.0, low=0.05, high=86400.0),
+        cursor_column=column("cursor_column"),
+        cursor_overlap=t.number("cursor_overlap", 5.0, low=0.0, high=None),
+        row_id_column=column("row_id_column"),
+        full_every=t.number("full_every", 3600.0, low=0.0, high=None),
+        csv_mode=cast(CsvMode, t.choice("csv_mode", ("snapshot", "delta"), "snapshot")),
+        drift_at=drift_at or None,
+        drift_every=t.number("drift_every", 0.0, low=0.0, high=None),
+        keep_days=t.number("keep_days", 14.0, low=0.0, high=None),
+        journal=t.path("journal"),
     )
     t.finish()
     return out

@@ -394,7 +394,26 @@ _INSERT_RECORD = (
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
+# (_KEY is a constant)
+_LATER = f"SELECT 1 FROM records WHERE user = ? AND record_id > ? AND fields IS NOT NULL AND COALESCE(key, {_KEY}) = ? LIMIT 1"  # noqa: S608
+_SUPERSEDE = f"UPDATE records SET state = ?, action = 'skip', message = ? WHERE user = ? AND state = ? AND record_id < ? AND COALESCE(key, {_KEY}) = ?"  # noqa: S608
+
 _RECORD_COLUMNS = "source_id, line, raw, user, course, section, role, status, fields, warnings"
+
+
+def _register_source(
+    conn: sqlite3.Connection, name: str, raw: Mapping[str, str]
+) -> tuple[int, list[str] | None]:
+    """(writer thread) The id of source `name` and the columns its rows are stored by (the
+    first row's keys, the first time the source is seen)."""
+    conn.execute(
+        "INSERT INTO sources (name, columns) VALUES (?, ?) ON CONFLICT(name) DO NOTHING",
+        (name, json.dumps(list(raw))),
+    )
+    sid, columns = conn.execute(
+        "SELECT id, columns FROM sources WHERE name = ?", (name,)
+    ).fetchone()
+    return int(sid), None if columns is None else list(json.loads(columns))
 
 
 def _outcome_params(record_id: int, outcome: Outcome, attempts: int, now: float) -> tuple[Any, ...]:
@@ -874,17 +893,83 @@ class Journal:
         """The id of source `name` and the columns its rows are stored by (the first row's keys,
         the first time the source is loaded)."""
 
-        def register(conn: sqlite3.Connection) -> tuple[int, list[str] | None]:
-            conn.execute(
-                "INSERT INTO sources (name, columns) VALUES (?, ?) ON CONFLICT(name) DO NOTHING",
-                (name, json.dumps(list(raw))),
-            )
-            sid, columns = conn.execute(
-                "SELECT id, columns FROM sources WHERE name = ?", (name,)
-            ).fetchone()
-            return int(sid), None if columns is None else list(json.loads(columns))
+        return self.write_sync(lambda conn: _register_source(conn, name, raw))
 
-        return self.write_sync(register)
+    def insert_items(
+        self, conn: sqlite3.Connection, items: Sequence[SourceItem], now: float
+    ) -> list[int]:
+        """(writer thread, inside the caller's transaction) Append `items` after the last
+        record, pending (a rejected row failed, a duplicate skipped); returns their ids. For a
+        caller that must commit them together with its own rows (`canvas-tui watch`)."""
+        if not items:
+            return []
+        start = int(conn.execute("SELECT COALESCE(MAX(record_id), 0) FROM records").fetchone()[0])
+        sources: dict[str, tuple[int, list[str] | None]] = {}
+        rows: list[tuple[Any, ...]] = []
+        for record_id, item in enumerate(items, start=start + 1):
+            prov = item.provenance
+            source = sources.get(prov.source)
+            if source is None:
+                source = sources[prov.source] = _register_source(conn, prov.source, prov.raw)
+            rows.append(_item_params(record_id, item, now, *source))
+        conn.executemany(_INSERT_RECORD, rows)
+        first, last = start + 1, start + len(rows)
+        conn.execute(
+            "INSERT INTO records_text (rowid, user, course, section, message) "
+            "SELECT record_id, user, course, section, message FROM records "
+            "WHERE record_id BETWEEN ? AND ?",
+            (first, last),
+        )
+        return list(range(first, last + 1))
+
+    def has_later(self, record_id: int, record: EnrollmentRecord) -> bool:
+        """Whether a record after `record_id` names the same enrollment (a later change of the
+        same row, `canvas-tui watch`); a row the source rejected does not count."""
+        return bool(self._query(_LATER, (record.user, record_id, record.key)))
+
+    @staticmethod
+    def supersede(
+        conn: sqlite3.Connection, record_id: int, record: EnrollmentRecord, message: str
+    ) -> int:
+        """(writer thread) Skip the records before `record_id` that name the same enrollment and
+        are still pending: a later change of the row replaces them (`canvas-tui watch`). Records
+        already claimed are left to finish; the sender orders them per enrollment."""
+        return int(
+            conn.execute(
+                _SUPERSEDE,
+                (
+                    State.SKIPPED.value,
+                    message,
+                    record.user,
+                    State.PENDING.value,
+                    record_id,
+                    record.key,
+                ),
+            ).rowcount
+        )
+
+    @staticmethod
+    def delete_records(conn: sqlite3.Connection, where: str, params: Sequence[Any]) -> int:
+        """(writer thread) Remove the records `where` selects, with their attempts and search
+        entries (journal compaction); the newest record always stays, so ids never repeat."""
+        selected = (
+            f"SELECT record_id FROM records WHERE ({where}) "  # noqa: S608 -- the caller's SQL
+            "AND record_id < (SELECT MAX(record_id) FROM records)"
+        )
+        conn.execute("CREATE TEMP TABLE IF NOT EXISTS compacted (record_id INTEGER PRIMARY KEY)")
+        conn.execute("DELETE FROM compacted")
+        conn.execute(f"INSERT INTO compacted {selected}", tuple(params))
+        conn.execute("DELETE FROM attempts WHERE record_id IN (SELECT record_id FROM compacted)")
+        conn.execute(
+            "INSERT INTO records_text (records_text, rowid, user, course, section, message) "
+            "SELECT 'delete', record_id, user, course, section, message FROM records "
+            "WHERE record_id IN (SELECT record_id FROM compacted)"
+        )
+        removed = conn.execute(
+            "DELETE FROM records WHERE record_id IN (SELECT record_id FROM compacted)"
+        ).rowcount
+        conn.execute("DELETE FROM compacted")
+        return int(removed)
 
     def _source(self, source_id: int) -> tuple[str, list[str] | None]:
         """(name, columns) of a source id; read from the journal the first time."""

@@ -38,6 +38,12 @@ DELETE_TASKS = {
 LIVE_STATES = frozenset({"active", "invited", "creation_pending", "inactive"})
 NEVER_DROPPED_TYPES = frozenset({"StudentViewEnrollment"})  # the course's test student
 _TASK_STATE = dict(DELETE_TASKS.values())
+# drop_policy -> the states in which a dropped enrollment needs nothing more (deleted aside)
+DROP_SETTLED: Mapping[str, frozenset[str]] = {
+    "inactivate": frozenset({"inactive", "completed", "rejected"}),
+    "conclude": frozenset({"completed", "rejected"}),
+    "delete": frozenset(),
+}
 
 
 # ---- the rule: what a SIS row means against the enrollments it names ----------------------
@@ -706,12 +712,7 @@ def plan_drop(enrollment: Mapping[str, Any], policy: PlanConfig, *, managed: boo
     if drop_policy == "never":
         return replace(base, reason="not in the SIS; drop_policy is never")
     target = _TASK_STATE[drop_policy]
-    settled = {
-        "inactivate": {"inactive", "completed", "rejected"},
-        "conclude": {"completed", "rejected"},
-        "delete": set(),
-    }[drop_policy]
-    if state in settled:
+    if state in DROP_SETTLED[drop_policy]:
         return replace(base, reason=f"not in the SIS; already {state}")
     return replace(
         base,
@@ -736,7 +737,13 @@ def evaluate_brake(
                 course = _label(enrollment, "sis_course_id", "course_id")
                 live[course].add(int(enrollment["id"]))
     drops = Counter(s.course for s in steps if s.drop and s.action is not Action.NONE)
-    by_course = {c: (n, len(live.get(c, ()))) for c, n in sorted(drops.items())}
+    return brake_for(drops, {c: len(ids) for c, ids in live.items()}, policy)
+
+
+def brake_for(drops: Mapping[str, int], live: Mapping[str, int], policy: PlanConfig) -> Brake:
+    """The brake over `drops` per course against each course's `live` enrollments: a plan's
+    (against the rosters) and `canvas-tui watch`'s (against the source's last snapshot)."""
+    by_course = {c: (n, live.get(c, 0)) for c, n in sorted(drops.items())}
     reasons: list[str] = []
     for course, (n, size) in by_course.items():
         share = n / size if size else 1.0
