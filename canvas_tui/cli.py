@@ -249,6 +249,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PORT",
         help="serve /healthz and /readyz on 127.0.0.1:PORT",
     )
+    watch.add_argument(
+        "--no-attach",
+        action="store_true",
+        help="serve no socket for `console --attach` (by default consoles of the same user "
+        "may follow the service, and with --control pause, resume or retry it)",
+    )
     _add_logging(watch)
 
     plan = _sub(sub, "plan", "diff the source against live rosters; change nothing")

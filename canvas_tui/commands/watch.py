@@ -5,7 +5,8 @@ JSON lines on stdout, one object per event (`watching`, `changes`, `record_faile
 SIGTERM and SIGINT stop it gracefully: no new request goes out, those in flight finish, the
 journal is closed (exit 0); a second signal exits at once (the journal stays consistent).
 SIGHUP runs a drift check now. `--health PORT` serves GET /healthz (liveness) and /readyz
-(readiness: the source and Canvas answer, the journal takes writes) on 127.0.0.1 only.
+(readiness: the source and Canvas answer, the journal takes writes) on 127.0.0.1 only. Consoles
+of the same user may attach (`canvas-tui console --attach JOURNAL`) unless `--no-attach`.
 """
 
 from __future__ import annotations
@@ -62,11 +63,12 @@ class _JsonLogHandler(logging.Handler):
 def journal_for(config: Config, given: str | None) -> Path:
     """The service's one journal: --journal, [watch] journal, else journal_dir/watch.journal
     (a fixed name, so a restart resumes it)."""
+    # absolute: logs, the attach socket and attached consoles name it from anywhere
     if given:
-        return Path(given)
+        return Path(given).absolute()
     if config.watch.journal is not None:
-        return config.watch.journal
-    return (config.sync.journal_dir or default_journal_dir()) / "watch.journal"
+        return config.watch.journal.absolute()
+    return ((config.sync.journal_dir or default_journal_dir()) / "watch.journal").absolute()
 
 
 def main(args: argparse.Namespace) -> int:
@@ -140,6 +142,14 @@ async def _serve(service: Any, args: argparse.Namespace, emit: JsonLines) -> Exi
             emit("record_failed", message=event.message, **fields)
 
     unsubscribe = session.runner.subscribe(on_event)
+    attach = None
+    if not getattr(args, "no_attach", False):
+        from canvas_tui.engine.attach import serve_attach
+
+        # `canvas-tui console --attach JOURNAL` follows the service live (engine/attach.py)
+        attach = serve_attach(session, warn=lambda m: emit("log", level="warning", message=m))
+        if attach is not None:
+            emit("attach", socket=str(attach.path))
     server = None
     tasks: list[asyncio.Task[None]] = []
     try:
@@ -171,6 +181,8 @@ async def _serve(service: Any, args: argparse.Namespace, emit: JsonLines) -> Exi
             task.cancel()
         if server is not None:
             server.close()
+        if attach is not None:  # attached consoles see the final state, then are let go
+            await attach.close()
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             with contextlib.suppress(NotImplementedError, RuntimeError, AttributeError):
                 loop.remove_signal_handler(sig)

@@ -15,7 +15,7 @@ import pytest
 
 from canvas_tui.simulator import ADMIN_TOKEN, World, build_app
 from canvas_tui.simulator.testing import free_port, serve_in_thread
-from tests.helpers import eventually, exited, fast_config, write_rows
+from tests.helpers import eventually, eventually_async, exited, fast_config, write_rows
 from tests.watch.helpers import pairs
 
 pytestmark = pytest.mark.slow
@@ -87,13 +87,18 @@ def test_health_probe_json_lines_and_sigterm(tmp_path: Path, canvas: str) -> Non
     assert proc.returncode == 0, err
     events = [json.loads(line) for line in out.splitlines()]
     names = [e["event"] for e in events]
-    assert names[0] in ("health", "watching") and names[-1] == "stopped"
+    assert names[0] in ("attach", "health", "watching") and names[-1] == "stopped"
     assert "stopping" in names
     changes = next(e for e in events if e["event"] == "changes")
     assert (changes["changes"], changes["records"]) == (3, 3)
     assert events[-1]["counts"]["done"] == 3
     # the default journal has a fixed name, so a restart resumes it
-    assert (tmp_path / "state" / "canvas-tui" / "runs" / "watch.journal").is_file()
+    journal = tmp_path / "state" / "canvas-tui" / "runs" / "watch.journal"
+    assert journal.is_file()
+    # consoles could attach while it ran (engine/attach.py); the socket goes with the service
+    attach = next(e for e in events if e["event"] == "attach")
+    assert attach["socket"] == f"{journal}.sock"
+    assert not Path(attach["socket"]).exists()
 
 
 def test_usage_errors_exit_2_before_anything_is_sent(tmp_path: Path, canvas: str) -> None:
@@ -106,3 +111,40 @@ def test_usage_errors_exit_2_before_anything_is_sent(tmp_path: Path, canvas: str
     out, _ = proc.communicate(timeout=30)
     assert proc.returncode == 2
     assert "drift_at" in json.loads(out.splitlines()[-1])["message"]
+
+
+async def test_a_console_attached_to_the_service_sees_each_change(
+    tmp_path: Path, canvas: str
+) -> None:
+    """`canvas-tui console --attach JOURNAL` follows a watch as it follows a sync: the counts
+    move as changes arrive, and the socket goes when the service stops."""
+    from canvas_tui.engine.attach import attach_engine
+    from canvas_tui.records import State
+
+    chosen = pairs(World.generate(7), 5)
+    rows = [[c, u, "student", s, "active"] for u, c, s in chosen]
+    write_rows(tmp_path / "in.csv", rows[:3], HEADER)
+    journal = tmp_path / "w.journal"
+    socket = tmp_path / "w.journal.sock"
+    proc = _watch(tmp_path, canvas, "in.csv", "--interval", "0.1", "--journal", "w.journal")
+    try:
+        await eventually_async(socket.exists, what="the socket", abort_if=exited(proc))
+        attached = attach_engine(journal)
+        try:
+
+            def done() -> int:
+                return attached.runner.snapshot().counts.get(State.DONE, 0)
+
+            await eventually_async(lambda: done() == 3, what="three done, seen attached")
+            write_rows(tmp_path / "in.csv", rows, HEADER)
+            await eventually_async(lambda: done() == 5, what="two more, seen attached")
+        finally:
+            await attached.close()
+        proc.send_signal(signal.SIGTERM)
+        _out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err
+    assert not socket.exists()
