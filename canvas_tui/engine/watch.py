@@ -36,12 +36,12 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from canvas_tui.canvas.errors import CanvasError, hint_for
 from canvas_tui.config import Config, SourceConfig, WatchConfig
 from canvas_tui.engine.actions import ActionResult, EnrollmentActions, Observer
-from canvas_tui.engine.journal import JournalError, JournalWriteFailed
+from canvas_tui.engine.journal import Journal, JournalError, JournalWriteFailed
 from canvas_tui.engine.plan.diff import Action, StepKind, brake_for
 from canvas_tui.engine.plan.executor import (
     PlanExecutor,
@@ -246,6 +246,16 @@ class Poller(Protocol):
         ...
 
 
+@runtime_checkable
+class Acknowledging(Protocol):
+    """A poller whose source hears what the journal holds (a topic commits its consumer
+    offsets, engine/topic.py): `acknowledge` after each poll, `close` when the service ends."""
+
+    async def acknowledge(self, store: Journal) -> object: ...
+
+    def close(self) -> None: ...
+
+
 @dataclass(slots=True)
 class WatchState:
     """What the pollers need to know of the journal: kept in memory, committed with batches."""
@@ -403,6 +413,10 @@ def open_poller(config: Config, source: str | Path | None = None) -> Poller:
     spec = config.source
     if spec.kind == "sql":
         return SqlPoller(spec, watch)
+    if spec.kind == "kafka":
+        from canvas_tui.engine.topic import TopicPoller  # aiokafka: an optional extra
+
+        return TopicPoller(spec)
     if spec.path is None:
         raise InputError("no source: give a file or folder, or set [source] path in the config")
     if spec.path.is_dir():
@@ -850,6 +864,8 @@ class WatchService:
             wait = self.interval
             try:
                 await self.poll_once()
+                if isinstance(self.poller, Acknowledging):
+                    await self.poller.acknowledge(self.store)
             except InputError as exc:
                 failures += 1
                 wait = min(_MAX_BACKOFF, self.interval * 2**failures)
@@ -1099,7 +1115,17 @@ class WatchService:
                 if task.done() and not task.cancelled() and task.exception() is not None:
                     log.error("watch loop %s failed", task.get_name(), exc_info=task.exception())
                     self.exit_code = self.exit_code or 3
+            if isinstance(self.poller, Acknowledging):
+                await self._close_poller(self.poller)
         return self.exit_code
+
+    async def _close_poller(self, poller: Acknowledging) -> None:
+        """Acknowledge what finished while stopping, then let the source go."""
+        try:
+            await poller.acknowledge(self.store)
+        except Exception as exc:  # the source or the journal is out: the next start redoes it
+            log.warning("watch: a last acknowledgement failed: %s", exc)
+        await asyncio.to_thread(poller.close)
 
     async def _check_token(self, client: Any) -> None:
         """The token, once: refused is fatal (3); Canvas away is waited out."""
