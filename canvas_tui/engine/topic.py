@@ -210,7 +210,14 @@ class TopicPoller:
             item = message_item(value, message_source(self.topic, partition), offset, self.layout)
             if keep(item):
                 items.append(item)
-        self.redelivered += redelivered
+        if redelivered:
+            self.redelivered += redelivered
+            log.warning(
+                "kafka: %d message(s) of %s delivered again were journaled before (a restart "
+                "or a rebalance): skipped, their changes are the journaled ones",
+                redelivered,
+                self.topic,
+            )
         if not first and not reset:
             return None
         span = ", ".join(f"{p}:{o}-{positions[p] - 1}" for p, o in sorted(first.items()))

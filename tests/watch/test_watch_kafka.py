@@ -5,19 +5,24 @@ restart resumes after them."""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from canvas_tui.config import CanvasConfig, Config, Secret, SourceConfig, WatchConfig
+from canvas_tui.engine.session import open_session
 from canvas_tui.engine.topic import TopicPoller
+from canvas_tui.engine.watch import WatchService
 from canvas_tui.simulator import ADMIN_TOKEN, Simulator, World, build_app
+from canvas_tui.simulator.testing import asgi_transport
 from tests.helpers import eventually_async, fast_config
 from tests.watch.broker import change, committed, new_topic, produce, tansu_broker
-from tests.watch.helpers import pairs, running, state_in, with_plan
+from tests.watch.helpers import Running, pairs, state_in, with_plan
 
 pytestmark = pytest.mark.kafka
 
@@ -31,6 +36,27 @@ def broker() -> Iterator[str]:
 @pytest.fixture
 def app() -> Simulator:
     return build_app(fast_config(), World.generate(7))
+
+
+@asynccontextmanager
+async def running(config: Config, app: Simulator, journal: Path) -> AsyncIterator[Running]:
+    """The service on `config`'s topic, against `app` in process, until the block ends."""
+    session = open_session(config, journal_path=journal, transport=asgi_transport(app))
+    events: list[dict[str, Any]] = []
+    service = WatchService(
+        session,
+        TopicPoller(config.source),
+        emit=lambda event, **fields: events.append({"event": event, **fields}),
+    )
+    task = asyncio.create_task(service.run())
+    try:
+        yield Running(service, task, events)
+    finally:
+        service.stop()
+        try:
+            await asyncio.wait_for(task, 60)
+        finally:
+            await session.close()
 
 
 def kafka_config(broker: str, topic: str, group: str = "canvas-tui", **watch: Any) -> Config:
