@@ -292,6 +292,70 @@ def run_rate(
     }
 
 
+def source_side(rows: int) -> dict[str, Any]:
+    """The source-side diff alone (no Canvas): a table of `rows` rows read whole three times
+    (all new, then unchanged twice) and by cursor once, by a WatchService in this process whose
+    runner never sends. Time per read, and Python's peak allocation during a read."""
+    import asyncio
+    import tracemalloc
+
+    from canvas_tui.config import CanvasConfig, Config, Secret, SourceConfig, WatchConfig
+    from canvas_tui.engine.session import open_session
+    from canvas_tui.engine.watch import WatchService, open_poller
+
+    sis = Sis()
+    with sis.engine.begin() as conn:
+        conn.execute(
+            text(
+                f"INSERT INTO {sis.table} (id, course_id, user_id, role, section_id, status) "  # noqa: S608
+                "SELECT n, 'C' || (n % 500), 'U' || n, 'student', 'S' || (n % 500) || '-1', "
+                "'active' FROM generate_series(1, :rows) AS n"
+            ),
+            {"rows": rows},
+        )
+    config = Config(
+        canvas=CanvasConfig(base_url="http://127.0.0.1", token=Secret("unused")),
+        source=SourceConfig(kind="sql", url=PG_URL, query=sis.query),
+        watch=WatchConfig(
+            cursor_column="updated_at", cursor_overlap=0, row_id_column="id", drift_at=None
+        ),
+    )
+    out: dict[str, Any] = {"rows": rows, "loadavg": [round(x, 2) for x in os.getloadavg()]}
+
+    async def measure() -> None:
+        with tempfile.TemporaryDirectory(prefix="bench-watch-") as tmp:
+            session = open_session(config, journal_path=Path(tmp) / "w.journal")
+            service = WatchService(session, open_poller(config), emit=lambda *a, **k: None)
+            try:
+                await service.open()
+                for name in ("whole_new", "whole_unchanged", "whole_unchanged_traced", "cursor"):
+                    if name != "cursor":
+                        service.state.full_at = 0.0  # a whole read is due
+                    traced = name.endswith("traced") or name == "whole_new"
+                    if traced:
+                        tracemalloc.start()
+                    started = time.perf_counter()
+                    applied = await service.poll_once()
+                    elapsed = time.perf_counter() - started
+                    peak = tracemalloc.get_traced_memory()[1] if traced else None
+                    if traced:
+                        tracemalloc.stop()
+                    out[name] = {
+                        "seconds": round(elapsed, 2),
+                        "changes": applied.changes if applied else 0,
+                        "unchanged": applied.unchanged if applied else 0,
+                        "peak_mb": None if peak is None else round(peak / 2**20, 1),
+                    }
+            finally:
+                await session.close()
+
+    try:
+        asyncio.run(measure())
+    finally:
+        sis.drop()
+    return out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rates", default="1,10,50", help="changes per second, comma-separated")
@@ -299,12 +363,21 @@ def main() -> int:
     parser.add_argument("--interval", type=float, default=0.5, help="[watch] interval")
     parser.add_argument("--full-every", type=float, default=2.0, help="[watch] full_every")
     parser.add_argument("--markdown", metavar="FILE", help="append a markdown table to FILE")
+    parser.add_argument(
+        "--source-side",
+        type=int,
+        metavar="ROWS",
+        help="instead: the source-side diff alone over a table of ROWS rows (no Canvas)",
+    )
     args = parser.parse_args()
     try:
         socket.create_connection(("127.0.0.1", 5432), timeout=1).close()
     except OSError as exc:
         print(f"PostgreSQL is not reachable on 127.0.0.1:5432 ({exc}); start it first")
         return 2
+    if args.source_side:
+        print(json.dumps(source_side(args.source_side), indent=1))
+        return 0
     rng = random.Random(16)
     world = World.generate(7)
     app = build_app(SimConfig(time_scale=1.0), world)

@@ -322,6 +322,7 @@ _INSERT_RECORD = (
 )
 
 # (_KEY is a constant)
+_LATER = f"SELECT 1 FROM records WHERE user = ? AND record_id > ? AND fields IS NOT NULL AND COALESCE(key, {_KEY}) = ? LIMIT 1"  # noqa: S608
 _SUPERSEDE = f"UPDATE records SET state = ?, action = 'skip', message = ? WHERE user = ? AND state = ? AND record_id < ? AND COALESCE(key, {_KEY}) = ?"  # noqa: S608
 
 _RECORD_COLUMNS = "source_id, line, raw, user, course, section, role, status, fields, warnings"
@@ -839,6 +840,11 @@ class Journal:
             (first, last),
         )
         return list(range(first, last + 1))
+
+    def has_later(self, record_id: int, record: EnrollmentRecord) -> bool:
+        """Whether a record after `record_id` names the same enrollment (a later change of the
+        same row, `canvas-tui watch`); a row the source rejected does not count."""
+        return bool(self._query(_LATER, (record.user, record_id, record.key)))
 
     @staticmethod
     def supersede(

@@ -54,6 +54,11 @@ MAX_BACKING_OFF = 64
 _RECORD: ContextVar[int | None] = ContextVar("canvas_tui_record", default=None)
 
 
+def current_record() -> int | None:
+    """The id of the record the calling task is sending (inside an executor's `apply`)."""
+    return _RECORD.get()
+
+
 class RunCancelled(Exception):
     """Raised from a retry wait when the operator cancels: the record goes back to pending."""
 
@@ -248,6 +253,17 @@ class Runner:
             self._failures_by_category[key] = self._failures_by_category.get(key, 0) + 1
             self._failures_version += 1
         self._emit(RecordChanged(record_id, new, category, message))
+
+    def count_added(self, added: Mapping[tuple[State, str | None], int]) -> None:
+        """Records appended while the runner may be running (`canvas-tui watch`): count them in,
+        by (state, category). Re-reading the journal instead could lag the writes in flight."""
+        for (state, category), n in added.items():
+            self._counts[state] = self._counts.get(state, 0) + n
+            if state == State.FAILED:
+                key = category or "unknown"
+                self._failures_by_category[key] = self._failures_by_category.get(key, 0) + n
+                self._failures_version += 1
+        self._wake.set()
 
     def reload_counts(self) -> None:
         """Re-read the counts from the journal (after a load)."""

@@ -45,11 +45,14 @@ from canvas_tui.engine.journal import Journal, JournalError, JournalWriteFailed
 from canvas_tui.engine.plan.diff import Action, StepKind, brake_for
 from canvas_tui.engine.plan.executor import (
     PlanExecutor,
+    SourceCounts,
+    choose_mode,
     compute_plan,
     drop_record,
     journal_paths,
     known_enrollment_ids,
 )
+from canvas_tui.engine.runner import current_record
 from canvas_tui.engine.session import Session
 from canvas_tui.engine.state import Phase
 from canvas_tui.records import (
@@ -75,6 +78,7 @@ _DROP_STATUS = {
     "delete": SisStatus.DELETED,
 }
 _LIVE = frozenset({SisStatus.ACTIVE, SisStatus.INACTIVE})
+SUPERSEDED_LATE = "not sent: a later change of the row was queued after it"
 _SETTLE_SECONDS = 1.0  # a drop-folder file is read once it has not changed for this long
 _MAX_BACKOFF = 60.0
 COMPACT_EVERY = 3600.0  # seconds between two compactions
@@ -227,6 +231,9 @@ class Batch:
     file: tuple[str, str] | None = None  # a drop folder's file (name, digest), now processed
     seen: set[str] = field(default_factory=set)  # the keys of every row read, unchanged too
     unchanged: int = 0  # rows read that the snapshot holds as they are (not in `items`)
+    # the first read, planned against the rosters: per item, whether Canvas needs it (the
+    # others are in place already: they only join the snapshot)
+    planned: list[bool] | None = None
 
 
 Keep = Callable[[SourceItem], bool]  # a poller keeps only the items this says are changes
@@ -380,6 +387,28 @@ class CsvFolderPoller(CsvFilePoller):
         return self._source(self.path / names[-1]) if names else None
 
 
+def _added(
+    conn: sqlite3.Connection, ids: Sequence[int], superseded: int = 0
+) -> dict[tuple[State, str | None], int]:
+    """(writer thread) The records `ids` (one run of ids) by state and category, as the runner
+    counts them, and the `superseded` ones (pending, now skipped)."""
+    if not ids:
+        return {}
+    counts: dict[tuple[State, str | None], int] = {
+        (State(state), category): int(n)
+        for state, category, n in conn.execute(
+            "SELECT state, category, COUNT(*) FROM records WHERE record_id BETWEEN ? AND ? "
+            "GROUP BY state, category",
+            (min(ids), max(ids)),
+        )
+    }
+    if superseded:
+        pending, skipped = (State.PENDING, None), (State.SKIPPED, None)
+        counts[pending] = counts.get(pending, 0) - superseded
+        counts[skipped] = counts.get(skipped, 0) + superseded
+    return counts
+
+
 def _droppable(path: Path) -> bool:
     name = path.name
     return (
@@ -438,6 +467,10 @@ class Applied:
     left: int = 0  # drops not sent: drop_policy never, or ended in the source already
     held: int = 0  # drops the brake holds
     brake: tuple[str, ...] = ()
+    in_place: int = 0  # the first read, planned: rows Canvas holds already (nothing queued)
+    superseded: int = 0  # earlier changes still pending that the new ones replace
+    # the new records by (state, category), for the runner's counts
+    added: dict[tuple[State, str | None], int] = field(default_factory=dict, repr=False)
     # what the snapshot's in-memory mirror (`WatchService._digests`) must learn at the commit
     upserted: list[tuple[str, str]] = field(default_factory=list, repr=False)
     removed: list[str] = field(default_factory=list, repr=False)
@@ -446,9 +479,12 @@ class Applied:
 class WatchExecutor:
     """The plan's executor (a drift check's drops), and a watch drop's end-by-lookup."""
 
-    def __init__(self, actions: EnrollmentActions, planned: PlanExecutor) -> None:
+    def __init__(
+        self, actions: EnrollmentActions, planned: PlanExecutor, store: Journal | None = None
+    ) -> None:
         self._actions = actions
         self._planned = planned
+        self._store = store
         # Two changes of one enrollment in flight at once could reach Canvas in either order;
         # the runner starts them in record order, so a lock per enrollment keeps that order.
         self._locks: dict[str, tuple[asyncio.Lock, list[int]]] = {}  # key -> lock, [users]
@@ -459,6 +495,16 @@ class WatchExecutor:
         users[0] += 1
         try:
             async with lock:
+                # A change sent late (it failed for a network or server error, and is retried
+                # after a later change of the row went through) must not undo the later one.
+                record_id = current_record()
+                if (
+                    self._store is not None
+                    and record_id is not None
+                    and record.associated_user is None
+                    and self._store.has_later(record_id, record)
+                ):
+                    return ActionResult("none", None, SUPERSEDED_LATE)
                 if record.provenance.source == WATCH_DROPS:
                     task = record.provenance.raw["task"]
                     return await self._actions.end(record, task, observer)
@@ -508,6 +554,7 @@ class WatchService:
         self._recheck_held = False
         # the snapshot's key -> digest, mirrored in memory for the reader thread's first cut
         self._digests: dict[str, str] = {}
+        self._first = False
 
     # ---- health ------------------------------------------------------------------------
 
@@ -590,6 +637,10 @@ class WatchService:
             ).fetchall()
         )
         self._digests = {str(k): str(d) for k, d in rows}
+        count = await store.write(
+            lambda conn: conn.execute("SELECT COUNT(*) FROM watch_snapshot").fetchone()
+        )
+        self._first = not count[0]  # nothing read yet: the first read may be planned
         self.runner.reload_counts()
 
     # ---- one poll ---------------------------------------------------------------------------
@@ -599,6 +650,7 @@ class WatchService:
         conn.execute("SAVEPOINT watch_batch")
         try:
             applied = self._apply_in(conn, batch)
+            applied.added = _added(conn, applied.ids, applied.superseded)
         except BaseException:
             conn.execute("ROLLBACK TO watch_batch")
             conn.execute("RELEASE watch_batch")
@@ -615,7 +667,8 @@ class WatchService:
         upserts: list[tuple[Any, ...]] = []
         seen: set[str] = set(batch.seen)
         moved: set[str] = set()  # keys an updated row named before (a section move)
-        for item in batch.items:
+        planned = batch.planned
+        for position, item in enumerate(batch.items):
             raw = item.provenance.raw
             row_id = raw.get(row_column) if row_column else None
             if isinstance(item, EnrollmentRecord):
@@ -637,10 +690,13 @@ class WatchService:
                     if found[1]:
                         conn.execute("UPDATE watch_snapshot SET held = 0 WHERE key = ?", (key,))
                     continue
-                out.changes += 1
-                inserts.append(item)
                 live = int(item.status in _LIVE)
                 upserts.append((key, digest, item.course_label, live, row_id, _ref(item)))
+                if planned is not None and not planned[position]:
+                    out.in_place += 1  # the plan found it in Canvas as the row says
+                    continue
+                out.changes += 1
+                inserts.append(item)
             else:
                 assert isinstance(item, RowProblem)
                 digest = _raw_digest(raw)
@@ -676,7 +732,7 @@ class WatchService:
         gone -= rejected
         conn.executemany("DELETE FROM watch_snapshot WHERE key = ?", [(k,) for k in rejected])
         out.ids = self.store.insert_items(conn, inserts, now)
-        self._supersede(conn, out.ids, inserts)
+        out.superseded += self._supersede(conn, out.ids, inserts)
         if upserts:
             conn.executemany(
                 "INSERT INTO watch_snapshot (key, digest, course, live, row_id, held, ref) "
@@ -703,15 +759,17 @@ class WatchService:
 
     def _supersede(
         self, conn: sqlite3.Connection, ids: Sequence[int], items: Sequence[SourceItem]
-    ) -> None:
+    ) -> int:
         """A change queued while an earlier one of the same row waits replaces it: the earlier
         one is skipped, so Canvas never sees them out of order (an observer's rows, which share
-        the key, are left alone)."""
+        the key, are left alone). Returns how many were skipped."""
+        skipped = 0
         for record_id, item in zip(ids, items, strict=True):
             if isinstance(item, EnrollmentRecord) and item.associated_user is None:
-                self.store.supersede(
+                skipped += self.store.supersede(
                     conn, record_id, item, f"superseded by a later change of the row (#{record_id})"
                 )
+        return skipped
 
     def _drops(
         self,
@@ -766,7 +824,7 @@ class WatchService:
             conn.execute("DELETE FROM watch_snapshot WHERE key = ?", (key,))
             out.removed.append(key)
         ids = self.store.insert_items(conn, records, now)
-        self._supersede(conn, ids, records)
+        out.superseded += self._supersede(conn, ids, records)
         for position, reason in final:
             conn.execute(
                 "UPDATE records SET state = ?, action = 'skip', message = ? WHERE record_id = ?",
@@ -807,15 +865,52 @@ class WatchService:
             batch.seen, batch.unchanged = seen, unchanged
         return batch
 
+    async def _plan_first(self, batch: Batch) -> None:
+        """The first read of a source (an empty snapshot) is what a `sync` would send: when a
+        plan is cheaper than a request or two per row (engine/plan's own choice), read the
+        rosters and mark which rows Canvas needs; the rest join the snapshot as they are. A
+        service started beside a Canvas already in step then sends almost nothing. Drops of
+        enrollments only Canvas has are the drift check's, not this read's."""
+        config = dataclasses.replace(
+            self.config, plan=dataclasses.replace(self.config.plan, drop_policy="never")
+        )
+        counts = await asyncio.to_thread(SourceCounts.of, batch.items)
+        use, why = choose_mode(counts, config.plan, None)
+        if not use or self.session.client is None:
+            return
+        self.emit("first_read", records=counts.records, mode="plan", why=why)
+        try:
+            known = await asyncio.to_thread(
+                known_enrollment_ids, journal_paths(self.config, self.store.path)
+            )
+            plan = await compute_plan(
+                self.session.client, batch.items, config, known_ids=known, counts=counts
+            )
+        except CanvasError as exc:  # every row is sent instead, when Canvas answers
+            self.emit("first_read", mode="full", why=f"the rosters could not be read: {exc}")
+            return
+        flags = [False] * len(batch.items)
+
+        def mark() -> None:  # derives the steps again: in a thread
+            for step in plan.iter_changes():
+                if step.record_index is not None:
+                    flags[step.record_index] = True
+
+        await asyncio.to_thread(mark)
+        batch.planned = flags
+
     async def poll_once(self) -> Applied | None:
         """Read the source once and commit what changed. InputError: the source is out."""
         batch = await asyncio.to_thread(self._read)
+        if batch is not None and self._first and batch.full and batch.items:
+            await self._plan_first(batch)
         if batch is None and self._recheck_held:
             batch = Batch([], False, "held drops")
         self._recheck_held = False
         if batch is None:
             return None
         applied: Applied = await self.store.write(lambda conn: self._apply(conn, batch))
+        self._first = self._first and not batch.items
         # the batch is committed: only now does the next read start past it
         digests = self._digests
         digests.update(applied.upserted)
@@ -830,13 +925,20 @@ class WatchService:
         if batch.file is not None:
             self.state.processed.add(batch.file[0])
         if applied.ids:
-            self.runner.reload_counts()
+            self.runner.count_added(applied.added)
             self._wake.set()
-        if applied.changes or applied.drops or applied.left or applied.held or applied.invalid:
+        if (
+            applied.changes
+            or applied.drops
+            or applied.left
+            or applied.held
+            or applied.invalid
+            or applied.in_place
+        ):
             fields = {
                 k: v
                 for k, v in dataclasses.asdict(applied).items()
-                if k not in ("ids", "upserted", "removed")
+                if k not in ("ids", "upserted", "removed", "added")
             }
             self.emit("changes", what=batch.what, records=len(applied.ids), **fields)
         # the held drops are weighed again at every poll: say so when they change, else hourly
@@ -1014,19 +1116,21 @@ class WatchService:
                 counts[f"drop_{step.action.value}"] += 1
         line = self._drift_line
 
-        def queue(conn: sqlite3.Connection) -> list[int]:
+        def queue(
+            conn: sqlite3.Connection,
+        ) -> tuple[list[int], dict[tuple[State, str | None], int]]:
             conn.execute(
                 "INSERT INTO meta (key, value) VALUES ('watch_drift_lines', ?) "
                 "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
                 (str(line),),
             )
             ids = self.store.insert_items(conn, changes, time.time())
-            self._supersede(conn, ids, changes)
-            return ids
+            superseded = self._supersede(conn, ids, changes)
+            return ids, _added(conn, ids, superseded)
 
-        ids = await self.store.write(queue)
+        ids, added = await self.store.write(queue)
         if ids:
-            self.runner.reload_counts()
+            self.runner.count_added(added)
             self._wake.set()
         result = {
             "records": plan.tally.actions.total(),
@@ -1061,16 +1165,14 @@ class WatchService:
 
     async def compact(self, before: float) -> int:
         """Remove finished records last changed before `before` (the snapshot keeps what the
-        next read is diffed against; the runner's counts follow)."""
+        next read is diffed against)."""
         finals = ", ".join(f"'{s.value}'" for s in (State.DONE, State.FAILED, State.SKIPPED))
         removed: int = await self.store.write(
             lambda conn: self.store.delete_records(
                 conn, f"state IN ({finals}) AND updated_at < ?", (before,)
             )
         )
-        if removed:
-            self.runner.reload_counts()
-        return removed
+        return removed  # the runner's counts follow at its next run's end
 
     async def run(self) -> int:
         """Until `stop()`: 0 after a stop, 3 when the token is refused or the journal fails."""
@@ -1127,6 +1229,15 @@ class WatchService:
 
     async def _check_token(self, client: Any) -> None:
         """The token, once: refused is fatal (3); Canvas away is waited out."""
+        policy = client.retry_policy
+        # one attempt a probe: this loop's own back-off waits out an outage, and says so
+        client.retry_policy = dataclasses.replace(policy, max_attempts=1, throttle_attempts=3)
+        try:
+            await self._probe(client)
+        finally:
+            client.retry_policy = policy
+
+    async def _probe(self, client: Any) -> None:
         failures = 0
         while not self.stopping.is_set():
             try:
@@ -1155,7 +1266,7 @@ class WatchService:
         sync = self.config.sync
         actions = EnrollmentActions(client, notify=sync.notify, active_state=sync.enrollment_state)
         planned = PlanExecutor(client, actions, None, active_state=sync.enrollment_state)
-        return WatchExecutor(actions, planned)
+        return WatchExecutor(actions, planned, self.store)
 
     def stop(self) -> None:
         self.stopping.set()

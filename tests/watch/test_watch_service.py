@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from canvas_tui.canvas.retry import CircuitBreaker, RetryPolicy
+from canvas_tui.records import State
 from canvas_tui.simulator import FaultRates, Simulator, World, build_app
 from tests.helpers import eventually_async, fast_config, never_within_async, write_rows
 from tests.watch.helpers import (
@@ -381,6 +382,15 @@ async def test_a_later_change_supersedes_one_still_waiting(app: Simulator, tmp_p
             what="the first skipped, the second done",
             abort_if=run.done_or_failed,
         )
+        # the runner counted the records as they came, the superseded one included
+        await eventually_async(
+            lambda: (
+                {s: n for s, n in run.service.runner.snapshot().counts.items() if n}
+                == {State.SKIPPED: 1, State.DONE: 1}
+            ),
+            what="the runner's counts",
+            detail=lambda: run.service.runner.snapshot().counts,
+        )
     # a `deleted` row whose enrollment does not exist: created, then deleted (Canvas's importer)
     assert state_in(world, chosen[0]) == "deleted"
     db = sqlite3.connect(journal)
@@ -425,3 +435,126 @@ async def test_a_drop_never_creates_what_is_gone_already(app: Simulator, tmp_pat
     finally:
         db.close()
     assert (action, message) == ("none", "nothing to do: already deleted")
+
+
+async def test_canvas_away_at_start_is_waited_out(app: Simulator, tmp_path: Path) -> None:
+    world = app.world
+    sis = SqliteSis(tmp_path / "sis.db")
+    chosen = pairs(world, 1)
+    sis.put(1, chosen[0])
+    app.set_faults(FaultRates(html_503=1.0))
+    async with running(sql_config(sis.url), app, tmp_path / "w.journal") as run:
+        await eventually_async(
+            lambda: run.named("canvas_unreachable"),
+            what="the outage at start reported",
+            abort_if=run.done_or_failed,
+        )
+        assert not run.named("watching")
+        app.set_faults(FaultRates())
+        await eventually_async(
+            lambda: state_in(world, chosen[0]) == "active",
+            what="the row sent once Canvas answers",
+            abort_if=run.done_or_failed,
+        )
+        assert run.named("canvas_back") and run.named("watching")
+
+
+async def test_a_refused_token_stops_the_service(app: Simulator, tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from canvas_tui.config import CanvasConfig, Secret
+
+    sis = SqliteSis(tmp_path / "sis.db")
+    config = sql_config(sis.url)
+    config = replace(config, canvas=CanvasConfig(base_url="http://127.0.0.1", token=Secret("nope")))
+    async with running(config, app, tmp_path / "w.journal") as run:
+        code = await run.task
+        assert code == 3
+        (aborted,) = run.named("aborted")
+        assert "nope" not in str(aborted)  # the token is never written anywhere
+
+
+async def test_a_change_retried_after_a_later_one_is_not_sent(
+    app: Simulator, tmp_path: Path
+) -> None:
+    """A change failed for a server error, the row changed again and that went through: retrying
+    the first (as a resume after an outage does) must not undo the second."""
+    from canvas_tui.engine.watch import SUPERSEDED_LATE
+
+    world = app.world
+    sis = SqliteSis(tmp_path / "sis.db")
+    chosen = pairs(world, 1)
+    journal = tmp_path / "w.journal"
+    async with running(sql_config(sis.url), app, journal) as run:
+        await eventually_async(lambda: run.service.polls >= 1, what="the first poll")
+        session = run.service.session
+        assert session.client is not None
+        session.client.retry_policy = RetryPolicy(initial=0.01, maximum=0.02, max_attempts=2)
+        app.set_faults(FaultRates(error_500=1.0))
+        sis.put(1, chosen[0])  # active: fails
+        await eventually_async(
+            lambda: [r[2] for r in _journal_rows(journal)] == ["failed"],
+            what="the first change failed",
+            abort_if=run.done_or_failed,
+        )
+        app.set_faults(FaultRates())
+        sis.put(1, chosen[0], status="deleted")
+        await eventually_async(
+            lambda: [r[2] for r in _journal_rows(journal)] == ["failed", "done"],
+            what="the second change done",
+            abort_if=run.done_or_failed,
+        )
+        assert state_in(world, chosen[0]) == "deleted"
+        assert run.service.runner.retry_failed() == 1
+        await eventually_async(
+            lambda: [r[2] for r in _journal_rows(journal)] == ["done", "done"],
+            what="the first change settled",
+            abort_if=run.done_or_failed,
+        )
+    assert state_in(world, chosen[0]) == "deleted"
+    db = sqlite3.connect(journal)
+    try:
+        message = db.execute("SELECT message FROM records WHERE record_id = 1").fetchone()[0]
+    finally:
+        db.close()
+    assert message == SUPERSEDED_LATE
+
+
+async def test_the_first_read_is_planned_when_canvas_is_in_step_already(
+    app: Simulator, tmp_path: Path
+) -> None:
+    """A service started beside a Canvas that holds the roster already: the first read plans
+    against the rosters (a page per course) instead of reading each user's enrollments, and
+    queues only what Canvas lacks."""
+    from collections import Counter
+
+    from tests.engine.workload import live_sis_students, sis_ids
+
+    world = app.world
+    students = live_sis_students(world)
+    busiest = [c for c, _ in Counter(e.course_id for e in students).most_common(4)]
+    existing = [sis_ids(world, e) for e in students if e.course_id in busiest]
+    fresh = pairs(world, 3)
+    path = tmp_path / "enrollments.csv"
+    rows = [[c, u, "student", s, "active"] for c, u, s in existing]
+    rows += [[c, u, "student", s, "active"] for u, c, s in fresh]
+    write_rows(path, rows, HEADER)
+    before = app.stats()["requests"]
+    async with running(csv_config(path), app, tmp_path / "w.journal") as run:
+        await eventually_async(
+            lambda: all(state_in(world, p) == "active" for p in fresh),
+            what="the three new rows active",
+            abort_if=run.done_or_failed,
+        )
+        (first,) = run.named("first_read")
+        assert first["mode"] == "plan" and first["records"] == len(rows)
+        (changes,) = run.named("changes")
+        assert (changes["in_place"], changes["changes"], changes["records"]) == (
+            len(existing),
+            3,
+            3,
+        )
+    requests = app.stats()["requests"] - before
+    # a roster page or so per course, the token check, then a request or two per new row
+    assert requests < 30 < 2 * len(rows), requests
+    assert len(_journal_rows(tmp_path / "w.journal")) == 3
