@@ -33,6 +33,7 @@ import json
 import logging
 import sqlite3
 import threading
+import time
 from collections.abc import Coroutine, Mapping
 from typing import Any, TypeVar
 
@@ -48,7 +49,11 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 MAX_RECORDS = 2000  # messages in one batch (one journal transaction)
 START_TIMEOUT = 60.0  # joining the group: the broker's rebalance delay is a few seconds
-CALL_TIMEOUT = 30.0
+CALL_TIMEOUT = 10.0
+# The consumer reconnects by itself and a fetch from a broker that is gone just returns nothing:
+# every PROBE_EVERY seconds a read asks the partitions' leaders for their end offsets, so a
+# broker outage is the source being out (`source_unavailable`, /readyz 503), not silence.
+PROBE_EVERY = 5.0
 _UNSETTLED = (State.PENDING.value, State.IN_FLIGHT.value)
 
 Message = tuple[int, int, bytes | None]  # partition, offset, value
@@ -95,6 +100,7 @@ class TopicPoller:
         self._handed: dict[int, int] = {}  # partition -> next offset after the last batch read
         self._checked: set[int] = set()  # partitions whose end offset was held against the journal
         self._consumer: Any = None
+        self._probed = 0.0  # when the brokers last answered a probe (monotonic)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._guard = threading.Lock()
@@ -179,6 +185,10 @@ class TopicPoller:
                 if at is not None and ends[tp] < at:
                     reset.add(tp.partition)
                     await consumer.seek_to_beginning(tp)
+        now = time.monotonic()
+        if assigned and now - self._probed >= PROBE_EVERY:
+            await asyncio.wait_for(consumer.end_offsets(list(assigned)), CALL_TIMEOUT)
+            self._probed = now
         fetched = await consumer.getmany(timeout_ms=0, max_records=self.max_records)
         messages: list[Message] = []
         for tp, batch in fetched.items():
@@ -262,7 +272,11 @@ class TopicPoller:
         loop = self._loop
         assert loop is not None
         future = asyncio.run_coroutine_threadsafe(self._commit(due), loop)
-        return await asyncio.wrap_future(future)
+        try:
+            return await asyncio.wait_for(asyncio.wrap_future(future), CALL_TIMEOUT)
+        except TimeoutError:  # the brokers are away: the next poll commits again
+            log.warning("kafka: committing offsets got no answer; trying again")
+            return {}
 
     async def _commit(self, due: dict[int, int]) -> dict[int, int]:
         """(consumer loop) Commit the offsets of the partitions this member holds."""

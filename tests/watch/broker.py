@@ -18,6 +18,7 @@ import time
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,9 +37,32 @@ def tansu_binary() -> Path | None:
     return path if path.is_file() and os.access(path, os.X_OK) else None
 
 
+@dataclass
+class Broker:
+    address: str  # host:port
+    process: subprocess.Popen[bytes]
+
+    def stop(self) -> None:
+        """An outage: the broker is gone (in memory: its topics go with it)."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+
+
 @contextmanager
 def tansu_broker() -> Iterator[str]:
     """The broker on a free loopback port; yields its `host:port` once it accepts."""
+    with tansu_process() as broker:
+        yield broker.address
+
+
+@contextmanager
+def tansu_process() -> Iterator[Broker]:
+    """The broker on a free loopback port, once it accepts; the test may stop it."""
     binary = tansu_binary()
     require_service(
         "kafka broker (tansu)",
@@ -67,14 +91,10 @@ def tansu_broker() -> Iterator[str]:
                     output.seek(0)
                     raise RuntimeError(f"the broker did not start: {output.read()[-2000:]}")
                 time.sleep(0.1)
-            yield f"127.0.0.1:{port}"
+            broker = Broker(f"127.0.0.1:{port}", process)
+            yield broker
         finally:
-            process.terminate()
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(10)
+            Broker("", process).stop()
 
 
 def _accepts(port: int) -> bool:

@@ -21,7 +21,14 @@ from canvas_tui.engine.watch import WatchService
 from canvas_tui.simulator import ADMIN_TOKEN, Simulator, World, build_app
 from canvas_tui.simulator.testing import asgi_transport
 from tests.helpers import eventually_async, fast_config
-from tests.watch.broker import change, committed, new_topic, produce, tansu_broker
+from tests.watch.broker import (
+    change,
+    committed,
+    new_topic,
+    produce,
+    tansu_broker,
+    tansu_process,
+)
 from tests.watch.helpers import Running, pairs, state_in, with_plan
 
 pytestmark = pytest.mark.kafka
@@ -216,3 +223,34 @@ async def test_a_restart_resumes_after_the_committed_offsets(
     assert stats["enrollments_created"] == 5
     assert stats["duplicates"] == 0
     assert committed(broker, topic, "registrar") == {0: 3, 1: 2}
+
+
+async def test_a_broker_outage_is_the_source_out_and_a_stop_still_ends(
+    app: Simulator, tmp_path: Path
+) -> None:
+    chosen = pairs(app.world, 1)
+    with tansu_process() as broker:
+        topic = new_topic(broker.address, partitions=1)
+        config = kafka_config(broker.address, topic)
+        async with running(config, app, tmp_path / "w.journal") as run:
+            produce(broker.address, topic, [(0, change(chosen[0]))])
+            await eventually_async(
+                lambda: (
+                    state_in(app.world, chosen[0]) == "active" and run.service.health()["ready"]
+                ),
+                what="the change in Canvas, the service ready",
+                abort_if=run.done_or_failed,
+            )
+            broker.stop()
+            await eventually_async(
+                lambda: run.named("source_unavailable"),
+                what="the outage reported",
+                timeout=60,
+                abort_if=run.done_or_failed,
+            )
+            health = run.service.health()
+            assert not health["ready"]
+            assert health["live"]
+            assert "kafka" in str(health["source_error"])
+        # the block's end stopped the service while the broker was still gone
+        assert run.task.result() == 0
