@@ -301,7 +301,8 @@ def source_side(rows: int) -> dict[str, Any]:
 
     from canvas_tui.config import CanvasConfig, Config, Secret, SourceConfig, WatchConfig
     from canvas_tui.engine.session import open_session
-    from canvas_tui.engine.watch import WatchService, open_poller
+    from canvas_tui.engine.watch import WatchService
+    from canvas_tui.engine.watch_sources import open_poller
 
     sis = Sis()
     with sis.engine.begin() as conn:

@@ -191,7 +191,9 @@ def main() -> None:
             warm = run_rate(50, WARM_UP / 50, producer, topic, app, watcher, live, pool, rng)
             print(json.dumps({"warm_up": warm}))
             for rate in rates:
-                result = run_rate(rate, args.seconds, producer, topic, app, watcher, live, pool, rng)
+                result = run_rate(
+                    rate, args.seconds, producer, topic, app, watcher, live, pool, rng
+                )
                 print(json.dumps(result))
         finally:
             producer.stop()

@@ -82,7 +82,8 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _main(args: argparse.Namespace, emit: JsonLines) -> ExitCode:
-    from canvas_tui.engine.watch import Poller, WatchService, open_poller
+    from canvas_tui.engine.watch import WatchService
+    from canvas_tui.engine.watch_sources import Poller, open_poller
 
     if (args.allow_drops or 0) < 0 or (args.interval is not None and args.interval <= 0):
         emit("error", message="--allow-drops must be 0 or more, --interval above 0", exit_code=2)

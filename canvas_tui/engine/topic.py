@@ -39,7 +39,7 @@ from typing import Any, TypeVar
 
 from canvas_tui.config import SourceConfig
 from canvas_tui.engine.journal import Journal
-from canvas_tui.engine.watch import Batch, Keep, WatchState, decode_cursor, encode_cursor
+from canvas_tui.engine.watch_sources import Batch, Keep, WatchState, decode_cursor, encode_cursor
 from canvas_tui.records import InputError, Source, SourceItem, State
 from canvas_tui.sources import layout_of
 from canvas_tui.sources.messages import message_item, message_source
@@ -77,7 +77,7 @@ def _cursor_text(positions: Mapping[int, int]) -> str:
 
 
 class TopicPoller:
-    """The watch service's poller for a topic (engine/watch.py `Poller`, plus `acknowledge`
+    """The watch service's poller for a topic (engine/watch_sources.py `Poller`, plus `acknowledge`
     and `close`, which the service calls for a source that wants them)."""
 
     def __init__(self, spec: SourceConfig, *, max_records: int = MAX_RECORDS) -> None:

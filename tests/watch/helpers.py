@@ -22,7 +22,8 @@ from canvas_tui.config import (
     WatchConfig,
 )
 from canvas_tui.engine.session import open_session
-from canvas_tui.engine.watch import WatchService, open_poller
+from canvas_tui.engine.watch import WatchService
+from canvas_tui.engine.watch_sources import open_poller
 from canvas_tui.simulator import ADMIN_TOKEN, Simulator, World
 from canvas_tui.simulator.testing import asgi_transport
 from canvas_tui.simulator.world import Enrollment

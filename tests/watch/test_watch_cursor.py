@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from canvas_tui.engine.watch import behind, decode_cursor, encode_cursor
+from canvas_tui.engine.watch_sources import behind, decode_cursor, encode_cursor
 from canvas_tui.records import EnrollmentRecord, InputError
 from canvas_tui.sources import SqlSource
 from tests.watch.helpers import QUERY, SqliteSis
