@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -48,3 +49,15 @@ def _write(tmp_path: Path, source: str) -> Path:
 def test_what_a_topic_source_refuses(tmp_path: Path, source: str, error: str) -> None:
     with pytest.raises(ConfigError, match=error):
         load_config(_write(tmp_path, source), env={})
+
+
+def test_without_the_kafka_extra_the_topic_source_says_what_to_install(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from canvas_tui.config import SourceConfig
+    from canvas_tui.engine.topic import TopicPoller
+
+    monkeypatch.setitem(sys.modules, "aiokafka", None)  # `import aiokafka` fails
+    spec = SourceConfig(kind="kafka", brokers=("k:9092",), topic="t")
+    with pytest.raises(InputError, match=r"pip install 'canvas-tui\[kafka\]'"):
+        TopicPoller(spec)

@@ -254,3 +254,20 @@ async def test_a_broker_outage_is_the_source_out_and_a_stop_still_ends(
             assert "kafka" in str(health["source_error"])
         # the block's end stopped the service while the broker was still gone
         assert run.task.result() == 0
+
+
+async def test_brokers_unreachable_at_the_start_are_the_source_out(
+    app: Simulator, tmp_path: Path
+) -> None:
+    from canvas_tui.simulator.testing import free_port
+
+    config = kafka_config(f"127.0.0.1:{free_port()}", "enrollments")  # nothing listens there
+    async with running(config, app, tmp_path / "w.journal") as run:
+        await eventually_async(
+            lambda: run.named("source_unavailable"),
+            what="the brokers reported out",
+            abort_if=run.done_or_failed,
+        )
+        assert "kafka 127.0.0.1:" in run.named("source_unavailable")[0]["message"]
+        assert not run.service.health()["ready"]
+    assert run.task.result() == 0
