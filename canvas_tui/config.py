@@ -34,7 +34,7 @@ TOKEN_COMMAND_TIMEOUT: Final = 30.0
 DropPolicy = Literal["never", "inactivate", "conclude", "delete"]
 ManualEnrollments = Literal["leave", "include"]
 EnrollmentState = Literal["active", "invited", "inactive"]
-SourceKind = Literal["csv", "sql"]
+SourceKind = Literal["csv", "sql", "kafka"]
 Via = Literal["rest", "sis-import", "auto"]
 VIA_CHOICES: tuple[str, ...] = ("rest", "sis-import", "auto")
 
@@ -104,6 +104,10 @@ class SourceConfig:
     url: str | None = None
     query: str | None = None
     params: Mapping[str, object] = field(default_factory=dict)
+    # kind = "kafka" (`canvas-tui watch` only): bootstrap brokers, the topic, the consumer group
+    brokers: tuple[str, ...] = ()
+    topic: str | None = None
+    group: str = "canvas-tui"
 
 
 @dataclass(frozen=True, slots=True)
@@ -477,7 +481,7 @@ def _warn_if_exposed(path: Path, what: str, warnings: list[str]) -> None:
 def _source(t: _Table) -> SourceConfig:
     url = t.text("url")
     path = t.path("path")
-    kind = t.choice("kind", ("csv", "sql"), "sql" if url is not None else "csv")
+    kind = t.choice("kind", ("csv", "sql", "kafka"), "sql" if url is not None else "csv")
     fmt = t.choice("format", ("canvas", "mapped"), "canvas")
     encoding = t.text("encoding", "utf-8") or "utf-8"
     try:
@@ -509,6 +513,7 @@ def _source(t: _Table) -> SourceConfig:
         if isinstance(value, dict | list):
             raise params_table.error(key, "a string, number, boolean or date", value)
         params[key] = value
+    brokers, topic, group = _kafka(t, kind)
     t.finish()
 
     if fmt == "mapped" and not mapping:
@@ -524,6 +529,8 @@ def _source(t: _Table) -> SourceConfig:
             raise t.error("path", 'no path when kind = "sql" (the query is the source)')
     elif url is not None or query is not None:
         raise t.error("kind", '"sql" when url or query is set', kind)
+    if kind == "kafka" and path is not None:
+        raise t.error("path", 'no path when kind = "kafka" (the topic is the source)')
     return SourceConfig(
         kind=cast(SourceKind, kind),
         path=path,
@@ -537,7 +544,38 @@ def _source(t: _Table) -> SourceConfig:
         url=url,
         query=query,
         params=params,
+        brokers=brokers,
+        topic=topic,
+        group=group,
     )
+
+
+_TOPIC = re.compile(r"[A-Za-z0-9._-]{1,249}")  # Kafka's own rule for a topic name
+_BROKER = re.compile(r"[^\s:/,]+:[0-9]{1,5}")
+
+
+def _kafka(t: _Table, kind: str) -> tuple[tuple[str, ...], str | None, str]:
+    """`brokers`, `topic` and `group` of a topic source (kind = "kafka"); refused elsewhere."""
+    raw = t.get("brokers", (str, list), 'a list of "host:port" (or one string, comma-separated)')
+    topic = t.text("topic")
+    group = t.text("group", "canvas-tui") or "canvas-tui"
+    if kind != "kafka":
+        for name in ("brokers", "topic", "group"):
+            if name in t.data:
+                raise t.error(name, 'no such key unless kind = "kafka"')
+        return (), None, group
+    items: list[object] = raw.split(",") if isinstance(raw, str) else list(raw or [])
+    brokers = tuple(str(b).strip() for b in items if str(b).strip())
+    if not brokers:
+        raise t.error("brokers", 'the Kafka bootstrap servers, e.g. ["kafka-1:9092"]', raw)
+    for broker in brokers:
+        if not _BROKER.fullmatch(broker):
+            raise t.error("brokers", '"host:port" entries', broker)
+    if topic is None:
+        raise t.error("topic", 'the topic to read when kind = "kafka"')
+    if not _TOPIC.fullmatch(topic) or topic in (".", ".."):
+        raise t.error("topic", "a Kafka topic name (letters, digits, '.', '_', '-')", topic)
+    return brokers, topic, group
 
 
 def _known_fields(t: _Table, name: str, table: Mapping[str, object]) -> None:

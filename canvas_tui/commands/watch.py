@@ -89,7 +89,7 @@ def main(args: argparse.Namespace) -> int:
 
 def _main(args: argparse.Namespace, emit: JsonLines) -> ExitCode:
     from canvas_tui.engine.watch import WatchService
-    from canvas_tui.engine.watch_sources import open_poller
+    from canvas_tui.engine.watch_sources import Poller, open_poller
 
     if (args.allow_drops or 0) < 0 or (args.interval is not None and args.interval <= 0):
         emit("error", message="--allow-drops must be 0 or more, --interval above 0", exit_code=2)
@@ -101,7 +101,12 @@ def _main(args: argparse.Namespace, emit: JsonLines) -> ExitCode:
         config = load_config(args.config)
         for warning in config.warnings:
             emit("log", level="warning", message=warning)
-        poller = open_poller(config, args.source)
+        if config.source.kind == "kafka" and args.source is None:
+            from canvas_tui.engine.topic import TopicPoller  # aiokafka: the kafka extra
+
+            poller: Poller = TopicPoller(config.source)
+        else:
+            poller = open_poller(config, args.source)
         journal = journal_for(config, args.journal)
         session = open_session(config, journal_path=journal, max_concurrency=args.max_concurrency)
     except (ConfigError, InputError, JournalError) as exc:

@@ -37,7 +37,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from canvas_tui.canvas.errors import CanvasError, hint_for
 from canvas_tui.engine.actions import ActionResult, EnrollmentActions, Observer
@@ -194,6 +194,16 @@ def _added(
         counts[pending] = counts.get(pending, 0) - superseded
         counts[skipped] = counts.get(skipped, 0) + superseded
     return counts
+
+
+@runtime_checkable
+class Acknowledging(Protocol):
+    """A poller whose source hears what the journal holds (a topic commits its consumer
+    offsets, engine/topic.py): `acknowledge` after each poll, `close` when the service ends."""
+
+    async def acknowledge(self, store: Journal) -> object: ...
+
+    def close(self) -> None: ...
 
 
 # ---- applying a read -----------------------------------------------------------------------
@@ -709,6 +719,8 @@ class WatchService:
             wait = self.interval
             try:
                 await self.poll_once()
+                if isinstance(self.poller, Acknowledging):
+                    await self.poller.acknowledge(self.store)
             except InputError as exc:
                 failures += 1
                 wait = min(_MAX_BACKOFF, self.interval * 2**failures)
@@ -958,7 +970,17 @@ class WatchService:
                 if task.done() and not task.cancelled() and task.exception() is not None:
                     log.error("watch loop %s failed", task.get_name(), exc_info=task.exception())
                     self.exit_code = self.exit_code or 3
+            if isinstance(self.poller, Acknowledging):
+                await self._close_poller(self.poller)
         return self.exit_code
+
+    async def _close_poller(self, poller: Acknowledging) -> None:
+        """Acknowledge what finished while stopping, then let the source go."""
+        try:
+            await poller.acknowledge(self.store)
+        except Exception as exc:  # the source or the journal is out: the next start redoes it
+            log.warning("watch: a last acknowledgement failed: %s", exc)
+        await asyncio.to_thread(poller.close)
 
     async def _check_token(self, client: Any) -> None:
         """The token, once: refused is fatal (3); Canvas away is waited out."""
