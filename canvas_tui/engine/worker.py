@@ -189,6 +189,7 @@ class _Server:
             decision.fields,
         )
         shown.via = decision.via  # the channel asked for: the plan screen says it
+        shown.expected_via = decision.expected_via
         return shown
 
     async def _apply_plan(self, call_id: int) -> str | None:

@@ -322,8 +322,11 @@ class ConsoleApp(App[int]):
         # one title line: what the channel means comes after Apply (the notice of its choice)
         if decision.via == "sis-import":  # a plan whatever asked for it: the import needs one
             mode = "plan mode · via SIS import (it carries the plan's changes)"
-        elif decision.via == "auto":
-            mode += " · via REST or SIS import, the faster"
+        elif decision.via == "auto":  # the plan's figures decide; Apply's notice says why
+            channel = {"sis-import": "a SIS import", "rest": "REST"}.get(
+                decision.expected_via or "", "REST or a SIS import"
+            )
+            mode = f"plan mode · via {channel} (--via auto: the faster, as the figures stand)"
         if not await self.push_screen_wait(PlanScreen(decision.plan, mode)):
             self.notify("Plan not applied: nothing was sent.", severity="warning")
             return False

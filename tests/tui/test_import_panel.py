@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from textual.widgets import OptionList, Static
+from textual.widgets import Label, OptionList, Static
 
 from canvas_tui.engine.journal import Journal
 from canvas_tui.engine.state import ImportStatus, Phase, RecordRow
@@ -355,3 +355,31 @@ async def test_p_during_an_import_may_pause_only_the_rest_sends_beside_it(tmp_pa
         state = app.state
         assert state is not None and state.finished == state.total
         assert len(h.sim.sis_imports.imports) == 1
+
+
+@PLACEMENTS
+async def test_the_plan_title_under_auto_names_the_channel_apply_takes(
+    tmp_path: Path, engine_process: bool
+) -> None:
+    """`--via auto`: the plan screen says which channel the plan's figures pick (not "--plan",
+    which nobody typed), and Apply takes that one."""
+    h = _import_harness(tmp_path, good=20, rate=5.0, engine_process=engine_process)
+    h.via = "auto"
+    app = h.app(plan=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await eventually_async(
+            lambda: (isinstance(app.screen, PlanScreen) and app.screen.focused is not None) or None,
+            what="the plan screen, mounted",
+            pause=pilot.pause,
+        )
+        title = str(app.screen.query_one(".title", Label).content)
+        assert "(--plan)" not in title and "(--via auto" in title
+        said = "sis-import" if "via a SIS import" in title else "rest"
+        assert said == "sis-import" or "via REST (" in title
+        await pilot.press("a")
+        await eventually_async(
+            lambda: (app.state is not None and app.state.phase is Phase.FINISHED) or None,
+            what="the run finished",
+            pause=pilot.pause,
+        )
+    assert (len(h.sim.sis_imports.imports) == 1) == (said == "sis-import")

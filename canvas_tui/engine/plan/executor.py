@@ -373,6 +373,7 @@ class SyncDecision:
     via: str = "rest"  # asked for: rest | sis-import | auto; once applied, the channel taken
     via_message: str | None = None  # the channel taken and why (apply_plan)
     import_rows: Any = None  # the import's file as the plan wrote it (sis_import.channel.Collector)
+    expected_via: str | None = None  # auto: the channel Apply takes as the plan's figures stand
 
 
 class PlanSession(Protocol):
@@ -479,6 +480,10 @@ async def plan_session(
     decision.source = source
     decision.via = via
     decision.import_rows = collector
+    if via == "auto" and collector is not None:
+        from canvas_tui.engine.sis_import.attach import preview_channel
+
+        decision.expected_via = preview_channel(session, plan, via, collector).via
     return decision
 
 

@@ -129,6 +129,21 @@ async def use_channel(
     return choice
 
 
+def preview_channel(session: ChannelSession, plan: Plan, via: str, collected: Collector) -> Choice:
+    """The channel `start_early` takes for this plan (the same figures; nothing is kept or
+    uploaded), so the plan screen can say it before Apply."""
+    prepared = collected.prepared  # `finish((), drops)` without changing it: drops go by REST
+    rest, imp = models(session, plan)
+    return choose_channel(
+        via,
+        rows=len(prepared.file),
+        requests=prepared.requests,
+        rest=rest,
+        imp=imp,
+        rest_only=prepared.rest + len(plan.drops),
+    )
+
+
 @dataclass(slots=True)
 class Early:
     """The channel chosen before the journal is loaded, and the import it uploads meanwhile."""
@@ -162,16 +177,8 @@ async def start_early(
         return Early(Choice("sis-import", why, 0.0, 0.0, None), channel, unfinished.id)
     if collected is None:
         return None
+    choice = preview_channel(session, plan, via, collected)
     prepared = collected.finish((), len(plan.drops))
-    rest, imp = models(session, plan)
-    choice = choose_channel(
-        via,
-        rows=len(prepared.file),
-        requests=prepared.requests,
-        rest=rest,
-        imp=imp,
-        rest_only=prepared.rest,
-    )
     if choice.via != "sis-import":
         return Early(choice)
     import_id = await create(store, prepared, take=False)
