@@ -25,7 +25,14 @@ from textual.screen import ModalScreen
 from textual.widgets import Footer, Header
 from textual.worker import Worker, WorkerState
 
-from canvas_tui.engine.state import Phase, RecordRow, RecordStore, RunCommands, RunState
+from canvas_tui.engine.state import (
+    ImportStatus,
+    Phase,
+    RecordRow,
+    RecordStore,
+    RunCommands,
+    RunState,
+)
 from canvas_tui.exit_codes import run_exit_code
 from canvas_tui.records import State, sis_value
 from canvas_tui.text import printable
@@ -142,6 +149,7 @@ class ConsoleApp(App[int]):
         self._ui_loop: asyncio.AbstractEventLoop | None = None
         self._queue: QueueView | None = None
         self._import_panel: ImportPanel | None = None
+        self._past_import: ImportStatus | None = None  # the journal's finished import, if any
         self.sub_title = self._description
 
     # ---- layout and the refresh loop -----------------------------------------------------------
@@ -197,7 +205,7 @@ class ConsoleApp(App[int]):
             self.refresh_bindings()
 
     def _show_import(self, state: RunState) -> None:
-        status = state.sis_import
+        status = state.sis_import or self._past_import
         keys = ""
         if running(status) and self.run_active and not self.read_only:
             pause = effective_key(BY_ID["pause"], self.keymap_overrides)
@@ -250,6 +258,7 @@ class ConsoleApp(App[int]):
         if subscribe is not None:
             subscribe(self._on_engine_event)
         self.tick()  # the first frame shows the counts and the queue now, not a tick later
+        self._past_import = await asyncio.to_thread(self._finished_import)
         approved: bool | None = None
         drives = not self.read_only and not self.attached  # this console loads and runs
         if drives:
@@ -273,6 +282,17 @@ class ConsoleApp(App[int]):
                 await asyncio.wait_for(self.queue.shown.wait(), FIRST_FRAME_WAIT)
             self.outlook = await asyncio.to_thread(self._outlook)
         self.tick()
+
+    def _finished_import(self) -> ImportStatus | None:
+        """A journal whose import finished in an earlier run: its panel, from the journal's
+        `imports` table (no channel runs to report it)."""
+        from canvas_tui.engine.journal import Journal
+
+        if not isinstance(self.view_store, Journal):
+            return None
+        from canvas_tui.engine.sis_import.channel import finished_import
+
+        return finished_import(self.view_store)
 
     def _outlook(self) -> Outlook | None:
         """What a start will send, read from the journal (READY shows it)."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
 from textual.widgets import Label, OptionList, Static
 
 from canvas_tui.engine.journal import Journal
@@ -383,3 +384,29 @@ async def test_the_plan_title_under_auto_names_the_channel_apply_takes(
             pause=pilot.pause,
         )
     assert (len(h.sim.sis_imports.imports) == 1) == (said == "sis-import")
+
+
+@pytest.mark.parametrize("read_only", [False, True], ids=["resumed", "read-only"])
+async def test_a_journal_whose_import_finished_opens_with_its_panel(
+    tmp_path: Path, read_only: bool
+) -> None:
+    """No channel runs for an import an earlier run finished: the panel comes from the
+    journal's imports table, as the run left it."""
+    h = _import_harness(tmp_path, good=12, rate=50.0)
+    app = h.app(plan=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await _apply_plan(app, pilot)
+        await eventually_async(
+            lambda: (app.state is not None and app.state.phase is Phase.FINISHED) or None,
+            what="the run finished",
+            pause=pilot.pause,
+        )
+        before = text_of(app.query_one(ImportPanel))
+    await h.sessions.pop().close()  # that run has ended: its journal is free
+    again = h.app(autostart=False, read_only=read_only)
+    async with again.run_test(size=SIZE) as pilot:
+        panel = again.query_one(ImportPanel)
+        await eventually_async(lambda: panel.display or None, what="the panel", pause=pilot.pause)
+        shown = text_of(panel)
+    assert "IMPORTED WITH MESSAGES" in shown and f"failed {len(GHOSTS)}" in shown
+    assert "IMPORTED WITH MESSAGES" in before

@@ -205,6 +205,37 @@ def new_filename(journal: Journal) -> str:
     return f"canvas-tui-{journal.path.stem[:40]}-{secrets.token_hex(4)}-enrollments.csv"
 
 
+def import_status(journal: Journal, record: ImportRecord, rest_records: int = 0) -> ImportStatus:
+    """What the import panel shows of an import, from the journal's `imports` row."""
+    data: Mapping[str, Any] = json.loads(record.status) if record.status else {}
+    warnings, errors = counted(data) if data else (0, 0)
+    settled = journal.import_state_counts(record.id) if record.state == "finished" else {}
+    return ImportStatus(
+        import_id=record.id,
+        stage=record.state,
+        rows=record.rows,
+        sis_import_id=record.sis_import_id,
+        workflow_state=record.workflow_state,
+        progress=float(record.progress or 0.0),
+        counts=_counts(data),
+        warning_count=warnings,
+        error_count=errors,
+        done=settled.get(State.DONE, 0),
+        failed=settled.get(State.FAILED, 0),
+        rest_records=rest_records,
+        message=record.message,
+    )
+
+
+def finished_import(journal: Journal) -> ImportStatus | None:
+    """The last import of a journal whose imports have all finished (a console opened on it
+    shows that import's panel); None while one is unfinished (a run's channel shows it)."""
+    imports = journal.imports()
+    if not imports or any(i.state != "finished" for i in imports):
+        return None
+    return import_status(journal, imports[-1])
+
+
 async def create(journal: Journal, prepared: Prepared, *, take: bool = True) -> int:
     """Keep the file and take its records in flight (one commit); returns the import's id.
     `take=False`: the file only, before the journal is loaded (an early upload)."""
@@ -269,24 +300,7 @@ class SisImportChannel:
         return status
 
     def _from_record(self, record: ImportRecord) -> ImportStatus:
-        data: Mapping[str, Any] = json.loads(record.status) if record.status else {}
-        warnings, errors = counted(data) if data else (0, 0)
-        settled = self._journal.import_state_counts(record.id) if record.state == "finished" else {}
-        return ImportStatus(
-            import_id=record.id,
-            stage=record.state,
-            rows=record.rows,
-            sis_import_id=record.sis_import_id,
-            workflow_state=record.workflow_state,
-            progress=float(record.progress or 0.0),
-            counts=_counts(data),
-            warning_count=warnings,
-            error_count=errors,
-            done=settled.get(State.DONE, 0),
-            failed=settled.get(State.FAILED, 0),
-            rest_records=self._rest_records,
-            message=record.message,
-        )
+        return import_status(self._journal, record, self._rest_records)
 
     def _show(self, **changes: Any) -> None:
         if self._status is not None:
