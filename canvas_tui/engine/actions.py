@@ -23,7 +23,7 @@ docs/canvas-semantics.md.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -129,7 +129,14 @@ class EnrollmentActions:
             return ActionResult(
                 "none", _enrollment_id(mine[0]) if mine else None, f"nothing to do: {found}"
             )
-        last: dict[str, Any] = {}
+        last = await self._delete_each(todo, task, observer)
+        return ActionResult(task, _enrollment_id(last) or _enrollment_id(todo[-1]))
+
+    async def _delete_each(
+        self, todo: Sequence[Mapping[str, Any]], task: str, observer: Observer | None
+    ) -> Mapping[str, Any]:
+        """DELETE with `task` each enrollment in `todo`, in order; the last answer."""
+        last: Mapping[str, Any] = {}
         for enrollment in todo:
             course_id = enrollment.get("course_id")
             if course_id is None or enrollment.get("id") is None:
@@ -137,7 +144,7 @@ class EnrollmentActions:
             last = await self._client.delete_enrollment(
                 str(course_id), enrollment["id"], task, observer=observer
             )
-        return ActionResult(task, _enrollment_id(last) or _enrollment_id(todo[-1]))
+        return last
 
     async def _role_id(self, record: EnrollmentRecord, observer: Observer | None) -> str | None:
         """The role id to send, chosen as Canvas's SIS importer chooses the role
@@ -466,14 +473,7 @@ class EnrollmentActions:
         if not todo:
             done = "; ".join(filter(None, (f"nothing to do: already {target}", note)))
             return ActionResult("none", _enrollment_id(live[0]), done)
-        last: dict[str, Any] = {}
-        for enrollment in todo:
-            course_id = enrollment.get("course_id")
-            if course_id is None or enrollment.get("id") is None:
-                raise CanvasError(Category.BAD_REQUEST, "enrollment without course_id or id")
-            last = await self._client.delete_enrollment(
-                str(course_id), enrollment["id"], task, observer=observer
-            )
+        last = await self._delete_each(todo, task, observer)
         if len(todo) > 1:
             note = "; ".join(filter(None, (note, f"{len(todo)} enrollments")))
         return ActionResult(task, _enrollment_id(last) or _enrollment_id(todo[-1]), note)
