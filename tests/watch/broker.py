@@ -11,7 +11,6 @@ import concurrent.futures
 import importlib.util
 import json
 import os
-import socket
 import subprocess
 import tempfile
 import time
@@ -23,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from canvas_tui.simulator.testing import free_port
-from tests.conftest import require_service
+from tests.conftest import listening, require_service
 
 STARTUP = 30.0
 
@@ -86,7 +85,7 @@ def tansu_process() -> Iterator[Broker]:
         process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)
         try:
             deadline = time.monotonic() + STARTUP
-            while not _accepts(port):
+            while not listening(port, timeout=0.5):
                 if process.poll() is not None or time.monotonic() > deadline:
                     output.seek(0)
                     raise RuntimeError(f"the broker did not start: {output.read()[-2000:]}")
@@ -95,14 +94,6 @@ def tansu_process() -> Iterator[Broker]:
             yield broker
         finally:
             Broker("", process).stop()
-
-
-def _accepts(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return True
-    except OSError:
-        return False
 
 
 def new_topic(broker: str, partitions: int = 2) -> str:

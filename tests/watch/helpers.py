@@ -4,7 +4,6 @@ the simulator, and what Canvas holds for a row."""
 from __future__ import annotations
 
 import asyncio
-import socket
 import sqlite3
 import uuid
 from collections.abc import AsyncIterator
@@ -168,14 +167,6 @@ async def running(
 
 POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 PG_QUERY = "SELECT id, course_id, user_id, role, section_id, status, updated_at FROM {table}"
-
-
-def postgres_reachable() -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", 5432), timeout=1):
-            return True
-    except OSError:
-        return False
 
 
 class PostgresSis:

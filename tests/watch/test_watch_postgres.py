@@ -10,12 +10,11 @@ from pathlib import Path
 import pytest
 
 from canvas_tui.simulator import Simulator, World, build_app
-from tests.conftest import require_service
+from tests.conftest import listening, require_service
 from tests.helpers import eventually_async, fast_config
 from tests.watch.helpers import (
     PostgresSis,
     pairs,
-    postgres_reachable,
     running,
     sql_config,
     state_in,
@@ -27,7 +26,7 @@ pytestmark = pytest.mark.postgres
 
 @pytest.fixture
 def sis() -> Iterator[PostgresSis]:
-    require_service("postgresql", postgres_reachable(), "127.0.0.1:5432")
+    require_service("postgresql", listening(5432), "127.0.0.1:5432")
     table = PostgresSis()
     try:
         yield table
