@@ -41,7 +41,7 @@ from canvas_tui.engine.state import (
     RunPhaseChanged,
     RunState,
 )
-from canvas_tui.exit_codes import ExitCode, run_exit_code
+from canvas_tui.exit_codes import ExitCode, run_exit_code, stop_on_signals
 from canvas_tui.outputs import OutputPathError, check_output_paths
 from canvas_tui.records import InputError, Source, State, sis_value
 from canvas_tui.sources import open_source
@@ -359,22 +359,15 @@ def _failure_fields(session: Session, event: RecordChanged) -> dict[str, Any]:
 async def _sync(session: Session, reporter: Reporter, args: argparse.Namespace) -> ExitCode:
     loop = asyncio.get_running_loop()
     runner = session.runner
-    stops = 0
     signalled: str | None = None
 
     def stop(sig: signal.Signals) -> None:
-        nonlocal stops, signalled
-        stops += 1
-        signalled = signalled or sig.name
-        if stops == 1:
-            reporter.info("stopping: letting requests in flight finish (signal again to force)")
-            runner.cancel()
-        else:
-            os._exit(ExitCode.ABORTED)  # the journal stays consistent: WAL commits are atomic
+        nonlocal signalled
+        signalled = sig.name
+        reporter.info("stopping: letting requests in flight finish (signal again to force)")
+        runner.cancel()
 
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop, sig)
+    stop_on_signals(loop, stop)
 
     attach: AttachServer | None = None
     if not getattr(args, "no_attach", False):
@@ -444,7 +437,7 @@ async def _sync(session: Session, reporter: Reporter, args: argparse.Namespace) 
                     session, RecordChanged(row.record_id, row.state, row.category, row.message)
                 )
             )
-        if stops:
+        if signalled:
             sent = any(i.state != "prepared" for i in session.store.imports())
             reporter.error(
                 "stopped; the SIS import uploaded meanwhile is polled when the journal resumes"

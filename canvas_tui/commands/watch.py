@@ -28,7 +28,7 @@ from canvas_tui.config import Config, ConfigError, load_config
 from canvas_tui.engine.journal import JournalError
 from canvas_tui.engine.session import open_session
 from canvas_tui.engine.state import Event, RecordChanged
-from canvas_tui.exit_codes import ExitCode
+from canvas_tui.exit_codes import ExitCode, stop_on_signals
 from canvas_tui.paths import default_journal_dir
 from canvas_tui.records import InputError, State, sis_value
 
@@ -120,20 +120,12 @@ def _main(args: argparse.Namespace, emit: JsonLines) -> ExitCode:
 
 async def _serve(service: Any, args: argparse.Namespace, emit: JsonLines) -> ExitCode:
     loop = asyncio.get_running_loop()
-    stops = 0
 
     def stop(sig: signal.Signals) -> None:
-        nonlocal stops
-        stops += 1
-        if stops == 1:
-            emit("stopping", signal=sig.name, message="letting requests in flight finish")
-            service.stop()
-        else:
-            os._exit(ExitCode.ABORTED)  # the journal stays consistent: WAL commits are atomic
+        emit("stopping", signal=sig.name, message="letting requests in flight finish")
+        service.stop()
 
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop, sig)
+    stop_on_signals(loop, stop)
     with contextlib.suppress(NotImplementedError, RuntimeError, AttributeError):
         loop.add_signal_handler(signal.SIGHUP, service.request_drift)
 
