@@ -190,6 +190,7 @@ class _Server:
         )
         shown.via = decision.via  # the channel asked for: the plan screen says it
         shown.expected_via = decision.expected_via
+        shown.via_message = decision.via_message  # a resume's: the import it polls again
         return shown
 
     async def _apply_plan(self, call_id: int) -> str | None:

@@ -264,7 +264,9 @@ class ConsoleApp(App[int]):
         if drives:
             self._loading = True
             try:
-                if self._plan is not False:
+                if session.resumed:
+                    await self._resume(session)
+                elif self._plan is not False:
                     approved = await self._plan_first(session)
                     if approved is False:
                         self._declined = True
@@ -325,6 +327,14 @@ class ConsoleApp(App[int]):
             drops=drops,
             start_key=effective_key(BY_ID["start"], self.keymap_overrides),
         )
+
+    async def _resume(self, session: ConsoleSession) -> None:
+        """A resumed journal goes on as `sync` resumes it (engine/plan/executor.py
+        `plan_session`): its remaining rows as they are, drops by their recorded enrollment,
+        and an unfinished SIS import polled (or found) rather than left in flight."""
+        decision = await session.plan(None)
+        if decision.via_message:
+            self.notify(printable(decision.via_message), title="Channel", timeout=15)
 
     async def _plan_first(self, session: ConsoleSession) -> bool | None:
         """The plan screen: what will change and the would-be drops, before anything is loaded

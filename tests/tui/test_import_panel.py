@@ -410,3 +410,42 @@ async def test_a_journal_whose_import_finished_opens_with_its_panel(
         shown = text_of(panel)
     assert "IMPORTED WITH MESSAGES" in shown and f"failed {len(GHOSTS)}" in shown
     assert "IMPORTED WITH MESSAGES" in before
+
+
+@PLACEMENTS
+async def test_a_console_resuming_a_stopped_import_polls_it_to_its_end(
+    tmp_path: Path, engine_process: bool
+) -> None:
+    """Stopped while Canvas imports: the next console polls the same import (as `sync` does on
+    resume) rather than finish with its records left in flight, and never uploads another."""
+    h = _import_harness(tmp_path, good=40, rate=2.0, engine_process=engine_process)
+    app = h.app(plan=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await _apply_plan(app, pilot)
+        await eventually_async(
+            lambda: running(_import(app)) and (_import(app) or None),
+            what="the import running",
+            pause=pilot.pause,
+        )
+        assert app.session is not None
+        app.session.runner.cancel()
+        await eventually_async(
+            lambda: (app.state is not None and app.state.phase is Phase.CANCELLED) or None,
+            what="the run stopped",
+            pause=pilot.pause,
+        )
+        assert app.state is not None and app.state.counts.get(State.IN_FLIGHT, 0) > 0
+    await h.sessions.pop().close()
+    h.sim.sis_imports.rows_per_second = 400.0
+    again = h.app(autostart=True)
+    async with again.run_test(size=SIZE) as pilot:
+        await eventually_async(
+            lambda: (again.state is not None and again.state.phase is Phase.FINISHED) or None,
+            what="the resumed run finished",
+            pause=pilot.pause,
+        )
+        state = again.state
+    assert state is not None and state.counts.get(State.IN_FLIGHT, 0) == 0
+    assert state.sis_import is not None and state.sis_import.stage == "finished"
+    assert state.sis_import.failed == len(GHOSTS)
+    assert len(h.sim.sis_imports.imports) == 1
