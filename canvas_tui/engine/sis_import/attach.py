@@ -17,6 +17,7 @@ from canvas_tui.engine.runner import Runner
 from canvas_tui.engine.sis_import.channel import (
     Collector,
     ImportOptions,
+    Prepared,
     SisImportChannel,
     change_threshold,
     create,
@@ -72,25 +73,20 @@ async def use_channel(
     assert client is not None, "a writable session"
     sync = session.config.sync
     store = session.store
-    if collected is not None:
-        prepared = collected.finish(changed, len(plan.drops))
-    else:
-        prepared = await asyncio.to_thread(
-            prepare,
+
+    def from_journal() -> Prepared:
+        return prepare(
             store.iter_records(State.PENDING),
             plan,
             active_state=sync.enrollment_state,
             notify=sync.notify,
         )
-    rest, imp = models(session, plan)
-    choice = choose_channel(
-        via,
-        rows=len(prepared.file),
-        requests=prepared.requests,
-        rest=rest,
-        imp=imp,
-        rest_only=prepared.rest,
-    )
+
+    if collected is not None:
+        prepared = collected.finish(changed, len(plan.drops))
+    else:
+        prepared = await asyncio.to_thread(from_journal)
+    choice = _choose(session, plan, via, prepared)
     if choice.via == "sis-import":
         try:
             await create(store, prepared)
@@ -99,13 +95,7 @@ async def use_channel(
                 raise
             # the journal's records are not the plan's positions after all (it cannot happen
             # for a fresh load; never guess): write the file from the journal instead
-            prepared = await asyncio.to_thread(
-                prepare,
-                store.iter_records(State.PENDING),
-                plan,
-                active_state=sync.enrollment_state,
-                notify=sync.notify,
-            )
+            prepared = await asyncio.to_thread(from_journal)
             await create(store, prepared)
         session.runner.reload_counts()
         session.runner.add_channel(
@@ -132,7 +122,13 @@ async def use_channel(
 def preview_channel(session: ChannelSession, plan: Plan, via: str, collected: Collector) -> Choice:
     """The channel `start_early` takes for this plan (the same figures; nothing is kept or
     uploaded), so the plan screen can say it before Apply."""
-    prepared = collected.prepared  # `finish((), drops)` without changing it: drops go by REST
+    # what `finish((), drops)` makes of it, without changing it: the drops go by REST
+    return _choose(session, plan, via, collected.prepared, rest_also=len(plan.drops))
+
+
+def _choose(
+    session: ChannelSession, plan: Plan, via: str, prepared: Prepared, rest_also: int = 0
+) -> Choice:
     rest, imp = models(session, plan)
     return choose_channel(
         via,
@@ -140,7 +136,7 @@ def preview_channel(session: ChannelSession, plan: Plan, via: str, collected: Co
         requests=prepared.requests,
         rest=rest,
         imp=imp,
-        rest_only=prepared.rest + len(plan.drops),
+        rest_only=prepared.rest + rest_also,
     )
 
 
