@@ -466,6 +466,15 @@ async def _sync(session: Session, reporter: Reporter, args: argparse.Namespace) 
             moved = runner.to_front(course=course)
             if moved:
                 reporter.info("moved to the front", course=course, records=moved)
+            elif decision.via == "sis-import":
+                # the import took the plan's changes as one file, which Canvas applies as a
+                # whole: there is no order within it to change
+                reporter.info(
+                    f"--first {course}: no pending records of that course; the SIS import "
+                    "carries the plan's changes in one file, applied together (--first orders "
+                    "only what goes by REST)",
+                    level="warning",
+                )
             else:
                 reporter.info(
                     f"--first {course}: no pending records of that course", level="warning"
