@@ -194,7 +194,18 @@ class RichReporter:
             f"headroom {headroom} | [red]{failed} failed[/] | {state.throttled} throttled"
         )
         sis = state.sis_import
-        if sis is not None:
+        if sis is not None and not sis.final:
+            # while Canvas imports, the REST rate and ETA say nothing of when the run ends (and
+            # the line is cut at the terminal's width): the import's progress goes first
+            left = sis.time_left
+            detail = (
+                f"import {sis.sis_import_id or '-'} {_escape(sis.workflow_state or sis.stage)}"
+                f" {sis.progress:.0f}% of {sis.rows} rows"
+                + (f", ≈{left:.0f}s left" if left is not None else "")
+                + f" | {sis.warning_count + sis.error_count} messages | [red]{failed} failed[/]"
+                f" | REST {g.in_flight}/{g.limit} in flight"
+            )
+        elif sis is not None:
             detail += (
                 f" | import {sis.sis_import_id or '-'} {_escape(sis.workflow_state or sis.stage)}"
                 f" {sis.progress:.0f}% ({sis.rows} rows, {sis.warning_count + sis.error_count}"
