@@ -197,6 +197,7 @@ class RemoteSession:
         self.journal_path = ready.journal_path
         self.resumed = ready.resumed
         self.notes = list(ready.notes)
+        self.service = ready.service  # attached to a `watch`: FINISHED means waiting for changes
         self.log_path = log
         self.store = Journal(ready.journal_path, read_only=True)
         self.runner = RemoteRunner(self)

@@ -230,7 +230,10 @@ class ConsoleApp(App[int]):
         """The console's own label when no run was started here (the runner's phase says
         nothing then), else None."""
         if self.attached:
-            return None  # the host's run: its phase says it
+            # the host's run: its phase says it, but a `watch` that sent what it read waits
+            # for the next change, which FINISHED would belie
+            service = getattr(self.session, "service", False)
+            return "WATCHING" if service and state.phase is Phase.FINISHED else None
         if self.read_only:
             return "READ-ONLY"
         if self._declined:

@@ -133,6 +133,7 @@ async def test_a_console_attached_to_the_service_sees_each_change(
         await eventually_async(socket.exists, what="the socket", abort_if=exited(proc))
         attached = attach_engine(journal)
         try:
+            assert attached.service  # a watch: the console says WATCHING, not FINISHED
 
             def done() -> int:
                 return attached.runner.snapshot().counts.get(State.DONE, 0)
