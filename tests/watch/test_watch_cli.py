@@ -121,6 +121,7 @@ async def test_a_console_attached_to_the_service_sees_each_change(
     """`canvas-tui console --attach JOURNAL` follows a watch as it follows a sync: the counts
     move as changes arrive, and the socket goes when the service stops."""
     from canvas_tui.engine.attach import attach_engine
+    from canvas_tui.engine.state import Phase
     from canvas_tui.records import State
 
     chosen = pairs(World.generate(7), 5)
@@ -141,10 +142,15 @@ async def test_a_console_attached_to_the_service_sees_each_change(
             await eventually_async(lambda: done() == 3, what="three done, seen attached")
             write_rows(tmp_path / "in.csv", rows, HEADER)
             await eventually_async(lambda: done() == 5, what="two more, seen attached")
+            proc.send_signal(signal.SIGTERM)
+            _out, err = proc.communicate(timeout=30)
+            # the service went: no longer WATCHING, and the console says why, without an abort
+            await eventually_async(lambda: not attached.service, what="the service gone")
+            state = attached.runner.snapshot()
+            assert state.phase is Phase.FINISHED and state.abort_reason is None
+            assert "stopped serving it" in (state.paused_reason or "")
         finally:
             await attached.close()
-        proc.send_signal(signal.SIGTERM)
-        _out, err = proc.communicate(timeout=30)
     finally:
         if proc.poll() is None:
             proc.kill()
