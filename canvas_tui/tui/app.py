@@ -190,6 +190,16 @@ class ConsoleApp(App[int]):
         if self._import_ended(previous, state):
             self.refresh_bindings()
         if (
+            self.attached
+            and previous is not None
+            and state.paused_reason
+            and previous.paused_reason != state.paused_reason
+            and state.phase is Phase.FINISHED
+        ):
+            # the `watch` followed here stopped between changes (RemoteSession._gone): the
+            # dashboard's line for it is cut on a small terminal
+            self.notify(printable(state.paused_reason), title="The service stopped", timeout=30)
+        if (
             previous is None
             or previous.phase != state.phase
             or bool(previous.counts.get(State.PENDING)) != bool(state.counts.get(State.PENDING))
