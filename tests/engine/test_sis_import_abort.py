@@ -9,8 +9,8 @@ import asyncio
 from canvas_tui.engine.plan.executor import prepare_sync
 from canvas_tui.engine.state import ImportStatus
 from canvas_tui.records import State
-from tests.engine.test_sis_import import Bulk, _status
-from tests.engine.test_sis_import import bulk as bulk  # the fixture, shared
+from tests.engine.sis_import_helpers import Bulk, _status
+from tests.engine.sis_import_helpers import bulk as bulk  # the fixture, shared
 from tests.helpers import eventually_async
 
 

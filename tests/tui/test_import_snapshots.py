@@ -16,7 +16,7 @@ from canvas_tui.tui.screens.dialogs import ConfirmScreen
 from canvas_tui.tui.screens.plan import PlanScreen
 from tests.helpers import SnapCompare, eventually_async
 from tests.tui.conftest import SIZE, Harness, active_courses, make_harness, small_world
-from tests.tui.test_snapshots import SMALL, finished_then
+from tests.tui.snapshot_helpers import SMALL, finished_then
 
 GHOSTS = ("NOSUCH001", "NOSUCH002")
 
