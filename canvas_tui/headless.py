@@ -194,7 +194,18 @@ class RichReporter:
             f"headroom {headroom} | [red]{failed} failed[/] | {state.throttled} throttled"
         )
         sis = state.sis_import
-        if sis is not None:
+        if sis is not None and not sis.final:
+            # while Canvas imports, the REST rate and ETA say nothing of when the run ends (and
+            # the line is cut at the terminal's width): the import's progress goes first
+            left = sis.time_left
+            detail = (
+                f"import {sis.sis_import_id or '-'} {_escape(sis.workflow_state or sis.stage)}"
+                f" {sis.progress:.0f}% of {sis.rows} rows"
+                + (f", ≈{left:.0f}s left" if left is not None else "")
+                + f" | {sis.warning_count + sis.error_count} messages | [red]{failed} failed[/]"
+                f" | REST {g.in_flight}/{g.limit} in flight"
+            )
+        elif sis is not None:
             detail += (
                 f" | import {sis.sis_import_id or '-'} {_escape(sis.workflow_state or sis.stage)}"
                 f" {sis.progress:.0f}% ({sis.rows} rows, {sis.warning_count + sis.error_count}"
@@ -459,6 +470,15 @@ async def _sync(session: Session, reporter: Reporter, args: argparse.Namespace) 
             moved = runner.to_front(course=course)
             if moved:
                 reporter.info("moved to the front", course=course, records=moved)
+            elif decision.via == "sis-import":
+                # the import took the plan's changes as one file, which Canvas applies as a
+                # whole: there is no order within it to change
+                reporter.info(
+                    f"--first {course}: no pending records of that course; the SIS import "
+                    "carries the plan's changes in one file, applied together (--first orders "
+                    "only what goes by REST)",
+                    level="warning",
+                )
             else:
                 reporter.info(
                     f"--first {course}: no pending records of that course", level="warning"

@@ -216,7 +216,12 @@ def _verdict(journal: Journal, row: RecordRow) -> str:
     if row.category == "invalid_input":
         return "invalid"
     record = journal.record(row.record_id)
-    return f"{planned_action(record)} (not sent yet)" if record is not None else "none"
+    if record is None:
+        return "none"
+    # a full-mode record journals no action; only a pending one is "not sent yet" (a failed
+    # one lists its requests right below)
+    action = planned_action(record)
+    return f"{action} (not sent yet)" if row.state is State.PENDING else action
 
 
 def _search_journal(path: Path, forms: Sequence[str]) -> tuple[float, list[TracedRecord]]:

@@ -214,6 +214,7 @@ def _demo(args: argparse.Namespace, config: Config, csv_path: Path, scratch: Pat
 
     from canvas_tui.engine.protocol import EngineError, EngineSpec
     from canvas_tui.engine.remote import spawn_engine
+    from canvas_tui.engine.trace import TraceScope
     from canvas_tui.simulator.demo import DEMO_SIS_IMPORT_RATE, demo_transport
 
     journal = scratch / "journal.sqlite"
@@ -248,6 +249,8 @@ def _demo(args: argparse.Namespace, config: Config, csv_path: Path, scratch: Pat
         description=f"demo · {csv_path.name} · simulator seed {args.seed}"
         + (f" · via {via}" if via != "rest" else ""),
         journal_path=None,  # a throwaway: never offered for resuming
+        # ... but the trace key (T) reads it and the demo data, or it would find no one
+        trace_scope=TraceScope(None, (journal,), csv_path),
         autostart=True,  # the demo is there to be watched; its Canvas is the simulator
         plan=via != "rest",  # an import carries a plan's changes
     )
