@@ -614,7 +614,8 @@ def format_trace(found: Trace) -> list[str]:
     p = printable
     lines = [
         f"Trace of {p(found.query)}: ids searched {', '.join(p(f) for f in found.forms)}",
-        f"{len(found.journals)} journals searched; {len(found.records)} records name the person",
+        f"{len(found.journals)} journal{'' if len(found.journals) == 1 else 's'} searched; "
+        f"{len(found.records)} record{' names' if len(found.records) == 1 else 's name'} the person",
     ]
     for person in found.people:
         lines.append(

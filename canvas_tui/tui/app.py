@@ -740,7 +740,7 @@ class ConsoleApp(App[int]):
                 return
             category = None if choice == "*" else choice
             n = await self.session.command(RunCommands.retry_failed, category)
-            self.notify(f"{fmt.count(n)} failed records queued again")
+            self.notify(f"{fmt.count(n)} failed record{'' if n == 1 else 's'} queued again")
             self.requeued()
 
         self.push_screen(
