@@ -38,6 +38,14 @@ SourceKind = Literal["csv", "sql", "kafka"]
 Via = Literal["rest", "sis-import", "auto"]
 VIA_CHOICES: tuple[str, ...] = ("rest", "sis-import", "auto")
 
+
+def import_needs_plan(via: str) -> bool:
+    """The rule `sync` and the console share (engine/plan/executor.py `plan_session`, tui/launch.py
+    `console_plan`): a SIS import carries a plan's changes, so `--via sis-import` (or a configured
+    `[sync] via = "sis-import"`) means plan mode."""
+    return via == "sis-import"
+
+
 T = TypeVar("T")
 
 
