@@ -185,6 +185,9 @@ class SisImportConfig:
     start_seconds: float = 30.0  # upload, queue and the last poll, assumed by `--via auto`
     poll_min: float = 1.0  # seconds between status polls, backing off to poll_max
     poll_max: float = 30.0
+    # after an upload whose answer was lost: how long to wait for Canvas to start an import it
+    # lists without its file (it names the file only once its job starts)
+    find_wait: float = 600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -634,6 +637,7 @@ def _sis_import(t: _Table) -> SisImportConfig:
         start_seconds=t.number("start_seconds", 30.0, low=0.0, high=None),
         poll_min=t.number("poll_min", 1.0, low=0.01, high=None),
         poll_max=t.number("poll_max", 30.0, low=0.01, high=None),
+        find_wait=t.number("find_wait", 600.0, low=0.0, high=None),
     )
     t.finish()
     return out
