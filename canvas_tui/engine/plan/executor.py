@@ -16,7 +16,7 @@ from canvas_tui.canvas.client import CanvasClient
 from canvas_tui.canvas.errors import CanvasError
 from canvas_tui.config import Config, PlanConfig, import_needs_plan
 from canvas_tui.engine.actions import ActionResult, EnrollmentActions, Observer
-from canvas_tui.engine.journal import Journal, written_enrollment_ids
+from canvas_tui.engine.journal import Journal, journals_in, written_enrollment_ids
 from canvas_tui.engine.plan.diff import (
     DELETE_TASKS,
     Plan,
@@ -64,8 +64,7 @@ def known_enrollment_ids(paths: Iterable[Path]) -> set[int]:
 
 def journal_paths(config: Config, *extra: Path | None) -> list[Path]:
     """The journals whose enrollments count as canvas-tui's (see the module docstring)."""
-    directory = config.sync.journal_dir or default_journal_dir()
-    found = sorted(directory.glob("*.journal")) if directory.is_dir() else []
+    found = journals_in(config.sync.journal_dir or default_journal_dir())
     return [*found, *(p for p in (config.sync.journal, *extra) if p is not None)]
 
 
