@@ -234,6 +234,14 @@ T = TypeVar("T")
 WriteFn = Callable[[sqlite3.Connection], Any]
 
 
+def journals_in(directory: Path | None) -> list[Path]:
+    """The journals of a directory: its `*.journal` files, sorted by name (none when it is not
+    a directory). The plan's known enrollments, `trace` and `serve` all list them this way."""
+    if directory is None or not directory.is_dir():
+        return []
+    return sorted(p for p in directory.glob("*.journal") if p.is_file())
+
+
 class JournalError(Exception):
     """The journal file cannot be used (not a journal, newer schema, read-only misuse)."""
 

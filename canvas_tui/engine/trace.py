@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from canvas_tui.engine.journal import Journal, JournalError
+from canvas_tui.engine.journal import Journal, JournalError, journals_in
 from canvas_tui.engine.state import RecordRow
 from canvas_tui.records import (
     EnrollmentRecord,
@@ -180,10 +180,7 @@ class Trace:
 
 def journal_files(directory: Path | None, extra: Iterable[Path] = ()) -> list[Path]:
     """The journals of a directory (`*.journal`) and any named ones, each once."""
-    found: list[Path] = []
-    if directory is not None and directory.is_dir():
-        found += sorted(directory.glob("*.journal"))
-    found += [p for p in extra if p.is_file()]
+    found = [*journals_in(directory), *(p for p in extra if p.is_file())]
     return list(dict.fromkeys(p.resolve() for p in found))
 
 

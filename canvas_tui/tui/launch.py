@@ -111,7 +111,6 @@ def console_main(args: argparse.Namespace) -> int:
         return session
 
     label = source.description if source is not None else str(journal or "")
-    policy_plans = config.plan.drop_policy != "never"
     app = ConsoleApp(
         opener,
         description=label,
@@ -122,10 +121,22 @@ def console_main(args: argparse.Namespace) -> int:
         autostart=config.console.autostart and source is not None and not existing,
         journal_path=session.journal_path,
         trace_scope=_trace_scope(config, args.source or config.source),
-        # a plan needs the operator's approval here: asked for, or a drop policy is set
-        plan=True if args.plan else None if policy_plans else False,
+        plan=console_plan(config, asked=args.plan),
     )
     return app.run() or 0
+
+
+def console_plan(config: Config, *, asked: bool) -> bool | None:
+    """What the console asks `plan_session` for; a plan needs the operator's approval here.
+    True for --plan; None (the config decides, as in `sync`) when a drop policy or a SIS import
+    needs a plan; False for none (the console never plans only because it is cheaper)."""
+    from canvas_tui.config import import_needs_plan
+
+    if asked:
+        return True
+    if config.plan.drop_policy != "never" or import_needs_plan(config.sync.via):
+        return None
+    return False
 
 
 def _trace_scope(config: Config, source: SourceConfig | str) -> TraceScope:

@@ -14,9 +14,9 @@ from typing import Any, Protocol
 
 from canvas_tui.canvas.client import CanvasClient
 from canvas_tui.canvas.errors import CanvasError
-from canvas_tui.config import Config, PlanConfig
+from canvas_tui.config import Config, PlanConfig, import_needs_plan
 from canvas_tui.engine.actions import ActionResult, EnrollmentActions, Observer
-from canvas_tui.engine.journal import Journal, written_enrollment_ids
+from canvas_tui.engine.journal import Journal, journals_in, written_enrollment_ids
 from canvas_tui.engine.plan.diff import (
     DELETE_TASKS,
     Plan,
@@ -64,8 +64,7 @@ def known_enrollment_ids(paths: Iterable[Path]) -> set[int]:
 
 def journal_paths(config: Config, *extra: Path | None) -> list[Path]:
     """The journals whose enrollments count as canvas-tui's (see the module docstring)."""
-    directory = config.sync.journal_dir or default_journal_dir()
-    found = sorted(directory.glob("*.journal")) if directory.is_dir() else []
+    found = journals_in(config.sync.journal_dir or default_journal_dir())
     return [*found, *(p for p in (config.sync.journal, *extra) if p is not None)]
 
 
@@ -431,6 +430,18 @@ async def plan_session(
         decision.via = session.store.get_meta("via") or "rest"
         decision.via_message = polling
         return decision
+    via = via or config.sync.via
+    # sis-import (asked for or configured) means plan mode, and refuses an explicit --no-plan
+    forced = import_needs_plan(via) and requested is None
+    if import_needs_plan(via) and requested is False:
+        decision = SyncDecision(False, "full mode (--no-plan)")
+        decision.refused = (
+            "--via sis-import uploads the plan's changes, and --no-plan asks for no plan: "
+            "drop --no-plan (or use --via rest). Nothing was sent"
+        )
+        return decision
+    if forced:
+        requested = True
     source = session.source or open_source(config.source)
     # One streaming pass counts what the mode and the rosters need (none for --no-plan); the
     # load and the plan read the source again rather than hold it.
@@ -451,7 +462,6 @@ async def plan_session(
         if on_progress is not None and (done == total or done % 25 == 0):
             on_progress(f"rosters read: {done}/{total}")
 
-    via = via or config.sync.via
     collector = None
     if via != "rest":  # the import's rows are written as the plan computes each step
         from canvas_tui.engine.sis_import.channel import Collector
@@ -476,6 +486,8 @@ async def plan_session(
         **{f"plan_{a}": n for a, n in plan.record_counts().items()},
         "plan_canvas_only": len(plan.canvas_only),
     }
+    if forced:
+        why = "plan mode (--via sis-import: an import carries the plan's changes)"
     decision = SyncDecision(True, why, plan, None, fields)
     decision.source = source
     decision.via = via
@@ -532,20 +544,9 @@ async def prepare_sync(
 ) -> SyncDecision:
     """Headless: `plan_session`, the brake (unless `allow_drops` covers the drops), `apply_plan`.
     `via`: rest | sis-import | auto (None: the config's `[sync] via`); an import needs a plan."""
-    via = via or session.config.sync.via
-    if via == "sis-import" and requested is False and not session.resumed:
-        decision = SyncDecision(False, "full mode (--no-plan)")
-        decision.refused = (
-            "--via sis-import uploads the plan's changes, and --no-plan asks for no plan: "
-            "drop --no-plan (or use --via rest). Nothing was sent"
-        )
-        return decision
-    forced = via == "sis-import" and requested is None
-    if forced:
-        requested = True  # the import carries the plan's changes
     decision = await plan_session(session, requested=requested, on_progress=on_progress, via=via)
-    if forced and decision.planned:
-        decision.message = "plan mode (--via sis-import: an import carries the plan's changes)"
+    if decision.refused:
+        return decision
     plan = decision.plan
     if plan is None:
         return decision
