@@ -14,7 +14,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from contextvars import ContextVar
 from typing import Any, Protocol
 
@@ -22,7 +22,13 @@ from canvas_tui.canvas.errors import RETRYABLE, CanvasError, Category, hint_for
 from canvas_tui.canvas.retry import UNREACHABLE_STATUSES, CircuitBreaker
 from canvas_tui.engine.actions import ActionResult, Observer
 from canvas_tui.engine.edit import edited_record
-from canvas_tui.engine.journal import Journal, JournalError, JournalWriteFailed, Outcome
+from canvas_tui.engine.journal import (
+    Journal,
+    JournalError,
+    JournalWriteFailed,
+    LoadedChunk,
+    Outcome,
+)
 from canvas_tui.engine.state import (
     Event,
     GovernorState,
@@ -184,6 +190,9 @@ class Runner:
         self._wake = asyncio.Event()
         self._running = False
         self._resumed_checked = False
+        # A load still adding records (`load_while_running`): the run waits for its rows.
+        self._loader: asyncio.Task[Any] | None = None
+        self._stop_loading: Callable[[], None] | None = None
 
     def use_executor(self, executor: Executor, *, token_checked: bool = False) -> None:
         """Swap what sends each record (a plan's executor); call it before `run()`.
@@ -249,6 +258,55 @@ class Runner:
             self._failures_version += 1
         self._emit(RecordChanged(record_id, new, category, message))
 
+    @property
+    def loading(self) -> bool:
+        """A load is still adding records to the journal while the run claims them."""
+        return self._loader is not None and not self._loader.done()
+
+    async def load_while_running(
+        self,
+        start: Callable[[Callable[[LoadedChunk], None]], Coroutine[Any, Any, Any]],
+        stop: Callable[[], None],
+    ) -> None:
+        """Claim records while a load is still adding them: `start(on_commit)` runs the load,
+        calling `on_commit` (from any thread) as each chunk of rows commits; the run sends
+        them as they come and ends only after the load has. `stop` asks the load to end early
+        (a cancel or an abort); the rows it has not read stay for the next load. A load that
+        fails aborts the run with its reason. Call it before `run()`."""
+        await self._settle_resume()  # before any row is added: the counts are the journal's
+        self.reload_counts()
+        loop = asyncio.get_running_loop()
+
+        def on_commit(chunk: LoadedChunk) -> None:
+            loop.call_soon_threadsafe(self._loaded, chunk)
+
+        self._stop_loading = stop
+        self._loader = loop.create_task(start(on_commit))
+        self._loader.add_done_callback(self._load_ended)
+
+    def _loaded(self, chunk: LoadedChunk) -> None:
+        """A chunk of the load committed: count its rows; its pending ones are claimable."""
+        for state, n in chunk.states.items():
+            self._counts[state] = self._counts.get(state, 0) + n
+        for record_id, category, message in chunk.failed:  # rows the source rejected
+            key = category or "unknown"
+            self._failures_by_category[key] = self._failures_by_category.get(key, 0) + 1
+            self._emit(RecordChanged(record_id, State.FAILED, category, message))
+        if chunk.failed:
+            self._failures_version += 1
+        self._wake.set()
+
+    def _load_ended(self, task: asyncio.Task[Any]) -> None:
+        self._wake.set()
+        if task.cancelled():
+            return
+        error = task.exception()
+        if error is not None:
+            if isinstance(error, JournalWriteFailed):
+                self._abort_with(str(error))
+            else:
+                self._abort_with(f"reading the source stopped: {error}")
+
     def reload_counts(self) -> None:
         """Re-read the counts from the journal (after a load)."""
         self._counts = self._journal.counts()
@@ -276,17 +334,12 @@ class Runner:
         self._running = True
         self._abort_reason = None
         self.gate.reset()
-        if not self._resumed_checked:
-            self._resumed_checked = True
-            if self._counts.get(State.IN_FLIGHT, 0):
-                await asyncio.to_thread(self._journal.reset_in_flight)
-                self._counts = self._journal.counts()
-            self._retry_transient("queued again on resume: it failed for a transient cause")
+        await self._settle_resume()
         self._cursor = 0
         self._buffer.clear()
         ticker = asyncio.create_task(self._tick())
         try:
-            if self._preflight is not None and self._counts.get(State.PENDING, 0):
+            if self._preflight is not None and (self._counts.get(State.PENDING, 0) or self.loading):
                 await self._check_token()
             if self._abort_reason is None:
                 self._set_phase(Phase.PAUSED if self.gate.paused else Phase.RUNNING)
@@ -295,6 +348,12 @@ class Runner:
                 await asyncio.gather(*self._tasks.values(), return_exceptions=True)
         finally:
             ticker.cancel()
+            if self._loader is not None:  # cancelled or aborted mid-load: the load stops too
+                if self._stop_loading is not None and not self._loader.done():
+                    self._stop_loading()
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(self._loader)
+                self._loader = None
             self._running = False
             with contextlib.suppress(JournalError):  # a failed journal is reported below
                 await self._journal.flush()
@@ -312,6 +371,17 @@ class Runner:
         else:
             self._set_phase(Phase.FINISHED)
         return self.snapshot()
+
+    async def _settle_resume(self) -> None:
+        """Once, before the first run: records a crash left in flight go back to pending (to
+        be re-sent), and those that failed for a transient cause are queued again."""
+        if self._resumed_checked:
+            return
+        self._resumed_checked = True
+        if self._counts.get(State.IN_FLIGHT, 0):
+            await asyncio.to_thread(self._journal.reset_in_flight)
+            self._counts = self._journal.counts()
+        self._retry_transient("queued again on resume: it failed for a transient cause")
 
     async def _check_token(self) -> None:
         """One cheap request first, so a bad token stops the run before any record is tried."""
@@ -370,7 +440,7 @@ class Runner:
                 free = min(free, self._send_budget)
             ids = self._next_ids(free)
             if not ids:
-                if not self._tasks and not self._requeue:
+                if not self._tasks and not self._requeue and not self.loading:
                     self._send_budget = 0
                     return
                 await self._wait_wake()

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
 import math
 import time
+from bisect import bisect_left
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -53,7 +53,6 @@ PLAN_RATIO = 10
 # roster's real size, hence the margin.
 LOOKUP_RATIO = 2
 _TASK_STATUS = {task: status for status, (task, _) in DELETE_TASKS.items()}
-_IN_PLACE_BATCH = 10_000  # records marked in place per statement (a commit each)
 _WRITE_ACTIONS = ("create", "create_inactive", "reactivate", "update")
 
 
@@ -253,6 +252,20 @@ class PlannedSource:
     def description(self) -> str:
         return self._source.description
 
+    def in_place(self, record_id: int) -> tuple[str, int | None] | None:
+        """(message, enrollment id) when the record at this id (1-based source order) is one
+        the plan found in place and the source still gives it as planned (`Journal.load`'s
+        `in_place`: call it as the load reads that record)."""
+        plan = self._plan
+        position = record_id - 1
+        if plan is None or position in self.changed:
+            return None
+        tally = plan.tally
+        at = bisect_left(tally.in_place, position)
+        if at == len(tally.in_place) or tally.in_place[at] != position:
+            return None
+        return tally.in_place_messages[at], tally.in_place_ids[at] or None
+
     def __iter__(self) -> Iterator[SourceItem]:
         if self._plan is None:
             yield from self._source
@@ -337,16 +350,6 @@ class PlanExecutor:
         return ActionResult(task, _int(done.get("id")), raw.get("reason"))
 
 
-def _in_place(plan: Plan, changed: set[int]) -> Iterator[tuple[int, str, int | None]]:
-    """The records the plan found in place, as `Journal.mark_in_place` takes them."""
-    tally = plan.tally
-    for position, eid, message in zip(
-        tally.in_place, tally.in_place_ids, tally.in_place_messages, strict=True
-    ):
-        if position not in changed:
-            yield position + 1, message, eid or None
-
-
 def _int(value: Any) -> int | None:
     return int(value) if value is not None else None
 
@@ -361,6 +364,7 @@ class SyncDecision:
     refused: str | None = None  # why nothing may be sent (the brake)
     fields: dict[str, Any] = field(default_factory=dict)
     source: Source | None = None  # what the plan read, for apply_plan (read again there)
+    records: int | None = None  # the source's items, when they were counted
 
 
 class PlanSession(Protocol):
@@ -374,6 +378,7 @@ class PlanSession(Protocol):
     journal_path: Path
     source: Source | None
     resumed: bool
+    in_place: Callable[[int], tuple[str, int | None] | None] | None
 
     async def load(self, on_progress: Callable[[int], None] | None = None) -> int: ...
 
@@ -415,10 +420,11 @@ async def plan_session(
     # load and the plan read the source again rather than hold it.
     counts = None if requested is False else await asyncio.to_thread(SourceCounts.of, source)
     planned, why = choose_mode(counts or SourceCounts(), config.plan, requested)
+    items = None if counts is None else counts.items
     if not planned:
         session.source = source
         session.runner.use_executor(_executor(session))
-        return SyncDecision(False, why)
+        return SyncDecision(False, why, records=items)
     known = await asyncio.to_thread(
         known_enrollment_ids, journal_paths(config, session.journal_path)
     )
@@ -440,25 +446,23 @@ async def plan_session(
         **{f"plan_{a}": n for a, n in plan.record_counts().items()},
         "plan_canvas_only": len(plan.canvas_only),
     }
-    decision = SyncDecision(True, why, plan, None, fields)
-    decision.source = source
+    decision = SyncDecision(True, why, plan, None, fields, source, items)
     return decision
 
 
-async def apply_plan(session: PlanSession, decision: SyncDecision) -> None:
+async def apply_plan(session: PlanSession, decision: SyncDecision, *, load: bool = True) -> None:
     """Queue a computed plan: the journal gets the source rows then the drops, rows already in
-    place end done at once, and the runner sends each change's planned request."""
+    place are loaded done, and the runner sends each change's planned request. `load=False`
+    leaves the load to the run (`Session.run(load_while_running=True)`)."""
     plan, source = decision.plan, decision.source
     if plan is None or source is None or session.store.loaded:
         return
     planned = session.source = PlannedSource(source, plan)
-    await session.load()
+    session.in_place = planned.in_place
     session.store.set_meta(mode="plan")
-    in_place = _in_place(plan, planned.changed)
-    while batch := list(itertools.islice(in_place, _IN_PLACE_BATCH)):
-        await session.store.mark_in_place(batch)
-    session.runner.reload_counts()
     session.runner.use_executor(_executor(session, plan), token_checked=True)
+    if load:
+        await session.load()
 
 
 async def prepare_sync(
@@ -467,8 +471,10 @@ async def prepare_sync(
     requested: bool | None,
     allow_drops: int | None,
     on_progress: Callable[[str], None] | None = None,
+    load: bool = True,
 ) -> SyncDecision:
-    """Headless: `plan_session`, the brake (unless `allow_drops` covers the drops), `apply_plan`."""
+    """Headless: `plan_session`, the brake (unless `allow_drops` covers the drops), `apply_plan`
+    (`load=False`: the run loads, see `apply_plan`)."""
     decision = await plan_session(session, requested=requested, on_progress=on_progress)
     plan = decision.plan
     if plan is None:
@@ -482,5 +488,5 @@ async def prepare_sync(
             f"with --allow-drops {plan.brake.drops} to apply them"
         )
         return decision
-    await apply_plan(session, decision)
+    await apply_plan(session, decision, load=load)
     return decision
