@@ -417,6 +417,11 @@ async def _sync(session: Session, reporter: Reporter, args: argparse.Namespace) 
             unsubscribe()
         for note in session.notes:
             reporter.info(note, level="warning")
+        if decision.builder is not None and decision.plan is not None and session.store.loaded:
+            # planned as the load read the source: what it found, as a plan made first says
+            from canvas_tui.engine.plan.executor import plan_fields
+
+            reporter.info("the plan, as the load made it", **plan_fields(decision.plan))
         reporter.progress(state)  # the bar ends where the run did
         if signalled and not state.abort_reason:
             reason = f"stopped by {signalled}: requests in flight finished, pending records stay"

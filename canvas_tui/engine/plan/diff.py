@@ -744,6 +744,74 @@ def evaluate_brake(
     return Brake(total, policy.brake_max_share, policy.brake_max_count, by_course, tuple(reasons))
 
 
+class PlanBuilder:
+    """`build_plan` one source item at a time, so that a sync may plan each record as its load
+    reads it (and send it as soon as its chunk is in the journal) instead of in a pass of its
+    own first. `plan` exists from the start and fills in as items are added: its tally (what the
+    executor derives a step from) covers every item added; its drops, brake and Canvas-only
+    steps are known once `finish()` has seen them all."""
+
+    def __init__(
+        self,
+        items: Iterable[SourceItem],
+        rosters: Mapping[str, Roster],
+        policy: PlanConfig,
+        *,
+        known_ids: set[int] | None = None,
+        active_state: str = "active",
+        roster_requests: int = 0,
+        aliases: Mapping[str, str] | None = None,
+    ) -> None:
+        self._rosters = rosters
+        self._known = known_ids or set()
+        self._active_state = active_state
+        self._claimed: set[int] = set()
+        self.index = RosterIndex(rosters, aliases)
+        self.plan = Plan(
+            canvas_only=[],
+            tally=Tally(),
+            scopes=len(rosters),
+            roster_pages=sum(r.pages for r in rosters.values()),
+            roster_requests=roster_requests,
+            roster_errors={s: str(r.error) for s, r in rosters.items() if r.error is not None},
+            invalid_rows=0,
+            policy=policy,
+            brake=evaluate_brake((), rosters, policy),
+            records=RecordSteps(items, self.index, active_state),
+        )
+
+    def add(self, position: int, item: SourceItem) -> None:
+        """The source's item at `position` (0-based, every item in order)."""
+        plan = self.plan
+        plan.tally.item(item)
+        if isinstance(item, RowProblem):
+            plan.duplicate_rows += item.skip
+            plan.invalid_rows += not item.skip
+            return
+        step, mine = plan_record(position, item, self.index, active_state=self._active_state)
+        plan.tally.add(step)
+        self._claimed.update(_ids(mine))
+
+    def finish(self) -> Plan:
+        """The enrollments no record claims (the drops among them) and the brake."""
+        plan, claimed, known = self.plan, self._claimed, self._known
+        seen: set[int] = set()
+        canvas_only: list[Step] = []
+        for roster in self._rosters.values():
+            for enrollment in roster.enrollments:
+                eid = enrollment.get("id")
+                if eid is None or int(eid) in claimed or int(eid) in seen:
+                    continue
+                seen.add(int(eid))
+                managed = enrollment.get("sis_import_id") is not None or int(eid) in known
+                drop = plan_drop(enrollment, plan.policy, managed=managed)
+                if drop is not None:
+                    canvas_only.append(drop)
+        plan.canvas_only = canvas_only
+        plan.brake = evaluate_brake(canvas_only, self._rosters, plan.policy)
+        return plan
+
+
 def build_plan(
     items: Iterable[SourceItem],
     rosters: Mapping[str, Roster],
@@ -760,43 +828,15 @@ def build_plan(
     reads its file or query again; an iterator is kept as a list): the plan holds counts."""
     if isinstance(items, Iterator):
         items = list(items)
-    index = RosterIndex(rosters, aliases)
-    records = RecordSteps(items, index, active_state)
-    tally = Tally()
-    claimed: set[int] = set()
-    invalid = duplicates = 0
-    for position, item in enumerate(items):
-        tally.item(item)
-        if isinstance(item, RowProblem):
-            duplicates += item.skip
-            invalid += not item.skip
-            continue
-        step, mine = plan_record(position, item, index, active_state=active_state)
-        tally.add(step)
-        claimed.update(_ids(mine))
-    known = known_ids or set()
-    seen: set[int] = set()
-    canvas_only: list[Step] = []
-    for roster in rosters.values():
-        for enrollment in roster.enrollments:
-            eid = enrollment.get("id")
-            if eid is None or int(eid) in claimed or int(eid) in seen:
-                continue
-            seen.add(int(eid))
-            managed = enrollment.get("sis_import_id") is not None or int(eid) in known
-            drop = plan_drop(enrollment, policy, managed=managed)
-            if drop is not None:
-                canvas_only.append(drop)
-    return Plan(
-        canvas_only=canvas_only,
-        tally=tally,
-        scopes=len(rosters),
-        roster_pages=sum(r.pages for r in rosters.values()),
+    builder = PlanBuilder(
+        items,
+        rosters,
+        policy,
+        known_ids=known_ids,
+        active_state=active_state,
         roster_requests=roster_requests,
-        roster_errors={s: str(r.error) for s, r in rosters.items() if r.error is not None},
-        invalid_rows=invalid,
-        policy=policy,
-        brake=evaluate_brake(canvas_only, rosters, policy),
-        duplicate_rows=duplicates,
-        records=records,
+        aliases=aliases,
     )
+    for position, item in enumerate(items):
+        builder.add(position, item)
+    return builder.finish()

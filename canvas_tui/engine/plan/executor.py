@@ -20,9 +20,9 @@ from canvas_tui.engine.journal import Journal, written_enrollment_ids
 from canvas_tui.engine.plan.diff import (
     DELETE_TASKS,
     Plan,
+    PlanBuilder,
     Step,
     Via,
-    build_plan,
 )
 from canvas_tui.engine.plan.rosters import (
     PAGE_SIZE,
@@ -81,14 +81,46 @@ async def compute_plan(
     """Read the rosters of the courses the source names (unless given) and build the plan.
     `items` must be re-readable (a source, or a list): it is streamed, never held."""
     started = time.monotonic()
+    if isinstance(items, Iterator):
+        items = list(items)
+    builder = await plan_builder(
+        client,
+        items,
+        config,
+        known_ids=known_ids,
+        rosters=rosters,
+        on_roster=on_roster,
+        counts=counts,
+    )
+    plan = await asyncio.to_thread(_build, builder, items)
+    plan.elapsed = time.monotonic() - started
+    return plan
+
+
+def _build(builder: PlanBuilder, items: Iterable[SourceItem]) -> Plan:
+    for position, item in enumerate(items):
+        builder.add(position, item)
+    return builder.finish()
+
+
+async def plan_builder(
+    client: CanvasClient,
+    items: Iterable[SourceItem],
+    config: Config,
+    *,
+    known_ids: set[int] | None = None,
+    rosters: Mapping[str, Roster] | None = None,
+    on_roster: Callable[[int, int], None] | None = None,
+    counts: SourceCounts | None = None,
+) -> PlanBuilder:
+    """`compute_plan` up to the records: the rosters read (unless given) and the ids they hide
+    resolved; the builder then takes the source's items (`items`, re-readable) one by one."""
     requests = 0
 
     def count(_event: Any) -> None:
         nonlocal requests
         requests += 1
 
-    if isinstance(items, Iterator):
-        items = list(items)
     if rosters is None:
         if counts is None:
             counts = await asyncio.to_thread(SourceCounts.of, items)
@@ -101,8 +133,7 @@ async def compute_plan(
         )
     records = (i for i in items if isinstance(i, EnrollmentRecord))  # read only when needed
     aliases = await resolve_hidden_ids(client, records, rosters, observer=count)
-    plan = await asyncio.to_thread(
-        build_plan,
+    return PlanBuilder(
         items,
         rosters,
         config.plan,
@@ -111,8 +142,6 @@ async def compute_plan(
         roster_requests=requests,
         aliases=aliases,
     )
-    plan.elapsed = time.monotonic() - started
-    return plan
 
 
 def estimated_roster_pages(items: Iterable[SourceItem]) -> int:
@@ -241,9 +270,12 @@ class PlannedSource:
     holds. A record that is not the one planned at its position (the source changed since)
     is noted in `changed`: it is not taken as in place."""
 
-    def __init__(self, source: Source, plan: Plan | None = None) -> None:
+    def __init__(
+        self, source: Source, plan: Plan | None = None, builder: PlanBuilder | None = None
+    ) -> None:
         self._source = source
-        self._plan = plan
+        self._plan = builder.plan if builder is not None else plan
+        self._builder = builder  # plan each item as it is read (a plan made while loading)
         self.changed: set[int] = set()
         self.notes = getattr(source, "notes", [])
         self.layout = getattr(source, "layout", None)
@@ -269,6 +301,18 @@ class PlannedSource:
     def __iter__(self) -> Iterator[SourceItem]:
         if self._plan is None:
             yield from self._source
+            return
+        builder = self._builder
+        if builder is not None:
+            # planned as read: the plan is of these very items, so none has changed
+            for position, item in enumerate(self._source):
+                builder.add(position, item)
+                yield item
+            builder.finish()
+            self._builder = None  # planned once: a second pass reads the planned items
+            self.notes = getattr(self._source, "notes", [])
+            for line, step in enumerate(self._plan.drops, start=1):
+                yield drop_record(step, line)
             return
         digests = self._plan.tally.digests
         for position, item in enumerate(self._source):
@@ -365,6 +409,9 @@ class SyncDecision:
     fields: dict[str, Any] = field(default_factory=dict)
     source: Source | None = None  # what the plan read, for apply_plan (read again there)
     records: int | None = None  # the source's items, when they were counted
+    # a plan made while loading (`prepare_sync(load=False)`): its records' counts, drops and
+    # brake are known once the load has read them all (`plan_fields` then)
+    builder: PlanBuilder | None = None
 
 
 class PlanSession(Protocol):
@@ -402,12 +449,18 @@ async def plan_session(
     *,
     requested: bool | None,
     on_progress: Callable[[str], None] | None = None,
+    while_loading: bool = False,
 ) -> SyncDecision:
     """Pick the mode and, in plan mode, compute the plan; nothing is loaded or sent yet.
 
     A resumed journal is never re-planned; its remaining rows are sent as they are (drops by
     their recorded enrollment id, source rows with lookups). The console shows the plan (and
     its would-be drops) between this and `apply_plan`.
+
+    `while_loading`: when the plan can have no drops (drop_policy never, so the brake cannot
+    refuse it), stop after the rosters: the load plans each record as it reads it
+    (`SyncDecision.builder`), so the first record goes out without a pass over the source
+    first.
     """
     client = session.client
     assert client is not None, "a writable session"
@@ -433,10 +486,26 @@ async def plan_session(
         if on_progress is not None and (done == total or done % 25 == 0):
             on_progress(f"rosters read: {done}/{total}")
 
+    if while_loading and config.plan.drop_policy == "never":
+        builder = await plan_builder(
+            client, source, config, known_ids=known, on_roster=progress, counts=counts
+        )
+        plan = builder.plan
+        fields = {
+            "mode": "plan",
+            "roster_pages": plan.roster_pages,
+            "roster_requests": plan.roster_requests,
+        }
+        return SyncDecision(True, why, plan, None, fields, source, items, builder)
     plan = await compute_plan(
         client, source, config, known_ids=known, on_roster=progress, counts=counts
     )
-    fields = {
+    return SyncDecision(True, why, plan, None, plan_fields(plan), source, items)
+
+
+def plan_fields(plan: Plan) -> dict[str, Any]:
+    """What `sync` reports of a plan."""
+    return {
         "mode": "plan",
         "roster_pages": plan.roster_pages,
         "roster_requests": plan.roster_requests,
@@ -446,8 +515,6 @@ async def plan_session(
         **{f"plan_{a}": n for a, n in plan.record_counts().items()},
         "plan_canvas_only": len(plan.canvas_only),
     }
-    decision = SyncDecision(True, why, plan, None, fields, source, items)
-    return decision
 
 
 async def apply_plan(session: PlanSession, decision: SyncDecision, *, load: bool = True) -> None:
@@ -457,7 +524,7 @@ async def apply_plan(session: PlanSession, decision: SyncDecision, *, load: bool
     plan, source = decision.plan, decision.source
     if plan is None or source is None or session.store.loaded:
         return
-    planned = session.source = PlannedSource(source, plan)
+    planned = session.source = PlannedSource(source, plan, decision.builder)
     session.in_place = planned.in_place
     session.store.set_meta(mode="plan")
     session.runner.use_executor(_executor(session, plan), token_checked=True)
@@ -475,7 +542,9 @@ async def prepare_sync(
 ) -> SyncDecision:
     """Headless: `plan_session`, the brake (unless `allow_drops` covers the drops), `apply_plan`
     (`load=False`: the run loads, see `apply_plan`)."""
-    decision = await plan_session(session, requested=requested, on_progress=on_progress)
+    decision = await plan_session(
+        session, requested=requested, on_progress=on_progress, while_loading=not load
+    )
     plan = decision.plan
     if plan is None:
         return decision
