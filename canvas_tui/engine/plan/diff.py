@@ -524,27 +524,31 @@ def plan_record(
 ) -> tuple[Step, list[dict[str, Any]]]:
     """The step for one record, and the enrollments it claims (never dropped)."""
     scope = scope_of(record)
-    base = Step(
-        kind=StepKind.RECORD,
-        action=Action.NONE,
-        course=record.course_label,
-        user=sis_value(record.user),
-        role=record.role,
-        section=sis_value(record.section),
-        reason="",
-        record_index=index_position,
-        record=record,
-    )
+    # Each step is built once, not as a copy of a base step (a frozen Step's __init__ is most of
+    # what planning a row costs): `made` is what every step of this record shares.
+    course_label, user, section = record.course_label, sis_value(record.user), record.section
+    section_label = sis_value(section)
+
+    def made(action: Action, reason: str, via: Via, **more: Any) -> Step:
+        return Step(
+            StepKind.RECORD,
+            action,
+            course_label,
+            user,
+            record.role,
+            section_label,
+            reason,
+            index_position,
+            record,
+            via=via,
+            **more,
+        )
+
     roster = index.rosters.get(scope)
     if roster is None or roster.error is not None:
         why = roster.error.message if roster and roster.error else "not read"
-        unread = replace(
-            base,
-            action=_lookup_action(record),
-            reason=f"roster unavailable ({why}); decided when sent",
-            via=Via.LOOKUP,
-        )
-        return unread, []
+        reason = f"roster unavailable ({why}); decided when sent"
+        return made(_lookup_action(record), reason, Via.LOOKUP), []
     seen = index.visible(record)  # ids the rosters can show (a token without read_sis)
     users = index.of_user(scope, seen.user)
     role_id = record.role_id
@@ -573,24 +577,13 @@ def plan_record(
         # The observed student is in no roster (new to the course, say), so which of the user's
         # observer links is the row's cannot be told here: a parent of two children must not
         # see one child's link taken for the other's. The actions look the student up.
-        unknown = replace(
-            base,
-            action=_lookup_action(record),
-            reason="observed user in no roster read; decided when sent",
-            via=Via.LOOKUP,
-        )
-        return unknown, mine
+        reason = "observed user in no roster read; decided when sent"
+        return made(_lookup_action(record), reason, Via.LOOKUP), mine
     if mine and default is not None and not default.known:
-        ambiguous = replace(
-            base,
-            action=_lookup_action(record),
-            reason=f"{default.describe(record.course_label)}; decided when sent",
-            via=Via.LOOKUP,
-        )
-        return ambiguous, mine
+        reason = f"{default.describe(record.course_label)}; decided when sent"
+        return made(_lookup_action(record), reason, Via.LOOKUP), mine
     course_id = _course_id(mine) or _course_id(roster.enrollments)
-    state_of = Counter(str(e.get("enrollment_state")) for e in mine)
-    current = ",".join(sorted(state_of)) or None
+    current = ",".join(sorted({str(e.get("enrollment_state")) for e in mine})) or None
     live = [e for e in mine if e.get("enrollment_state") != "deleted"]
 
     def step(
@@ -600,11 +593,10 @@ def plan_record(
         targets: Sequence[Mapping[str, Any]],
         reused: Mapping[str, Any] | None = None,
     ) -> Step:
-        return replace(
-            base,
-            action=action,
-            reason=reason,
-            via=via,
+        return made(
+            action,
+            reason,
+            via,
             enrollment_ids=_ids(targets),
             course_id=_course_id(targets) or course_id,
             canvas_state=current,
