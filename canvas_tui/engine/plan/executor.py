@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import time
 from bisect import bisect_left
@@ -412,6 +413,7 @@ class SyncDecision:
     # a plan made while loading (`prepare_sync(load=False)`): its records' counts, drops and
     # brake are known once the load has read them all (`plan_fields` then)
     builder: PlanBuilder | None = None
+    actions: EnrollmentActions | None = None  # the plan's fallback actions (roles listed)
 
 
 class PlanSession(Protocol):
@@ -435,13 +437,21 @@ def read_items(source: Source) -> list[SourceItem]:
     return list(source)
 
 
-def _executor(session: PlanSession, plan: Plan | None = None) -> PlanExecutor:
-    """The session's executor: the planned steps, else the lookup-based SIS actions."""
+def _actions(session: PlanSession) -> EnrollmentActions:
     client = session.client
     assert client is not None, "a writable session"
     sync = session.config.sync
-    fallback = EnrollmentActions(client, notify=sync.notify, active_state=sync.enrollment_state)
-    return PlanExecutor(client, fallback, plan, active_state=sync.enrollment_state)
+    return EnrollmentActions(client, notify=sync.notify, active_state=sync.enrollment_state)
+
+
+def _executor(
+    session: PlanSession, plan: Plan | None = None, fallback: EnrollmentActions | None = None
+) -> PlanExecutor:
+    """The session's executor: the planned steps, else the lookup-based SIS actions."""
+    client = session.client
+    assert client is not None, "a writable session"
+    fallback = fallback or _actions(session)
+    return PlanExecutor(client, fallback, plan, active_state=session.config.sync.enrollment_state)
 
 
 async def plan_session(
@@ -486,21 +496,34 @@ async def plan_session(
         if on_progress is not None and (done == total or done % 25 == 0):
             on_progress(f"rosters read: {done}/{total}")
 
-    if while_loading and config.plan.drop_policy == "never":
-        builder = await plan_builder(
-            client, source, config, known_ids=known, on_roster=progress, counts=counts
-        )
-        plan = builder.plan
-        fields = {
-            "mode": "plan",
-            "roster_pages": plan.roster_pages,
-            "roster_requests": plan.roster_requests,
-        }
-        return SyncDecision(True, why, plan, None, fields, source, items, builder)
-    plan = await compute_plan(
-        client, source, config, known_ids=known, on_roster=progress, counts=counts
-    )
-    return SyncDecision(True, why, plan, None, plan_fields(plan), source, items)
+    # The account's roles, which the first write needs, are listed beside the rosters.
+    actions = _actions(session)
+    roles = asyncio.create_task(actions.warm())
+    try:
+        if while_loading and config.plan.drop_policy == "never":
+            builder = await plan_builder(
+                client, source, config, known_ids=known, on_roster=progress, counts=counts
+            )
+            plan = builder.plan
+            fields = {
+                "mode": "plan",
+                "roster_pages": plan.roster_pages,
+                "roster_requests": plan.roster_requests,
+            }
+            decision = SyncDecision(True, why, plan, None, fields, source, items, builder)
+        else:
+            plan = await compute_plan(
+                client, source, config, known_ids=known, on_roster=progress, counts=counts
+            )
+            decision = SyncDecision(True, why, plan, None, plan_fields(plan), source, items)
+    except BaseException:
+        roles.cancel()  # no plan: nothing will be sent
+        with contextlib.suppress(asyncio.CancelledError):
+            await roles
+        raise
+    await roles  # one round trip, begun with the rosters' (it raises nothing: `warm`)
+    decision.actions = actions
+    return decision
 
 
 def plan_fields(plan: Plan) -> dict[str, Any]:
@@ -527,7 +550,7 @@ async def apply_plan(session: PlanSession, decision: SyncDecision, *, load: bool
     planned = session.source = PlannedSource(source, plan, decision.builder)
     session.in_place = planned.in_place
     session.store.set_meta(mode="plan")
-    session.runner.use_executor(_executor(session, plan), token_checked=True)
+    session.runner.use_executor(_executor(session, plan, decision.actions), token_checked=True)
     if load:
         await session.load()
 
