@@ -787,6 +787,8 @@ class Journal:
         stopped = False
         # Two chunks in flight: the next one is built while SQLite writes the last one.
         writing: deque[concurrent.futures.Future[Any]] = deque()
+        delivered = threading.Semaphore(0)  # chunks announced to `on_commit`
+        chunks = 0
         sources: dict[str, tuple[int, list[str] | None]] = {}
         now = time.time()
         try:
@@ -804,7 +806,8 @@ class Journal:
                         params = _in_place_params(params, *settled)
                 chunk.append(params)
                 if len(chunk) >= size:
-                    writing.append(self._insert(chunk, on_commit))
+                    writing.append(self._insert(chunk, on_commit, delivered))
+                    chunks += 1
                     chunk = []
                     size = next(sizes, _LOAD_CHUNK)
                     now = time.time()  # one timestamp a chunk: rows of a chunk land together
@@ -816,11 +819,15 @@ class Journal:
                     stopped = True
                     break
             if chunk:
-                writing.append(self._insert(chunk, on_commit))
+                writing.append(self._insert(chunk, on_commit, delivered))
+                chunks += 1
         finally:
             # A source failing mid-way keeps what was read: the next load continues after it.
             for future in writing:
                 future.result()
+            if on_commit is not None:
+                for _ in range(chunks):
+                    delivered.acquire()
         total = max(count, already)
         if stopped:
             return total
@@ -921,8 +928,14 @@ class Journal:
         )
 
     def _insert(
-        self, rows: list[tuple[Any, ...]], on_commit: Callable[[LoadedChunk], None] | None
+        self,
+        rows: list[tuple[Any, ...]],
+        on_commit: Callable[[LoadedChunk], None] | None,
+        delivered: threading.Semaphore,
     ) -> concurrent.futures.Future[Any]:
+        """Queue a chunk's rows; `on_commit(chunk)` once committed, then `delivered` is
+        released (a future's callbacks run after its waiters wake: the load waits for these
+        so that no chunk is announced after the load has returned)."""
         first, last = rows[0][0], rows[-1][0]
 
         def insert(conn: sqlite3.Connection) -> None:
@@ -941,8 +954,11 @@ class Journal:
             loaded = LoadedChunk(first, last, dict(states), failed)
 
             def committed(done: concurrent.futures.Future[Any]) -> None:
-                if not done.cancelled() and done.exception() is None:
-                    on_commit(loaded)
+                try:
+                    if not done.cancelled() and done.exception() is None:
+                        on_commit(loaded)
+                finally:
+                    delivered.release()
 
             future.add_done_callback(committed)  # in the writer thread, at the commit
         return future

@@ -60,6 +60,10 @@ MAX_BACKING_OFF = 64
 _RECORD: ContextVar[int | None] = ContextVar("canvas_tui_record", default=None)
 
 
+# A load to run beside the run: called with what to call as each chunk commits.
+LoadStart = Callable[[Callable[[LoadedChunk], None]], Coroutine[Any, Any, Any]]
+
+
 class RunCancelled(Exception):
     """Raised from a retry wait when the operator cancels: the record goes back to pending."""
 
@@ -192,6 +196,7 @@ class Runner:
         self._resumed_checked = False
         # A load still adding records (`load_while_running`): the run waits for its rows.
         self._loader: asyncio.Task[Any] | None = None
+        self._load_start: LoadStart | None = None
         self._stop_loading: Callable[[], None] | None = None
 
     def use_executor(self, executor: Executor, *, token_checked: bool = False) -> None:
@@ -265,7 +270,7 @@ class Runner:
 
     async def load_while_running(
         self,
-        start: Callable[[Callable[[LoadedChunk], None]], Coroutine[Any, Any, Any]],
+        start: LoadStart,
         stop: Callable[[], None],
     ) -> None:
         """Claim records while a load is still adding them: `start(on_commit)` runs the load,
@@ -275,12 +280,18 @@ class Runner:
         fails aborts the run with its reason. Call it before `run()`."""
         await self._settle_resume()  # before any row is added: the counts are the journal's
         self.reload_counts()
+        self._stop_loading = stop
+        self._load_start = start  # started by `run()`, once the token check has passed
+
+    def _start_loading(self) -> None:
+        start, self._load_start = self._load_start, None
+        if start is None:
+            return
         loop = asyncio.get_running_loop()
 
         def on_commit(chunk: LoadedChunk) -> None:
             loop.call_soon_threadsafe(self._loaded, chunk)
 
-        self._stop_loading = stop
         self._loader = loop.create_task(start(on_commit))
         self._loader.add_done_callback(self._load_ended)
 
@@ -339,15 +350,20 @@ class Runner:
         self._buffer.clear()
         ticker = asyncio.create_task(self._tick())
         try:
-            if self._preflight is not None and (self._counts.get(State.PENDING, 0) or self.loading):
+            loads = self._load_start is not None
+            if self._preflight is not None and (self._counts.get(State.PENDING, 0) or loads):
                 await self._check_token()
             if self._abort_reason is None:
+                if not self.gate.cancelled:  # (a signal during the check)
+                    # the load starts once the token is known good: a rejected one loads nothing
+                    self._start_loading()
                 self._set_phase(Phase.PAUSED if self.gate.paused else Phase.RUNNING)
                 await self._dispatch()
             if self._tasks:
                 await asyncio.gather(*self._tasks.values(), return_exceptions=True)
         finally:
             ticker.cancel()
+            self._load_start = None  # never started (aborted at the token check)
             if self._loader is not None:  # cancelled or aborted mid-load: the load stops too
                 if self._stop_loading is not None and not self._loader.done():
                     self._stop_loading()
