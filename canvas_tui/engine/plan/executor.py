@@ -78,6 +78,7 @@ async def compute_plan(
     rosters: Mapping[str, Roster] | None = None,
     on_roster: Callable[[int, int], None] | None = None,
     counts: SourceCounts | None = None,
+    on_step: Callable[[Step], None] | None = None,
 ) -> Plan:
     """Read the rosters of the courses the source names (unless given) and build the plan.
     `items` must be re-readable (a source, or a list): it is streamed, never held."""
@@ -92,6 +93,7 @@ async def compute_plan(
         rosters=rosters,
         on_roster=on_roster,
         counts=counts,
+        on_step=on_step,
     )
     plan = await asyncio.to_thread(_build, builder, items)
     plan.elapsed = time.monotonic() - started
@@ -113,14 +115,21 @@ async def plan_builder(
     rosters: Mapping[str, Roster] | None = None,
     on_roster: Callable[[int, int], None] | None = None,
     counts: SourceCounts | None = None,
+    on_step: Callable[[Step], None] | None = None,
 ) -> PlanBuilder:
     """`compute_plan` up to the records: the rosters read (unless given) and the ids they hide
     resolved; the builder then takes the source's items (`items`, re-readable) one by one."""
     requests = 0
+    answered = 0
+    latency = 0.0
 
-    def count(_event: Any) -> None:
-        nonlocal requests
+    def count(event: Any) -> None:
+        nonlocal requests, answered, latency
         requests += 1
+        finished = getattr(event, "finished_at", None)
+        if finished is not None and getattr(event, "status", None) is not None:
+            answered += 1
+            latency += max(0.0, float(finished) - float(event.started_at))
 
     if rosters is None:
         if counts is None:
@@ -134,7 +143,7 @@ async def plan_builder(
         )
     records = (i for i in items if isinstance(i, EnrollmentRecord))  # read only when needed
     aliases = await resolve_hidden_ids(client, records, rosters, observer=count)
-    return PlanBuilder(
+    builder = PlanBuilder(
         items,
         rosters,
         config.plan,
@@ -142,7 +151,10 @@ async def plan_builder(
         active_state=config.sync.enrollment_state,
         roster_requests=requests,
         aliases=aliases,
+        on_step=on_step,
     )
+    builder.plan.read_latency = latency / answered if answered else None
+    return builder
 
 
 def estimated_roster_pages(items: Iterable[SourceItem]) -> int:
@@ -414,6 +426,10 @@ class SyncDecision:
     # brake are known once the load has read them all (`plan_fields` then)
     builder: PlanBuilder | None = None
     actions: EnrollmentActions | None = None  # the plan's fallback actions (roles listed)
+    via: str = "rest"  # asked for: rest | sis-import | auto; once applied, the channel taken
+    via_message: str | None = None  # the channel taken and why (apply_plan)
+    import_rows: Any = None  # the import's file as the plan wrote it (sis_import.channel.Collector)
+    expected_via: str | None = None  # auto: the channel Apply takes as the plan's figures stand
 
 
 class PlanSession(Protocol):
@@ -459,6 +475,7 @@ async def plan_session(
     *,
     requested: bool | None,
     on_progress: Callable[[str], None] | None = None,
+    via: str | None = None,
     while_loading: bool = False,
 ) -> SyncDecision:
     """Pick the mode and, in plan mode, compute the plan; nothing is loaded or sent yet.
@@ -468,8 +485,8 @@ async def plan_session(
     its would-be drops) between this and `apply_plan`.
 
     `while_loading`: when the plan can have no drops (drop_policy never, so the brake cannot
-    refuse it), stop after the rosters: the load plans each record as it reads it
-    (`SyncDecision.builder`), so the first record goes out without a pass over the source
+    refuse it) and goes by REST, stop after the rosters: the load plans each record as it reads
+    it (`SyncDecision.builder`), so the first record goes out without a pass over the source
     first.
     """
     client = session.client
@@ -477,7 +494,14 @@ async def plan_session(
     config = session.config
     if session.resumed:
         session.runner.use_executor(_executor(session))
-        return SyncDecision(False, "resuming the journal: its remaining rows are sent as they are")
+        from canvas_tui.engine.sis_import.attach import resume_imports
+
+        polling = await resume_imports(session)
+        message = "resuming the journal: its remaining rows are sent as they are"
+        decision = SyncDecision(False, message + (f"; {polling}" if polling else ""))
+        decision.via = session.store.get_meta("via") or "rest"
+        decision.via_message = polling
+        return decision
     source = session.source or open_source(config.source)
     # One streaming pass counts what the mode and the rosters need (none for --no-plan); the
     # load and the plan read the source again rather than hold it.
@@ -487,7 +511,10 @@ async def plan_session(
     if not planned:
         session.source = source
         session.runner.use_executor(_executor(session))
-        return SyncDecision(False, why, records=items)
+        decision = SyncDecision(False, why, records=items)
+        if config.sync.via != "rest":
+            decision.via_message = "REST: an import carries a plan's changes, and this is full mode"
+        return decision
     known = await asyncio.to_thread(
         known_enrollment_ids, journal_paths(config, session.journal_path)
     )
@@ -496,11 +523,18 @@ async def plan_session(
         if on_progress is not None and (done == total or done % 25 == 0):
             on_progress(f"rosters read: {done}/{total}")
 
+    via = via or config.sync.via
+    collector = None
+    if via != "rest":  # the import's rows are written as the plan computes each step
+        from canvas_tui.engine.sis_import.channel import Collector
+
+        collector = Collector(active_state=config.sync.enrollment_state, notify=config.sync.notify)
+    on_step = collector.add if collector is not None else None
     # The account's roles, which the first write needs, are listed beside the rosters.
     actions = _actions(session)
     roles = asyncio.create_task(actions.warm())
     try:
-        if while_loading and config.plan.drop_policy == "never":
+        if while_loading and config.plan.drop_policy == "never" and via == "rest":
             builder = await plan_builder(
                 client, source, config, known_ids=known, on_roster=progress, counts=counts
             )
@@ -513,7 +547,13 @@ async def plan_session(
             decision = SyncDecision(True, why, plan, None, fields, source, items, builder)
         else:
             plan = await compute_plan(
-                client, source, config, known_ids=known, on_roster=progress, counts=counts
+                client,
+                source,
+                config,
+                known_ids=known,
+                on_roster=progress,
+                counts=counts,
+                on_step=on_step,
             )
             decision = SyncDecision(True, why, plan, None, plan_fields(plan), source, items)
     except BaseException:
@@ -523,6 +563,12 @@ async def plan_session(
         raise
     await roles  # one round trip, begun with the rosters' (it raises nothing: `warm`)
     decision.actions = actions
+    decision.via = via
+    decision.import_rows = collector
+    if via == "auto" and collector is not None:
+        from canvas_tui.engine.sis_import.attach import preview_channel
+
+        decision.expected_via = preview_channel(session, plan, via, collector).via
     return decision
 
 
@@ -543,16 +589,36 @@ def plan_fields(plan: Plan) -> dict[str, Any]:
 async def apply_plan(session: PlanSession, decision: SyncDecision, *, load: bool = True) -> None:
     """Queue a computed plan: the journal gets the source rows then the drops, rows already in
     place are loaded done, and the runner sends each change's planned request. `load=False`
-    leaves the load to the run (`Session.run(load_while_running=True)`)."""
+    leaves the load to the run (`Session.run(load_while_running=True)`) when the plan goes by
+    REST. With `via` sis-import (or auto, when faster) the changes an import can express go in
+    one SIS import, the rest by REST beside it (engine/sis_import/): the journal is loaded here.
+    """
     plan, source = decision.plan, decision.source
     if plan is None or source is None or session.store.loaded:
         return
+    early = None
+    if decision.via != "rest":  # an import uploads while the journal loads (Canvas works)
+        from canvas_tui.engine.sis_import.attach import start_early
+
+        early = await start_early(session, plan, decision.via, decision.import_rows)
     planned = session.source = PlannedSource(source, plan, decision.builder)
     session.in_place = planned.in_place
     session.store.set_meta(mode="plan")
     session.runner.use_executor(_executor(session, plan, decision.actions), token_checked=True)
-    if load:
+    if load or decision.via != "rest":
         await session.load()
+    if decision.via != "rest":
+        from canvas_tui.engine.sis_import.attach import finish_early, use_channel
+
+        if early is not None:
+            choice = await finish_early(session, early, planned.changed)
+        else:
+            choice = await use_channel(session, plan, decision.via)
+        decision.via = choice.via
+        decision.via_message = choice.why
+        decision.fields["via"] = choice.via
+        if choice.crossover is not None:
+            decision.fields["import_crossover"] = choice.crossover
 
 
 async def prepare_sync(
@@ -561,13 +627,28 @@ async def prepare_sync(
     requested: bool | None,
     allow_drops: int | None,
     on_progress: Callable[[str], None] | None = None,
+    via: str | None = None,
     load: bool = True,
 ) -> SyncDecision:
-    """Headless: `plan_session`, the brake (unless `allow_drops` covers the drops), `apply_plan`
-    (`load=False`: the run loads, see `apply_plan`)."""
+    """Headless: `plan_session`, the brake (unless `allow_drops` covers the drops), `apply_plan`.
+    `via`: rest | sis-import | auto (None: the config's `[sync] via`); an import needs a plan.
+    `load=False`: the run loads (see `apply_plan`)."""
+    via = via or session.config.sync.via
+    if via == "sis-import" and requested is False and not session.resumed:
+        decision = SyncDecision(False, "full mode (--no-plan)")
+        decision.refused = (
+            "--via sis-import uploads the plan's changes, and --no-plan asks for no plan: "
+            "drop --no-plan (or use --via rest). Nothing was sent"
+        )
+        return decision
+    forced = via == "sis-import" and requested is None
+    if forced:
+        requested = True  # the import carries the plan's changes
     decision = await plan_session(
-        session, requested=requested, on_progress=on_progress, while_loading=not load
+        session, requested=requested, on_progress=on_progress, via=via, while_loading=not load
     )
+    if forced and decision.planned:
+        decision.message = "plan mode (--via sis-import: an import carries the plan's changes)"
     plan = decision.plan
     if plan is None:
         return decision
