@@ -397,11 +397,14 @@ async def _sync(session: Session, reporter: Reporter, args: argparse.Namespace) 
             # Plan or full mode (engine/plan/); the brake may refuse before anything is sent.
             from canvas_tui.engine.plan.executor import prepare_sync
 
+            # The load goes on while the run sends (`Session.run`): the first records go out
+            # after a few hundred rows, not after the whole source.
             decision = await prepare_sync(
                 session,
                 requested=getattr(args, "plan", None),
                 allow_drops=getattr(args, "allow_drops", None),
                 on_progress=reporter.info,
+                load=False,
                 via=getattr(args, "via", None),
             )
             reporter.info(decision.message, **decision.fields)
@@ -411,7 +414,6 @@ async def _sync(session: Session, reporter: Reporter, args: argparse.Namespace) 
                 reporter.error(decision.refused, ExitCode.USAGE)
                 refused = True
                 return ExitCode.USAGE
-            total = await session.load()
         except CanvasError as exc:
             reporter.error(
                 f"could not read the rosters: {exc} — {hint_for(exc.category)}", ExitCode.ABORTED
@@ -427,21 +429,22 @@ async def _sync(session: Session, reporter: Reporter, args: argparse.Namespace) 
         except JournalWriteFailed as exc:  # the disk filled while the source was loaded
             reporter.error(str(exc), ExitCode.ABORTED)
             return ExitCode.ABORTED
-        for note in session.notes:
-            reporter.info(note, level="warning")
         if session.store.stale_lock:
             reporter.info(
                 f"the journal's lock was left by {session.store.stale_lock}, a process that "
                 "is gone; taken over",
                 level="warning",
             )
+        # records: what the journal holds, or (loading) what the source's count found
+        total = session.store.count() if session.store.loaded else decision.records
         reporter.info(
             "resuming" if session.resumed else "starting",
             journal=str(session.journal_path),
             records=total,
             **({"attach": str(attach.path)} if attach is not None else {}),
         )
-        # Rows the source rejected are failures too: report them before anything is sent.
+        # Rows the source rejected are failures too: those a resume finds are reported before
+        # anything is sent, those the load adds as it reads them (RecordChanged events).
         for row in session.store.iter_rows(state=State.FAILED):
             reporter.failure(
                 _failure_fields(
@@ -487,10 +490,17 @@ async def _sync(session: Session, reporter: Reporter, args: argparse.Namespace) 
         unsubscribe = runner.subscribe(on_event)
         ticker = asyncio.create_task(_tick(runner.snapshot, reporter))
         try:
-            state = await session.run()
+            state = await session.run(load_while_running=True)
         finally:
             ticker.cancel()
             unsubscribe()
+        for note in session.notes:
+            reporter.info(note, level="warning")
+        if decision.builder is not None and decision.plan is not None and session.store.loaded:
+            # planned as the load read the source: what it found, as a plan made first says
+            from canvas_tui.engine.plan.executor import plan_fields
+
+            reporter.info("the plan, as the load made it", **plan_fields(decision.plan))
         reporter.progress(state)  # the bar ends where the run did
         if signalled and not state.abort_reason:
             reason = f"stopped by {signalled}: requests in flight finished, pending records stay"
