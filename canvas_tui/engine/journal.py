@@ -1,9 +1,10 @@
 """The run journal: one SQLite (WAL) file per run, the single source of truth for every record.
 
 Writes go through one writer thread so the event loop never waits on SQLite. Claims (records
-going in flight), results and attempts run in the writer's open transaction as they arrive and
-commit together every few tens of milliseconds; a claim is answered as soon as it has run, an
-operator's move once it is committed. WAL with synchronous=NORMAL survives a killed process with
+going in flight), results and attempts run in the writer's open transaction in the order they
+were made (an awaited write at once, posted ones by the window's end) and commit together every
+few tens of milliseconds; a claim is answered as soon as it has run, an operator's move once it
+is committed. WAL with synchronous=NORMAL survives a killed process with
 every commit; a kill loses the last uncommitted batch and a power loss may roll back the last
 few commits, which is safe: an in-flight or done record that reverts to pending is re-sent,
 creates are idempotent and inactivate/conclude/delete look the enrollment up before acting.
