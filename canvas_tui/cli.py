@@ -18,8 +18,11 @@ COMMANDS = {
     "console": "canvas_tui.tui.launch:console_main",
     "demo": "canvas_tui.tui.launch:demo_main",
     "sync": "canvas_tui.headless:main",
+    "watch": "canvas_tui.commands.watch:main",
     "plan": "canvas_tui.commands.plan:main",
     "check": "canvas_tui.commands.check:main",
+    "trace": "canvas_tui.commands.trace:main",
+    "serve": "canvas_tui.commands.serve:main",
     "init": "canvas_tui.config:init_main",
     "simulate": "canvas_tui.simulator.serve:main",
     "completion": "canvas_tui.cli:completion_main",
@@ -41,6 +44,11 @@ EXIT_CODES: dict[str, dict[int, str]] = {
         "nothing was sent (--dry-run: invalid rows, as `check`)",
         3: "aborted: token refused, unsafe URL, Canvas unreachable, or a signal",
     },
+    "watch": {
+        0: "stopped by SIGTERM or SIGINT: requests in flight finished, the journal is closed",
+        2: "usage, config, source or journal error at start; nothing was sent",
+        3: "aborted: token refused, the journal could not be written, or an internal error",
+    },
     "plan": {
         0: "planned; nothing wrong",
         2: "usage, config or source error, or the preflight found problems or the brake "
@@ -52,6 +60,13 @@ EXIT_CODES: dict[str, dict[int, str]] = {
         2: "problems in the config, the source or the courses it names",
         3: "Canvas cannot be reached or refuses the token",
     },
+    "trace": {
+        0: "printed: records, source rows or a Canvas user name the person",
+        1: "nothing names the person (as grep)",
+        2: "usage or config error",
+        3: "--live and Canvas could not be read (token, network)",
+    },
+    "serve": {0: "stopped (Ctrl+C, SIGTERM)", 2: "usage or config error, or no journal"},
     "init": {0: "written (or --example printed)", 2: "the file exists, or an answer is invalid"},
     "simulate": {0: "stopped", 2: "usage error"},
     "completion": {0: "printed"},
@@ -61,7 +76,7 @@ ENVIRONMENT = {
     "CANVAS_API_TOKEN": "the API token (overrides the config's token_file / token_command)",
     "CANVAS_BASE_URL": "the Canvas base URL (overrides [canvas] base_url)",
     "CANVAS_TUI_CONFIG": "the config file, when --config is not given",
-    "CANVAS_TUI_PROGRESS_INTERVAL": "seconds between sync's JSON progress lines (default 5)",
+    "CANVAS_TUI_PROGRESS_INTERVAL": "seconds between JSON progress lines (sync: default 5, watch: 60)",
     "XDG_CONFIG_HOME / XDG_STATE_HOME": "where the user config and the journals live",
     "NO_COLOR": "no colours in any output",
 }
@@ -173,6 +188,20 @@ def build_parser() -> argparse.ArgumentParser:
         default=429,
         help="how the simulator refuses when throttled: 429 (hosted Canvas) or 403",
     )
+    demo.add_argument(
+        "--via",
+        choices=("rest", "sis-import", "auto"),
+        default="rest",
+        help="how the changes go: rest (default), or sis-import / auto for a bulk load "
+        "through the SIS Import API (a plan first, then the import panel moves)",
+    )
+    demo.add_argument(
+        "--sis-import-rate",
+        type=float,
+        default=None,
+        metavar="ROWS",
+        help="rows the simulated Canvas imports per second (default: slow enough to watch)",
+    )
 
     sync = _sub(sub, "sync", "run the sync headless (cron, Kubernetes)")
     _add_common(sync)
@@ -199,7 +228,23 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="diff against live rosters first and send only the changes (default: when cheaper)",
     )
+    sync.add_argument(
+        "--via",
+        choices=("rest", "sis-import", "auto"),
+        default=None,
+        help="send the changes by REST, as one SIS import of the plan's changes (rows an import "
+        "cannot express still go by REST), or auto: whichever is expected to be faster "
+        "(default: [sync] via, else rest)",
+    )
     sync.add_argument("--allow-drops", type=int, metavar="N", help="permit up to N drops")
+    sync.add_argument(
+        "--first",
+        metavar="COURSE",
+        action="append",
+        default=[],
+        help="send this course's pending records before any other, and the rest only once "
+        "they have all ended (a SIS course id, or a Canvas id; repeatable, in order)",
+    )
     sync.add_argument(
         "--retry-failed",
         action="store_true",
@@ -220,6 +265,37 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_logging(sync)
 
+    watch = _sub(sub, "watch", "a service: follow a changing source into Canvas, change by change")
+    _add_common(watch)
+    watch.add_argument(
+        "source",
+        nargs="?",
+        help="an enrollments.csv to follow, or a drop folder (default: the config's source)",
+    )
+    watch.add_argument(
+        "--journal", metavar="FILE", help="the service's journal (default: [watch] journal)"
+    )
+    watch.add_argument(
+        "--interval", type=float, metavar="S", help="seconds between polls ([watch] interval)"
+    )
+    watch.add_argument("--max-concurrency", type=int, metavar="N", help="cap requests in flight")
+    watch.add_argument(
+        "--allow-drops", type=int, metavar="N", help="let up to N drops at once past the brake"
+    )
+    watch.add_argument(
+        "--health",
+        type=int,
+        metavar="PORT",
+        help="serve /healthz and /readyz on 127.0.0.1:PORT",
+    )
+    watch.add_argument(
+        "--no-attach",
+        action="store_true",
+        help="serve no socket for `console --attach` (by default consoles of the same user "
+        "may follow the service, and with --control pause, resume or retry it)",
+    )
+    _add_logging(watch)
+
     plan = _sub(sub, "plan", "diff the source against live rosters; change nothing")
     _add_common(plan)
     plan.add_argument("source", nargs="?", help="enrollments.csv (default: the config's source)")
@@ -235,6 +311,58 @@ def build_parser() -> argparse.ArgumentParser:
         help="check every user/course/section and estimate the sync's time",
     )
     _add_logging(check)
+
+    trace = _sub(sub, "trace", "one person across every run's journal, the source and Canvas")
+    _add_common(trace)
+    trace.add_argument("user", help="a SIS user id, a login id, or a Canvas user id")
+    trace.add_argument(
+        "--journal",
+        metavar="FILE",
+        action="append",
+        default=[],
+        help="search this journal too (repeatable)",
+    )
+    trace.add_argument(
+        "--journal-dir",
+        metavar="DIR",
+        help="the journals to search (default: the config's journal_dir, else the user state "
+        "directory's runs/)",
+    )
+    trace.add_argument(
+        "--source", metavar="FILE", help="the source to read (default: the config's)"
+    )
+    trace.add_argument("--no-source", action="store_true", help="read the journals only")
+    trace.add_argument(
+        "--live",
+        action="store_true",
+        help="also ask Canvas (GET only): who the id names, under every id they go by, and "
+        "their enrollments in every state",
+    )
+    trace.add_argument("--json", action="store_true", help="one JSON document on stdout")
+    _add_logging(trace)
+
+    serve = _sub(
+        sub,
+        "serve",
+        "the console in a browser, behind an access token (read-only unless --control)",
+    )
+    _add_common(serve)
+    serve.add_argument(
+        "--journal", metavar="FILE", help="the run to serve (default: the latest journal)"
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (loopback)")
+    serve.add_argument("--port", type=int, default=8910, help="port (default 8910)")
+    serve.add_argument(
+        "--control",
+        action="store_true",
+        help="tabs may pause, resume, retry and skip through the running engine (default: "
+        "read-only)",
+    )
+    serve.add_argument(
+        "--allow-remote",
+        action="store_true",
+        help="let --host be an address beyond this machine (put TLS in front of it)",
+    )
 
     init = _sub(sub, "init", "write a starter config")
     init.add_argument(

@@ -33,8 +33,15 @@ from canvas_tui.engine.plan.diff import planned_action
 from canvas_tui.engine.report import failures_csv_path, write_report
 from canvas_tui.engine.runner import RunCancelled
 from canvas_tui.engine.session import Session, journal_path_for, open_session
-from canvas_tui.engine.state import Event, Phase, RecordChanged, RunPhaseChanged, RunState
-from canvas_tui.exit_codes import ExitCode, run_exit_code
+from canvas_tui.engine.state import (
+    Event,
+    ImportStatus,
+    Phase,
+    RecordChanged,
+    RunPhaseChanged,
+    RunState,
+)
+from canvas_tui.exit_codes import ExitCode, run_exit_code, stop_on_signals
 from canvas_tui.outputs import OutputPathError, check_output_paths
 from canvas_tui.records import InputError, Source, State, sis_value
 from canvas_tui.sources import open_source
@@ -68,6 +75,24 @@ def _state_fields(state: RunState) -> dict[str, Any]:
         "limit": state.governor.limit,
         "remaining": state.governor.remaining,
         "failures_by_category": dict(state.failures_by_category),
+        **({"sis_import": _import_fields(state.sis_import)} if state.sis_import else {}),
+    }
+
+
+def _import_fields(status: ImportStatus) -> dict[str, Any]:
+    """The run's SIS import as Canvas reports it, for the progress lines."""
+    return {
+        "id": status.sis_import_id,
+        "stage": status.stage,
+        "workflow_state": status.workflow_state,
+        "progress": round(status.progress, 1),
+        "rows": status.rows,
+        "warnings": status.warning_count,
+        "errors": status.error_count,
+        "done": status.done,
+        "failed": status.failed,
+        "rest_records": status.rest_records,
+        "message": status.message,
     }
 
 
@@ -168,6 +193,24 @@ class RichReporter:
             f"{state.rate:.1f}/s ETA {eta} | {g.in_flight}/{g.limit} in flight | "
             f"headroom {headroom} | [red]{failed} failed[/] | {state.throttled} throttled"
         )
+        sis = state.sis_import
+        if sis is not None and not sis.final:
+            # while Canvas imports, the REST rate and ETA say nothing of when the run ends (and
+            # the line is cut at the terminal's width): the import's progress goes first
+            left = sis.time_left
+            detail = (
+                f"import {sis.sis_import_id or '-'} {_escape(sis.workflow_state or sis.stage)}"
+                f" {sis.progress:.0f}% of {sis.rows} rows"
+                + (f", ≈{left:.0f}s left" if left is not None else "")
+                + f" | {sis.warning_count + sis.error_count} messages | [red]{failed} failed[/]"
+                f" | REST {g.in_flight}/{g.limit} in flight"
+            )
+        elif sis is not None:
+            detail += (
+                f" | import {sis.sis_import_id or '-'} {_escape(sis.workflow_state or sis.stage)}"
+                f" {sis.progress:.0f}% ({sis.rows} rows, {sis.warning_count + sis.error_count}"
+                " messages)"
+            )
         self._progress.update(
             self._task,
             description=str(state.phase),
@@ -185,6 +228,12 @@ class RichReporter:
             f"in {fields['elapsed']:.1f}s; {fields['requests']} requests, "
             f"{fields['throttled']} throttled, {fields['retries']} retries"
         )
+        channels = fields.get("channels") or {}
+        if channels:
+            by = ", ".join(
+                f"{n} by {name.replace('_', ' ')}" for name, n in sorted(channels.items())
+            )
+            self.console.print(printable(f"  sent: {by}"), markup=False)
         for action, n in sorted(fields.get("would_send", {}).items()):
             self.console.print(printable(f"  would {action}: {n}"), markup=False)
         for category, n in sorted(fields.get("failures_by_category", {}).items()):
@@ -321,22 +370,15 @@ def _failure_fields(session: Session, event: RecordChanged) -> dict[str, Any]:
 async def _sync(session: Session, reporter: Reporter, args: argparse.Namespace) -> ExitCode:
     loop = asyncio.get_running_loop()
     runner = session.runner
-    stops = 0
     signalled: str | None = None
 
     def stop(sig: signal.Signals) -> None:
-        nonlocal stops, signalled
-        stops += 1
-        signalled = signalled or sig.name
-        if stops == 1:
-            reporter.info("stopping: letting requests in flight finish (signal again to force)")
-            runner.cancel()
-        else:
-            os._exit(ExitCode.ABORTED)  # the journal stays consistent: WAL commits are atomic
+        nonlocal signalled
+        signalled = sig.name
+        reporter.info("stopping: letting requests in flight finish (signal again to force)")
+        runner.cancel()
 
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop, sig)
+    stop_on_signals(loop, stop)
 
     attach: AttachServer | None = None
     if not getattr(args, "no_attach", False):
@@ -360,8 +402,11 @@ async def _sync(session: Session, reporter: Reporter, args: argparse.Namespace) 
                 requested=getattr(args, "plan", None),
                 allow_drops=getattr(args, "allow_drops", None),
                 on_progress=reporter.info,
+                via=getattr(args, "via", None),
             )
             reporter.info(decision.message, **decision.fields)
+            if decision.via_message:
+                reporter.info(decision.via_message, via=decision.via)
             if decision.refused is not None:
                 reporter.error(decision.refused, ExitCode.USAGE)
                 refused = True
@@ -403,14 +448,41 @@ async def _sync(session: Session, reporter: Reporter, args: argparse.Namespace) 
                     session, RecordChanged(row.record_id, row.state, row.category, row.message)
                 )
             )
-        if stops:
+        if signalled:
+            sent = any(i.state != "prepared" for i in session.store.imports())
             reporter.error(
-                "stopped before anything was sent; the journal resumes", ExitCode.ABORTED
+                "stopped; the SIS import uploaded meanwhile is polled when the journal resumes"
+                if sent
+                else "stopped before anything was sent; the journal resumes",
+                ExitCode.ABORTED,
             )
             return ExitCode.ABORTED
         if getattr(args, "retry_failed", False):
             queued = runner.retry_failed()
             reporter.info("queued the failed records again", records=queued)
+        first = getattr(args, "first", None) or []
+        if first and not session.store.loaded:
+            # "all of this course before anything else" needs every row of it in the journal:
+            # the whole load first (a load that goes on while the run sends would let the rest
+            # start before the course's later rows are read)
+            await session.load()
+        for course in reversed(first):  # the first named goes first
+            moved = runner.to_front(course=course)
+            if moved:
+                reporter.info("moved to the front", course=course, records=moved)
+            elif decision.via == "sis-import":
+                # the import took the plan's changes as one file, which Canvas applies as a
+                # whole: there is no order within it to change
+                reporter.info(
+                    f"--first {course}: no pending records of that course; the SIS import "
+                    "carries the plan's changes in one file, applied together (--first orders "
+                    "only what goes by REST)",
+                    level="warning",
+                )
+            else:
+                reporter.info(
+                    f"--first {course}: no pending records of that course", level="warning"
+                )
         runner.stop_when_unreachable = True  # exit 3, records pending; the next run resumes
         unsubscribe = runner.subscribe(on_event)
         ticker = asyncio.create_task(_tick(runner.snapshot, reporter))
@@ -429,6 +501,8 @@ async def _sync(session: Session, reporter: Reporter, args: argparse.Namespace) 
         fields["abort_reason"] = state.abort_reason
         fields["journal"] = str(session.journal_path)
         fields["mode"] = "plan" if decision.planned else "full"
+        fields["via"] = decision.via
+        fields["channels"] = session.store.channel_counts()
         # e.g. a token refused at the first request: a journal would only hold pending rows that
         # the next run reads again anyway, and clutter the state directory
         discard = (
@@ -436,6 +510,7 @@ async def _sync(session: Session, reporter: Reporter, args: argparse.Namespace) 
             and not session.resumed
             and session.store.failure is None  # its in-flight records must stay known
             and session.store.attempt_totals(unrecorded=False)["requests"] == 0
+            and not session.store.imports()  # an import's id must survive for the resume
         )
         if discard:
             fields["journal"] = None

@@ -223,3 +223,133 @@ def test_verbose_log_file_has_every_request_and_never_the_token(
     record = logging.LogRecord("x", logging.INFO, "", 0, f"Bearer {ADMIN_TOKEN} x", None, None)
     RedactSecrets().filter(record)
     assert record.getMessage() == "Bearer *** x"
+
+
+def test_a_sis_import_run_reports_like_rest_and_says_each_records_channel(
+    sim: Simulator, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """`--via sis-import`: the same progress lines, failures with line and hint, the same report;
+    the import's state in the progress, the channel in the summary and per record."""
+    code = sync("mixed.csv", "--via", "sis-import", "--journal", "i.journal", "--report", "r.json")
+    assert code == 1
+    events = lines(capsys.readouterr().out)
+    chose = [e for e in events if e["event"] == "info" and e["message"].startswith("SIS import")]
+    assert chose and chose[0]["via"] == "sis-import"
+    assert chose[0]["message"].startswith("SIS import (--via sis-import): 48 changes")
+    assert any(e["event"] == "progress" and "sis_import" in e for e in events)
+    failed = [e for e in events if e["event"] == "record_failed"]
+    assert sorted(e["category"] for e in failed) == ["invalid_input"] * 2 + ["user_not_found"] * 2
+    assert all(e["hint"] and e["line"] > 1 for e in failed)
+    unknown = [e for e in failed if e["category"] == "user_not_found"]
+    assert all("User not found for enrollment" in e["message"] for e in unknown)
+    summary = events[-1]
+    assert summary["channels"] == {"sis_import": 48} and summary["via"] == "sis-import"
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["counts"]["done"] == 46 and report["counts"]["failed"] == 4
+    assert report["sis_imports"][0]["workflow_state"] == "imported_with_messages"
+    channels = [r.get("channel") for r in report["records"]]
+    assert channels.count("sis_import") == 48 and channels.count(None) == 2
+    assert sim.stats()["requests_by_endpoint"].get("create_enrollment", 0) == 0
+
+
+def test_a_sync_killed_while_canvas_imports_resumes_by_polling_the_same_import(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """SIGKILL once Canvas has the file: the next `sync` polls that import (its id is in the
+    journal) and uploads nothing; every record ends done, exactly one import in Canvas."""
+    world = World.generate(7)
+    app = build_app(
+        SimConfig(time_scale=10, sis_import_rate=2.0, sis_import_start_delay=0.0), world
+    )
+    write_csv(tmp_path / "in.csv", world, 120)
+
+    def uploaded() -> int | None:
+        try:
+            conn = sqlite3.connect(tmp_path / "j.journal")
+            try:
+                found = conn.execute("SELECT sis_import_id FROM imports").fetchone()
+            finally:
+                conn.close()
+        except sqlite3.Error:
+            return None
+        return found[0] if found else None
+
+    with serve_in_thread(app) as base_url:
+        proc = start_sync(
+            tmp_path, base_url, "in.csv", "--via", "sis-import", "--journal", "j.journal"
+        )
+        sis_id = eventually(uploaded, what="the upload's id in the journal", abort_if=exited(proc))
+        proc.kill()
+        proc.communicate(timeout=30)
+        assert len(app.sis_imports.imports) == 1
+        monkeypatch.chdir(tmp_path)
+        monkeypatch.setenv("CANVAS_BASE_URL", base_url)
+        monkeypatch.setenv("CANVAS_API_TOKEN", ADMIN_TOKEN)
+        assert sync("in.csv", "--via", "sis-import", "--journal", "j.journal") == 0
+    events = lines(capsys.readouterr().out)
+    assert any(f"polling SIS import {sis_id}" in e.get("message", "") for e in events)
+    summary = events[-1]
+    assert (summary["done"], summary["total"]) == (120, 120)
+    assert summary["channels"] == {"sis_import": 120}
+    assert len(app.sis_imports.imports) == 1  # never uploaded twice
+    assert app.stats()["requests_by_endpoint"].get("create_enrollment", 0) == 0
+
+
+def test_the_progress_bar_puts_a_running_import_first() -> None:
+    """On a TTY the line is cut at the terminal's width; while Canvas imports, the REST rate
+    and its ETA (thousands of seconds at 0.5/s) say nothing: the import's progress and its
+    time left lead, and the finished import stays as a summary after the usual figures."""
+    import io
+    from dataclasses import replace
+
+    from canvas_tui.canvas.governor_state import GovernorState
+    from canvas_tui.engine.state import ImportStatus, Phase, RunState
+    from canvas_tui.headless import RichReporter
+    from canvas_tui.records import State
+
+    importing = ImportStatus(
+        import_id=1,
+        stage="polling",
+        rows=2316,
+        sis_import_id=101,
+        workflow_state="importing",
+        progress=40.0,
+        elapsed=20.0,
+    )
+    state = RunState(
+        phase=Phase.RUNNING,
+        total=3006,
+        counts={State.IN_FLIGHT: 2316, State.DONE: 684, State.FAILED: 5},
+        elapsed=20.0,
+        rate=0.5,
+        rate_history=(),
+        remaining_history=(),
+        governor=GovernorState(
+            limit=11,
+            in_flight=0,
+            remaining=600.0,
+            high_water_mark=600.0,
+            average_cost=0.1,
+            cap=None,
+        ),
+        requests=140,
+        throttled=0,
+        retries=0,
+        throttled_last_minute=0,
+        retries_last_minute=0,
+        failures_by_category={"invalid_input": 5},
+        failures_version=1,
+        eta=4637.0,
+        sis_import=importing,
+    )
+    out = io.StringIO()
+    reporter = RichReporter(out, force_terminal=False)
+    reporter.progress(state)
+    detail = reporter._progress.tasks[0].fields["detail"]
+    assert detail.startswith("import 101 importing 40% of 2316 rows, ≈30s left |")
+    assert "ETA" not in detail and "5 failed" in detail
+    done = replace(importing, stage="finished", workflow_state="imported", progress=100.0)
+    reporter.progress(replace(state, phase=Phase.FINISHED, eta=0.0, sis_import=done))
+    detail = reporter._progress.tasks[0].fields["detail"]
+    assert detail.startswith("0.5/s ETA 0s |") and "| import 101 imported 100%" in detail
+    reporter.close()

@@ -58,11 +58,11 @@ from canvas_tui.engine.protocol import (
     check_version,
     invoke,
 )
-from canvas_tui.engine.remote import STARTUP_SECONDS, RemoteSession
 from canvas_tui.engine.state import Event, RunPhaseChanged
 from canvas_tui.engine.wire import Outbox, sendable
 
 if TYPE_CHECKING:
+    from canvas_tui.engine.remote import RemoteSession
     from canvas_tui.engine.session import Session
 
 log = logging.getLogger(__name__)
@@ -187,8 +187,15 @@ class AttachServer:
     socket (raising AttachError when it cannot, safely); `close` sends each guest the final
     snapshot, disconnects them and removes the socket."""
 
-    def __init__(self, session: Session, *, snapshot_seconds: float = SNAPSHOT_SECONDS) -> None:
+    def __init__(
+        self,
+        session: Session,
+        *,
+        snapshot_seconds: float = SNAPSHOT_SECONDS,
+        service: bool = False,
+    ) -> None:
         self.session = session
+        self.service = service  # `watch`: see Ready.service
         self.path = socket_path(session.journal_path)
         self.snapshot_seconds = snapshot_seconds
         self.loop = asyncio.get_running_loop()
@@ -296,6 +303,7 @@ class AttachServer:
                         self.session.resumed,
                         tuple(self.session.notes),
                         self.session.runner.snapshot(),
+                        service=self.service,
                     )
                 )
             else:  # not one of ours (or another version): say nothing more
@@ -437,11 +445,14 @@ class AttachServer:
                 self.path.unlink()
 
 
-def serve_attach(session: Session, warn: Callable[[str], None]) -> AttachServer | None:
+def serve_attach(
+    session: Session, warn: Callable[[str], None], *, service: bool = False
+) -> AttachServer | None:
     """Serve `session`'s run to consoles that attach, or say why not through `warn` and return
-    None: the run goes on either way (an attach socket is a convenience, never a reason to stop)."""
+    None: the run goes on either way (an attach socket is a convenience, never a reason to stop).
+    `service`: the host is a `watch` (Ready.service)."""
     try:
-        return AttachServer.start(session)
+        return AttachServer.start(session, service=service)
     except AttachError as exc:
         warn(f"consoles cannot attach to this run: {exc}")
         return None
@@ -476,11 +487,15 @@ def check_socket(path: Path) -> None:
 
 
 def attach_engine(
-    journal: Path, *, control: bool = False, timeout: float = STARTUP_SECONDS
+    journal: Path, *, control: bool = False, timeout: float | None = None
 ) -> RemoteSession:
     """Attach to the run that another process drives on `journal`: a RemoteSession that
     follows it, read-only unless `control`. Raises AttachError when no run is serving it, or
     not safely (see the module docs), EngineError when the host answers wrongly."""
+    # the console's side only: a `sync` serving attachments never loads the client half
+    from canvas_tui.engine.remote import STARTUP_SECONDS, RemoteSession
+
+    timeout = STARTUP_SECONDS if timeout is None else timeout
     path = socket_path(journal.absolute())
     check_socket(path)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

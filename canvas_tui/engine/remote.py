@@ -197,6 +197,7 @@ class RemoteSession:
         self.journal_path = ready.journal_path
         self.resumed = ready.resumed
         self.notes = list(ready.notes)
+        self.service = ready.service  # attached to a `watch`: FINISHED means waiting for changes
         self.log_path = log
         self.store = Journal(ready.journal_path, read_only=True)
         self.runner = RemoteRunner(self)
@@ -225,9 +226,10 @@ class RemoteSession:
         decision: SyncDecision = await self.call(Op.PLAN, requested=requested)
         return decision
 
-    async def apply_plan(self, decision: SyncDecision) -> None:
+    async def apply_plan(self, decision: SyncDecision) -> str | None:
         # the engine applies the plan it computed and kept; `decision` is the console's copy
-        await self.call(Op.APPLY_PLAN)
+        why: str | None = await self.call(Op.APPLY_PLAN)
+        return why
 
     async def command(
         self,
@@ -421,6 +423,11 @@ class RemoteSession:
             self._state = dataclasses.replace(
                 self._state, phase=Phase.ABORTED, abort_reason=self._lost
             )
+        elif self.service:
+            # a `watch` between changes stopped (SIGTERM, a restart): it is no longer waiting
+            # for anything, and its FINISHED is not an abort; the dashboard's yellow line says so
+            self.service = False
+            self._state = dataclasses.replace(self._state, paused_reason=self._lost)
             self._publish(RunPhaseChanged(Phase.ABORTED, self._lost))
 
     def _send(self, message: ToEngine) -> None:
@@ -495,6 +502,8 @@ class RemoteRunner:
     set_concurrency_cap = _sent(RunCommands.set_concurrency_cap)
     send_one = _sent(RunCommands.send_one)
     edit_and_retry = _sent(RunCommands.edit_and_retry)
+    abort_import = _sent(RunCommands.abort_import)
+    to_front = _sent(RunCommands.to_front)
 
 
 class RemoteClient:

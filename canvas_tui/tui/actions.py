@@ -58,7 +58,24 @@ ACTIONS: tuple[ConsoleAction, ...] = (
         "sort", "o", "cycle_order", "Sort", "Cycle the queue's sort order", where="queue"
     ),
     ConsoleAction(
+        "front",
+        "F",
+        "to_front",
+        "Front",
+        "Send the selected record's course first (with a text filter: the filter's records)",
+        show=False,
+        where="queue",
+    ),
+    ConsoleAction(
         "jump", "colon", "jump", "Jump", "Jump to a record by its number", show=False, where="queue"
+    ),
+    ConsoleAction(
+        "trace",
+        "T",
+        "trace",
+        "Trace",
+        "Trace the selected record's person: every run, the source, Canvas on request",
+        show=False,
     ),
     ConsoleAction("roster", "c", "roster", "Roster", "Open a course roster and compare with SIS"),
     ConsoleAction(
@@ -79,6 +96,14 @@ ACTIONS: tuple[ConsoleAction, ...] = (
         "send_one", "n", "send_one", "Send one", "While paused, send one record (the selected one)"
     ),
     ConsoleAction("cancel", "x", "cancel_run", "Cancel", "Cancel the run (pending stay pending)"),
+    ConsoleAction(
+        "abort_import",
+        "A",
+        "abort_import",
+        "Abort import",
+        "Abort the running SIS import (it cannot be paused): asks first, says what stays",
+        show=False,
+    ),
     ConsoleAction(
         "export", "E", "export_failures", "Export", "Export the failures as a SIS CSV", show=False
     ),

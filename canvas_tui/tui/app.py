@@ -25,7 +25,14 @@ from textual.screen import ModalScreen
 from textual.widgets import Footer, Header
 from textual.worker import Worker, WorkerState
 
-from canvas_tui.engine.state import Phase, RecordRow, RecordStore, RunCommands, RunState
+from canvas_tui.engine.state import (
+    ImportStatus,
+    Phase,
+    RecordRow,
+    RecordStore,
+    RunCommands,
+    RunState,
+)
 from canvas_tui.exit_codes import run_exit_code
 from canvas_tui.records import State, sis_value
 from canvas_tui.text import printable
@@ -49,6 +56,7 @@ from canvas_tui.tui.screens.dialogs import (
 )
 from canvas_tui.tui.session import ConsoleSession, SessionOpener
 from canvas_tui.tui.widgets.dashboard import LEGEND, Dashboard, Outlook
+from canvas_tui.tui.widgets.import_panel import ImportPanel, abortable, running
 from canvas_tui.tui.widgets.queue import (
     ORDERS,
     STATE_CYCLE,
@@ -61,6 +69,7 @@ from canvas_tui.tui.widgets.virtual_table import VirtualTable
 
 if TYPE_CHECKING:
     from canvas_tui.engine.journal import Journal
+    from canvas_tui.engine.trace import TraceScope
     from canvas_tui.tui.contract import ConsoleHost
 
 ACTIVE = frozenset({Phase.LOADING, Phase.RUNNING, Phase.PAUSED, Phase.CANCELLING})
@@ -77,6 +86,8 @@ WRITES = frozenset(
         "send_one",
         "cancel_run",
         "edit",
+        "to_front",
+        "abort_import",
     }
 )
 REGISTRY = frozenset(a.action.split("(")[0] for a in ACTIONS)
@@ -104,10 +115,13 @@ class ConsoleApp(App[int]):
         journal_path: Path | None = None,
         plan: bool | None = False,
         attached: bool = False,
+        trace_scope: TraceScope | None = None,
     ) -> None:
         super().__init__()
         # following a run another process drives (engine/attach.py); read_only: without control
         self.attached = attached
+        # where the trace key looks (None: the current journal's directory, no source)
+        self.trace_scope = trace_scope
         self._opener = opener
         # diff against the rosters first and show the plan (engine/plan/): True for --plan,
         # None when the config's drop policy asks for it, False for none
@@ -134,6 +148,8 @@ class ConsoleApp(App[int]):
         self._loading = False
         self._ui_loop: asyncio.AbstractEventLoop | None = None
         self._queue: QueueView | None = None
+        self._import_panel: ImportPanel | None = None
+        self._past_import: ImportStatus | None = None  # the journal's finished import, if any
         self.sub_title = self._description
 
     # ---- layout and the refresh loop -----------------------------------------------------------
@@ -141,6 +157,7 @@ class ConsoleApp(App[int]):
     def compose(self) -> ComposeResult:
         yield Header()
         yield Dashboard()
+        yield ImportPanel()
         yield QueueView(id="queue")
         yield Footer(show_command_palette=False)  # `?` names ctrl+p; the keys need the room
 
@@ -171,12 +188,25 @@ class ConsoleApp(App[int]):
                 self.screen_stack[0].query_one(Dashboard).show(
                     state, idle=self.idle_label(state), outlook=self.outlook
                 )
+                self._show_import(state)
                 self.queue.tick(state)
                 screen = self.screen
                 if isinstance(screen, ConsoleScreen) and screen is not self.screen_stack[0]:
                     screen.on_tick(state)
         except NoMatches:
             return  # the app is tearing its widgets down on exit
+        if self._import_ended(previous, state):
+            self.refresh_bindings()
+        if (
+            self.attached
+            and previous is not None
+            and state.paused_reason
+            and previous.paused_reason != state.paused_reason
+            and state.phase is Phase.FINISHED
+        ):
+            # the `watch` followed here stopped between changes (RemoteSession._gone): the
+            # dashboard's line for it is cut on a small terminal
+            self.notify(printable(state.paused_reason), title="The service stopped", timeout=30)
         if (
             previous is None
             or previous.phase != state.phase
@@ -184,11 +214,44 @@ class ConsoleApp(App[int]):
         ):
             self.refresh_bindings()
 
+    def _show_import(self, state: RunState) -> None:
+        status = state.sis_import or self._past_import
+        keys = ""
+        if running(status) and self.run_active and not self.read_only:
+            pause = effective_key(BY_ID["pause"], self.keymap_overrides)
+            keys = f"{pause}: it cannot pause; abort…" if abortable(status) else ""
+        if self._import_panel is None:  # one widget for the app's life: found once
+            self._import_panel = self.screen_stack[0].query_one(ImportPanel)
+        self._import_panel.show(status, keys)
+
+    def _import_ended(self, previous: RunState | None, state: RunState) -> bool:
+        """Say so when Canvas finished the import and its rows are settled: how many failed,
+        and where to step through them."""
+        before, now = previous.sis_import if previous else None, state.sis_import
+        if before is None or now is None or before.final or not now.final:
+            return False
+        failures = effective_key(BY_ID["failures"], self.keymap_overrides)
+        retry = effective_key(BY_ID["retry_all"], self.keymap_overrides)
+        failed = f"; {failures}: step through them, {retry}: retry by REST" if now.failed else ""
+        self.notify(
+            printable(
+                f"{fmt.count(now.done)} rows done, {fmt.count(now.failed)} failed{failed}. "
+                f"{now.message or ''}"
+            ),
+            title=f"SIS import {(now.workflow_state or now.stage).replace('_', ' ')}",
+            severity="warning" if now.failed else "information",
+            timeout=15,
+        )
+        return True
+
     def idle_label(self, state: RunState) -> str | None:
         """The console's own label when no run was started here (the runner's phase says
         nothing then), else None."""
         if self.attached:
-            return None  # the host's run: its phase says it
+            # the host's run: its phase says it, but a `watch` that sent what it read waits
+            # for the next change, which FINISHED would belie
+            service = getattr(self.session, "service", False)
+            return "WATCHING" if service and state.phase is Phase.FINISHED else None
         if self.read_only:
             return "READ-ONLY"
         if self._declined:
@@ -208,12 +271,15 @@ class ConsoleApp(App[int]):
         if subscribe is not None:
             subscribe(self._on_engine_event)
         self.tick()  # the first frame shows the counts and the queue now, not a tick later
+        self._past_import = await asyncio.to_thread(self._finished_import)
         approved: bool | None = None
         drives = not self.read_only and not self.attached  # this console loads and runs
         if drives:
             self._loading = True
             try:
-                if self._plan is not False:
+                if session.resumed:
+                    await self._resume(session)
+                elif self._plan is not False:
                     approved = await self._plan_first(session)
                     if approved is False:
                         self._declined = True
@@ -231,6 +297,17 @@ class ConsoleApp(App[int]):
                 await asyncio.wait_for(self.queue.shown.wait(), FIRST_FRAME_WAIT)
             self.outlook = await asyncio.to_thread(self._outlook)
         self.tick()
+
+    def _finished_import(self) -> ImportStatus | None:
+        """A journal whose import finished in an earlier run: its panel, from the journal's
+        `imports` table (no channel runs to report it)."""
+        from canvas_tui.engine.journal import Journal
+
+        if not isinstance(self.view_store, Journal):
+            return None
+        from canvas_tui.engine.sis_import.channel import finished_import
+
+        return finished_import(self.view_store)
 
     def _outlook(self) -> Outlook | None:
         """What a start will send, read from the journal (READY shows it)."""
@@ -264,6 +341,14 @@ class ConsoleApp(App[int]):
             start_key=effective_key(BY_ID["start"], self.keymap_overrides),
         )
 
+    async def _resume(self, session: ConsoleSession) -> None:
+        """A resumed journal goes on as `sync` resumes it (engine/plan/executor.py
+        `plan_session`): its remaining rows as they are, drops by their recorded enrollment,
+        and an unfinished SIS import polled (or found) rather than left in flight."""
+        decision = await session.plan(None)
+        if decision.via_message:
+            self.notify(printable(decision.via_message), title="Channel", timeout=15)
+
     async def _plan_first(self, session: ConsoleSession) -> bool | None:
         """The plan screen: what will change and the would-be drops, before anything is loaded
         or sent. True when the operator applies it, False when they decline (nothing is
@@ -276,10 +361,21 @@ class ConsoleApp(App[int]):
         decision = await session.plan(self._plan)
         if decision.plan is None:
             return None
-        if not await self.push_screen_wait(PlanScreen(decision.plan, decision.message)):
+        mode = decision.message
+        # one title line: what the channel means comes after Apply (the notice of its choice)
+        if decision.via == "sis-import":  # a plan whatever asked for it: the import needs one
+            mode = "plan mode · via SIS import (it carries the plan's changes)"
+        elif decision.via == "auto":  # the plan's figures decide; Apply's notice says why
+            channel = {"sis-import": "a SIS import", "rest": "REST"}.get(
+                decision.expected_via or "", "REST or a SIS import"
+            )
+            mode = f"plan mode · via {channel} (--via auto: the faster, as the figures stand)"
+        if not await self.push_screen_wait(PlanScreen(decision.plan, mode)):
             self.notify("Plan not applied: nothing was sent.", severity="warning")
             return False
-        await session.apply_plan(decision)
+        why = await session.apply_plan(decision)
+        if why:
+            self.notify(printable(why), title="Channel", timeout=15)
         return True
 
     def _loaded_rows(self, n: int) -> None:
@@ -419,12 +515,19 @@ class ConsoleApp(App[int]):
             if not self.run_active:
                 return False  # nothing to pause; the start key starts
             return phase in (Phase.LOADING, Phase.RUNNING, Phase.PAUSED) or None
+        if action == "abort_import":
+            status = state.sis_import
+            if not self.run_active or not running(status):
+                return False  # no import runs: hidden
+            return abortable(status) or None  # not on Canvas yet, or an abort is on its way
         if action == "send_one":
             return (self.run_active and phase is Phase.PAUSED) or None
         if action == "cancel_run":
             if not self.run_active:
                 return None  # nothing to cancel (READY, or a run that ended)
             return phase in (Phase.RUNNING, Phase.PAUSED, Phase.LOADING) or None
+        if action == "to_front":
+            return state.counts.get(State.PENDING, 0) > 0 or None
         if action in ("retry_all", "failures", "export_failures"):
             return failed > 0 or None
         return True
@@ -488,6 +591,9 @@ class ConsoleApp(App[int]):
     async def action_toggle_pause(self) -> None:
         if self.session is None or self.state is None or not self.run_active:
             return
+        if running(self.state.sis_import):
+            self._import_cannot_pause(self.state)
+            return
         if self.state.phase is Phase.PAUSED:
             await self.session.command(RunCommands.resume)
             self.notify("Resumed")
@@ -495,6 +601,98 @@ class ConsoleApp(App[int]):
             await self.session.command(RunCommands.pause)
             self.notify("Paused: in-flight requests finish, nothing new is sent")
         self._after_command()
+
+    def _import_cannot_pause(self, state: RunState) -> None:
+        """`p` during an import: Canvas runs it on its own servers, so it cannot be paused.
+        Say so, and offer what can be done: abort it (confirmed), or pause the REST sends
+        beside it."""
+        status = state.sis_import
+        assert status is not None
+        pending = state.counts.get(State.PENDING, 0)
+        where = f"It is at {status.progress:.0f}% of {fmt.count(status.rows)} rows."
+        options: list[tuple[str, str]] = []
+        if abortable(status):
+            options.append(("abort", "Abort the import… (asks before it sends PUT abort)"))
+        elif status.abort in ("sent", "accepted"):
+            where += " An abort was already sent: Canvas stops after the chunk in hand."
+        else:
+            where += " Abort is possible once Canvas has the file (a moment)."
+        if state.phase is Phase.PAUSED:
+            options.append(("resume", "Resume the REST sends beside the import"))
+        elif pending:
+            options.append(
+                ("pause", f"Pause only the REST sends beside it ({fmt.count(pending)} pending)")
+            )
+        options.append(("keep", "Keep it running"))
+
+        async def chosen(choice: str | None) -> None:
+            if self.session is None:
+                return
+            if choice == "abort":
+                self.action_abort_import()
+            elif choice == "pause":
+                await self.session.command(RunCommands.pause)
+                self.notify("REST sends paused; the SIS import runs on in Canvas")
+            elif choice == "resume":
+                await self.session.command(RunCommands.resume)
+                self.notify("Resumed")
+            self._after_command()
+
+        self.push_screen(
+            ChoiceScreen(
+                "A SIS import cannot be paused",
+                options,
+                body="Canvas runs the import on its own servers, in chunks: nothing can hold it "
+                f"and let it go on later. {where} Escape: keep it running.",
+            ),
+            chosen,
+        )
+
+    def action_abort_import(self) -> None:
+        state = self.state
+        if self.session is None or state is None:
+            return
+        status = state.sis_import
+        if not abortable(status):
+            self.notify("No SIS import is running on Canvas to abort", severity="warning")
+            return
+        assert status is not None
+        beside = (
+            f" The {fmt.count(status.rest_records)} records going by REST beside it are not "
+            "part of the import: abort leaves them be."
+            if status.rest_records
+            else ""
+        )
+        retry = effective_key(BY_ID["retry_all"], self.keymap_overrides)
+
+        async def answer(yes: bool | None) -> None:
+            if not yes or self.session is None:
+                return
+            if await self.session.command(RunCommands.abort_import):
+                self.notify(
+                    "Abort sent to Canvas: the chunk in hand still lands; the rows end when "
+                    "Canvas says aborted",
+                    title=f"SIS import {status.sis_import_id}",
+                )
+            else:
+                self.notify("The import is no longer running: nothing to abort")
+            self._after_command()
+
+        self.push_screen(
+            ConfirmScreen(
+                f"Abort SIS import {status.sis_import_id}?",
+                "Canvas stops it before its next chunk. What abort leaves in place: the rows of "
+                "the chunk Canvas is applying still land, and every row it applied stays "
+                "applied (abort undoes nothing). Once Canvas says aborted, each of the "
+                f"{fmt.count(status.rows)} rows is accounted for: any Canvas named ends failed "
+                "with its message, and every other ends failed as 'SIS import did not finish' "
+                f"(it may have landed or not); {retry} retries them by REST."
+                f"{beside}",
+                yes="Abort import",
+                no="Keep importing",
+            ),
+            answer,
+        )
 
     async def action_skip(self) -> None:
         row = self.current_record()
@@ -542,14 +740,16 @@ class ConsoleApp(App[int]):
                 return
             category = None if choice == "*" else choice
             n = await self.session.command(RunCommands.retry_failed, category)
-            self.notify(f"{fmt.count(n)} failed records queued again")
+            self.notify(f"{fmt.count(n)} failed record{'' if n == 1 else 's'} queued again")
             self.requeued()
 
         self.push_screen(
             ChoiceScreen(
                 "Retry failed records?",
                 options,
-                body="They go back to pending and are sent again. Escape: do nothing.",
+                body="They go back to pending and are sent again"
+                + (" by REST, a SIS import's rows too" if state.sis_import is not None else "")
+                + ". Escape: do nothing.",
             ),
             chosen,
         )
@@ -602,6 +802,53 @@ class ConsoleApp(App[int]):
         i = keys.index(current.order) if current.order in keys else -1
         self.queue.set_filter(QueueFilter(current.state, current.text, keys[(i + 1) % len(keys)]))
         self.queue.tick(self.state)
+
+    async def action_to_front(self) -> None:
+        """The selected record's course (or the queue's text filter) goes first: its pending
+        records are sent before any other, and the rest wait until they have all ended."""
+        if self.session is None:
+            return
+        text = self.queue.filter.text
+        if text:
+            what = f"matching {text!r}"
+            moved = await self.session.command(RunCommands.to_front, None, text)
+        else:
+            row = self.current_record()
+            course = None if row is None else (row.course or row.section)
+            if course is None:
+                self.notify("Select a record of the course to send first", severity="warning")
+                return
+            what = f"of {sis_value(course)}"
+            moved = await self.session.command(RunCommands.to_front, course)
+        if moved:
+            self.notify(
+                f"{fmt.count(moved)} pending records {printable(what)} go first; the rest "
+                "wait until they have all ended",
+                title="Moved to the front",
+            )
+        else:
+            self.notify(f"No pending records {printable(what)}", severity="warning")
+        self._after_command()
+
+    def action_trace(self) -> None:
+        """The selected record's person across every run and the source (engine/trace.py)."""
+        from dataclasses import replace
+
+        from canvas_tui.engine.trace import TraceScope
+        from canvas_tui.tui.screens.trace import TraceScreen
+
+        row = self.current_record()
+        if row is None:
+            self.notify("Select a record to trace its person", severity="warning")
+            return
+        current = (self.journal_path,) if self.journal_path is not None else ()
+        scope = self.trace_scope
+        if scope is None:
+            directory = self.journal_path.parent if self.journal_path is not None else None
+            scope = TraceScope(directory, current)
+        else:
+            scope = replace(scope, journals=(*scope.journals, *current))
+        self.push_screen(TraceScreen(row, scope))
 
     def action_jump(self) -> None:
         def go(answer: str | None) -> None:
@@ -787,6 +1034,11 @@ class ConsoleApp(App[int]):
             if self.journal_path
             else "; this run's journal is not kept (the demo's)."
         )
+        if running(state.sis_import) and self.journal_path:
+            resume += (
+                " The SIS import runs on in Canvas: opening the journal again polls it, and "
+                "never uploads it again."
+            )
 
         def answer(yes: bool | None) -> None:
             if yes:

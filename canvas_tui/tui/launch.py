@@ -24,7 +24,8 @@ from canvas_tui.exit_codes import ExitCode, error_line
 from canvas_tui.tui.actions import check_keymap
 
 if TYPE_CHECKING:
-    from canvas_tui.config import Config
+    from canvas_tui.config import Config, SourceConfig
+    from canvas_tui.engine.trace import TraceScope
     from canvas_tui.tui.session import ConsoleSession
 
 
@@ -110,7 +111,6 @@ def console_main(args: argparse.Namespace) -> int:
         return session
 
     label = source.description if source is not None else str(journal or "")
-    policy_plans = config.plan.drop_policy != "never"
     app = ConsoleApp(
         opener,
         description=label,
@@ -120,10 +120,32 @@ def console_main(args: argparse.Namespace) -> int:
         # always opens for triage
         autostart=config.console.autostart and source is not None and not existing,
         journal_path=session.journal_path,
-        # a plan needs the operator's approval here: asked for, or a drop policy is set
-        plan=True if args.plan else None if policy_plans else False,
+        trace_scope=_trace_scope(config, args.source or config.source),
+        plan=console_plan(config, asked=args.plan),
     )
     return app.run() or 0
+
+
+def console_plan(config: Config, *, asked: bool) -> bool | None:
+    """What the console asks `plan_session` for; a plan needs the operator's approval here.
+    True for --plan; None (the config decides, as in `sync`) when a drop policy or a SIS import
+    needs a plan; False for none (the console never plans only because it is cheaper)."""
+    from canvas_tui.config import import_needs_plan
+
+    if asked:
+        return True
+    if config.plan.drop_policy != "never" or import_needs_plan(config.sync.via):
+        return None
+    return False
+
+
+def _trace_scope(config: Config, source: SourceConfig | str) -> TraceScope:
+    """Where the trace key (T) looks: every run of the journal directory, the source."""
+    from canvas_tui.engine.trace import TraceScope
+    from canvas_tui.paths import default_journal_dir
+
+    fixed = (config.sync.journal,) if config.sync.journal is not None else ()
+    return TraceScope(config.sync.journal_dir or default_journal_dir(), fixed, source)
 
 
 def attach_main(args: argparse.Namespace) -> int:
@@ -198,20 +220,28 @@ def demo_main(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace, config: Config, csv_path: Path, scratch: Path) -> int:
+    import dataclasses
     import functools
 
     from canvas_tui.engine.protocol import EngineError, EngineSpec
     from canvas_tui.engine.remote import spawn_engine
-    from canvas_tui.simulator.demo import demo_transport
+    from canvas_tui.engine.trace import TraceScope
+    from canvas_tui.simulator.demo import DEMO_SIS_IMPORT_RATE, demo_transport
 
     journal = scratch / "journal.sqlite"
+    via = args.via
+    rate = args.sis_import_rate or DEMO_SIS_IMPORT_RATE
+    if via != "rest":
+        # a bulk load: the plan's changes go in one SIS import (it needs the plan, which the
+        # console shows for approval first), its panel moving at the simulator's import rate
+        config = dataclasses.replace(config, sync=dataclasses.replace(config.sync, via=via))
     spec = EngineSpec(
         config,
         source=csv_path,
         journal_path=journal,
         # the engine builds the simulator in its own process, from this (pickled by reference)
         transport=functools.partial(
-            demo_transport, args.seed, args.time_scale, args.throttle_status
+            demo_transport, args.seed, args.time_scale, args.throttle_status, rate
         ),
     )
     try:
@@ -227,9 +257,13 @@ def _demo(args: argparse.Namespace, config: Config, csv_path: Path, scratch: Pat
 
     app = ConsoleApp(
         opener,
-        description=f"demo · {csv_path.name} · simulator seed {args.seed}",
+        description=f"demo · {csv_path.name} · simulator seed {args.seed}"
+        + (f" · via {via}" if via != "rest" else ""),
         journal_path=None,  # a throwaway: never offered for resuming
+        # ... but the trace key (T) reads it and the demo data, or it would find no one
+        trace_scope=TraceScope(None, (journal,), csv_path),
         autostart=True,  # the demo is there to be watched; its Canvas is the simulator
+        plan=via != "rest",  # an import carries a plan's changes
     )
     try:
         return app.run() or 0

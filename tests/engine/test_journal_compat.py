@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from canvas_tui.engine.journal import Journal, Outcome, written_enrollment_ids
+from canvas_tui.engine.journal import SCHEMA_VERSION, Journal, Outcome, written_enrollment_ids
 from canvas_tui.engine.journal_codec import record_from_json, record_to_json, url_of, url_to_stored
 from canvas_tui.records import UNCHANGED, EnrollmentRecord, Provenance, SisStatus, State
 
@@ -150,7 +150,7 @@ async def test_a_schema1_journal_is_migrated_when_resumed(tmp_path: Path) -> Non
     old.close()
     journal = Journal(path)
     try:
-        assert journal.get_meta("schema_version") == "2"
+        assert journal.get_meta("schema_version") == SCHEMA_VERSION == "3"
         assert _what_an_operator_sees(journal) == before
         assert journal.reset_in_flight() == [4]  # a resume goes on from where it stopped
         assert await journal.claim([4, 6]) == [4, 6]

@@ -22,6 +22,8 @@ from canvas_tui.engine.state import Phase, RunState
 from canvas_tui.records import State
 from canvas_tui.text import printable
 from canvas_tui.tui import format as fmt
+from canvas_tui.tui.widgets.import_panel import running
+from canvas_tui.tui.widgets.import_panel import time_left as import_time_left
 
 PHASE_STYLES: dict[Phase, str] = {
     Phase.LOADING: "bold blue",
@@ -56,6 +58,17 @@ LEGEND: tuple[tuple[str, str], ...] = (
     ("throttled", "requests Canvas refused for the rate limit (run total, last 60 s)"),
     ("retries", "requests sent again after a throttle, a 5xx or a network error"),
     ("req (queue)", "HTTP requests sent for that record"),
+    (
+        "front",
+        "records moved to the front (F): what moved, and how many have yet to end; the "
+        "others wait until they all have",
+    ),
+    (
+        "SIS import",
+        "the run's SIS import as Canvas reports it: its workflow state, its progress, the rows "
+        "uploaded, Canvas's counts, and its warnings and errors so far (each becomes its "
+        "record's failure once Canvas finishes). It cannot be paused: p offers abort",
+    ),
 )
 
 
@@ -129,7 +142,15 @@ def progress_text(
         text.append(f"\n{fmt.count(outlook.records)} records, {outlook.mode}")
         return text
     text.append(f"elapsed {fmt.duration(state.elapsed)}")
-    if idle is None and phase is Phase.RUNNING:
+    importing = state.sis_import is not None and running(state.sis_import)
+    if idle is None and phase is Phase.RUNNING and importing:
+        # the records in flight are Canvas's to import: REST's model says nothing of them
+        left = import_time_left(state.sis_import) if state.sis_import else None
+        text.append("\nSIS import ", style="dim")
+        text.append(
+            "≈" + fmt.duration(left) + " left" if left is not None else "queued", style="bold"
+        )
+    elif idle is None and phase is Phase.RUNNING:
         eta = time_left(state, prior_per_record)
         text.append("\nETA ", style="dim")
         text.append(fmt.duration_range(eta.low, eta.high), style="bold")
@@ -143,6 +164,9 @@ def progress_text(
         text.append(f"\nfinishing {state.governor.in_flight} in flight", style="dim")
     elif idle == "PLAN DECLINED":
         text.append("\nnothing was sent", style="bold")
+    elif idle == "WATCHING":  # an attached `watch` between changes
+        text.append(f"\n{fmt.count(state.finished)}/{fmt.count(state.total)} final", style="bold")
+        text.append(" · waiting for the next change", style="dim")
     else:
         text.append(f"\n{fmt.count(state.finished)}/{fmt.count(state.total)} final", style="bold")
     if state.abort_reason:
@@ -176,6 +200,20 @@ def detail_text(state: RunState, idle: str | None = None, outlook: Outlook | Non
         text.append(fmt.rate(peak).removesuffix("/s"))
     text.append(f"\n{fmt.count(state.requests)}", style="bold")
     text.append(" requests sent", style="dim")
+    return text
+
+
+def front_text(state: RunState) -> Text:
+    """The records an operator moved to the front: what, and how many are left to end."""
+    front = state.front
+    if front is None:
+        return Text()
+    text = Text.assemble(("front ", "dim"), (printable(front.label), "bold"))
+    if front.left:
+        text.append(f" · {fmt.count(front.left)} of {fmt.count(front.moved)} left", style="bold")
+        text.append(" · the rest wait", style="dim")
+    else:
+        text.append(f" · all {fmt.count(front.moved)} ended", style="dim")
     return text
 
 
@@ -270,7 +308,7 @@ class Dashboard(Horizontal):
     Dashboard #counts { height: 8; }
     Dashboard #progress-text, Dashboard #progress-detail, Dashboard #concurrency { height: 2; }
     Dashboard #headroom, Dashboard #rate-spark, Dashboard #remaining-spark { height: 1; }
-    Dashboard #rate-spark { margin-top: 1; }
+    Dashboard #front { height: 1; }  /* the line above the spark: blank until a move */
     Dashboard #pressure { height: 3; }
     Dashboard #failures { height: 1fr; }
     """
@@ -289,6 +327,7 @@ class Dashboard(Horizontal):
             yield ProgressBar(total=1, show_eta=False, id="progress")
             yield Static(id="progress-text")
             yield Static(id="progress-detail")
+            yield Static(id="front")
             yield Static(id="rate-spark")
         with Vertical(id="limit-panel") as panel:
             panel.border_title = "Canvas rate limit"
@@ -343,6 +382,7 @@ class Dashboard(Horizontal):
         self._set("progress-text", progress, lambda: progress)
         detail = detail_text(state, idle, outlook)
         self._set("progress-detail", detail, lambda: detail)
+        self._set("front", state.front, lambda: front_text(state))
         rates = list(state.rate_history)
         rate_spark = spark_text(
             "records/s", rates, max(rates, default=0.0), self._width("rate-spark")
