@@ -182,7 +182,11 @@ class CanvasClient:
             }
         )
         self._json_headers = httpx.Headers({**self._headers, "Content-Type": "application/json"})
-        self._timeout = httpx.Timeout(timeout, connect=min(timeout, 10.0)).as_dict()
+        # Only the connect timeout is the transport's: it says "not sent" sooner than the
+        # deadline. Read, write and pool timeouts of `timeout` seconds could never fire before
+        # the deadline of the same length (started earlier), so none is set: no timer per read
+        # chunk (issue 14).
+        self._timeout = httpx.Timeout(None, connect=min(timeout, 10.0)).as_dict()
         self._urls: dict[str, httpx.URL] = {}  # path -> URL: a POST's path repeats per course
 
     @classmethod
@@ -340,15 +344,7 @@ class CanvasClient:
         content_type: str | None = None,
         raw_answer: bool = False,
     ) -> tuple[httpx.Response | None, AttemptEvent, CanvasError | None]:
-        url = self._url(path, params)
-        if origin(url) != self._origin:
-            raise CanvasError(
-                Category.UNSAFE,
-                f"refused a request to {_origin_text(url)}: not the configured Canvas "
-                f"({_origin_text(self.base_url)})",
-                method=method,
-                url=_origin_text(url),
-            )
+        url = self._url(path, params, method)
         headers = self._headers if content is None else self._json_headers
         if content_type is not None:
             headers = httpx.Headers({**self._headers, "Content-Type": content_type})
@@ -413,15 +409,25 @@ class CanvasClient:
         return response, _event(number, method, url, content, started, response, error), error
 
     def _url(
-        self, path: str, params: Mapping[str, Any] | list[tuple[str, Any]] | None
+        self, path: str, params: Mapping[str, Any] | list[tuple[str, Any]] | None, method: str
     ) -> httpx.URL:
         """`path` relative to /api/v1/ (or an absolute URL, kept as it is), with `params` added
-        to its query, as httpx's base_url merging makes it."""
+        to its query, as httpx's base_url merging makes it. Raises UNSAFE for a URL outside the
+        configured Canvas; only URLs that passed that check are kept (params never change the
+        origin)."""
         url = self._urls.get(path)
         if url is None:
             url = httpx.URL(path)
             if url.is_relative_url:
                 url = httpx.URL(self._api + path.lstrip("/"))
+            if origin(url) != self._origin:
+                raise CanvasError(
+                    Category.UNSAFE,
+                    f"refused a request to {_origin_text(url)}: not the configured Canvas "
+                    f"({_origin_text(self.base_url)})",
+                    method=method,
+                    url=_origin_text(url),
+                )
             if len(self._urls) >= 4096:
                 self._urls.clear()
             self._urls[path] = url
@@ -433,18 +439,22 @@ class CanvasClient:
         response = await self._transport.handle_async_request(request)
         response.request = request
         try:
-            await response.aread()
+            if isinstance(response.stream, httpx.ByteStream):
+                response.read()  # a body read whole already (ours): no async iteration
+            else:
+                await response.aread()
         except BaseException:
             await response.aclose()
             raise
-        http_log.info(
-            'HTTP Request: %s %s "%s %d %s"',
-            request.method,
-            request.url,
-            response.http_version,
-            response.status_code,
-            response.reason_phrase,
-        )
+        if http_log.isEnabledFor(logging.INFO):
+            http_log.info(
+                'HTTP Request: %s %s "%s %d %s"',
+                request.method,
+                request.url,
+                response.http_version,
+                response.status_code,
+                response.reason_phrase,
+            )
         return response
 
     async def _json(

@@ -29,9 +29,9 @@ import asyncio
 import math
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from types import TracebackType
 
 import httpx
 
@@ -283,9 +283,12 @@ class Governor:
         self._sending.discard(seq)
         self._wake()
 
-    @asynccontextmanager
-    async def slot(self) -> AsyncIterator[Slot]:
-        """Wait until a request may go, hold its place while it is in flight."""
+    def slot(self) -> _Place:
+        """Wait until a request may go, hold its place while it is in flight (`async with`)."""
+        return _Place(self)
+
+    async def _take(self) -> int:
+        """A place in flight: at once when there is room and nobody queues, else in turn."""
         if not self._waiters and len(self._in_flight) < self.limit:
             seq = self._admit()
         else:
@@ -301,7 +304,29 @@ class Governor:
                     waiter.cancel()
                 raise
         self._sending.add(seq)
-        try:
-            yield Slot(seq, self)
-        finally:
-            self._release(seq)
+        return seq
+
+
+class _Place:
+    """`Governor.slot()`: a plain async context manager, not a generator-based one (issue 14:
+    one per request)."""
+
+    __slots__ = ("_governor", "_seq")
+
+    def __init__(self, governor: Governor) -> None:
+        self._governor = governor
+        self._seq: int | None = None
+
+    async def __aenter__(self) -> Slot:
+        self._seq = await self._governor._take()
+        return Slot(self._seq, self._governor)
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._seq is not None:
+            seq, self._seq = self._seq, None
+            self._governor._release(seq)

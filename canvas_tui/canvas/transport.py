@@ -46,10 +46,25 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
 
     def __init__(self, limits: httpx.Limits) -> None:
         self._limits = limits
-        # The same verification as httpx's transport: certifi, or SSL_CERT_FILE / SSL_CERT_DIR.
-        self._ssl: ssl.SSLContext = httpx.create_ssl_context()
+        self._ssl: ssl.SSLContext | None = None  # made for the first https request (~20 ms)
         self._session: aiohttp.ClientSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._timeouts: dict[tuple[Any, Any, Any], aiohttp.ClientTimeout] = {}
+
+    def _ssl_context(self) -> ssl.SSLContext:
+        """The same verification as httpx's transport: certifi, or SSL_CERT_FILE / SSL_CERT_DIR.
+        Passed with every https request, so aiohttp's own default context is never used."""
+        if self._ssl is None:
+            self._ssl = httpx.create_ssl_context()
+        return self._ssl
+
+    def _timeout(self, timeout: dict[str, Any]) -> aiohttp.ClientTimeout:
+        key = (timeout.get("pool"), timeout.get("connect"), timeout.get("read"))
+        found = self._timeouts.get(key)
+        if found is None:
+            found = aiohttp.ClientTimeout(connect=key[0], sock_connect=key[1], sock_read=key[2])
+            self._timeouts[key] = found
+        return found
 
     def _session_now(self) -> aiohttp.ClientSession:
         loop = asyncio.get_running_loop()
@@ -58,7 +73,6 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 limit=self._limits.max_connections or 0,
                 limit_per_host=0,
                 keepalive_timeout=self._limits.keepalive_expiry or 5.0,
-                ssl=self._ssl,
             )
             self._session = aiohttp.ClientSession(
                 connector=connector,
@@ -76,18 +90,17 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         timeout: dict[str, Any] = request.extensions.get("timeout", {})
         session = self._session_now()
+        url = request.url
         try:
             async with session.request(
                 request.method,
-                str(request.url),
+                str(url),
                 headers=request.headers.multi_items(),
                 data=request.content or None,
                 allow_redirects=False,
-                timeout=aiohttp.ClientTimeout(
-                    connect=timeout.get("pool"),
-                    sock_connect=timeout.get("connect"),
-                    sock_read=timeout.get("read"),
-                ),
+                timeout=self._timeout(timeout),
+                # verified as httpx verifies; http (loopback only) needs no context at all
+                ssl=self._ssl_context() if url.scheme == "https" else True,
             ) as answer:
                 body = await answer.read()
         except aiohttp.ClientError as exc:

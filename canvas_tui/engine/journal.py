@@ -1,9 +1,10 @@
 """The run journal: one SQLite (WAL) file per run, the single source of truth for every record.
 
 Writes go through one writer thread so the event loop never waits on SQLite. Claims (records
-going in flight), results and attempts run in the writer's open transaction as they arrive and
-commit together every few tens of milliseconds; a claim is answered as soon as it has run, an
-operator's move once it is committed. WAL with synchronous=NORMAL survives a killed process with
+going in flight), results and attempts run in the writer's open transaction in the order they
+were made (an awaited write at once, posted ones by the window's end) and commit together every
+few tens of milliseconds; a claim is answered as soon as it has run, an operator's move once it
+is committed. WAL with synchronous=NORMAL survives a killed process with
 every commit; a kill loses the last uncommitted batch and a power loss may roll back the last
 few commits, which is safe: an in-flight or done record that reverts to pending is re-sent,
 creates are idempotent and inactivate/conclude/delete look the enrollment up before acting.
@@ -498,6 +499,10 @@ class _Writer(threading.Thread):
         super().__init__(name=f"journal-writer:{path.name}", daemon=True)
         self._path = path
         self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
+        # A token from whoever awaits an answer (a submit) or stops the writer: the gathering
+        # window wakes for that at once, while a post waits for the window's end (issue 14:
+        # waking the writer for each posted outcome cost a thread switch and a GIL hand-off).
+        self._wanted: queue.SimpleQueue[None] = queue.SimpleQueue()
         self._ready = concurrent.futures.Future[None]()
         self.errors: list[BaseException] = []
         self.failure: JournalWriteFailed | None = None  # set once; every later write fails
@@ -509,6 +514,7 @@ class _Writer(threading.Thread):
     def submit(self, fn: WriteFn, *, early: bool = False) -> concurrent.futures.Future[Any]:
         future: concurrent.futures.Future[Any] = concurrent.futures.Future()
         self._queue.put((fn, future, early))
+        self._wanted.put(None)
         return future
 
     def post(self, fn: WriteFn) -> None:
@@ -516,6 +522,7 @@ class _Writer(threading.Thread):
 
     def stop(self) -> None:
         self._queue.put(None)
+        self._wanted.put(None)
         self.join()
 
     def run(self) -> None:
@@ -555,20 +562,27 @@ class _Writer(threading.Thread):
             if not batch.run(first):
                 continue
             deadline = time.monotonic() + _BATCH_WINDOW
-            # Gather a window of writes; once someone awaits a commit, take only what is already
-            # queued (it rides along) and commit.
-            while batch.size < 5000:
+            # Gather a window of writes: run what is queued, then sleep until the window ends or
+            # someone awaits an answer (`_wanted`); once someone awaits a commit, take only what
+            # is already queued (it rides along) and commit.
+            while batch.size < 5000 and not stopping:
                 try:
-                    if batch.urgent:
-                        item = self._queue.get_nowait()
-                    else:
-                        item = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+                    item = self._queue.get_nowait()
                 except queue.Empty:
-                    break
+                    left = deadline - time.monotonic()
+                    if batch.urgent or left <= 0:
+                        break
+                    # Tokens are put after their item: once one is taken, so is any other
+                    # (their items are queued). A token left by an item already run only ends
+                    # this wait early.
+                    with contextlib.suppress(queue.Empty):
+                        self._wanted.get(timeout=left)
+                        while True:
+                            self._wanted.get_nowait()
+                    continue
                 if item is None:
                     stopping = True
-                    break
-                if not batch.run(item):
+                elif not batch.run(item):
                     break
             batch.commit()
 

@@ -43,12 +43,17 @@ def asgi_transport(app: Any) -> httpx.ASGITransport:
 
 @contextmanager
 def serve_in_thread(
-    app: Any, host: str = "127.0.0.1", port: int = 0, *, http: str = "auto"
+    app: Any,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    http: str = "auto",
+    tls: tuple[str, str] | None = None,
 ) -> Iterator[str]:
     """Serve `app` with uvicorn in a daemon thread; yields `http://host:port` once it accepts.
 
     `http` picks uvicorn's HTTP implementation: "auto" (httptools when installed), "h11",
-    "httptools"."""
+    "httptools". `tls` = (certificate file, key file): serve https instead."""
     quiet_simulated_resets()
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -62,6 +67,8 @@ def serve_in_thread(
         lifespan="off",
         access_log=False,
         timeout_graceful_shutdown=1,
+        ssl_certfile=tls[0] if tls else None,
+        ssl_keyfile=tls[1] if tls else None,
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
@@ -73,7 +80,7 @@ def serve_in_thread(
             raise RuntimeError("the simulator did not start")
         time.sleep(0.01)
     try:
-        yield f"http://{host}:{bound_port}"
+        yield f"{'https' if tls else 'http'}://{host}:{bound_port}"
     finally:
         server.should_exit = True
         thread.join(timeout=10)
