@@ -428,7 +428,9 @@ class RemoteSession:
             # for anything, and its FINISHED is not an abort; the dashboard's yellow line says so
             self.service = False
             self._state = dataclasses.replace(self._state, paused_reason=self._lost)
-            self._publish(RunPhaseChanged(Phase.ABORTED, self._lost))
+        else:
+            return
+        self._publish(RunPhaseChanged(Phase.ABORTED, self._lost))
 
     def _send(self, message: ToEngine) -> None:
         try:
