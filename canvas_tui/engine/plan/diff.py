@@ -292,7 +292,11 @@ class Brake:
 
 class Tally:
     """The source's steps, counted as they are computed: a plan of a million rows keeps these
-    (and a few bytes per row in arrays), never a Step per row."""
+    (and a few bytes per row in arrays), never a Step per row.
+
+    The per-row arrays serve only a plan that is applied (the executor finds each record's
+    planned step, the load marks the records in place); `rows=False` keeps none of them, for a
+    plan that is shown or written down (`canvas-tui plan`, `check --deep`)."""
 
     __slots__ = (
         "actions",
@@ -303,9 +307,11 @@ class Tally:
         "in_place_ids",
         "in_place_messages",
         "lines",
+        "rows",
     )
 
-    def __init__(self) -> None:
+    def __init__(self, *, rows: bool = True) -> None:
+        self.rows = rows
         self.actions: Counter[Action] = Counter()
         self.by_course: dict[str, Counter[Action]] = defaultdict(Counter)
         self.change_requests = 0
@@ -318,6 +324,8 @@ class Tally:
         self.in_place_messages: list[str] = []
 
     def item(self, item: SourceItem) -> None:
+        if not self.rows:
+            return
         self.lines.append(item.provenance.line)
         self.digests.append(hash(item) if item.__class__ is EnrollmentRecord else 0)
 
@@ -325,7 +333,7 @@ class Tally:
         self.actions[step.action] += 1
         self.by_course[step.course][step.action] += 1
         self.change_requests += step.requests
-        if step.action is Action.NONE and step.record_index is not None:
+        if step.action is Action.NONE and step.record_index is not None and self.rows:
             self.in_place.append(step.record_index)
             self.in_place_ids.append(step.enrollment_ids[0] if step.enrollment_ids else 0)
             warnings = step.record.warnings if step.record else ()
@@ -753,16 +761,18 @@ def build_plan(
     active_state: str = "active",
     roster_requests: int = 0,
     aliases: Mapping[str, str] | None = None,
+    keep_rows: bool = True,
 ) -> Plan:
     """Pure: the steps for the source's records and for the enrollments they do not claim.
 
     `items` is read once here and again whenever the records' steps are asked for (a source
-    reads its file or query again; an iterator is kept as a list): the plan holds counts."""
+    reads its file or query again; an iterator is kept as a list): the plan holds counts, and
+    unless `keep_rows` is False, the few bytes per row that applying it needs (`Tally`)."""
     if isinstance(items, Iterator):
         items = list(items)
     index = RosterIndex(rosters, aliases)
     records = RecordSteps(items, index, active_state)
-    tally = Tally()
+    tally = Tally(rows=keep_rows)
     claimed: set[int] = set()
     invalid = duplicates = 0
     for position, item in enumerate(items):

@@ -78,9 +78,11 @@ async def compute_plan(
     rosters: Mapping[str, Roster] | None = None,
     on_roster: Callable[[int, int], None] | None = None,
     counts: SourceCounts | None = None,
+    keep_rows: bool = True,
 ) -> Plan:
     """Read the rosters of the courses the source names (unless given) and build the plan.
-    `items` must be re-readable (a source, or a list): it is streamed, never held."""
+    `items` must be re-readable (a source, or a list): it is streamed, never held.
+    `keep_rows=False`: a plan only shown or written, never applied (see `Tally`)."""
     started = time.monotonic()
     requests = 0
 
@@ -111,6 +113,7 @@ async def compute_plan(
         active_state=config.sync.enrollment_state,
         roster_requests=requests,
         aliases=aliases,
+        keep_rows=keep_rows,
     )
     plan.elapsed = time.monotonic() - started
     return plan
