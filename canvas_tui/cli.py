@@ -29,7 +29,8 @@ COMMANDS = {
 EXIT_CODES: dict[str, dict[int, str]] = {
     "console": {
         0: "quit (whatever the records' state: the journal keeps it)",
-        2: "usage, config, source or journal error; nothing was sent",
+        2: "usage, config, source or journal error; nothing was sent "
+        "(--attach: no run serves the journal, or not safely)",
         3: "the run was aborted (token refused, engine stopped)",
     },
     "demo": {0: "quit", 2: "usage error or the demo data is missing", 3: "the engine stopped"},
@@ -146,6 +147,16 @@ def build_parser() -> argparse.ArgumentParser:
     console.add_argument(
         "--plan", action="store_true", help="diff against live rosters first; approve the plan"
     )
+    console.add_argument(
+        "--attach",
+        metavar="JOURNAL",
+        help="follow the run another process drives on JOURNAL (a `sync`, a `watch`), read-only",
+    )
+    console.add_argument(
+        "--control",
+        action="store_true",
+        help="with --attach: pause, resume, retry and skip through the running engine",
+    )
 
     demo = _sub(sub, "demo", "the console on the built-in simulator and sample data")
     demo.add_argument("--seed", type=int, default=7, help="the simulated world's seed (default 7)")
@@ -194,6 +205,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="when resuming a journal, send every failed record again (records that failed "
         "for network or server errors are always retried on resume)",
+    )
+    sync.add_argument(
+        "--no-attach",
+        action="store_true",
+        help="serve no socket for `console --attach` (by default consoles of the same user "
+        "may follow the run, and with --control pause, resume or retry it)",
     )
     sync.add_argument(
         "--log-format",
@@ -262,6 +279,26 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         help="accepted token of an admin without read_sis/manage_sis: answers carry no SIS ids "
         "(repeatable)",
+    )
+
+    sim.add_argument(
+        "--sis-import-rate",
+        type=float,
+        default=250.0,
+        metavar="ROWS",
+        help="rows a SIS import applies per world second (default 250; scaled by --time-scale)",
+    )
+    sim.add_argument(
+        "--sis-import-start-delay",
+        type=float,
+        default=2.0,
+        metavar="SECONDS",
+        help="world seconds a new SIS import waits for its job to start (default 2)",
+    )
+    sim.add_argument(
+        "--no-sis-imports",
+        action="store_true",
+        help="the root account has SIS imports disabled (create answers 403)",
     )
 
     completion = _sub(sub, "completion", "print a shell completion script")

@@ -4,7 +4,8 @@ On a TTY: a rich progress bar (rate, ETA, throttle headroom, failures). Otherwis
 Kubernetes): one JSON object per line on stdout — a state summary every few seconds, one line per
 failed record, a final summary. Exit codes are `exit_codes.ExitCode` (`run_exit_code`, unattended).
 SIGINT/SIGTERM stop dispatching, let in-flight requests finish and leave a consistent, resumable
-journal (exit 3).
+journal (exit 3). While it runs, consoles of the same user may attach (`canvas-tui console
+--attach JOURNAL`, engine/attach.py) unless `--no-attach`.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from typing import Any, Protocol, TextIO
 
 from canvas_tui.canvas.errors import CanvasError, Category, hint_for
 from canvas_tui.config import Config, ConfigError, check_base_url, load_config
+from canvas_tui.engine.attach import AttachServer, serve_attach
 from canvas_tui.engine.journal import Journal, JournalError, JournalWriteFailed
 from canvas_tui.engine.plan.diff import planned_action
 from canvas_tui.engine.report import failures_csv_path, write_report
@@ -336,6 +338,10 @@ async def _sync(session: Session, reporter: Reporter, args: argparse.Namespace) 
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop, sig)
 
+    attach: AttachServer | None = None
+    if not getattr(args, "no_attach", False):
+        attach = serve_attach(session, warn=lambda m: reporter.info(m, level="warning"))
+
     def on_event(event: Event) -> None:
         if isinstance(event, RecordChanged) and event.state == State.FAILED:
             reporter.failure(_failure_fields(session, event))
@@ -388,6 +394,7 @@ async def _sync(session: Session, reporter: Reporter, args: argparse.Namespace) 
             "resuming" if session.resumed else "starting",
             journal=str(session.journal_path),
             records=total,
+            **({"attach": str(attach.path)} if attach is not None else {}),
         )
         # Rows the source rejected are failures too: report them before anything is sent.
         for row in session.store.iter_rows(state=State.FAILED):
@@ -453,6 +460,8 @@ async def _sync(session: Session, reporter: Reporter, args: argparse.Namespace) 
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.remove_signal_handler(sig)
+        if attach is not None:  # attached consoles see the final state, then are let go
+            await attach.close()
         await session.close()
         if refused:  # the brake stopped it before anything was queued: no empty journal left
             from canvas_tui.engine.journal import remove_empty_journal

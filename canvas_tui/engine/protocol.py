@@ -12,7 +12,15 @@ whose shape may differ. Then the console sends an `EngineSpec`, and the engine a
                         Snapshot    the run's state, ten times a second
                         Published   a run phase change (per-record events stay in the engine)
 
+A process that drives a run itself (a headless `sync`, a `watch`) serves the same messages to
+consoles that attach (engine/attach.py): its first word is `Hello`, the console answers `Attach`
+instead of a spec, and the host answers `Ready`. An attached console sends no `Call` but the
+roster reads, and a `Command` only when it attached with control: a read-only one is answered
+`ControlRefused`, and the command is never run.
+
 Messages are pickled dataclasses; each kind has a `tag` for logs and for reading this table.
+Unpickling runs code of the sender's choosing, so each end speaks only to its own user: the
+console spawned its engine, and an attach socket checks its peer's uid (engine/attach.py).
 """
 
 from __future__ import annotations
@@ -34,7 +42,7 @@ if TYPE_CHECKING:
     from canvas_tui.config import Config, SourceConfig
 
 # Bump on any change to the messages below or to what a command or operation takes or answers.
-PROTOCOL_VERSION: Final = 1
+PROTOCOL_VERSION: Final = 2
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -48,6 +56,11 @@ TransportFactory = Callable[[], "AbstractContextManager[httpx.AsyncBaseTransport
 class EngineError(RuntimeError):
     """An error from the engine process that could not be sent back as itself, or the engine
     process failing (not starting, dying, speaking another protocol)."""
+
+
+class ControlRefused(EngineError):
+    """A command or an operation that this connection may not send: a console attached
+    read-only sends no command, and no attached console loads, plans or runs."""
 
 
 # ---- startup --------------------------------------------------------------------------------------
@@ -73,6 +86,15 @@ class Hello:
 
     tag: ClassVar[str] = "hello"
     version: int  # the engine's PROTOCOL_VERSION
+
+
+@dataclass(frozen=True, slots=True)
+class Attach:
+    """An attaching console's answer to `Hello` (in place of a spec): follow the host's run,
+    with control (commands) or read-only."""
+
+    tag: ClassVar[str] = "attach"
+    control: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,6 +207,10 @@ class Op(StrEnum):
     LIST_ENROLLMENTS = "list_enrollments"
     LIST_COURSE_SECTIONS = "list_course_sections"
     CLOSE = "close"
+
+
+# What an attached console may call: reads of Canvas, through the host's client and governor.
+ATTACHED_OPS: Final = frozenset({Op.GET_COURSE, Op.LIST_ENROLLMENTS, Op.LIST_COURSE_SECTIONS})
 
 
 @dataclass(frozen=True, slots=True)

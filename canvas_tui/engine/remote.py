@@ -7,6 +7,10 @@ does not know which it has. The console awaits its commands (`await session.comm
 reply resolves a future from the event loop's reader, so a slow engine never stalls drawing.
 The snapshot is pushed by the engine and read locally; records are read straight from the
 journal through a read-only connection of the console's own.
+
+A console that attaches to a run another process drives (engine/attach.py) gets a
+RemoteSession too, with no process of its own: it follows that run, sends commands only when it
+attached with control, and closing it only disconnects.
 """
 
 from __future__ import annotations
@@ -31,9 +35,11 @@ from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar, cast
 from canvas_tui.config import ENV_TOKEN, journal_path_for
 from canvas_tui.engine.journal import Journal
 from canvas_tui.engine.protocol import (
+    ATTACHED_OPS,
     REFUSED,
     Call,
     Command,
+    ControlRefused,
     EngineError,
     EngineSpec,
     Op,
@@ -172,10 +178,22 @@ def _handshake(
 
 
 class RemoteSession:
-    """A session whose engine runs in another process (see module docs)."""
+    """A session whose engine runs in another process (see module docs): one this console
+    spawned (`process`, its `log`), or, with neither, a run it attached to (`control`: whether
+    it may send commands)."""
 
-    def __init__(self, process: subprocess.Popen[bytes], conn: Connection, ready: Ready, log: Path):
-        self.process = process
+    def __init__(
+        self,
+        process: subprocess.Popen[bytes] | None,
+        conn: Connection,
+        ready: Ready,
+        log: Path | None,
+        *,
+        control: bool = True,
+    ):
+        self._process = process
+        self.attached = process is None
+        self.control = control
         self.journal_path = ready.journal_path
         self.resumed = ready.resumed
         self.notes = list(ready.notes)
@@ -221,6 +239,7 @@ class RemoteSession:
         while the engine answers. Once the engine is gone the command is refused (False, 0 or
         None) rather than raised; the snapshot then says why (ABORTED, with the reason)."""
         name = command_name(command)
+        self._check_control(name)
         self._attach()
         if self._lost is None:
             try:
@@ -239,6 +258,7 @@ class RemoteSession:
         """`command` for scripts and tests (RemoteRunner): it blocks the calling thread, and
         any loop running there, until the engine answers. The console awaits `command`."""
         name = command_name(command)
+        self._check_control(name)
         self._attach()
         if self._lost is not None:
             return cast(R, REFUSED[name])
@@ -273,9 +293,16 @@ class RemoteSession:
         """Start an operation that takes time (load, run, roster pages); the future resolves
         with its answer. `progress` is called with each of its Progress messages."""
         self._attach()
-        if self._lost is not None:
+        refused: EngineError | None = None
+        if self.attached and op not in ATTACHED_OPS:
+            refused = ControlRefused(
+                f"an attached console follows the run: {op} is for the process that drives it"
+            )
+        elif self._lost is not None:
+            refused = EngineError(self._lost)
+        if refused is not None:
             future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-            future.set_exception(EngineError(self._lost))
+            future.set_exception(refused)
             return future
         return self._request(lambda call_id: Call(call_id, op, args, kwargs), progress)
 
@@ -284,16 +311,34 @@ class RemoteSession:
         finish), wait for the process to exit, and close the console's journal reader."""
         if not self._closing:
             self._closing = True
-            if self._lost is None:
-                with contextlib.suppress(EngineError):
-                    await self.call(Op.CLOSE)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                await asyncio.to_thread(self.process.wait, COMMAND_SECONDS)
-            _stop(self.process)
+            if self._process is not None:
+                if self._lost is None:
+                    with contextlib.suppress(EngineError):
+                        await self.call(Op.CLOSE)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    await asyncio.to_thread(self._process.wait, COMMAND_SECONDS)
+                _stop(self._process)
+            # attached: only this console's connection ends; the run goes on in its host
             self._detach()
             self._conn.close()
             self.store.close()
-            _remove_if_empty(self.log_path)
+            if self.log_path is not None:
+                _remove_if_empty(self.log_path)
+
+    @property
+    def process(self) -> subprocess.Popen[bytes]:
+        """The engine process this console spawned; an attached session has none."""
+        if self._process is None:
+            raise EngineError("an attached session has no engine process of its own")
+        return self._process
+
+    def _check_control(self, name: str) -> None:
+        """A console attached read-only never sends a command (its host would refuse it too)."""
+        if not self.control:
+            raise ControlRefused(
+                f"this console attached read-only: {name!r} was not sent to the run "
+                "(attach with --control to pause, resume or retry)"
+            )
 
     # ---- messages ------------------------------------------------------------------------------
 
@@ -353,13 +398,19 @@ class RemoteSession:
         self._detach()
         if self._closing or self._lost is not None:
             return
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.process.wait(1)
-        code = self.process.poll()
-        self._lost = (
-            f"the engine process stopped (exit code {code}); the journal keeps what was "
-            f"done: open it again to resume{_log_tail(self.log_path)}"
-        )
+        if self._process is None or self.log_path is None:
+            self._lost = (
+                "the process driving this run stopped serving it (it ended, or was stopped); "
+                "the journal keeps what was done"
+            )
+        else:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._process.wait(1)
+            code = self._process.poll()
+            self._lost = (
+                f"the engine process stopped (exit code {code}); the journal keeps what was "
+                f"done: open it again to resume{_log_tail(self.log_path)}"
+            )
         error = EngineError(self._lost)
         for future in self._pending.values():
             if not future.done():

@@ -18,16 +18,14 @@ import asyncio
 import contextlib
 import logging
 import os
-import pickle
 import signal
-import threading
-from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any
 
 from canvas_tui.canvas.client import CanvasClient
 from canvas_tui.canvas.errors import CanvasError
+from canvas_tui.engine.attach import AttachServer, serve_attach
 from canvas_tui.engine.protocol import (
     COMMANDS,
     PROTOCOL_VERSION,
@@ -42,12 +40,12 @@ from canvas_tui.engine.protocol import (
     Reply,
     Snapshot,
     StartFailed,
-    ToConsole,
     ToEngine,
     invoke,
 )
 from canvas_tui.engine.session import Session, open_session
 from canvas_tui.engine.state import Event, RunPhaseChanged, RunState
+from canvas_tui.engine.wire import Outbox, sendable
 
 if TYPE_CHECKING:
     import httpx
@@ -63,55 +61,14 @@ ENGINE_NICENESS = 5
 Operation = Callable[..., Awaitable[Any]]
 
 
-class _Outbox:
-    """Sends from a thread of its own, so a console that is slow to read never stalls the
-    engine's event loop. Snapshots are coalesced: only the newest waits to be sent."""
-
-    def __init__(self, conn: Connection) -> None:
-        self._conn = conn
-        self._messages: deque[ToConsole] = deque()
-        self._snapshot: Snapshot | None = None
-        self._wake = threading.Condition()
-        self._closed = False
-        self._thread = threading.Thread(target=self._send_all, name="outbox", daemon=True)
-        self._thread.start()
-
-    def put(self, message: ToConsole) -> None:
-        with self._wake:
-            self._messages.append(message)
-            self._wake.notify()
-
-    def snapshot(self, snapshot: Snapshot) -> None:
-        with self._wake:
-            self._snapshot = snapshot
-            self._wake.notify()
-
-    def close(self, timeout: float = 5.0) -> None:
-        """Send what is queued, then stop."""
-        with self._wake:
-            self._closed = True
-            self._wake.notify()
-        self._thread.join(timeout)
-
-    def _send_all(self) -> None:
-        while True:
-            with self._wake:
-                while not self._messages and self._snapshot is None and not self._closed:
-                    self._wake.wait()
-                if self._messages:
-                    message: ToConsole = self._messages.popleft()
-                elif self._snapshot is not None:
-                    message, self._snapshot = self._snapshot, None
-                else:
-                    return
-            try:
-                self._conn.send(message)
-            except (OSError, ValueError):
-                return  # the console is gone; the reader sees EOF and winds the run down
-
-
 class _Server:
-    def __init__(self, conn: Connection, session: Session, outbox: _Outbox) -> None:
+    def __init__(
+        self,
+        conn: Connection,
+        session: Session,
+        outbox: Outbox,
+        attach: AttachServer | None = None,
+    ) -> None:
         self.conn = conn
         self.session = session
         self.outbox = outbox
@@ -121,6 +78,8 @@ class _Server:
         self.tasks: set[asyncio.Task[None]] = set()
         self.done = asyncio.Event()
         self.closing = False
+        # other consoles of this user may follow the run (engine/attach.py): a second screen
+        self.attach = attach
         self.operations: Mapping[Op, Operation] = {
             Op.LOAD: self._load,
             Op.RUN: self._run,
@@ -201,7 +160,7 @@ class _Server:
             self.outbox.put(Reply(call_id, self.state(), value))
 
     def _reply_error(self, call_id: int, exc: BaseException) -> None:
-        self.outbox.put(Reply(call_id, self.state(), error=_sendable(exc)))
+        self.outbox.put(Reply(call_id, self.state(), error=sendable(exc)))
 
     def _progress(self, call_id: int) -> Callable[..., None]:
         # may be called from the loading thread: the outbox is thread-safe
@@ -273,6 +232,8 @@ class _Server:
             self.session.runner.cancel()
             with contextlib.suppress(Exception):
                 await run
+        if self.attach is not None:
+            await self.attach.close()
         await self.session.close()
         # the close reply (queued by _answer after this returns) must still go out
         asyncio.get_running_loop().call_soon(self.done.set)
@@ -290,8 +251,10 @@ async def _serve(conn: Connection) -> None:
             transport = stack.enter_context(spec.transport()) if spec.transport else None
             session = _open(spec, transport)
         except Exception as exc:
-            conn.send(StartFailed(_sendable(exc)))
+            conn.send(StartFailed(sendable(exc)))
             return
+        # before Ready: once its console hears the session is open, others may attach too
+        attach = serve_attach(session, warn=log.warning)
         conn.send(
             Ready(
                 PROTOCOL_VERSION,
@@ -301,11 +264,13 @@ async def _serve(conn: Connection) -> None:
                 session.runner.snapshot(),
             )
         )
-        outbox = _Outbox(conn)
+        outbox = Outbox(conn)
         try:
-            await _Server(conn, session, outbox).serve()
+            await _Server(conn, session, outbox, attach).serve()
         finally:
             outbox.close()
+            if attach is not None:  # closed on the way down already, unless serving failed
+                await attach.close()
 
 
 def _open(spec: EngineSpec, transport: httpx.AsyncBaseTransport | None) -> Session:
@@ -330,15 +295,6 @@ def _open(spec: EngineSpec, transport: httpx.AsyncBaseTransport | None) -> Sessi
         # journal's pages are checked before it first loads or runs (Session.load/run)
         verify_journal=False,
     )
-
-
-def _sendable(exc: BaseException) -> BaseException:
-    """`exc` if the console can unpickle it as itself, else an EngineError that says it."""
-    try:
-        pickle.loads(pickle.dumps(exc))  # noqa: S301 - our own bytes, just made
-    except Exception:
-        return EngineError(f"{type(exc).__name__}: {exc}")
-    return exc
 
 
 def main(argv: list[str]) -> int:

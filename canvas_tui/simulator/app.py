@@ -54,6 +54,7 @@ from canvas_tui.simulator.faults import (
     drip,
     until_disconnect,
 )
+from canvas_tui.simulator.sis_imports import SisImports, Upload, parse_multipart
 from canvas_tui.simulator.views import HttpError, PageRequest, Response
 from canvas_tui.simulator.world import (
     ROOT_ACCOUNT_ID,
@@ -106,6 +107,17 @@ SELF_LISTING_STATES = frozenset(
 DELETE_TASKS = {"delete": "deleted", "inactivate": "inactive", "deactivate": "inactive"}
 EXCLUDED_FROM_CACHE_KEY = frozenset({"page", "per_page", "access_token", "api_key"})
 TRUE_STRINGS = frozenset({"true", "1", "t", "yes", "y", "on"})
+# Media types whose body Rails does not parse into parameters; a SIS import posts its file so.
+RAW_BODY_TYPES = frozenset(
+    {
+        "text/csv",
+        "text/plain",
+        "text/xml",
+        "application/zip",
+        "application/x-zip-compressed",
+        "application/octet-stream",
+    }
+)
 
 
 @dataclass
@@ -146,6 +158,11 @@ class SimConfig:
     sleep: Sleep | None = None  # default asyncio.sleep; tests may inject
     world_users: int = 2000  # size of the generated world when none is given
     world_courses: int = 120
+    # SIS imports (simulator/sis_imports.py): rows applied per world second once an import
+    # runs, and the world seconds a created import waits for its job to be picked up.
+    sis_import_rate: float = 250.0
+    sis_import_start_delay: float = 2.0
+    sis_imports_enabled: bool = True  # the root account's allow_sis_import
 
 
 @dataclass
@@ -173,6 +190,8 @@ class Request:
     headers: dict[str, str]
     base_url: str
     token: str | None
+    body: bytes = b""
+    files: dict[str, Upload] = field(default_factory=dict)
 
     @property
     def page_request(self) -> PageRequest:
@@ -239,6 +258,19 @@ def rails_integer(value: Any) -> int | None:
     return views.ruby_to_i(text) if text.strip() else None
 
 
+def stuck_dates(before: Enrollment | None, start_at: str | None, end_at: str | None) -> set[str]:
+    """The date fields an API write changes, which become sticky (instructure/canvas-lms
+    lib/sticky_sis_fields.rb: `before_save :set_sis_stickiness` marks changed sticky fields,
+    new records included; Enrollment `are_sis_sticky :start_at, :end_at`)."""
+    old_start, old_end = (before.start_at, before.end_at) if before else (None, None)
+    fields = set()
+    if start_at != old_start:
+        fields.add("start_at")
+    if end_at != old_end:
+        fields.add("end_at")
+    return fields
+
+
 def token_label(identifier: str) -> str:
     """Buckets are keyed by token; stats show a short hash, never the token."""
     kind, _, value = identifier.partition(":")
@@ -285,6 +317,24 @@ class Simulator:
         self._roster_cache: dict[tuple[Any, ...], list[Enrollment]] = {}
         # uvicorn runs the app in its own thread while tests read stats and mutate the world.
         self.lock = threading.RLock()
+        self.sis_imports = SisImports(
+            self.world,
+            cfg.clock,
+            time_scale=cfg.time_scale,
+            rows_per_second=cfg.sis_import_rate,
+            start_delay=cfg.sis_import_start_delay,
+            enabled=cfg.sis_imports_enabled,
+            error_report=self._next_error_report,
+        )
+
+    def _next_error_report(self) -> int:
+        self._stats.error_report_id += 1
+        return self._stats.error_report_id
+
+    def settle_sis_imports(self) -> None:
+        """Apply every SIS import row the clock allows now (requests do this on their own)."""
+        with self.lock:
+            self.sis_imports.advance()
 
     # ---- Python-side accessors ------------------------------------------------------------
 
@@ -300,6 +350,7 @@ class Simulator:
 
     def stats(self) -> dict[str, Any]:
         with self.lock:
+            self.sis_imports.advance()
             s = self._stats
             levels = {token_label(k): round(b.level(), 4) for k, b in self.buckets.items()}
             return {
@@ -320,6 +371,7 @@ class Simulator:
                 "faults": dict(s.faults),
                 "time_scale": self.config.time_scale,
                 "throttle_status": self.config.throttle_status,
+                "sis_imports": self.sis_imports.stats(),
             }
 
     def reset_stats(self) -> None:
@@ -371,19 +423,24 @@ class Simulator:
                     return
         if scope["type"] != "http":
             return
-        body = b""
+        chunks: list[bytes] = []
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
                 return
-            body += message.get("body", b"")
+            chunks.append(message.get("body", b""))
             if not message.get("more_body"):
                 break
+        body = b"".join(chunks)
         raw = scope.get("raw_path") or scope["path"].encode("utf-8")
         # httpx.ASGITransport puts the query into raw_path; servers do not.
         raw_path = raw.split(b"?", 1)[0].decode("latin-1")
         if raw_path.startswith("/__sim__/"):
             await self._send(send, self._inspect(scope["method"], raw_path, body))
+            return
+        if raw_path.startswith("/files/"):
+            query = scope.get("query_string", b"").decode("latin-1")
+            await self._send(send, self._download(scope["method"], raw_path, query))
             return
         if not raw_path.startswith("/api/v1/"):
             await self._send(send, views.not_found().response)
@@ -503,8 +560,15 @@ class Simulator:
         pairs = parse_qsl(query, keep_blank_values=True)
         params = rails_params(pairs)
         content_type = headers.get("content-type", "")
+        media_type = content_type.partition(";")[0].strip().lower()
         malformed = False
-        if body:
+        files: dict[str, Upload] = {}
+        if body and media_type == "multipart/form-data":
+            fields, files = parse_multipart(content_type, body)
+            rails_params(list(fields.items()), params)
+        elif body and media_type in RAW_BODY_TYPES:
+            pass  # Rails parses no parameters out of these: the body is the data (SIS imports)
+        elif body:
             if "json" in content_type:
                 try:
                     payload = json.loads(body)
@@ -546,6 +610,8 @@ class Simulator:
             headers=headers,
             base_url=f"{scheme}://{host}",
             token=token,
+            body=body,
+            files=files,
         )
 
     def _expire_storm(self) -> None:
@@ -674,6 +740,15 @@ class Simulator:
                 return Route("get_user", "show", self._get_user, (s[1],))
             if n == 3 and s[2] == "enrollments":
                 return Route("list_enrollments", "list", self._list_user_enrollments, (s[1],))
+        if n >= 3 and s[0] == "accounts" and s[2] == "sis_imports":
+            return self._sis_route(s, m)
+        if n == 2 and s[0] == "progress" and m == "GET":
+            return Route(
+                "get_progress",
+                "show",
+                lambda r, t, i: self.sis_imports.progress(t, i, r.base_url),
+                (s[1],),
+            )
         if n >= 2 and s[0] == "accounts" and m == "GET":
             if n == 2:
                 return Route("get_account", "show", self._get_account, (s[1],))
@@ -683,7 +758,86 @@ class Simulator:
                 return Route("get_enrollment", "show", self._get_account_enrollment, (s[1], s[3]))
         return None
 
+    def _sis_route(self, s: list[str], m: str) -> Route | None:
+        """accounts/:id/sis_imports[/...] (config/routes.rb, sis_imports_api)."""
+        n = len(s)
+        imports = self.sis_imports
+        if n == 3 and m == "POST":
+            return Route("create_sis_import", "create", self._create_sis_import, (s[1],))
+        if n == 3 and m == "GET":
+            return Route("list_sis_imports", "list", self._list_sis_imports, (s[1],))
+        if n == 4 and m == "GET" and s[3] == "importing":
+            return Route(
+                "importing_sis_imports",
+                "list",
+                lambda r, t, a: imports.importing(a, t, r.base_url),
+                (s[1],),
+            )
+        if n == 4 and m == "PUT" and s[3] == "abort_all_pending":
+            return Route(
+                "abort_all_sis_imports",
+                "write",
+                lambda r, t, a: imports.abort_all_pending(a, t),
+                (s[1],),
+            )
+        if n == 4 and m == "GET":
+            return Route(
+                "get_sis_import",
+                "show",
+                lambda r, t, a, i: imports.show(a, t, i, r.base_url),
+                (s[1], s[3]),
+            )
+        if n == 5 and m == "PUT" and s[4] == "restore_states":
+            return Route(
+                "restore_sis_import",
+                "write",
+                lambda r, t, a, i: imports.restore_states(a, t, i, r.params, r.base_url),
+                (s[1], s[3]),
+            )
+        if n == 5 and m == "PUT" and s[4] == "abort":
+            return Route(
+                "abort_sis_import",
+                "write",
+                lambda r, t, a, i: imports.abort(a, t, i, r.base_url),
+                (s[1], s[3]),
+            )
+        return None
+
+    def _create_sis_import(self, request: Request, token: Token, account_ref: str) -> Response:
+        return self.sis_imports.create(
+            account_ref=account_ref,
+            token=token,
+            params=request.params,
+            files=request.files,
+            content_type=request.headers.get("content-type", ""),
+            body=request.body,
+            base_url=request.base_url,
+        )
+
+    def _list_sis_imports(self, request: Request, token: Token, account_ref: str) -> Response:
+        return self.sis_imports.list(
+            account_ref, token, request.params, request.page_request, request.base_url
+        )
+
+    def _download(self, method: str, raw_path: str, query: str) -> Response:
+        """`files/:id/download?verifier=...`: an errors attachment, no token needed (the
+        verifier is the permission), served as Canvas's local file store sends it."""
+        parts = raw_path.strip("/").split("/")
+        if method != "GET" or len(parts) != 3 or parts[2] != "download":
+            return views.not_found().response
+        verifier = dict(parse_qsl(query)).get("verifier")
+        with self.lock:
+            attachment = self.sis_imports.download(parts[1], verifier)
+        if attachment is None:
+            return views.not_found().response
+        response = Response(200, attachment.data, b"text/csv")
+        disposition = f'attachment; filename="{attachment.filename}"'.encode()
+        response.headers.append((b"content-disposition", disposition))
+        return response
+
     def _dispatch(self, request: Request, route: Route | None) -> Response:
+        # SIS imports run on the server's clock; catch them up before anything reads the world
+        self.sis_imports.advance()
         token = self._authenticate(request)
         if isinstance(token, Response):
             return token
@@ -1067,6 +1221,8 @@ class Simulator:
                 existing.end_at,
             )
             if new_values != old_values:
+                # a change made outside SIS makes the dates sticky for later imports
+                existing.stuck_sis_fields |= stuck_dates(existing, start_at, end_at)
                 existing.limit_privileges_to_course_section = limit
                 existing.start_at, existing.end_at = start_at, end_at
                 changed = True
@@ -1084,6 +1240,7 @@ class Simulator:
                 start_at=start_at,
                 end_at=end_at,
             )
+            enrollment.stuck_sis_fields |= stuck_dates(None, start_at, end_at)
             stats.enrollments_created += 1
         return views.json_response(views.enrollment_json(world, enrollment, request.base_url))
 

@@ -26,6 +26,9 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
         faults=parse_faults(args.faults),
         tokens=tuple(args.token or ()),
         no_sis_tokens=tuple(getattr(args, "no_sis_token", None) or ()),
+        sis_import_rate=getattr(args, "sis_import_rate", 250.0),
+        sis_import_start_delay=getattr(args, "sis_import_start_delay", 2.0),
+        sis_imports_enabled=not getattr(args, "no_sis_imports", False),
     )
     if args.post_cost is not None:
         config.post_cost = args.post_cost
@@ -73,6 +76,14 @@ def main(args: argparse.Namespace) -> int:
         f"; stats at http://{host}:{args.port}/__sim__/stats",
         flush=True,
     )
+    if config.sis_imports_enabled:
+        print(
+            f"  SIS imports at {config.sis_import_rate:g} rows per world second, starting "
+            f"{config.sis_import_start_delay:g} world seconds after the upload",
+            flush=True,
+        )
+    else:
+        print("  SIS imports disabled on the root account", flush=True)
     if args.token:
         print(f"  accepting the {len(args.token)} token(s) given with --token", flush=True)
     if getattr(args, "no_sis_token", None):

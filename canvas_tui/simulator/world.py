@@ -119,6 +119,16 @@ class Account:
 
 
 @dataclass(slots=True)
+class Term:
+    """An enrollment term (`EnrollmentTerm`); SIS imports name one for batch mode."""
+
+    id: int
+    name: str
+    sis_term_id: str | None
+    workflow_state: str = "active"  # active | deleted
+
+
+@dataclass(slots=True)
 class Role:
     id: int
     label: str  # the role's name: "StudentEnrollment" for built-ins, "Grader" for a custom role
@@ -194,6 +204,10 @@ class Enrollment:
     created_at: str = GENERATED_AT
     updated_at: str = GENERATED_AT
     sis_import_id: int | None = None  # set when an SIS import made it; API-made rows have none
+    # Fields changed outside an SIS import ("sticky"): an import leaves start_at/end_at alone
+    # when either is stuck (instructure/canvas-lms lib/sticky_sis_fields.rb, before_save).
+    stuck_sis_fields: set[str] = field(default_factory=set)
+    completed_at: str | None = None
 
     @property
     def identity(self) -> tuple[int, str, int, int | None, int]:
@@ -251,6 +265,7 @@ class World:
     sections: dict[int, Section] = field(default_factory=dict)
     enrollments: dict[int, Enrollment] = field(default_factory=dict)
     tokens: dict[str, Token] = field(default_factory=dict)
+    terms: dict[int, Term] = field(default_factory=dict)
     seed: int = 0
     version: int = 0  # bumped on every enrollment write, so cached roster orderings go stale
 
@@ -472,6 +487,32 @@ class World:
             return None
         return section
 
+    def course_by_sis(self, sis_course_id: str) -> Course | None:
+        """`root_account.all_courses.where(sis_source_id:)`: deleted courses included."""
+        return self._courses_by_sis.get(sis_course_id)
+
+    def section_by_sis(self, sis_section_id: str) -> Section | None:
+        """`root_account.course_sections.where(sis_source_id:)`: any workflow state."""
+        return self._sections_by_sis.get(sis_section_id)
+
+    def user_by_sis(self, sis_user_id: str) -> User | None:
+        return self._users_by_sis.get(sis_user_id)
+
+    def user_by_integration(self, integration_id: str) -> User | None:
+        return self._users_by_integration.get(integration_id)
+
+    def find_term(self, ref: str) -> Term | None:
+        """`api_find(account.enrollment_terms.active, ref)`: a numeric id or `sis_term_id:X`."""
+        kind, value = parse_sis_ref(ref)
+        term: Term | None
+        if kind is None:
+            term = self.terms.get(int(value)) if value else None
+        elif kind == "sis_term_id":
+            term = next((t for t in self.terms.values() if t.sis_term_id == value), None)
+        else:
+            term = None
+        return term if term is not None and term.workflow_state == "active" else None
+
     def find_account(self, ref: str) -> Account | None:
         ref = ref.strip()
         if ref in ("self", "default"):
@@ -565,6 +606,10 @@ class World:
             start=2,
         ):
             self.accounts[index] = Account(index, name, sis, ROOT_ACCOUNT_ID)
+        self.terms[1] = Term(1, "Fall 2026", "F26")
+        self.terms[2] = Term(2, "Spring 2027", "S27")
+        self.terms[3] = Term(3, "Default Term", None)
+        self.terms[4] = Term(4, "Spring 2025", "S25", workflow_state="deleted")
         for base_type, role_id in BUILT_IN_ROLE_IDS.items():
             self.roles[role_id] = Role(role_id, base_type, base_type, ROOT_ACCOUNT_ID, "built_in")
         self.roles[GRADER_ROLE_ID] = Role(

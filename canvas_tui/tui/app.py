@@ -4,6 +4,10 @@ The engine runs in a process of its own (engine/remote.py), or in the app's even
 test or a read-only session opens it so; either way the UI reads `runner.snapshot()` and the
 journal (through `RecordStore`) on a timer, and awaits its commands
 (`session.command(RunCommands.skip, ...)`): an engine slow to answer never stalls drawing.
+
+Attached (`console --attach`), the console follows a run that another process drives: it never
+loads, plans, starts or cancels on quit; read-only it offers no command at all, and with control
+it offers the commands (pause, resume, retry, skip, ...) but never a start.
 """
 
 from __future__ import annotations
@@ -99,8 +103,11 @@ class ConsoleApp(App[int]):
         autostart: bool = False,
         journal_path: Path | None = None,
         plan: bool | None = False,
+        attached: bool = False,
     ) -> None:
         super().__init__()
+        # following a run another process drives (engine/attach.py); read_only: without control
+        self.attached = attached
         self._opener = opener
         # diff against the rosters first and show the plan (engine/plan/): True for --plan,
         # None when the config's drop policy asks for it, False for none
@@ -120,7 +127,10 @@ class ConsoleApp(App[int]):
         self._quitting = False
         self._view_journal: Journal | None = None
         self.view_store: RecordStore | None = None
-        self._description = description + ("  [read-only]" if read_only else "")
+        mode = "attached, " if attached else ""
+        self._description = description + (
+            f"  [{mode}read-only]" if read_only else f"  [{mode}control]" if attached else ""
+        )
         self._loading = False
         self._ui_loop: asyncio.AbstractEventLoop | None = None
         self._queue: QueueView | None = None
@@ -177,6 +187,8 @@ class ConsoleApp(App[int]):
     def idle_label(self, state: RunState) -> str | None:
         """The console's own label when no run was started here (the runner's phase says
         nothing then), else None."""
+        if self.attached:
+            return None  # the host's run: its phase says it
         if self.read_only:
             return "READ-ONLY"
         if self._declined:
@@ -197,7 +209,8 @@ class ConsoleApp(App[int]):
             subscribe(self._on_engine_event)
         self.tick()  # the first frame shows the counts and the queue now, not a tick later
         approved: bool | None = None
-        if not self.read_only:
+        drives = not self.read_only and not self.attached  # this console loads and runs
+        if drives:
             self._loading = True
             try:
                 if self._plan is not False:
@@ -210,7 +223,7 @@ class ConsoleApp(App[int]):
                 self._loading = False
                 self.sub_title = self._description
                 self.refresh_bindings()
-        if not self.read_only and (self.autostart or approved):
+        if drives and (self.autostart or approved):
             self._start_run()  # autostart, or the plan screen's Apply: the operator's go
         else:
             # decoding the outlook's sample competes with drawing: it waits for the first frame
@@ -226,7 +239,7 @@ class ConsoleApp(App[int]):
         from canvas_tui.engine.plan.executor import DROP_SOURCE, full_mode_lookups
 
         store = self.view_store
-        if not isinstance(store, Journal) or self.read_only:
+        if not isinstance(store, Journal) or self.read_only or self.attached:
             return None  # the counts by source are the journal's, not every RecordStore's
         records = store.count(State.PENDING)  # an index range: a million rows stay cheap
         planned = store.get_meta("mode") == "plan"
@@ -391,6 +404,8 @@ class ConsoleApp(App[int]):
             return True
         if self.read_only and action in WRITES:
             return False
+        if self.attached and action == "start":
+            return False  # the host starts its own runs
         state = self.state
         if self.session is None or state is None:
             return None
@@ -441,8 +456,11 @@ class ConsoleApp(App[int]):
 
     def requeued(self) -> None:
         """Records went back to pending: a run started here sends them; a console still READY
-        waits for the start key (a retry must not start the whole load)."""
-        if not self.run_active and self._started:
+        waits for the start key (a retry must not start the whole load). Attached, the host's
+        run sends them while it runs."""
+        if self.attached:
+            pass
+        elif not self.run_active and self._started:
             self._start_run()
         elif not self.run_active:
             key = effective_key(BY_ID["start"], self.keymap_overrides)
@@ -453,7 +471,9 @@ class ConsoleApp(App[int]):
 
     @property
     def run_active(self) -> bool:
-        """A `session.run()` worker is going (it may be paused)."""
+        """A `session.run()` worker is going (it may be paused); attached, the host's run."""
+        if self.attached:
+            return self.state is not None and self.state.phase in ACTIVE
         engine = self._engine
         return engine is not None and engine.state in (WorkerState.PENDING, WorkerState.RUNNING)
 
@@ -758,8 +778,8 @@ class ConsoleApp(App[int]):
         if self._quitting:
             return
         state = self.state
-        if self.read_only or state is None or not self.run_active:
-            self._wind_down()
+        if self.read_only or self.attached or state is None or not self.run_active:
+            self._wind_down()  # attached: only this console goes; the run goes on
             return
         pending = state.counts.get(State.PENDING, 0)
         resume = (
@@ -789,7 +809,7 @@ class ConsoleApp(App[int]):
         session = self.session
         if session is not None:
             state = session.runner.snapshot()
-            if self.run_active:
+            if self.run_active and not self.attached:
                 await session.command(RunCommands.cancel)
                 self.notify(f"Waiting for {state.governor.in_flight} in-flight requests…")
             engine = self._engine

@@ -34,7 +34,15 @@ def _fail(message: str) -> int:
 
 
 def console_main(args: argparse.Namespace) -> int:
-    """`canvas-tui [console] [SOURCE] [--config] [--journal] [--read-only]`."""
+    """`canvas-tui [console] [SOURCE] [--config] [--journal] [--read-only]`, or
+    `console --attach JOURNAL [--control]`."""
+    if getattr(args, "attach", None):
+        return attach_main(args)
+    if getattr(args, "control", False):
+        return _fail(
+            "--control goes with --attach JOURNAL: a console that runs its own engine "
+            "has every control already"
+        )
     from canvas_tui.config import ConfigError, load_config
     from canvas_tui.engine.journal import JournalError
     from canvas_tui.engine.protocol import EngineError, EngineSpec
@@ -116,6 +124,54 @@ def console_main(args: argparse.Namespace) -> int:
         plan=True if args.plan else None if policy_plans else False,
     )
     return app.run() or 0
+
+
+def attach_main(args: argparse.Namespace) -> int:
+    """`canvas-tui console --attach JOURNAL [--control]`: follow the run another process (a
+    `sync`, a `watch`) drives on JOURNAL, over the socket it serves beside it
+    (engine/attach.py). Nothing is loaded or sent from here; with --control the operator's
+    commands go to that run's engine."""
+    from canvas_tui.config import ConfigError, load_config
+    from canvas_tui.engine.attach import attach_engine
+    from canvas_tui.engine.protocol import EngineError
+
+    if args.source or args.journal or args.plan:
+        return _fail("--attach follows a run as it is: give no SOURCE, --journal or --plan")
+    if args.read_only and args.control:
+        return _fail("--read-only and --control contradict each other (read-only is the default)")
+    journal = Path(args.attach).expanduser()
+    if not journal.exists():
+        return _fail(f"no journal {journal}")
+    try:
+        # only for the operator's keymap: the run's own config is the host's
+        config = load_config(args.config)
+    except ConfigError as exc:
+        return _fail(str(exc))
+    keymap = dict(config.keys)
+    if problems := check_keymap(keymap):
+        return _fail("; ".join(problems))
+    try:
+        session = attach_engine(journal, control=args.control)
+    except EngineError as exc:
+        return _fail(str(exc))
+    from canvas_tui.tui.app import ConsoleApp
+
+    async def opener() -> ConsoleSession:
+        return session
+
+    app = ConsoleApp(
+        opener,
+        description=f"attached · {journal}",
+        read_only=not args.control,
+        keymap=keymap,
+        journal_path=session.journal_path,
+        attached=True,
+    )
+    try:
+        return app.run() or 0
+    finally:
+        with contextlib.suppress(Exception):  # a no-op after a quit: only disconnects
+            asyncio.run(session.close())
 
 
 def demo_main(args: argparse.Namespace) -> int:
