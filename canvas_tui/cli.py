@@ -20,6 +20,8 @@ COMMANDS = {
     "sync": "canvas_tui.headless:main",
     "plan": "canvas_tui.commands.plan:main",
     "check": "canvas_tui.commands.check:main",
+    "trace": "canvas_tui.commands.trace:main",
+    "serve": "canvas_tui.commands.serve:main",
     "init": "canvas_tui.config:init_main",
     "simulate": "canvas_tui.simulator.serve:main",
     "completion": "canvas_tui.cli:completion_main",
@@ -52,6 +54,13 @@ EXIT_CODES: dict[str, dict[int, str]] = {
         2: "problems in the config, the source or the courses it names",
         3: "Canvas cannot be reached or refuses the token",
     },
+    "trace": {
+        0: "printed: records, source rows or a Canvas user name the person",
+        1: "nothing names the person (as grep)",
+        2: "usage or config error",
+        3: "--live and Canvas could not be read (token, network)",
+    },
+    "serve": {0: "stopped (Ctrl+C, SIGTERM)", 2: "usage or config error, or no journal"},
     "init": {0: "written (or --example printed)", 2: "the file exists, or an answer is invalid"},
     "simulate": {0: "stopped", 2: "usage error"},
     "completion": {0: "printed"},
@@ -201,6 +210,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sync.add_argument("--allow-drops", type=int, metavar="N", help="permit up to N drops")
     sync.add_argument(
+        "--first",
+        metavar="COURSE",
+        action="append",
+        default=[],
+        help="send this course's pending records before any other, and the rest only once "
+        "they have all ended (a SIS course id, or a Canvas id; repeatable, in order)",
+    )
+    sync.add_argument(
         "--retry-failed",
         action="store_true",
         help="when resuming a journal, send every failed record again (records that failed "
@@ -235,6 +252,54 @@ def build_parser() -> argparse.ArgumentParser:
         help="check every user/course/section and estimate the sync's time",
     )
     _add_logging(check)
+
+    trace = _sub(sub, "trace", "one person across every run's journal, the source and Canvas")
+    _add_common(trace)
+    trace.add_argument("user", help="a SIS user id, a login id, or a Canvas user id")
+    trace.add_argument(
+        "--journal",
+        metavar="FILE",
+        action="append",
+        default=[],
+        help="search this journal too (repeatable)",
+    )
+    trace.add_argument(
+        "--journal-dir",
+        metavar="DIR",
+        help="the journals to search (default: the config's journal_dir, else the user state "
+        "directory's runs/)",
+    )
+    trace.add_argument(
+        "--source", metavar="FILE", help="the source to read (default: the config's)"
+    )
+    trace.add_argument("--no-source", action="store_true", help="read the journals only")
+    trace.add_argument(
+        "--live",
+        action="store_true",
+        help="also ask Canvas (GET only): who the id names, under every id they go by, and "
+        "their enrollments in every state",
+    )
+    trace.add_argument("--json", action="store_true", help="one JSON document on stdout")
+    _add_logging(trace)
+
+    serve = _sub(sub, "serve", "the console in a browser (read-only), behind an access token")
+    _add_common(serve)
+    serve.add_argument(
+        "--journal", metavar="FILE", help="the run to serve (default: the latest journal)"
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (loopback)")
+    serve.add_argument("--port", type=int, default=8910, help="port (default 8910)")
+    serve.add_argument(
+        "--control",
+        action="store_true",
+        help="tabs may pause, resume, retry and skip through the running engine (default: "
+        "read-only)",
+    )
+    serve.add_argument(
+        "--allow-remote",
+        action="store_true",
+        help="let --host be an address beyond this machine (put TLS in front of it)",
+    )
 
     init = _sub(sub, "init", "write a starter config")
     init.add_argument(

@@ -411,6 +411,20 @@ async def _sync(session: Session, reporter: Reporter, args: argparse.Namespace) 
         if getattr(args, "retry_failed", False):
             queued = runner.retry_failed()
             reporter.info("queued the failed records again", records=queued)
+        first = getattr(args, "first", None) or []
+        if first and not session.store.loaded:
+            # "all of this course before anything else" needs every row of it in the journal:
+            # the whole load first (a load that goes on while the run sends would let the rest
+            # start before the course's later rows are read)
+            await session.load()
+        for course in reversed(first):  # the first named goes first
+            moved = runner.to_front(course=course)
+            if moved:
+                reporter.info("moved to the front", course=course, records=moved)
+            else:
+                reporter.info(
+                    f"--first {course}: no pending records of that course", level="warning"
+                )
         runner.stop_when_unreachable = True  # exit 3, records pending; the next run resumes
         unsubscribe = runner.subscribe(on_event)
         ticker = asyncio.create_task(_tick(runner.snapshot, reporter))

@@ -125,6 +125,17 @@ CREATE INDEX IF NOT EXISTS attempts_record ON attempts(record_id);
 -- The URL templates many records' attempts share ("~/courses/{c}/enrollments"), each once;
 -- such an attempt's url is "#" and the template's id.
 CREATE TABLE IF NOT EXISTS urls (id INTEGER PRIMARY KEY, template TEXT NOT NULL UNIQUE);
+-- Records an operator moved to the front of the queue (issue 17): sent before every other
+-- pending record, the latest move's first; `front_moves` keeps each move. Rows stay when their
+-- record ends (a trigger or a delete per outcome cost the run path ~20 us a record); the queue
+-- reads, joined to records, only those still to send.
+CREATE TABLE IF NOT EXISTS front (record_id INTEGER PRIMARY KEY, rank INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS front_moves (
+    rank INTEGER PRIMARY KEY,               -- 1, 2, ...: a later move goes before an earlier one
+    at REAL NOT NULL,
+    label TEXT NOT NULL,                    -- what moved: a course, or the queue's filter
+    records INTEGER NOT NULL
+);
 -- Substring search for the console (`rows(text=...)`) without scanning 100,000 rows: a trigram
 -- index over the columns an operator searches, holding only which rows have each trigram
 -- (detail=none: a sixth of the full index). A query asks for rows with all of its trigrams,
@@ -1085,6 +1096,20 @@ class Journal:
             out.append(Attempt(number, started, finished, method, url, body, *rest))
         return out
 
+    def rows_of_users(self, users: Collection[str]) -> list[RecordRow]:
+        """Every record that names one of `users` (the `user` column: an API id, or a rejected
+        row's bare id), in source order: one range of the `records_user` index per id, which
+        schema 1 has too, so a term of journals is searched without reading their records."""
+        wanted = list(dict.fromkeys(users))
+        if not wanted:
+            return []
+        marks = ", ".join("?" for _ in wanted)
+        sql = (
+            f"SELECT {_ROW_COLUMNS} FROM records WHERE user IN ({marks}) "  # noqa: S608
+            "ORDER BY record_id"
+        )
+        return [self._row(v) for v in self._query(sql, wanted)]
+
     def failed_ids(self, category: str | None = None) -> list[int]:
         if category is None:
             found = self._query(
@@ -1367,6 +1392,101 @@ class Journal:
         if not wanted:
             return []
         return self.write_sync(move)
+
+    def to_front(
+        self,
+        *,
+        label: str,
+        courses: Collection[str] = (),
+        sections: Collection[str] = (),
+        text: str | None = None,
+    ) -> list[int]:
+        """Move the pending records of these courses (by their API id forms; records that name
+        only a section, by `sections`), or those matching the queue's `text` filter, to the
+        front of the queue, before any earlier move's. Committed before returning (an
+        operator's key); returns the ids moved, in source order."""
+        course_list, section_list = list(courses), list(sections)
+        candidates: list[int] | None = None
+        if text:  # the queue's own match (its trigram index lives on the read side)
+            where, params = self._where(State.PENDING, text)
+            found = self._query(f"SELECT record_id FROM records{where}", params)  # noqa: S608
+            candidates = [int(v[0]) for v in found]
+        if candidates is None and not course_list and not section_list:
+            return []
+
+        def move(conn: sqlite3.Connection) -> list[int]:
+            rank = int(
+                conn.execute("SELECT COALESCE(MAX(rank), 0) + 1 FROM front_moves").fetchone()[0]
+            )
+            moved: list[int] = []
+            if candidates is not None:
+                for start in range(0, len(candidates), 500):
+                    chunk = candidates[start : start + 500]
+                    marks = ", ".join("?" for _ in chunk)
+                    moved += [
+                        int(v[0])
+                        for v in conn.execute(
+                            "SELECT record_id FROM records "  # noqa: S608
+                            f"WHERE record_id IN ({marks}) AND state = 'pending'",
+                            chunk,
+                        )
+                    ]
+            else:
+                cmarks = ", ".join("?" for _ in course_list) or "NULL"
+                smarks = ", ".join("?" for _ in section_list) or "NULL"
+                moved = [
+                    int(v[0])
+                    for v in conn.execute(
+                        "SELECT record_id FROM records WHERE state = 'pending' "  # noqa: S608
+                        f"AND (course IN ({cmarks}) OR (course IS NULL AND section IN ({smarks})))",
+                        (*course_list, *section_list),
+                    )
+                ]
+            moved.sort()
+            again = 0  # records an earlier move put in front and still to send: counted once
+            for start in range(0, len(moved), 500):
+                chunk = moved[start : start + 500]
+                marks = ", ".join("?" for _ in chunk)
+                again += conn.execute(
+                    f"SELECT COUNT(*) FROM front WHERE record_id IN ({marks})",  # noqa: S608
+                    chunk,
+                ).fetchone()[0]
+            conn.executemany(
+                "INSERT INTO front (record_id, rank) VALUES (?, ?) "
+                "ON CONFLICT(record_id) DO UPDATE SET rank = excluded.rank",
+                [(r, rank) for r in moved],
+            )
+            if moved:
+                conn.execute(
+                    "INSERT INTO front_moves (rank, at, label, records) VALUES (?, ?, ?, ?)",
+                    (rank, time.time(), label, len(moved) - again),
+                )
+            return moved
+
+        return self.write_sync(move)
+
+    def front_queue(self) -> list[int]:
+        """The moved records still to send (pending or in flight), in the order they go: the
+        latest move's first, each move's in source order. Empty for a journal from before
+        moves were recorded."""
+        try:
+            found = self._query(
+                "SELECT f.record_id FROM front AS f JOIN records AS r "
+                "ON r.record_id = f.record_id WHERE r.state IN ('pending', 'in_flight') "
+                "ORDER BY f.rank DESC, f.record_id"
+            )
+        except sqlite3.OperationalError:  # no such table: an older journal, opened read-only
+            return []
+        return [int(v[0]) for v in found]
+
+    def front_moves(self) -> list[tuple[int, float, str, int]]:
+        """Every move to the front so far: (rank, when, what moved, how many records that no
+        earlier move had moved)."""
+        try:
+            found = self._query("SELECT rank, at, label, records FROM front_moves ORDER BY rank")
+        except sqlite3.OperationalError:
+            return []
+        return [(int(r), float(a), str(lb), int(n)) for r, a, lb, n in found]
 
     def post_fields(self, record_id: int, record: EnrollmentRecord, raw: Mapping[str, str]) -> None:
         """Replace a record's normalized fields after an operator edit. The bodies its earlier

@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     from canvas_tui.config import Config, SourceConfig
 
 # Bump on any change to the messages below or to what a command or operation takes or answers.
-PROTOCOL_VERSION: Final = 2
+PROTOCOL_VERSION: Final = 3  # 3: to_front, RunState.front (issue 17)
 
 P = ParamSpec("P")
 R = TypeVar("R")

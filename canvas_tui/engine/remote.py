@@ -495,6 +495,7 @@ class RemoteRunner:
     set_concurrency_cap = _sent(RunCommands.set_concurrency_cap)
     send_one = _sent(RunCommands.send_one)
     edit_and_retry = _sent(RunCommands.edit_and_retry)
+    to_front = _sent(RunCommands.to_front)
 
 
 class RemoteClient:

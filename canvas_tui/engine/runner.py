@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sqlite3
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -25,6 +26,7 @@ from canvas_tui.engine.edit import edited_record
 from canvas_tui.engine.journal import Journal, JournalError, JournalWriteFailed, Outcome
 from canvas_tui.engine.state import (
     Event,
+    FrontState,
     GovernorState,
     Phase,
     RecordChanged,
@@ -32,7 +34,14 @@ from canvas_tui.engine.state import (
     RunPhaseChanged,
     RunState,
 )
-from canvas_tui.records import EnrollmentRecord, RowProblem, State
+from canvas_tui.records import (
+    EnrollmentRecord,
+    RowProblem,
+    State,
+    api_id,
+    sis_value,
+    split_api_id,
+)
 from canvas_tui.sources.normalize import Layout
 
 log = logging.getLogger(__name__)
@@ -48,6 +57,8 @@ TRANSIENT = tuple(sorted(c.value for c in RETRYABLE))
 # Records waiting out a retry back-off give their dispatch slot to fresh records, up to this many
 # at once (so a dead Canvas cannot draw the whole journal into back-off).
 MAX_BACKING_OFF = 64
+FRONT_LABELS = 3  # moves the dashboard names; the rest it counts
+READ_ONLY_REFRESH = 1.0  # seconds between a read-only view's reads of the journal's counts
 
 # The record a `_process` task works on: the retry sleep (RunGate.sleep) runs inside that task
 # and so knows whose back-off it is.
@@ -180,10 +191,23 @@ class Runner:
         self._requeue: deque[int] = deque()
         self._buffer: deque[int] = deque()
         self._cursor = 0
+        # Records moved to the front (`to_front`): they go before every other record, and the
+        # rest wait until each of them has ended (a barrier: "this course first" means its last
+        # record too). `_front` is what is left to claim, in order; `_front_flying` what of it
+        # is in flight; both come back from the journal on a resume.
+        self._front: deque[int] = deque(journal.front_queue())
+        self._front_flying: set[int] = set()
+        self._front_taken: set[int] = set()  # of the ids `_next_ids` just gave, the front's
+        self._front_moves = 0  # moves this session: a claim that crossed one is looked at again
+        moves = journal.front_moves()
+        # what was moved, the latest move first, each once; and how many records, each once
+        self._front_labels: list[str] = list(dict.fromkeys(m[2] for m in reversed(moves)))
+        self._front_moved = sum(m[3] for m in moves)
         self._send_budget = 0
         self._wake = asyncio.Event()
         self._running = False
         self._resumed_checked = False
+        self._counts_read = clock()  # when a read-only runner last read the counts
 
     def use_executor(self, executor: Executor, *, token_checked: bool = False) -> None:
         """Swap what sends each record (a plan's executor); call it before `run()`.
@@ -284,6 +308,8 @@ class Runner:
             self._retry_transient("queued again on resume: it failed for a transient cause")
         self._cursor = 0
         self._buffer.clear()
+        self._front = deque(self._journal.front_queue())  # in flight before: pending again
+        self._front_flying.clear()
         ticker = asyncio.create_task(self._tick())
         try:
             if self._preflight is not None and self._counts.get(State.PENDING, 0):
@@ -368,38 +394,57 @@ class Runner:
                 continue
             if paused:
                 free = min(free, self._send_budget)
-            ids = self._next_ids(free)
+            ids = self._next_ids(free, paused=paused)
             if not ids:
-                if not self._tasks and not self._requeue:
+                if not self._tasks and not self._requeue and not self._front:
                     self._send_budget = 0
                     return
                 await self._wait_wake()
                 continue
             self._claimed.update(ids)
+            front, moves = self._front_taken, self._front_moves
             try:
                 claimed = await self._journal.claim(ids)
             except JournalWriteFailed:
                 self._claimed.difference_update(ids)
                 continue  # the failure is seen at the top of the loop
             self._claimed.difference_update(set(ids) - set(claimed))
+            if moves != self._front_moves:
+                # records moved to the front while these were claimed: the others wait
+                behind = [r for r in claimed if r not in front]
+                await self._journal.unclaim(behind)
+                self._claimed.difference_update(behind)
+                self._requeue.extendleft(reversed(behind))
+                claimed = [r for r in claimed if r in front]
             if self.gate.cancelled or (self.gate.paused and not paused):
                 # paused or cancelled while the claim was written: nothing new may go out
                 await self._journal.unclaim(claimed)
                 self._claimed.difference_update(claimed)
-                self._requeue.extendleft(reversed(claimed))  # first in line on resume
+                # first in line on resume (the front's at the front again)
+                self._front.extendleft(reversed([r for r in claimed if r in front]))
+                self._requeue.extendleft(reversed([r for r in claimed if r not in front]))
                 continue
             if paused:
                 self._send_budget -= len(claimed)
             for record_id in claimed:
+                if record_id in front:
+                    self._front_flying.add(record_id)
                 self._move(record_id, State.PENDING, State.IN_FLIGHT)
                 self._tasks[record_id] = asyncio.create_task(self._process(record_id))
 
-    def _next_ids(self, n: int) -> list[int]:
+    def _next_ids(self, n: int, *, paused: bool = False) -> list[int]:
         out: list[int] = []
-        while self._requeue and len(out) < n:
-            record_id = self._requeue.popleft()
+        if paused:  # send one: the record the operator chose, whatever is at the front
+            self._take_requeued(out, n)
+        self._front_taken = set()
+        while self._front and len(out) < n:
+            record_id = self._front.popleft()
             if record_id not in self._claimed and record_id not in out:
                 out.append(record_id)
+                self._front_taken.add(record_id)
+        if self._front or self._front_flying:
+            return out  # the rest wait until every moved record has ended
+        self._take_requeued(out, n)
         while len(out) < n:
             if not self._buffer:
                 batch = self._journal.pending_ids(after=self._cursor, limit=500)
@@ -411,6 +456,12 @@ class Runner:
             if record_id not in self._claimed and record_id not in out:
                 out.append(record_id)
         return out
+
+    def _take_requeued(self, out: list[int], n: int) -> None:
+        while self._requeue and len(out) < n:
+            record_id = self._requeue.popleft()
+            if record_id not in self._claimed and record_id not in out:
+                out.append(record_id)
 
     async def _process(self, record_id: int) -> None:
         attempts = 0
@@ -463,6 +514,7 @@ class Runner:
             )
         finally:
             self._claimed.discard(record_id)
+            self._front_flying.discard(record_id)
             self._tasks.pop(record_id, None)
             self._wake.set()
 
@@ -555,6 +607,16 @@ class Runner:
 
     def snapshot(self) -> RunState:
         now = self._clock()
+        if self._journal.read_only and now - self._counts_read >= READ_ONLY_REFRESH:
+            # a read-only view (a served tab, `console --read-only`) of a run another process
+            # may be sending: its counts come from the journal, not from this runner
+            self._counts_read = now
+            with contextlib.suppress(sqlite3.Error):
+                self._counts = self._journal.counts()
+                failures = self._journal.category_counts(State.FAILED)
+                if failures != self._failures_by_category:
+                    self._failures_by_category = failures
+                    self._failures_version += 1
         for times in (self._throttle_times, self._retry_times):
             while times and times[0] < now - 60:
                 times.popleft()
@@ -582,7 +644,17 @@ class Runner:
             eta=(left / rate) if rate > 0 else (0.0 if left == 0 else None),
             latency=self._latency,
             paused_reason=self._paused_reason if self._phase == Phase.PAUSED else None,
+            front=self._front_state(),
         )
+
+    def _front_state(self) -> FrontState | None:
+        if not self._front_labels:
+            return None
+        left = len(self._front) + len(self._front_flying)
+        shown = ", ".join(self._front_labels[:FRONT_LABELS])
+        more = len(self._front_labels) - FRONT_LABELS
+        label = f"{shown} (+{more} more)" if more > 0 else shown
+        return FrontState(label, self._front_moved, left)
 
     def _unreachable(self, last: str) -> None:
         """The breaker tripped: stop sending until Canvas is back (see `stop_when_unreachable`)."""
@@ -715,6 +787,38 @@ class Runner:
         if row.state == State.PENDING:
             return True
         return self._requeue_after_edit(row.record_id, row.state, row.category)
+
+    def to_front(self, course: str | None = None, text: str | None = None) -> int:
+        """Move the pending records of `course` (as an operator types it: `BIO-101` is a SIS
+        course id, digits a Canvas id, or an API id form), else of the queue's `text` filter,
+        before every other record, and before any earlier move's. Records in flight go on;
+        the others wait until every moved record has ended. Kept in the journal: a resume
+        sends them first too."""
+        course = (course or "").strip() or None
+        text = (text or "").strip() or None
+        if course is None and text is None:
+            return 0
+        if course is not None:
+            kind, value = split_api_id(course)
+            courses = [course] if kind is not None else [api_id("sis_course_id", value), value]
+            sections = [api_id("sis_section_id", value), value] if kind is None else [course]
+            label = sis_value(course)
+            moved = self._journal.to_front(label=label, courses=courses, sections=sections)
+        else:
+            label = f"filter {text!r}"
+            moved = self._journal.to_front(label=label, text=text)
+        if not moved:
+            return 0
+        first = set(moved)
+        earlier = [r for r in self._front if r not in first]
+        new = len(moved) - (len(self._front) - len(earlier))  # a record moved again counts once
+        moved = [r for r in moved if r not in self._claimed]
+        self._front = deque([*moved, *earlier])
+        self._front_labels = [label, *(x for x in self._front_labels if x != label)]
+        self._front_moved += new
+        self._front_moves += 1
+        self._wake.set()
+        return len(moved)
 
     def _requeue_after_edit(self, record_id: int, state: State, category: str | None) -> bool:
         moved = self._journal.transition(

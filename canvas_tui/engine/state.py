@@ -29,6 +29,15 @@ class Phase(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class FrontState:
+    """Records an operator moved to the front of the queue (`RunCommands.to_front`)."""
+
+    label: str  # what the latest move took: a course, or the queue's filter
+    moved: int  # records moved, over every move of the run
+    left: int  # of them, still to send or in flight
+
+
+@dataclass(frozen=True, slots=True)
 class RunState:
     phase: Phase
     total: int
@@ -49,6 +58,7 @@ class RunState:
     eta: float | None = None  # seconds, None when unknown
     latency: float | None = None  # seconds per request, a moving average of this run's answers
     paused_reason: str | None = None  # why the engine paused itself (Canvas unreachable)
+    front: FrontState | None = None  # records moved to the front, if any were
 
     @property
     def finished(self) -> int:
@@ -177,6 +187,10 @@ class RunCommands(Protocol):
     def send_one(self, record_id: int | None = None) -> bool: ...  # while paused
 
     def edit_and_retry(self, record_id: int, fields: Mapping[str, str]) -> bool: ...
+
+    # the pending records of a course (as typed: BIO-101, 1234, sis_course_id:X) or of the
+    # queue's text filter go before every other record, mid-run; how many moved
+    def to_front(self, course: str | None = None, text: str | None = None) -> int: ...
 
 
 class RunControl(RunCommands, Protocol):

@@ -58,7 +58,24 @@ ACTIONS: tuple[ConsoleAction, ...] = (
         "sort", "o", "cycle_order", "Sort", "Cycle the queue's sort order", where="queue"
     ),
     ConsoleAction(
+        "front",
+        "F",
+        "to_front",
+        "Front",
+        "Send the selected record's course first (with a text filter: the filter's records)",
+        show=False,
+        where="queue",
+    ),
+    ConsoleAction(
         "jump", "colon", "jump", "Jump", "Jump to a record by its number", show=False, where="queue"
+    ),
+    ConsoleAction(
+        "trace",
+        "T",
+        "trace",
+        "Trace",
+        "Trace the selected record's person: every run, the source, Canvas on request",
+        show=False,
     ),
     ConsoleAction("roster", "c", "roster", "Roster", "Open a course roster and compare with SIS"),
     ConsoleAction(

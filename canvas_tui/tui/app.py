@@ -61,6 +61,7 @@ from canvas_tui.tui.widgets.virtual_table import VirtualTable
 
 if TYPE_CHECKING:
     from canvas_tui.engine.journal import Journal
+    from canvas_tui.engine.trace import TraceScope
     from canvas_tui.tui.contract import ConsoleHost
 
 ACTIVE = frozenset({Phase.LOADING, Phase.RUNNING, Phase.PAUSED, Phase.CANCELLING})
@@ -77,6 +78,7 @@ WRITES = frozenset(
         "send_one",
         "cancel_run",
         "edit",
+        "to_front",
     }
 )
 REGISTRY = frozenset(a.action.split("(")[0] for a in ACTIONS)
@@ -104,10 +106,13 @@ class ConsoleApp(App[int]):
         journal_path: Path | None = None,
         plan: bool | None = False,
         attached: bool = False,
+        trace_scope: TraceScope | None = None,
     ) -> None:
         super().__init__()
         # following a run another process drives (engine/attach.py); read_only: without control
         self.attached = attached
+        # where the trace key looks (None: the current journal's directory, no source)
+        self.trace_scope = trace_scope
         self._opener = opener
         # diff against the rosters first and show the plan (engine/plan/): True for --plan,
         # None when the config's drop policy asks for it, False for none
@@ -425,6 +430,8 @@ class ConsoleApp(App[int]):
             if not self.run_active:
                 return None  # nothing to cancel (READY, or a run that ended)
             return phase in (Phase.RUNNING, Phase.PAUSED, Phase.LOADING) or None
+        if action == "to_front":
+            return state.counts.get(State.PENDING, 0) > 0 or None
         if action in ("retry_all", "failures", "export_failures"):
             return failed > 0 or None
         return True
@@ -602,6 +609,53 @@ class ConsoleApp(App[int]):
         i = keys.index(current.order) if current.order in keys else -1
         self.queue.set_filter(QueueFilter(current.state, current.text, keys[(i + 1) % len(keys)]))
         self.queue.tick(self.state)
+
+    async def action_to_front(self) -> None:
+        """The selected record's course (or the queue's text filter) goes first: its pending
+        records are sent before any other, and the rest wait until they have all ended."""
+        if self.session is None:
+            return
+        text = self.queue.filter.text
+        if text:
+            what = f"matching {text!r}"
+            moved = await self.session.command(RunCommands.to_front, None, text)
+        else:
+            row = self.current_record()
+            course = None if row is None else (row.course or row.section)
+            if course is None:
+                self.notify("Select a record of the course to send first", severity="warning")
+                return
+            what = f"of {sis_value(course)}"
+            moved = await self.session.command(RunCommands.to_front, course)
+        if moved:
+            self.notify(
+                f"{fmt.count(moved)} pending records {printable(what)} go first; the rest "
+                "wait until they have all ended",
+                title="Moved to the front",
+            )
+        else:
+            self.notify(f"No pending records {printable(what)}", severity="warning")
+        self._after_command()
+
+    def action_trace(self) -> None:
+        """The selected record's person across every run and the source (engine/trace.py)."""
+        from dataclasses import replace
+
+        from canvas_tui.engine.trace import TraceScope
+        from canvas_tui.tui.screens.trace import TraceScreen
+
+        row = self.current_record()
+        if row is None:
+            self.notify("Select a record to trace its person", severity="warning")
+            return
+        current = (self.journal_path,) if self.journal_path is not None else ()
+        scope = self.trace_scope
+        if scope is None:
+            directory = self.journal_path.parent if self.journal_path is not None else None
+            scope = TraceScope(directory, current)
+        else:
+            scope = replace(scope, journals=(*scope.journals, *current))
+        self.push_screen(TraceScreen(row, scope))
 
     def action_jump(self) -> None:
         def go(answer: str | None) -> None:

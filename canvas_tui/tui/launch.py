@@ -24,7 +24,8 @@ from canvas_tui.exit_codes import ExitCode, error_line
 from canvas_tui.tui.actions import check_keymap
 
 if TYPE_CHECKING:
-    from canvas_tui.config import Config
+    from canvas_tui.config import Config, SourceConfig
+    from canvas_tui.engine.trace import TraceScope
     from canvas_tui.tui.session import ConsoleSession
 
 
@@ -120,10 +121,20 @@ def console_main(args: argparse.Namespace) -> int:
         # always opens for triage
         autostart=config.console.autostart and source is not None and not existing,
         journal_path=session.journal_path,
+        trace_scope=_trace_scope(config, args.source or config.source),
         # a plan needs the operator's approval here: asked for, or a drop policy is set
         plan=True if args.plan else None if policy_plans else False,
     )
     return app.run() or 0
+
+
+def _trace_scope(config: Config, source: SourceConfig | str) -> TraceScope:
+    """Where the trace key (T) looks: every run of the journal directory, the source."""
+    from canvas_tui.engine.trace import TraceScope
+    from canvas_tui.paths import default_journal_dir
+
+    fixed = (config.sync.journal,) if config.sync.journal is not None else ()
+    return TraceScope(config.sync.journal_dir or default_journal_dir(), fixed, source)
 
 
 def attach_main(args: argparse.Namespace) -> int:

@@ -56,6 +56,11 @@ LEGEND: tuple[tuple[str, str], ...] = (
     ("throttled", "requests Canvas refused for the rate limit (run total, last 60 s)"),
     ("retries", "requests sent again after a throttle, a 5xx or a network error"),
     ("req (queue)", "HTTP requests sent for that record"),
+    (
+        "front",
+        "records moved to the front (F): what moved, and how many have yet to end; the "
+        "others wait until they all have",
+    ),
 )
 
 
@@ -179,6 +184,20 @@ def detail_text(state: RunState, idle: str | None = None, outlook: Outlook | Non
     return text
 
 
+def front_text(state: RunState) -> Text:
+    """The records an operator moved to the front: what, and how many are left to end."""
+    front = state.front
+    if front is None:
+        return Text()
+    text = Text.assemble(("front ", "dim"), (printable(front.label), "bold"))
+    if front.left:
+        text.append(f" · {fmt.count(front.left)} of {fmt.count(front.moved)} left", style="bold")
+        text.append(" · the rest wait", style="dim")
+    else:
+        text.append(f" · all {fmt.count(front.moved)} ended", style="dim")
+    return text
+
+
 def spark_text(label: str, values: list[float], top: float, width: int) -> Text:
     """A labelled one-line chart, or the label and `no samples yet`."""
     if not values:
@@ -270,7 +289,7 @@ class Dashboard(Horizontal):
     Dashboard #counts { height: 8; }
     Dashboard #progress-text, Dashboard #progress-detail, Dashboard #concurrency { height: 2; }
     Dashboard #headroom, Dashboard #rate-spark, Dashboard #remaining-spark { height: 1; }
-    Dashboard #rate-spark { margin-top: 1; }
+    Dashboard #front { height: 1; }  /* the line above the spark: blank until a move */
     Dashboard #pressure { height: 3; }
     Dashboard #failures { height: 1fr; }
     """
@@ -289,6 +308,7 @@ class Dashboard(Horizontal):
             yield ProgressBar(total=1, show_eta=False, id="progress")
             yield Static(id="progress-text")
             yield Static(id="progress-detail")
+            yield Static(id="front")
             yield Static(id="rate-spark")
         with Vertical(id="limit-panel") as panel:
             panel.border_title = "Canvas rate limit"
@@ -343,6 +363,7 @@ class Dashboard(Horizontal):
         self._set("progress-text", progress, lambda: progress)
         detail = detail_text(state, idle, outlook)
         self._set("progress-detail", detail, lambda: detail)
+        self._set("front", state.front, lambda: front_text(state))
         rates = list(state.rate_history)
         rate_spark = spark_text(
             "records/s", rates, max(rates, default=0.0), self._width("rate-spark")
