@@ -94,8 +94,11 @@ CREATE INDEX IF NOT EXISTS records_state ON records(state, record_id);
 -- The console's sort orders, each within a state: a window under a state filter is a range of
 -- one index (no sort of every matching row), and the unfiltered view merges the states' ranges
 -- (`Journal.rows`). Journals written before these indexes had one per column without the
--- state; the writer replaces them when it opens such a file (_OLD_INDEXES).
+-- state; the writer replaces them when it opens such a file (_OLD_INDEXES). `records_user`
+-- stays: a person's records are read across journals by it (`rows_of_users`), and it serves
+-- the unfiltered user order.
 CREATE INDEX IF NOT EXISTS records_state_course ON records(state, course, record_id);
+CREATE INDEX IF NOT EXISTS records_user ON records(user, record_id);
 CREATE INDEX IF NOT EXISTS records_state_user ON records(state, user, record_id);
 CREATE INDEX IF NOT EXISTS records_state_category ON records(state, category, record_id);
 CREATE INDEX IF NOT EXISTS records_state_updated ON records(state, updated_at, record_id);
@@ -160,7 +163,7 @@ _TRIGRAM = 3  # the trigram index answers substrings of at least this many chara
 # Indexes of journals written before the state-first ones above, dropped when the writer opens
 # such a journal (a few seconds of CPU at 1,000,000 records, once): the tables are unchanged,
 # so the schema version stays and an older canvas-tui still reads the file.
-_OLD_INDEXES = ("records_course", "records_user", "records_category", "records_updated")
+_OLD_INDEXES = ("records_course", "records_category", "records_updated")
 
 # RecordRow field -> SQL column, for `rows(order=...)`. Only these may be interpolated into SQL.
 # The key column is NULL where it is this (every row but those with a role id).
@@ -186,8 +189,10 @@ _ORDER_COLUMNS = {
     "updated_at": "updated_at",
 }
 
-# Orders the state-first indexes serve (`rows` reads their windows without a sort).
+# Orders the state-first indexes serve (`rows` reads their windows without a sort), and those
+# that unfiltered read an index of their own (the ids, `records_user`) instead of the merge.
 _STATE_INDEXED = frozenset({"record_id", "state", "course", "user", "category", "updated_at"})
+_OWN_INDEX = frozenset({"record_id", "user"})
 
 _ROW_COLUMNS = (
     f"record_id, source_id, line, COALESCE(key, {_KEY}), user, course, section, role, status, state, action, attempts, "
@@ -1007,7 +1012,7 @@ class Journal:
         direction = "DESC" if descending else "ASC"
         tiebreak = "" if column == "record_id" else f", record_id {direction}"
         where, params = self._where(state, text)
-        if not text and column in _STATE_INDEXED and (where or column != "record_id"):
+        if not text and column in _STATE_INDEXED and (where or column not in _OWN_INDEX):
             ids = self._window_ids(offset, limit, state, column, descending, total)
             return self._rows_of(ids)
         if not where and column == "record_id":
@@ -1574,7 +1579,7 @@ def _migrate(conn: sqlite3.Connection) -> None:
     try:
         conn.execute("DROP TRIGGER IF EXISTS records_text_update")
         conn.execute("DROP TABLE IF EXISTS records_text")
-        for index in ("records_state", *_OLD_INDEXES):
+        for index in ("records_state", "records_user", *_OLD_INDEXES):
             conn.execute(f"DROP INDEX IF EXISTS {index}")
         conn.execute("ALTER TABLE records RENAME TO records_v1")
         conn.execute("ALTER TABLE attempts ADD COLUMN body_delta TEXT")
