@@ -94,14 +94,19 @@ CREATE INDEX IF NOT EXISTS records_state ON records(state, record_id);
 -- The console's sort orders, each within a state: a window under a state filter is a range of
 -- one index (no sort of every matching row), and the unfiltered view merges the states' ranges
 -- (`Journal.rows`). Journals written before these indexes had one per column without the
--- state; the writer replaces them when it opens such a file (_OLD_INDEXES). `records_user`
--- stays: a person's records are read across journals by it (`rows_of_users`), and it serves
--- the unfiltered user order.
-CREATE INDEX IF NOT EXISTS records_state_course ON records(state, course, record_id);
+-- state; the writer replaces them when it opens such a file (_OLD_INDEXES). An entry moves
+-- with its record's every state change, so these leave out `in_flight` (a handful of rows,
+-- sorted when asked for): a claim only deletes entries and an outcome only inserts them, and
+-- a query uses them by repeating their WHERE (_INDEXED_STATES). The user order has none (the
+-- writer's CPU): `records_user` stays as it was (a person's records are read across journals
+-- by it, `rows_of_users`), and a user order under a state filter sorts.
 CREATE INDEX IF NOT EXISTS records_user ON records(user, record_id);
-CREATE INDEX IF NOT EXISTS records_state_user ON records(state, user, record_id);
-CREATE INDEX IF NOT EXISTS records_state_category ON records(state, category, record_id);
-CREATE INDEX IF NOT EXISTS records_state_updated ON records(state, updated_at, record_id);
+CREATE INDEX IF NOT EXISTS records_state_course ON records(state, course, record_id)
+    WHERE state <> 'in_flight';
+CREATE INDEX IF NOT EXISTS records_state_category ON records(state, category, record_id)
+    WHERE state <> 'in_flight';
+CREATE INDEX IF NOT EXISTS records_state_updated ON records(state, updated_at, record_id)
+    WHERE state <> 'in_flight';
 CREATE TABLE IF NOT EXISTS attempts (
     id INTEGER PRIMARY KEY,
     record_id INTEGER NOT NULL,
@@ -190,9 +195,10 @@ _ORDER_COLUMNS = {
 }
 
 # Orders the state-first indexes serve (`rows` reads their windows without a sort), and those
-# that unfiltered read an index of their own (the ids, `records_user`) instead of the merge.
-_STATE_INDEXED = frozenset({"record_id", "state", "course", "user", "category", "updated_at"})
-_OWN_INDEX = frozenset({"record_id", "user"})
+# that unfiltered read their own way (a seek by id) instead of the merge.
+_STATE_INDEXED = frozenset({"record_id", "state", "course", "category", "updated_at"})
+_OWN_INDEX = frozenset({"record_id"})
+_INDEXED_STATES = " AND state <> 'in_flight'"  # the state-first indexes' WHERE, as written
 
 _ROW_COLUMNS = (
     f"record_id, source_id, line, COALESCE(key, {_KEY}), user, course, section, role, status, state, action, attempts, "
@@ -292,14 +298,20 @@ def _window_sql(state: State | None, column: str, descending: bool) -> tuple[str
     if state is not None or column == "state":
         # one range: within a state, the state order is source order
         key = "record_id" if column == "state" and state is not None else column
-        where = "" if state is None else "WHERE state = ? "
+        where = "" if state is None else f"WHERE state = ?{_in_index(state)} "
         tiebreak = "" if key == "record_id" else f", record_id {d}"
         sql = f"SELECT record_id FROM records {where}"  # noqa: S608
         sql += f"ORDER BY {key} {d}{tiebreak} LIMIT ? OFFSET ?"
         return sql, [] if state is None else [State(state).value]
     arm = f"SELECT {column}, record_id FROM records WHERE state = ?"  # noqa: S608
-    arms = " UNION ALL ".join(arm for _ in State)
+    arms = " UNION ALL ".join(arm + _in_index(s) for s in State)
     return f"{arms} ORDER BY 1 {d}, 2 {d} LIMIT ? OFFSET ?", [s.value for s in State]
+
+
+def _in_index(state: State) -> str:
+    """The state-first indexes' own WHERE, for a query of a state they hold: SQLite uses a
+    partial index only when the query repeats its condition."""
+    return _INDEXED_STATES if State(state) is not State.IN_FLIGHT else ""
 
 
 def _derived_key(user: str, course: str | None, section: str | None, role: str) -> str:
