@@ -988,6 +988,8 @@ class Journal:
 
     def category_counts(self, state: State | None = State.FAILED) -> dict[str, int]:
         where, params = self._where(state, None)
+        if state is not None:
+            where += _in_index(state)  # one range of records_state_category (at the first frame)
         sql = (
             f"SELECT category, COUNT(*) FROM records{where}"  # noqa: S608
             f"{' AND' if where else ' WHERE'} category IS NOT NULL GROUP BY category"
