@@ -92,15 +92,18 @@ CREATE TABLE IF NOT EXISTS records (
 );
 CREATE INDEX IF NOT EXISTS records_state ON records(state, record_id);
 -- The console's sort orders, each within a state: a window under a state filter is a range of
--- one index (no sort of every matching row), and the unfiltered view merges the states' ranges
--- (`Journal.rows`). Journals written before these indexes had one per column without the
--- state; the writer replaces them when it opens such a file (_OLD_INDEXES). An entry moves
--- with its record's every state change, so these leave out `in_flight` (a handful of rows,
--- sorted when asked for): a claim only deletes entries and an outcome only inserts them, and
--- a query uses them by repeating their WHERE (_INDEXED_STATES). The user order has none (the
--- writer's CPU): `records_user` stays as it was (a person's records are read across journals
--- by it, `rows_of_users`), and a user order under a state filter sorts.
+-- one index, in order (no sort of every matching row; `Journal.rows`). An entry moves with its
+-- record's every state change, so these leave out `in_flight` (a handful of rows, sorted when
+-- asked for): a claim only deletes entries and an outcome only inserts them, and a query uses
+-- them by repeating their WHERE (_INDEXED_STATES). The unfiltered orders keep their per-column
+-- indexes, which a state change does not move (a course or user changes only by an edit), but
+-- for the recently-changed order: the states' ranges of records_state_updated are merged, and
+-- `records_updated`, which moved on every write, is dropped when the writer opens an older
+-- journal (_OLD_INDEXES). The user order has no state-first index (the writer's CPU): under a
+-- state filter it sorts; `records_user` also finds a person's records (`rows_of_users`).
+CREATE INDEX IF NOT EXISTS records_course ON records(course, record_id);
 CREATE INDEX IF NOT EXISTS records_user ON records(user, record_id);
+CREATE INDEX IF NOT EXISTS records_category ON records(category, record_id);
 CREATE INDEX IF NOT EXISTS records_state_course ON records(state, course, record_id)
     WHERE state <> 'in_flight';
 CREATE INDEX IF NOT EXISTS records_state_category ON records(state, category, record_id)
@@ -168,7 +171,7 @@ _TRIGRAM = 3  # the trigram index answers substrings of at least this many chara
 # Indexes of journals written before the state-first ones above, dropped when the writer opens
 # such a journal (a few seconds of CPU at 1,000,000 records, once): the tables are unchanged,
 # so the schema version stays and an older canvas-tui still reads the file.
-_OLD_INDEXES = ("records_course", "records_category", "records_updated")
+_OLD_INDEXES = ("records_updated",)
 
 # RecordRow field -> SQL column, for `rows(order=...)`. Only these may be interpolated into SQL.
 # The key column is NULL where it is this (every row but those with a role id).
@@ -195,9 +198,9 @@ _ORDER_COLUMNS = {
 }
 
 # Orders the state-first indexes serve (`rows` reads their windows without a sort), and those
-# that unfiltered read their own way (a seek by id) instead of the merge.
+# that unfiltered read their own index (or seek by id) instead of merging the states' ranges.
 _STATE_INDEXED = frozenset({"record_id", "state", "course", "category", "updated_at"})
-_OWN_INDEX = frozenset({"record_id"})
+_OWN_INDEX = frozenset({"record_id", "course", "category"})
 _INDEXED_STATES = " AND state <> 'in_flight'"  # the state-first indexes' WHERE, as written
 
 _ROW_COLUMNS = (
@@ -1039,11 +1042,19 @@ class Journal:
                 f"WHERE record_id > ? AND record_id <= ? ORDER BY record_id {direction} LIMIT ?"
             )
             return [self._row(v) for v in self._query(sql, [max(0, low), high, max(0, limit)])]
+        offset, limit = max(0, offset), max(0, limit)
+        backwards = not text and total is not None and offset > total // 2
+        if backwards and total is not None:  # the bottom half, from the end (see _window_ids)
+            descending = not descending
+            direction = "DESC" if descending else "ASC"
+            tiebreak = "" if column == "record_id" else f", record_id {direction}"
+            offset, limit = max(0, total - offset - limit), max(0, min(limit, total - offset))
         sql = (
             f"SELECT {_ROW_COLUMNS} FROM records{where} "  # noqa: S608
             f"ORDER BY {column} {direction}{tiebreak} LIMIT ? OFFSET ?"
         )
-        return [self._row(v) for v in self._query(sql, [*params, max(0, limit), max(0, offset)])]
+        found = [self._row(v) for v in self._query(sql, [*params, limit, offset])]
+        return found[::-1] if backwards else found
 
     def _window_ids(
         self,
