@@ -23,8 +23,9 @@ COPY canvas_tui canvas_tui
 RUN python -m pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
 
 FROM python:${PYTHON_VERSION}-slim
-# SQL sources need their driver: PostgreSQL and MariaDB/MySQL ship; add mssql/oracle if needed
-ARG EXTRAS=postgres,mysql
+# SQL sources need their driver: PostgreSQL and MariaDB/MySQL ship; add mssql/oracle if needed.
+# kafka: `watch` on a topic ([source] kind = "kafka")
+ARG EXTRAS=postgres,mysql,kafka
 ARG UID=10001
 COPY --from=wheel /wheels /wheels
 # One venv with canvas-tui and its dependencies, compiled now: at run time nothing is written

@@ -18,6 +18,7 @@ COMMANDS = {
     "console": "canvas_tui.tui.launch:console_main",
     "demo": "canvas_tui.tui.launch:demo_main",
     "sync": "canvas_tui.headless:main",
+    "watch": "canvas_tui.commands.watch:main",
     "plan": "canvas_tui.commands.plan:main",
     "check": "canvas_tui.commands.check:main",
     "trace": "canvas_tui.commands.trace:main",
@@ -42,6 +43,11 @@ EXIT_CODES: dict[str, dict[int, str]] = {
         2: "usage, config, source or output path error, or the drop brake refused; "
         "nothing was sent (--dry-run: invalid rows, as `check`)",
         3: "aborted: token refused, unsafe URL, Canvas unreachable, or a signal",
+    },
+    "watch": {
+        0: "stopped by SIGTERM or SIGINT: requests in flight finished, the journal is closed",
+        2: "usage, config, source or journal error at start; nothing was sent",
+        3: "aborted: token refused, the journal could not be written, or an internal error",
     },
     "plan": {
         0: "planned; nothing wrong",
@@ -70,7 +76,7 @@ ENVIRONMENT = {
     "CANVAS_API_TOKEN": "the API token (overrides the config's token_file / token_command)",
     "CANVAS_BASE_URL": "the Canvas base URL (overrides [canvas] base_url)",
     "CANVAS_TUI_CONFIG": "the config file, when --config is not given",
-    "CANVAS_TUI_PROGRESS_INTERVAL": "seconds between sync's JSON progress lines (default 5)",
+    "CANVAS_TUI_PROGRESS_INTERVAL": "seconds between JSON progress lines (sync: default 5, watch: 60)",
     "XDG_CONFIG_HOME / XDG_STATE_HOME": "where the user config and the journals live",
     "NO_COLOR": "no colours in any output",
 }
@@ -182,6 +188,20 @@ def build_parser() -> argparse.ArgumentParser:
         default=429,
         help="how the simulator refuses when throttled: 429 (hosted Canvas) or 403",
     )
+    demo.add_argument(
+        "--via",
+        choices=("rest", "sis-import", "auto"),
+        default="rest",
+        help="how the changes go: rest (default), or sis-import / auto for a bulk load "
+        "through the SIS Import API (a plan first, then the import panel moves)",
+    )
+    demo.add_argument(
+        "--sis-import-rate",
+        type=float,
+        default=None,
+        metavar="ROWS",
+        help="rows the simulated Canvas imports per second (default: slow enough to watch)",
+    )
 
     sync = _sub(sub, "sync", "run the sync headless (cron, Kubernetes)")
     _add_common(sync)
@@ -207,6 +227,14 @@ def build_parser() -> argparse.ArgumentParser:
         action=argparse.BooleanOptionalAction,
         default=None,
         help="diff against live rosters first and send only the changes (default: when cheaper)",
+    )
+    sync.add_argument(
+        "--via",
+        choices=("rest", "sis-import", "auto"),
+        default=None,
+        help="send the changes by REST, as one SIS import of the plan's changes (rows an import "
+        "cannot express still go by REST), or auto: whichever is expected to be faster "
+        "(default: [sync] via, else rest)",
     )
     sync.add_argument("--allow-drops", type=int, metavar="N", help="permit up to N drops")
     sync.add_argument(
@@ -236,6 +264,37 @@ def build_parser() -> argparse.ArgumentParser:
         help="progress as a bar (rich) or JSON lines (json); auto: a bar on a terminal",
     )
     _add_logging(sync)
+
+    watch = _sub(sub, "watch", "a service: follow a changing source into Canvas, change by change")
+    _add_common(watch)
+    watch.add_argument(
+        "source",
+        nargs="?",
+        help="an enrollments.csv to follow, or a drop folder (default: the config's source)",
+    )
+    watch.add_argument(
+        "--journal", metavar="FILE", help="the service's journal (default: [watch] journal)"
+    )
+    watch.add_argument(
+        "--interval", type=float, metavar="S", help="seconds between polls ([watch] interval)"
+    )
+    watch.add_argument("--max-concurrency", type=int, metavar="N", help="cap requests in flight")
+    watch.add_argument(
+        "--allow-drops", type=int, metavar="N", help="let up to N drops at once past the brake"
+    )
+    watch.add_argument(
+        "--health",
+        type=int,
+        metavar="PORT",
+        help="serve /healthz and /readyz on 127.0.0.1:PORT",
+    )
+    watch.add_argument(
+        "--no-attach",
+        action="store_true",
+        help="serve no socket for `console --attach` (by default consoles of the same user "
+        "may follow the service, and with --control pause, resume or retry it)",
+    )
+    _add_logging(watch)
 
     plan = _sub(sub, "plan", "diff the source against live rosters; change nothing")
     _add_common(plan)

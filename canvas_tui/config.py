@@ -34,7 +34,9 @@ TOKEN_COMMAND_TIMEOUT: Final = 30.0
 DropPolicy = Literal["never", "inactivate", "conclude", "delete"]
 ManualEnrollments = Literal["leave", "include"]
 EnrollmentState = Literal["active", "invited", "inactive"]
-SourceKind = Literal["csv", "sql"]
+SourceKind = Literal["csv", "sql", "kafka"]
+Via = Literal["rest", "sis-import", "auto"]
+VIA_CHOICES: tuple[str, ...] = ("rest", "sis-import", "auto")
 
 T = TypeVar("T")
 
@@ -102,6 +104,10 @@ class SourceConfig:
     url: str | None = None
     query: str | None = None
     params: Mapping[str, object] = field(default_factory=dict)
+    # kind = "kafka" (`canvas-tui watch` only): bootstrap brokers, the topic, the consumer group
+    brokers: tuple[str, ...] = ()
+    topic: str | None = None
+    group: str = "canvas-tui"
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +118,9 @@ class SyncConfig:
     journal: Path | None = None  # a fixed journal file (resumed when it exists)
     journal_dir: Path | None = None  # where per-run journals go when `journal` is not set
     report: Path | None = None
+    # how the changes go to Canvas: "rest", "sis-import" (a SIS import of the plan's changes),
+    # or "auto" (whichever the model expects to be faster; needs plan mode for an import)
+    via: Via = "rest"
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +129,54 @@ class PlanConfig:
     manual_enrollments: ManualEnrollments = "leave"
     brake_max_share: float = 0.2
     brake_max_count: int | None = 100
+
+
+CsvMode = Literal["snapshot", "delta"]
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_CLOCK = re.compile(r"([01][0-9]|2[0-3]):([0-5][0-9])")
+
+
+@dataclass(frozen=True, slots=True)
+class WatchConfig:
+    """`canvas-tui watch`: how the source is polled, when drift is checked, what is kept."""
+
+    interval: float = 2.0  # seconds between two polls of the source
+    # SQL: the column that grows with every change (an updated_at or a sequence); each poll
+    # reads only rows at or past the last value seen, less `cursor_overlap`
+    cursor_column: str | None = None
+    # re-read this much behind the cursor (seconds for a timestamp, units for a number): a
+    # transaction that commits late with an earlier value is still seen; unchanged rows cost
+    # nothing (the snapshot diff drops them)
+    cursor_overlap: float = 5.0
+    # SQL: the source row's own key; an updated row whose enrollment changed (a section
+    # move) then drops the enrollment it named before
+    row_id_column: str | None = None
+    # SQL with a cursor: read the whole query this often (seconds; 0 never) to see rows
+    # deleted outright, which no cursor shows
+    full_every: float = 3600.0
+    csv_mode: CsvMode = "snapshot"  # each CSV (the file, or a new file in the folder)
+    drift_at: str | None = "03:00"  # daily drift check at this UTC time ("HH:MM"); "" off
+    drift_every: float = 0.0  # or every N seconds (0: only `drift_at`)
+    keep_days: float = 14.0  # finished records older than this are compacted away
+    journal: Path | None = None  # the service's journal (default: journal_dir/watch.journal)
+
+    def drift_time(self) -> tuple[int, int] | None:
+        if not self.drift_at:
+            return None
+        match = _CLOCK.fullmatch(self.drift_at)
+        assert match is not None, "checked when read"
+        return int(match[1]), int(match[2])
+
+
+@dataclass(frozen=True, slots=True)
+class SisImportConfig:
+    """[sis_import]: the SIS import channel (engine/sis_import/)."""
+
+    account: str = "self"  # the root account the imports go to ("self": the token's domain)
+    rows_per_second: float = 100.0  # Canvas's import rate assumed by `--via auto`
+    start_seconds: float = 30.0  # upload, queue and the last poll, assumed by `--via auto`
+    poll_min: float = 1.0  # seconds between status polls, backing off to poll_max
+    poll_max: float = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +195,8 @@ class Config:
     # [keys]: console action id -> key(s), e.g. pause = "space"; the console checks the ids
     keys: Mapping[str, str] = field(default_factory=dict)
     console: ConsoleConfig = field(default_factory=ConsoleConfig)
+    sis_import: SisImportConfig = field(default_factory=SisImportConfig)
+    watch: WatchConfig = field(default_factory=WatchConfig)
 
 
 # -- reading ---------------------------------------------------------------------------------
@@ -302,8 +361,12 @@ def _parse(data: Mapping[str, Any], file: Path | None, env: Mapping[str, str]) -
     console = root.table("console")
     console_config = ConsoleConfig(autostart=console.boolean("autostart", False))
     console.finish()
+    sis_import = _sis_import(root.table("sis_import"))
+    watch = _watch(root.table("watch"))
     root.finish()
-    return Config(canvas, source, sync, plan, file, tuple(warnings), keys, console_config)
+    return Config(
+        canvas, source, sync, plan, file, tuple(warnings), keys, console_config, sis_import, watch
+    )
 
 
 def _canvas(
@@ -418,7 +481,7 @@ def _warn_if_exposed(path: Path, what: str, warnings: list[str]) -> None:
 def _source(t: _Table) -> SourceConfig:
     url = t.text("url")
     path = t.path("path")
-    kind = t.choice("kind", ("csv", "sql"), "sql" if url is not None else "csv")
+    kind = t.choice("kind", ("csv", "sql", "kafka"), "sql" if url is not None else "csv")
     fmt = t.choice("format", ("canvas", "mapped"), "canvas")
     encoding = t.text("encoding", "utf-8") or "utf-8"
     try:
@@ -450,6 +513,7 @@ def _source(t: _Table) -> SourceConfig:
         if isinstance(value, dict | list):
             raise params_table.error(key, "a string, number, boolean or date", value)
         params[key] = value
+    brokers, topic, group = _kafka(t, kind)
     t.finish()
 
     if fmt == "mapped" and not mapping:
@@ -465,6 +529,8 @@ def _source(t: _Table) -> SourceConfig:
             raise t.error("path", 'no path when kind = "sql" (the query is the source)')
     elif url is not None or query is not None:
         raise t.error("kind", '"sql" when url or query is set', kind)
+    if kind == "kafka" and path is not None:
+        raise t.error("path", 'no path when kind = "kafka" (the topic is the source)')
     return SourceConfig(
         kind=cast(SourceKind, kind),
         path=path,
@@ -478,7 +544,38 @@ def _source(t: _Table) -> SourceConfig:
         url=url,
         query=query,
         params=params,
+        brokers=brokers,
+        topic=topic,
+        group=group,
     )
+
+
+_TOPIC = re.compile(r"[A-Za-z0-9._-]{1,249}")  # Kafka's own rule for a topic name
+_BROKER = re.compile(r"[^\s:/,]+:[0-9]{1,5}")
+
+
+def _kafka(t: _Table, kind: str) -> tuple[tuple[str, ...], str | None, str]:
+    """`brokers`, `topic` and `group` of a topic source (kind = "kafka"); refused elsewhere."""
+    raw = t.get("brokers", (str, list), 'a list of "host:port" (or one string, comma-separated)')
+    topic = t.text("topic")
+    group = t.text("group", "canvas-tui") or "canvas-tui"
+    if kind != "kafka":
+        for name in ("brokers", "topic", "group"):
+            if name in t.data:
+                raise t.error(name, 'no such key unless kind = "kafka"')
+        return (), None, group
+    items: list[object] = raw.split(",") if isinstance(raw, str) else list(raw or [])
+    brokers = tuple(str(b).strip() for b in items if str(b).strip())
+    if not brokers:
+        raise t.error("brokers", 'the Kafka bootstrap servers, e.g. ["kafka-1:9092"]', raw)
+    for broker in brokers:
+        if not _BROKER.fullmatch(broker):
+            raise t.error("brokers", '"host:port" entries', broker)
+    if topic is None:
+        raise t.error("topic", 'the topic to read when kind = "kafka"')
+    if not _TOPIC.fullmatch(topic) or topic in (".", ".."):
+        raise t.error("topic", "a Kafka topic name (letters, digits, '.', '_', '-')", topic)
+    return brokers, topic, group
 
 
 def _known_fields(t: _Table, name: str, table: Mapping[str, object]) -> None:
@@ -516,6 +613,19 @@ def _sync(t: _Table) -> SyncConfig:
         journal=t.path("journal"),
         journal_dir=t.path("journal_dir"),
         report=t.path("report"),
+        via=cast(Via, t.choice("via", VIA_CHOICES, "rest")),
+    )
+    t.finish()
+    return out
+
+
+def _sis_import(t: _Table) -> SisImportConfig:
+    out = SisImportConfig(
+        account=t.text("account", "self") or "self",
+        rows_per_second=t.number("rows_per_second", 100.0, low=0.001, high=None),
+        start_seconds=t.number("start_seconds", 30.0, low=0.0, high=None),
+        poll_min=t.number("poll_min", 1.0, low=0.01, high=None),
+        poll_max=t.number("poll_max", 30.0, low=0.01, high=None),
     )
     t.finish()
     return out
@@ -532,6 +642,32 @@ def _plan(t: _Table) -> PlanConfig:
         ),
         brake_max_share=t.number("brake_max_share", 0.2, low=0.0, high=1.0),
         brake_max_count=t.integer("brake_max_count", 100, minimum=0),
+    )
+    t.finish()
+    return out
+
+
+def _watch(t: _Table) -> WatchConfig:
+    def column(name: str) -> str | None:
+        value = t.text(name)
+        if value is not None and not _IDENTIFIER.fullmatch(value):
+            raise t.error(name, "a column name (letters, digits, _)", value)
+        return value
+
+    drift_at = t.text("drift_at", "03:00", empty=True)
+    if drift_at and not _CLOCK.fullmatch(drift_at):
+        raise t.error("drift_at", 'a UTC time "HH:MM", or "" for none', drift_at)
+    out = WatchConfig(
+        interval=t.number("interval", 2.0, low=0.05, high=86400.0),
+        cursor_column=column("cursor_column"),
+        cursor_overlap=t.number("cursor_overlap", 5.0, low=0.0, high=None),
+        row_id_column=column("row_id_column"),
+        full_every=t.number("full_every", 3600.0, low=0.0, high=None),
+        csv_mode=cast(CsvMode, t.choice("csv_mode", ("snapshot", "delta"), "snapshot")),
+        drift_at=drift_at or None,
+        drift_every=t.number("drift_every", 0.0, low=0.0, high=None),
+        keep_days=t.number("keep_days", 14.0, low=0.0, high=None),
+        journal=t.path("journal"),
     )
     t.finish()
     return out

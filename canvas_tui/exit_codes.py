@@ -7,10 +7,18 @@ commands has to import the command line (cli.py) for a number.
 
 from __future__ import annotations
 
+import contextlib
+import os
+from collections.abc import Callable
 from enum import IntEnum
+from typing import TYPE_CHECKING
 
 from canvas_tui.engine.state import Phase, RunState
 from canvas_tui.records import State
+
+if TYPE_CHECKING:
+    import asyncio
+    import signal
 
 
 class ExitCode(IntEnum):
@@ -23,6 +31,27 @@ class ExitCode(IntEnum):
 def error_line(message: str) -> str:
     """The one prefix every command's fatal error uses."""
     return f"canvas-tui: error: {message}"
+
+
+def stop_on_signals(
+    loop: asyncio.AbstractEventLoop, first: Callable[[signal.Signals], None]
+) -> None:
+    """SIGINT/SIGTERM: `first` on the first one (let the requests in flight finish), exit
+    ABORTED at once on the next (the journal stays consistent: WAL commits are atomic)."""
+    import signal  # only the long-running commands need it, not every start-up
+
+    stops = 0
+
+    def stop(sig: signal.Signals) -> None:
+        nonlocal stops
+        stops += 1
+        if stops > 1:
+            os._exit(ExitCode.ABORTED)
+        first(sig)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop, sig)
 
 
 def run_exit_code(state: RunState | None, *, attended: bool) -> ExitCode:

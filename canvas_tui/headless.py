@@ -33,8 +33,15 @@ from canvas_tui.engine.plan.diff import planned_action
 from canvas_tui.engine.report import failures_csv_path, write_report
 from canvas_tui.engine.runner import RunCancelled
 from canvas_tui.engine.session import Session, journal_path_for, open_session
-from canvas_tui.engine.state import Event, Phase, RecordChanged, RunPhaseChanged, RunState
-from canvas_tui.exit_codes import ExitCode, run_exit_code
+from canvas_tui.engine.state import (
+    Event,
+    ImportStatus,
+    Phase,
+    RecordChanged,
+    RunPhaseChanged,
+    RunState,
+)
+from canvas_tui.exit_codes import ExitCode, run_exit_code, stop_on_signals
 from canvas_tui.outputs import OutputPathError, check_output_paths
 from canvas_tui.records import InputError, Source, State, sis_value
 from canvas_tui.sources import open_source
@@ -68,6 +75,24 @@ def _state_fields(state: RunState) -> dict[str, Any]:
         "limit": state.governor.limit,
         "remaining": state.governor.remaining,
         "failures_by_category": dict(state.failures_by_category),
+        **({"sis_import": _import_fields(state.sis_import)} if state.sis_import else {}),
+    }
+
+
+def _import_fields(status: ImportStatus) -> dict[str, Any]:
+    """The run's SIS import as Canvas reports it, for the progress lines."""
+    return {
+        "id": status.sis_import_id,
+        "stage": status.stage,
+        "workflow_state": status.workflow_state,
+        "progress": round(status.progress, 1),
+        "rows": status.rows,
+        "warnings": status.warning_count,
+        "errors": status.error_count,
+        "done": status.done,
+        "failed": status.failed,
+        "rest_records": status.rest_records,
+        "message": status.message,
     }
 
 
@@ -168,6 +193,13 @@ class RichReporter:
             f"{state.rate:.1f}/s ETA {eta} | {g.in_flight}/{g.limit} in flight | "
             f"headroom {headroom} | [red]{failed} failed[/] | {state.throttled} throttled"
         )
+        sis = state.sis_import
+        if sis is not None:
+            detail += (
+                f" | import {sis.sis_import_id or '-'} {_escape(sis.workflow_state or sis.stage)}"
+                f" {sis.progress:.0f}% ({sis.rows} rows, {sis.warning_count + sis.error_count}"
+                " messages)"
+            )
         self._progress.update(
             self._task,
             description=str(state.phase),
@@ -185,6 +217,12 @@ class RichReporter:
             f"in {fields['elapsed']:.1f}s; {fields['requests']} requests, "
             f"{fields['throttled']} throttled, {fields['retries']} retries"
         )
+        channels = fields.get("channels") or {}
+        if channels:
+            by = ", ".join(
+                f"{n} by {name.replace('_', ' ')}" for name, n in sorted(channels.items())
+            )
+            self.console.print(printable(f"  sent: {by}"), markup=False)
         for action, n in sorted(fields.get("would_send", {}).items()):
             self.console.print(printable(f"  would {action}: {n}"), markup=False)
         for category, n in sorted(fields.get("failures_by_category", {}).items()):
@@ -321,22 +359,15 @@ def _failure_fields(session: Session, event: RecordChanged) -> dict[str, Any]:
 async def _sync(session: Session, reporter: Reporter, args: argparse.Namespace) -> ExitCode:
     loop = asyncio.get_running_loop()
     runner = session.runner
-    stops = 0
     signalled: str | None = None
 
     def stop(sig: signal.Signals) -> None:
-        nonlocal stops, signalled
-        stops += 1
-        signalled = signalled or sig.name
-        if stops == 1:
-            reporter.info("stopping: letting requests in flight finish (signal again to force)")
-            runner.cancel()
-        else:
-            os._exit(ExitCode.ABORTED)  # the journal stays consistent: WAL commits are atomic
+        nonlocal signalled
+        signalled = sig.name
+        reporter.info("stopping: letting requests in flight finish (signal again to force)")
+        runner.cancel()
 
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop, sig)
+    stop_on_signals(loop, stop)
 
     attach: AttachServer | None = None
     if not getattr(args, "no_attach", False):
@@ -360,8 +391,11 @@ async def _sync(session: Session, reporter: Reporter, args: argparse.Namespace) 
                 requested=getattr(args, "plan", None),
                 allow_drops=getattr(args, "allow_drops", None),
                 on_progress=reporter.info,
+                via=getattr(args, "via", None),
             )
             reporter.info(decision.message, **decision.fields)
+            if decision.via_message:
+                reporter.info(decision.via_message, via=decision.via)
             if decision.refused is not None:
                 reporter.error(decision.refused, ExitCode.USAGE)
                 refused = True
@@ -403,9 +437,13 @@ async def _sync(session: Session, reporter: Reporter, args: argparse.Namespace) 
                     session, RecordChanged(row.record_id, row.state, row.category, row.message)
                 )
             )
-        if stops:
+        if signalled:
+            sent = any(i.state != "prepared" for i in session.store.imports())
             reporter.error(
-                "stopped before anything was sent; the journal resumes", ExitCode.ABORTED
+                "stopped; the SIS import uploaded meanwhile is polled when the journal resumes"
+                if sent
+                else "stopped before anything was sent; the journal resumes",
+                ExitCode.ABORTED,
             )
             return ExitCode.ABORTED
         if getattr(args, "retry_failed", False):
@@ -443,6 +481,8 @@ async def _sync(session: Session, reporter: Reporter, args: argparse.Namespace) 
         fields["abort_reason"] = state.abort_reason
         fields["journal"] = str(session.journal_path)
         fields["mode"] = "plan" if decision.planned else "full"
+        fields["via"] = decision.via
+        fields["channels"] = session.store.channel_counts()
         # e.g. a token refused at the first request: a journal would only hold pending rows that
         # the next run reads again anyway, and clutter the state directory
         discard = (
@@ -450,6 +490,7 @@ async def _sync(session: Session, reporter: Reporter, args: argparse.Namespace) 
             and not session.resumed
             and session.store.failure is None  # its in-flight records must stay known
             and session.store.attempt_totals(unrecorded=False)["requests"] == 0
+            and not session.store.imports()  # an import's id must survive for the resume
         )
         if discard:
             fields["journal"] = None

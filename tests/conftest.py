@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,6 +24,15 @@ def require_service(name: str, reachable: bool, reason: str) -> None:
     if IN_CI:
         pytest.fail(f"{name} is required in CI but unreachable: {reason}")
     pytest.skip(f"{name} not reachable ({reason}); start it to run this test")
+
+
+def listening(port: int, timeout: float = 1.0) -> bool:
+    """Whether something accepts connections on 127.0.0.1:`port` (a test service)."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout):
+            return True
+    except OSError:
+        return False
 
 
 @pytest.fixture(autouse=True)

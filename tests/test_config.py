@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import tomllib
 from pathlib import Path
@@ -40,13 +41,16 @@ def test_the_example_documents_every_key_and_loads(tmp_path: Path) -> None:
     assert config.sync.enrollment_state == "active" and config.sync.notify is False
     assert config.sync.journal_dir is None  # the true default: the user state directory
     assert config.plan.drop_policy == "never" and config.plan.brake_max_share == 0.2
+    assert config.watch.drift_time() == (3, 0) and config.watch.cursor_column is None
     text = (ROOT / "config.example.toml").read_text()
     for key in (
         "base_url", "token_file", "token_command", "token", "timeout", "kind", "path",
         "encoding", "delimiter", "format", "ids", "url", "query", "[source.params]",
         "[source.mapping]", "[source.defaults]", "[source.values.role]", "max_concurrency",
         "notify", "enrollment_state", "journal", "journal_dir", "report", "drop_policy",
-        "manual_enrollments", "brake_max_share", "brake_max_count",
+        "manual_enrollments", "brake_max_share", "brake_max_count", "[watch]", "interval",
+        "cursor_column", "cursor_overlap", "row_id_column", "full_every", "csv_mode",
+        "drift_at", "drift_every", "keep_days",
     ):  # fmt: skip
         assert key in text, key
 
@@ -374,3 +378,37 @@ def test_config_search_order_env_then_cwd_then_user_dir(
     assert load_config(None, env=env).sync.max_concurrency == 5  # the variable wins
     with pytest.raises(ConfigError, match=r"gone\.toml: config file not found .*CANVAS_TUI_CONFIG"):
         load_config(None, env={"CANVAS_TUI_CONFIG": str(tmp_path / "gone.toml")})
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        (
+            "cursor_column = 'updated_at; DROP TABLE x'",
+            "watch.cursor_column: expected a column name",
+        ),
+        ("drift_at = '25:00'", 'watch.drift_at: expected a UTC time "HH:MM"'),
+        ("csv_mode = 'snapshots'", "did you mean 'snapshot'"),
+        ("interval = 0", "watch.interval: expected a number between"),
+    ],
+)
+def test_watch_settings_are_checked(tmp_path: Path, table: str, message: str) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(f"[watch]\n{table}\n")
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_config(path, env={})
+
+
+def test_watch_settings_read(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(
+        "[watch]\ncursor_column = 'updated_at'\nrow_id_column = 'id'\ndrift_at = ''\n"
+        "drift_every = 900\ncsv_mode = 'delta'\n"
+    )
+    watch = load_config(path, env={}).watch
+    assert (watch.cursor_column, watch.row_id_column, watch.csv_mode) == (
+        "updated_at",
+        "id",
+        "delta",
+    )
+    assert watch.drift_time() is None and watch.drift_every == 900

@@ -223,3 +223,73 @@ def test_verbose_log_file_has_every_request_and_never_the_token(
     record = logging.LogRecord("x", logging.INFO, "", 0, f"Bearer {ADMIN_TOKEN} x", None, None)
     RedactSecrets().filter(record)
     assert record.getMessage() == "Bearer *** x"
+
+
+def test_a_sis_import_run_reports_like_rest_and_says_each_records_channel(
+    sim: Simulator, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """`--via sis-import`: the same progress lines, failures with line and hint, the same report;
+    the import's state in the progress, the channel in the summary and per record."""
+    code = sync("mixed.csv", "--via", "sis-import", "--journal", "i.journal", "--report", "r.json")
+    assert code == 1
+    events = lines(capsys.readouterr().out)
+    chose = [e for e in events if e["event"] == "info" and e["message"].startswith("SIS import")]
+    assert chose and chose[0]["via"] == "sis-import"
+    assert chose[0]["message"].startswith("SIS import (--via sis-import): 48 changes")
+    assert any(e["event"] == "progress" and "sis_import" in e for e in events)
+    failed = [e for e in events if e["event"] == "record_failed"]
+    assert sorted(e["category"] for e in failed) == ["invalid_input"] * 2 + ["user_not_found"] * 2
+    assert all(e["hint"] and e["line"] > 1 for e in failed)
+    unknown = [e for e in failed if e["category"] == "user_not_found"]
+    assert all("User not found for enrollment" in e["message"] for e in unknown)
+    summary = events[-1]
+    assert summary["channels"] == {"sis_import": 48} and summary["via"] == "sis-import"
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["counts"]["done"] == 46 and report["counts"]["failed"] == 4
+    assert report["sis_imports"][0]["workflow_state"] == "imported_with_messages"
+    channels = [r.get("channel") for r in report["records"]]
+    assert channels.count("sis_import") == 48 and channels.count(None) == 2
+    assert sim.stats()["requests_by_endpoint"].get("create_enrollment", 0) == 0
+
+
+def test_a_sync_killed_while_canvas_imports_resumes_by_polling_the_same_import(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """SIGKILL once Canvas has the file: the next `sync` polls that import (its id is in the
+    journal) and uploads nothing; every record ends done, exactly one import in Canvas."""
+    world = World.generate(7)
+    app = build_app(
+        SimConfig(time_scale=10, sis_import_rate=2.0, sis_import_start_delay=0.0), world
+    )
+    write_csv(tmp_path / "in.csv", world, 120)
+
+    def uploaded() -> int | None:
+        try:
+            conn = sqlite3.connect(tmp_path / "j.journal")
+            try:
+                found = conn.execute("SELECT sis_import_id FROM imports").fetchone()
+            finally:
+                conn.close()
+        except sqlite3.Error:
+            return None
+        return found[0] if found else None
+
+    with serve_in_thread(app) as base_url:
+        proc = start_sync(
+            tmp_path, base_url, "in.csv", "--via", "sis-import", "--journal", "j.journal"
+        )
+        sis_id = eventually(uploaded, what="the upload's id in the journal", abort_if=exited(proc))
+        proc.kill()
+        proc.communicate(timeout=30)
+        assert len(app.sis_imports.imports) == 1
+        monkeypatch.chdir(tmp_path)
+        monkeypatch.setenv("CANVAS_BASE_URL", base_url)
+        monkeypatch.setenv("CANVAS_API_TOKEN", ADMIN_TOKEN)
+        assert sync("in.csv", "--via", "sis-import", "--journal", "j.journal") == 0
+    events = lines(capsys.readouterr().out)
+    assert any(f"polling SIS import {sis_id}" in e.get("message", "") for e in events)
+    summary = events[-1]
+    assert (summary["done"], summary["total"]) == (120, 120)
+    assert summary["channels"] == {"sis_import": 120}
+    assert len(app.sis_imports.imports) == 1  # never uploaded twice
+    assert app.stats()["requests_by_endpoint"].get("create_enrollment", 0) == 0

@@ -227,8 +227,6 @@ def test_the_version_and_syncs_options_from_the_wheel(installed: Path, tmp_path:
 def test_watch_help_from_the_wheel(installed: Path, tmp_path: Path) -> None:
     env = _env(tmp_path)
     cli = installed / "canvas-tui"
-    if " watch " not in _run(cli, "--help", cwd=tmp_path, env=env):
-        pytest.skip("`canvas-tui watch` has not landed in this checkout yet")
     assert "--health" in _run(cli, "watch", "--help", cwd=tmp_path, env=env)
 
 
@@ -258,8 +256,6 @@ def test_the_cronjobs_sync_runs_from_the_wheel(installed: Path, tmp_path: Path) 
 
 
 def test_the_deployments_watch_runs_from_the_wheel(installed: Path, tmp_path: Path) -> None:
-    if " watch " not in _run(installed / "canvas-tui", "--help", cwd=tmp_path, env=_env(tmp_path)):
-        pytest.skip("`canvas-tui watch` has not landed in this checkout yet")
     (watch,) = _container("Deployment")["containers"]
     with serve_in_thread(build_app(SimConfig(time_scale=20), World.generate(7))) as base_url:
         pod = Pod(tmp_path, base_url)

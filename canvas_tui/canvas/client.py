@@ -250,6 +250,9 @@ class CanvasClient:
         observer: Observer | None = None,
         recover: Callable[[CanvasError], Awaitable[Any]] | None = None,
         validate: Check | None = None,
+        upload: tuple[bytes, str] | None = None,
+        raw_answer: bool = False,
+        once: bool = False,
     ) -> httpx.Response:
         """Send `method path` (relative to /api/v1/, or an absolute same-origin URL) with retries.
 
@@ -258,8 +261,18 @@ class CanvasClient:
 
         `recover(error)` runs when the call failed after an attempt that may have been applied
         (a reset after sending, a gateway error); a non-None result replaces the error.
+
+        `once`: a request that must not be repeated once it may have been applied (it is not
+        idempotent); only refusals that prove it was not (a throttle, a failed connect) are
+        retried. `upload`: (bytes, Content-Type) as the body. `raw_answer`: a success answer is
+        returned as it is, not read as JSON.
         """
-        content = None if body is None else json.dumps(body, separators=(",", ":"))
+        content: str | bytes | None = (
+            None if body is None else json.dumps(body, separators=(",", ":"))
+        )
+        content_type = None
+        if upload is not None:  # a file (a SIS import): bytes with their own Content-Type
+            content, content_type = upload
         maybe_applied = False
         pending: dict[int, AttemptEvent] = {}
 
@@ -283,7 +296,7 @@ class CanvasClient:
 
         async def attempt(number: int) -> httpx.Response:
             response, draft, error = await self._send_once(
-                method, path, params, content, not_found, number, validate
+                method, path, params, content, not_found, number, validate, content_type, raw_answer
             )
             if error is None and response is not None:
                 if observer is not None:
@@ -291,6 +304,9 @@ class CanvasClient:
                 return response
             assert error is not None
             pending[number] = draft
+            throttled = error.category is Category.THROTTLED
+            if once and error.retryable and may_have_been_applied(error) and not throttled:
+                raise _NotRepeated(error, number)
             raise error
 
         try:
@@ -302,6 +318,9 @@ class CanvasClient:
                 refill_wait=self.governor.refill_wait,
                 reached=lambda: self._reached,
             )
+        except _NotRepeated as stop:
+            on_failure(stop.error, stop.number, False, None)
+            raise stop.error from None
         except CanvasError as error:
             if recover is not None and maybe_applied and not error.fatal:
                 recovered = await recover(error)
@@ -314,10 +333,12 @@ class CanvasClient:
         method: str,
         path: str,
         params: Mapping[str, Any] | list[tuple[str, Any]] | None,
-        content: str | None,
+        content: str | bytes | None,
         not_found: Category,
         number: int,
         validate: Check | None = None,
+        content_type: str | None = None,
+        raw_answer: bool = False,
     ) -> tuple[httpx.Response | None, AttemptEvent, CanvasError | None]:
         url = self._url(path, params)
         if origin(url) != self._origin:
@@ -328,13 +349,18 @@ class CanvasClient:
                 method=method,
                 url=_origin_text(url),
             )
+        headers = self._headers if content is None else self._json_headers
+        if content_type is not None:
+            headers = httpx.Headers({**self._headers, "Content-Type": content_type})
         request = httpx.Request(
             method,
             url,
-            headers=self._headers if content is None else self._json_headers,
+            headers=headers,
             content=content,
             extensions={"timeout": self._timeout},
         )
+        if isinstance(content, bytes):  # an upload: its events name it, never carry it
+            content = f"<{content_type or 'upload'}: {len(content)} bytes>"
         request = next(self._auth.auth_flow(request))  # the token, for this origin only
         async with self.governor.slot() as slot:
             started = time.time()
@@ -360,6 +386,8 @@ class CanvasClient:
             slot.report(response.headers, throttled=is_throttle(response))
         self._reached = True
         log.debug("%s %s -> %d", method, url, response.status_code)
+        if response.is_success and raw_answer:
+            return response, _event(number, method, url, content, started, response), None
         if response.is_success:
             try:
                 data = response.json()
@@ -727,6 +755,77 @@ class CanvasClient:
             current = next((e for e in listed if str(e.get("id")) == str(enrollment_id)), {})
         return current if current.get("enrollment_state") == wanted else None
 
+    # ---- SIS imports (CANVAS_API.md §6) ----------------------------------------------------------
+
+    async def create_sis_import(
+        self,
+        body: bytes,
+        *,
+        filename: str,
+        account: str = "self",
+        options: Mapping[str, str] | None = None,
+    ) -> JsonObject:
+        """POST accounts/:account/sis_imports with `body` as the multipart `attachment` (the
+        file name is how a resumed run finds an upload whose answer it never saw). Never
+        retried once it may have reached Canvas: a second POST is a second import, so an
+        ambiguous failure is left to the caller, which looks the upload up by name."""
+        fields = {"import_type": "instructure_csv", **(options or {})}
+        multipart = httpx.Request(
+            "POST",
+            "http://localhost/",
+            data=fields,
+            files={"attachment": (filename, body, "text/csv")},
+        )
+        content = multipart.read()
+        content_type = multipart.headers["Content-Type"]
+        return dict(
+            await self._json(
+                "POST",
+                f"accounts/{path_segment(account)}/sis_imports",
+                upload=(content, content_type),
+                once=True,
+            )
+        )
+
+    async def get_sis_import(self, sis_import_id: int, *, account: str = "self") -> JsonObject:
+        return dict(
+            await self._json(
+                "GET", f"accounts/{path_segment(account)}/sis_imports/{int(sis_import_id)}"
+            )
+        )
+
+    async def abort_sis_import(self, sis_import_id: int, *, account: str = "self") -> JsonObject:
+        return dict(
+            await self._json(
+                "PUT", f"accounts/{path_segment(account)}/sis_imports/{int(sis_import_id)}/abort"
+            )
+        )
+
+    async def list_sis_imports(
+        self, *, account: str = "self", created_since: str | None = None, pages: int = 5
+    ) -> list[JsonObject]:
+        """The account's imports, newest first (`{"sis_imports": [...]}` pages, no `last`)."""
+        params: list[tuple[str, Any]] = [("per_page", PER_PAGE)]
+        if created_since is not None:
+            params.append(("created_since", created_since))
+        target: str = f"accounts/{path_segment(account)}/sis_imports"
+        query: list[tuple[str, Any]] | None = params
+        found: list[JsonObject] = []
+        for _ in range(pages):
+            response = await self.request("GET", target, params=query, validate=_wrapped_imports)
+            found.extend(_decoded(response)["sis_imports"])
+            link = next_link(response.headers)
+            if link is None or origin(httpx.URL(link)) != self._origin:
+                break
+            target, query = link, None
+        return found
+
+    async def download(self, url: str) -> bytes:
+        """A file Canvas links to (an import's errors_attachment), on the configured origin
+        only: the token goes nowhere else."""
+        response = await self.request("GET", url, raw_answer=True)
+        return response.content
+
     # ---- other objects --------------------------------------------------------------------------
 
     async def _get_object(
@@ -794,6 +893,21 @@ def _event(
         will_retry=False,
         wait=None,
     )
+
+
+class _NotRepeated(Exception):
+    """An attempt of a `once` request that may have been applied: not retried."""
+
+    def __init__(self, error: CanvasError, number: int) -> None:
+        super().__init__(error.message)
+        self.error = error
+        self.number = number
+
+
+def _wrapped_imports(body: Any) -> str | None:
+    if not isinstance(body, dict) or not isinstance(body.get("sis_imports"), list):
+        return 'expected {"sis_imports": [...]}'
+    return None
 
 
 def _decoded(response: httpx.Response) -> Any:

@@ -34,6 +34,8 @@ class Category(StrEnum):
     BAD_ANSWER = "bad_answer"  # a success answer of the wrong shape (a proxy's `{}`, `[]`)
     UNSAFE = "unsafe"  # refused by us: foreign Link host, plain http to a remote host
     INVALID_INPUT = "invalid_input"  # the source row itself is wrong; never reached Canvas
+    SIS_IMPORT = "sis_import"  # the SIS import carrying the row failed or was aborted as a whole
+    CHANGE_THRESHOLD = "change_threshold"  # Canvas refused the import: too many changes
 
 
 RETRYABLE = frozenset({Category.THROTTLED, Category.SERVER, Category.NETWORK, Category.BAD_ANSWER})
@@ -55,6 +57,8 @@ TITLES: dict[Category, str] = {
     Category.BAD_ANSWER: "Unexpected answer",
     Category.UNSAFE: "Refused for safety",
     Category.INVALID_INPUT: "Invalid source row",
+    Category.SIS_IMPORT: "SIS import did not finish",
+    Category.CHANGE_THRESHOLD: "Over change_threshold",
 }
 
 # Plain-language next steps. `{user}`, `{course}`, `{section}`, `{role}` are filled from the record
@@ -109,6 +113,16 @@ HINTS: dict[Category, str] = {
         "loopback) and any proxy rewriting Link headers."
     ),
     Category.INVALID_INPUT: "Fix the row in the source (see the message), then re-run or edit+retry.",
+    Category.SIS_IMPORT: (
+        "The SIS import that carried this row failed or was aborted, so the row may be applied "
+        "or not. Retry it: a retry goes by REST, which reads the enrollment first. Canvas's "
+        "Admin > SIS Import page shows the import's own errors."
+    ),
+    Category.CHANGE_THRESHOLD: (
+        "Canvas refused the whole import: it would change more than change_threshold percent "
+        "(from [plan] brake_max_share). Review the changes with `canvas-tui plan --out PREFIX`; "
+        "if they are meant, raise brake_max_share (or re-run with --via rest), then retry."
+    ),
 }
 
 

@@ -23,7 +23,7 @@ docs/canvas-semantics.md.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +31,7 @@ from canvas_tui.canvas.client import CanvasClient
 from canvas_tui.canvas.errors import CanvasError, Category
 from canvas_tui.engine.plan.diff import (
     DELETE_TASKS,
+    DROP_SETTLED,
     Move,
     active_in_place,
     keeps_another,
@@ -111,6 +112,39 @@ class EnrollmentActions:
         that already knows none is live (the plan)."""
         role_id = await self._role_id(record, observer)
         return await self._create_then(record, role_id, status, observer, fields)
+
+    async def end(
+        self, record: EnrollmentRecord, task: str, observer: Observer | None
+    ) -> ActionResult:
+        """A drop (a row gone from the source, `canvas-tui watch`): DELETE with `task` each live
+        enrollment the record names that the task has not settled already, as a plan's drop
+        does (plan_drop). Unlike a row's status, a drop never creates an enrollment to end it."""
+        role_id = await self._role_id(record, observer)
+        mine = await self._mine(record, role_id, await self._list(record, observer), observer)
+        settled = DROP_SETTLED[task] | {"deleted"}
+        todo = [e for e in mine if e.get("enrollment_state") not in settled]
+        if not todo:
+            states = ", ".join(sorted({str(e.get("enrollment_state")) for e in mine}))
+            found = f"already {states}" if mine else "not in Canvas"
+            return ActionResult(
+                "none", _enrollment_id(mine[0]) if mine else None, f"nothing to do: {found}"
+            )
+        last = await self._delete_each(todo, task, observer)
+        return ActionResult(task, _enrollment_id(last) or _enrollment_id(todo[-1]))
+
+    async def _delete_each(
+        self, todo: Sequence[Mapping[str, Any]], task: str, observer: Observer | None
+    ) -> Mapping[str, Any]:
+        """DELETE with `task` each enrollment in `todo`, in order; the last answer."""
+        last: Mapping[str, Any] = {}
+        for enrollment in todo:
+            course_id = enrollment.get("course_id")
+            if course_id is None or enrollment.get("id") is None:
+                raise CanvasError(Category.BAD_REQUEST, "enrollment without course_id or id")
+            last = await self._client.delete_enrollment(
+                str(course_id), enrollment["id"], task, observer=observer
+            )
+        return last
 
     async def _role_id(self, record: EnrollmentRecord, observer: Observer | None) -> str | None:
         """The role id to send, chosen as Canvas's SIS importer chooses the role
@@ -439,14 +473,7 @@ class EnrollmentActions:
         if not todo:
             done = "; ".join(filter(None, (f"nothing to do: already {target}", note)))
             return ActionResult("none", _enrollment_id(live[0]), done)
-        last: dict[str, Any] = {}
-        for enrollment in todo:
-            course_id = enrollment.get("course_id")
-            if course_id is None or enrollment.get("id") is None:
-                raise CanvasError(Category.BAD_REQUEST, "enrollment without course_id or id")
-            last = await self._client.delete_enrollment(
-                str(course_id), enrollment["id"], task, observer=observer
-            )
+        last = await self._delete_each(todo, task, observer)
         if len(todo) > 1:
             note = "; ".join(filter(None, (note, f"{len(todo)} enrollments")))
         return ActionResult(task, _enrollment_id(last) or _enrollment_id(todo[-1]), note)

@@ -58,11 +58,11 @@ from canvas_tui.engine.protocol import (
     check_version,
     invoke,
 )
-from canvas_tui.engine.remote import STARTUP_SECONDS, RemoteSession
 from canvas_tui.engine.state import Event, RunPhaseChanged
 from canvas_tui.engine.wire import Outbox, sendable
 
 if TYPE_CHECKING:
+    from canvas_tui.engine.remote import RemoteSession
     from canvas_tui.engine.session import Session
 
 log = logging.getLogger(__name__)
@@ -469,11 +469,15 @@ def check_socket(path: Path) -> None:
 
 
 def attach_engine(
-    journal: Path, *, control: bool = False, timeout: float = STARTUP_SECONDS
+    journal: Path, *, control: bool = False, timeout: float | None = None
 ) -> RemoteSession:
     """Attach to the run that another process drives on `journal`: a RemoteSession that
     follows it, read-only unless `control`. Raises AttachError when no run is serving it, or
     not safely (see the module docs), EngineError when the host answers wrongly."""
+    # the console's side only: a `sync` serving attachments never loads the client half
+    from canvas_tui.engine.remote import STARTUP_SECONDS, RemoteSession
+
+    timeout = STARTUP_SECONDS if timeout is None else timeout
     path = socket_path(journal.absolute())
     check_socket(path)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

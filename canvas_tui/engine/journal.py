@@ -9,7 +9,10 @@ few commits, which is safe: an in-flight or done record that reverts to pending 
 creates are idempotent and inactivate/conclude/delete look the enrollment up before acting.
 
 Each fact is stored once and compactly (schema 2, journal_codec.py); journals of schema 1 are
-migrated when opened for writing and read through views when opened read-only.
+migrated when opened for writing and read through views when opened read-only. Schema 3 adds the
+SIS imports a run made (`imports`, `import_rows`: the uploaded file, Canvas's id for it, which
+record each row carries) and each record's channel; a schema-2 journal gains them when opened for
+writing and reads as a run without imports when opened read-only.
 
 Reads use their own connection (WAL readers never block the writer) and may lag the posted
 writes by one batch.
@@ -53,8 +56,10 @@ from canvas_tui.engine.state import Attempt, RecordRow
 from canvas_tui.private_files import private_dir, touch_private
 from canvas_tui.records import EnrollmentRecord, Provenance, SourceItem, State, clip
 
-SCHEMA_VERSION = "2"
-_OLD_SCHEMA = "1"  # migrated to 2 when opened for writing, read through views when read-only
+SCHEMA_VERSION = "3"
+_OLD_SCHEMA = "1"  # migrated to 3 when opened for writing, read through views when read-only
+_SCHEMA_2 = "2"  # gains schema 3's import tables and channel column when opened for writing
+SIS_IMPORT_CHANNEL = "sis_import"  # records.channel of a record sent in a SIS import
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -88,7 +93,8 @@ CREATE TABLE IF NOT EXISTS records (
     error_report_id INTEGER,
     canvas_enrollment_id INTEGER,
     cost REAL,
-    updated_at REAL NOT NULL
+    updated_at REAL NOT NULL,
+    channel TEXT                            -- NULL: REST (or nothing sent); 'sis_import'
 );
 CREATE INDEX IF NOT EXISTS records_state ON records(state, record_id);
 -- The console's sort orders, each within a state: a window under a state filter is a range of
@@ -136,6 +142,32 @@ CREATE INDEX IF NOT EXISTS attempts_record ON attempts(record_id);
 -- The URL templates many records' attempts share ("~/courses/{c}/enrollments"), each once;
 -- such an attempt's url is "#" and the template's id.
 CREATE TABLE IF NOT EXISTS urls (id INTEGER PRIMARY KEY, template TEXT NOT NULL UNIQUE);
+-- SIS imports (engine/sis_import/): the file as uploaded, and what Canvas said of it. `state`:
+-- prepared (written here, not sent), uploading (the POST may have reached Canvas: a resume looks
+-- for it by `filename` before it would upload again), polling (Canvas's id is known), finished.
+CREATE TABLE IF NOT EXISTS imports (
+    id INTEGER PRIMARY KEY,
+    state TEXT NOT NULL,
+    filename TEXT NOT NULL,
+    body BLOB NOT NULL,                     -- the enrollments.csv exactly as uploaded
+    rows INTEGER NOT NULL,                  -- data rows (the header is row 1, Canvas's count)
+    sis_import_id INTEGER,
+    workflow_state TEXT,
+    progress REAL,
+    status TEXT,                            -- Canvas's last SisImport object (JSON)
+    message TEXT,                           -- why it ended as it did, in a sentence
+    created_at REAL NOT NULL,
+    uploaded_at REAL,
+    updated_at REAL NOT NULL
+);
+-- Which record each data row of an import carries (row: 1-based, header = 1, as Canvas counts).
+CREATE TABLE IF NOT EXISTS import_rows (
+    import_id INTEGER NOT NULL,
+    row INTEGER NOT NULL,
+    record_id INTEGER NOT NULL,
+    action TEXT NOT NULL,                   -- what the row asks for: create, conclude, ...
+    PRIMARY KEY (import_id, row)
+) WITHOUT ROWID;
 -- Records an operator moved to the front of the queue (issue 17): sent before every other
 -- pending record, the latest move's first; `front_moves` keeps each move. Rows stay when their
 -- record ends (a trigger or a delete per outcome cost the run path ~20 us a record); the queue
@@ -206,8 +238,9 @@ _INDEXED_STATES = " AND state <> 'in_flight'"  # the state-first indexes' WHERE,
 _ROW_COLUMNS = (
     f"record_id, source_id, line, COALESCE(key, {_KEY}), user, course, section, role, status, state, action, attempts, "
     "category, message, error_report_id, canvas_enrollment_id, raw, updated_at, warnings, "
-    "http_status"
+    "http_status, channel"
 )
+_ROW_COLUMNS_2 = _ROW_COLUMNS.replace(", channel", ", NULL")  # schema 2 has no channel column
 
 _SET_OUTCOME = (
     "UPDATE records SET state = ?, action = COALESCE(?, action), "
@@ -317,6 +350,35 @@ def _in_index(state: State) -> str:
     return _INDEXED_STATES if State(state) is not State.IN_FLIGHT else ""
 
 
+def _take(conn: sqlite3.Connection, import_id: int, now: float) -> int:
+    return int(
+        conn.execute(
+            "UPDATE records SET state = 'in_flight', channel = ?, action = i.action, "
+            "updated_at = ? FROM import_rows AS i WHERE i.import_id = ? "
+            "AND records.record_id = i.record_id AND records.state = 'pending'",
+            (SIS_IMPORT_CHANNEL, now, import_id),
+        ).rowcount
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ImportRecord:
+    """One SIS import as the journal keeps it (the `imports` table, without the file)."""
+
+    id: int
+    state: str  # prepared | uploading | polling | finished
+    filename: str
+    rows: int
+    sis_import_id: int | None
+    workflow_state: str | None
+    progress: float | None
+    status: str | None  # Canvas's last SisImport object, JSON
+    message: str | None
+    created_at: float
+    uploaded_at: float | None
+    updated_at: float
+
+
 def _derived_key(user: str, course: str | None, section: str | None, role: str) -> str:
     return "|".join((user, course or "", section or "", role))
 
@@ -381,7 +443,26 @@ _INSERT_RECORD = (
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
+# (_KEY is a constant)
+_LATER = f"SELECT 1 FROM records WHERE user = ? AND record_id > ? AND fields IS NOT NULL AND COALESCE(key, {_KEY}) = ? LIMIT 1"  # noqa: S608
+_SUPERSEDE = f"UPDATE records SET state = ?, action = 'skip', message = ? WHERE user = ? AND state = ? AND record_id < ? AND COALESCE(key, {_KEY}) = ?"  # noqa: S608
+
 _RECORD_COLUMNS = "source_id, line, raw, user, course, section, role, status, fields, warnings"
+
+
+def _register_source(
+    conn: sqlite3.Connection, name: str, raw: Mapping[str, str]
+) -> tuple[int, list[str] | None]:
+    """(writer thread) The id of source `name` and the columns its rows are stored by (the
+    first row's keys, the first time the source is seen)."""
+    conn.execute(
+        "INSERT INTO sources (name, columns) VALUES (?, ?) ON CONFLICT(name) DO NOTHING",
+        (name, json.dumps(list(raw))),
+    )
+    sid, columns = conn.execute(
+        "SELECT id, columns FROM sources WHERE name = ?", (name,)
+    ).fetchone()
+    return int(sid), None if columns is None else list(json.loads(columns))
 
 
 def _outcome_params(record_id: int, outcome: Outcome, attempts: int, now: float) -> tuple[Any, ...]:
@@ -464,8 +545,11 @@ class _Writer(threading.Thread):
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA busy_timeout=5000")
-            if _schema_version(conn) == _OLD_SCHEMA:
+            version = _schema_version(conn)
+            if version == _OLD_SCHEMA:
                 _migrate(conn)
+            elif version == _SCHEMA_2:
+                _migrate_2(conn)
             conn.executescript(_SCHEMA)
             for index in _OLD_INDEXES:
                 conn.execute(f"DROP INDEX IF EXISTS {index}")
@@ -671,8 +755,13 @@ class Journal:
         except JournalError:
             self.close()
             raise
+        # a schema-2 journal read-only: a run without imports, every record's channel REST
+        self._has_imports = version != _SCHEMA_2
+        self._row_columns = _ROW_COLUMNS if self._has_imports else _ROW_COLUMNS_2
         if version == _OLD_SCHEMA and read_only:
             _old_schema_views(self._read)
+        elif version == _SCHEMA_2 and read_only:
+            pass
         elif version is not None and version != SCHEMA_VERSION:
             self.close()
             raise JournalError(
@@ -855,17 +944,83 @@ class Journal:
         """The id of source `name` and the columns its rows are stored by (the first row's keys,
         the first time the source is loaded)."""
 
-        def register(conn: sqlite3.Connection) -> tuple[int, list[str] | None]:
-            conn.execute(
-                "INSERT INTO sources (name, columns) VALUES (?, ?) ON CONFLICT(name) DO NOTHING",
-                (name, json.dumps(list(raw))),
-            )
-            sid, columns = conn.execute(
-                "SELECT id, columns FROM sources WHERE name = ?", (name,)
-            ).fetchone()
-            return int(sid), None if columns is None else list(json.loads(columns))
+        return self.write_sync(lambda conn: _register_source(conn, name, raw))
 
-        return self.write_sync(register)
+    def insert_items(
+        self, conn: sqlite3.Connection, items: Sequence[SourceItem], now: float
+    ) -> list[int]:
+        """(writer thread, inside the caller's transaction) Append `items` after the last
+        record, pending (a rejected row failed, a duplicate skipped); returns their ids. For a
+        caller that must commit them together with its own rows (`canvas-tui watch`)."""
+        if not items:
+            return []
+        start = int(conn.execute("SELECT COALESCE(MAX(record_id), 0) FROM records").fetchone()[0])
+        sources: dict[str, tuple[int, list[str] | None]] = {}
+        rows: list[tuple[Any, ...]] = []
+        for record_id, item in enumerate(items, start=start + 1):
+            prov = item.provenance
+            source = sources.get(prov.source)
+            if source is None:
+                source = sources[prov.source] = _register_source(conn, prov.source, prov.raw)
+            rows.append(_item_params(record_id, item, now, *source))
+        conn.executemany(_INSERT_RECORD, rows)
+        first, last = start + 1, start + len(rows)
+        conn.execute(
+            "INSERT INTO records_text (rowid, user, course, section, message) "
+            "SELECT record_id, user, course, section, message FROM records "
+            "WHERE record_id BETWEEN ? AND ?",
+            (first, last),
+        )
+        return list(range(first, last + 1))
+
+    def has_later(self, record_id: int, record: EnrollmentRecord) -> bool:
+        """Whether a record after `record_id` names the same enrollment (a later change of the
+        same row, `canvas-tui watch`); a row the source rejected does not count."""
+        return bool(self._query(_LATER, (record.user, record_id, record.key)))
+
+    @staticmethod
+    def supersede(
+        conn: sqlite3.Connection, record_id: int, record: EnrollmentRecord, message: str
+    ) -> int:
+        """(writer thread) Skip the records before `record_id` that name the same enrollment and
+        are still pending: a later change of the row replaces them (`canvas-tui watch`). Records
+        already claimed are left to finish; the sender orders them per enrollment."""
+        return int(
+            conn.execute(
+                _SUPERSEDE,
+                (
+                    State.SKIPPED.value,
+                    message,
+                    record.user,
+                    State.PENDING.value,
+                    record_id,
+                    record.key,
+                ),
+            ).rowcount
+        )
+
+    @staticmethod
+    def delete_records(conn: sqlite3.Connection, where: str, params: Sequence[Any]) -> int:
+        """(writer thread) Remove the records `where` selects, with their attempts and search
+        entries (journal compaction); the newest record always stays, so ids never repeat."""
+        selected = (
+            f"SELECT record_id FROM records WHERE ({where}) "  # noqa: S608 -- the caller's SQL
+            "AND record_id < (SELECT MAX(record_id) FROM records)"
+        )
+        conn.execute("CREATE TEMP TABLE IF NOT EXISTS compacted (record_id INTEGER PRIMARY KEY)")
+        conn.execute("DELETE FROM compacted")
+        conn.execute(f"INSERT INTO compacted {selected}", tuple(params))
+        conn.execute("DELETE FROM attempts WHERE record_id IN (SELECT record_id FROM compacted)")
+        conn.execute(
+            "INSERT INTO records_text (records_text, rowid, user, course, section, message) "
+            "SELECT 'delete', record_id, user, course, section, message FROM records "
+            "WHERE record_id IN (SELECT record_id FROM compacted)"
+        )
+        removed = conn.execute(
+            "DELETE FROM records WHERE record_id IN (SELECT record_id FROM compacted)"
+        ).rowcount
+        conn.execute("DELETE FROM compacted")
+        return int(removed)
 
     def _source(self, source_id: int) -> tuple[str, list[str] | None]:
         """(name, columns) of a source id; read from the journal the first time."""
@@ -901,6 +1056,7 @@ class Journal:
             updated_at,
             warnings,
             http_status,
+            channel,
         ) = values
         source, columns = self._source(source_id)
         return RecordRow(
@@ -924,6 +1080,7 @@ class Journal:
             updated_at=updated_at,
             warnings=warnings_of(warnings),
             http_status=http_status,
+            channel=channel,
         )
 
     def _record_of(self, values: Sequence[Any]) -> EnrollmentRecord | None:
@@ -1038,7 +1195,7 @@ class Journal:
             last = self.last_record_id()
             low, high = (offset, last) if not descending else (0, last - max(0, offset))
             sql = (
-                f"SELECT {_ROW_COLUMNS} FROM records "  # noqa: S608
+                f"SELECT {self._row_columns} FROM records "  # noqa: S608
                 f"WHERE record_id > ? AND record_id <= ? ORDER BY record_id {direction} LIMIT ?"
             )
             return [self._row(v) for v in self._query(sql, [max(0, low), high, max(0, limit)])]
@@ -1050,7 +1207,7 @@ class Journal:
             tiebreak = "" if column == "record_id" else f", record_id {direction}"
             offset, limit = max(0, total - offset - limit), max(0, min(limit, total - offset))
         sql = (
-            f"SELECT {_ROW_COLUMNS} FROM records{where} "  # noqa: S608
+            f"SELECT {self._row_columns} FROM records{where} "  # noqa: S608
             f"ORDER BY {column} {direction}{tiebreak} LIMIT ? OFFSET ?"
         )
         found = [self._row(v) for v in self._query(sql, [*params, limit, offset])]
@@ -1092,7 +1249,7 @@ class Journal:
         found = {
             v[0]: v
             for v in self._query(
-                f"SELECT {_ROW_COLUMNS} FROM records WHERE record_id IN ({marks})",  # noqa: S608
+                f"SELECT {self._row_columns} FROM records WHERE record_id IN ({marks})",  # noqa: S608
                 ids,
             )
         }
@@ -1100,7 +1257,7 @@ class Journal:
 
     def get(self, record_id: int) -> RecordRow | None:
         found = self._query(
-            f"SELECT {_ROW_COLUMNS} FROM records WHERE record_id = ?",  # noqa: S608
+            f"SELECT {self._row_columns} FROM records WHERE record_id = ?",  # noqa: S608
             (record_id,),
         )
         return self._row(found[0]) if found else None
@@ -1166,6 +1323,27 @@ class Journal:
         )
         return self._record_of(found[0]) if found else None
 
+    def iter_records(
+        self, state: State = State.PENDING, *, chunk: int = 2000
+    ) -> Iterator[tuple[int, EnrollmentRecord]]:
+        """(record_id, record) of the sendable records in `state`, in source order, read in
+        chunks (a SIS import's file is built from the pending ones)."""
+        after = 0
+        while True:
+            found = self._query(
+                f"SELECT record_id, {_RECORD_COLUMNS} FROM records "  # noqa: S608
+                "WHERE state = ? AND record_id > ? AND fields IS NOT NULL "
+                "ORDER BY record_id LIMIT ?",
+                (State(state).value, after, chunk),
+            )
+            if not found:
+                return
+            for values in found:
+                record = self._record_of(values[1:])
+                if record is not None:
+                    yield int(values[0]), record
+            after = int(found[-1][0])
+
     def pending_ids(self, after: int = 0, limit: int = 500) -> list[int]:
         found = self._query(
             "SELECT record_id FROM records WHERE state = 'pending' AND record_id > ? "
@@ -1183,7 +1361,7 @@ class Journal:
             if state is not None:
                 params.append(State(state).value)
             found = self._query(
-                f"SELECT {_ROW_COLUMNS} FROM records WHERE record_id > ?{state_sql} "  # noqa: S608
+                f"SELECT {self._row_columns} FROM records WHERE record_id > ?{state_sql} "  # noqa: S608
                 "ORDER BY record_id LIMIT ?",
                 [*params, chunk],
             )
@@ -1212,15 +1390,19 @@ class Journal:
         """On resume: records a crash left in flight go back to pending, to be re-sent."""
 
         def reset(conn: sqlite3.Connection) -> list[int]:
+            # a record a SIS import carries stays in flight: its import is polled again
             ids = [
                 int(v[0])
-                for v in conn.execute("SELECT record_id FROM records WHERE state = 'in_flight'")
+                for v in conn.execute(
+                    "SELECT record_id FROM records WHERE state = 'in_flight' AND channel IS NOT ?",
+                    (SIS_IMPORT_CHANNEL,),
+                )
             ]
             conn.execute(
                 "UPDATE records SET state = 'pending', updated_at = ?, "
                 "message = 'was in flight when the run stopped; re-sent on resume' "
-                "WHERE state = 'in_flight'",
-                (time.time(),),
+                "WHERE state = 'in_flight' AND channel IS NOT ?",
+                (time.time(), SIS_IMPORT_CHANNEL),
             )
             return ids
 
@@ -1236,7 +1418,7 @@ class Journal:
 
         def claim(conn: sqlite3.Connection) -> list[int]:
             found = conn.execute(
-                "UPDATE records SET state = 'in_flight', updated_at = ? "  # noqa: S608
+                "UPDATE records SET state = 'in_flight', updated_at = ?, channel = NULL "  # noqa: S608
                 f"WHERE record_id IN ({marks}) AND state = 'pending' "
                 f"RETURNING record_id, {_RECORD_COLUMNS}",
                 (now, *ids),
@@ -1286,6 +1468,189 @@ class Journal:
             for record_id, message, enrollment_id in in_place
         ]
         await self.write(lambda conn: conn.executemany(_SET_OUTCOME_IF_PENDING, params))
+
+    # ---- SIS imports (engine/sis_import/) -------------------------------------------------------
+
+    async def create_import(
+        self,
+        filename: str,
+        body: bytes,
+        rows: Sequence[tuple[int, int]],
+        actions: Sequence[str],
+        *,
+        take: bool = True,
+    ) -> int:
+        """Keep a SIS import's file and take its records in flight on channel `sis_import`, in
+        one commit: (row, record_id) per data row, and the action each row asks for. Raises
+        JournalError, changing nothing, when a record is no longer pending. `take=False`: keep
+        the file only, before the records are loaded (`take_import_records` follows). (Set-based:
+        a 100,000-row import is a few statements, and no message changes, which the search
+        index would pay for row by row.)"""
+        now = time.time()
+
+        def create(conn: sqlite3.Connection) -> int:
+            # all or nothing inside the writer's batch: a refusal must leave no half import
+            conn.execute("SAVEPOINT create_import")
+            try:
+                import_id = insert(conn)
+            except BaseException:
+                conn.execute("ROLLBACK TO create_import")
+                conn.execute("RELEASE create_import")
+                raise
+            conn.execute("RELEASE create_import")
+            return import_id
+
+        def insert(conn: sqlite3.Connection) -> int:
+            import_id = int(
+                conn.execute(
+                    "INSERT INTO imports (state, filename, body, rows, created_at, updated_at) "
+                    "VALUES ('prepared', ?, ?, ?, ?, ?) RETURNING id",
+                    (filename, body, len(rows), now, now),
+                ).fetchone()[0]
+            )
+            conn.executemany(
+                "INSERT INTO import_rows (import_id, row, record_id, action) VALUES (?, ?, ?, ?)",
+                [
+                    (import_id, row, record_id, action)
+                    for (row, record_id), action in zip(rows, actions, strict=True)
+                ],
+            )
+            if not take:
+                return import_id
+            taken = _take(conn, import_id, now)
+            if taken != len(rows):
+                raise JournalError(f"{len(rows) - taken} records of the import are not pending")
+            return import_id
+
+        return await self.write(create)
+
+    async def take_import_records(self, import_id: int) -> int:
+        """Take an import's records that are pending in flight on channel `sis_import` (after
+        the load that follows an early upload, or on resume); returns how many it took."""
+        now = time.time()
+        return int(await self.write(lambda conn: _take(conn, import_id, now)))
+
+    async def update_import(self, import_id: int, **values: Any) -> None:
+        """Set columns of an import (`state`, `sis_import_id`, `workflow_state`, `progress`,
+        `status`, `message`, `uploaded_at`) and commit them: a crash after this keeps them."""
+        allowed = {
+            "state",
+            "sis_import_id",
+            "workflow_state",
+            "progress",
+            "status",
+            "message",
+            "uploaded_at",
+        }
+        unknown = set(values) - allowed
+        if unknown:
+            raise ValueError(f"not import columns: {sorted(unknown)}")
+        columns = ", ".join(f"{name} = ?" for name in values)
+        params = (*values.values(), time.time(), import_id)
+        await self.write(
+            lambda conn: conn.execute(
+                f"UPDATE imports SET {columns}, updated_at = ? WHERE id = ?",  # noqa: S608
+                params,
+            )
+        )
+
+    def imports(self) -> list[ImportRecord]:
+        """Every SIS import of the run, oldest first (none in a schema-2 journal)."""
+        if not self._has_imports:
+            return []
+        found = self._query(
+            "SELECT id, state, filename, rows, sis_import_id, workflow_state, progress, status, "
+            "message, created_at, uploaded_at, updated_at FROM imports ORDER BY id"
+        )
+        return [ImportRecord(*values) for values in found]
+
+    def import_body(self, import_id: int) -> bytes:
+        return bytes(self._one("SELECT body FROM imports WHERE id = ?", (import_id,)) or b"")
+
+    def import_rows(self, import_id: int) -> dict[int, int]:
+        """row -> record_id of an import's data rows."""
+        found = self._query(
+            "SELECT row, record_id FROM import_rows WHERE import_id = ?", (import_id,)
+        )
+        return {int(row): int(record_id) for row, record_id in found}
+
+    def import_records(self, import_id: int, state: State = State.IN_FLIGHT) -> list[int]:
+        """The records of an import that are in `state` (in flight: not settled yet)."""
+        found = self._query(
+            "SELECT r.record_id FROM import_rows AS i JOIN records AS r "
+            "ON r.record_id = i.record_id WHERE i.import_id = ? AND r.state = ? "
+            "AND r.channel IS ? ORDER BY r.record_id",
+            (import_id, State(state).value, SIS_IMPORT_CHANNEL),
+        )
+        return [int(v[0]) for v in found]
+
+    def import_state_counts(self, import_id: int) -> dict[State, int]:
+        """An import's records by state (one query: a panel reopened on a finished run)."""
+        found = self._query(
+            "SELECT r.state, COUNT(*) FROM import_rows AS i JOIN records AS r "
+            "ON r.record_id = i.record_id WHERE i.import_id = ? GROUP BY r.state",
+            (import_id,),
+        )
+        return {State(state): int(n) for state, n in found}
+
+    async def settle_import(
+        self,
+        import_id: int,
+        outcomes: Sequence[tuple[int, Outcome]],
+        *,
+        rest_done: bool = False,
+        **values: Any,
+    ) -> list[int]:
+        """End an import's records (those still in flight on it) and mark it finished, in one
+        commit: a crash before it leaves the import to be polled again, after it leaves nothing
+        to do. `outcomes`: those records' outcomes; with `rest_done`, every other record of the
+        import ends done (one statement for a 100,000-row import Canvas certified). `values`:
+        import columns to set as well. Returns the records it settled."""
+        now = time.time()
+        update = {**values, "state": "finished"}
+        columns = ", ".join(f"{name} = ?" for name in update)
+        in_flight = (
+            "SELECT r.record_id FROM import_rows AS i JOIN records AS r "
+            "ON r.record_id = i.record_id WHERE i.import_id = ? "
+            "AND r.state = 'in_flight' AND r.channel IS ?"
+        )
+
+        def settle(conn: sqlite3.Connection) -> list[int]:
+            live = [int(v[0]) for v in conn.execute(in_flight, (import_id, SIS_IMPORT_CHANNEL))]
+            alive = set(live)
+            params = [
+                _outcome_params(record_id, outcome, 0, now)
+                for record_id, outcome in outcomes
+                if record_id in alive
+            ]
+            conn.executemany(_SET_OUTCOME, params)
+            if rest_done:
+                conn.execute(
+                    "UPDATE records SET state = 'done', updated_at = ? FROM import_rows AS i "
+                    "WHERE i.import_id = ? AND records.record_id = i.record_id "
+                    "AND records.state = 'in_flight' AND records.channel IS ?",
+                    (now, import_id, SIS_IMPORT_CHANNEL),
+                )
+            conn.execute(
+                f"UPDATE imports SET {columns}, updated_at = ? WHERE id = ?",  # noqa: S608
+                (*update.values(), now, import_id),
+            )
+            if rest_done:
+                return live
+            return [record_id for record_id, _ in outcomes if record_id in alive]
+
+        return await self.write(settle)
+
+    def channel_counts(self) -> dict[str, int]:
+        """Records sent, by channel: `sis_import`, and `rest` for those REST sent (attempts)."""
+        if not self._has_imports:
+            found = self._query("SELECT 'rest', COUNT(*) FROM records WHERE attempts > 0")
+        else:
+            found = self._query(
+                "SELECT COALESCE(channel, 'rest'), COUNT(*) FROM records "
+                "WHERE channel IS NOT NULL OR attempts > 0 GROUP BY 1"
+            )
+        return {str(k): int(n) for k, n in found if n}
 
     def post_attempt(self, record_id: int, event: AttemptLike) -> None:
         """Keep one HTTP attempt. Its URL is stored under the API root and its body as what it
@@ -1604,8 +1969,10 @@ def _migrate(conn: sqlite3.Connection) -> None:
     try:
         conn.execute("DROP TRIGGER IF EXISTS records_text_update")
         conn.execute("DROP TABLE IF EXISTS records_text")
-        for index in ("records_state", "records_user", *_OLD_INDEXES):
-            conn.execute(f"DROP INDEX IF EXISTS {index}")
+        # schema 1's indexes, by name: they would stay with records_v1 and keep the new
+        # table's from being made (CREATE INDEX IF NOT EXISTS), then go with it
+        for index in ("state", "course", "user", "category", "updated"):
+            conn.execute(f"DROP INDEX IF EXISTS records_{index}")
         conn.execute("ALTER TABLE records RENAME TO records_v1")
         conn.execute("ALTER TABLE attempts ADD COLUMN body_delta TEXT")
         for statement in _statements(_SCHEMA):
@@ -1673,6 +2040,22 @@ def _migrate(conn: sqlite3.Connection) -> None:
         raise
 
 
+def _migrate_2(conn: sqlite3.Connection) -> None:
+    """Schema 2 -> 3: each record's channel (NULL: REST) and the import tables, in one
+    transaction; nothing else changes."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute("ALTER TABLE records ADD COLUMN channel TEXT")
+        for statement in _statements(_SCHEMA):
+            conn.execute(statement)
+        conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (SCHEMA_VERSION,))
+        conn.execute("COMMIT")
+    except BaseException:
+        with contextlib.suppress(sqlite3.Error):
+            conn.execute("ROLLBACK")
+        raise
+
+
 def _old_schema_views(conn: sqlite3.Connection) -> None:
     """Read a schema-1 journal opened read-only through views of schema 2's shape (TEMP objects
     come first in name lookup and live outside the file). Its rows' JSON is read as it is."""
@@ -1684,7 +2067,7 @@ def _old_schema_views(conn: sqlite3.Connection) -> None:
         CREATE TEMP VIEW records AS SELECT r.record_id, s.id AS source_id, r.line, r.raw,
             r.key, r.user, r.course, r.section, r.role, r.status, r.fields, r.warnings, r.state,
             r.action, r.attempts, r.http_status, r.category, r.message, r.error_report_id,
-            r.canvas_enrollment_id, r.cost, r.updated_at
+            r.canvas_enrollment_id, r.cost, r.updated_at, NULL AS channel
             FROM main.records AS r JOIN temp.sources AS s ON s.name = r.source;
         CREATE TEMP VIEW attempts AS SELECT *, NULL AS body_delta FROM main.attempts;
         """
@@ -1780,8 +2163,10 @@ def written_enrollment_ids(
         "SELECT canvas_enrollment_id FROM records WHERE state = 'done' "  # noqa: S608
         f"AND canvas_enrollment_id IS NOT NULL AND action IN ({marks}) AND "
     )
+    by_sources = sql + "source_id IS NOT (SELECT id FROM sources WHERE name = ?)"  # noqa: S608
     by_version = {
-        SCHEMA_VERSION: sql + "source_id IS NOT (SELECT id FROM sources WHERE name = ?)",  # noqa: S608
+        SCHEMA_VERSION: by_sources,
+        _SCHEMA_2: by_sources,
         _OLD_SCHEMA: sql + "source IS NOT ?",
     }
     ids: set[int] = set()

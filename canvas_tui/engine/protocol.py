@@ -42,7 +42,9 @@ if TYPE_CHECKING:
     from canvas_tui.config import Config, SourceConfig
 
 # Bump on any change to the messages below or to what a command or operation takes or answers.
-PROTOCOL_VERSION: Final = 3  # 3: to_front, RunState.front (issue 17)
+# 2: attach (console --attach); 3: to_front, RunState.front (issue 17); 4: RunState.sis_import
+# (its abort), the abort_import command, apply_plan's answer (the channel taken) (issue 15)
+PROTOCOL_VERSION: Final = 4
 
 P = ParamSpec("P")
 R = TypeVar("R")

@@ -225,9 +225,10 @@ class RemoteSession:
         decision: SyncDecision = await self.call(Op.PLAN, requested=requested)
         return decision
 
-    async def apply_plan(self, decision: SyncDecision) -> None:
+    async def apply_plan(self, decision: SyncDecision) -> str | None:
         # the engine applies the plan it computed and kept; `decision` is the console's copy
-        await self.call(Op.APPLY_PLAN)
+        why: str | None = await self.call(Op.APPLY_PLAN)
+        return why
 
     async def command(
         self,
@@ -495,6 +496,7 @@ class RemoteRunner:
     set_concurrency_cap = _sent(RunCommands.set_concurrency_cap)
     send_one = _sent(RunCommands.send_one)
     edit_and_retry = _sent(RunCommands.edit_and_retry)
+    abort_import = _sent(RunCommands.abort_import)
     to_front = _sent(RunCommands.to_front)
 
 

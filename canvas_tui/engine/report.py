@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from canvas_tui.engine.journal import Journal
+from canvas_tui.engine.journal import ImportRecord, Journal
 from canvas_tui.engine.state import RecordRow, RunState
 from canvas_tui.private_files import open_private
 from canvas_tui.records import State, sis_value
@@ -61,6 +61,21 @@ def summary(store: Journal, state: RunState | None = None) -> dict[str, Any]:
         "elapsed": round(
             state.elapsed if state is not None else float(meta.get("elapsed") or 0.0), 3
         ),
+        "channels": store.channel_counts(),
+        "sis_imports": [_import_summary(i) for i in store.imports()],
+    }
+
+
+def _import_summary(record: ImportRecord) -> dict[str, Any]:
+    """A SIS import of the run: what was uploaded and how Canvas ended it."""
+    return {
+        "id": record.sis_import_id,
+        "file": record.filename,
+        "rows": record.rows,
+        "state": record.state,
+        "workflow_state": record.workflow_state,
+        "progress": record.progress,
+        "message": record.message,
     }
 
 
@@ -85,6 +100,8 @@ def _outcome(row: RecordRow, source: str | None) -> dict[str, Any]:
         "error_report_id": row.error_report_id,
         "canvas_enrollment_id": row.canvas_enrollment_id,
         "warnings": list(row.warnings),
+        # which way it went to Canvas: sis_import, rest (requests were sent), else left out
+        "channel": row.channel or ("rest" if row.attempts else None),
     }
     return {
         k: v

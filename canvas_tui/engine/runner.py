@@ -28,6 +28,7 @@ from canvas_tui.engine.state import (
     Event,
     FrontState,
     GovernorState,
+    ImportStatus,
     Phase,
     RecordChanged,
     RetryScheduled,
@@ -65,6 +66,11 @@ READ_ONLY_REFRESH = 1.0  # seconds between a read-only view's reads of the journ
 _RECORD: ContextVar[int | None] = ContextVar("canvas_tui_record", default=None)
 
 
+def current_record() -> int | None:
+    """The id of the record the calling task is sending (inside an executor's `apply`)."""
+    return _RECORD.get()
+
+
 class RunCancelled(Exception):
     """Raised from a retry wait when the operator cancels: the record goes back to pending."""
 
@@ -80,6 +86,23 @@ class GovernorLike(Protocol):
 
 class Executor(Protocol):
     async def apply(self, record: EnrollmentRecord, observer: Observer | None) -> ActionResult: ...
+
+
+class Channel(Protocol):
+    """A way of sending that works beside the dispatcher, on records it took in flight itself
+    (a SIS import, engine/sis_import/): `run` drives it to its end and settles those records
+    through `Runner.settled`; `status` is what the snapshot shows of it."""
+
+    async def run(self) -> None: ...
+
+    def status(self) -> ImportStatus | None: ...
+
+    def request_abort(self) -> bool: ...
+
+
+class ChannelStopped(Exception):
+    """A channel cannot go on in this run (Canvas unreachable while polling, say): the run
+    stops with this reason and the channel's records stay in flight for the next run."""
 
 
 class RunGate:
@@ -112,6 +135,13 @@ class RunGate:
     def reset(self) -> None:
         """Forget a cancel (for the next run); a pause stays until resumed."""
         self._cancelled.clear()
+
+    async def wait_cancelled(self, seconds: float) -> bool:
+        """Wait `seconds` or until cancelled, whichever is first; pause does not hold it (a SIS
+        import runs on in Canvas whatever the run does). True when cancelled."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._cancelled.wait(), timeout=max(0.0, seconds))
+        return self.cancelled
 
     async def sleep(self, seconds: float) -> None:
         """The client's retry wait: cut short by cancel, held while paused."""
@@ -207,7 +237,42 @@ class Runner:
         self._wake = asyncio.Event()
         self._running = False
         self._resumed_checked = False
+        self._channels: list[Channel] = []
         self._counts_read = clock()  # when a read-only runner last read the counts
+
+    def add_channel(self, channel: Channel) -> None:
+        """Run `channel` beside the dispatcher from the next `run()` on (a SIS import)."""
+        self._channels.append(channel)
+
+    def settled(self, outcomes: Sequence[tuple[int, Outcome]]) -> None:
+        """A channel ended these in-flight records (the journal has them already)."""
+        for record_id, outcome in outcomes:
+            self._move(
+                record_id,
+                State.IN_FLIGHT,
+                outcome.state,
+                category=outcome.category,
+                message=outcome.message,
+            )
+        self._wake.set()
+
+    async def _run_channel(self, channel: Channel) -> None:
+        try:
+            await channel.run()
+        except RunCancelled:
+            pass
+        except ChannelStopped as exc:
+            self._abort_with(str(exc))
+        except CanvasError as exc:
+            if exc.fatal:
+                self._abort(exc)
+            else:
+                self._abort_with(f"SIS import: {exc} — {hint_for(exc.category)}")
+        except JournalError:
+            pass  # the journal's failure stops the run (`_stop_unrecorded`)
+        except Exception as exc:
+            log.exception("SIS import channel failed")
+            self._abort_with(f"SIS import: {type(exc).__name__}: {exc}")
 
     def use_executor(self, executor: Executor, *, token_checked: bool = False) -> None:
         """Swap what sends each record (a plan's executor); call it before `run()`.
@@ -273,6 +338,17 @@ class Runner:
             self._failures_version += 1
         self._emit(RecordChanged(record_id, new, category, message))
 
+    def count_added(self, added: Mapping[tuple[State, str | None], int]) -> None:
+        """Records appended while the runner may be running (`canvas-tui watch`): count them in,
+        by (state, category). Re-reading the journal instead could lag the writes in flight."""
+        for (state, category), n in added.items():
+            self._counts[state] = self._counts.get(state, 0) + n
+            if state == State.FAILED:
+                key = category or "unknown"
+                self._failures_by_category[key] = self._failures_by_category.get(key, 0) + n
+                self._failures_version += 1
+        self._wake.set()
+
     def reload_counts(self) -> None:
         """Re-read the counts from the journal (after a load)."""
         self._counts = self._journal.counts()
@@ -314,11 +390,22 @@ class Runner:
         try:
             if self._preflight is not None and self._counts.get(State.PENDING, 0):
                 await self._check_token()
+            channels: list[asyncio.Task[None]] = []
             if self._abort_reason is None:
                 self._set_phase(Phase.PAUSED if self.gate.paused else Phase.RUNNING)
+                channels = [asyncio.create_task(self._run_channel(c)) for c in self._channels]
                 await self._dispatch()
             if self._tasks:
                 await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+            if channels:  # REST is done (or stopped); the import runs to its end or the cancel
+                await asyncio.gather(*channels)
+                if self._journal.failure is not None:
+                    self._stop_unrecorded()
+                # a channel may hand records back to REST (rows it could not carry as they are)
+                if self._abort_reason is None and not self.gate.cancelled and self._requeue:
+                    await self._dispatch()
+                    if self._tasks:
+                        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
         finally:
             ticker.cancel()
             self._running = False
@@ -644,6 +731,9 @@ class Runner:
             eta=(left / rate) if rate > 0 else (0.0 if left == 0 else None),
             latency=self._latency,
             paused_reason=self._paused_reason if self._phase == Phase.PAUSED else None,
+            sis_import=next(
+                (status for c in self._channels if (status := c.status()) is not None), None
+            ),
             front=self._front_state(),
         )
 
@@ -787,6 +877,9 @@ class Runner:
         if row.state == State.PENDING:
             return True
         return self._requeue_after_edit(row.record_id, row.state, row.category)
+
+    def abort_import(self) -> bool:
+        return any(channel.request_abort() for channel in self._channels)
 
     def to_front(self, course: str | None = None, text: str | None = None) -> int:
         """Move the pending records of `course` (as an operator types it: `BIO-101` is a SIS

@@ -148,10 +148,12 @@ class Session:
 
         return await plan_session(self, requested=requested)
 
-    async def apply_plan(self, decision: SyncDecision) -> None:
+    async def apply_plan(self, decision: SyncDecision) -> str | None:
+        """Queue the plan; returns the channel taken and why (a SIS import's), else None."""
         from canvas_tui.engine.plan.executor import apply_plan
 
         await apply_plan(self, decision)
+        return decision.via_message
 
     async def command(
         self,

@@ -29,6 +29,35 @@ class Phase(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class ImportStatus:
+    """A SIS import of the run as Canvas reports it, for a panel or a progress line: what the
+    engine process sends the console inside each `RunState` (engine/sis_import/)."""
+
+    import_id: int  # the journal's id for it
+    stage: str  # ours: prepared | uploading | polling | mapping | finished
+    rows: int  # data rows uploaded
+    sis_import_id: int | None = None  # Canvas's id, once the upload was answered
+    workflow_state: str | None = None  # Canvas's: created, importing, imported_with_messages...
+    progress: float = 0.0  # Canvas's progress, 0-100 (it restarts for a batch cleanup)
+    counts: Mapping[str, int] = field(default_factory=dict)  # data.counts (enrollments, ...)
+    warning_count: int = 0  # row messages so far (Canvas's warnings + errors)
+    error_count: int = 0
+    done: int = 0  # rows settled done / failed once Canvas finished and the messages are mapped
+    failed: int = 0
+    rest_records: int = 0  # the run's records that go by REST beside the import (mixed run)
+    message: str | None = None  # why it ended as it did, or what it waits for
+    elapsed: float = 0.0  # seconds since the upload
+    polls: int = 0
+    # the operator's abort: None (not asked), "sent" (PUT on its way), "accepted" (Canvas
+    # answered; the poll sees it end), else why Canvas refused it
+    abort: str | None = None
+
+    @property
+    def final(self) -> bool:
+        return self.stage == "finished"
+
+
+@dataclass(frozen=True, slots=True)
 class FrontState:
     """Records an operator moved to the front of the queue (`RunCommands.to_front`)."""
 
@@ -58,6 +87,7 @@ class RunState:
     eta: float | None = None  # seconds, None when unknown
     latency: float | None = None  # seconds per request, a moving average of this run's answers
     paused_reason: str | None = None  # why the engine paused itself (Canvas unreachable)
+    sis_import: ImportStatus | None = None  # the run's SIS import, when a channel carries one
     front: FrontState | None = None  # records moved to the front, if any were
 
     @property
@@ -137,6 +167,7 @@ class RecordRow:
     http_status: int | None = (
         None  # status of the last answer, None before any / on transport errors
     )
+    channel: str | None = None  # "sis_import" when a SIS import carried it; None: REST / unsent
 
 
 class RecordStore(Protocol):
@@ -188,6 +219,10 @@ class RunCommands(Protocol):
 
     def edit_and_retry(self, record_id: int, fields: Mapping[str, str]) -> bool: ...
 
+    # Ask Canvas to abort the running SIS import (PUT abort): an import cannot be paused.
+    # Rows it applied stay applied; its records fail as `sis_import` once Canvas says
+    # `aborted`, and a retry of them goes by REST. False when no import is running.
+    def abort_import(self) -> bool: ...
     # the pending records of a course (as typed: BIO-101, 1234, sis_course_id:X) or of the
     # queue's text filter go before every other record, mid-run; how many moved
     def to_front(self, course: str | None = None, text: str | None = None) -> int: ...

@@ -181,18 +181,22 @@ class _Server:
 
         self.decision = decision = await self.session.plan(requested)
         # the console needs what to show; the source and its rows stay here for apply_plan
-        return SyncDecision(
+        shown = SyncDecision(
             decision.planned,
             decision.message,
             decision.plan and decision.plan.detached(),  # counts and drops, not the source
             decision.refused,
             decision.fields,
         )
+        shown.via = decision.via  # the channel asked for: the plan screen says it
+        shown.expected_via = decision.expected_via
+        shown.via_message = decision.via_message  # a resume's: the import it polls again
+        return shown
 
-    async def _apply_plan(self, call_id: int) -> None:
+    async def _apply_plan(self, call_id: int) -> str | None:
         if self.decision is None:
             raise EngineError("no plan was computed in this session")
-        await self.session.apply_plan(self.decision)
+        return await self.session.apply_plan(self.decision)
 
     async def _get_course(self, call_id: int, course: str) -> dict[str, Any]:
         return await self._client().get_course(course)

@@ -231,6 +231,7 @@ class SisImport:
     processing_errors: list[list[Any]] = field(default_factory=list)
     processing_warnings: list[list[Any]] = field(default_factory=list)
     errors_attachment: Attachment | None = None
+    csv_attachments: list[Attachment] = field(default_factory=list)  # once it is prepared
     # processing
     phase: str = "waiting"  # waiting | importing | cleanup | done
     phase_started: float = 0.0
@@ -404,6 +405,8 @@ class SisImports:
             self._finish(batch, at, import_finished=True)
             return
         rows = diffed
+        if "diffed_against_sis_batch_id" not in batch.data:
+            self._keep_uploaded(batch, files, at)
         supplied = ["enrollment"] if any(f[2] == "enrollment" for f in files) else []
         batch.data["supplied_batches"] = supplied
         batch.data["counts"] = {key: 0 for key in COUNT_KEYS}
@@ -414,6 +417,31 @@ class SisImports:
         batch.chunk = min(max(math.ceil(total_rows / 100), 25), 1000)
         batch.rows = rows
         batch.done = 0
+
+    def _keep_uploaded(
+        self, batch: SisImport, files: list[tuple[str, bytes, str]], at: float
+    ) -> None:
+        """ImportRefactored#prepare/#process_file: each CSV whose header names an importer
+        becomes a downloadable attachment (`data.downloadable_attachment_ids`, shown as
+        `csv_attachments`): a CSV upload is its own attachment, under the name it was posted
+        with; a zip's members are new ones named by their base name (create_batch_attachment).
+        A diffed import prepares the generated diff instead, whose files Canvas lists as
+        `diffed_csv_attachments`: not simulated, so none are listed."""
+        kept = batch.data.setdefault("downloadable_attachment_ids", [])
+        for name, data, _kind in files:
+            self._next_attachment_id += 1
+            verifier = uuid.uuid4().hex  # attachment_json's default verifier is the uuid
+            attachment = Attachment(
+                id=self._next_attachment_id,
+                uuid=verifier,
+                filename=name.rsplit("/", 1)[-1],
+                data=data,
+                verifier=verifier,
+                created_wall=self._wall(at),
+            )
+            self.attachments[attachment.id] = attachment
+            batch.csv_attachments.append(attachment)
+            kept.append(attachment.id)
 
     def _rows_by(self, batch: SisImport, now: float) -> int:
         """Rows of the current phase due by `now` (a hair of slack for float error)."""
@@ -1471,7 +1499,8 @@ class SisImports:
     # ---- JSON -----------------------------------------------------------------------------
 
     def json(self, batch: SisImport, base_url: str) -> dict[str, Any]:
-        """SisBatch#as_json plus Api::V1::SisImport (errors_attachment, user)."""
+        """SisBatch#as_json plus Api::V1::SisImport (errors_attachment, user, csv_attachments:
+        lib/api/v1/sis_import.rb)."""
         options = batch.options
         data: dict[str, Any] = {
             "id": batch.id,
@@ -1511,6 +1540,8 @@ class SisImports:
         user = self.world.users.get(batch.user_id)
         if user is not None:
             data["user"] = views.user_json(user)
+        if batch.csv_attachments:
+            data["csv_attachments"] = [_attachment_json(a, base_url) for a in batch.csv_attachments]
         return data
 
 

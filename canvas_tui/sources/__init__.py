@@ -62,6 +62,11 @@ def open_source(spec: SourceConfig | str | Path) -> CsvSource | SqlSource:
         from canvas_tui.sources.sql import SqlSource
 
         return SqlSource(spec.url, spec.query, params=spec.params, layout=layout_of(spec))
+    if spec.kind == "kafka":
+        raise InputError(
+            f'[source] kind = "kafka" is a stream (topic {spec.topic}): `canvas-tui watch` '
+            "follows it; sync, plan and check read a file or a query"
+        )
     if spec.path is None:
         raise InputError("no source file: give a path, or set [source] path in the config")
     return CsvSource(

@@ -42,12 +42,26 @@ class SqlSource:
         *,
         params: Mapping[str, object] | None = None,
         layout: Layout | None = None,
+        cursor_column: str | None = None,
+        since: object = None,
     ) -> None:
+        """`cursor_column` (a column the query selects; a plain name, checked by the config):
+        `cursor_max` is its largest value in the rows read, as the driver typed it, and with
+        `since` only rows whose value is at least `since` are read (`canvas-tui watch`)."""
         self.url = url
         self.query = query
         self.params = dict(params or {})
         self.layout = layout or Layout()
         self.notes: list[str] = []
+        self.cursor_column = cursor_column
+        self.cursor_max: Any = None
+        if cursor_column is not None and since is not None:
+            # the query as a subquery: its own ORDER BY and parameters stay as they are
+            self.query = (
+                f"SELECT * FROM ({query}) AS canvas_tui_changes "  # noqa: S608 -- a checked name
+                f"WHERE {cursor_column} >= :canvas_tui_since ORDER BY {cursor_column}"
+            )
+            self.params["canvas_tui_since"] = since
         self._masked = mask_url(url)
         needed = set(text(query).compile().params)
         missing = sorted(needed - set(self.params))
@@ -63,6 +77,7 @@ class SqlSource:
 
     def __iter__(self) -> Iterator[SourceItem]:
         self.notes = []
+        self.cursor_max = None
         try:
             engine = create_engine(self.url, poolclass=NullPool)
         except (ArgumentError, NoSuchModuleError, ImportError) as exc:
@@ -87,14 +102,27 @@ class SqlSource:
         with result:
             if not result.returns_rows:
                 raise InputError(f"the query on {self._masked} returned no result set")
-            normalizer = RowNormalizer(label, list(result.keys()), self.layout, header_line=0)
+            keys = list(result.keys())
+            normalizer = RowNormalizer(label, keys, self.layout, header_line=0)
             self.notes.extend(normalizer.notes)
             normalize = normalizer.normalize
             number = 0
+            track = keys.index(self.cursor_column) if self.cursor_column in keys else None
+            if self.cursor_column is not None and track is None:
+                raise InputError(
+                    f"the query on {self._masked} does not select the cursor column "
+                    f"{self.cursor_column} ([watch] cursor_column)"
+                )
             try:
                 for batch in result.partitions():  # fetchmany(_BATCH), not a fetchone per row
                     for row in batch:
                         number += 1
+                        if track is not None:
+                            value = row[track]
+                            if value is not None and (
+                                self.cursor_max is None or value > self.cursor_max
+                            ):
+                                self.cursor_max = value
                         # Most SIS columns are text already; only the others pay a conversion.
                         cells = [v if v.__class__ is str else _cell(v) for v in row]
                         yield normalize(cells, number)

@@ -97,6 +97,14 @@ ACTIONS: tuple[ConsoleAction, ...] = (
     ),
     ConsoleAction("cancel", "x", "cancel_run", "Cancel", "Cancel the run (pending stay pending)"),
     ConsoleAction(
+        "abort_import",
+        "A",
+        "abort_import",
+        "Abort import",
+        "Abort the running SIS import (it cannot be paused): asks first, says what stays",
+        show=False,
+    ),
+    ConsoleAction(
         "export", "E", "export_failures", "Export", "Export the failures as a SIS CSV", show=False
     ),
     ConsoleAction(

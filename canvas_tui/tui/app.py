@@ -25,7 +25,14 @@ from textual.screen import ModalScreen
 from textual.widgets import Footer, Header
 from textual.worker import Worker, WorkerState
 
-from canvas_tui.engine.state import Phase, RecordRow, RecordStore, RunCommands, RunState
+from canvas_tui.engine.state import (
+    ImportStatus,
+    Phase,
+    RecordRow,
+    RecordStore,
+    RunCommands,
+    RunState,
+)
 from canvas_tui.exit_codes import run_exit_code
 from canvas_tui.records import State, sis_value
 from canvas_tui.text import printable
@@ -49,6 +56,7 @@ from canvas_tui.tui.screens.dialogs import (
 )
 from canvas_tui.tui.session import ConsoleSession, SessionOpener
 from canvas_tui.tui.widgets.dashboard import LEGEND, Dashboard, Outlook
+from canvas_tui.tui.widgets.import_panel import ImportPanel, abortable, running
 from canvas_tui.tui.widgets.queue import (
     ORDERS,
     STATE_CYCLE,
@@ -79,6 +87,7 @@ WRITES = frozenset(
         "cancel_run",
         "edit",
         "to_front",
+        "abort_import",
     }
 )
 REGISTRY = frozenset(a.action.split("(")[0] for a in ACTIONS)
@@ -139,6 +148,8 @@ class ConsoleApp(App[int]):
         self._loading = False
         self._ui_loop: asyncio.AbstractEventLoop | None = None
         self._queue: QueueView | None = None
+        self._import_panel: ImportPanel | None = None
+        self._past_import: ImportStatus | None = None  # the journal's finished import, if any
         self.sub_title = self._description
 
     # ---- layout and the refresh loop -----------------------------------------------------------
@@ -146,6 +157,7 @@ class ConsoleApp(App[int]):
     def compose(self) -> ComposeResult:
         yield Header()
         yield Dashboard()
+        yield ImportPanel()
         yield QueueView(id="queue")
         yield Footer(show_command_palette=False)  # `?` names ctrl+p; the keys need the room
 
@@ -176,18 +188,51 @@ class ConsoleApp(App[int]):
                 self.screen_stack[0].query_one(Dashboard).show(
                     state, idle=self.idle_label(state), outlook=self.outlook
                 )
+                self._show_import(state)
                 self.queue.tick(state)
                 screen = self.screen
                 if isinstance(screen, ConsoleScreen) and screen is not self.screen_stack[0]:
                     screen.on_tick(state)
         except NoMatches:
             return  # the app is tearing its widgets down on exit
+        if self._import_ended(previous, state):
+            self.refresh_bindings()
         if (
             previous is None
             or previous.phase != state.phase
             or bool(previous.counts.get(State.PENDING)) != bool(state.counts.get(State.PENDING))
         ):
             self.refresh_bindings()
+
+    def _show_import(self, state: RunState) -> None:
+        status = state.sis_import or self._past_import
+        keys = ""
+        if running(status) and self.run_active and not self.read_only:
+            pause = effective_key(BY_ID["pause"], self.keymap_overrides)
+            keys = f"{pause}: it cannot pause; abort…" if abortable(status) else ""
+        if self._import_panel is None:  # one widget for the app's life: found once
+            self._import_panel = self.screen_stack[0].query_one(ImportPanel)
+        self._import_panel.show(status, keys)
+
+    def _import_ended(self, previous: RunState | None, state: RunState) -> bool:
+        """Say so when Canvas finished the import and its rows are settled: how many failed,
+        and where to step through them."""
+        before, now = previous.sis_import if previous else None, state.sis_import
+        if before is None or now is None or before.final or not now.final:
+            return False
+        failures = effective_key(BY_ID["failures"], self.keymap_overrides)
+        retry = effective_key(BY_ID["retry_all"], self.keymap_overrides)
+        failed = f"; {failures}: step through them, {retry}: retry by REST" if now.failed else ""
+        self.notify(
+            printable(
+                f"{fmt.count(now.done)} rows done, {fmt.count(now.failed)} failed{failed}. "
+                f"{now.message or ''}"
+            ),
+            title=f"SIS import {(now.workflow_state or now.stage).replace('_', ' ')}",
+            severity="warning" if now.failed else "information",
+            timeout=15,
+        )
+        return True
 
     def idle_label(self, state: RunState) -> str | None:
         """The console's own label when no run was started here (the runner's phase says
@@ -213,12 +258,15 @@ class ConsoleApp(App[int]):
         if subscribe is not None:
             subscribe(self._on_engine_event)
         self.tick()  # the first frame shows the counts and the queue now, not a tick later
+        self._past_import = await asyncio.to_thread(self._finished_import)
         approved: bool | None = None
         drives = not self.read_only and not self.attached  # this console loads and runs
         if drives:
             self._loading = True
             try:
-                if self._plan is not False:
+                if session.resumed:
+                    await self._resume(session)
+                elif self._plan is not False:
                     approved = await self._plan_first(session)
                     if approved is False:
                         self._declined = True
@@ -236,6 +284,17 @@ class ConsoleApp(App[int]):
                 await asyncio.wait_for(self.queue.shown.wait(), FIRST_FRAME_WAIT)
             self.outlook = await asyncio.to_thread(self._outlook)
         self.tick()
+
+    def _finished_import(self) -> ImportStatus | None:
+        """A journal whose import finished in an earlier run: its panel, from the journal's
+        `imports` table (no channel runs to report it)."""
+        from canvas_tui.engine.journal import Journal
+
+        if not isinstance(self.view_store, Journal):
+            return None
+        from canvas_tui.engine.sis_import.channel import finished_import
+
+        return finished_import(self.view_store)
 
     def _outlook(self) -> Outlook | None:
         """What a start will send, read from the journal (READY shows it)."""
@@ -269,6 +328,14 @@ class ConsoleApp(App[int]):
             start_key=effective_key(BY_ID["start"], self.keymap_overrides),
         )
 
+    async def _resume(self, session: ConsoleSession) -> None:
+        """A resumed journal goes on as `sync` resumes it (engine/plan/executor.py
+        `plan_session`): its remaining rows as they are, drops by their recorded enrollment,
+        and an unfinished SIS import polled (or found) rather than left in flight."""
+        decision = await session.plan(None)
+        if decision.via_message:
+            self.notify(printable(decision.via_message), title="Channel", timeout=15)
+
     async def _plan_first(self, session: ConsoleSession) -> bool | None:
         """The plan screen: what will change and the would-be drops, before anything is loaded
         or sent. True when the operator applies it, False when they decline (nothing is
@@ -281,10 +348,21 @@ class ConsoleApp(App[int]):
         decision = await session.plan(self._plan)
         if decision.plan is None:
             return None
-        if not await self.push_screen_wait(PlanScreen(decision.plan, decision.message)):
+        mode = decision.message
+        # one title line: what the channel means comes after Apply (the notice of its choice)
+        if decision.via == "sis-import":  # a plan whatever asked for it: the import needs one
+            mode = "plan mode · via SIS import (it carries the plan's changes)"
+        elif decision.via == "auto":  # the plan's figures decide; Apply's notice says why
+            channel = {"sis-import": "a SIS import", "rest": "REST"}.get(
+                decision.expected_via or "", "REST or a SIS import"
+            )
+            mode = f"plan mode · via {channel} (--via auto: the faster, as the figures stand)"
+        if not await self.push_screen_wait(PlanScreen(decision.plan, mode)):
             self.notify("Plan not applied: nothing was sent.", severity="warning")
             return False
-        await session.apply_plan(decision)
+        why = await session.apply_plan(decision)
+        if why:
+            self.notify(printable(why), title="Channel", timeout=15)
         return True
 
     def _loaded_rows(self, n: int) -> None:
@@ -424,6 +502,11 @@ class ConsoleApp(App[int]):
             if not self.run_active:
                 return False  # nothing to pause; the start key starts
             return phase in (Phase.LOADING, Phase.RUNNING, Phase.PAUSED) or None
+        if action == "abort_import":
+            status = state.sis_import
+            if not self.run_active or not running(status):
+                return False  # no import runs: hidden
+            return abortable(status) or None  # not on Canvas yet, or an abort is on its way
         if action == "send_one":
             return (self.run_active and phase is Phase.PAUSED) or None
         if action == "cancel_run":
@@ -495,6 +578,9 @@ class ConsoleApp(App[int]):
     async def action_toggle_pause(self) -> None:
         if self.session is None or self.state is None or not self.run_active:
             return
+        if running(self.state.sis_import):
+            self._import_cannot_pause(self.state)
+            return
         if self.state.phase is Phase.PAUSED:
             await self.session.command(RunCommands.resume)
             self.notify("Resumed")
@@ -502,6 +588,98 @@ class ConsoleApp(App[int]):
             await self.session.command(RunCommands.pause)
             self.notify("Paused: in-flight requests finish, nothing new is sent")
         self._after_command()
+
+    def _import_cannot_pause(self, state: RunState) -> None:
+        """`p` during an import: Canvas runs it on its own servers, so it cannot be paused.
+        Say so, and offer what can be done: abort it (confirmed), or pause the REST sends
+        beside it."""
+        status = state.sis_import
+        assert status is not None
+        pending = state.counts.get(State.PENDING, 0)
+        where = f"It is at {status.progress:.0f}% of {fmt.count(status.rows)} rows."
+        options: list[tuple[str, str]] = []
+        if abortable(status):
+            options.append(("abort", "Abort the import… (asks before it sends PUT abort)"))
+        elif status.abort in ("sent", "accepted"):
+            where += " An abort was already sent: Canvas stops after the chunk in hand."
+        else:
+            where += " Abort is possible once Canvas has the file (a moment)."
+        if state.phase is Phase.PAUSED:
+            options.append(("resume", "Resume the REST sends beside the import"))
+        elif pending:
+            options.append(
+                ("pause", f"Pause only the REST sends beside it ({fmt.count(pending)} pending)")
+            )
+        options.append(("keep", "Keep it running"))
+
+        async def chosen(choice: str | None) -> None:
+            if self.session is None:
+                return
+            if choice == "abort":
+                self.action_abort_import()
+            elif choice == "pause":
+                await self.session.command(RunCommands.pause)
+                self.notify("REST sends paused; the SIS import runs on in Canvas")
+            elif choice == "resume":
+                await self.session.command(RunCommands.resume)
+                self.notify("Resumed")
+            self._after_command()
+
+        self.push_screen(
+            ChoiceScreen(
+                "A SIS import cannot be paused",
+                options,
+                body="Canvas runs the import on its own servers, in chunks: nothing can hold it "
+                f"and let it go on later. {where} Escape: keep it running.",
+            ),
+            chosen,
+        )
+
+    def action_abort_import(self) -> None:
+        state = self.state
+        if self.session is None or state is None:
+            return
+        status = state.sis_import
+        if not abortable(status):
+            self.notify("No SIS import is running on Canvas to abort", severity="warning")
+            return
+        assert status is not None
+        beside = (
+            f" The {fmt.count(status.rest_records)} records going by REST beside it are not "
+            "part of the import: abort leaves them be."
+            if status.rest_records
+            else ""
+        )
+        retry = effective_key(BY_ID["retry_all"], self.keymap_overrides)
+
+        async def answer(yes: bool | None) -> None:
+            if not yes or self.session is None:
+                return
+            if await self.session.command(RunCommands.abort_import):
+                self.notify(
+                    "Abort sent to Canvas: the chunk in hand still lands; the rows end when "
+                    "Canvas says aborted",
+                    title=f"SIS import {status.sis_import_id}",
+                )
+            else:
+                self.notify("The import is no longer running: nothing to abort")
+            self._after_command()
+
+        self.push_screen(
+            ConfirmScreen(
+                f"Abort SIS import {status.sis_import_id}?",
+                "Canvas stops it before its next chunk. What abort leaves in place: the rows of "
+                "the chunk Canvas is applying still land, and every row it applied stays "
+                "applied (abort undoes nothing). Once Canvas says aborted, each of the "
+                f"{fmt.count(status.rows)} rows is accounted for: any Canvas named ends failed "
+                "with its message, and every other ends failed as 'SIS import did not finish' "
+                f"(it may have landed or not); {retry} retries them by REST."
+                f"{beside}",
+                yes="Abort import",
+                no="Keep importing",
+            ),
+            answer,
+        )
 
     async def action_skip(self) -> None:
         row = self.current_record()
@@ -556,7 +734,9 @@ class ConsoleApp(App[int]):
             ChoiceScreen(
                 "Retry failed records?",
                 options,
-                body="They go back to pending and are sent again. Escape: do nothing.",
+                body="They go back to pending and are sent again"
+                + (" by REST, a SIS import's rows too" if state.sis_import is not None else "")
+                + ". Escape: do nothing.",
             ),
             chosen,
         )
@@ -841,6 +1021,11 @@ class ConsoleApp(App[int]):
             if self.journal_path
             else "; this run's journal is not kept (the demo's)."
         )
+        if running(state.sis_import) and self.journal_path:
+            resume += (
+                " The SIS import runs on in Canvas: opening the journal again polls it, and "
+                "never uploads it again."
+            )
 
         def answer(yes: bool | None) -> None:
             if yes:

@@ -209,20 +209,27 @@ def demo_main(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace, config: Config, csv_path: Path, scratch: Path) -> int:
+    import dataclasses
     import functools
 
     from canvas_tui.engine.protocol import EngineError, EngineSpec
     from canvas_tui.engine.remote import spawn_engine
-    from canvas_tui.simulator.demo import demo_transport
+    from canvas_tui.simulator.demo import DEMO_SIS_IMPORT_RATE, demo_transport
 
     journal = scratch / "journal.sqlite"
+    via = args.via
+    rate = args.sis_import_rate or DEMO_SIS_IMPORT_RATE
+    if via != "rest":
+        # a bulk load: the plan's changes go in one SIS import (it needs the plan, which the
+        # console shows for approval first), its panel moving at the simulator's import rate
+        config = dataclasses.replace(config, sync=dataclasses.replace(config.sync, via=via))
     spec = EngineSpec(
         config,
         source=csv_path,
         journal_path=journal,
         # the engine builds the simulator in its own process, from this (pickled by reference)
         transport=functools.partial(
-            demo_transport, args.seed, args.time_scale, args.throttle_status
+            demo_transport, args.seed, args.time_scale, args.throttle_status, rate
         ),
     )
     try:
@@ -238,9 +245,11 @@ def _demo(args: argparse.Namespace, config: Config, csv_path: Path, scratch: Pat
 
     app = ConsoleApp(
         opener,
-        description=f"demo · {csv_path.name} · simulator seed {args.seed}",
+        description=f"demo · {csv_path.name} · simulator seed {args.seed}"
+        + (f" · via {via}" if via != "rest" else ""),
         journal_path=None,  # a throwaway: never offered for resuming
         autostart=True,  # the demo is there to be watched; its Canvas is the simulator
+        plan=via != "rest",  # an import carries a plan's changes
     )
     try:
         return app.run() or 0

@@ -41,7 +41,8 @@ class ConsoleSession(Protocol):
 
     async def plan(self, requested: bool | None = True) -> SyncDecision: ...
 
-    async def apply_plan(self, decision: SyncDecision) -> None: ...
+    # the channel taken and why, when the plan goes (partly) by a SIS import
+    async def apply_plan(self, decision: SyncDecision) -> str | None: ...
 
     # A RunControl command, awaited: `await session.command(RunCommands.skip, record_id)`. The
     # console sends every command this way, so an engine in another process never stalls it.

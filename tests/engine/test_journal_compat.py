@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from canvas_tui.engine.journal import Journal, Outcome, written_enrollment_ids
+from canvas_tui.engine.journal import SCHEMA_VERSION, Journal, Outcome, written_enrollment_ids
 from canvas_tui.engine.journal_codec import record_from_json, record_to_json, url_of, url_to_stored
 from canvas_tui.records import UNCHANGED, EnrollmentRecord, Provenance, SisStatus, State
 
@@ -150,7 +150,7 @@ async def test_a_schema1_journal_is_migrated_when_resumed(tmp_path: Path) -> Non
     old.close()
     journal = Journal(path)
     try:
-        assert journal.get_meta("schema_version") == "2"
+        assert journal.get_meta("schema_version") == SCHEMA_VERSION == "3"
         assert _what_an_operator_sees(journal) == before
         assert journal.reset_in_flight() == [4]  # a resume goes on from where it stopped
         assert await journal.claim([4, 6]) == [4, 6]
@@ -305,3 +305,21 @@ def test_a_stored_url_reads_back_exactly(
     stored = url_to_stored(url, ROOT, record)
     assert url_of(stored, ROOT, record) == url
     assert url_to_stored("https://elsewhere.test/api/v1" + path, ROOT, record).startswith("https:")
+
+
+def test_a_migrated_journal_has_the_indexes_of_a_new_one(tmp_path: Path) -> None:
+    """Schema 1 named its indexes as today's per-column ones: the migration must not leave the
+    new table without them (nor without the state-first ones the console's windows read)."""
+
+    def indexes(journal: Journal) -> set[str]:
+        found = journal._query("SELECT name FROM sqlite_master WHERE type = 'index'")
+        return {str(name) for (name,) in found if not str(name).startswith("sqlite_")}
+
+    migrated = Journal(_schema1(tmp_path))
+    fresh = Journal(tmp_path / "new.journal")
+    try:
+        assert indexes(migrated) == indexes(fresh)
+        assert {"records_course", "records_state_course", "records_state_updated"} <= indexes(fresh)
+    finally:
+        migrated.close()
+        fresh.close()

@@ -235,7 +235,8 @@ def test_the_command_table_covers_every_run_control_method() -> None:
         if not name.startswith("_")
     }
     assert set(COMMANDS) == control - {"snapshot"}
-    assert len(COMMANDS) == 11 and "enqueue" in COMMANDS and "to_front" in COMMANDS
+    assert len(COMMANDS) == 12 and "enqueue" in COMMANDS and "to_front" in COMMANDS
+    assert "abort_import" in COMMANDS
     assert set(REFUSED) == set(COMMANDS) and REFUSED["skip"] is False and REFUSED["pause"] is None
     for name, command in COMMANDS.items():
         assert command_name(command) == name

@@ -15,10 +15,12 @@ from canvas_tui.simulator.world import DOC_COURSE
 from tests.simulator.conftest import client_for
 from tests.simulator.sis_helpers import (
     IMPORTS,
+    START,
     enrollments_csv,
     enrollments_of,
     run_to_end,
     sis_app,
+    status,
     upload,
 )
 
@@ -282,3 +284,33 @@ async def test_a_multipart_zip_is_read_byte_for_byte() -> None:
         final, _ = await run_to_end(client, clock, created.json()["id"])
     assert final["data"]["counts"]["enrollments"] == 1
     assert final["processing_warnings"] == [["padding.bin", "Skipping unknown file type"]]
+
+
+async def test_csv_attachments_name_the_files_once_the_import_is_prepared() -> None:
+    """lib/api/v1/sis_import.rb lists the batch's downloadable attachments as csv_attachments.
+    ImportRefactored#prepare fills them when the job starts: a CSV upload is its own attachment
+    under the posted name; a zip's CSV members are new ones named by their base name."""
+    app, clock = sis_app(start_delay=1.0)
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as out:
+        out.writestr("term/enrollments.csv", ROW)
+        out.writestr("notes.txt", b"hello")
+    async with client_for(app, token=None) as anonymous, client_for(app) as client:
+        posted = await client.post(
+            IMPORTS, files={"attachment": ("run-42-enrollments.csv", ROW, "text/csv")}
+        )
+        zipped = await client.post(
+            IMPORTS, files={"attachment": ("upload.zip", archive.getvalue(), "application/zip")}
+        )
+        assert "csv_attachments" not in posted.json()  # not prepared before the job starts
+        clock.now = START + 1.0
+        running = await status(client, posted.json()["id"])
+        final_zip, _ = await run_to_end(client, clock, zipped.json()["id"])
+        file = running["csv_attachments"][0]
+        download = await anonymous.get(file["url"])  # attachment_json's uuid verifier
+    assert [(a["display_name"], a["filename"]) for a in running["csv_attachments"]] == [
+        ("run-42-enrollments.csv", "run-42-enrollments.csv")
+    ]
+    assert running["data"]["downloadable_attachment_ids"] == [file["id"]]
+    assert (download.status_code, download.content) == (200, ROW)
+    assert [a["display_name"] for a in final_zip["csv_attachments"]] == ["enrollments.csv"]

@@ -14,7 +14,7 @@ from sqlalchemy import create_engine, text
 
 from canvas_tui.records import EnrollmentRecord, InputError, SisStatus
 from canvas_tui.sources import IdKind, Layout, SqlSource, mask_url
-from tests.conftest import require_service
+from tests.conftest import listening, require_service
 from tests.sources.conftest import split
 
 ROWS = [
@@ -173,18 +173,10 @@ def test_streaming_does_not_hold_the_rows(tmp_path: Path) -> None:
 # -- real servers ----------------------------------------------------------------------------
 
 
-def reachable(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1):
-            return True
-    except OSError:
-        return False
-
-
 @pytest.fixture
 def server_table(request: pytest.FixtureRequest) -> Iterator[tuple[str, str]]:
     url, port = request.param
-    require_service(url.split("+")[0], reachable(port), f"127.0.0.1:{port}")
+    require_service(url.split("+")[0], listening(port), f"127.0.0.1:{port}")
     table = f"canvas_tui_src_{uuid.uuid4().hex[:8]}"
     engine = create_engine(url)
     with engine.begin() as conn:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import dataclasses
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -12,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from canvas_tui.config import load_config
+from canvas_tui.config import Config, load_config
 from canvas_tui.engine.protocol import EngineSpec
 from canvas_tui.engine.remote import start_engine
 from canvas_tui.engine.session import open_session
@@ -96,15 +97,33 @@ class Harness:
     sessions: list[Any] = field(default_factory=list)
     servers: ExitStack = field(default_factory=ExitStack)
     base_url: str | None = None
+    via: str = "rest"  # [sync] via: sis-import makes the plan's changes one SIS import
+    drop_policy: str = "never"  # [plan] drop_policy
+
+    def config(self, base_url: str) -> Config:
+        config = load_config(
+            None, env={"CANVAS_API_TOKEN": ADMIN_TOKEN, "CANVAS_BASE_URL": base_url}
+        )
+        if self.drop_policy != "never":
+            config = dataclasses.replace(
+                config,
+                plan=dataclasses.replace(config.plan, drop_policy=self.drop_policy),  # type: ignore[arg-type]
+            )
+        if self.via == "rest":
+            return config
+        return dataclasses.replace(
+            config,
+            sync=dataclasses.replace(config.sync, via=self.via),  # type: ignore[arg-type]
+            # polls as often as a time-scaled simulator moves
+            sis_import=dataclasses.replace(config.sis_import, poll_min=0.02, poll_max=0.1),
+        )
 
     def opener(self, *, read_only: bool = False) -> Callable[[], object]:
         async def open_() -> Any:
             if self.engine_process and not read_only:
                 if self.base_url is None:
                     self.base_url = self.servers.enter_context(serve_in_thread(self.sim))
-                config = load_config(
-                    None, env={"CANVAS_API_TOKEN": ADMIN_TOKEN, "CANVAS_BASE_URL": self.base_url}
-                )
+                config = self.config(self.base_url)
                 spec = EngineSpec(
                     config,
                     source=self.csv_path,
@@ -114,9 +133,7 @@ class Harness:
                 remote = await asyncio.to_thread(start_engine, spec)
                 self.sessions.append(remote)
                 return remote
-            config = load_config(
-                None, env={"CANVAS_API_TOKEN": ADMIN_TOKEN, "CANVAS_BASE_URL": BASE_URL}
-            )
+            config = self.config(BASE_URL)
             session = open_session(
                 config,
                 source=None if read_only else open_source(self.csv_path),

@@ -209,8 +209,9 @@ async def test_edit_labels_never_break_a_field_name() -> None:
             assert label.size.height == 1 and label.size.width >= len(str(label.render()))
 
 
+@pytest.mark.parametrize("via", ["rest", "sis-import"])
 def test_the_demo_leaves_nothing_in_the_temp_directory(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, via: str
 ) -> None:
     import argparse
     import tempfile
@@ -233,9 +234,14 @@ def test_the_demo_leaves_nothing_in_the_temp_directory(
 
     monkeypatch.setattr(tempfile, "mkdtemp", mkdtemp)
     monkeypatch.setattr(ConsoleApp, "run", run)
-    args = argparse.Namespace(seed=7, time_scale=1.0, throttle_status=429)
+    args = argparse.Namespace(
+        seed=7, time_scale=1.0, throttle_status=429, via=via, sis_import_rate=None
+    )
     assert console.demo_main(args) == 0
     assert opened and opened[0].autostart is True  # the demo may start on its own
+    # a bulk load shows the plan first (an import carries the plan's changes) and says how
+    assert opened[0]._plan is (via != "rest")
+    assert ("via sis-import" in opened[0].sub_title) is (via != "rest")
     assert made and not made[0].exists()
 
 

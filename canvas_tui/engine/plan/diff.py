@@ -38,6 +38,12 @@ DELETE_TASKS = {
 LIVE_STATES = frozenset({"active", "invited", "creation_pending", "inactive"})
 NEVER_DROPPED_TYPES = frozenset({"StudentViewEnrollment"})  # the course's test student
 _TASK_STATE = dict(DELETE_TASKS.values())
+# drop_policy -> the states in which a dropped enrollment needs nothing more (deleted aside)
+DROP_SETTLED: Mapping[str, frozenset[str]] = {
+    "inactivate": frozenset({"inactive", "completed", "rejected"}),
+    "conclude": frozenset({"completed", "rejected"}),
+    "delete": frozenset(),
+}
 
 
 # ---- the rule: what a SIS row means against the enrollments it names ----------------------
@@ -236,6 +242,7 @@ class Step:
     manual: bool = False  # neither SIS-imported nor written by canvas-tui
     refs: tuple[str, str, str | None] | None = None  # a drop's user, course, section as API ids
     # a POST's values for what Canvas re-applies: the record's, and Canvas's for its blanks
+    # (also set for a step on an existing enrollment: what it holds, with the record's values)
     fields: PostFields | None = None
 
     @property
@@ -388,6 +395,8 @@ class Plan:
     brake: Brake
     elapsed: float = 0.0
     duplicate_rows: int = 0  # exact repeats of an earlier row (skipped in a sync)
+    read_latency: float | None = None  # seconds per roster read, as measured (the channel's
+    # choice: engine/sis_import/choose.py)
     # derives the records' steps again; None in a copy sent to the console (`detached`)
     records: RecordSteps | None = None
 
@@ -616,7 +625,11 @@ def plan_record(
             enrollment_ids=_ids(targets),
             course_id=_course_id(targets) or course_id,
             canvas_state=current,
-            fields=post_fields(record, reused) if via.posts else None,
+            # a POST's values; for a step on one enrollment, the values it leaves there (what
+            # a SIS import row must carry, since a blank date there clears it: sis_import/)
+            fields=post_fields(record, reused)
+            if via.posts
+            else (post_fields(record, targets[0]) if targets else None),
         )
 
     if record.status is SisStatus.ACTIVE:
@@ -707,12 +720,7 @@ def plan_drop(enrollment: Mapping[str, Any], policy: PlanConfig, *, managed: boo
     if drop_policy == "never":
         return replace(base, reason="not in the SIS; drop_policy is never")
     target = _TASK_STATE[drop_policy]
-    settled = {
-        "inactivate": {"inactive", "completed", "rejected"},
-        "conclude": {"completed", "rejected"},
-        "delete": set(),
-    }[drop_policy]
-    if state in settled:
+    if state in DROP_SETTLED[drop_policy]:
         return replace(base, reason=f"not in the SIS; already {state}")
     return replace(
         base,
@@ -737,7 +745,13 @@ def evaluate_brake(
                 course = _label(enrollment, "sis_course_id", "course_id")
                 live[course].add(int(enrollment["id"]))
     drops = Counter(s.course for s in steps if s.drop and s.action is not Action.NONE)
-    by_course = {c: (n, len(live.get(c, ()))) for c, n in sorted(drops.items())}
+    return brake_for(drops, {c: len(ids) for c, ids in live.items()}, policy)
+
+
+def brake_for(drops: Mapping[str, int], live: Mapping[str, int], policy: PlanConfig) -> Brake:
+    """The brake over `drops` per course against each course's `live` enrollments: a plan's
+    (against the rosters) and `canvas-tui watch`'s (against the source's last snapshot)."""
+    by_course = {c: (n, live.get(c, 0)) for c, n in sorted(drops.items())}
     reasons: list[str] = []
     for course, (n, size) in by_course.items():
         share = n / size if size else 1.0
@@ -762,8 +776,11 @@ def build_plan(
     roster_requests: int = 0,
     aliases: Mapping[str, str] | None = None,
     keep_rows: bool = True,
+    on_step: Callable[[Step], None] | None = None,
 ) -> Plan:
     """Pure: the steps for the source's records and for the enrollments they do not claim.
+    `on_step` sees each record's step as it is computed (a SIS import writes its file from
+    them, rather than derive every step a second time).
 
     `items` is read once here and again whenever the records' steps are asked for (a source
     reads its file or query again; an iterator is kept as a list): the plan holds counts, and
@@ -783,6 +800,8 @@ def build_plan(
             continue
         step, mine = plan_record(position, item, index, active_state=active_state)
         tally.add(step)
+        if on_step is not None:
+            on_step(step)
         claimed.update(_ids(mine))
     known = known_ids or set()
     seen: set[int] = set()

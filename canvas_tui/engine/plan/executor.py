@@ -79,16 +79,23 @@ async def compute_plan(
     on_roster: Callable[[int, int], None] | None = None,
     counts: SourceCounts | None = None,
     keep_rows: bool = True,
+    on_step: Callable[[Step], None] | None = None,
 ) -> Plan:
     """Read the rosters of the courses the source names (unless given) and build the plan.
     `items` must be re-readable (a source, or a list): it is streamed, never held.
     `keep_rows=False`: a plan only shown or written, never applied (see `Tally`)."""
     started = time.monotonic()
     requests = 0
+    answered = 0
+    latency = 0.0
 
-    def count(_event: Any) -> None:
-        nonlocal requests
+    def count(event: Any) -> None:
+        nonlocal requests, answered, latency
         requests += 1
+        finished = getattr(event, "finished_at", None)
+        if finished is not None and getattr(event, "status", None) is not None:
+            answered += 1
+            latency += max(0.0, float(finished) - float(event.started_at))
 
     if isinstance(items, Iterator):
         items = list(items)
@@ -114,8 +121,10 @@ async def compute_plan(
         roster_requests=requests,
         aliases=aliases,
         keep_rows=keep_rows,
+        on_step=on_step,
     )
     plan.elapsed = time.monotonic() - started
+    plan.read_latency = latency / answered if answered else None
     return plan
 
 
@@ -364,6 +373,10 @@ class SyncDecision:
     refused: str | None = None  # why nothing may be sent (the brake)
     fields: dict[str, Any] = field(default_factory=dict)
     source: Source | None = None  # what the plan read, for apply_plan (read again there)
+    via: str = "rest"  # asked for: rest | sis-import | auto; once applied, the channel taken
+    via_message: str | None = None  # the channel taken and why (apply_plan)
+    import_rows: Any = None  # the import's file as the plan wrote it (sis_import.channel.Collector)
+    expected_via: str | None = None  # auto: the channel Apply takes as the plan's figures stand
 
 
 class PlanSession(Protocol):
@@ -400,6 +413,7 @@ async def plan_session(
     *,
     requested: bool | None,
     on_progress: Callable[[str], None] | None = None,
+    via: str | None = None,
 ) -> SyncDecision:
     """Pick the mode and, in plan mode, compute the plan; nothing is loaded or sent yet.
 
@@ -412,7 +426,14 @@ async def plan_session(
     config = session.config
     if session.resumed:
         session.runner.use_executor(_executor(session))
-        return SyncDecision(False, "resuming the journal: its remaining rows are sent as they are")
+        from canvas_tui.engine.sis_import.attach import resume_imports
+
+        polling = await resume_imports(session)
+        message = "resuming the journal: its remaining rows are sent as they are"
+        decision = SyncDecision(False, message + (f"; {polling}" if polling else ""))
+        decision.via = session.store.get_meta("via") or "rest"
+        decision.via_message = polling
+        return decision
     source = session.source or open_source(config.source)
     # One streaming pass counts what the mode and the rosters need (none for --no-plan); the
     # load and the plan read the source again rather than hold it.
@@ -421,7 +442,10 @@ async def plan_session(
     if not planned:
         session.source = source
         session.runner.use_executor(_executor(session))
-        return SyncDecision(False, why)
+        decision = SyncDecision(False, why)
+        if config.sync.via != "rest":
+            decision.via_message = "REST: an import carries a plan's changes, and this is full mode"
+        return decision
     known = await asyncio.to_thread(
         known_enrollment_ids, journal_paths(config, session.journal_path)
     )
@@ -430,8 +454,20 @@ async def plan_session(
         if on_progress is not None and (done == total or done % 25 == 0):
             on_progress(f"rosters read: {done}/{total}")
 
+    via = via or config.sync.via
+    collector = None
+    if via != "rest":  # the import's rows are written as the plan computes each step
+        from canvas_tui.engine.sis_import.channel import Collector
+
+        collector = Collector(active_state=config.sync.enrollment_state, notify=config.sync.notify)
     plan = await compute_plan(
-        client, source, config, known_ids=known, on_roster=progress, counts=counts
+        client,
+        source,
+        config,
+        known_ids=known,
+        on_roster=progress,
+        counts=counts,
+        on_step=collector.add if collector is not None else None,
     )
     fields = {
         "mode": "plan",
@@ -445,15 +481,28 @@ async def plan_session(
     }
     decision = SyncDecision(True, why, plan, None, fields)
     decision.source = source
+    decision.via = via
+    decision.import_rows = collector
+    if via == "auto" and collector is not None:
+        from canvas_tui.engine.sis_import.attach import preview_channel
+
+        decision.expected_via = preview_channel(session, plan, via, collector).via
     return decision
 
 
 async def apply_plan(session: PlanSession, decision: SyncDecision) -> None:
     """Queue a computed plan: the journal gets the source rows then the drops, rows already in
-    place end done at once, and the runner sends each change's planned request."""
+    place end done at once, and the runner sends each change's planned request. With `via`
+    sis-import (or auto, when faster) the changes an import can express go in one SIS import,
+    the rest by REST beside it (engine/sis_import/)."""
     plan, source = decision.plan, decision.source
     if plan is None or source is None or session.store.loaded:
         return
+    early = None
+    if decision.via != "rest":  # an import uploads while the journal loads (Canvas works)
+        from canvas_tui.engine.sis_import.attach import start_early
+
+        early = await start_early(session, plan, decision.via, decision.import_rows)
     planned = session.source = PlannedSource(source, plan)
     await session.load()
     session.store.set_meta(mode="plan")
@@ -462,6 +511,18 @@ async def apply_plan(session: PlanSession, decision: SyncDecision) -> None:
         await session.store.mark_in_place(batch)
     session.runner.reload_counts()
     session.runner.use_executor(_executor(session, plan), token_checked=True)
+    if decision.via != "rest":
+        from canvas_tui.engine.sis_import.attach import finish_early, use_channel
+
+        if early is not None:
+            choice = await finish_early(session, early, planned.changed)
+        else:
+            choice = await use_channel(session, plan, decision.via)
+        decision.via = choice.via
+        decision.via_message = choice.why
+        decision.fields["via"] = choice.via
+        if choice.crossover is not None:
+            decision.fields["import_crossover"] = choice.crossover
 
 
 async def prepare_sync(
@@ -470,9 +531,24 @@ async def prepare_sync(
     requested: bool | None,
     allow_drops: int | None,
     on_progress: Callable[[str], None] | None = None,
+    via: str | None = None,
 ) -> SyncDecision:
-    """Headless: `plan_session`, the brake (unless `allow_drops` covers the drops), `apply_plan`."""
-    decision = await plan_session(session, requested=requested, on_progress=on_progress)
+    """Headless: `plan_session`, the brake (unless `allow_drops` covers the drops), `apply_plan`.
+    `via`: rest | sis-import | auto (None: the config's `[sync] via`); an import needs a plan."""
+    via = via or session.config.sync.via
+    if via == "sis-import" and requested is False and not session.resumed:
+        decision = SyncDecision(False, "full mode (--no-plan)")
+        decision.refused = (
+            "--via sis-import uploads the plan's changes, and --no-plan asks for no plan: "
+            "drop --no-plan (or use --via rest). Nothing was sent"
+        )
+        return decision
+    forced = via == "sis-import" and requested is None
+    if forced:
+        requested = True  # the import carries the plan's changes
+    decision = await plan_session(session, requested=requested, on_progress=on_progress, via=via)
+    if forced and decision.planned:
+        decision.message = "plan mode (--via sis-import: an import carries the plan's changes)"
     plan = decision.plan
     if plan is None:
         return decision

@@ -22,6 +22,8 @@ from canvas_tui.tui.actions import STEPPER_ACTIONS, bindings
 from canvas_tui.tui.contract import ConsoleScreen
 from canvas_tui.tui.widgets.queue import message_of
 
+SIS_IMPORT = "sis_import"  # RecordRow.channel of a record a SIS import carried (engine/journal.py)
+
 # The journal never stores the token; this is a second guard in case a URL ever carried one.
 _TOKEN_IN_URL = re.compile(r"(access_token=)[^&\s]+", re.IGNORECASE)
 
@@ -71,7 +73,39 @@ def failing_attempt(row: RecordRow, attempts: list[Attempt]) -> Attempt | None:
     return refused[0] if refused else (attempts[-1] if attempts else None)
 
 
+def by_import(row: RecordRow, attempts: list[Attempt]) -> bool:
+    """The record's last word came from a SIS import: a row of an uploaded file, not a request
+    of its own (a REST retry clears the channel and records its requests)."""
+    return row.channel == SIS_IMPORT and not attempts
+
+
+def import_sent_panel() -> RenderableType:
+    return Panel(
+        Text.assemble(
+            "A row of the enrollments.csv uploaded in a SIS import: Canvas applied the file on "
+            "its servers, so there is no request of this record's own. ",
+            ("A retry sends it by REST", "bold"),
+            ", as a REST run would.",
+        ),
+        title="What was sent",
+        title_align="left",
+        border_style="blue",
+    )
+
+
+def import_canvas_panel(row: RecordRow) -> RenderableType:
+    table = Table.grid(padding=(0, 2))
+    table.add_column(style="dim", min_width=14)
+    table.add_column()
+    table.add_row("channel", "SIS import")
+    table.add_row("message", Text(row.message or "-", style="bold"))
+    table.add_row("category", Text(category_label(row), style="red"))
+    return Panel(table, title="Canvas said", title_align="left", border_style="red")
+
+
 def sent_panel(row: RecordRow, attempts: list[Attempt]) -> RenderableType:
+    if by_import(row, attempts):
+        return import_sent_panel()
     if not attempts:
         return Panel(
             Text("Never sent: the row was rejected before any request.", style="italic"),
@@ -124,6 +158,8 @@ def category_label(row: RecordRow) -> str:
 
 
 def canvas_panel(row: RecordRow, attempts: list[Attempt]) -> RenderableType:
+    if by_import(row, attempts):
+        return import_canvas_panel(row)
     if not attempts:
         return rejected_panel(row)  # Canvas said nothing: nothing was sent
     last = failing_attempt(row, attempts)

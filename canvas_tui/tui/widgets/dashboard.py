@@ -22,6 +22,8 @@ from canvas_tui.engine.state import Phase, RunState
 from canvas_tui.records import State
 from canvas_tui.text import printable
 from canvas_tui.tui import format as fmt
+from canvas_tui.tui.widgets.import_panel import running
+from canvas_tui.tui.widgets.import_panel import time_left as import_time_left
 
 PHASE_STYLES: dict[Phase, str] = {
     Phase.LOADING: "bold blue",
@@ -60,6 +62,12 @@ LEGEND: tuple[tuple[str, str], ...] = (
         "front",
         "records moved to the front (F): what moved, and how many have yet to end; the "
         "others wait until they all have",
+    ),
+    (
+        "SIS import",
+        "the run's SIS import as Canvas reports it: its workflow state, its progress, the rows "
+        "uploaded, Canvas's counts, and its warnings and errors so far (each becomes its "
+        "record's failure once Canvas finishes). It cannot be paused: p offers abort",
     ),
 )
 
@@ -134,7 +142,15 @@ def progress_text(
         text.append(f"\n{fmt.count(outlook.records)} records, {outlook.mode}")
         return text
     text.append(f"elapsed {fmt.duration(state.elapsed)}")
-    if idle is None and phase is Phase.RUNNING:
+    importing = state.sis_import is not None and running(state.sis_import)
+    if idle is None and phase is Phase.RUNNING and importing:
+        # the records in flight are Canvas's to import: REST's model says nothing of them
+        left = import_time_left(state.sis_import) if state.sis_import else None
+        text.append("\nSIS import ", style="dim")
+        text.append(
+            "≈" + fmt.duration(left) + " left" if left is not None else "queued", style="bold"
+        )
+    elif idle is None and phase is Phase.RUNNING:
         eta = time_left(state, prior_per_record)
         text.append("\nETA ", style="dim")
         text.append(fmt.duration_range(eta.low, eta.high), style="bold")

@@ -113,6 +113,8 @@ def record_cells(row: RecordRow) -> Sequence[str | Text]:
         result = Text(f"{fmt.category_title(row.category)}: {message_of(row)}", style="red")
     elif row.message:
         result = Text(message_of(row), style="dim")
+    elif row.channel == "sis_import":  # which way it went: a row of an import's file
+        result = Text(f"{row.action or ''} · SIS import".lstrip(" ·"), style="dim")
     else:
         result = Text(row.action or "", style="dim")
     return (
