@@ -106,8 +106,29 @@ def _posts(base_url: str) -> int:
     return int(simulator_stats(base_url)["requests_by_endpoint"].get("create_enrollment", 0))
 
 
+def _loaded(journal: Path) -> bool:
+    """Whether the run's journal holds the whole source (its load has ended)."""
+    if not journal.exists():
+        return False
+    try:
+        db = sqlite3.connect(f"{journal.as_uri()}?mode=ro", uri=True, timeout=0.1)
+        try:
+            found = db.execute("SELECT value FROM meta WHERE key = 'loaded'").fetchone()
+        finally:
+            db.close()
+    except sqlite3.Error:  # not created yet, or busy
+        return False
+    return found is not None and found[0] == "1"
+
+
 def measure(
-    code: Path, mode: str, source: Path, base_url: str, work: Path, sql: bool
+    code: Path,
+    mode: str,
+    source: Path,
+    base_url: str,
+    work: Path,
+    sql: bool,
+    until_loaded: bool = False,
 ) -> dict[str, float | int | None]:
     """One run of `mode` with the code at `code`: peak RSS, first POST, CPU, exit code."""
     work.mkdir(parents=True)
@@ -142,15 +163,24 @@ def measure(
         stderr=(work / "stderr").open("w"),
     )
     first_post: float | None = None
+    loaded: float | None = None
+    journal = work / "run.journal"
+    stopped = False
     while child.poll() is None:
         if first_post is None and mode != "plan-command" and _posts(base_url) > before:
             first_post = time.monotonic() - started
-            child.send_signal(signal.SIGTERM)  # the first POST is what is timed
+        if loaded is None and until_loaded and first_post is not None and _loaded(journal):
+            loaded = time.monotonic() - started
+        # the first POST is what is timed; --until-loaded: the whole load (sends going on)
+        if not stopped and first_post is not None and (loaded is not None or not until_loaded):
+            child.send_signal(signal.SIGTERM)
+            stopped = True
         time.sleep(0.02)
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)  # CPU only: summed, diffed by caller
     return {
         "peak_mb": int(peak.read_text()) / 1024 if peak.exists() else None,
         "first_post_s": first_post,
+        "loaded_s": loaded,
         "exit": child.returncode,
         "wall_s": time.monotonic() - started,
         "cpu_total": usage.ru_utime + usage.ru_stime,
@@ -166,6 +196,12 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=2)
     parser.add_argument("--sql", action="store_true", help="a SQLite source instead of a CSV")
     parser.add_argument("--time-scale", default="20")
+    parser.add_argument(
+        "--until-loaded",
+        action="store_true",
+        help="stop a sync once its journal holds the whole source, not at its first POST "
+        "(its load goes on while it sends: the peak then covers the whole load)",
+    )
     args = parser.parse_args()
     print(f"load average {os.getloadavg()}; time scale {args.time_scale}", flush=True)
     results: list[dict[str, object]] = []
@@ -183,7 +219,9 @@ def main() -> int:
                     for label, code in codes:  # alternated: before, after, before, after
                         cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
                         work = Path(tmp) / f"{label}-{mode}-{count}-{run}"
-                        got = measure(code, mode, source, base_url, work, args.sql)
+                        got = measure(
+                            code, mode, source, base_url, work, args.sql, args.until_loaded
+                        )
                         cpu = got.pop("cpu_total")
                         assert isinstance(cpu, float)
                         got["cpu_s"] = round(cpu - cpu_before.ru_utime - cpu_before.ru_stime, 2)

@@ -341,7 +341,11 @@ def build_parser() -> argparse.ArgumentParser:
     trace.add_argument("--json", action="store_true", help="one JSON document on stdout")
     _add_logging(trace)
 
-    serve = _sub(sub, "serve", "the console in a browser (read-only), behind an access token")
+    serve = _sub(
+        sub,
+        "serve",
+        "the console in a browser, behind an access token (read-only unless --control)",
+    )
     _add_common(serve)
     serve.add_argument(
         "--journal", metavar="FILE", help="the run to serve (default: the latest journal)"

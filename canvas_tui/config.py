@@ -38,6 +38,14 @@ SourceKind = Literal["csv", "sql", "kafka"]
 Via = Literal["rest", "sis-import", "auto"]
 VIA_CHOICES: tuple[str, ...] = ("rest", "sis-import", "auto")
 
+
+def import_needs_plan(via: str) -> bool:
+    """The rule `sync` and the console share (engine/plan/executor.py `plan_session`, tui/launch.py
+    `console_plan`): a SIS import carries a plan's changes, so `--via sis-import` (or a configured
+    `[sync] via = "sis-import"`) means plan mode."""
+    return via == "sis-import"
+
+
 T = TypeVar("T")
 
 
@@ -177,6 +185,9 @@ class SisImportConfig:
     start_seconds: float = 30.0  # upload, queue and the last poll, assumed by `--via auto`
     poll_min: float = 1.0  # seconds between status polls, backing off to poll_max
     poll_max: float = 30.0
+    # after an upload whose answer was lost: how long to wait for Canvas to start an import it
+    # lists without its file (it names the file only once its job starts)
+    find_wait: float = 600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -626,6 +637,7 @@ def _sis_import(t: _Table) -> SisImportConfig:
         start_seconds=t.number("start_seconds", 30.0, low=0.0, high=None),
         poll_min=t.number("poll_min", 1.0, low=0.01, high=None),
         poll_max=t.number("poll_max", 30.0, low=0.01, high=None),
+        find_wait=t.number("find_wait", 600.0, low=0.0, high=None),
     )
     t.finish()
     return out

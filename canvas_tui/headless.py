@@ -194,7 +194,18 @@ class RichReporter:
             f"headroom {headroom} | [red]{failed} failed[/] | {state.throttled} throttled"
         )
         sis = state.sis_import
-        if sis is not None:
+        if sis is not None and not sis.final:
+            # while Canvas imports, the REST rate and ETA say nothing of when the run ends (and
+            # the line is cut at the terminal's width): the import's progress goes first
+            left = sis.time_left
+            detail = (
+                f"import {sis.sis_import_id or '-'} {_escape(sis.workflow_state or sis.stage)}"
+                f" {sis.progress:.0f}% of {sis.rows} rows"
+                + (f", ≈{left:.0f}s left" if left is not None else "")
+                + f" | {sis.warning_count + sis.error_count} messages | [red]{failed} failed[/]"
+                f" | REST {g.in_flight}/{g.limit} in flight"
+            )
+        elif sis is not None:
             detail += (
                 f" | import {sis.sis_import_id or '-'} {_escape(sis.workflow_state or sis.stage)}"
                 f" {sis.progress:.0f}% ({sis.rows} rows, {sis.warning_count + sis.error_count}"
@@ -386,11 +397,14 @@ async def _sync(session: Session, reporter: Reporter, args: argparse.Namespace) 
             # Plan or full mode (engine/plan/); the brake may refuse before anything is sent.
             from canvas_tui.engine.plan.executor import prepare_sync
 
+            # The load goes on while the run sends (`Session.run`): the first records go out
+            # after a few hundred rows, not after the whole source.
             decision = await prepare_sync(
                 session,
                 requested=getattr(args, "plan", None),
                 allow_drops=getattr(args, "allow_drops", None),
                 on_progress=reporter.info,
+                load=False,
                 via=getattr(args, "via", None),
             )
             reporter.info(decision.message, **decision.fields)
@@ -400,7 +414,6 @@ async def _sync(session: Session, reporter: Reporter, args: argparse.Namespace) 
                 reporter.error(decision.refused, ExitCode.USAGE)
                 refused = True
                 return ExitCode.USAGE
-            total = await session.load()
         except CanvasError as exc:
             reporter.error(
                 f"could not read the rosters: {exc} — {hint_for(exc.category)}", ExitCode.ABORTED
@@ -416,21 +429,22 @@ async def _sync(session: Session, reporter: Reporter, args: argparse.Namespace) 
         except JournalWriteFailed as exc:  # the disk filled while the source was loaded
             reporter.error(str(exc), ExitCode.ABORTED)
             return ExitCode.ABORTED
-        for note in session.notes:
-            reporter.info(note, level="warning")
         if session.store.stale_lock:
             reporter.info(
                 f"the journal's lock was left by {session.store.stale_lock}, a process that "
                 "is gone; taken over",
                 level="warning",
             )
+        # records: what the journal holds, or (loading) what the source's count found
+        total = session.store.count() if session.store.loaded else decision.records
         reporter.info(
             "resuming" if session.resumed else "starting",
             journal=str(session.journal_path),
             records=total,
             **({"attach": str(attach.path)} if attach is not None else {}),
         )
-        # Rows the source rejected are failures too: report them before anything is sent.
+        # Rows the source rejected are failures too: those a resume finds are reported before
+        # anything is sent, those the load adds as it reads them (RecordChanged events).
         for row in session.store.iter_rows(state=State.FAILED):
             reporter.failure(
                 _failure_fields(
@@ -459,6 +473,15 @@ async def _sync(session: Session, reporter: Reporter, args: argparse.Namespace) 
             moved = runner.to_front(course=course)
             if moved:
                 reporter.info("moved to the front", course=course, records=moved)
+            elif decision.via == "sis-import":
+                # the import took the plan's changes as one file, which Canvas applies as a
+                # whole: there is no order within it to change
+                reporter.info(
+                    f"--first {course}: no pending records of that course; the SIS import "
+                    "carries the plan's changes in one file, applied together (--first orders "
+                    "only what goes by REST)",
+                    level="warning",
+                )
             else:
                 reporter.info(
                     f"--first {course}: no pending records of that course", level="warning"
@@ -467,10 +490,17 @@ async def _sync(session: Session, reporter: Reporter, args: argparse.Namespace) 
         unsubscribe = runner.subscribe(on_event)
         ticker = asyncio.create_task(_tick(runner.snapshot, reporter))
         try:
-            state = await session.run()
+            state = await session.run(load_while_running=True)
         finally:
             ticker.cancel()
             unsubscribe()
+        for note in session.notes:
+            reporter.info(note, level="warning")
+        if decision.builder is not None and decision.plan is not None and session.store.loaded:
+            # planned as the load read the source: what it found, as a plan made first says
+            from canvas_tui.engine.plan.executor import plan_fields
+
+            reporter.info("the plan, as the load made it", **plan_fields(decision.plan))
         reporter.progress(state)  # the bar ends where the run did
         if signalled and not state.abort_reason:
             reason = f"stopped by {signalled}: requests in flight finished, pending records stay"

@@ -35,6 +35,7 @@ from textual_serve.server import Server
 
 from canvas_tui.config import ConfigError, load_config
 from canvas_tui.engine.attach import socket_path
+from canvas_tui.engine.journal import journals_in
 from canvas_tui.exit_codes import ExitCode, error_line
 from canvas_tui.paths import default_journal_dir
 
@@ -44,8 +45,7 @@ LOOPBACK = ("127.0.0.1", "::1", "localhost")
 
 def latest_journal(directory: Path) -> Path | None:
     """The journal of the most recent run in `directory` (by modification time)."""
-    found = [p for p in directory.glob("*.journal") if p.is_file()] if directory.is_dir() else []
-    return max(found, key=lambda p: p.stat().st_mtime, default=None)
+    return max(journals_in(directory), key=lambda p: p.stat().st_mtime, default=None)
 
 
 def tab_command(journal: Path, config: Path | None, *, control: bool = False) -> str:

@@ -156,7 +156,9 @@ async def _serve(service: Any, args: argparse.Namespace, emit: JsonLines) -> Exi
         from canvas_tui.engine.attach import serve_attach
 
         # `canvas-tui console --attach JOURNAL` follows the service live (engine/attach.py)
-        attach = serve_attach(session, warn=lambda m: emit("log", level="warning", message=m))
+        attach = serve_attach(
+            session, warn=lambda m: emit("log", level="warning", message=m), service=True
+        )
         if attach is not None:
             emit("attach", socket=str(attach.path))
     server = None

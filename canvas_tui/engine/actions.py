@@ -23,6 +23,7 @@ docs/canvas-semantics.md.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -159,6 +160,13 @@ class EnrollmentActions:
         ):
             return record.role_id
         return roles.get(record.role)
+
+    async def warm(self) -> None:
+        """List the account's roles now, beside other reads (a plan's rosters), so that the
+        first record does not wait a round trip for them. A failure is left for that record's
+        own listing to meet and report."""
+        with contextlib.suppress(CanvasError):
+            await self._account_roles()
 
     async def _account_roles(self) -> dict[str, str]:
         """Role name -> id of the root account's usable course roles, listed once per run.

@@ -187,8 +187,15 @@ class AttachServer:
     socket (raising AttachError when it cannot, safely); `close` sends each guest the final
     snapshot, disconnects them and removes the socket."""
 
-    def __init__(self, session: Session, *, snapshot_seconds: float = SNAPSHOT_SECONDS) -> None:
+    def __init__(
+        self,
+        session: Session,
+        *,
+        snapshot_seconds: float = SNAPSHOT_SECONDS,
+        service: bool = False,
+    ) -> None:
         self.session = session
+        self.service = service  # `watch`: see Ready.service
         self.path = socket_path(session.journal_path)
         self.snapshot_seconds = snapshot_seconds
         self.loop = asyncio.get_running_loop()
@@ -292,6 +299,7 @@ class AttachServer:
                         self.session.resumed,
                         tuple(self.session.notes),
                         self.session.runner.snapshot(),
+                        service=self.service,
                     )
                 )
             else:  # not one of ours (or another version): say nothing more
@@ -430,11 +438,14 @@ class AttachServer:
                 self.path.unlink()
 
 
-def serve_attach(session: Session, warn: Callable[[str], None]) -> AttachServer | None:
+def serve_attach(
+    session: Session, warn: Callable[[str], None], *, service: bool = False
+) -> AttachServer | None:
     """Serve `session`'s run to consoles that attach, or say why not through `warn` and return
-    None: the run goes on either way (an attach socket is a convenience, never a reason to stop)."""
+    None: the run goes on either way (an attach socket is a convenience, never a reason to stop).
+    `service`: the host is a `watch` (Ready.service)."""
     try:
-        return AttachServer.start(session)
+        return AttachServer.start(session, service=service)
     except AttachError as exc:
         warn(f"consoles cannot attach to this run: {exc}")
         return None

@@ -30,7 +30,7 @@ import queue
 import sqlite3
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -251,12 +251,23 @@ _SET_OUTCOME = (
 _SET_OUTCOME_IF_PENDING = _SET_OUTCOME + " AND state = 'pending'"
 
 _LOAD_CHUNK = 2000
+# A load's first chunks are smaller: a runner claiming while the load goes on (`on_commit`)
+# has its first records after a few hundred rows, not after 2,000.
+_FIRST_CHUNKS = (200, 500, 1000)
 # Seconds the writer gathers posted writes (outcomes, attempts, claims) into one commit. What a
 # SIGKILL loses of them is re-sent on resume, as a record left in flight is.
 _BATCH_WINDOW = 0.02
 
 T = TypeVar("T")
 WriteFn = Callable[[sqlite3.Connection], Any]
+
+
+def journals_in(directory: Path | None) -> list[Path]:
+    """The journals of a directory: its `*.journal` files, sorted by name (none when it is not
+    a directory). The plan's known enrollments, `trace` and `serve` all list them this way."""
+    if directory is None or not directory.is_dir():
+        return []
+    return sorted(p for p in directory.glob("*.journal") if p.is_file())
 
 
 class JournalError(Exception):
@@ -274,6 +285,16 @@ class JournalWriteFailed(JournalError):
         )
         self.path = path
         self.cause = cause
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedChunk:
+    """Rows a load has committed: claimable from now on."""
+
+    first: int  # record ids first..last
+    last: int
+    states: Mapping[State, int]  # how many rows went in in each state
+    failed: tuple[tuple[int, str | None, str | None], ...]  # (record_id, category, message)
 
 
 class AttemptLike(Protocol):
@@ -409,6 +430,7 @@ def _item_params(
             None,
             None,
             now,
+            None,
         )
     # A row the source rejected: accounted for at once, never sent.
     r = prov.raw
@@ -434,13 +456,19 @@ def _item_params(
         None if item.skip else "invalid_input",
         clip(str(item)),
         now,
+        None,
     )
+
+
+def _in_place_params(params: tuple[Any, ...], message: str, enrollment_id: int | None) -> Any:
+    """A record's insert parameters, ended done at once (what `mark_in_place` writes)."""
+    return (*params[:12], State.DONE.value, "none", None, clip(message), params[16], enrollment_id)
 
 
 _INSERT_RECORD = (
     "INSERT INTO records (record_id, source_id, line, raw, key, user, course, section, role, "
-    "status, fields, warnings, state, action, category, message, updated_at) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "status, fields, warnings, state, action, category, message, updated_at, "
+    "canvas_enrollment_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
 # (_KEY is a constant)
@@ -884,11 +912,20 @@ class Journal:
         description: str,
         fingerprint: str = "",
         on_progress: Callable[[int], None] | None = None,
+        in_place: Callable[[int], tuple[str, int | None] | None] | None = None,
+        on_commit: Callable[[LoadedChunk], None] | None = None,
+        stop: threading.Event | None = None,
     ) -> int:
         """Append a source's items in order (blocking: call it in a thread). Returns the total.
 
         A load interrupted by a crash resumes where it stopped: items already in the journal
         (by source order) are not inserted again.
+
+        `in_place(record_id)`: for a record Canvas already holds, (message, enrollment id): it
+        is inserted done with action `none`, as `mark_in_place` would end it, so it is never
+        claimable. `on_commit`: called from the writer thread as each chunk commits, so that a
+        runner may claim its records while the load goes on. `stop`: once set, the load ends
+        after the item it is reading, not marked loaded (the next load continues after it).
         """
         already = self.last_record_id()
         self.write_sync(
@@ -903,10 +940,16 @@ class Journal:
             )
         )
         chunk: list[tuple[Any, ...]] = []
+        sizes = iter(_FIRST_CHUNKS)
+        size = next(sizes, _LOAD_CHUNK)
         count = 0
+        stopped = False
         # Two chunks in flight: the next one is built while SQLite writes the last one.
         writing: deque[concurrent.futures.Future[Any]] = deque()
+        delivered = threading.Semaphore(0)  # chunks announced to `on_commit`
+        chunks = 0
         sources: dict[str, tuple[int, list[str] | None]] = {}
+        now = time.time()
         try:
             for count, item in enumerate(items, start=1):
                 if count <= already:
@@ -915,21 +958,38 @@ class Journal:
                 source = sources.get(prov.source)
                 if source is None:
                     source = sources[prov.source] = self._source_for_load(prov.source, prov.raw)
-                chunk.append(_item_params(count, item, time.time(), *source))
-                if len(chunk) >= _LOAD_CHUNK:
-                    writing.append(self._insert(chunk))
+                params = _item_params(count, item, now, *source)
+                if in_place is not None and params[12] == "pending":
+                    settled = in_place(count)
+                    if settled is not None:
+                        params = _in_place_params(params, *settled)
+                chunk.append(params)
+                if len(chunk) >= size:
+                    writing.append(self._insert(chunk, on_commit, delivered))
+                    chunks += 1
                     chunk = []
+                    size = next(sizes, _LOAD_CHUNK)
+                    now = time.time()  # one timestamp a chunk: rows of a chunk land together
                     if len(writing) > 1:
                         writing.popleft().result()
                     if on_progress is not None:
                         on_progress(count)
+                if stop is not None and stop.is_set():
+                    stopped = True
+                    break
             if chunk:
-                writing.append(self._insert(chunk))
+                writing.append(self._insert(chunk, on_commit, delivered))
+                chunks += 1
         finally:
             # A source failing mid-way keeps what was read: the next load continues after it.
             for future in writing:
                 future.result()
+            if on_commit is not None:
+                for _ in range(chunks):
+                    delivered.acquire()
         total = max(count, already)
+        if stopped:
+            return total
         self.write_sync(
             lambda conn: conn.execute(
                 "INSERT INTO meta (key, value) VALUES ('loaded', '1') "
@@ -1094,7 +1154,15 @@ class Journal:
             (user, course, section, role, status), fields, warnings, provenance
         )
 
-    def _insert(self, rows: list[tuple[Any, ...]]) -> concurrent.futures.Future[Any]:
+    def _insert(
+        self,
+        rows: list[tuple[Any, ...]],
+        on_commit: Callable[[LoadedChunk], None] | None,
+        delivered: threading.Semaphore,
+    ) -> concurrent.futures.Future[Any]:
+        """Queue a chunk's rows; `on_commit(chunk)` once committed, then `delivered` is
+        released (a future's callbacks run after its waiters wake: the load waits for these
+        so that no chunk is announced after the load has returned)."""
         first, last = rows[0][0], rows[-1][0]
 
         def insert(conn: sqlite3.Connection) -> None:
@@ -1106,7 +1174,21 @@ class Journal:
                 (first, last),
             )
 
-        return self._w().submit(insert)
+        future = self._w().submit(insert)
+        if on_commit is not None:
+            states = Counter(State(row[12]) for row in rows)
+            failed = tuple((row[0], row[14], row[15]) for row in rows if row[12] == "failed")
+            loaded = LoadedChunk(first, last, dict(states), failed)
+
+            def committed(done: concurrent.futures.Future[Any]) -> None:
+                try:
+                    if not done.cancelled() and done.exception() is None:
+                        on_commit(loaded)
+                finally:
+                    delivered.release()
+
+            future.add_done_callback(committed)  # in the writer thread, at the commit
+        return future
 
     # ---- RecordStore -------------------------------------------------------------------------
 

@@ -22,6 +22,9 @@ from canvas_tui.canvas.ids import path_segment
 from canvas_tui.records import UNCHANGED, EnrollmentRecord, Provenance, SisStatus, Unchanged
 
 _COMPACT = (",", ":")
+# One encoder for every row: json.dumps with separators builds a new JSONEncoder per call, a
+# third of what the load spends encoding.
+_encode = json.JSONEncoder(separators=_COMPACT).encode
 
 # ---- schema 1: the whole record as JSON ---------------------------------------------------------
 
@@ -121,7 +124,7 @@ def fields_to_json(record: EnrollmentRecord) -> str:
             out[name] = value
     if record.notify:
         out["notify"] = True
-    return json.dumps(out, separators=_COMPACT)
+    return _encode(out) if out else "{}"
 
 
 def record_from_columns(
@@ -152,7 +155,7 @@ def record_from_columns(
 
 
 def warnings_to_json(warnings: Sequence[str]) -> str | None:
-    return json.dumps(list(warnings), separators=_COMPACT) if warnings else None
+    return _encode(list(warnings)) if warnings else None
 
 
 def warnings_of(text: str | None) -> tuple[str, ...]:
@@ -164,13 +167,9 @@ def warnings_of(text: str | None) -> tuple[str, ...]:
 
 def raw_to_json(raw: Mapping[str, str], columns: Sequence[str] | None) -> str:
     """The row's values alone when its keys are the source's columns, in order; else the object."""
-    if (
-        columns is not None
-        and len(raw) == len(columns)
-        and all(a == b for a, b in zip(raw, columns, strict=False))
-    ):
-        return json.dumps(list(raw.values()), separators=_COMPACT)
-    return json.dumps(dict(raw), separators=_COMPACT)
+    if columns is not None and len(raw) == len(columns) and list(raw) == list(columns):
+        return _encode(list(raw.values()))
+    return _encode(dict(raw))
 
 
 def raw_of(text: str, columns: Sequence[str] | None) -> dict[str, str]:

@@ -109,6 +109,9 @@ class Ready:
     resumed: bool
     notes: tuple[str, ...]
     snapshot: RunState
+    # the host is a service (`watch`): its run ends FINISHED whenever the changes read so far
+    # are sent, and goes on with the next read; an attached console says it is watching
+    service: bool = False
 
 
 @dataclass(frozen=True, slots=True)

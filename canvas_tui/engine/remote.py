@@ -197,6 +197,7 @@ class RemoteSession:
         self.journal_path = ready.journal_path
         self.resumed = ready.resumed
         self.notes = list(ready.notes)
+        self.service = ready.service  # attached to a `watch`: FINISHED means waiting for changes
         self.log_path = log
         self.store = Journal(ready.journal_path, read_only=True)
         self.runner = RemoteRunner(self)
@@ -422,6 +423,11 @@ class RemoteSession:
             self._state = dataclasses.replace(
                 self._state, phase=Phase.ABORTED, abort_reason=self._lost
             )
+        elif self.service:
+            # a `watch` between changes stopped (SIGTERM, a restart): it is no longer waiting
+            # for anything, and its FINISHED is not an abort; the dashboard's yellow line says so
+            self.service = False
+            self._state = dataclasses.replace(self._state, paused_reason=self._lost)
             self._publish(RunPhaseChanged(Phase.ABORTED, self._lost))
 
     def _send(self, message: ToEngine) -> None:

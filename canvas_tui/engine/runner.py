@@ -15,7 +15,7 @@ import logging
 import sqlite3
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from contextvars import ContextVar
 from typing import Any, Protocol
 
@@ -23,7 +23,13 @@ from canvas_tui.canvas.errors import RETRYABLE, CanvasError, Category, hint_for
 from canvas_tui.canvas.retry import UNREACHABLE_STATUSES, CircuitBreaker
 from canvas_tui.engine.actions import ActionResult, Observer
 from canvas_tui.engine.edit import edited_record
-from canvas_tui.engine.journal import Journal, JournalError, JournalWriteFailed, Outcome
+from canvas_tui.engine.journal import (
+    Journal,
+    JournalError,
+    JournalWriteFailed,
+    LoadedChunk,
+    Outcome,
+)
 from canvas_tui.engine.state import (
     Event,
     FrontState,
@@ -64,6 +70,10 @@ READ_ONLY_REFRESH = 1.0  # seconds between a read-only view's reads of the journ
 # The record a `_process` task works on: the retry sleep (RunGate.sleep) runs inside that task
 # and so knows whose back-off it is.
 _RECORD: ContextVar[int | None] = ContextVar("canvas_tui_record", default=None)
+
+
+# A load to run beside the run: called with what to call as each chunk commits.
+LoadStart = Callable[[Callable[[LoadedChunk], None]], Coroutine[Any, Any, Any]]
 
 
 def current_record() -> int | None:
@@ -239,6 +249,10 @@ class Runner:
         self._resumed_checked = False
         self._channels: list[Channel] = []
         self._counts_read = clock()  # when a read-only runner last read the counts
+        # A load still adding records (`load_while_running`): the run waits for its rows.
+        self._loader: asyncio.Task[Any] | None = None
+        self._load_start: LoadStart | None = None
+        self._stop_loading: Callable[[], None] | None = None
 
     def add_channel(self, channel: Channel) -> None:
         """Run `channel` beside the dispatcher from the next `run()` on (a SIS import)."""
@@ -338,6 +352,61 @@ class Runner:
             self._failures_version += 1
         self._emit(RecordChanged(record_id, new, category, message))
 
+    @property
+    def loading(self) -> bool:
+        """A load is still adding records to the journal while the run claims them."""
+        return self._loader is not None and not self._loader.done()
+
+    async def load_while_running(
+        self,
+        start: LoadStart,
+        stop: Callable[[], None],
+    ) -> None:
+        """Claim records while a load is still adding them: `start(on_commit)` runs the load,
+        calling `on_commit` (from any thread) as each chunk of rows commits; the run sends
+        them as they come and ends only after the load has. `stop` asks the load to end early
+        (a cancel or an abort); the rows it has not read stay for the next load. A load that
+        fails aborts the run with its reason. Call it before `run()`."""
+        await self._settle_resume()  # before any row is added: the counts are the journal's
+        self.reload_counts()
+        self._stop_loading = stop
+        self._load_start = start  # started by `run()`, once the token check has passed
+
+    def _start_loading(self) -> None:
+        start, self._load_start = self._load_start, None
+        if start is None:
+            return
+        loop = asyncio.get_running_loop()
+
+        def on_commit(chunk: LoadedChunk) -> None:
+            loop.call_soon_threadsafe(self._loaded, chunk)
+
+        self._loader = loop.create_task(start(on_commit))
+        self._loader.add_done_callback(self._load_ended)
+
+    def _loaded(self, chunk: LoadedChunk) -> None:
+        """A chunk of the load committed: count its rows; its pending ones are claimable."""
+        for state, n in chunk.states.items():
+            self._counts[state] = self._counts.get(state, 0) + n
+        for record_id, category, message in chunk.failed:  # rows the source rejected
+            key = category or "unknown"
+            self._failures_by_category[key] = self._failures_by_category.get(key, 0) + 1
+            self._emit(RecordChanged(record_id, State.FAILED, category, message))
+        if chunk.failed:
+            self._failures_version += 1
+        self._wake.set()
+
+    def _load_ended(self, task: asyncio.Task[Any]) -> None:
+        self._wake.set()
+        if task.cancelled():
+            return
+        error = task.exception()
+        if error is not None:
+            if isinstance(error, JournalWriteFailed):
+                self._abort_with(str(error))
+            else:
+                self._abort_with(f"reading the source stopped: {error}")
+
     def count_added(self, added: Mapping[tuple[State, str | None], int]) -> None:
         """Records appended while the runner may be running (`canvas-tui watch`): count them in,
         by (state, category). Re-reading the journal instead could lag the writes in flight."""
@@ -376,22 +445,21 @@ class Runner:
         self._running = True
         self._abort_reason = None
         self.gate.reset()
-        if not self._resumed_checked:
-            self._resumed_checked = True
-            if self._counts.get(State.IN_FLIGHT, 0):
-                await asyncio.to_thread(self._journal.reset_in_flight)
-                self._counts = self._journal.counts()
-            self._retry_transient("queued again on resume: it failed for a transient cause")
+        await self._settle_resume()
         self._cursor = 0
         self._buffer.clear()
         self._front = deque(self._journal.front_queue())  # in flight before: pending again
         self._front_flying.clear()
         ticker = asyncio.create_task(self._tick())
         try:
-            if self._preflight is not None and self._counts.get(State.PENDING, 0):
+            loads = self._load_start is not None
+            if self._preflight is not None and (self._counts.get(State.PENDING, 0) or loads):
                 await self._check_token()
             channels: list[asyncio.Task[None]] = []
             if self._abort_reason is None:
+                if not self.gate.cancelled:  # (a signal during the check)
+                    # the load starts once the token is known good: a rejected one loads nothing
+                    self._start_loading()
                 self._set_phase(Phase.PAUSED if self.gate.paused else Phase.RUNNING)
                 channels = [asyncio.create_task(self._run_channel(c)) for c in self._channels]
                 await self._dispatch()
@@ -408,6 +476,13 @@ class Runner:
                         await asyncio.gather(*self._tasks.values(), return_exceptions=True)
         finally:
             ticker.cancel()
+            self._load_start = None  # never started (aborted at the token check)
+            if self._loader is not None:  # cancelled or aborted mid-load: the load stops too
+                if self._stop_loading is not None and not self._loader.done():
+                    self._stop_loading()
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(self._loader)
+                self._loader = None
             self._running = False
             with contextlib.suppress(JournalError):  # a failed journal is reported below
                 await self._journal.flush()
@@ -425,6 +500,17 @@ class Runner:
         else:
             self._set_phase(Phase.FINISHED)
         return self.snapshot()
+
+    async def _settle_resume(self) -> None:
+        """Once, before the first run: records a crash left in flight go back to pending (to
+        be re-sent), and those that failed for a transient cause are queued again."""
+        if self._resumed_checked:
+            return
+        self._resumed_checked = True
+        if self._counts.get(State.IN_FLIGHT, 0):
+            await asyncio.to_thread(self._journal.reset_in_flight)
+            self._counts = self._journal.counts()
+        self._retry_transient("queued again on resume: it failed for a transient cause")
 
     async def _check_token(self) -> None:
         """One cheap request first, so a bad token stops the run before any record is tried."""
@@ -483,7 +569,7 @@ class Runner:
                 free = min(free, self._send_budget)
             ids = self._next_ids(free, paused=paused)
             if not ids:
-                if not self._tasks and not self._requeue and not self._front:
+                if not self._tasks and not self._requeue and not self._front and not self.loading:
                     self._send_budget = 0
                     return
                 await self._wait_wake()

@@ -12,10 +12,11 @@ import contextlib
 import hashlib
 import json
 import sqlite3
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Concatenate, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 import httpx
 
@@ -28,7 +29,7 @@ from canvas_tui.config import Config, ConfigError
 from canvas_tui.config import default_journal_path as default_journal_path
 from canvas_tui.config import journal_path_for as journal_path_for
 from canvas_tui.engine.actions import ActionResult, EnrollmentActions, Observer
-from canvas_tui.engine.journal import Journal, JournalError
+from canvas_tui.engine.journal import Journal, JournalError, LoadedChunk
 from canvas_tui.engine.protocol import invoke
 from canvas_tui.engine.runner import RunGate, Runner
 from canvas_tui.engine.state import RunCommands, RunState
@@ -109,11 +110,19 @@ class Session:
     source: Source | None = None
     resumed: bool = False  # the journal already held a loaded run: nothing is re-read
     notes: list[str] = field(default_factory=list)  # source remarks (ignored columns, ...)
+    # record id -> (message, enrollment id) for a record Canvas already holds (a plan's): it
+    # is loaded done (`Journal.load`'s `in_place`)
+    in_place: Callable[[int], tuple[str, int | None] | None] | None = None
 
     async def load(self, on_progress: Callable[[int], None] | None = None) -> int:
         """Read the source into the journal (in a thread). A loaded journal is never re-read."""
         if self.store.loaded:
             return self.store.count()
+        total = await self._load(on_progress=on_progress)
+        self.runner.reload_counts()
+        return total
+
+    async def _load(self, **options: Any) -> int:
         await asyncio.to_thread(self.store.verify)  # before the first write
         source = self.source
         if source is None:
@@ -121,21 +130,34 @@ class Session:
         description = source.description
         fingerprint = config_fingerprint(self.config, description)
         self.store.set_meta(**run_settings(self.config))  # committed with the load's first write
-        total = await asyncio.to_thread(
+        total: int = await asyncio.to_thread(
             self.store.load,
             source,
             description=description,
             fingerprint=fingerprint,
-            on_progress=on_progress,
+            in_place=self.in_place,
+            **options,
         )
         self.notes.extend(getattr(source, "notes", []) or [])
         if self.notes:
             self.store.set_meta(notes=json.dumps(self.notes))
-        self.runner.reload_counts()
         return total
 
-    async def run(self) -> RunState:
-        await self.load()
+    async def run(self, *, load_while_running: bool = False) -> RunState:
+        """Load the source unless the journal holds it, then send until every record is final.
+        `load_while_running`: the runner claims records as each chunk of the load commits,
+        instead of after the whole load (the first request goes out after a few hundred rows;
+        rows the source rejected are reported as `RecordChanged` events as they are loaded)."""
+        if load_while_running and not self.store.loaded:
+            await asyncio.to_thread(self.store.verify)  # before the first write
+            stop = threading.Event()
+
+            async def load(on_commit: Callable[[LoadedChunk], None]) -> int:
+                return await self._load(on_commit=on_commit, stop=stop)
+
+            await self.runner.load_while_running(load, stop.set)
+        else:
+            await self.load()
         await asyncio.to_thread(self.store.verify)  # a journal opened with verify_journal=False
         return await self.runner.run()
 

@@ -56,6 +56,14 @@ class ImportStatus:
     def final(self) -> bool:
         return self.stage == "finished"
 
+    @property
+    def time_left(self) -> float | None:
+        """Seconds until Canvas finishes, at the pace its progress has moved since the upload
+        (None before it has moved: Canvas queues an import before it starts)."""
+        if self.final or self.stage != "polling" or self.progress < 1 or self.elapsed <= 0:
+            return None
+        return self.elapsed * (100.0 - self.progress) / self.progress
+
 
 @dataclass(frozen=True, slots=True)
 class FrontState:

@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from canvas_tui.engine.journal import Journal, JournalError
+from canvas_tui.engine.journal import Journal, JournalError, journals_in
 from canvas_tui.engine.state import RecordRow
 from canvas_tui.records import (
     EnrollmentRecord,
@@ -180,10 +180,7 @@ class Trace:
 
 def journal_files(directory: Path | None, extra: Iterable[Path] = ()) -> list[Path]:
     """The journals of a directory (`*.journal`) and any named ones, each once."""
-    found: list[Path] = []
-    if directory is not None and directory.is_dir():
-        found += sorted(directory.glob("*.journal"))
-    found += [p for p in extra if p.is_file()]
+    found = [*journals_in(directory), *(p for p in extra if p.is_file())]
     return list(dict.fromkeys(p.resolve() for p in found))
 
 
@@ -216,7 +213,12 @@ def _verdict(journal: Journal, row: RecordRow) -> str:
     if row.category == "invalid_input":
         return "invalid"
     record = journal.record(row.record_id)
-    return f"{planned_action(record)} (not sent yet)" if record is not None else "none"
+    if record is None:
+        return "none"
+    # a full-mode record journals no action; only a pending one is "not sent yet" (a failed
+    # one lists its requests right below)
+    action = planned_action(record)
+    return f"{action} (not sent yet)" if row.state is State.PENDING else action
 
 
 def _search_journal(path: Path, forms: Sequence[str]) -> tuple[float, list[TracedRecord]]:
@@ -609,7 +611,8 @@ def format_trace(found: Trace) -> list[str]:
     p = printable
     lines = [
         f"Trace of {p(found.query)}: ids searched {', '.join(p(f) for f in found.forms)}",
-        f"{len(found.journals)} journals searched; {len(found.records)} records name the person",
+        f"{len(found.journals)} journal{'' if len(found.journals) == 1 else 's'} searched; "
+        f"{len(found.records)} record{' names' if len(found.records) == 1 else 's name'} the person",
     ]
     for person in found.people:
         lines.append(

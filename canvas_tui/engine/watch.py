@@ -101,6 +101,12 @@ _SCHEMA = (
 Emit = Callable[..., None]  # emit(event, **fields): one JSON line in the front end
 
 
+def backoff(failures: int, base: float = 1.0) -> float:
+    """Seconds to wait after `failures` failures in a row: `base` doubled each time, at most
+    `_MAX_BACKOFF` (the source's polls, Canvas's outages, the probe)."""
+    return min(_MAX_BACKOFF, base * 2.0**failures)
+
+
 # ---- identity and digest ---------------------------------------------------------------------
 
 
@@ -723,7 +729,7 @@ class WatchService:
                     await self.poller.acknowledge(self.store)
             except InputError as exc:
                 failures += 1
-                wait = min(_MAX_BACKOFF, self.interval * 2**failures)
+                wait = backoff(failures, self.interval)
                 if self.source_error is None or failures % 10 == 1:
                     self.emit("source_unavailable", message=str(exc), retry_in=round(wait, 2))
                 self.source_error = str(exc)
@@ -734,7 +740,7 @@ class WatchService:
                 return
             except Exception as exc:  # a bug, or data no one foresaw: say so, keep the cursor
                 failures += 1
-                wait = min(_MAX_BACKOFF, self.interval * 2**failures)
+                wait = backoff(failures, self.interval)
                 log.exception("watch: a poll failed")
                 self.emit("poll_failed", message=f"{type(exc).__name__}: {exc}", retry_in=wait)
                 self.source_error = f"{type(exc).__name__}: {exc}"
@@ -779,7 +785,7 @@ class WatchService:
                 if self.canvas_error is None:
                     done_at_outage = done
                 failures += 1
-                wait = min(_MAX_BACKOFF, 2.0**failures)
+                wait = backoff(failures)
                 self.canvas_error = state.paused_reason
                 self.emit("canvas_unreachable", message=state.paused_reason, retry_in=wait)
                 with contextlib.suppress(TimeoutError):
@@ -1004,7 +1010,7 @@ class WatchService:
                     self.stopping.set()
                     return
                 failures += 1
-                wait = min(_MAX_BACKOFF, 2.0**failures)
+                wait = backoff(failures)
                 self.canvas_error = str(exc)
                 self.emit("canvas_unreachable", message=str(exc), retry_in=wait)
                 with contextlib.suppress(TimeoutError):

@@ -198,6 +198,16 @@ class ConsoleApp(App[int]):
         if self._import_ended(previous, state):
             self.refresh_bindings()
         if (
+            self.attached
+            and previous is not None
+            and state.paused_reason
+            and previous.paused_reason != state.paused_reason
+            and state.phase is Phase.FINISHED
+        ):
+            # the `watch` followed here stopped between changes (RemoteSession._gone): the
+            # dashboard's line for it is cut on a small terminal
+            self.notify(printable(state.paused_reason), title="The service stopped", timeout=30)
+        if (
             previous is None
             or previous.phase != state.phase
             or bool(previous.counts.get(State.PENDING)) != bool(state.counts.get(State.PENDING))
@@ -238,7 +248,10 @@ class ConsoleApp(App[int]):
         """The console's own label when no run was started here (the runner's phase says
         nothing then), else None."""
         if self.attached:
-            return None  # the host's run: its phase says it
+            # the host's run: its phase says it, but a `watch` that sent what it read waits
+            # for the next change, which FINISHED would belie
+            service = getattr(self.session, "service", False)
+            return "WATCHING" if service and state.phase is Phase.FINISHED else None
         if self.read_only:
             return "READ-ONLY"
         if self._declined:
@@ -727,7 +740,7 @@ class ConsoleApp(App[int]):
                 return
             category = None if choice == "*" else choice
             n = await self.session.command(RunCommands.retry_failed, category)
-            self.notify(f"{fmt.count(n)} failed records queued again")
+            self.notify(f"{fmt.count(n)} failed record{'' if n == 1 else 's'} queued again")
             self.requeued()
 
         self.push_screen(

@@ -111,7 +111,6 @@ def console_main(args: argparse.Namespace) -> int:
         return session
 
     label = source.description if source is not None else str(journal or "")
-    policy_plans = config.plan.drop_policy != "never"
     app = ConsoleApp(
         opener,
         description=label,
@@ -122,10 +121,22 @@ def console_main(args: argparse.Namespace) -> int:
         autostart=config.console.autostart and source is not None and not existing,
         journal_path=session.journal_path,
         trace_scope=_trace_scope(config, args.source or config.source),
-        # a plan needs the operator's approval here: asked for, or a drop policy is set
-        plan=True if args.plan else None if policy_plans else False,
+        plan=console_plan(config, asked=args.plan),
     )
     return app.run() or 0
+
+
+def console_plan(config: Config, *, asked: bool) -> bool | None:
+    """What the console asks `plan_session` for; a plan needs the operator's approval here.
+    True for --plan; None (the config decides, as in `sync`) when a drop policy or a SIS import
+    needs a plan; False for none (the console never plans only because it is cheaper)."""
+    from canvas_tui.config import import_needs_plan
+
+    if asked:
+        return True
+    if config.plan.drop_policy != "never" or import_needs_plan(config.sync.via):
+        return None
+    return False
 
 
 def _trace_scope(config: Config, source: SourceConfig | str) -> TraceScope:
@@ -214,6 +225,7 @@ def _demo(args: argparse.Namespace, config: Config, csv_path: Path, scratch: Pat
 
     from canvas_tui.engine.protocol import EngineError, EngineSpec
     from canvas_tui.engine.remote import spawn_engine
+    from canvas_tui.engine.trace import TraceScope
     from canvas_tui.simulator.demo import DEMO_SIS_IMPORT_RATE, demo_transport
 
     journal = scratch / "journal.sqlite"
@@ -248,6 +260,8 @@ def _demo(args: argparse.Namespace, config: Config, csv_path: Path, scratch: Pat
         description=f"demo · {csv_path.name} · simulator seed {args.seed}"
         + (f" · via {via}" if via != "rest" else ""),
         journal_path=None,  # a throwaway: never offered for resuming
+        # ... but the trace key (T) reads it and the demo data, or it would find no one
+        trace_scope=TraceScope(None, (journal,), csv_path),
         autostart=True,  # the demo is there to be watched; its Canvas is the simulator
         plan=via != "rest",  # an import carries a plan's changes
     )

@@ -4,6 +4,7 @@ until they have all ended; the move is journaled and survives a resume. Against 
 from __future__ import annotations
 
 import asyncio
+import csv
 import sqlite3
 from pathlib import Path
 
@@ -219,6 +220,18 @@ def test_sync_first_of_a_course_with_nothing_pending_warns(
 ) -> None:
     assert sync("good.csv", "--first", "NO-SUCH-COURSE", "--log-format", "json") == 0
     assert "--first NO-SUCH-COURSE: no pending records of that course" in capsys.readouterr().out
+
+
+def test_sync_first_with_a_sis_import_says_the_import_has_no_order(
+    sim: Simulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The import takes the plan's changes before --first is weighed: a bare "no pending
+    records" read as if the course were not in the source."""
+    with open("mixed.csv", newline="") as f:
+        course = next(r["course_id"] for r in csv.DictReader(f) if r["course_id"])
+    assert sync("mixed.csv", "--via", "sis-import", "--first", course) == 1
+    out = capsys.readouterr().out
+    assert f"--first {course}: no pending records of that course; the SIS import carries" in out
 
 
 async def test_moving_twice_counts_each_record_once_and_names_both(tmp_path: Path) -> None:

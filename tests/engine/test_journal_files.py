@@ -4,6 +4,7 @@ without its -wal after the console quits, and untouched (no -wal/-shm) when open
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import sqlite3
 from collections.abc import Iterator
@@ -11,9 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from canvas_tui.engine.journal import Journal
+from canvas_tui.commands.serve import latest_journal
+from canvas_tui.config import Config, SyncConfig
+from canvas_tui.engine.journal import Journal, journals_in
+from canvas_tui.engine.plan.executor import journal_paths
 from canvas_tui.engine.remote import start_engine
 from canvas_tui.engine.session import open_session
+from canvas_tui.engine.trace import journal_files
 from canvas_tui.records import State
 from canvas_tui.simulator import LatencyModel, SimConfig, World, build_app
 from canvas_tui.simulator.testing import serve_in_thread
@@ -83,3 +88,20 @@ def test_read_only_leaves_no_wal_or_shm_beside_the_journal(tmp_path: Path) -> No
     finally:
         asyncio.run(session.close())
     assert sorted(p.name for p in journal.parent.iterdir()) == ["journal.sqlite"]
+
+
+def test_the_journals_of_a_directory_are_listed_one_way_everywhere(tmp_path: Path) -> None:
+    """The plan's known enrollments, `trace` and `serve` list a directory's journals through
+    `journals_in`: its `*.journal` files by name, never a directory or another file."""
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    for name in ("b.journal", "a.journal", "notes.txt"):
+        (runs / name).write_text("")
+    (runs / "c.journal").mkdir()  # a directory so named is no journal
+    os.utime(runs / "a.journal", (1e9, 1e9))  # b was written last
+    want = [runs / "a.journal", runs / "b.journal"]
+    assert journals_in(runs) == want
+    assert journals_in(tmp_path / "missing") == [] and journals_in(None) == []
+    assert journal_paths(Config(sync=SyncConfig(journal_dir=runs))) == want
+    assert journal_files(runs) == [p.resolve() for p in want]
+    assert latest_journal(runs) == runs / "b.journal"

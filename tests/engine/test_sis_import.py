@@ -7,6 +7,7 @@ import asyncio
 import csv
 import io
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -251,13 +252,9 @@ async def test_a_run_killed_before_its_upload_left_uploads_it_once_on_resume(
     assert bulk.imports() == 1
 
 
-async def test_an_upload_whose_answer_was_lost_is_adopted_not_sent_twice(bulk: Bulk) -> None:
-    """Killed after the POST left but before its answer was kept: once the import has started,
-    Canvas names its file in `csv_attachments`, so the resume adopts it and polls it rather
-    than upload a second time."""
-    u = bulk.users
-    rows = [bulk.row(user) for user in u[:10]]
-    config = bulk.config()
+async def _lost_answer(bulk: Bulk, rows: list[list[str]], config: Config) -> int:
+    """An import whose POST reached Canvas and whose answer was lost (a kill right then): the
+    journal says `uploading` with no id. Returns Canvas's id for it."""
     session = await _prepared_not_uploaded(bulk, rows, config)
     record = session.store.imports()[0]
     assert session.client is not None
@@ -267,17 +264,50 @@ async def test_an_upload_whose_answer_was_lost_is_adopted_not_sent_twice(bulk: B
     await session.store.update_import(record.id, state="uploading")
     await session.close()
     assert bulk.imports() == 1
+    return int(lost["id"])
 
-    def started() -> bool | None:
-        bulk.app.settle_sis_imports()
-        return bulk.app.sis_imports.imports[lost["id"]].started_at is not None or None
 
-    await eventually_async(started, what="the import's job started (its file is named then)")
+def _started(bulk: Bulk, sis_id: int) -> bool:
+    bulk.app.settle_sis_imports()
+    return bulk.app.sis_imports.imports[sis_id].started_at is not None
+
+
+async def test_an_upload_whose_answer_was_lost_is_adopted_not_sent_twice(bulk: Bulk) -> None:
+    """Killed after the POST left but before its answer was kept. Canvas names an import's
+    file in `csv_attachments` only once its job has started, so the resume finds the import
+    listed without a file, polls the list until it names this one, adopts it and polls it
+    rather than upload a second time."""
+    rows = [bulk.row(user) for user in bulk.users[:10]]
+    config = bulk.config()
+    bulk.app.sis_imports.start_delay = 40.0  # world seconds (0.8 s here) before Canvas starts it
+    sis_id = await _lost_answer(bulk, rows, config)
+    lists = bulk.app.stats()["requests_by_endpoint"].get("list_sis_imports", 0)
+    assert not _started(bulk, sis_id)  # the resume first sees it without its file
+
     _, state, journal = await _sync(bulk.session(rows, config))
     assert bulk.imports() == 1  # not uploaded again
     assert state is not None and not state.abort_reason
     assert [r.state for r in journal] == [State.DONE] * 10
-    assert state.sis_import is not None and state.sis_import.sis_import_id == lost["id"]
+    assert state.sis_import is not None and state.sis_import.sis_import_id == sis_id
+    # it looked more than once: the first look saw the import without its file
+    assert bulk.app.stats()["requests_by_endpoint"]["list_sis_imports"] - lists >= 2
+
+
+async def test_a_lost_upload_canvas_never_starts_stops_once_find_wait_passes(bulk: Bulk) -> None:
+    """The import is listed without its file past `[sis_import] find_wait`: whether it is this
+    upload cannot be told, so the run stops saying so, uploads nothing again, and leaves the
+    records in flight for the next run."""
+    rows = [bulk.row(user) for user in bulk.users[:10]]
+    config = bulk.config()
+    config = replace(config, sis_import=replace(config.sis_import, find_wait=0.3))
+    bulk.app.sis_imports.start_delay = 1e6  # Canvas's job queue never gets to it
+    sis_id = await _lost_answer(bulk, rows, config)
+
+    _, state, journal = await _sync(bulk.session(rows, config))
+    assert not _started(bulk, sis_id) and bulk.imports() == 1  # not uploaded again
+    assert state is not None and state.abort_reason
+    assert "find_wait" in state.abort_reason and str(sis_id) in state.abort_reason
+    assert [r.state for r in journal] == [State.IN_FLIGHT] * 10
 
 
 # ---- whole-import outcomes ---------------------------------------------------------------------

@@ -193,3 +193,15 @@ def test_a_sql_source_is_traced_by_query_row(tmp_path: Path) -> None:
     ]
     assert all(r.source.startswith("sql:") for r in found.source_rows)
     assert all(r.sent.startswith("in no run yet") for r in found.source_rows)
+
+
+def test_a_record_that_failed_after_its_requests_is_not_called_unsent(sim: Simulator) -> None:
+    """A full-mode run journals no action: the verdict is the planned one, and "not sent yet"
+    only for a record still pending (this one lists the requests it made)."""
+    assert sync("mixed.csv", "--no-plan", "--report", "r.json") == 1
+    report = json.loads(Path("r.json").read_text())
+    unknown = next(r for r in report["records"] if r.get("category") == "user_not_found")
+    code, out = _run_trace(unknown["user"], "--json")
+    assert code == 0
+    record = next(r for r in json.loads(out)["records"] if r["state"] == "failed")
+    assert record["attempts"] and "not sent yet" not in record["verdict"]

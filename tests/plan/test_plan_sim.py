@@ -42,14 +42,22 @@ async def _sync(
     *,
     plan: bool | None = True,
     allow_drops: int | None = None,
+    while_loading: bool = False,
     **policy: object,
 ) -> tuple[SyncDecision, RunState | None, list[RecordRow]]:
     """prepare_sync + run, as `canvas-tui sync` does; returns the decision, the final state
-    (None when refused) and the journal's rows."""
+    (None when refused) and the journal's rows. `while_loading`: as `sync` runs it, the load
+    (and, with drop_policy never, the plan) going on while the run sends."""
     session = arena.session(arena.csv(rows, f"{journal}.csv"), arena.config(**policy), journal)
     try:
-        decision = await prepare_sync(session, requested=plan, allow_drops=allow_drops)
-        state = None if decision.refused is not None else await session.run()
+        decision = await prepare_sync(
+            session, requested=plan, allow_drops=allow_drops, load=not while_loading
+        )
+        state = (
+            None
+            if decision.refused is not None
+            else await session.run(load_while_running=while_loading)
+        )
         return decision, state, list(session.store.iter_rows())
     finally:
         await session.close()
@@ -89,7 +97,10 @@ async def test_dated_rows_once_sent_are_in_place_on_the_next_plan(arena: Arena) 
     assert changed[u[1].sis_user_id] == changed[u[3].sis_user_id] == "none"
 
 
-async def test_every_record_action_is_planned_then_applied(arena: Arena) -> None:
+@pytest.mark.parametrize("while_loading", [False, True], ids=["plan-first", "while-loading"])
+async def test_every_record_action_is_planned_then_applied(
+    arena: Arena, while_loading: bool
+) -> None:
     u = arena.users
     present = arena.enroll(u[0])  # active, stays
     inactive = arena.enroll(u[1], "inactive")  # SIS says active -> PUT reactivate
@@ -137,8 +148,14 @@ async def test_every_record_action_is_planned_then_applied(arena: Arena) -> None
     assert plan.change_requests == 10
 
     arena.app.reset_stats()
-    decision, state, journal_rows = await _sync(arena, rows, "apply")
+    decision, state, journal_rows = await _sync(arena, rows, "apply", while_loading=while_loading)
     assert decision.planned and state is not None and state.phase == Phase.FINISHED
+    # planned as the load read the rows, or first: the same plan
+    assert (decision.builder is not None) is while_loading
+    assert decision.plan is not None
+    assert decision.plan.record_counts() == plan.record_counts()
+    assert len(decision.plan.canvas_only) == len(plan.canvas_only)
+    assert state.counts == {**dict.fromkeys(State, 0), State.DONE: len(rows)}
     assert state.counts[State.DONE] == len(rows)
     # the plan's reads, then exactly one request per change: no lookups but the account's
     # roles, listed once per run (a custom role's name comes before the role words)
@@ -176,8 +193,12 @@ async def test_drop_policy_decides_what_a_drop_becomes(arena: Arena, policy: str
     kept = [arena.enroll(x) for x in u[:10]]
     dropped = arena.enroll(u[10])  # SIS-imported, gone from the source
     rows = [arena.row(x) for x in u[:10]]
-    decision, state, _ = await _sync(arena, rows, f"drop-{policy}", drop_policy=policy)
+    # as `sync` runs it: only drop_policy never plans while loading (no drop, no brake)
+    decision, state, _ = await _sync(
+        arena, rows, f"drop-{policy}", drop_policy=policy, while_loading=True
+    )
     assert state is not None and state.phase == Phase.FINISHED
+    assert (decision.builder is not None) is (policy == "never")
     expected = {
         "never": "active",
         "inactivate": "inactive",
@@ -198,7 +219,9 @@ async def test_brake_stops_a_plan_that_drops_30_percent_of_a_course(arena: Arena
     enrolled = [arena.enroll(x) for x in u[:10]]
     rows = [arena.row(x) for x in u[:7]]  # three of ten gone from the SIS: 30 %
     arena.app.reset_stats()
-    decision, state, journal_rows = await _sync(arena, rows, "braked", drop_policy="conclude")
+    decision, state, journal_rows = await _sync(
+        arena, rows, "braked", drop_policy="conclude", while_loading=True
+    )
     assert state is None and decision.refused is not None
     assert "3 enrollments" in decision.refused and "30%" in decision.refused
     assert "--allow-drops 3" in decision.refused

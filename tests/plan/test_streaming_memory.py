@@ -41,6 +41,7 @@ def _small_buffers(monkeypatch: pytest.MonkeyPatch) -> None:
     both sizes fill them: the CSV's decoded block and the journal's chunks of rows in flight."""
     monkeypatch.setattr("canvas_tui.sources.csv._BLOCK", 1 << 14)
     monkeypatch.setattr("canvas_tui.engine.journal._LOAD_CHUNK", 200)
+    monkeypatch.setattr("canvas_tui.engine.journal._FIRST_CHUNKS", ())
 
 
 def _rows(count: int, courses: int) -> Iterator[tuple[str, ...]]:
@@ -114,9 +115,13 @@ def test_planning_a_source_holds_no_row(tmp_path: Path, kind: str) -> None:
     )
 
 
+@pytest.mark.parametrize("while_loading", [False, True], ids=["plan-first", "while-loading"])
 @pytest.mark.parametrize("requested", [None, True, False], ids=["auto", "plan", "no-plan"])
-async def test_a_run_loads_its_journal_holding_no_row(arena: Arena, requested: bool | None) -> None:
-    """The run's path in every mode: choosing the mode, the plan, and the journal's load."""
+async def test_a_run_loads_its_journal_holding_no_row(
+    arena: Arena, requested: bool | None, while_loading: bool
+) -> None:
+    """The run's path in every mode: choosing the mode, the plan, and the journal's load
+    (`while_loading`: as `sync` does it, the plan made as the load reads the rows)."""
     course = arena.course.sis_course_id
     section = arena.section.sis_section_id
     assert course is not None and section is not None
@@ -129,9 +134,15 @@ async def test_a_run_loads_its_journal_holding_no_row(arena: Arena, requested: b
         session = arena.session(path, arena.config(), f"run-{count}")
 
         async def run(session: Session = session, count: int = count) -> None:
-            decision = await prepare_sync(session, requested=requested, allow_drops=None)
+            decision = await prepare_sync(
+                session, requested=requested, allow_drops=None, load=not while_loading
+            )
             assert decision.refused is None
             assert await session.load() == count
+            if decision.planned:
+                assert (decision.builder is not None) is while_loading
+                assert decision.plan is not None
+                assert decision.plan.record_counts().total() == count
 
         try:
             peaks.append(await _peak_async(run))

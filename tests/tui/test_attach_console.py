@@ -67,6 +67,8 @@ async def test_an_attached_console_follows_a_headless_sync_to_its_end(tmp_path: 
                 pause=pilot.pause,
             )
             assert _counts(app).get(State.DONE) == run.records
+            # a sync's FINISHED is its end (a `watch` would be WATCHING for the next change)
+            assert app.idle_label(app.state) is None
             code, out, _ = run.finish()
             await pilot.press("q")
         assert app.return_code == 0  # detaching from a finished run

@@ -106,6 +106,13 @@ def test_plan_declined_says_nothing_was_sent() -> None:
     assert "0/0" not in text and "NOT RUNNING" not in text
 
 
+def test_an_attached_watch_between_changes_is_watching_not_finished() -> None:
+    state = _state(Phase.FINISHED, counts={State.DONE: 98, State.FAILED: 2})
+    text = _plain(progress_text(state, idle="WATCHING"))
+    assert "WATCHING" in text and "FINISHED" not in text
+    assert "100/100 final · waiting for the next change" in text
+
+
 def _row(**changes: object) -> RecordRow:
     row = RecordRow(
         record_id=3,

@@ -216,6 +216,7 @@ def test_the_demo_leaves_nothing_in_the_temp_directory(
     import argparse
     import tempfile
 
+    from canvas_tui.resources import resource_path
     from canvas_tui.tui import launch as console
 
     made: list[Path] = []
@@ -242,6 +243,11 @@ def test_the_demo_leaves_nothing_in_the_temp_directory(
     # a bulk load shows the plan first (an import carries the plan's changes) and says how
     assert opened[0]._plan is (via != "rest")
     assert ("via sis-import" in opened[0].sub_title) is (via != "rest")
+    # the trace key (T) reads the demo's own journal and data (its journal is not resumable)
+    scope = opened[0].trace_scope
+    assert scope is not None and scope.source is not None
+    assert [p.name for p in scope.journals] == ["journal.sqlite"]
+    assert scope.source == resource_path("demo.csv")
     assert made and not made[0].exists()
 
 

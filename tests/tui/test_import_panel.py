@@ -14,6 +14,7 @@ from canvas_tui.engine.journal import Journal
 from canvas_tui.engine.state import ImportStatus, Phase, RecordRow
 from canvas_tui.records import State
 from canvas_tui.tui.app import ConsoleApp
+from canvas_tui.tui.launch import console_plan
 from canvas_tui.tui.screens.dialogs import ChoiceScreen, ConfirmScreen
 from canvas_tui.tui.screens.plan import PlanScreen
 from canvas_tui.tui.screens.stepper import FailureStepper
@@ -29,6 +30,7 @@ from canvas_tui.tui.widgets.import_panel import (
 from canvas_tui.tui.widgets.queue import record_cells
 from tests.helpers import eventually_async
 from tests.tui.conftest import (
+    BASE_URL,
     PLACEMENTS,
     SIZE,
     Harness,
@@ -448,4 +450,39 @@ async def test_a_console_resuming_a_stopped_import_polls_it_to_its_end(
     assert state is not None and state.counts.get(State.IN_FLIGHT, 0) == 0
     assert state.sis_import is not None and state.sis_import.stage == "finished"
     assert state.sis_import.failed == len(GHOSTS)
+    assert len(h.sim.sis_imports.imports) == 1
+
+
+@pytest.mark.parametrize("via", ["sis-import", "rest"])
+async def test_a_configured_import_makes_the_console_plan_as_sync_does(
+    tmp_path: Path, via: str
+) -> None:
+    """`[sync] via = "sis-import"` without --plan: the console asks for the plan `sync` would
+    (tui/launch.py `console_plan`, the config's `import_needs_plan`), rather than sending the rows
+    by REST; under REST it still opens READY with no plan."""
+    h = _import_harness(tmp_path, good=20, rate=5.0)
+    h.via = via
+    plan = console_plan(h.config(BASE_URL), asked=False)
+    assert plan is (None if via == "sis-import" else False)
+    app = h.app(plan=plan, autostart=False)
+    async with app.run_test(size=SIZE) as pilot:
+        if via == "rest":
+            await eventually_async(
+                lambda: app.outlook is not None or None, what="READY", pause=pilot.pause
+            )
+            assert not isinstance(app.screen, PlanScreen)
+            await pilot.press("q")
+            return
+        await eventually_async(
+            lambda: (isinstance(app.screen, PlanScreen) and app.screen.focused is not None) or None,
+            what="the plan screen, mounted",
+            pause=pilot.pause,
+        )
+        assert "via SIS import" in str(app.screen.query_one(".title", Label).content)
+        await pilot.press("a")
+        await eventually_async(
+            lambda: (app.state is not None and app.state.phase is Phase.FINISHED) or None,
+            what="the run finished",
+            pause=pilot.pause,
+        )
     assert len(h.sim.sis_imports.imports) == 1

@@ -121,6 +121,7 @@ async def test_a_console_attached_to_the_service_sees_each_change(
     """`canvas-tui console --attach JOURNAL` follows a watch as it follows a sync: the counts
     move as changes arrive, and the socket goes when the service stops."""
     from canvas_tui.engine.attach import attach_engine
+    from canvas_tui.engine.state import Phase
     from canvas_tui.records import State
 
     chosen = pairs(World.generate(7), 5)
@@ -133,6 +134,7 @@ async def test_a_console_attached_to_the_service_sees_each_change(
         await eventually_async(socket.exists, what="the socket", abort_if=exited(proc))
         attached = attach_engine(journal)
         try:
+            assert attached.service  # a watch: the console says WATCHING, not FINISHED
 
             def done() -> int:
                 return attached.runner.snapshot().counts.get(State.DONE, 0)
@@ -140,13 +142,63 @@ async def test_a_console_attached_to_the_service_sees_each_change(
             await eventually_async(lambda: done() == 3, what="three done, seen attached")
             write_rows(tmp_path / "in.csv", rows, HEADER)
             await eventually_async(lambda: done() == 5, what="two more, seen attached")
+            proc.send_signal(signal.SIGTERM)
+            _out, err = proc.communicate(timeout=30)
+            # the service went: no longer WATCHING, and the console says why, without an abort
+            await eventually_async(lambda: not attached.service, what="the service gone")
+            state = attached.runner.snapshot()
+            assert state.phase is Phase.FINISHED and state.abort_reason is None
+            assert "stopped serving it" in (state.paused_reason or "")
         finally:
             await attached.close()
-        proc.send_signal(signal.SIGTERM)
-        _out, err = proc.communicate(timeout=30)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
     assert proc.returncode == 0, err
     assert not socket.exists()
+
+
+async def test_the_attached_console_says_watching_then_that_the_service_stopped(
+    tmp_path: Path, canvas: str
+) -> None:
+    """Between changes a watch's run is FINISHED: attached, the console says WATCHING; once
+    the service stops (SIGTERM) it says so in a toast, and quitting is still exit 0."""
+    from canvas_tui.engine.attach import attach_engine
+    from canvas_tui.tui.app import ConsoleApp
+    from canvas_tui.tui.session import ConsoleSession
+    from tests.tui.conftest import SIZE
+
+    chosen = pairs(World.generate(7), 2)
+    write_rows(tmp_path / "in.csv", [[c, u, "student", s, "active"] for u, c, s in chosen], HEADER)
+    socket = tmp_path / "w.journal.sock"
+    proc = _watch(tmp_path, canvas, "in.csv", "--interval", "0.1", "--journal", "w.journal")
+    try:
+        await eventually_async(socket.exists, what="the socket", abort_if=exited(proc))
+        session = attach_engine(tmp_path / "w.journal")
+
+        async def opener() -> ConsoleSession:
+            return session
+
+        app = ConsoleApp(opener, read_only=True, journal_path=session.journal_path, attached=True)
+        async with app.run_test(size=SIZE) as pilot:
+            await eventually_async(
+                lambda: app.state is not None and app.idle_label(app.state) == "WATCHING",
+                what="WATCHING once the first read is sent",
+                pause=pilot.pause,
+            )
+            proc.send_signal(signal.SIGTERM)
+            await eventually_async(
+                lambda: any(n.title == "The service stopped" for n in app._notifications),
+                what="the toast that the service stopped",
+                pause=pilot.pause,
+            )
+            assert app.state is not None and app.idle_label(app.state) is None
+            await pilot.press("q")
+        assert app.return_code == 0
+        proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0

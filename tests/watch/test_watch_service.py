@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from canvas_tui.canvas.retry import CircuitBreaker, RetryPolicy
+from canvas_tui.engine.watch import backoff
 from canvas_tui.records import State
 from canvas_tui.simulator import FaultRates, Simulator, World, build_app
 from tests.helpers import eventually_async, fast_config, never_within_async, write_rows
@@ -603,3 +604,10 @@ async def test_a_stop_during_a_canvas_outage_leaves_the_changes_pending(
             what="the changes sent after the restart",
             abort_if=run.done_or_failed,
         )
+
+
+def test_the_back_off_doubles_from_its_base_to_a_minute() -> None:
+    """One rule for the source's polls (from the poll interval) and Canvas's outages (from 1 s)."""
+    assert [backoff(n, 0.5) for n in (1, 2, 3)] == [1.0, 2.0, 4.0]
+    assert [backoff(n) for n in (1, 2, 5)] == [2.0, 4.0, 32.0]
+    assert backoff(6) == backoff(40, 3.0) == 60.0

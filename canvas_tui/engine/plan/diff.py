@@ -541,27 +541,31 @@ def plan_record(
 ) -> tuple[Step, list[dict[str, Any]]]:
     """The step for one record, and the enrollments it claims (never dropped)."""
     scope = scope_of(record)
-    base = Step(
-        kind=StepKind.RECORD,
-        action=Action.NONE,
-        course=record.course_label,
-        user=sis_value(record.user),
-        role=record.role,
-        section=sis_value(record.section),
-        reason="",
-        record_index=index_position,
-        record=record,
-    )
+    # Each step is built once, not as a copy of a base step (a frozen Step's __init__ is most of
+    # what planning a row costs): `made` is what every step of this record shares.
+    course_label, user, section = record.course_label, sis_value(record.user), record.section
+    section_label = sis_value(section)
+
+    def made(action: Action, reason: str, via: Via, **more: Any) -> Step:
+        return Step(
+            StepKind.RECORD,
+            action,
+            course_label,
+            user,
+            record.role,
+            section_label,
+            reason,
+            index_position,
+            record,
+            via=via,
+            **more,
+        )
+
     roster = index.rosters.get(scope)
     if roster is None or roster.error is not None:
         why = roster.error.message if roster and roster.error else "not read"
-        unread = replace(
-            base,
-            action=_lookup_action(record),
-            reason=f"roster unavailable ({why}); decided when sent",
-            via=Via.LOOKUP,
-        )
-        return unread, []
+        reason = f"roster unavailable ({why}); decided when sent"
+        return made(_lookup_action(record), reason, Via.LOOKUP), []
     seen = index.visible(record)  # ids the rosters can show (a token without read_sis)
     users = index.of_user(scope, seen.user)
     role_id = record.role_id
@@ -590,24 +594,13 @@ def plan_record(
         # The observed student is in no roster (new to the course, say), so which of the user's
         # observer links is the row's cannot be told here: a parent of two children must not
         # see one child's link taken for the other's. The actions look the student up.
-        unknown = replace(
-            base,
-            action=_lookup_action(record),
-            reason="observed user in no roster read; decided when sent",
-            via=Via.LOOKUP,
-        )
-        return unknown, mine
+        reason = "observed user in no roster read; decided when sent"
+        return made(_lookup_action(record), reason, Via.LOOKUP), mine
     if mine and default is not None and not default.known:
-        ambiguous = replace(
-            base,
-            action=_lookup_action(record),
-            reason=f"{default.describe(record.course_label)}; decided when sent",
-            via=Via.LOOKUP,
-        )
-        return ambiguous, mine
+        reason = f"{default.describe(record.course_label)}; decided when sent"
+        return made(_lookup_action(record), reason, Via.LOOKUP), mine
     course_id = _course_id(mine) or _course_id(roster.enrollments)
-    state_of = Counter(str(e.get("enrollment_state")) for e in mine)
-    current = ",".join(sorted(state_of)) or None
+    current = ",".join(sorted({str(e.get("enrollment_state")) for e in mine})) or None
     live = [e for e in mine if e.get("enrollment_state") != "deleted"]
 
     def step(
@@ -617,11 +610,10 @@ def plan_record(
         targets: Sequence[Mapping[str, Any]],
         reused: Mapping[str, Any] | None = None,
     ) -> Step:
-        return replace(
-            base,
-            action=action,
-            reason=reason,
-            via=via,
+        return made(
+            action,
+            reason,
+            via,
             enrollment_ids=_ids(targets),
             course_id=_course_id(targets) or course_id,
             canvas_state=current,
@@ -766,6 +758,80 @@ def brake_for(drops: Mapping[str, int], live: Mapping[str, int], policy: PlanCon
     return Brake(total, policy.brake_max_share, policy.brake_max_count, by_course, tuple(reasons))
 
 
+class PlanBuilder:
+    """`build_plan` one source item at a time, so that a sync may plan each record as its load
+    reads it (and send it as soon as its chunk is in the journal) instead of in a pass of its
+    own first. `plan` exists from the start and fills in as items are added: its tally (what the
+    executor derives a step from) covers every item added; its drops, brake and Canvas-only
+    steps are known once `finish()` has seen them all."""
+
+    def __init__(
+        self,
+        items: Iterable[SourceItem],
+        rosters: Mapping[str, Roster],
+        policy: PlanConfig,
+        *,
+        known_ids: set[int] | None = None,
+        active_state: str = "active",
+        roster_requests: int = 0,
+        aliases: Mapping[str, str] | None = None,
+        on_step: Callable[[Step], None] | None = None,
+        keep_rows: bool = True,
+    ) -> None:
+        """`keep_rows=False`: a plan only shown or written, never applied (see `Tally`)."""
+        self._rosters = rosters
+        self._on_step = on_step  # sees each record's step as it is computed (a SIS import)
+        self._known = known_ids or set()
+        self._active_state = active_state
+        self._claimed: set[int] = set()
+        self.index = RosterIndex(rosters, aliases)
+        self.plan = Plan(
+            canvas_only=[],
+            tally=Tally(rows=keep_rows),
+            scopes=len(rosters),
+            roster_pages=sum(r.pages for r in rosters.values()),
+            roster_requests=roster_requests,
+            roster_errors={s: str(r.error) for s, r in rosters.items() if r.error is not None},
+            invalid_rows=0,
+            policy=policy,
+            brake=evaluate_brake((), rosters, policy),
+            records=RecordSteps(items, self.index, active_state),
+        )
+
+    def add(self, position: int, item: SourceItem) -> None:
+        """The source's item at `position` (0-based, every item in order)."""
+        plan = self.plan
+        plan.tally.item(item)
+        if isinstance(item, RowProblem):
+            plan.duplicate_rows += item.skip
+            plan.invalid_rows += not item.skip
+            return
+        step, mine = plan_record(position, item, self.index, active_state=self._active_state)
+        plan.tally.add(step)
+        if self._on_step is not None:
+            self._on_step(step)
+        self._claimed.update(_ids(mine))
+
+    def finish(self) -> Plan:
+        """The enrollments no record claims (the drops among them) and the brake."""
+        plan, claimed, known = self.plan, self._claimed, self._known
+        seen: set[int] = set()
+        canvas_only: list[Step] = []
+        for roster in self._rosters.values():
+            for enrollment in roster.enrollments:
+                eid = enrollment.get("id")
+                if eid is None or int(eid) in claimed or int(eid) in seen:
+                    continue
+                seen.add(int(eid))
+                managed = enrollment.get("sis_import_id") is not None or int(eid) in known
+                drop = plan_drop(enrollment, plan.policy, managed=managed)
+                if drop is not None:
+                    canvas_only.append(drop)
+        plan.canvas_only = canvas_only
+        plan.brake = evaluate_brake(canvas_only, self._rosters, plan.policy)
+        return plan
+
+
 def build_plan(
     items: Iterable[SourceItem],
     rosters: Mapping[str, Roster],
@@ -787,45 +853,17 @@ def build_plan(
     unless `keep_rows` is False, the few bytes per row that applying it needs (`Tally`)."""
     if isinstance(items, Iterator):
         items = list(items)
-    index = RosterIndex(rosters, aliases)
-    records = RecordSteps(items, index, active_state)
-    tally = Tally(rows=keep_rows)
-    claimed: set[int] = set()
-    invalid = duplicates = 0
-    for position, item in enumerate(items):
-        tally.item(item)
-        if isinstance(item, RowProblem):
-            duplicates += item.skip
-            invalid += not item.skip
-            continue
-        step, mine = plan_record(position, item, index, active_state=active_state)
-        tally.add(step)
-        if on_step is not None:
-            on_step(step)
-        claimed.update(_ids(mine))
-    known = known_ids or set()
-    seen: set[int] = set()
-    canvas_only: list[Step] = []
-    for roster in rosters.values():
-        for enrollment in roster.enrollments:
-            eid = enrollment.get("id")
-            if eid is None or int(eid) in claimed or int(eid) in seen:
-                continue
-            seen.add(int(eid))
-            managed = enrollment.get("sis_import_id") is not None or int(eid) in known
-            drop = plan_drop(enrollment, policy, managed=managed)
-            if drop is not None:
-                canvas_only.append(drop)
-    return Plan(
-        canvas_only=canvas_only,
-        tally=tally,
-        scopes=len(rosters),
-        roster_pages=sum(r.pages for r in rosters.values()),
+    builder = PlanBuilder(
+        items,
+        rosters,
+        policy,
+        known_ids=known_ids,
+        active_state=active_state,
         roster_requests=roster_requests,
-        roster_errors={s: str(r.error) for s, r in rosters.items() if r.error is not None},
-        invalid_rows=invalid,
-        policy=policy,
-        brake=evaluate_brake(canvas_only, rosters, policy),
-        duplicate_rows=duplicates,
-        records=records,
+        aliases=aliases,
+        on_step=on_step,
+        keep_rows=keep_rows,
     )
+    for position, item in enumerate(items):
+        builder.add(position, item)
+    return builder.finish()

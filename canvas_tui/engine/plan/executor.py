@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
+import contextlib
 import math
 import time
+from bisect import bisect_left
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -14,15 +15,15 @@ from typing import Any, Protocol
 
 from canvas_tui.canvas.client import CanvasClient
 from canvas_tui.canvas.errors import CanvasError
-from canvas_tui.config import Config, PlanConfig
+from canvas_tui.config import Config, PlanConfig, import_needs_plan
 from canvas_tui.engine.actions import ActionResult, EnrollmentActions, Observer
-from canvas_tui.engine.journal import Journal, written_enrollment_ids
+from canvas_tui.engine.journal import Journal, journals_in, written_enrollment_ids
 from canvas_tui.engine.plan.diff import (
     DELETE_TASKS,
     Plan,
+    PlanBuilder,
     Step,
     Via,
-    build_plan,
 )
 from canvas_tui.engine.plan.rosters import (
     PAGE_SIZE,
@@ -53,7 +54,6 @@ PLAN_RATIO = 10
 # roster's real size, hence the margin.
 LOOKUP_RATIO = 2
 _TASK_STATUS = {task: status for status, (task, _) in DELETE_TASKS.items()}
-_IN_PLACE_BATCH = 10_000  # records marked in place per statement (a commit each)
 _WRITE_ACTIONS = ("create", "create_inactive", "reactivate", "update")
 
 
@@ -64,8 +64,7 @@ def known_enrollment_ids(paths: Iterable[Path]) -> set[int]:
 
 def journal_paths(config: Config, *extra: Path | None) -> list[Path]:
     """The journals whose enrollments count as canvas-tui's (see the module docstring)."""
-    directory = config.sync.journal_dir or default_journal_dir()
-    found = sorted(directory.glob("*.journal")) if directory.is_dir() else []
+    found = journals_in(config.sync.journal_dir or default_journal_dir())
     return [*found, *(p for p in (config.sync.journal, *extra) if p is not None)]
 
 
@@ -85,6 +84,45 @@ async def compute_plan(
     `items` must be re-readable (a source, or a list): it is streamed, never held.
     `keep_rows=False`: a plan only shown or written, never applied (see `Tally`)."""
     started = time.monotonic()
+    if isinstance(items, Iterator):
+        items = list(items)
+    builder = await plan_builder(
+        client,
+        items,
+        config,
+        known_ids=known_ids,
+        rosters=rosters,
+        on_roster=on_roster,
+        counts=counts,
+        on_step=on_step,
+        keep_rows=keep_rows,
+    )
+    plan = await asyncio.to_thread(_build, builder, items)
+    plan.elapsed = time.monotonic() - started
+    return plan
+
+
+def _build(builder: PlanBuilder, items: Iterable[SourceItem]) -> Plan:
+    for position, item in enumerate(items):
+        builder.add(position, item)
+    return builder.finish()
+
+
+async def plan_builder(
+    client: CanvasClient,
+    items: Iterable[SourceItem],
+    config: Config,
+    *,
+    known_ids: set[int] | None = None,
+    rosters: Mapping[str, Roster] | None = None,
+    on_roster: Callable[[int, int], None] | None = None,
+    counts: SourceCounts | None = None,
+    on_step: Callable[[Step], None] | None = None,
+    keep_rows: bool = True,
+) -> PlanBuilder:
+    """`compute_plan` up to the records: the rosters read (unless given) and the ids they hide
+    resolved; the builder then takes the source's items (`items`, re-readable) one by one.
+    `keep_rows=False`: a plan only shown or written, never applied (see `Tally`)."""
     requests = 0
     answered = 0
     latency = 0.0
@@ -97,8 +135,6 @@ async def compute_plan(
             answered += 1
             latency += max(0.0, float(finished) - float(event.started_at))
 
-    if isinstance(items, Iterator):
-        items = list(items)
     if rosters is None:
         if counts is None:
             counts = await asyncio.to_thread(SourceCounts.of, items)
@@ -111,8 +147,7 @@ async def compute_plan(
         )
     records = (i for i in items if isinstance(i, EnrollmentRecord))  # read only when needed
     aliases = await resolve_hidden_ids(client, records, rosters, observer=count)
-    plan = await asyncio.to_thread(
-        build_plan,
+    builder = PlanBuilder(
         items,
         rosters,
         config.plan,
@@ -123,9 +158,8 @@ async def compute_plan(
         keep_rows=keep_rows,
         on_step=on_step,
     )
-    plan.elapsed = time.monotonic() - started
-    plan.read_latency = latency / answered if answered else None
-    return plan
+    builder.plan.read_latency = latency / answered if answered else None
+    return builder
 
 
 def estimated_roster_pages(items: Iterable[SourceItem]) -> int:
@@ -254,9 +288,12 @@ class PlannedSource:
     holds. A record that is not the one planned at its position (the source changed since)
     is noted in `changed`: it is not taken as in place."""
 
-    def __init__(self, source: Source, plan: Plan | None = None) -> None:
+    def __init__(
+        self, source: Source, plan: Plan | None = None, builder: PlanBuilder | None = None
+    ) -> None:
         self._source = source
-        self._plan = plan
+        self._plan = builder.plan if builder is not None else plan
+        self._builder = builder  # plan each item as it is read (a plan made while loading)
         self.changed: set[int] = set()
         self.notes = getattr(source, "notes", [])
         self.layout = getattr(source, "layout", None)
@@ -265,9 +302,35 @@ class PlannedSource:
     def description(self) -> str:
         return self._source.description
 
+    def in_place(self, record_id: int) -> tuple[str, int | None] | None:
+        """(message, enrollment id) when the record at this id (1-based source order) is one
+        the plan found in place and the source still gives it as planned (`Journal.load`'s
+        `in_place`: call it as the load reads that record)."""
+        plan = self._plan
+        position = record_id - 1
+        if plan is None or position in self.changed:
+            return None
+        tally = plan.tally
+        at = bisect_left(tally.in_place, position)
+        if at == len(tally.in_place) or tally.in_place[at] != position:
+            return None
+        return tally.in_place_messages[at], tally.in_place_ids[at] or None
+
     def __iter__(self) -> Iterator[SourceItem]:
         if self._plan is None:
             yield from self._source
+            return
+        builder = self._builder
+        if builder is not None:
+            # planned as read: the plan is of these very items, so none has changed
+            for position, item in enumerate(self._source):
+                builder.add(position, item)
+                yield item
+            builder.finish()
+            self._builder = None  # planned once: a second pass reads the planned items
+            self.notes = getattr(self._source, "notes", [])
+            for line, step in enumerate(self._plan.drops, start=1):
+                yield drop_record(step, line)
             return
         digests = self._plan.tally.digests
         for position, item in enumerate(self._source):
@@ -349,16 +412,6 @@ class PlanExecutor:
         return ActionResult(task, _int(done.get("id")), raw.get("reason"))
 
 
-def _in_place(plan: Plan, changed: set[int]) -> Iterator[tuple[int, str, int | None]]:
-    """The records the plan found in place, as `Journal.mark_in_place` takes them."""
-    tally = plan.tally
-    for position, eid, message in zip(
-        tally.in_place, tally.in_place_ids, tally.in_place_messages, strict=True
-    ):
-        if position not in changed:
-            yield position + 1, message, eid or None
-
-
 def _int(value: Any) -> int | None:
     return int(value) if value is not None else None
 
@@ -373,6 +426,11 @@ class SyncDecision:
     refused: str | None = None  # why nothing may be sent (the brake)
     fields: dict[str, Any] = field(default_factory=dict)
     source: Source | None = None  # what the plan read, for apply_plan (read again there)
+    records: int | None = None  # the source's items, when they were counted
+    # a plan made while loading (`prepare_sync(load=False)`): its records' counts, drops and
+    # brake are known once the load has read them all (`plan_fields` then)
+    builder: PlanBuilder | None = None
+    actions: EnrollmentActions | None = None  # the plan's fallback actions (roles listed)
     via: str = "rest"  # asked for: rest | sis-import | auto; once applied, the channel taken
     via_message: str | None = None  # the channel taken and why (apply_plan)
     import_rows: Any = None  # the import's file as the plan wrote it (sis_import.channel.Collector)
@@ -390,6 +448,7 @@ class PlanSession(Protocol):
     journal_path: Path
     source: Source | None
     resumed: bool
+    in_place: Callable[[int], tuple[str, int | None] | None] | None
 
     async def load(self, on_progress: Callable[[int], None] | None = None) -> int: ...
 
@@ -399,13 +458,21 @@ def read_items(source: Source) -> list[SourceItem]:
     return list(source)
 
 
-def _executor(session: PlanSession, plan: Plan | None = None) -> PlanExecutor:
-    """The session's executor: the planned steps, else the lookup-based SIS actions."""
+def _actions(session: PlanSession) -> EnrollmentActions:
     client = session.client
     assert client is not None, "a writable session"
     sync = session.config.sync
-    fallback = EnrollmentActions(client, notify=sync.notify, active_state=sync.enrollment_state)
-    return PlanExecutor(client, fallback, plan, active_state=sync.enrollment_state)
+    return EnrollmentActions(client, notify=sync.notify, active_state=sync.enrollment_state)
+
+
+def _executor(
+    session: PlanSession, plan: Plan | None = None, fallback: EnrollmentActions | None = None
+) -> PlanExecutor:
+    """The session's executor: the planned steps, else the lookup-based SIS actions."""
+    client = session.client
+    assert client is not None, "a writable session"
+    fallback = fallback or _actions(session)
+    return PlanExecutor(client, fallback, plan, active_state=session.config.sync.enrollment_state)
 
 
 async def plan_session(
@@ -414,12 +481,18 @@ async def plan_session(
     requested: bool | None,
     on_progress: Callable[[str], None] | None = None,
     via: str | None = None,
+    while_loading: bool = False,
 ) -> SyncDecision:
     """Pick the mode and, in plan mode, compute the plan; nothing is loaded or sent yet.
 
     A resumed journal is never re-planned; its remaining rows are sent as they are (drops by
     their recorded enrollment id, source rows with lookups). The console shows the plan (and
     its would-be drops) between this and `apply_plan`.
+
+    `while_loading`: when the plan can have no drops (drop_policy never, so the brake cannot
+    refuse it) and goes by REST, stop after the rosters: the load plans each record as it reads
+    it (`SyncDecision.builder`), so the first record goes out without a pass over the source
+    first.
     """
     client = session.client
     assert client is not None, "a writable session"
@@ -434,15 +507,28 @@ async def plan_session(
         decision.via = session.store.get_meta("via") or "rest"
         decision.via_message = polling
         return decision
+    via = via or config.sync.via
+    # sis-import (asked for or configured) means plan mode, and refuses an explicit --no-plan
+    forced = import_needs_plan(via) and requested is None
+    if import_needs_plan(via) and requested is False:
+        decision = SyncDecision(False, "full mode (--no-plan)")
+        decision.refused = (
+            "--via sis-import uploads the plan's changes, and --no-plan asks for no plan: "
+            "drop --no-plan (or use --via rest). Nothing was sent"
+        )
+        return decision
+    if forced:
+        requested = True
     source = session.source or open_source(config.source)
     # One streaming pass counts what the mode and the rosters need (none for --no-plan); the
     # load and the plan read the source again rather than hold it.
     counts = None if requested is False else await asyncio.to_thread(SourceCounts.of, source)
     planned, why = choose_mode(counts or SourceCounts(), config.plan, requested)
+    items = None if counts is None else counts.items
     if not planned:
         session.source = source
         session.runner.use_executor(_executor(session))
-        decision = SyncDecision(False, why)
+        decision = SyncDecision(False, why, records=items)
         if config.sync.via != "rest":
             decision.via_message = "REST: an import carries a plan's changes, and this is full mode"
         return decision
@@ -454,33 +540,47 @@ async def plan_session(
         if on_progress is not None and (done == total or done % 25 == 0):
             on_progress(f"rosters read: {done}/{total}")
 
-    via = via or config.sync.via
     collector = None
     if via != "rest":  # the import's rows are written as the plan computes each step
         from canvas_tui.engine.sis_import.channel import Collector
 
         collector = Collector(active_state=config.sync.enrollment_state, notify=config.sync.notify)
-    plan = await compute_plan(
-        client,
-        source,
-        config,
-        known_ids=known,
-        on_roster=progress,
-        counts=counts,
-        on_step=collector.add if collector is not None else None,
-    )
-    fields = {
-        "mode": "plan",
-        "roster_pages": plan.roster_pages,
-        "roster_requests": plan.roster_requests,
-        "changes": plan.change_count,
-        "drops": len(plan.drops),
-        # the source's records by action, as `canvas-tui plan` counts them
-        **{f"plan_{a}": n for a, n in plan.record_counts().items()},
-        "plan_canvas_only": len(plan.canvas_only),
-    }
-    decision = SyncDecision(True, why, plan, None, fields)
-    decision.source = source
+    if forced:
+        why = "plan mode (--via sis-import: an import carries the plan's changes)"
+    on_step = collector.add if collector is not None else None
+    # The account's roles, which the first write needs, are listed beside the rosters.
+    actions = _actions(session)
+    roles = asyncio.create_task(actions.warm())
+    try:
+        if while_loading and config.plan.drop_policy == "never" and via == "rest":
+            builder = await plan_builder(
+                client, source, config, known_ids=known, on_roster=progress, counts=counts
+            )
+            plan = builder.plan
+            fields = {
+                "mode": "plan",
+                "roster_pages": plan.roster_pages,
+                "roster_requests": plan.roster_requests,
+            }
+            decision = SyncDecision(True, why, plan, None, fields, source, items, builder)
+        else:
+            plan = await compute_plan(
+                client,
+                source,
+                config,
+                known_ids=known,
+                on_roster=progress,
+                counts=counts,
+                on_step=on_step,
+            )
+            decision = SyncDecision(True, why, plan, None, plan_fields(plan), source, items)
+    except BaseException:
+        roles.cancel()  # no plan: nothing will be sent
+        with contextlib.suppress(asyncio.CancelledError):
+            await roles
+        raise
+    await roles  # one round trip, begun with the rosters' (it raises nothing: `warm`)
+    decision.actions = actions
     decision.via = via
     decision.import_rows = collector
     if via == "auto" and collector is not None:
@@ -490,11 +590,27 @@ async def plan_session(
     return decision
 
 
-async def apply_plan(session: PlanSession, decision: SyncDecision) -> None:
+def plan_fields(plan: Plan) -> dict[str, Any]:
+    """What `sync` reports of a plan."""
+    return {
+        "mode": "plan",
+        "roster_pages": plan.roster_pages,
+        "roster_requests": plan.roster_requests,
+        "changes": plan.change_count,
+        "drops": len(plan.drops),
+        # the source's records by action, as `canvas-tui plan` counts them
+        **{f"plan_{a}": n for a, n in plan.record_counts().items()},
+        "plan_canvas_only": len(plan.canvas_only),
+    }
+
+
+async def apply_plan(session: PlanSession, decision: SyncDecision, *, load: bool = True) -> None:
     """Queue a computed plan: the journal gets the source rows then the drops, rows already in
-    place end done at once, and the runner sends each change's planned request. With `via`
-    sis-import (or auto, when faster) the changes an import can express go in one SIS import,
-    the rest by REST beside it (engine/sis_import/)."""
+    place are loaded done, and the runner sends each change's planned request. `load=False`
+    leaves the load to the run (`Session.run(load_while_running=True)`) when the plan goes by
+    REST. With `via` sis-import (or auto, when faster) the changes an import can express go in
+    one SIS import, the rest by REST beside it (engine/sis_import/): the journal is loaded here.
+    """
     plan, source = decision.plan, decision.source
     if plan is None or source is None or session.store.loaded:
         return
@@ -503,14 +619,12 @@ async def apply_plan(session: PlanSession, decision: SyncDecision) -> None:
         from canvas_tui.engine.sis_import.attach import start_early
 
         early = await start_early(session, plan, decision.via, decision.import_rows)
-    planned = session.source = PlannedSource(source, plan)
-    await session.load()
+    planned = session.source = PlannedSource(source, plan, decision.builder)
+    session.in_place = planned.in_place
     session.store.set_meta(mode="plan")
-    in_place = _in_place(plan, planned.changed)
-    while batch := list(itertools.islice(in_place, _IN_PLACE_BATCH)):
-        await session.store.mark_in_place(batch)
-    session.runner.reload_counts()
-    session.runner.use_executor(_executor(session, plan), token_checked=True)
+    session.runner.use_executor(_executor(session, plan, decision.actions), token_checked=True)
+    if load or decision.via != "rest":
+        await session.load()
     if decision.via != "rest":
         from canvas_tui.engine.sis_import.attach import finish_early, use_channel
 
@@ -532,23 +646,16 @@ async def prepare_sync(
     allow_drops: int | None,
     on_progress: Callable[[str], None] | None = None,
     via: str | None = None,
+    load: bool = True,
 ) -> SyncDecision:
     """Headless: `plan_session`, the brake (unless `allow_drops` covers the drops), `apply_plan`.
-    `via`: rest | sis-import | auto (None: the config's `[sync] via`); an import needs a plan."""
-    via = via or session.config.sync.via
-    if via == "sis-import" and requested is False and not session.resumed:
-        decision = SyncDecision(False, "full mode (--no-plan)")
-        decision.refused = (
-            "--via sis-import uploads the plan's changes, and --no-plan asks for no plan: "
-            "drop --no-plan (or use --via rest). Nothing was sent"
-        )
+    `via`: rest | sis-import | auto (None: the config's `[sync] via`); an import needs a plan.
+    `load=False`: the run loads (see `apply_plan`)."""
+    decision = await plan_session(
+        session, requested=requested, on_progress=on_progress, via=via, while_loading=not load
+    )
+    if decision.refused:
         return decision
-    forced = via == "sis-import" and requested is None
-    if forced:
-        requested = True  # the import carries the plan's changes
-    decision = await plan_session(session, requested=requested, on_progress=on_progress, via=via)
-    if forced and decision.planned:
-        decision.message = "plan mode (--via sis-import: an import carries the plan's changes)"
     plan = decision.plan
     if plan is None:
         return decision
@@ -561,5 +668,5 @@ async def prepare_sync(
             f"with --allow-drops {plan.brake.drops} to apply them"
         )
         return decision
-    await apply_plan(session, decision)
+    await apply_plan(session, decision, load=load)
     return decision

@@ -41,6 +41,7 @@ def options_of(config: Config) -> ImportOptions:
         change_threshold=change_threshold(config.plan.brake_max_share),
         poll_min=sis.poll_min,
         poll_max=max(sis.poll_min, sis.poll_max),
+        find_wait=sis.find_wait,
     )
 
 

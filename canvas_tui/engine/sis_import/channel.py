@@ -82,6 +82,7 @@ class ImportOptions:
     change_threshold: int | None = None  # percent, from [plan] brake_max_share
     poll_min: float = 1.0  # seconds between polls, while Canvas's progress moves
     poll_max: float = 30.0  # ... at most, while it does not
+    find_wait: float = 600.0  # a lost upload's answer: seconds to wait for Canvas to name its file
     override_sis_stickiness: bool = True  # the file's values apply, as a REST write's do
 
 
@@ -432,8 +433,26 @@ class SisImportChannel:
         has no upload of that file, "unknown" when it cannot tell (nothing is uploaded then,
         and the records stay in flight for a later run). Canvas names each import's uploaded
         file in `csv_attachments` (lib/api/v1/sis_import.rb), under the name it was posted
-        with (SisBatch.create_with_attachment keeps `original_filename`)."""
+        with (SisBatch.create_with_attachment keeps `original_filename`).
+
+        Canvas lists that file only once the import's job has started, so while an import is
+        listed without one the search polls again (backing off from poll_min to poll_max,
+        through the client and its governor) until it names its file, or `find_wait` passes."""
         since = _iso(record.updated_at - 300)  # the mark came just before the POST
+        deadline = self._clock() + self._options.find_wait
+        delay = self._options.poll_min
+        while True:
+            found = await self._look(record, since, final=self._clock() >= deadline)
+            if found != "waiting":
+                return found
+            self._show(message="the upload's answer was lost: waiting for Canvas to name its file")
+            if await self._runner.gate.wait_cancelled(delay):
+                return "unknown"  # stopped: the records stay in flight; the next run looks again
+            delay = min(self._options.poll_max, delay * 1.6)
+
+    async def _look(self, record: ImportRecord, since: str, *, final: bool) -> int | str | None:
+        """One look at the account's imports for `_find`: "waiting" when one is listed without
+        its file yet and the wait is not over (`final`)."""
         try:
             listed = await self._client.list_sis_imports(
                 account=self._options.account, created_since=since
@@ -443,7 +462,7 @@ class SisImportChannel:
                 raise
             await self._unknown(record, f"the account's imports could not be listed ({error})")
             return "unknown"
-        nameless = []
+        nameless: list[Mapping[str, Any]] = []
         for item in listed:
             names = {
                 str(a.get(k))
@@ -455,12 +474,18 @@ class SisImportChannel:
                 found = await self._accepted(record, item)
                 return found
             if not names:
-                nameless.append(str(item.get("id")))
+                nameless.append(item)
+        # one not yet final may still be picked up and name its file; a final one never will
+        queued = any(str(i.get("workflow_state") or "") not in FINAL_STATES for i in nameless)
+        if queued and not final:
+            return "waiting"
         if nameless:
+            ids = ", ".join(str(i.get("id")) for i in nameless[:5])
+            waited = f" after {self._options.find_wait:g} s ([sis_import] find_wait)"
             await self._unknown(
                 record,
-                f"Canvas lists imports without their files ({', '.join(nameless[:5])}), so "
-                "whether one of them is this upload cannot be told",
+                f"Canvas lists imports without their files ({ids}){waited if queued else ''}, "
+                "so whether one of them is this upload cannot be told",
             )
             return "unknown"
         return None

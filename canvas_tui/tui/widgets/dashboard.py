@@ -164,6 +164,9 @@ def progress_text(
         text.append(f"\nfinishing {state.governor.in_flight} in flight", style="dim")
     elif idle == "PLAN DECLINED":
         text.append("\nnothing was sent", style="bold")
+    elif idle == "WATCHING":  # an attached `watch` between changes
+        text.append(f"\n{fmt.count(state.finished)}/{fmt.count(state.total)} final", style="bold")
+        text.append(" · waiting for the next change", style="dim")
     else:
         text.append(f"\n{fmt.count(state.finished)}/{fmt.count(state.total)} final", style="bold")
     if state.abort_reason:

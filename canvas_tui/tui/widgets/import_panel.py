@@ -64,11 +64,9 @@ def state_label(status: ImportStatus) -> tuple[str, str]:
 
 
 def time_left(status: ImportStatus) -> float | None:
-    """Seconds until Canvas finishes, at the pace its progress has moved since the upload
-    (None before it has moved: Canvas queues an import before it starts)."""
-    if status.final or status.stage != "polling" or status.progress < 1 or status.elapsed <= 0:
-        return None
-    return status.elapsed * (100.0 - status.progress) / status.progress
+    """Seconds until Canvas finishes (`ImportStatus.time_left`; sync's progress line uses it
+    too)."""
+    return status.time_left
 
 
 def import_text(status: ImportStatus, width: int = 76) -> Text:
