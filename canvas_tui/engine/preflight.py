@@ -411,7 +411,8 @@ async def plan_and_preflight(
     """Read the rosters (they prove most users exist), plan, then preflight: what `plan` shows.
     The result counts the preflight's own GETs; the plan's `roster_requests`, the rosters'.
     `items` is re-readable (a source, or a list) and streamed: one pass takes the `Census`
-    (unless given), one more the plan."""
+    (unless given), one more the plan. The plan is for showing and writing down, not for
+    applying: it keeps no per-row arrays (`Tally`)."""
     if isinstance(items, Iterator):
         items = list(items)
     if census is None:
@@ -425,7 +426,9 @@ async def plan_and_preflight(
         observer=meter,
         with_default=counts.defaults,  # course-only rows act on the default section
     )
-    plan = await compute_plan(client, items, config, known_ids=known_ids, rosters=rosters)
+    plan = await compute_plan(
+        client, items, config, known_ids=known_ids, rosters=rosters, keep_rows=False
+    )
     plan.roster_requests = meter.requests
     plan.elapsed = time.monotonic() - started  # the rosters were read here, not in it
     planned, _why = choose_mode(counts, config.plan, None)

@@ -191,6 +191,7 @@ class RecordStore(Protocol):
         state: State | None = None,
         text: str | None = None,  # substring of user/course/section/message
         order: str = "record_id",  # a RecordRow field name; prefix "-" for descending
+        total: int | None = None,  # rows matching, if known: a window near the end reads fast
     ) -> list[RecordRow]: ...
 
     def get(self, record_id: int) -> RecordRow | None: ...

@@ -10,7 +10,13 @@ from pathlib import Path
 import pytest
 
 from canvas_tui.config import load_config
-from canvas_tui.engine.journal import Journal, JournalError, Outcome, written_enrollment_ids
+from canvas_tui.engine.journal import (
+    Journal,
+    JournalError,
+    Outcome,
+    _window_sql,
+    written_enrollment_ids,
+)
 from canvas_tui.engine.session import open_session
 from canvas_tui.records import SisStatus, SourceItem, State
 from tests.engine.helpers import items, problem, record
@@ -306,3 +312,123 @@ async def test_a_damaged_journal_is_refused_before_anything_is_sent(tmp_path: Pa
         assert session.client is not None and session.client.requests_sent == 0
     finally:
         await session.close()
+
+
+QUEUE_ORDERS = ("record_id", "updated_at", "state", "course", "user", "category")
+
+
+async def _mixed_journal(journal: Journal) -> dict[int, tuple[object, ...]]:
+    """300 records over every state, seven courses (some repeated, so ties fall to the id),
+    failures in three categories and rejected rows; returns each row's sortable values."""
+    source: list[SourceItem] = [
+        problem(i) if i % 37 == 0 else record(i, course=f"C{(i * 5) % 7}") for i in range(1, 301)
+    ]
+    journal.load(source, description="in.csv")
+    claimed = await journal.claim([i for i in range(1, 301) if i % 3 and i % 37])
+    for i in claimed:
+        if i % 5 == 0:
+            continue  # left in flight
+        category = ("not_found", "forbidden", "server_error")[i % 3]
+        outcome = (
+            Outcome(State.FAILED, "create", category, f"{category} {i}", 400)
+            if i % 4 == 0
+            else Outcome(State.SKIPPED, message="skipped")
+            if i % 13 == 0
+            else Outcome(State.DONE, "create", canvas_enrollment_id=i)
+        )
+        journal.post_outcome(i, outcome, attempts=1)
+    await journal.flush()
+    return {
+        r.record_id: (r.state, r.updated_at, r.course, r.user, r.category)
+        for r in journal.iter_rows()
+    }
+
+
+async def test_sorted_windows_are_the_windows_of_a_full_sort(journal: Journal) -> None:
+    """Each order the queue offers, under every state filter and none, both ways, read from the
+    top and (given the total) from the end: the same rows as a sort of every matching row
+    (NULLs first ascending, as SQLite sorts; ties by record id)."""
+    values = await _mixed_journal(journal)
+    assert {v[0] for v in values.values()} == set(State)  # every state is there
+    field = {"state": 0, "updated_at": 1, "course": 2, "user": 3, "category": 4}
+    for state in (None, *State):
+        ids = [i for i, v in values.items() if state is None or v[0] is state]
+        for name in QUEUE_ORDERS:
+
+            def key(i: int, name: str = name) -> tuple[object, ...]:
+                if name == "record_id":
+                    return (i,)
+                value = values[i][field[name]]
+                value = value.value if isinstance(value, State) else value
+                return (value is not None, value if value is not None else "", i)
+
+            ascending = sorted(ids, key=key)
+            for order, expected in ((name, ascending), (f"-{name}", ascending[::-1])):
+                n = len(expected)
+                for offset, limit in ((0, 7), (3, 50), (n // 2, 9), (n - 5, 10), (n, 5), (0, 0)):
+                    want = expected[offset : offset + limit]
+                    for total in (None, n):
+                        got = journal.rows(offset, limit, state=state, order=order, total=total)
+                        assert [r.record_id for r in got] == want, (state, order, offset, total)
+
+
+async def test_sorted_windows_read_an_index_not_a_sort(journal: Journal) -> None:
+    """Not a timing assertion: under any state filter, or none, each order the queue offers
+    but the user's (which has no state-first index: see the schema) is read from an index in
+    its order, so no window sorts the matching rows (at a million records a sort of every
+    pending row took seconds of CPU)."""
+    await _mixed_journal(journal)
+    for state in (None, *State):
+        for name in QUEUE_ORDERS:
+            for descending in (False, True):
+                if name == "user" or (
+                    state is None and name in ("record_id", "course", "category")
+                ):
+                    continue  # the user index, the per-column ones, a seek by id: rows' own paths
+                if state is State.IN_FLIGHT and name != "record_id":
+                    continue  # the records in flight, a handful, are sorted
+                sql, params = _window_sql(state, name, descending)
+                plan = " ".join(
+                    str(r[-1]) for r in journal._query(f"EXPLAIN QUERY PLAN {sql}", [*params, 1, 0])
+                )
+                sorted_arm = "USE TEMP B-TREE FOR ORDER BY" if state is None else ""
+                # unfiltered, only the in-flight arm of the merge sorts
+                assert plan.count("TEMP B-TREE") == (1 if sorted_arm and name != "state" else 0), (
+                    state,
+                    name,
+                    descending,
+                    plan,
+                )
+                assert "SCAN records" not in plan or (state is None and name == "state"), plan
+
+
+async def test_a_journal_with_the_old_indexes_gets_the_state_first_ones(tmp_path: Path) -> None:
+    """A schema-2 journal written before the state-first indexes: the writer builds them and
+    drops `records_updated` when it opens the file, and every row reads back the same."""
+    path = tmp_path / "old.journal"
+    journal = Journal(path)
+    await _mixed_journal(journal)
+    before = [r.record_id for r in journal.rows(0, 500, order="-course")]
+    journal.close()
+    db = sqlite3.connect(path)
+    for name in ("course", "category", "updated"):
+        db.execute(f"DROP INDEX records_state_{name}")
+    db.execute("CREATE INDEX records_updated ON records(updated_at)")
+    db.commit()
+    db.close()
+    old = Journal(path, read_only=True)  # read-only: read as it is, through a sort
+    assert [r.record_id for r in old.rows(0, 500, order="-course")] == before
+    old.close()
+    reopened = Journal(path)
+    try:
+        indexes = {
+            str(n)
+            for (n,) in reopened._query(
+                "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'records'"
+            )
+        }
+        assert {"records_state_course", "records_state_updated", "records_course"} <= indexes
+        assert "records_updated" not in indexes
+        assert [r.record_id for r in reopened.rows(0, 500, order="-course")] == before
+    finally:
+        reopened.close()

@@ -305,3 +305,21 @@ def test_a_stored_url_reads_back_exactly(
     stored = url_to_stored(url, ROOT, record)
     assert url_of(stored, ROOT, record) == url
     assert url_to_stored("https://elsewhere.test/api/v1" + path, ROOT, record).startswith("https:")
+
+
+def test_a_migrated_journal_has_the_indexes_of_a_new_one(tmp_path: Path) -> None:
+    """Schema 1 named its indexes as today's per-column ones: the migration must not leave the
+    new table without them (nor without the state-first ones the console's windows read)."""
+
+    def indexes(journal: Journal) -> set[str]:
+        found = journal._query("SELECT name FROM sqlite_master WHERE type = 'index'")
+        return {str(name) for (name,) in found if not str(name).startswith("sqlite_")}
+
+    migrated = Journal(_schema1(tmp_path))
+    fresh = Journal(tmp_path / "new.journal")
+    try:
+        assert indexes(migrated) == indexes(fresh)
+        assert {"records_course", "records_state_course", "records_state_updated"} <= indexes(fresh)
+    finally:
+        migrated.close()
+        fresh.close()

@@ -9,6 +9,7 @@ a fresh process (peak RSS) are in benchmarks/bench_sources.py."""
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import sqlite3
 import tracemalloc
@@ -18,12 +19,14 @@ from pathlib import Path
 import pytest
 
 from canvas_tui.config import PlanConfig
-from canvas_tui.engine.plan.diff import build_plan
+from canvas_tui.engine.plan.diff import Plan, build_plan
 from canvas_tui.engine.plan.executor import SourceCounts, prepare_sync
 from canvas_tui.engine.plan.render import write_plan
 from canvas_tui.engine.plan.rosters import Roster
+from canvas_tui.engine.preflight import Census, plan_and_preflight
 from canvas_tui.engine.session import Session
 from canvas_tui.records import Source
+from canvas_tui.simulator import World
 from canvas_tui.sources import CsvSource, SqlSource
 from tests.plan.conftest import HEADER, Arena
 
@@ -146,3 +149,87 @@ async def test_a_run_loads_its_journal_holding_no_row(
         finally:
             await session.close()
     _assert_flat(*peaks)
+
+
+def _world_rows(world: World, count: int) -> Iterator[list[str]]:
+    """`count` distinct rows of the world's users in its open courses, as bench_stream.py makes
+    them: every (course, user) once per role, then the next role (numbered custom roles), so
+    users repeat as in an SIS export and only the rows grow."""
+    courses = [
+        c
+        for c in world.courses.values()
+        if c.sis_course_id and c.workflow_state == "available" and not c.concluded
+    ]
+    users = [u.sis_user_id for u in world.users.values() if u.sis_user_id]
+    roles = ["student", "teacher", "ta", "designer"]
+    n = 0
+    for round_ in range(count):
+        role = roles[round_] if round_ < len(roles) else f"Custom{round_}"
+        for user in users:
+            for course in courses:
+                if n == count:
+                    return
+                sections = [s.sis_section_id for s in world.sections_of(course.id)]
+                section = next((s for s in sections if s), "")
+                yield [course.sis_course_id or "", user or "", role, section, "active"]
+                n += 1
+
+
+# Both sizes keep the duplicate index at one capacity (65,536 slots: 16,384 to 32,767 rows), so
+# the growth measured is what is kept per row, not the index's doubling; the gap is wide so that
+# the peak's noise (~35 KB in a full session) stays under the bound.
+WRITTEN_SMALL, WRITTEN_LARGE = 16_500, 32_000
+WRITTEN_PER_ROW = 6  # bytes; the per-row arrays an applied plan keeps take 12
+
+
+def test_a_plan_only_written_down_keeps_nothing_per_row(tmp_path: Path) -> None:
+    """What `canvas-tui plan` does after reading the rosters, without Canvas: the census, the
+    plan and PREFIX.json/.csv. A plan that is only written keeps counts, not the per-row arrays
+    applying it needs (12 MB at a million rows, more while they grew)."""
+    world = World.generate(7, users=300, courses=6)
+
+    def source(count: int) -> CsvSource:
+        path = tmp_path / f"in-{count}.csv"
+        with path.open("w", newline="", encoding="utf-8") as handle:
+            csv.writer(handle).writerows([HEADER, *_world_rows(world, count)])
+        return CsvSource(path)
+
+    def written(items: Source) -> None:
+        census = Census.of(items)
+        rosters = {scope: Roster(scope, pages=1) for scope in census.counts.per_scope}
+        plan = build_plan(items, rosters, PlanConfig(), keep_rows=False)
+        assert plan.record_counts().total() == census.counts.records
+        write_plan(plan, tmp_path / "plan")
+
+    small, large = source(WRITTEN_SMALL), source(WRITTEN_LARGE)
+    written(small)  # once untraced: what a first pass allocates for good (caches)
+    peaks = [_peak(lambda: written(s)) for s in (small, large)]  # noqa: B023
+    growth, rows = peaks[1] - peaks[0], WRITTEN_LARGE - WRITTEN_SMALL
+    assert growth < WRITTEN_PER_ROW * rows, (
+        f"peak grew {growth / 1024:.0f} KiB for {rows} more rows ({growth / rows:.1f} bytes a "
+        "row): a plan only written down keeps something per row"
+    )
+
+
+def test_the_plan_command_keeps_no_per_row_arrays(arena: Arena) -> None:
+    """`canvas-tui plan` and `check --deep` plan through `plan_and_preflight`, which only shows
+    and writes the plan: it must not keep what applying one needs (the test above bounds what
+    such a plan costs per row)."""
+    rows = [arena.row(u) for u in arena.users[:12]]
+    session = arena.session(arena.csv(rows), arena.config(), "written")
+
+    async def planned() -> Plan:
+        assert session.client is not None
+        try:
+            _checked, plan = await plan_and_preflight(
+                session.client, CsvSource(arena.tmp / "in.csv"), session.config
+            )
+        finally:
+            await session.close()
+        return plan
+
+    plan = asyncio.run(planned())
+    assert plan.record_counts().total() == 12
+    tally = plan.tally
+    assert not tally.rows
+    assert (len(tally.lines), len(tally.digests), len(tally.in_place)) == (0, 0, 0)

@@ -299,7 +299,11 @@ class Brake:
 
 class Tally:
     """The source's steps, counted as they are computed: a plan of a million rows keeps these
-    (and a few bytes per row in arrays), never a Step per row."""
+    (and a few bytes per row in arrays), never a Step per row.
+
+    The per-row arrays serve only a plan that is applied (the executor finds each record's
+    planned step, the load marks the records in place); `rows=False` keeps none of them, for a
+    plan that is shown or written down (`canvas-tui plan`, `check --deep`)."""
 
     __slots__ = (
         "actions",
@@ -310,9 +314,11 @@ class Tally:
         "in_place_ids",
         "in_place_messages",
         "lines",
+        "rows",
     )
 
-    def __init__(self) -> None:
+    def __init__(self, *, rows: bool = True) -> None:
+        self.rows = rows
         self.actions: Counter[Action] = Counter()
         self.by_course: dict[str, Counter[Action]] = defaultdict(Counter)
         self.change_requests = 0
@@ -325,6 +331,8 @@ class Tally:
         self.in_place_messages: list[str] = []
 
     def item(self, item: SourceItem) -> None:
+        if not self.rows:
+            return
         self.lines.append(item.provenance.line)
         self.digests.append(hash(item) if item.__class__ is EnrollmentRecord else 0)
 
@@ -332,7 +340,7 @@ class Tally:
         self.actions[step.action] += 1
         self.by_course[step.course][step.action] += 1
         self.change_requests += step.requests
-        if step.action is Action.NONE and step.record_index is not None:
+        if step.action is Action.NONE and step.record_index is not None and self.rows:
             self.in_place.append(step.record_index)
             self.in_place_ids.append(step.enrollment_ids[0] if step.enrollment_ids else 0)
             warnings = step.record.warnings if step.record else ()
@@ -768,7 +776,9 @@ class PlanBuilder:
         roster_requests: int = 0,
         aliases: Mapping[str, str] | None = None,
         on_step: Callable[[Step], None] | None = None,
+        keep_rows: bool = True,
     ) -> None:
+        """`keep_rows=False`: a plan only shown or written, never applied (see `Tally`)."""
         self._rosters = rosters
         self._on_step = on_step  # sees each record's step as it is computed (a SIS import)
         self._known = known_ids or set()
@@ -777,7 +787,7 @@ class PlanBuilder:
         self.index = RosterIndex(rosters, aliases)
         self.plan = Plan(
             canvas_only=[],
-            tally=Tally(),
+            tally=Tally(rows=keep_rows),
             scopes=len(rosters),
             roster_pages=sum(r.pages for r in rosters.values()),
             roster_requests=roster_requests,
@@ -831,6 +841,7 @@ def build_plan(
     active_state: str = "active",
     roster_requests: int = 0,
     aliases: Mapping[str, str] | None = None,
+    keep_rows: bool = True,
     on_step: Callable[[Step], None] | None = None,
 ) -> Plan:
     """Pure: the steps for the source's records and for the enrollments they do not claim.
@@ -838,7 +849,8 @@ def build_plan(
     them, rather than derive every step a second time).
 
     `items` is read once here and again whenever the records' steps are asked for (a source
-    reads its file or query again; an iterator is kept as a list): the plan holds counts."""
+    reads its file or query again; an iterator is kept as a list): the plan holds counts, and
+    unless `keep_rows` is False, the few bytes per row that applying it needs (`Tally`)."""
     if isinstance(items, Iterator):
         items = list(items)
     builder = PlanBuilder(
@@ -850,6 +862,7 @@ def build_plan(
         roster_requests=roster_requests,
         aliases=aliases,
         on_step=on_step,
+        keep_rows=keep_rows,
     )
     for position, item in enumerate(items):
         builder.add(position, item)

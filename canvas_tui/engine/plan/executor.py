@@ -77,10 +77,12 @@ async def compute_plan(
     rosters: Mapping[str, Roster] | None = None,
     on_roster: Callable[[int, int], None] | None = None,
     counts: SourceCounts | None = None,
+    keep_rows: bool = True,
     on_step: Callable[[Step], None] | None = None,
 ) -> Plan:
     """Read the rosters of the courses the source names (unless given) and build the plan.
-    `items` must be re-readable (a source, or a list): it is streamed, never held."""
+    `items` must be re-readable (a source, or a list): it is streamed, never held.
+    `keep_rows=False`: a plan only shown or written, never applied (see `Tally`)."""
     started = time.monotonic()
     if isinstance(items, Iterator):
         items = list(items)
@@ -93,6 +95,7 @@ async def compute_plan(
         on_roster=on_roster,
         counts=counts,
         on_step=on_step,
+        keep_rows=keep_rows,
     )
     plan = await asyncio.to_thread(_build, builder, items)
     plan.elapsed = time.monotonic() - started
@@ -115,9 +118,11 @@ async def plan_builder(
     on_roster: Callable[[int, int], None] | None = None,
     counts: SourceCounts | None = None,
     on_step: Callable[[Step], None] | None = None,
+    keep_rows: bool = True,
 ) -> PlanBuilder:
     """`compute_plan` up to the records: the rosters read (unless given) and the ids they hide
-    resolved; the builder then takes the source's items (`items`, re-readable) one by one."""
+    resolved; the builder then takes the source's items (`items`, re-readable) one by one.
+    `keep_rows=False`: a plan only shown or written, never applied (see `Tally`)."""
     requests = 0
     answered = 0
     latency = 0.0
@@ -150,6 +155,7 @@ async def plan_builder(
         active_state=config.sync.enrollment_state,
         roster_requests=requests,
         aliases=aliases,
+        keep_rows=keep_rows,
         on_step=on_step,
     )
     builder.plan.read_latency = latency / answered if answered else None

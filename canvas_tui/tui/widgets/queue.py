@@ -173,11 +173,15 @@ class QueueView(Vertical):
             self._table = self.query_one(VirtualTable)
         return self._table
 
-    def _fetch(self, offset: int, limit: int) -> list[RecordRow]:
+    def _fetch(self, offset: int, limit: int, total: int | None = None) -> list[RecordRow]:
         if self.store is None:
             return []
         f = self.filter
-        return self.store.rows(offset, limit, state=f.state, text=f.text, order=f.order)
+        # the total lets the store read a window in the bottom half from the end
+        total = self.table.total if total is None else total
+        return self.store.rows(
+            offset, limit, state=f.state, text=f.text, order=f.order, total=total
+        )
 
     @property
     def selected(self) -> RecordRow | None:
@@ -212,10 +216,10 @@ class QueueView(Vertical):
         if self.store is not None:
             self._refresh(state)
 
-    def _timed_fetch(self, offset: int, limit: int) -> tuple[list[RecordRow], float]:
+    def _timed_fetch(self, offset: int, limit: int, total: int) -> tuple[list[RecordRow], float]:
         """The rows, and the CPU seconds this thread spent reading them."""
         began = time.thread_time()
-        rows = self._fetch(offset, limit)
+        rows = self._fetch(offset, limit, total)
         return rows, time.thread_time() - began
 
     @work(exclusive=True, group="queue-window", exit_on_error=False)
@@ -230,7 +234,7 @@ class QueueView(Vertical):
             # the same span is read again at most READ_SHARE of the time: a sort or filter that
             # costs SQLite 50 ms over a million rows is refreshed every 0.5 s, not every tick,
             # so the engine and the keys keep the cores (a move or a new filter reads at once)
-            rows, cost = await asyncio.to_thread(self._timed_fetch, start, limit)
+            rows, cost = await asyncio.to_thread(self._timed_fetch, start, limit, total)
             self._read_span = span
             self._next_read = time.monotonic() + cost / READ_SHARE
         if generation != table.generation or wanted != self.filter:
