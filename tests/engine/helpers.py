@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sqlite3
+from pathlib import Path
+
 from canvas_tui.engine.state import RecordRow
 from canvas_tui.records import EnrollmentRecord, Provenance, RowProblem, SisStatus, SourceItem
 
@@ -54,3 +57,15 @@ def canvas_id(row: RecordRow) -> int:
     """The Canvas enrollment a done record names (a done record always names one)."""
     assert row.canvas_enrollment_id is not None, row
     return row.canvas_enrollment_id
+
+
+def journal_tally(path: Path) -> tuple[dict[str, int], dict[int, int]]:
+    """(counts by state, attempts rows per record)"""
+    conn = sqlite3.connect(path)
+    try:
+        counts = dict(conn.execute("SELECT state, COUNT(*) FROM records GROUP BY state"))
+        attempts = dict(conn.execute("SELECT record_id, COUNT(*) FROM attempts GROUP BY record_id"))
+        done = {r for (r,) in conn.execute("SELECT record_id FROM records WHERE state = 'done'")}
+    finally:
+        conn.close()
+    return counts, {r: attempts.get(r, 0) for r in done}

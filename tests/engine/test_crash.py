@@ -18,6 +18,7 @@ import pytest
 
 from canvas_tui.simulator import World
 from canvas_tui.simulator.testing import simulate_process, simulator_stats
+from tests.engine.helpers import journal_tally
 from tests.engine.workload import write_csv
 from tests.helpers import eventually, exited, start_sync
 
@@ -31,18 +32,6 @@ BAD = 3
 def simulator() -> Iterator[str]:
     with simulate_process("--time-scale", "5", startup=20) as base_url:
         yield base_url
-
-
-def _journal(path: Path) -> tuple[dict[str, int], dict[int, int]]:
-    """(counts by state, attempts rows per record)"""
-    conn = sqlite3.connect(path)
-    try:
-        counts = dict(conn.execute("SELECT state, COUNT(*) FROM records GROUP BY state"))
-        attempts = dict(conn.execute("SELECT record_id, COUNT(*) FROM attempts GROUP BY record_id"))
-        done = {r for (r,) in conn.execute("SELECT record_id FROM records WHERE state = 'done'")}
-    finally:
-        conn.close()
-    return counts, {r: attempts.get(r, 0) for r in done}
 
 
 def _sync(tmp_path: Path, base: str) -> subprocess.Popen[str]:
@@ -61,7 +50,7 @@ def test_sigkill_mid_run_then_resume(tmp_path: Path, simulator: str) -> None:
         if not journal.exists():
             return False
         try:
-            counts, _ = _journal(journal)
+            counts, _ = journal_tally(journal)
         except sqlite3.OperationalError:  # the schema is still being created
             return False
         return counts.get("done", 0) >= RECORDS // 4
@@ -70,7 +59,7 @@ def test_sigkill_mid_run_then_resume(tmp_path: Path, simulator: str) -> None:
     first.send_signal(signal.SIGKILL)
     first.wait(10)
 
-    before, done_before = _journal(journal)
+    before, done_before = journal_tally(journal)
     stats_before = simulator_stats(simulator)
     assert 0 < before.get("done", 0) < RECORDS - BAD, before  # killed mid-run
     assert sum(before.values()) == RECORDS
@@ -83,7 +72,7 @@ def test_sigkill_mid_run_then_resume(tmp_path: Path, simulator: str) -> None:
     assert summary["failed"] == BAD
     assert summary["done"] == RECORDS - BAD
 
-    after, done_after = _journal(journal)
+    after, done_after = journal_tally(journal)
     assert after == {"done": RECORDS - BAD, "failed": BAD}
     # No record that was done before the kill was sent again: its attempts did not grow.
     assert {r: done_after[r] for r in done_before} == done_before

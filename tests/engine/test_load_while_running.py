@@ -25,7 +25,7 @@ from canvas_tui.simulator import SimConfig, World, build_app
 from canvas_tui.simulator.testing import asgi_transport, simulate_process, simulator_stats
 from canvas_tui.sources import CsvSource
 from tests.engine.conftest import sim_config
-from tests.engine.test_crash import _journal
+from tests.engine.helpers import journal_tally
 from tests.engine.workload import write_csv
 from tests.helpers import eventually_async, start_sync
 
@@ -175,7 +175,7 @@ def test_a_crash_mid_load_resumes_every_record_once(tmp_path: Path) -> None:
             check=False,
         )
         assert child.returncode == 9, child.stderr
-        before, done_before = _journal(journal)
+        before, done_before = journal_tally(journal)
         assert _meta(journal, "loaded") is None  # it died mid-load
         assert done_before and sum(before.values()) <= 350  # (the last batch may be lost)
         stats_before = simulator_stats(base)
@@ -189,7 +189,7 @@ def test_a_crash_mid_load_resumes_every_record_once(tmp_path: Path) -> None:
     summary = json.loads(out.strip().splitlines()[-1])
     assert summary["event"] == "summary"
     assert (summary["done"], summary["failed"]) == (398, 2)
-    after, done_after = _journal(journal)
+    after, done_after = journal_tally(journal)
     assert after == {"done": 398, "failed": 2}
     # No record done before the crash was sent again: its attempts did not grow.
     assert {r: done_after[r] for r in done_before} == done_before
