@@ -22,7 +22,7 @@ COMMANDS = {
     "plan": "canvas_tui.commands.plan:main",
     "check": "canvas_tui.commands.check:main",
     "trace": "canvas_tui.commands.trace:main",
-    "serve": "canvas_tui.commands.serve:main",
+    "serve": "canvas_tui.tui.serve:main",
     "init": "canvas_tui.config:init_main",
     "simulate": "canvas_tui.simulator.serve:main",
     "completion": "canvas_tui.cli:completion_main",

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from canvas_tui.commands.serve import latest_journal
 from canvas_tui.config import Config, SyncConfig
 from canvas_tui.engine.journal import Journal, journals_in
 from canvas_tui.engine.plan.executor import journal_paths
@@ -23,6 +22,7 @@ from canvas_tui.records import State
 from canvas_tui.simulator import LatencyModel, SimConfig, World, build_app
 from canvas_tui.simulator.testing import serve_in_thread
 from canvas_tui.sources import open_source
+from canvas_tui.tui.serve import latest_journal
 from tests.engine.conftest import engine_spec, sim_config
 from tests.engine.workload import write_csv
 from tests.helpers import eventually_async

@@ -202,7 +202,7 @@ async def test_the_console_in_chromium(
 
 def _serve(*argv: str) -> int:
     from canvas_tui.cli import build_parser
-    from canvas_tui.commands.serve import main
+    from canvas_tui.tui.serve import main
 
     return main(build_parser().parse_args(["serve", *argv]))
 
@@ -223,7 +223,7 @@ def test_no_journal_to_serve_is_a_usage_error(capsys: pytest.CaptureFixture[str]
 def test_each_tab_is_a_read_only_console_with_no_secret_on_its_command_line(
     tmp_path: Path,
 ) -> None:
-    from canvas_tui.commands.serve import tab_command
+    from canvas_tui.tui.serve import tab_command
 
     command = tab_command(tmp_path / "run.journal", tmp_path / "canvas-tui.toml")
     assert " console --journal " in command and "--read-only" in command
