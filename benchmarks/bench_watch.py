@@ -38,6 +38,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -205,6 +206,8 @@ def write_config(directory: Path, sis: Sis, interval: float, full_every: float) 
     path.write_text(
         f'[source]\nkind = "sql"\nurl = "{PG_URL}"\nquery = "{sis.query}"\n\n'
         f'[watch]\ninterval = {interval}\ncursor_column = "updated_at"\ncursor_overlap = 2\n'
+        # its own journal: the default one would be resumed by the next run, against another URL
+        f'journal = "{directory / "watch.journal"}"\n'
         f'row_id_column = "id"\nfull_every = {full_every}\ndrift_at = ""\n\n'
         '[plan]\ndrop_policy = "delete"\nbrake_max_share = 1.0\nbrake_max_count = 100000\n'
     )
@@ -214,6 +217,61 @@ def write_config(directory: Path, sis: Sis, interval: float, full_every: float) 
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def paced_ops(rate: float, seconds: float, rng: random.Random) -> Iterator[str]:
+    """`rate` changes a second for `seconds`, each yielded at its due time, of a kind drawn by MIX."""
+    started = time.monotonic()
+    for i in range(int(rate * seconds)):
+        if (delay := started + i / rate - time.monotonic()) > 0:
+            time.sleep(delay)
+        roll = rng.random()
+        op = "insert" if roll < MIX[0][1] else "update"
+        if op == "update" and roll >= MIX[0][1] + MIX[1][1]:
+            op = "delete"
+        yield op
+
+
+@dataclass
+class Phase:
+    """One rate's phase: its changes are sent, then drained; `end` summarises it."""
+
+    requests_before: int
+    load_before: tuple[float, float, float]
+    started: float
+
+    @classmethod
+    def begin(cls, app: Any) -> Phase:
+        return cls(app.stats()["requests"], os.getloadavg(), time.monotonic())
+
+    def end(self, rate: float, app: Any, watcher: Watcher, changes: list[Change]) -> dict[str, Any]:
+        load_time = time.monotonic() - self.started
+        deadline = time.monotonic() + 600
+        while watcher.outstanding() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        drained = time.monotonic() - self.started
+        requests = app.stats()["requests"] - self.requests_before
+        n = len(changes)
+        latencies = [c.seen - c.committed for c in changes if c.seen is not None]
+        by_op = {
+            op: [c.seen - c.committed for c in changes if c.op == op and c.seen is not None]
+            for op, _ in MIX
+        }
+        return {
+            "rate": rate,
+            "changes": n,
+            "seen": len(latencies),
+            "load_seconds": round(load_time, 1),
+            "drained_seconds": round(drained, 1),
+            "p50": round(statistics.median(latencies), 2) if latencies else None,
+            "p95": round(percentile(latencies, 0.95), 2) if latencies else None,
+            "max": round(max(latencies), 2) if latencies else None,
+            "p95_by_op": {op: round(percentile(v, 0.95), 2) for op, v in by_op.items() if v},
+            "requests": requests,
+            "requests_per_change": round(requests / n, 2) if n else None,
+            "loadavg_before": [round(x, 2) for x in self.load_before],
+            "loadavg_after": [round(x, 2) for x in os.getloadavg()],
+        }
 
 
 def run_rate(
@@ -227,18 +285,8 @@ def run_rate(
     rng: random.Random,
 ) -> dict[str, Any]:
     changes: list[Change] = []
-    before = app.stats()["requests"]
-    load_before = os.getloadavg()
-    started = time.monotonic()
-    n = int(rate * seconds)
-    for i in range(n):
-        due = started + i / rate
-        if (delay := due - time.monotonic()) > 0:
-            time.sleep(delay)
-        roll = rng.random()
-        op = "insert" if roll < MIX[0][1] else "update"
-        if op == "update" and roll >= MIX[0][1] + MIX[1][1]:
-            op = "delete"
+    phase = Phase.begin(app)
+    for op in paced_ops(rate, seconds, rng):
         # an update or delete takes a row whose earlier changes Canvas shows already: a row
         # inserted and deleted within one poll is never sent, and would never show anything
         unsettled = watcher.unsettled() if op != "insert" else set()
@@ -264,32 +312,7 @@ def run_rate(
         change = Change(op, pair, expected, time.monotonic())
         changes.append(change)
         watcher.add(change)
-    load_time = time.monotonic() - started
-    deadline = time.monotonic() + 600
-    while watcher.outstanding() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    drained = time.monotonic() - started
-    requests = app.stats()["requests"] - before
-    latencies = [c.seen - c.committed for c in changes if c.seen is not None]
-    by_op = {
-        op: [c.seen - c.committed for c in changes if c.op == op and c.seen is not None]
-        for op, _ in MIX
-    }
-    return {
-        "rate": rate,
-        "changes": n,
-        "seen": len(latencies),
-        "load_seconds": round(load_time, 1),
-        "drained_seconds": round(drained, 1),
-        "p50": round(statistics.median(latencies), 2) if latencies else None,
-        "p95": round(percentile(latencies, 0.95), 2) if latencies else None,
-        "max": round(max(latencies), 2) if latencies else None,
-        "p95_by_op": {op: round(percentile(v, 0.95), 2) for op, v in by_op.items() if v},
-        "requests": requests,
-        "requests_per_change": round(requests / n, 2) if n else None,
-        "loadavg_before": [round(x, 2) for x in load_before],
-        "loadavg_after": [round(x, 2) for x in os.getloadavg()],
-    }
+    return phase.end(rate, app, watcher, changes)
 
 
 def source_side(rows: int) -> dict[str, Any]:

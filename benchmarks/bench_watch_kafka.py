@@ -25,7 +25,6 @@ import asyncio
 import json
 import os
 import random
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -36,13 +35,12 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.bench_watch import Change, Pair, Watcher, fresh_pairs, percentile
+from benchmarks.bench_watch import Change, Pair, Phase, Watcher, fresh_pairs, paced_ops
 from canvas_tui.simulator import ADMIN_TOKEN, SimConfig, World, build_app
 from canvas_tui.simulator.testing import serve_in_thread
 from tests.watch.broker import new_topic, tansu_broker
 
 WARM_UP = 100
-MIX = (("insert", 0.5), ("update", 0.3), ("delete", 0.2))
 
 
 def _message(pair: Pair, status: str) -> bytes:
@@ -97,18 +95,8 @@ def run_rate(
     rng: random.Random,
 ) -> dict[str, Any]:
     changes: list[Change] = []
-    before = app.stats()["requests"]
-    load_before = os.getloadavg()
-    started = time.monotonic()
-    n = int(rate * seconds)
-    for i in range(n):
-        due = started + i / rate
-        if (delay := due - time.monotonic()) > 0:
-            time.sleep(delay)
-        roll = rng.random()
-        op = "insert" if roll < MIX[0][1] else "update"
-        if op == "update" and roll >= MIX[0][1] + MIX[1][1]:
-            op = "delete"
+    phase = Phase.begin(app)
+    for op in paced_ops(rate, seconds, rng):
         unsettled = watcher.unsettled() if op != "insert" else set()
         settled = [p for p in live if p not in unsettled]
         if not settled:
@@ -129,27 +117,7 @@ def run_rate(
         change = Change(op, pair, expected, time.monotonic())
         changes.append(change)
         watcher.add(change)
-    load_time = time.monotonic() - started
-    deadline = time.monotonic() + 600
-    while watcher.outstanding() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    drained = time.monotonic() - started
-    requests = app.stats()["requests"] - before
-    latencies = [c.seen - c.committed for c in changes if c.seen is not None]
-    return {
-        "rate": rate,
-        "changes": n,
-        "seen": len(latencies),
-        "load_seconds": round(load_time, 1),
-        "drained_seconds": round(drained, 1),
-        "p50": round(statistics.median(latencies), 2) if latencies else None,
-        "p95": round(percentile(latencies, 0.95), 2) if latencies else None,
-        "max": round(max(latencies), 2) if latencies else None,
-        "requests": requests,
-        "requests_per_change": round(requests / n, 2) if n else None,
-        "loadavg_before": [round(x, 2) for x in load_before],
-        "loadavg_after": [round(x, 2) for x in os.getloadavg()],
-    }
+    return phase.end(rate, app, watcher, changes)
 
 
 def main() -> None:
@@ -173,6 +141,7 @@ def main() -> None:
         (directory / "canvas-tui.toml").write_text(
             f"[source]\nkind = 'kafka'\nbrokers = ['{broker}']\ntopic = '{topic}'\n"
             "[watch]\ninterval = 0.5\ndrift_at = ''\n"
+            f"journal = '{directory / 'watch.journal'}'\n"  # not the default: a rerun resumes it
         )
         log = (directory / "watch.log").open("w")
         service = subprocess.Popen(
