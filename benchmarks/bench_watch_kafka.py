@@ -38,22 +38,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.bench_watch import Change, Pair, Phase, Watcher, fresh_pairs, paced_ops
 from canvas_tui.simulator import ADMIN_TOKEN, SimConfig, World, build_app
 from canvas_tui.simulator.testing import serve_in_thread
-from tests.watch.broker import new_topic, tansu_broker
+from tests.watch.broker import change, new_topic, tansu_broker
 
 WARM_UP = 100
-
-
-def _message(pair: Pair, status: str) -> bytes:
-    user, course, section = pair
-    return json.dumps(
-        {
-            "course_id": course,
-            "section_id": section,
-            "user_id": user,
-            "role": "student",
-            "status": status,
-        }
-    ).encode()
 
 
 class Producer:
@@ -76,7 +63,7 @@ class Producer:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(60)
 
     def send(self, topic: str, pair: Pair, status: str) -> None:
-        self._run(self.producer.send_and_wait(topic, _message(pair, status), key=pair[0].encode()))
+        self._run(self.producer.send_and_wait(topic, change(pair, status), key=pair[0].encode()))
 
     def stop(self) -> None:
         self._run(self.producer.stop())
