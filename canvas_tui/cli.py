@@ -479,9 +479,10 @@ def command_line(argv: Sequence[str]) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from canvas_tui.startup import skip_unused_imports
+    from canvas_tui.startup import map_large_blocks, skip_unused_imports
 
     skip_unused_imports()
+    map_large_blocks()
     parser = build_parser()
     args = parser.parse_args(command_line(sys.argv[1:] if argv is None else argv))
     module_name, func_name = COMMANDS[args.command].split(":")

@@ -65,7 +65,8 @@ if TYPE_CHECKING:
 STARTUP_SECONDS = 60.0
 COMMAND_SECONDS = 30.0  # a command is answered within a loop turn of the engine's
 WORKER_MAIN = (
-    "import sys; from canvas_tui.startup import skip_unused_imports; skip_unused_imports(); "
+    "import sys; from canvas_tui.startup import map_large_blocks, skip_unused_imports; "
+    "skip_unused_imports(); map_large_blocks(); "
     "from canvas_tui.engine.worker import main; sys.exit(main(sys.argv[1:]))"
 )
 LIVE = frozenset({Phase.LOADING, Phase.RUNNING, Phase.PAUSED, Phase.CANCELLING})
