@@ -41,6 +41,7 @@ from canvas_tui.engine.plan.rosters import (
     fetch_rosters,
 )
 from canvas_tui.records import EnrollmentRecord, SourceItem, sis_value, split_api_id
+from canvas_tui.sources import read_through
 
 CHECK_CONCURRENCY = 8
 DEFAULT_COST = 0.1  # X-Request-Cost assumed before any answer carried one
@@ -196,6 +197,7 @@ class Census:
             census.counts.items += 1
             if isinstance(item, EnrollmentRecord):
                 census.add(item)
+        read_through(items, census.counts.items)
         return census
 
     def add(self, record: EnrollmentRecord) -> None:

@@ -39,7 +39,15 @@ __all__ = [
     "layout_of",
     "mask_url",
     "open_source",
+    "read_through",
 ]
+
+
+def read_through(source: object, rows: int) -> None:
+    """A pass read `source` to its end and found `rows` items: a file or query source sizes its
+    next pass's duplicate index for them (`expected_rows`); other iterables ignore it."""
+    if hasattr(source, "expected_rows"):
+        source.expected_rows = rows
 
 
 def layout_of(spec: SourceConfig) -> Layout:

@@ -65,6 +65,9 @@ class CsvSource:
         # Rows this says no to are passed over before they are normalized (a trace reads one
         # person's rows of 100,000 at the speed of the CSV parser); None keeps every row.
         self.keep: Callable[[list[str]], bool] | None = None
+        # The rows a pass read to its end (`SourceCounts.of`): a later pass sizes its duplicate
+        # index for them at once. A hint only: a file that grew since still reads right.
+        self.expected_rows = 0
 
     @property
     def description(self) -> str:
@@ -113,7 +116,9 @@ class CsvSource:
                 f"{label}: read as {_DELIMITER_NAMES[delimiter]}-delimited (the header has no "
                 f"{self.delimiter!r}); set [source] delimiter = {_toml_char(delimiter)} to say so"
             )
-        normalizer = RowNormalizer(label, header, self.layout, header_line=header_line)
+        normalizer = RowNormalizer(
+            label, header, self.layout, header_line=header_line, expected_rows=self.expected_rows
+        )
         self.notes.extend(normalizer.notes)
         width = len(header)
         normalize = normalizer.normalize

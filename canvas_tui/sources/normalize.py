@@ -214,6 +214,7 @@ class FirstSeen:
     __slots__ = ("_count", "_hashes", "_lines", "_mask")
 
     def __init__(self, capacity: int = 1 << 12) -> None:
+        """`capacity`: a power of two; it doubles once half full."""
         self._hashes, self._lines = _slots(capacity)
         self._mask = capacity - 1
         self._count = 0
@@ -251,6 +252,16 @@ class FirstSeen:
                 self.first(key, line)
 
 
+def capacity_for(rows: int) -> int:
+    """The `FirstSeen` capacity that holds `rows` distinct rows without growing: sized once
+    from a count, a pass never holds the old and the new arrays at once (12 MiB more at a
+    million rows) nor re-inserts every key."""
+    capacity = 1 << 12
+    while rows * 2 > capacity - 1:
+        capacity *= 2
+    return capacity
+
+
 def _slots(capacity: int) -> tuple[array[int], array[int]]:
     """Zeroed arrays for `FirstSeen`, made by repetition: `array("q", bytes(n))` would first
     make an n-byte zero string beside them (16 MB more at a million rows, as it grows). Lines
@@ -266,8 +277,15 @@ class RowNormalizer:
     """
 
     def __init__(
-        self, source: str, columns: Sequence[str], layout: Layout, *, header_line: int = 1
+        self,
+        source: str,
+        columns: Sequence[str],
+        layout: Layout,
+        *,
+        header_line: int = 1,
+        expected_rows: int = 0,
     ) -> None:
+        """`expected_rows`: the rows an earlier pass counted, to size the duplicate index once."""
         self.source = source
         self.columns = tuple(columns)
         self.layout = layout
@@ -310,7 +328,7 @@ class RowNormalizer:
         self._user_prefix = _sis_prefix(layout, "user")
         self._course_prefix = _sis_prefix(layout, "course")
         self._section_prefix = _sis_prefix(layout, "section")
-        self._seen = FirstSeen()
+        self._seen = FirstSeen(capacity_for(expected_rows))
         self._roles: dict[str, RoleResolution] = {}
         self._statuses: dict[str, SisStatus | None] = {}
 

@@ -55,6 +55,7 @@ class SqlSource:
         self.notes: list[str] = []
         self.cursor_column = cursor_column
         self.cursor_max: Any = None
+        self.expected_rows = 0  # a hint for the duplicate index (see CsvSource)
         if cursor_column is not None and since is not None:
             # the query as a subquery: its own ORDER BY and parameters stay as they are
             self.query = (
@@ -103,7 +104,9 @@ class SqlSource:
             if not result.returns_rows:
                 raise InputError(f"the query on {self._masked} returned no result set")
             keys = list(result.keys())
-            normalizer = RowNormalizer(label, keys, self.layout, header_line=0)
+            normalizer = RowNormalizer(
+                label, keys, self.layout, header_line=0, expected_rows=self.expected_rows
+            )
             self.notes.extend(normalizer.notes)
             normalize = normalizer.normalize
             number = 0

@@ -42,7 +42,7 @@ from canvas_tui.records import (
     Source,
     SourceItem,
 )
-from canvas_tui.sources import open_source
+from canvas_tui.sources import open_source, read_through
 
 DROP_SOURCE = "plan:drops"  # provenance of the journal rows a plan adds for drops
 # Auto mode picks the plan when full mode's requests (a write per record, plus the lookups it makes
@@ -195,6 +195,7 @@ class SourceCounts:
             counts.items += 1
             if isinstance(item, EnrollmentRecord):
                 counts.add(item)
+        read_through(items, counts.items)
         return counts
 
     def add(self, record: EnrollmentRecord) -> None:
