@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -432,3 +433,42 @@ async def test_a_journal_with_the_old_indexes_gets_the_state_first_ones(tmp_path
         assert [r.record_id for r in reopened.rows(0, 500, order="-course")] == before
     finally:
         reopened.close()
+
+
+def test_a_load_waits_for_the_writer_instead_of_queueing_rows(
+    journal: Journal, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Backpressure between the load and the journal's writer thread (issue 14): with the
+    writer stalled (a starved thread on a loaded machine), the load reads at most two chunks
+    of rows ahead of it, then blocks, instead of queueing the source in memory."""
+    monkeypatch.setattr("canvas_tui.engine.journal._LOAD_CHUNK", 100)
+    monkeypatch.setattr("canvas_tui.engine.journal._FIRST_CHUNKS", ())
+    stall = threading.Event()
+    read = 0
+    beyond: list[bool] = []  # whether the writer was stalled when a row past the bound was read
+
+    def source() -> Iterator[SourceItem]:
+        nonlocal read
+        for item in items(1000):
+            read += 1
+            if read == 2:  # the source is registered (item 1): stall what the writer runs next
+                journal.post(lambda conn: stall.wait(30))
+            if read == 201:
+                beyond.append(not stall.is_set())
+            yield item
+
+    loading = threading.Thread(
+        target=lambda: journal.load(source(), description="in.csv"), daemon=True
+    )
+    loading.start()
+    for _ in range(1000):  # until the load blocks at the bound (or runs past it)
+        if read >= 200:
+            break
+        time.sleep(0.01)
+    time.sleep(0.2)  # room to run past the bound, were there none
+    assert read == 200  # two chunks: one the writer holds, one waiting for it
+    stall.set()
+    loading.join(30)
+    assert not loading.is_alive()
+    assert beyond == [False]
+    assert journal.count() == 1000 and journal.loaded
