@@ -1,7 +1,7 @@
 """Peak RSS per mode and the first POST after launch, for large sources (issue 14).
 
     .venv/bin/python benchmarks/bench_stream.py [--rows 100000 1000000] [--before /work/wt/base]
-        [--before-max 100000] [--runs 2] [--sql]
+        [--before-max 100000] [--runs 2] [--sql] [--until-loaded] [--trace DIR]
 
 Each run is a fresh `canvas-tui` process (`sync --no-plan`, `sync` in auto mode, `sync --plan`,
 and `canvas-tui plan`) against the simulator in its own process (seed 7, time scale 20). A
@@ -43,10 +43,29 @@ HEADER = ["course_id", "user_id", "role", "section_id", "status"]
 ROLES = ["student", "teacher", "ta", "designer"]
 QUERY = "SELECT * FROM enrollments"
 
-# In the child: run canvas_tui and, as it exits, write its VmHWM (kB) to argv[1].
+# In the child: run canvas_tui and, as it exits, write its VmHWM (kB) to argv[1]. With
+# BENCH_STREAM_TRACE set, a thread also writes every 0.5 s: seconds, VmRSS and RssAnon (MB), and
+# glibc's mallinfo2: the heaps' size and their free part, and the blocks mapped on their own.
 _MEASURED = """
-import atexit, pathlib, runpy, sys
+import atexit, os, pathlib, runpy, sys
 out = pathlib.Path(sys.argv[1])
+if os.environ.get("BENCH_STREAM_TRACE"):
+    import ctypes, threading, time
+    class Info(ctypes.Structure):
+        _fields_ = [(n, ctypes.c_size_t) for n in ("arena", "ordblks", "smblks", "hblks",
+            "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
+    info = ctypes.CDLL(None).mallinfo2
+    info.restype = Info
+    def sample(path=pathlib.Path(os.environ["BENCH_STREAM_TRACE"]), start=time.monotonic()):
+        with path.open("w") as trace:
+            while True:
+                status = dict(x.split(":", 1) for x in open("/proc/self/status"))
+                m = info()
+                mb = [int(status[k].split()[0]) >> 10 for k in ("VmRSS", "RssAnon")]
+                heap = [v >> 20 for v in (m.arena, m.fordblks, m.hblkhd)]
+                print(f"{time.monotonic() - start:.1f}", *mb, *heap, file=trace, flush=True)
+                time.sleep(0.5)
+    threading.Thread(target=sample, daemon=True).start()
 def keep():
     status = pathlib.Path("/proc/self/status").read_text()
     out.write_text(next(x for x in status.splitlines() if x.startswith("VmHWM:")).split()[1])
@@ -129,6 +148,7 @@ def measure(
     work: Path,
     sql: bool,
     until_loaded: bool = False,
+    trace_to: Path | None = None,
 ) -> dict[str, float | int | None]:
     """One run of `mode` with the code at `code`: peak RSS, first POST, CPU, exit code."""
     work.mkdir(parents=True)
@@ -152,6 +172,9 @@ def measure(
         "CANVAS_API_TOKEN": ADMIN_TOKEN,
         "XDG_STATE_HOME": str(work / "state"),
     }
+    trace = work / "rss.trace"
+    if trace_to is not None:
+        env["BENCH_STREAM_TRACE"] = str(trace)
     before = _posts(base_url)
     started = time.monotonic()
     # Our own interpreter and arguments, no shell.
@@ -177,7 +200,17 @@ def measure(
             stopped = True
         time.sleep(0.02)
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)  # CPU only: summed, diffed by caller
+    heap: dict[str, float | int | None] = {}
+    if trace_to is not None and trace.exists():
+        samples = [[float(v) for v in line.split()] for line in trace.read_text().splitlines()]
+        trace_to.mkdir(parents=True, exist_ok=True)
+        (trace_to / f"{work.name}.trace").write_text(trace.read_text())
+        if samples:  # the heaps (and their free part) where RSS peaked, and the largest heaps
+            top = max(samples, key=lambda s: s[1])
+            heap = {"heap_at_peak_mb": top[3], "heap_free_at_peak_mb": top[4]}
+            heap["heap_max_mb"] = max(s[3] for s in samples)
     return {
+        **heap,
         "peak_mb": int(peak.read_text()) / 1024 if peak.exists() else None,
         "first_post_s": first_post,
         "loaded_s": loaded,
@@ -202,6 +235,12 @@ def main() -> int:
         help="stop a sync once its journal holds the whole source, not at its first POST "
         "(its load goes on while it sends: the peak then covers the whole load)",
     )
+    parser.add_argument(
+        "--trace",
+        type=Path,
+        help="a directory for each run's RSS and malloc heap trace (0.5 s samples); the rows "
+        "then also give the heaps where RSS peaked (glibc only)",
+    )
     args = parser.parse_args()
     print(f"load average {os.getloadavg()}; time scale {args.time_scale}", flush=True)
     results: list[dict[str, object]] = []
@@ -220,7 +259,14 @@ def main() -> int:
                         cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
                         work = Path(tmp) / f"{label}-{mode}-{count}-{run}"
                         got = measure(
-                            code, mode, source, base_url, work, args.sql, args.until_loaded
+                            code,
+                            mode,
+                            source,
+                            base_url,
+                            work,
+                            args.sql,
+                            args.until_loaded,
+                            args.trace,
                         )
                         cpu = got.pop("cpu_total")
                         assert isinstance(cpu, float)
