@@ -522,14 +522,17 @@ class CanvasClient:
         on_page: Callable[[int, int], None] | None = None,
         observer: Observer | None = None,
         item: Check = object_problem,
+        keep: Callable[[JsonObject], JsonObject] | None = None,
     ) -> list[JsonObject]:
+        """Every page's objects; `keep` makes what is kept of each, page by page (the rest of
+        a page is freed before the next one is read)."""
         results: list[JsonObject] = []
         pages = 0
         async for page in self.paginate(
             path, params, not_found=not_found, observer=observer, item=item
         ):
             pages += 1
-            results.extend(page)
+            results.extend(page if keep is None else map(keep, page))
             if on_page is not None:
                 on_page(pages, len(results))
         return results
@@ -644,8 +647,10 @@ class CanvasClient:
         user_filter: str | None = None,
         on_page: Callable[[int, int], None] | None = None,
         observer: Observer | None = None,
+        keep: Callable[[JsonObject], JsonObject] | None = None,
     ) -> list[JsonObject]:
-        """Every enrollment of a section, a course, or a user (in that order of preference)."""
+        """Every enrollment of a section, a course, or a user (in that order of preference).
+        `keep`: what is kept of each enrollment (see `list_all`)."""
         if section:
             path, missing = (
                 f"sections/{path_segment(section)}/enrollments",
@@ -672,6 +677,7 @@ class CanvasClient:
                 on_page=on_page,
                 observer=observer,
                 item=enrollment_problem,
+                keep=keep,
             )
         except CanvasError as error:
             if error.status == 404 and error.category is Category.NOT_FOUND:

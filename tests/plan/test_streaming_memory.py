@@ -22,8 +22,9 @@ from canvas_tui.config import PlanConfig
 from canvas_tui.engine.plan.diff import Plan, build_plan
 from canvas_tui.engine.plan.executor import SourceCounts, prepare_sync
 from canvas_tui.engine.plan.render import write_plan
-from canvas_tui.engine.plan.rosters import Roster
+from canvas_tui.engine.plan.rosters import UNREAD_FIELDS, Roster, fetch_rosters, kept
 from canvas_tui.engine.preflight import Census, plan_and_preflight
+from canvas_tui.engine.roster_match import ALL_STATES
 from canvas_tui.engine.session import Session
 from canvas_tui.records import Source
 from canvas_tui.simulator import World
@@ -237,3 +238,32 @@ def test_the_plan_command_keeps_no_per_row_arrays(arena: Arena) -> None:
     tally = plan.tally
     assert not tally.rows
     assert (len(tally.lines), len(tally.digests), len(tally.in_place)) == (0, 0, 0)
+
+
+async def test_a_roster_keeps_what_is_read_of_each_enrollment(arena: Arena) -> None:
+    """The rosters of a large source hold every enrollment Canvas has in its courses (a term's
+    re-sync: as many as the rows): each is kept without the fields nothing reads, in a dict of
+    its own, about half the memory of Canvas's whole JSON (issue 14)."""
+    for user in arena.users[:30]:
+        arena.enroll(user)
+    session = arena.session(arena.csv([arena.row(arena.users[0])]), arena.config(), "lean")
+    assert session.client is not None
+    scope = f"course/sis_course_id:{arena.course.sis_course_id}"
+    try:
+        whole = await session.client.list_enrollments(
+            course=f"sis_course_id:{arena.course.sis_course_id}", states=ALL_STATES
+        )
+        tracemalloc.start()
+        try:
+            rosters = await fetch_rosters(session.client, [scope])
+            kept_bytes = tracemalloc.get_traced_memory()[0]
+        finally:
+            tracemalloc.stop()
+    finally:
+        await session.close()
+    enrollments = rosters[scope].enrollments
+    assert len(enrollments) == len(whole) >= 30
+    assert all(UNREAD_FIELDS.isdisjoint(e) for e in enrollments)
+    assert all(e == kept(w) for e, w in zip(enrollments, whole, strict=True))
+    # (the whole JSON: ~1.9 KB an enrollment of this simulator; kept: ~0.95 KB)
+    assert kept_bytes < 1400 * len(enrollments) + 64 * 1024

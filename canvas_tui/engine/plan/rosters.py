@@ -32,6 +32,33 @@ PAGE_SIZE = 100  # enrollments per roster page (the client's per_page)
 # ---- reading rosters ------------------------------------------------------------------------
 
 
+# Fields of Canvas's Enrollment JSON that nothing reading a roster looks at (the plan, the
+# verdict, the preflight): a roster keeps its enrollments without them (issue 14). The rosters of
+# a large source hold every enrollment Canvas has in its courses, and these (the grades object,
+# two URLs, activity, timestamps) are more than half of each one's memory.
+UNREAD_FIELDS = frozenset(
+    {
+        "grades",
+        "html_url",
+        "last_activity_at",
+        "last_attended_at",
+        "total_activity_time",
+        "root_account_id",
+        "sis_account_id",
+        "course_integration_id",
+        "section_integration_id",
+        "created_at",
+        "updated_at",
+    }
+)
+
+
+def kept(enrollment: dict[str, Any]) -> dict[str, Any]:
+    """What a roster keeps of an enrollment: a new dict, since one that only loses keys keeps
+    its size."""
+    return {k: v for k, v in enrollment.items() if k not in UNREAD_FIELDS}
+
+
 @dataclass(slots=True)
 class Roster:
     scope: str  # `course/<API id>` or `section/<API id>` (see scope_of)
@@ -123,11 +150,19 @@ async def fetch_rosters(
             try:
                 if kind == "section":
                     roster.enrollments = await client.list_enrollments(
-                        section=ref, states=ALL_STATES, on_page=on_page, observer=observer
+                        section=ref,
+                        states=ALL_STATES,
+                        on_page=on_page,
+                        observer=observer,
+                        keep=kept,
                     )
                 else:
                     roster.enrollments = await client.list_enrollments(
-                        course=ref, states=ALL_STATES, on_page=on_page, observer=observer
+                        course=ref,
+                        states=ALL_STATES,
+                        on_page=on_page,
+                        observer=observer,
+                        keep=kept,
                     )
                     if scope in defaults:
                         users = defaults[scope]
