@@ -1,7 +1,7 @@
 """Peak RSS per mode and the first POST after launch, for large sources (issue 14).
 
     .venv/bin/python benchmarks/bench_stream.py [--rows 100000 1000000] [--before /work/wt/base]
-        [--before-max 100000] [--runs 2] [--sql] [--until-loaded] [--trace DIR]
+        [--before-max 100000] [--runs 2] [--sql] [--until-loaded] [--trace DIR] [--fresh]
 
 Each run is a fresh `canvas-tui` process (`sync --no-plan`, `sync` in auto mode, `sync --plan`,
 and `canvas-tui plan`) against the simulator in its own process (seed 7, time scale 20). A
@@ -20,6 +20,7 @@ so every user exists and `plan`'s preflight reads only users the rosters do not 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
 import os
@@ -241,13 +242,23 @@ def main() -> int:
         help="a directory for each run's RSS and malloc heap trace (0.5 s samples); the rows "
         "then also give the heaps where RSS peaked (glibc only)",
     )
+    parser.add_argument(
+        "--fresh",
+        action="store_true",
+        help="a new simulator for each run: every run meets the same Canvas. Without it the "
+        "runs share one, and each meets the enrollments the runs before it created (a plan "
+        "reads them all: its rosters grow run after run, and the more, the longer each run "
+        "sent, as on a loaded machine)",
+    )
     args = parser.parse_args()
     print(f"load average {os.getloadavg()}; time scale {args.time_scale}", flush=True)
     results: list[dict[str, object]] = []
+    simulator = ("--seed", str(SEED), "--time-scale", args.time_scale)
     with (
         tempfile.TemporaryDirectory() as tmp,
-        simulate_process("--seed", str(SEED), "--time-scale", args.time_scale) as base_url,
+        contextlib.ExitStack() as shared,
     ):
+        base_url = "" if args.fresh else shared.enter_context(simulate_process(*simulator))
         for count in args.rows:
             source = write_source(Path(tmp), count, args.sql)
             codes = [("after", ROOT)]
@@ -256,6 +267,9 @@ def main() -> int:
             for mode in args.modes:
                 for run in range(args.runs):
                     for label, code in codes:  # alternated: before, after, before, after
+                        own = contextlib.ExitStack()
+                        if args.fresh:
+                            base_url = own.enter_context(simulate_process(*simulator))
                         cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
                         work = Path(tmp) / f"{label}-{mode}-{count}-{run}"
                         got = measure(
@@ -268,6 +282,7 @@ def main() -> int:
                             args.until_loaded,
                             args.trace,
                         )
+                        own.close()  # (its simulator's CPU lands before the next run's baseline)
                         cpu = got.pop("cpu_total")
                         assert isinstance(cpu, float)
                         got["cpu_s"] = round(cpu - cpu_before.ru_utime - cpu_before.ru_stime, 2)
