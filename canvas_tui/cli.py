@@ -46,7 +46,9 @@ EXIT_CODES: dict[str, dict[int, str]] = {
     },
     "watch": {
         0: "stopped by SIGTERM or SIGINT: requests in flight finished, the journal is closed",
-        2: "usage, config, source or journal error at start; nothing was sent",
+        2: "usage, config or journal error, or a source that cannot be read as configured "
+        "(a missing file, a bad header, a query the database refuses) at start; nothing was "
+        "sent (a database server that is down is waited out)",
         3: "aborted: token refused, the journal could not be written, or an internal error",
     },
     "plan": {

@@ -240,6 +240,10 @@ class TopicPoller:
         """A stream has no whole to compare with Canvas: the drift check says so."""
         return None
 
+    def check(self) -> None:
+        """Brokers that do not answer at start are waited out, as later (the config was checked
+        when this was made)."""
+
     # ---- committing -----------------------------------------------------------------------
 
     async def acknowledge(self, store: Journal) -> dict[int, int]:

@@ -10,6 +10,7 @@ import datetime as dt
 import decimal
 import hashlib
 import json
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -104,6 +105,13 @@ class Poller(Protocol):
         """The whole source as it is now, for the drift check (None: no such thing)."""
         ...
 
+    def check(self) -> None:
+        """Blocking, once, before the journal opens: InputError when the source as configured
+        cannot be read at all (a missing file, a bad header, a query the database refuses):
+        `watch` exits 2 on it; SourceUnavailable when it is a server that is down now (the
+        service starts and waits it out). A source that fails later is always waited out."""
+        ...
+
 
 @dataclass(slots=True)
 class WatchState:
@@ -160,6 +168,11 @@ class SqlPoller:
     def whole(self) -> Source:
         return self._source()  # type: ignore[no-any-return]
 
+    def check(self) -> None:
+        # connect, run the query and read its columns (the layout's, the cursor's) and first
+        # rows; a connection refused raises SourceUnavailable (sources/sql.py)
+        _first(self._source())
+
 
 class CsvFilePoller:
     """One CSV file, read again when its contents change: a snapshot, or a delta, as configured."""
@@ -197,6 +210,16 @@ class CsvFilePoller:
     def whole(self) -> Source | None:
         return self._source(self.path) if self.watch.csv_mode == "snapshot" else None
 
+    def check(self) -> None:
+        if not self.path.exists():
+            raise InputError(
+                f"{self.path}: no such file or folder; watch follows a CSV file (read again "
+                "whenever it changes) or a drop folder (each new *.csv), which must exist at start"
+            )
+        if not self.path.is_file():
+            raise InputError(f"{self.path}: not a CSV file or a folder")
+        _first(self._source(self.path))  # readable, with a header the layout accepts
+
 
 class CsvFolderPoller(CsvFilePoller):
     """A drop folder: each new `*.csv` file, in name order, once it has settled."""
@@ -221,12 +244,32 @@ class CsvFolderPoller(CsvFilePoller):
             return Batch(items, full, f"file {name}", file=(name, _file_digest(path)))
         return None
 
+    def check(self) -> None:
+        # its files are checked as they come (one that cannot be read holds the folder, retried)
+        if not os.access(self.path, os.R_OK | os.X_OK):
+            raise InputError(f"{self.path}: a drop folder this user cannot list and read")
+        try:
+            next(self.path.iterdir(), None)
+        except OSError as exc:
+            raise InputError(f"cannot list {self.path}: {exc.strerror or exc}") from None
+
     def whole(self) -> Source | None:
         """The newest file, when each file is a whole snapshot."""
         if self.watch.csv_mode != "snapshot":
             return None
         names = sorted(p.name for p in self.path.iterdir() if _droppable(p))
         return self._source(self.path / names[-1]) if names else None
+
+
+def _first(source: Source) -> None:
+    """Open the source and read its header and first row, then let it go (InputError)."""
+    items = iter(source)
+    try:
+        next(items, None)
+    finally:
+        close = getattr(items, "close", None)  # a generator: its file or connection closes now
+        if close is not None:
+            close()
 
 
 def _droppable(path: Path) -> bool:
