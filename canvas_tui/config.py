@@ -162,7 +162,10 @@ class WatchConfig:
     # SQL with a cursor: read the whole query this often (seconds; 0 never) to see rows
     # deleted outright, which no cursor shows
     full_every: float = 3600.0
-    csv_mode: CsvMode = "snapshot"  # each CSV (the file, or a new file in the folder)
+    # each CSV: "snapshot" (the whole roster: a row gone is a drop) or "delta" (changes
+    # only); None: a file is a snapshot, a drop folder's files are deltas (a partial file
+    # dropped in must not end every enrollment it leaves out)
+    csv_mode: CsvMode | None = None
     drift_at: str | None = "03:00"  # daily drift check at this UTC time ("HH:MM"); "" off
     drift_every: float = 0.0  # or every N seconds (0: only `drift_at`)
     keep_days: float = 14.0  # finished records older than this are compacted away
@@ -675,7 +678,7 @@ def _watch(t: _Table) -> WatchConfig:
         cursor_overlap=t.number("cursor_overlap", 5.0, low=0.0, high=None),
         row_id_column=column("row_id_column"),
         full_every=t.number("full_every", 3600.0, low=0.0, high=None),
-        csv_mode=cast(CsvMode, t.choice("csv_mode", ("snapshot", "delta"), "snapshot")),
+        csv_mode=cast(CsvMode | None, t.choice("csv_mode", ("snapshot", "delta"), "") or None),
         drift_at=drift_at or None,
         drift_every=t.number("drift_every", 0.0, low=0.0, high=None),
         keep_days=t.number("keep_days", 14.0, low=0.0, high=None),

@@ -42,6 +42,7 @@ def test_the_example_documents_every_key_and_loads(tmp_path: Path) -> None:
     assert config.sync.journal_dir is None  # the true default: the user state directory
     assert config.plan.drop_policy == "never" and config.plan.brake_max_share == 0.2
     assert config.watch.drift_time() == (3, 0) and config.watch.cursor_column is None
+    assert config.watch.csv_mode is None  # by source: a file a snapshot, a folder deltas
     text = (ROOT / "config.example.toml").read_text()
     for key in (
         "base_url", "token_file", "token_command", "token", "timeout", "kind", "path",

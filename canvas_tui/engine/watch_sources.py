@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from canvas_tui.config import Config, SourceConfig, WatchConfig
+from canvas_tui.config import Config, CsvMode, SourceConfig, WatchConfig
 from canvas_tui.records import InputError, Source, SourceItem
 from canvas_tui.sources import CsvSource, layout_of
 
@@ -94,6 +94,9 @@ Keep = Callable[[SourceItem], bool]  # a poller keeps only the items this says a
 
 class Poller(Protocol):
     description: str
+    # a CSV's: "snapshot" (each read is the whole roster: a row gone is a drop) or "delta"
+    # (changes only, nothing dropped); None for a query or a topic
+    csv_mode: CsvMode | None
 
     def read(self, state: WatchState, keep: Keep) -> Batch | None:
         """Blocking (a thread): the next batch of the items `keep` keeps, None when nothing
@@ -132,6 +135,7 @@ class SqlPoller:
         self.spec = spec
         self.watch = watch
         self.description = mask_url(spec.url)
+        self.csv_mode: CsvMode | None = None
 
     def _source(self, since: object = None) -> Any:
         from canvas_tui.sources.sql import SqlSource
@@ -175,13 +179,17 @@ class SqlPoller:
 
 
 class CsvFilePoller:
-    """One CSV file, read again when its contents change: a snapshot, or a delta, as configured."""
+    """One CSV file, read again when its contents change: a snapshot (the default), or a delta,
+    as configured."""
+
+    DEFAULT_MODE: CsvMode = "snapshot"  # an export that rewrites the file holds every row
 
     def __init__(self, path: Path, spec: SourceConfig | None, watch: WatchConfig) -> None:
         self.path = path
         self.spec = spec
         self.watch = watch
         self.description = str(path)
+        self.csv_mode: CsvMode | None = watch.csv_mode or self.DEFAULT_MODE
 
     def _source(self, path: Path) -> CsvSource:
         if self.spec is None:
@@ -204,11 +212,11 @@ class CsvFilePoller:
         if state.file is not None and state.file.endswith(":" + digest):
             return Batch([], False, "unchanged file", {"watch_file": marker})  # touched only
         items = [item for item in self._source(self.path) if keep(item)]
-        full = self.watch.csv_mode == "snapshot"
+        full = self.csv_mode == "snapshot"
         return Batch(items, full, f"file {self.path.name}", {"watch_file": marker})
 
     def whole(self) -> Source | None:
-        return self._source(self.path) if self.watch.csv_mode == "snapshot" else None
+        return self._source(self.path) if self.csv_mode == "snapshot" else None
 
     def check(self) -> None:
         if not self.path.exists():
@@ -222,7 +230,11 @@ class CsvFilePoller:
 
 
 class CsvFolderPoller(CsvFilePoller):
-    """A drop folder: each new `*.csv` file, in name order, once it has settled."""
+    """A drop folder: each new `*.csv` file, in name order, once it has settled. Each file is a
+    delta unless `[watch] csv_mode = "snapshot"` says it is the whole roster: a file that holds
+    only some rows (today's adds, one course) then drops nothing it does not name."""
+
+    DEFAULT_MODE: CsvMode = "delta"
 
     def read(self, state: WatchState, keep: Keep) -> Batch | None:
         try:
@@ -240,7 +252,7 @@ class CsvFolderPoller(CsvFilePoller):
             except OSError:
                 continue  # gone meanwhile
             items = [item for item in self._source(path) if keep(item)]
-            full = self.watch.csv_mode == "snapshot"
+            full = self.csv_mode == "snapshot"
             return Batch(items, full, f"file {name}", file=(name, _file_digest(path)))
         return None
 
@@ -255,7 +267,7 @@ class CsvFolderPoller(CsvFilePoller):
 
     def whole(self) -> Source | None:
         """The newest file, when each file is a whole snapshot."""
-        if self.watch.csv_mode != "snapshot":
+        if self.csv_mode != "snapshot":
             return None
         names = sorted(p.name for p in self.path.iterdir() if _droppable(p))
         return self._source(self.path / names[-1]) if names else None
