@@ -165,6 +165,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--plan", action="store_true", help="diff against live rosters first; approve the plan"
     )
     console.add_argument(
+        "--via",
+        choices=("rest", "sis-import", "auto"),
+        default=None,
+        help="as `sync --via`: rest, one SIS import of the plan's changes (a plan to approve "
+        "first), or auto: as sync decides, shown on the plan or READY screen "
+        "(default: [sync] via, else rest)",
+    )
+    console.add_argument(
         "--attach",
         metavar="JOURNAL",
         help="follow the run another process drives on JOURNAL (a `sync`, a `watch`), read-only",

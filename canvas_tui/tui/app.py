@@ -133,6 +133,8 @@ class ConsoleApp(App[int]):
         self.autostart = autostart
         self._started = False  # the operator (or autostart) started a run in this console
         self._declined = False  # the plan screen's "Send nothing"
+        # `via = "auto"` and sync's rule chose full mode: REST, and why (READY shows it)
+        self._channel: tuple[str, str] | None = None
         self.outlook: Outlook | None = None
         self.journal_path = journal_path
         self.session: ConsoleSession | None = None
@@ -339,6 +341,8 @@ class ConsoleApp(App[int]):
             time=estimate_range(requests, latency=None, cost=None),
             drops=drops,
             start_key=effective_key(BY_ID["start"], self.keymap_overrides),
+            channel=self._channel[0] if self._channel else "",
+            channel_why=self._channel[1] if self._channel else "",
         )
 
     async def _resume(self, session: ConsoleSession) -> None:
@@ -360,6 +364,13 @@ class ConsoleApp(App[int]):
         self.sub_title = f"{self._description} · reading the rosters"
         decision = await session.plan(self._plan)
         if decision.plan is None:
+            if decision.via_message:  # auto, and no plan: the import cannot carry full mode
+                self._channel = ("REST", "auto: full mode is cheaper")
+                self.notify(
+                    printable(f"{decision.via_message}. {decision.message}"),
+                    title="Channel: REST (via auto)",
+                    timeout=20,
+                )
             return None
         mode = decision.message
         # one title line: what the channel means comes after Apply (the notice of its choice)
