@@ -272,13 +272,14 @@ class ConsoleApp(App[int]):
         subscribe = getattr(session.runner, "subscribe", None)
         if subscribe is not None:
             subscribe(self._on_engine_event)
-        self.tick()  # the first frame shows the counts and the queue now, not a tick later
-        self._past_import = await asyncio.to_thread(self._finished_import)
-        approved: bool | None = None
         drives = not self.read_only and not self.attached  # this console loads and runs
-        if drives:
-            self._loading = True
-            try:
+        # start is offered once the journal is loaded: a key pressed before would be lost
+        self._loading = drives
+        self.tick()  # the first frame shows the counts and the queue now, not a tick later
+        approved: bool | None = None
+        try:
+            self._past_import = await asyncio.to_thread(self._finished_import)
+            if drives:
                 if session.resumed:
                     await self._resume(session)
                 elif self._plan is not False:
@@ -287,7 +288,8 @@ class ConsoleApp(App[int]):
                         self._declined = True
                         return
                 await session.load(on_progress=self._loaded_rows)
-            finally:
+        finally:
+            if drives:
                 self._loading = False
                 self.sub_title = self._description
                 self.refresh_bindings()
