@@ -21,6 +21,7 @@ import os
 import signal
 from collections.abc import Awaitable, Callable, Mapping
 from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from canvas_tui.canvas.client import CanvasClient
@@ -301,14 +302,29 @@ def _open(spec: EngineSpec, transport: httpx.AsyncBaseTransport | None) -> Sessi
     )
 
 
+def lower_priority(niceness: int) -> None:
+    """This process runs `niceness` below its peers, the console's process among them.
+
+    The engine has a session of its own (remote.spawn_engine), and Linux's autogroup scheduling
+    (on by default) shares the CPU between sessions before it looks at a process's nice value,
+    which then ranks it only against its own session's processes: the engine's `os.nice` alone
+    left it the console's equal (measured: two busy processes in two sessions, one at nice 5,
+    shared a core half and half). The session's group takes the same nice value; only this
+    process is in it. Where there is no autogroup the file is absent, or writing it is
+    refused, and the nice value alone does it."""
+    with contextlib.suppress(OSError, AttributeError):
+        os.nice(niceness)
+    with contextlib.suppress(OSError):
+        Path("/proc/self/autogroup").write_text(f"{niceness}\n", encoding="ascii")
+
+
 def main(argv: list[str]) -> int:
     """The engine process: argv is [FD], this end of the console's socket."""
     # The console decides when to stop: a Ctrl+C meant for it must not kill the engine mid-write.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # When the machine is busy the scheduler should run the console's drawing first: a key
     # answered late is felt at once, a request sent a few milliseconds later is not.
-    with contextlib.suppress(OSError, AttributeError):
-        os.nice(ENGINE_NICENESS)
+    lower_priority(ENGINE_NICENESS)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
     conn = Connection(int(argv[0]))
     try:
