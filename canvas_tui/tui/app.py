@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
@@ -93,6 +94,14 @@ WRITES = frozenset(
 REGISTRY = frozenset(a.action.split("(")[0] for a in ACTIONS)
 OUTLOOK_SAMPLE = 2000  # pending records READY reads to count full mode's lookups
 FIRST_FRAME_WAIT = 1.0  # seconds the outlook waits at most for the queue's first rows
+# The garbage collector's young-generation threshold while the console runs. Drawing a frame
+# keeps thousands of objects alive at once, so Python's default (700 more container objects than
+# at the last collection) started a collection inside most frames, which promoted the frame's
+# objects and led to full collections over every object of the imports and widgets: 8 in a
+# 20 s key phase, up to 100 ms each, in the middle of a key's frame (BENCHMARKS.md, "Keys
+# under load"). Almost everything a frame makes is freed by its reference count; 10,000
+# collects the cycles that are left 40x less often, in pauses of a few ms.
+GC_YOUNG = 10_000
 
 
 class ConsoleApp(App[int]):
@@ -150,6 +159,7 @@ class ConsoleApp(App[int]):
         self._queue: QueueView | None = None
         self._import_panel: ImportPanel | None = None
         self._past_import: ImportStatus | None = None  # the journal's finished import, if any
+        self._gc_threshold = gc.get_threshold()
         self.sub_title = self._description
 
     # ---- layout and the refresh loop -----------------------------------------------------------
@@ -163,11 +173,19 @@ class ConsoleApp(App[int]):
 
     def on_mount(self) -> None:
         self._ui_loop = asyncio.get_running_loop()
+        self._gc_threshold = gc.get_threshold()
+        gc.set_threshold(GC_YOUNG)
         if self.keymap_overrides:
             self.set_keymap(self.keymap_overrides)
         self.queue.table.focus()
         self._open()
         self.set_interval(self.tick_seconds, self.tick)
+
+    def on_unmount(self) -> None:
+        # the process may go on (a test, a host of several apps): its collector as it was, and
+        # what was frozen (this app's widgets among it) collectable again
+        gc.unfreeze()
+        gc.set_threshold(*self._gc_threshold)
 
     @property
     def queue(self) -> QueueView:
@@ -271,6 +289,9 @@ class ConsoleApp(App[int]):
         if subscribe is not None:
             subscribe(self._on_engine_event)
         self.tick()  # the first frame shows the counts and the queue now, not a tick later
+        # what exists by the first frame (modules, styles, widgets) lives as long as the app:
+        # a full collection no longer scans it (see GC_YOUNG)
+        self.call_after_refresh(gc.freeze)
         self._past_import = await asyncio.to_thread(self._finished_import)
         approved: bool | None = None
         drives = not self.read_only and not self.attached  # this console loads and runs
