@@ -56,7 +56,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SNAPSHOT_SECONDS = 0.1
-ENGINE_NICENESS = 5
+# A little below the console: measured against one run's rounds at load ~10 (BENCHMARKS.md, "Keys
+# under load"), 5 (through the autogroup) halved the sync rate, 2 kept it and the keys' p95 alike.
+ENGINE_NICENESS = 2
 
 # An operation's handler: the call's id (for its progress messages), then the Call's arguments.
 Operation = Callable[..., Awaitable[Any]]
@@ -309,9 +311,9 @@ def lower_priority(niceness: int) -> None:
     (on by default) shares the CPU between sessions before it looks at a process's nice value,
     which then ranks it only against its own session's processes: the engine's `os.nice` alone
     left it the console's equal (measured: two busy processes in two sessions, one at nice 5,
-    shared a core half and half). The session's group takes the same nice value; only this
-    process is in it. Where there is no autogroup the file is absent, or writing it is
-    refused, and the nice value alone does it."""
+    shared a core half and half; with its group at nice 5 as well, 1:3). The session's group
+    takes the same nice value; only this process is in it. Where there is no autogroup the
+    file is absent (or writing it is refused) and the nice value alone does it."""
     with contextlib.suppress(OSError, AttributeError):
         os.nice(niceness)
     with contextlib.suppress(OSError):
