@@ -21,7 +21,6 @@ import os
 import signal
 from collections.abc import Awaitable, Callable, Mapping
 from multiprocessing.connection import Connection
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from canvas_tui.canvas.client import CanvasClient
@@ -56,9 +55,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SNAPSHOT_SECONDS = 0.1
-# A little below the console: measured against one run's rounds at load ~10 (BENCHMARKS.md, "Keys
-# under load"), 5 (through the autogroup) halved the sync rate, 2 kept it and the keys' p95 alike.
-ENGINE_NICENESS = 2
+# Where it counts (no autogroup scheduling: see lower_priority), a little below the console.
+ENGINE_NICENESS = 5
 
 # An operation's handler: the call's id (for its progress messages), then the Call's arguments.
 Operation = Callable[..., Awaitable[Any]]
@@ -305,19 +303,19 @@ def _open(spec: EngineSpec, transport: httpx.AsyncBaseTransport | None) -> Sessi
 
 
 def lower_priority(niceness: int) -> None:
-    """This process runs `niceness` below its peers, the console's process among them.
+    """This process a little below the console's, where the kernel ranks processes by nice value.
 
-    The engine has a session of its own (remote.spawn_engine), and Linux's autogroup scheduling
-    (on by default) shares the CPU between sessions before it looks at a process's nice value,
-    which then ranks it only against its own session's processes: the engine's `os.nice` alone
-    left it the console's equal (measured: two busy processes in two sessions, one at nice 5,
-    shared a core half and half; with its group at nice 5 as well, 1:3). The session's group
-    takes the same nice value; only this process is in it. Where there is no autogroup the
-    file is absent (or writing it is refused) and the nice value alone does it."""
+    Linux's autogroup scheduling (on by default) shares the CPU between sessions before it looks
+    at nice values, and the engine has a session of its own (remote.spawn_engine): there its
+    nice value ranks it only against its own session, which it is alone in, so it is the
+    console's equal (measured: two busy processes in two sessions, one at nice 5, share a core
+    half and half). Lowering its session's group too (`/proc/self/autogroup`) was measured and
+    not taken: at load 7-12 on two cores the engine synced 30-45 % fewer records a second
+    (nice 5 or 2), for key latencies within the run-to-run spread (BENCHMARKS.md, "Keys under
+    load"). The engine is latency-bound on Canvas; when the machine is that busy it needs its
+    share."""
     with contextlib.suppress(OSError, AttributeError):
         os.nice(niceness)
-    with contextlib.suppress(OSError):
-        Path("/proc/self/autogroup").write_text(f"{niceness}\n", encoding="ascii")
 
 
 def main(argv: list[str]) -> int:

@@ -433,23 +433,6 @@ def test_the_token_stays_out_of_the_engine_process_arguments_and_environment(
         asyncio.run(session.close())
 
 
-def test_the_engine_runs_below_the_console_in_its_own_sessions_group_too(
-    base_url: str, csv_path: Path, tmp_path: Path
-) -> None:
-    """The engine's own session puts it in an autogroup of its own (Linux), where its nice
-    value alone would not rank it below the console: the group takes the value as well."""
-    session: RemoteSession = start_engine(engine_spec(base_url, csv_path, tmp_path / "run.journal"))
-    try:
-        proc = Path(f"/proc/{session.process.pid}")
-        nice = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[16])
-        assert nice == min(19, os.nice(0) + worker.ENGINE_NICENESS)
-        group = proc / "autogroup"
-        if group.exists():  # a kernel with autogroup scheduling
-            assert group.read_text().split()[-2:] == ["nice", str(worker.ENGINE_NICENESS)]
-    finally:
-        asyncio.run(session.close())
-
-
 def test_an_engine_that_cannot_start_says_why(
     base_url: str, csv_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
