@@ -46,7 +46,9 @@ EXIT_CODES: dict[str, dict[int, str]] = {
     },
     "watch": {
         0: "stopped by SIGTERM or SIGINT: requests in flight finished, the journal is closed",
-        2: "usage, config, source or journal error at start; nothing was sent",
+        2: "usage, config or journal error, or a source that cannot be read as configured "
+        "(a missing file, a bad header, a query the database refuses) at start; nothing was "
+        "sent (a database server that is down is waited out)",
         3: "aborted: token refused, the journal could not be written, or an internal error",
     },
     "plan": {
@@ -161,6 +163,14 @@ def build_parser() -> argparse.ArgumentParser:
     console.add_argument("--read-only", action="store_true", help="inspect only; never write")
     console.add_argument(
         "--plan", action="store_true", help="diff against live rosters first; approve the plan"
+    )
+    console.add_argument(
+        "--via",
+        choices=("rest", "sis-import", "auto"),
+        default=None,
+        help="as `sync --via`: rest, one SIS import of the plan's changes (a plan to approve "
+        "first), or auto: as sync decides, shown on the plan or READY screen "
+        "(default: [sync] via, else rest)",
     )
     console.add_argument(
         "--attach",

@@ -96,6 +96,9 @@ class CanvasConfig:
     token_command: str | None = None
     timeout: float = 30.0
     proxy: str | None = None  # explicit only (never HTTP_PROXY); https base URLs only
+    # a token file its own group may read is fine when that group is this process's
+    # (Kubernetes' fsGroup mounts a Secret 0440); other users reading it always warns
+    token_file_group_readable: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,7 +165,10 @@ class WatchConfig:
     # SQL with a cursor: read the whole query this often (seconds; 0 never) to see rows
     # deleted outright, which no cursor shows
     full_every: float = 3600.0
-    csv_mode: CsvMode = "snapshot"  # each CSV (the file, or a new file in the folder)
+    # each CSV: "snapshot" (the whole roster: a row gone is a drop) or "delta" (changes
+    # only); None: a file is a snapshot, a drop folder's files are deltas (a partial file
+    # dropped in must not end every enrollment it leaves out)
+    csv_mode: CsvMode | None = None
     drift_at: str | None = "03:00"  # daily drift check at this UTC time ("HH:MM"); "" off
     drift_every: float = 0.0  # or every N seconds (0: only `drift_at`)
     keep_days: float = 14.0  # finished records older than this are compacted away
@@ -398,6 +404,7 @@ def _canvas(
     token_command = t.text("token_command")
     timeout = t.number("timeout", 30.0, low=0.001, high=None)
     proxy = t.text("proxy")
+    group_readable = t.boolean("token_file_group_readable", False)
     t.finish()
     if proxy is not None and base_url:
         problem = proxy_problem(base_url, proxy)
@@ -429,7 +436,7 @@ def _canvas(
         # (validating the source, opening a journal read-only) still work.
         try:
             if token_file is not None:
-                token = _read_token_file(token_file, t, warnings)
+                token = _read_token_file(token_file, t, warnings, group_readable)
                 origin = f"token_file {token_file}"
             elif token_command is not None:
                 token, origin = _run_token_command(token_command, t), "token_command"
@@ -437,18 +444,26 @@ def _canvas(
             token_error = str(exc)
             warnings.append(token_error)
     return CanvasConfig(
-        base_url, token, origin, token_error, token_file, token_command, timeout, proxy
+        base_url,
+        token,
+        origin,
+        token_error,
+        token_file,
+        token_command,
+        timeout,
+        proxy,
+        group_readable,
     )
 
 
-def _read_token_file(path: Path, t: _Table, warnings: list[str]) -> Secret:
+def _read_token_file(path: Path, t: _Table, warnings: list[str], group_readable: bool) -> Secret:
     try:
         value = path.read_text(encoding="utf-8").strip()
     except OSError as exc:
         raise t.error("token_file", f"a readable file holding the token ({exc.strerror})") from None
     if not value:
         raise t.error("token_file", f"a file holding the token, but {path} is empty")
-    _warn_if_exposed(path, "the token file", warnings)
+    _warn_if_exposed(path, "the token file", warnings, group_readable=group_readable)
     return Secret(value)
 
 
@@ -475,17 +490,44 @@ def _run_token_command(command: str, t: _Table) -> Secret:
     return Secret(value)
 
 
-def _warn_if_exposed(path: Path, what: str, warnings: list[str]) -> None:
+def _warn_if_exposed(
+    path: Path, what: str, warnings: list[str], *, group_readable: bool | None = None
+) -> None:
+    """A warning when users other than this one may read `path`. `group_readable`
+    ([canvas] token_file_group_readable; None: not a token file, the key does not apply)
+    accepts read by the file's group only when this process is in that group: then it is the
+    service's own (Kubernetes' fsGroup), not a shared one this user never chose."""
     if os.name != "posix":
         return
     try:
-        mode = path.stat().st_mode
+        st = path.stat()
     except OSError:
         return
-    if mode & (stat.S_IRGRP | stat.S_IROTH):
+    mode = st.st_mode
+    if mode & stat.S_IROTH:
         warnings.append(
             f"{path} ({what}) is readable by other users (mode {stat.S_IMODE(mode):o}); "
             f"run: chmod 600 {path}"
+        )
+    elif mode & stat.S_IRGRP:
+        ours = st.st_gid == os.getegid() or st.st_gid in os.getgroups()
+        if group_readable and ours:
+            return
+        if group_readable is None:
+            advice = f"run: chmod 600 {path}"
+        elif group_readable:
+            advice = (
+                f"token_file_group_readable accepts only a group this process is in, not "
+                f"group {st.st_gid}; run: chmod 600 {path}"
+            )
+        else:
+            advice = (
+                f"run: chmod 600 {path}, or, where that group is this service's alone "
+                "(Kubernetes fsGroup), set [canvas] token_file_group_readable = true"
+            )
+        warnings.append(
+            f"{path} ({what}) is readable by other users of its group "
+            f"(mode {stat.S_IMODE(mode):o}); {advice}"
         )
 
 
@@ -675,7 +717,7 @@ def _watch(t: _Table) -> WatchConfig:
         cursor_overlap=t.number("cursor_overlap", 5.0, low=0.0, high=None),
         row_id_column=column("row_id_column"),
         full_every=t.number("full_every", 3600.0, low=0.0, high=None),
-        csv_mode=cast(CsvMode, t.choice("csv_mode", ("snapshot", "delta"), "snapshot")),
+        csv_mode=cast(CsvMode | None, t.choice("csv_mode", ("snapshot", "delta"), "") or None),
         drift_at=drift_at or None,
         drift_every=t.number("drift_every", 0.0, low=0.0, high=None),
         keep_days=t.number("keep_days", 14.0, low=0.0, high=None),

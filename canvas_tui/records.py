@@ -215,3 +215,9 @@ class InputError(Exception):
 
     Row-level faults are RowProblems instead; this is for faults that leave no rows to account for.
     """
+
+
+class SourceUnavailable(InputError):
+    """A source configured right that cannot be reached now: a database server that refuses the
+    connection or drops it. A one-shot run ends on it as on any InputError (exit 2); `watch`
+    waits it out, at start too, since a server that is down comes back (engine/watch.py)."""

@@ -42,9 +42,11 @@ def test_the_example_documents_every_key_and_loads(tmp_path: Path) -> None:
     assert config.sync.journal_dir is None  # the true default: the user state directory
     assert config.plan.drop_policy == "never" and config.plan.brake_max_share == 0.2
     assert config.watch.drift_time() == (3, 0) and config.watch.cursor_column is None
+    assert config.watch.csv_mode is None  # by source: a file a snapshot, a folder deltas
     text = (ROOT / "config.example.toml").read_text()
     for key in (
         "base_url", "token_file", "token_command", "token", "timeout", "kind", "path",
+        "token_file_group_readable",
         "encoding", "delimiter", "format", "ids", "url", "query", "[source.params]",
         "[source.mapping]", "[source.defaults]", "[source.values.role]", "max_concurrency",
         "notify", "enrollment_state", "journal", "journal_dir", "report", "drop_policy",
@@ -181,6 +183,29 @@ def test_token_file_readable_by_others_warns(tmp_path: Path) -> None:
     assert f"{token} (the token file) is readable by other users (mode 644)" in warning
     assert f"chmod 600 {token}" in warning
     assert "s3cret" not in warning
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX file modes")
+def test_a_token_file_its_own_group_reads_is_accepted_only_when_asked(tmp_path: Path) -> None:
+    """Kubernetes mounts a Secret 0440 under fsGroup: `token_file_group_readable` accepts that
+    when the group is this process's; read by others, or by a group not ours, still warns."""
+    token = write(tmp_path, "s3cret-token", "token", mode=0o440)
+    os.chown(token, -1, os.getegid())
+    plain = write(tmp_path, f'[canvas]\ntoken_file = "{token}"\n')
+    (warning,) = load_config(plain, env={}).warnings
+    assert "readable by other users of its group (mode 440)" in warning
+    assert "token_file_group_readable = true" in warning and "s3cret" not in warning
+    asked = write(tmp_path, f'[canvas]\ntoken_file = "{token}"\ntoken_file_group_readable = true\n')
+    config = load_config(asked, env={})
+    assert config.warnings == () and config.canvas.token_file_group_readable is True
+    token.chmod(0o444)  # everyone: the key does not cover it
+    (warning,) = load_config(asked, env={}).warnings
+    assert "is readable by other users (mode 444)" in warning
+    if os.geteuid() == 0:  # only root gives a file to a group it is not in
+        token.chmod(0o440)
+        os.chown(token, -1, max({os.getegid(), *os.getgroups()}) + 1)
+        (warning,) = load_config(asked, env={}).warnings
+        assert "accepts only a group this process is in" in warning
 
 
 @pytest.mark.skipif(os.name != "posix", reason="POSIX file modes")

@@ -5,6 +5,7 @@ that canvas-tui accepts. tests/test_wheel.py runs those commands from an install
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -163,8 +164,11 @@ def test_the_config_loads_and_points_where_the_manifests_mount(tmp_path: Path) -
     """The config as mounted: the Secret's two keys side by side in /etc/canvas-tui."""
     shutil.copy(DEPLOY / "canvas-tui.toml", tmp_path / "canvas-tui.toml")
     (tmp_path / "token").write_text("not-a-real-token\n")
-    (tmp_path / "token").chmod(0o400)
+    # as fsGroup mounts it: 0440, the pod's own group
+    (tmp_path / "token").chmod(0o440)
+    os.chown(tmp_path / "token", -1, os.getegid())
     config = load_config(tmp_path / "canvas-tui.toml", env={})
+    assert config.warnings == ()  # no "group-readable" warning at every start in the pod
     assert config.canvas.token is not None
     assert config.canvas.token.reveal() == "not-a-real-token"
     assert config.canvas.token_file == tmp_path / "token"  # beside it: /etc/canvas-tui/token

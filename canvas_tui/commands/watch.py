@@ -30,7 +30,7 @@ from canvas_tui.engine.session import open_session
 from canvas_tui.engine.state import Event, RecordChanged
 from canvas_tui.exit_codes import ExitCode, stop_on_signals
 from canvas_tui.paths import default_journal_dir
-from canvas_tui.records import InputError, State, sis_value
+from canvas_tui.records import InputError, SourceUnavailable, State, sis_value
 
 log = logging.getLogger("canvas_tui")
 
@@ -107,6 +107,11 @@ def _main(args: argparse.Namespace, emit: JsonLines) -> ExitCode:
             poller: Poller = TopicPoller(config.source)
         else:
             poller = open_poller(config, args.source)
+        # before the journal is made: a missing file or a refused query is the config's fault
+        # (exit 2); a database server that is down is waited out like one that goes down later
+        # (the first poll says so, `source_unavailable`, and retries with a back-off)
+        with contextlib.suppress(SourceUnavailable):
+            poller.check()
         journal = journal_for(config, args.journal)
         session = open_session(config, journal_path=journal, max_concurrency=args.max_concurrency)
     except (ConfigError, InputError, JournalError) as exc:

@@ -37,7 +37,7 @@ import time
 from collections.abc import Coroutine, Mapping
 from typing import Any, TypeVar
 
-from canvas_tui.config import SourceConfig
+from canvas_tui.config import CsvMode, SourceConfig
 from canvas_tui.engine.journal import Journal
 from canvas_tui.engine.watch_sources import Batch, Keep, WatchState, decode_cursor, encode_cursor
 from canvas_tui.records import InputError, Source, SourceItem, State
@@ -95,6 +95,9 @@ class TopicPoller:
         self.layout = layout_of(spec)
         self.max_records = max_records
         self.description = f"kafka:{spec.topic} (group {spec.group})"
+        self.csv_mode: CsvMode | None = (
+            None  # a message is one change: nothing drops for its absence
+        )
         self.redelivered = 0  # messages skipped because the journal holds them already
         self.committed: dict[int, int] = {}  # partition -> the offset last committed to Kafka
         self._handed: dict[int, int] = {}  # partition -> next offset after the last batch read
@@ -239,6 +242,10 @@ class TopicPoller:
     def whole(self) -> Source | None:
         """A stream has no whole to compare with Canvas: the drift check says so."""
         return None
+
+    def check(self) -> None:
+        """Brokers that do not answer at start are waited out, as later (the config was checked
+        when this was made)."""
 
     # ---- committing -----------------------------------------------------------------------
 

@@ -83,6 +83,10 @@ _DROP_STATUS = {
 }
 _LIVE = frozenset({SisStatus.ACTIVE, SisStatus.INACTIVE})
 SUPERSEDED_LATE = "not sent: a later change of the row was queued after it"
+_CSV_MODES = {
+    "snapshot": "each read is the whole roster: a row gone from it is a drop (drop_policy, brake)",
+    "delta": "each read holds changes only: a row it leaves out stays as it is in Canvas",
+}
 _MAX_BACKOFF = 60.0
 COMPACT_EVERY = 3600.0  # seconds between two compactions
 POLL_HANG = 600.0  # a poll (read and commit) still running after this long is a hang: not live
@@ -944,6 +948,12 @@ class WatchService:
         if self.stopping.is_set():
             return self.exit_code
         self.runner.use_executor(self._executor(), token_checked=True)
+        mode: dict[str, str] = {}
+        if self.poller.csv_mode is not None:  # what a row missing from a file means, said once
+            mode = {
+                "csv_mode": self.poller.csv_mode,
+                "csv_mode_means": _CSV_MODES[self.poller.csv_mode],
+            }
         self.emit(
             "watching",
             source=self.poller.description,
@@ -951,6 +961,7 @@ class WatchService:
             interval=self.interval,
             cursor=None if self.state.cursor is None else str(self.state.cursor),
             pending=self.runner.snapshot().counts.get(State.PENDING, 0),
+            **mode,
         )
         loops = [
             asyncio.create_task(self._poll_loop(), name="watch-poll"),

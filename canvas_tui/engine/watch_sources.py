@@ -10,13 +10,14 @@ import datetime as dt
 import decimal
 import hashlib
 import json
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from canvas_tui.config import Config, SourceConfig, WatchConfig
+from canvas_tui.config import Config, CsvMode, SourceConfig, WatchConfig
 from canvas_tui.records import InputError, Source, SourceItem
 from canvas_tui.sources import CsvSource, layout_of
 
@@ -93,6 +94,9 @@ Keep = Callable[[SourceItem], bool]  # a poller keeps only the items this says a
 
 class Poller(Protocol):
     description: str
+    # a CSV's: "snapshot" (each read is the whole roster: a row gone is a drop) or "delta"
+    # (changes only, nothing dropped); None for a query or a topic
+    csv_mode: CsvMode | None
 
     def read(self, state: WatchState, keep: Keep) -> Batch | None:
         """Blocking (a thread): the next batch of the items `keep` keeps, None when nothing
@@ -102,6 +106,13 @@ class Poller(Protocol):
 
     def whole(self) -> Source | None:
         """The whole source as it is now, for the drift check (None: no such thing)."""
+        ...
+
+    def check(self) -> None:
+        """Blocking, once, before the journal opens: InputError when the source as configured
+        cannot be read at all (a missing file, a bad header, a query the database refuses):
+        `watch` exits 2 on it; SourceUnavailable when it is a server that is down now (the
+        service starts and waits it out). A source that fails later is always waited out."""
         ...
 
 
@@ -124,6 +135,7 @@ class SqlPoller:
         self.spec = spec
         self.watch = watch
         self.description = mask_url(spec.url)
+        self.csv_mode: CsvMode | None = None
 
     def _source(self, since: object = None) -> Any:
         from canvas_tui.sources.sql import SqlSource
@@ -160,15 +172,24 @@ class SqlPoller:
     def whole(self) -> Source:
         return self._source()  # type: ignore[no-any-return]
 
+    def check(self) -> None:
+        # connect, run the query and read its columns (the layout's, the cursor's) and first
+        # rows; a connection refused raises SourceUnavailable (sources/sql.py)
+        _first(self._source())
+
 
 class CsvFilePoller:
-    """One CSV file, read again when its contents change: a snapshot, or a delta, as configured."""
+    """One CSV file, read again when its contents change: a snapshot (the default), or a delta,
+    as configured."""
+
+    DEFAULT_MODE: CsvMode = "snapshot"  # an export that rewrites the file holds every row
 
     def __init__(self, path: Path, spec: SourceConfig | None, watch: WatchConfig) -> None:
         self.path = path
         self.spec = spec
         self.watch = watch
         self.description = str(path)
+        self.csv_mode: CsvMode | None = watch.csv_mode or self.DEFAULT_MODE
 
     def _source(self, path: Path) -> CsvSource:
         if self.spec is None:
@@ -191,15 +212,29 @@ class CsvFilePoller:
         if state.file is not None and state.file.endswith(":" + digest):
             return Batch([], False, "unchanged file", {"watch_file": marker})  # touched only
         items = [item for item in self._source(self.path) if keep(item)]
-        full = self.watch.csv_mode == "snapshot"
+        full = self.csv_mode == "snapshot"
         return Batch(items, full, f"file {self.path.name}", {"watch_file": marker})
 
     def whole(self) -> Source | None:
-        return self._source(self.path) if self.watch.csv_mode == "snapshot" else None
+        return self._source(self.path) if self.csv_mode == "snapshot" else None
+
+    def check(self) -> None:
+        if not self.path.exists():
+            raise InputError(
+                f"{self.path}: no such file or folder; watch follows a CSV file (read again "
+                "whenever it changes) or a drop folder (each new *.csv), which must exist at start"
+            )
+        if not self.path.is_file():
+            raise InputError(f"{self.path}: not a CSV file or a folder")
+        _first(self._source(self.path))  # readable, with a header the layout accepts
 
 
 class CsvFolderPoller(CsvFilePoller):
-    """A drop folder: each new `*.csv` file, in name order, once it has settled."""
+    """A drop folder: each new `*.csv` file, in name order, once it has settled. Each file is a
+    delta unless `[watch] csv_mode = "snapshot"` says it is the whole roster: a file that holds
+    only some rows (today's adds, one course) then drops nothing it does not name."""
+
+    DEFAULT_MODE: CsvMode = "delta"
 
     def read(self, state: WatchState, keep: Keep) -> Batch | None:
         try:
@@ -217,16 +252,36 @@ class CsvFolderPoller(CsvFilePoller):
             except OSError:
                 continue  # gone meanwhile
             items = [item for item in self._source(path) if keep(item)]
-            full = self.watch.csv_mode == "snapshot"
+            full = self.csv_mode == "snapshot"
             return Batch(items, full, f"file {name}", file=(name, _file_digest(path)))
         return None
 
+    def check(self) -> None:
+        # its files are checked as they come (one that cannot be read holds the folder, retried)
+        if not os.access(self.path, os.R_OK | os.X_OK):
+            raise InputError(f"{self.path}: a drop folder this user cannot list and read")
+        try:
+            next(self.path.iterdir(), None)
+        except OSError as exc:
+            raise InputError(f"cannot list {self.path}: {exc.strerror or exc}") from None
+
     def whole(self) -> Source | None:
         """The newest file, when each file is a whole snapshot."""
-        if self.watch.csv_mode != "snapshot":
+        if self.csv_mode != "snapshot":
             return None
         names = sorted(p.name for p in self.path.iterdir() if _droppable(p))
         return self._source(self.path / names[-1]) if names else None
+
+
+def _first(source: Source) -> None:
+    """Open the source and read its header and first row, then let it go (InputError)."""
+    items = iter(source)
+    try:
+        next(items, None)
+    finally:
+        close = getattr(items, "close", None)  # a generator: its file or connection closes now
+        if close is not None:
+            close()
 
 
 def _droppable(path: Path) -> bool:

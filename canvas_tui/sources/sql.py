@@ -12,10 +12,10 @@ from typing import Any, Final
 
 from sqlalchemy import Connection, create_engine, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
-from canvas_tui.records import InputError, SourceItem
+from canvas_tui.records import InputError, SourceItem, SourceUnavailable
 from canvas_tui.sources.normalize import Layout, RowNormalizer
 
 _BATCH: Final = 1000  # rows per fetch from the server-side cursor
@@ -86,7 +86,10 @@ class SqlSource:
             try:
                 conn = engine.connect()
             except SQLAlchemyError as exc:
-                raise InputError(f"cannot connect to {self._masked}: {_reason(exc)}") from None
+                message = f"cannot connect to {self._masked}: {_reason(exc)}"
+                if engine.dialect.name == "sqlite":  # a file, not a server: the path is wrong
+                    raise InputError(message) from None
+                raise SourceUnavailable(message) from None
             with conn:
                 yield from self._stream(conn)
         finally:
@@ -98,7 +101,7 @@ class SqlSource:
             self._read_only(conn)
             result = conn.execution_options(yield_per=_BATCH).execute(text(self.query), self.params)
         except SQLAlchemyError as exc:
-            raise InputError(f"the query failed on {self._masked}: {_reason(exc)}") from None
+            raise _failed(exc, f"the query failed on {self._masked}: {_reason(exc)}") from None
         with result:
             if not result.returns_rows:
                 raise InputError(f"the query on {self._masked} returned no result set")
@@ -127,8 +130,8 @@ class SqlSource:
                         cells = [v if v.__class__ is str else _cell(v) for v in row]
                         yield normalize(cells, number)
             except SQLAlchemyError as exc:
-                raise InputError(
-                    f"reading row {number + 1} from {self._masked} failed: {_reason(exc)}"
+                raise _failed(
+                    exc, f"reading row {number + 1} from {self._masked} failed: {_reason(exc)}"
                 ) from None
             if number == 0:
                 self.notes.append(f"{label}: the query returned no rows")
@@ -178,3 +181,12 @@ def _reason(exc: SQLAlchemyError) -> str:
     message = str(orig) if orig is not None else str(exc)
     lines = [line for line in message.strip().splitlines() if line.strip()]
     return " / ".join(lines[:3]) or type(exc).__name__
+
+
+def _failed(exc: SQLAlchemyError, message: str) -> InputError:
+    """A server that answered and refused the query (a table, a column, a grant) is the
+    query's fault; one that went away meanwhile (the dialect's own disconnect test, which sets
+    `connection_invalidated`) may come back."""
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return SourceUnavailable(message)
+    return InputError(message)

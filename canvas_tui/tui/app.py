@@ -142,6 +142,8 @@ class ConsoleApp(App[int]):
         self.autostart = autostart
         self._started = False  # the operator (or autostart) started a run in this console
         self._declined = False  # the plan screen's "Send nothing"
+        # `via = "auto"` and sync's rule chose full mode: REST, and why (READY shows it)
+        self._channel: tuple[str, str] | None = None
         self.outlook: Outlook | None = None
         self.journal_path = journal_path
         self.session: ConsoleSession | None = None
@@ -288,16 +290,17 @@ class ConsoleApp(App[int]):
         subscribe = getattr(session.runner, "subscribe", None)
         if subscribe is not None:
             subscribe(self._on_engine_event)
+        drives = not self.read_only and not self.attached  # this console loads and runs
+        # start is offered once the journal is loaded: a key pressed before would be lost
+        self._loading = drives
         self.tick()  # the first frame shows the counts and the queue now, not a tick later
         # what exists by the first frame (modules, styles, widgets) lives as long as the app:
         # a full collection no longer scans it (see GC_YOUNG)
         self.call_after_refresh(gc.freeze)
-        self._past_import = await asyncio.to_thread(self._finished_import)
         approved: bool | None = None
-        drives = not self.read_only and not self.attached  # this console loads and runs
-        if drives:
-            self._loading = True
-            try:
+        try:
+            self._past_import = await asyncio.to_thread(self._finished_import)
+            if drives:
                 if session.resumed:
                     await self._resume(session)
                 elif self._plan is not False:
@@ -306,7 +309,8 @@ class ConsoleApp(App[int]):
                         self._declined = True
                         return
                 await session.load(on_progress=self._loaded_rows)
-            finally:
+        finally:
+            if drives:
                 self._loading = False
                 self.sub_title = self._description
                 self.refresh_bindings()
@@ -360,6 +364,8 @@ class ConsoleApp(App[int]):
             time=estimate_range(requests, latency=None, cost=None),
             drops=drops,
             start_key=effective_key(BY_ID["start"], self.keymap_overrides),
+            channel=self._channel[0] if self._channel else "",
+            channel_why=self._channel[1] if self._channel else "",
         )
 
     async def _resume(self, session: ConsoleSession) -> None:
@@ -381,6 +387,13 @@ class ConsoleApp(App[int]):
         self.sub_title = f"{self._description} · reading the rosters"
         decision = await session.plan(self._plan)
         if decision.plan is None:
+            if decision.via_message:  # auto, and no plan: the import cannot carry full mode
+                self._channel = ("REST", "auto: full mode is cheaper")
+                self.notify(
+                    printable(f"{decision.via_message}. {decision.message}"),
+                    title="Channel: REST (via auto)",
+                    timeout=20,
+                )
             return None
         mode = decision.message
         # one title line: what the channel means comes after Apply (the notice of its choice)

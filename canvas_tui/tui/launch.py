@@ -55,6 +55,10 @@ def console_main(args: argparse.Namespace) -> int:
         config = load_config(args.config)
     except ConfigError as exc:
         return _fail(str(exc))
+    if getattr(args, "via", None):  # over [sync] via, as `sync --via`
+        import dataclasses
+
+        config = dataclasses.replace(config, sync=dataclasses.replace(config.sync, via=args.via))
     if config.path is None and not args.source and not args.journal:
         return _fail(
             "no config found ($CANVAS_TUI_CONFIG, ./canvas-tui.toml or the user config "
@@ -129,12 +133,15 @@ def console_main(args: argparse.Namespace) -> int:
 def console_plan(config: Config, *, asked: bool) -> bool | None:
     """What the console asks `plan_session` for; a plan needs the operator's approval here.
     True for --plan; None (the config decides, as in `sync`) when a drop policy or a SIS import
-    needs a plan; False for none (the console never plans only because it is cheaper)."""
+    needs a plan, or `via = "auto"` leaves the channel to the figures (sync's own rule then
+    picks plan mode, and the channel, or full mode by REST; READY says which); False for none
+    (otherwise the console never plans only because it is cheaper)."""
     from canvas_tui.config import import_needs_plan
 
     if asked:
         return True
-    if config.plan.drop_policy != "never" or import_needs_plan(config.sync.via):
+    via = config.sync.via
+    if config.plan.drop_policy != "never" or import_needs_plan(via) or via == "auto":
         return None
     return False
 
@@ -157,8 +164,8 @@ def attach_main(args: argparse.Namespace) -> int:
     from canvas_tui.engine.attach import attach_engine
     from canvas_tui.engine.protocol import EngineError
 
-    if args.source or args.journal or args.plan:
-        return _fail("--attach follows a run as it is: give no SOURCE, --journal or --plan")
+    if args.source or args.journal or args.plan or getattr(args, "via", None):
+        return _fail("--attach follows a run as it is: give no SOURCE, --journal, --plan or --via")
     if args.read_only and args.control:
         return _fail("--read-only and --control contradict each other (read-only is the default)")
     journal = Path(args.attach).expanduser()

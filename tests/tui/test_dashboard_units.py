@@ -7,7 +7,14 @@ from dataclasses import replace
 
 from rich.console import Console, RenderableType
 
-from canvas_tui.engine.state import Attempt, GovernorState, Phase, RecordRow, RunState
+from canvas_tui.engine.state import (
+    Attempt,
+    FrontState,
+    GovernorState,
+    Phase,
+    RecordRow,
+    RunState,
+)
 from canvas_tui.records import State
 from canvas_tui.tui import format as fmt
 from canvas_tui.tui.screens.stepper import canvas_panel, sent_panel
@@ -15,6 +22,7 @@ from canvas_tui.tui.widgets.dashboard import (
     LEGEND,
     concurrency_text,
     detail_text,
+    front_text,
     pressure_table,
     progress_text,
     spark_text,
@@ -166,3 +174,20 @@ def test_a_row_never_sent_does_not_claim_canvas_said_anything() -> None:
     sent = _row(category="user_not_found", message="no such user", attempts=1)
     attempt = Attempt(1, 0.0, 0.1, "POST", "u", "{}", 404, "user_not_found", "", None, 0.1)
     assert "Canvas said" in _plain(canvas_panel(sent, [attempt]))
+
+
+def test_the_front_line_fits_the_progress_panel_at_80_columns() -> None:
+    """24 columns at 80x24: what moved on one line, the count whole on the next."""
+    moving = _state(Phase.RUNNING, front=FrontState("BIO-101-F26-SECTION-02", 1250, 1175))
+    assert front_text(moving, 80).plain == (
+        "front BIO-101-F26-SECTION-02 · 1,175 of 1,250 left · the rest wait"
+    )
+    narrow = front_text(moving, 24).plain.split("\n")
+    assert narrow == ["front BIO-101-F26-SECTI…", "1,175 of 1,250 left"]
+    assert all(len(line) <= 24 for line in narrow)
+    short = _state(Phase.RUNNING, front=FrontState("ART/210", 21, 12))
+    assert front_text(short, 24).plain.split("\n") == ["front ART/210", "12 of 21 left"]
+    ended = _state(Phase.FINISHED, front=FrontState("ART/210", 21, 0))
+    assert front_text(ended, 30).plain == "front ART/210 · all 21 ended"
+    assert front_text(ended, 24).plain == "front ART/210\nall 21 ended"
+    assert front_text(_state(Phase.RUNNING), 24).plain == ""

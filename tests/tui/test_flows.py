@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import csv
+import threading
 from pathlib import Path
 
+import pytest
 from textual.command import CommandList, CommandPalette
 from textual.widgets import Input
 
@@ -318,6 +320,51 @@ async def test_quitting_mid_run_leaves_a_consistent_journal_that_resumes(
         )
         assert again.state.finished == 301
         await pilot.press("q")
+
+
+async def test_start_is_offered_only_once_the_journal_is_loaded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The start key must not be offered while the console still loads: a key pressed then
+    would be refused a moment later (the load disables it), and the operator's start lost."""
+    h = make_harness(tmp_path, good=30)
+    first = h.app(autostart=False)  # loads the journal and sends nothing: 30 records pending
+    async with first.run_test(size=SIZE) as pilot:
+        await eventually_async(
+            lambda: first.check_action("start", ()) is True, what="READY", pause=pilot.pause
+        )
+        await pilot.press("q")
+    opening = threading.Event()
+    finished_import = ConsoleApp._finished_import
+
+    def held(app: ConsoleApp) -> object:
+        opening.wait(30)
+        return finished_import(app)
+
+    monkeypatch.setattr(ConsoleApp, "_finished_import", held)
+    app = h.app(autostart=False)
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            await eventually_async(
+                lambda: app.session is not None and app.state is not None,
+                what="the session open",
+                pause=pilot.pause,
+            )
+            assert state_of(app).counts.get(State.PENDING, 0) == 30
+            assert not app.check_action("start", ()), "start offered before the load"
+            opening.set()
+            await eventually_async(
+                lambda: app.check_action("start", ()) is True,
+                what="start offered once loaded",
+                pause=pilot.pause,
+            )
+            await pilot.press("S")
+            await eventually_async(
+                lambda: _phase(app) is Phase.FINISHED, what="the run finished", pause=pilot.pause
+            )
+            await pilot.press("q")
+    finally:
+        opening.set()
 
 
 async def test_read_only_triage_hides_writes_but_steps_failures(harness: Harness) -> None:

@@ -11,8 +11,10 @@ import pytest
 from textual.widgets import Label, OptionList, Static
 
 from canvas_tui.engine.journal import Journal
+from canvas_tui.engine.plan.executor import SourceCounts, choose_mode
 from canvas_tui.engine.state import ImportStatus, Phase, RecordRow
 from canvas_tui.records import State
+from canvas_tui.sources import open_source
 from canvas_tui.tui.app import ConsoleApp
 from canvas_tui.tui.launch import console_plan
 from canvas_tui.tui.screens.dialogs import ChoiceScreen, ConfirmScreen
@@ -105,6 +107,28 @@ def test_the_lines_carry_progress_rows_messages_and_counts() -> None:
         _status(stage="finished", workflow_state="imported", progress=100.0, done=2998, failed=2)
     ).plain
     assert "0 warnings" in done and "done 2,998 · failed 2" in done
+
+
+def test_the_figures_wrap_at_the_panel_width_rather_than_being_cut() -> None:
+    finished = _status(
+        stage="finished",
+        workflow_state="imported_with_messages",
+        progress=100.0,
+        rows=2316,
+        warning_count=3,
+        counts={"enrollments": 2313},
+        done=2313,
+        failed=3,
+        rest_records=2,
+        sis_import_id=101,
+    )
+    head, *figures = import_text(finished, width=76).plain.split("\n")
+    assert figures == [
+        "2,316 rows · 3 warnings · enrollments 2,313 · done 2,313 · failed 3",
+        "2 by REST beside it",
+    ]
+    assert len(head) <= 76
+    assert len(import_text(finished, width=120).plain.split("\n")) == 2  # wide: one line
 
 
 def test_what_the_border_notes_and_what_p_may_do() -> None:
@@ -486,3 +510,39 @@ async def test_a_configured_import_makes_the_console_plan_as_sync_does(
             pause=pilot.pause,
         )
     assert len(h.sim.sis_imports.imports) == 1
+
+
+async def test_auto_in_the_console_decides_as_sync_does_and_ready_says_so(
+    tmp_path: Path,
+) -> None:
+    """`[sync] via = "auto"` (or `console --via auto`) with no --plan: the console asks for
+    sync's decision (`console_plan` None, `plan_session`'s rule), not REST by default. For a
+    source full mode suits, READY says the channel (REST) and why, and a start uploads no
+    import; were a plan cheaper, the plan screen would name the channel instead."""
+    h = make_harness(tmp_path, good=2, world=small_world())
+    h.via = "auto"
+    config = h.config(BASE_URL)
+    plan = console_plan(config, asked=False)
+    assert plan is None
+    assert choose_mode(SourceCounts.of(open_source(h.csv_path)), config.plan, None)[0] is False
+    app = h.app(plan=plan, autostart=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await eventually_async(
+            lambda: (app.outlook is not None and app.outlook.channel) or None,
+            what="READY, with its channel",
+            pause=pilot.pause,
+        )
+        assert not isinstance(app.screen, PlanScreen)
+        app.tick()
+        await pilot.pause()
+        shown = text_of(app.query_one("#front"))
+        assert "via REST" in shown and "full mode is cheaper" in shown
+        said = [n for n in app._notifications if n.title == "Channel: REST (via auto)"]
+        assert said and "full mode (auto)" in said[0].message
+        await pilot.press("S")
+        await eventually_async(
+            lambda: (app.state is not None and app.state.phase is Phase.FINISHED) or None,
+            what="the run finished",
+            pause=pilot.pause,
+        )
+    assert not h.sim.sis_imports.imports

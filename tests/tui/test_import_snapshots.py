@@ -71,6 +71,24 @@ def applied_then(
     return run_before
 
 
+FINISHED = ImportStatus(  # the demo's import at its end: more figures than 76 columns hold
+    import_id=1,
+    stage="finished",
+    rows=2316,
+    sis_import_id=101,
+    workflow_state="imported_with_messages",
+    progress=100.0,
+    counts={"enrollments": 2313},
+    warning_count=3,
+    rest_records=2,
+    done=2313,
+    failed=3,
+    elapsed=84.0,
+    polls=30,
+    message="SIS import 101: imported_with_messages",
+)
+
+
 def importing(state: RunState) -> RunState:
     """The finished run shown as if Canvas were at 45% of its import."""
     return replace(state, phase=Phase.RUNNING, sis_import=UNDER_WAY)
@@ -107,3 +125,19 @@ def test_abort_confirm_snapshot_80x24(in_tmp: Path, snap_compare: SnapCompare) -
 
     app = _harness(in_tmp).app(plan=True)
     assert snap_compare(app, terminal_size=SMALL, run_before=applied_then(confirm_abort))
+
+
+def test_finished_import_snapshot_80x24(in_tmp: Path, snap_compare: SnapCompare) -> None:
+    """A finished import's figures wrap onto a third line at 80 columns (the panel grows by
+    one), none cut at the edge."""
+
+    async def pin_finished(app: ConsoleApp, pilot: Pilot[int]) -> None:
+        assert app.session is not None
+        runner = app.session.runner
+        real = runner.snapshot
+        runner.snapshot = lambda: replace(real(), sis_import=FINISHED)  # type: ignore[method-assign]
+        app.tick()
+        await pilot.pause()
+
+    app = _harness(in_tmp).app(plan=True)
+    assert snap_compare(app, terminal_size=SMALL, run_before=applied_then(pin_finished))

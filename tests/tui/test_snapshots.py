@@ -6,13 +6,14 @@ rates, headroom history) pinned by wrapping the real runner's snapshot; the sour
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from textual.pilot import Pilot
 from textual.widgets import Input
 
-from canvas_tui.engine.state import Phase
+from canvas_tui.engine.state import FrontState, Phase
 from canvas_tui.tui.app import ConsoleApp
 from canvas_tui.tui.screens.dialogs import ChoiceScreen, ConfirmScreen, EditScreen, PromptScreen
 from canvas_tui.tui.screens.roster import RosterScreen
@@ -67,6 +68,23 @@ def test_roster_snapshot(in_tmp: Path, snap_compare: SnapCompare) -> None:
 def test_dashboard_snapshot_80x24(in_tmp: Path, snap_compare: SnapCompare) -> None:
     app = make_harness(in_tmp, good=40, bad_every=10).app()
     assert snap_compare(app, terminal_size=SMALL, run_before=finished_then())
+
+
+def test_front_snapshot_80x24(in_tmp: Path, snap_compare: SnapCompare) -> None:
+    """A course moved to the front (F) at 80 columns: what moved, then how many are left, on
+    the progress panel's two last rows rather than cut at its edge."""
+
+    async def moved(app: ConsoleApp, pilot: Pilot[int]) -> None:
+        assert app.session is not None
+        runner = app.session.runner
+        real = runner.snapshot
+        front = FrontState(label="BIO-101-F26-SECTION-02", moved=1250, left=1175)
+        runner.snapshot = lambda: replace(real(), front=front)  # type: ignore[method-assign]
+        app.tick()
+        await pilot.pause()
+
+    app = make_harness(in_tmp, good=40, bad_every=10).app()
+    assert snap_compare(app, terminal_size=SMALL, run_before=finished_then(moved))
 
 
 def test_ready_snapshot_80x24(in_tmp: Path, snap_compare: SnapCompare) -> None:

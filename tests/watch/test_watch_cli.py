@@ -115,6 +115,51 @@ def test_usage_errors_exit_2_before_anything_is_sent(tmp_path: Path, canvas: str
     assert "drift_at" in json.loads(out.splitlines()[-1])["message"]
 
 
+def test_a_source_missing_at_start_exits_2_and_makes_no_journal(
+    tmp_path: Path, canvas: str
+) -> None:
+    proc = _watch(tmp_path, canvas, "nothere.csv", "--interval", "0.1")
+    out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 2
+    [line] = [json.loads(line) for line in out.splitlines()]
+    assert line["event"] == "error" and "nothere.csv: no such file" in line["message"]
+    # no journal bound to the wrong path: the corrected command starts clean
+    assert not (tmp_path / "state").exists()
+
+
+def test_a_database_down_at_start_is_waited_out(tmp_path: Path, canvas: str) -> None:
+    """Wrong config exits 2; a server that is down is a service's ordinary weather: it starts,
+    says so, is not ready, and stops cleanly."""
+    (tmp_path / "c.toml").write_text(
+        "[source]\n"
+        f'url = "postgresql+psycopg://reader@127.0.0.1:{free_port()}/sis"\n'
+        'query = "SELECT course_id, user_id, role, section_id, status FROM enrollments"\n'
+    )
+    port = free_port()
+    proc = _watch(tmp_path, canvas, "-c", "c.toml", "--interval", "0.1", "--health", str(port))
+    try:
+        ready = eventually(
+            lambda: (
+                (r := _get(f"http://127.0.0.1:{port}/readyz")) is not None
+                and r.json()["source_error"]
+                and r
+            ),
+            what="the outage in /readyz",
+            abort_if=exited(proc),
+        )
+        assert ready.status_code == 503
+        assert "cannot connect to" in ready.json()["source_error"]
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0
+    names = [json.loads(line)["event"] for line in out.splitlines()]
+    assert "source_unavailable" in names and names[-1] == "stopped"
+
+
 async def test_a_console_attached_to_the_service_sees_each_change(
     tmp_path: Path, canvas: str
 ) -> None:

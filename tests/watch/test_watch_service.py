@@ -10,6 +10,7 @@ import pytest
 
 from canvas_tui.canvas.retry import CircuitBreaker, RetryPolicy
 from canvas_tui.engine.watch import backoff
+from canvas_tui.engine.watch_sources import open_poller
 from canvas_tui.records import State
 from canvas_tui.simulator import FaultRates, Simulator, World, build_app
 from tests.helpers import eventually_async, fast_config, never_within_async, write_rows
@@ -611,3 +612,51 @@ def test_the_back_off_doubles_from_its_base_to_a_minute() -> None:
     assert [backoff(n, 0.5) for n in (1, 2, 3)] == [1.0, 2.0, 4.0]
     assert [backoff(n) for n in (1, 2, 5)] == [2.0, 4.0, 32.0]
     assert backoff(6) == backoff(40, 3.0) == 60.0
+
+
+@pytest.mark.parametrize("mode", [None, "snapshot"], ids=["default", "snapshot"])
+async def test_a_drop_folder_is_a_delta_unless_configured_whole(
+    app: Simulator, tmp_path: Path, mode: str | None
+) -> None:
+    """A file dropped in with some rows (today's adds) drops nothing it leaves out: a folder's
+    files are deltas by default (never change in Canvas what the source does not ask); the
+    `watching` line says so. Configured "snapshot", the same second file drops the rest."""
+    world = app.world
+    chosen = pairs(world, 4)
+    rows = [[c, u, "student", s, "active"] for u, c, s in chosen]
+    folder = tmp_path / "incoming"
+    folder.mkdir()
+    settings = {} if mode is None else {"csv_mode": mode}
+    config = with_plan(csv_config(folder, **settings), drop_policy="delete", brake_max_share=1.0)
+    write_rows(folder / "001.csv", rows[:3], HEADER)
+    async with running(config, app, tmp_path / "w.journal", interval=0.05) as run:
+        await eventually_async(
+            lambda: all(state_in(world, p) == "active" for p in chosen[:3]),
+            what="the first file applied",
+            abort_if=run.done_or_failed,
+        )
+        assert run.named("watching")[0]["csv_mode"] == (mode or "delta")
+        write_rows(folder / "002.csv", rows[3:], HEADER)  # one new row, and only it
+        await eventually_async(
+            lambda: state_in(world, chosen[3]) == "active",
+            what="the second file applied",
+            abort_if=run.done_or_failed,
+        )
+        if mode is None:
+            await never_within_async(
+                lambda: any(state_in(world, p) != "active" for p in chosen[:3]),
+                0.5,
+                what="a drop of a row the delta left out",
+            )
+        else:
+            await eventually_async(
+                lambda: all(state_in(world, p) == "deleted" for p in chosen[:3]),
+                what="the rows the whole roster lacks dropped",
+                abort_if=run.done_or_failed,
+            )
+
+
+def test_a_csv_file_is_a_snapshot_by_default(tmp_path: Path) -> None:
+    poller = open_poller(csv_config(tmp_path / "in.csv"))
+    assert poller.csv_mode == "snapshot"
+    assert open_poller(csv_config(tmp_path / "in.csv", csv_mode="delta")).csv_mode == "delta"

@@ -61,7 +61,8 @@ LEGEND: tuple[tuple[str, str], ...] = (
     (
         "front",
         "records moved to the front (F): what moved, and how many have yet to end; the "
-        "others wait until they all have",
+        "others wait until they all have. While READY under via auto: via, the channel a start "
+        "takes, and why",
     ),
     (
         "SIS import",
@@ -82,6 +83,10 @@ class Outlook:
     time: TimeRange
     drops: int
     start_key: str = "S"
+    # the channel a start takes when the config left it to the figures (`via = "auto"`), and
+    # why in a few words ("" when none was asked for: REST, as ever)
+    channel: str = ""
+    channel_why: str = ""
 
 
 def bucket_of(state: RunState) -> Bucket:
@@ -203,17 +208,42 @@ def detail_text(state: RunState, idle: str | None = None, outlook: Outlook | Non
     return text
 
 
-def front_text(state: RunState) -> Text:
-    """The records an operator moved to the front: what, and how many are left to end."""
+def front_text(state: RunState, width: int = 80) -> Text:
+    """The records an operator moved to the front: what, and how many are left to end. One
+    line when it fits `width`, else two (the panel keeps a row for it): what moved, then the
+    count, never cut mid-figure."""
     front = state.front
     if front is None:
         return Text()
-    text = Text.assemble(("front ", "dim"), (printable(front.label), "bold"))
     if front.left:
-        text.append(f" · {fmt.count(front.left)} of {fmt.count(front.moved)} left", style="bold")
-        text.append(" · the rest wait", style="dim")
+        count = f"{fmt.count(front.left)} of {fmt.count(front.moved)} left"
+        wait = " · the rest wait"
     else:
-        text.append(f" · all {fmt.count(front.moved)} ended", style="dim")
+        count, wait = f"all {fmt.count(front.moved)} ended", ""
+    label = printable(front.label)
+    one = Text.assemble(("front ", "dim"), (label, "bold"), " · ", (count, "bold"), (wait, "dim"))
+    if len(one) <= width:
+        return one
+    room = max(1, width - len("front "))
+    if len(label) > room:
+        label = label[: room - 1] + "…"
+    two = Text.assemble(("front ", "dim"), (label, "bold"), "\n", (count, "bold"))
+    if len(count) + len(wait) <= width:
+        two.append(wait, style="dim")
+    return two
+
+
+def channel_text(outlook: Outlook | None, width: int = 80) -> Text:
+    """READY under `via = "auto"`: the channel a start takes and why, in the front line's place
+    (one line, or two when narrow)."""
+    if outlook is None or not outlook.channel:
+        return Text()
+    text = Text.assemble(("via ", "dim"), (outlook.channel, "bold"))
+    why = outlook.channel_why
+    if why and len(text) + len(why) + 3 <= width:
+        text.append(f" · {why}", style="dim")
+    elif why:
+        text.append(f"\n{why[: width - 1] + '…' if len(why) > width else why}", style="dim")
     return text
 
 
@@ -308,7 +338,9 @@ class Dashboard(Horizontal):
     Dashboard #counts { height: 8; }
     Dashboard #progress-text, Dashboard #progress-detail, Dashboard #concurrency { height: 2; }
     Dashboard #headroom, Dashboard #rate-spark, Dashboard #remaining-spark { height: 1; }
-    Dashboard #front { height: 1; }  /* the line above the spark: blank until a move */
+    /* the line above the spark: blank until a move; two lines when narrow (the panel has a
+       spare row) */
+    Dashboard #front { height: 1; }
     Dashboard #pressure { height: 3; }
     Dashboard #failures { height: 1fr; }
     """
@@ -382,7 +414,20 @@ class Dashboard(Horizontal):
         self._set("progress-text", progress, lambda: progress)
         detail = detail_text(state, idle, outlook)
         self._set("progress-detail", detail, lambda: detail)
-        self._set("front", state.front, lambda: front_text(state))
+        width = self._width("front")
+        front = (
+            channel_text(outlook, width)
+            if state.front is None and idle == "READY"
+            else front_text(state, width)
+        )
+        if self._shown.get("front") != front:
+            self._shown["front"] = front
+            static = self._static("front")
+            height = 2 if "\n" in front.plain else 1  # the panel's spare row, when narrow
+            grows = static.styles.height is None or static.styles.height.value != height
+            if grows:
+                static.styles.height = height
+            static.update(front, layout=grows)
         rates = list(state.rate_history)
         rate_spark = spark_text(
             "records/s", rates, max(rates, default=0.0), self._width("rate-spark")

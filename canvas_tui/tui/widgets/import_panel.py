@@ -29,6 +29,8 @@ ABORTING = frozenset({"sent", "accepted"})
 # data.counts entries the line shows as its own figures
 SHOWN_ELSEWHERE = frozenset({"warning_count", "error_count"})
 PERCENT = 5  # characters of " 100%"
+SEPARATOR = " · "
+MAX_LINES = 3  # the figures' lines at most, under the state line (the panel grows to fit)
 
 
 def running(status: ImportStatus | None) -> bool:
@@ -70,7 +72,8 @@ def time_left(status: ImportStatus) -> float | None:
 
 
 def import_text(status: ImportStatus, width: int = 76) -> Text:
-    """Two lines: the state, progress and id; then the rows, messages and counts."""
+    """The state, progress and id; then the rows, messages and counts, on as many lines as
+    `width` needs (`MAX_LINES` at most are shown)."""
     label, style = state_label(status)
     head = Text.assemble((f" {label} ", f"reverse {style}"), " ")
     ident = f" SIS import {status.sis_import_id}" if status.sis_import_id is not None else ""
@@ -87,30 +90,56 @@ def import_text(status: ImportStatus, width: int = 76) -> Text:
     head.append(f"{status.progress:4.0f}%", style="bold")
     head.append(tail, style="dim")
 
-    line = Text("\n")
-    line.append(fmt.count(status.rows), style="bold")
-    line.append(" rows", style="dim")
+    for row in _wrap(_figures(status), width):
+        head.append("\n")
+        head.append_text(row)
+    return head
+
+
+def _figures(status: ImportStatus) -> list[Text]:
+    """The rows, the messages, Canvas's counts, the outcome and the REST records beside it."""
+    figures = [Text.assemble((fmt.count(status.rows), "bold"), (" rows", "dim"))]
     warned = status.warning_count
-    line.append(" · ", style="dim")
-    line.append(fmt.count(warned), style="bold yellow" if warned else "bold")
-    line.append(" warnings" if warned != 1 else " warning", style="dim")
+    figures.append(
+        Text.assemble(
+            (fmt.count(warned), "bold yellow" if warned else "bold"),
+            (" warnings" if warned != 1 else " warning", "dim"),
+        )
+    )
     if status.error_count:
-        line.append(" · ", style="dim")
-        line.append(fmt.count(status.error_count), style="bold red")
-        line.append(" errors" if status.error_count != 1 else " error", style="dim")
+        figures.append(
+            Text.assemble(
+                (fmt.count(status.error_count), "bold red"),
+                (" errors" if status.error_count != 1 else " error", "dim"),
+            )
+        )
     for name, n in sorted(status.counts.items()):
         if n and name not in SHOWN_ELSEWHERE:
-            line.append(f" · {printable(name)} ", style="dim")
-            line.append(fmt.count(n), style="bold")
+            figures.append(Text.assemble((f"{printable(name)} ", "dim"), (fmt.count(n), "bold")))
     if status.final:
-        line.append(" · done ", style="dim")
-        line.append(fmt.count(status.done), style="green")
-        line.append(" · failed ", style="dim")
-        line.append(fmt.count(status.failed), style="bold red" if status.failed else "")
+        figures.append(Text.assemble(("done ", "dim"), (fmt.count(status.done), "green")))
+        figures.append(
+            Text.assemble(
+                ("failed ", "dim"),
+                (fmt.count(status.failed), "bold red" if status.failed else ""),
+            )
+        )
     if status.rest_records:
-        line.append(f" · {fmt.count(status.rest_records)} by REST beside it", style="dim")
-    head.append_text(line)
-    return head
+        figures.append(Text(f"{fmt.count(status.rest_records)} by REST beside it", style="dim"))
+    return figures
+
+
+def _wrap(figures: list[Text], width: int) -> list[Text]:
+    """The figures joined by " · ", a new line rather than one cut at the panel's edge (a
+    finished import's figures fill more than 76 columns)."""
+    rows: list[Text] = []
+    for figure in figures:
+        if rows and len(rows[-1]) + len(SEPARATOR) + len(figure) <= width:
+            rows[-1].append(SEPARATOR, style="dim")
+            rows[-1].append_text(figure)
+        else:
+            rows.append(figure.copy())
+    return rows
 
 
 def note_text(status: ImportStatus) -> str:
@@ -131,7 +160,7 @@ class ImportPanel(Static):
 
     DEFAULT_CSS = """
     ImportPanel {
-        height: 4;
+        height: 4;  /* two lines; more while the figures wrap (`show`) */
         border: round $primary 50%;
         border-title-color: $text;
         border-subtitle-color: $text-muted;
@@ -159,4 +188,10 @@ class ImportPanel(Static):
         self._shown = key
         note = note_text(status)
         self.border_subtitle = f"{note} · {keys}" if keys and note else (note or keys)
-        self.update(import_text(status, width), layout=False)  # its height is fixed
+        text = import_text(status, width)
+        lines = min(1 + MAX_LINES, len(text.plain.split("\n")))
+        height = lines + 2  # the border
+        grows = self.styles.height is None or self.styles.height.value != height
+        if grows:
+            self.styles.height = height
+        self.update(text, layout=grows)  # a layout pass only when the height changes
