@@ -294,9 +294,7 @@ class ConsoleApp(App[int]):
         # start is offered once the journal is loaded: a key pressed before would be lost
         self._loading = drives
         self.tick()  # the first frame shows the counts and the queue now, not a tick later
-        # what exists by the first frame (modules, styles, widgets) lives as long as the app:
-        # a full collection no longer scans it (see GC_YOUNG)
-        self.call_after_refresh(gc.freeze)
+        self.run_worker(self._freeze_heap(), group="heap", exit_on_error=False)
         approved: bool | None = None
         try:
             self._past_import = await asyncio.to_thread(self._finished_import)
@@ -322,6 +320,20 @@ class ConsoleApp(App[int]):
                 await asyncio.wait_for(self.queue.shown.wait(), FIRST_FRAME_WAIT)
             self.outlook = await asyncio.to_thread(self._outlook)
         self.tick()
+
+    async def _freeze_heap(self) -> None:
+        """What exists once the queue shows its first rows (modules, styles, widgets, the
+        session) lives as long as the app: frozen, a full collection no longer walks it (see
+        GC_YOUNG). Collected first, so nothing dead is kept: one full collection, after the
+        first frame with rows."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.queue.shown.wait(), FIRST_FRAME_WAIT)
+
+        def freeze() -> None:
+            gc.collect()
+            gc.freeze()
+
+        self.call_after_refresh(freeze)
 
     def _finished_import(self) -> ImportStatus | None:
         """A journal whose import finished in an earlier run: its panel, from the journal's
