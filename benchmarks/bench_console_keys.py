@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SHOWN = (
     "p50_ms",
     "p95_ms",
+    "max_ms",
     "handled_p95_ms",
     "layouts_per_s",
     "console_cpu_share",

@@ -55,6 +55,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SNAPSHOT_SECONDS = 0.1
+# Where it counts (no autogroup scheduling: see lower_priority), a little below the console.
 ENGINE_NICENESS = 5
 
 # An operation's handler: the call's id (for its progress messages), then the Call's arguments.
@@ -301,14 +302,29 @@ def _open(spec: EngineSpec, transport: httpx.AsyncBaseTransport | None) -> Sessi
     )
 
 
+def lower_priority(niceness: int) -> None:
+    """This process a little below the console's, where the kernel ranks processes by nice value.
+
+    Linux's autogroup scheduling (on by default) shares the CPU between sessions before it looks
+    at nice values, and the engine has a session of its own (remote.spawn_engine): there its
+    nice value ranks it only against its own session, which it is alone in, so it is the
+    console's equal (measured: two busy processes in two sessions, one at nice 5, share a core
+    half and half). Lowering its session's group too (`/proc/self/autogroup`) was measured and
+    not taken: at load 7-12 on two cores the engine synced 30-45 % fewer records a second
+    (nice 5 or 2), for key latencies within the run-to-run spread (BENCHMARKS.md, "Keys under
+    load"). The engine is latency-bound on Canvas; when the machine is that busy it needs its
+    share."""
+    with contextlib.suppress(OSError, AttributeError):
+        os.nice(niceness)
+
+
 def main(argv: list[str]) -> int:
     """The engine process: argv is [FD], this end of the console's socket."""
     # The console decides when to stop: a Ctrl+C meant for it must not kill the engine mid-write.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # When the machine is busy the scheduler should run the console's drawing first: a key
     # answered late is felt at once, a request sent a few milliseconds later is not.
-    with contextlib.suppress(OSError, AttributeError):
-        os.nice(ENGINE_NICENESS)
+    lower_priority(ENGINE_NICENESS)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
     conn = Connection(int(argv[0]))
     try:

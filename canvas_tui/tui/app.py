@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
@@ -93,6 +94,14 @@ WRITES = frozenset(
 REGISTRY = frozenset(a.action.split("(")[0] for a in ACTIONS)
 OUTLOOK_SAMPLE = 2000  # pending records READY reads to count full mode's lookups
 FIRST_FRAME_WAIT = 1.0  # seconds the outlook waits at most for the queue's first rows
+# The garbage collector's young-generation threshold while the console runs. Drawing a frame
+# keeps thousands of objects alive at once, so Python's default (700 more container objects than
+# at the last collection) started a collection inside most frames, which promoted the frame's
+# objects and led to full collections over every object of the imports and widgets: 8 in a
+# 20 s key phase, up to 100 ms each, in the middle of a key's frame (BENCHMARKS.md, "Keys
+# under load"). Almost everything a frame makes is freed by its reference count; 10,000
+# collects the cycles that are left 40x less often, in pauses of a few ms.
+GC_YOUNG = 10_000
 
 
 class ConsoleApp(App[int]):
@@ -152,6 +161,7 @@ class ConsoleApp(App[int]):
         self._queue: QueueView | None = None
         self._import_panel: ImportPanel | None = None
         self._past_import: ImportStatus | None = None  # the journal's finished import, if any
+        self._gc_threshold = gc.get_threshold()
         self.sub_title = self._description
 
     # ---- layout and the refresh loop -----------------------------------------------------------
@@ -165,11 +175,19 @@ class ConsoleApp(App[int]):
 
     def on_mount(self) -> None:
         self._ui_loop = asyncio.get_running_loop()
+        self._gc_threshold = gc.get_threshold()
+        gc.set_threshold(GC_YOUNG)
         if self.keymap_overrides:
             self.set_keymap(self.keymap_overrides)
         self.queue.table.focus()
         self._open()
         self.set_interval(self.tick_seconds, self.tick)
+
+    def on_unmount(self) -> None:
+        # the process may go on (a test, a host of several apps): its collector as it was, and
+        # what was frozen (this app's widgets among it) collectable again
+        gc.unfreeze()
+        gc.set_threshold(*self._gc_threshold)
 
     @property
     def queue(self) -> QueueView:
@@ -276,6 +294,7 @@ class ConsoleApp(App[int]):
         # start is offered once the journal is loaded: a key pressed before would be lost
         self._loading = drives
         self.tick()  # the first frame shows the counts and the queue now, not a tick later
+        self.run_worker(self._freeze_heap(), group="heap", exit_on_error=False)
         approved: bool | None = None
         try:
             self._past_import = await asyncio.to_thread(self._finished_import)
@@ -301,6 +320,20 @@ class ConsoleApp(App[int]):
                 await asyncio.wait_for(self.queue.shown.wait(), FIRST_FRAME_WAIT)
             self.outlook = await asyncio.to_thread(self._outlook)
         self.tick()
+
+    async def _freeze_heap(self) -> None:
+        """What exists once the queue shows its first rows (modules, styles, widgets, the
+        session) lives as long as the app: frozen, a full collection no longer walks it (see
+        GC_YOUNG). Collected first, so nothing dead is kept: one full collection, after the
+        first frame with rows."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.queue.shown.wait(), FIRST_FRAME_WAIT)
+
+        def freeze() -> None:
+            gc.collect()
+            gc.freeze()
+
+        self.call_after_refresh(freeze)
 
     def _finished_import(self) -> ImportStatus | None:
         """A journal whose import finished in an earlier run: its panel, from the journal's

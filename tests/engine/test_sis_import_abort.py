@@ -19,8 +19,9 @@ async def test_abort_import_puts_abort_and_the_poll_settles_every_row(bulk: Bulk
     bulk.app.sis_imports.rows_per_second = 20.0  # slow enough to abort mid-run
     session = bulk.session(rows, bulk.config())
     try:
+        # the upload starts while the journal loads (apply_plan's start_early), so by now the
+        # import may or may not be on Canvas: abort is asked only once it runs
         await prepare_sync(session, requested=None, allow_drops=None)
-        assert not session.runner.abort_import()  # nothing on Canvas yet: nothing to abort
         run = asyncio.create_task(session.run())
 
         def importing() -> ImportStatus | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import gc
 import threading
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from textual.widgets import Input
 from canvas_tui.engine.journal import Journal
 from canvas_tui.engine.state import Phase, RecordRow
 from canvas_tui.records import FINAL_STATES, State
-from canvas_tui.tui.app import ConsoleApp
+from canvas_tui.tui.app import GC_YOUNG, ConsoleApp
 from canvas_tui.tui.screens.dialogs import ConfirmScreen, EditScreen, HelpScreen, PromptScreen
 from canvas_tui.tui.screens.stepper import FailureStepper
 from tests.helpers import eventually_async, never_within_async
@@ -365,6 +366,24 @@ async def test_start_is_offered_only_once_the_journal_is_loaded(
             await pilot.press("q")
     finally:
         opening.set()
+
+
+async def test_the_console_collects_rarely_and_gives_the_collector_back(harness: Harness) -> None:
+    """While the console runs, the young generation collects at GC_YOUNG and the heap the first
+    rows found is frozen; once the app is gone, the process's collector is as it was."""
+    before = gc.get_threshold()
+    app = harness.app()
+    async with app.run_test(size=SIZE) as pilot:
+        assert gc.get_threshold()[0] == GC_YOUNG
+        await eventually_async(
+            lambda: gc.get_freeze_count() > 0, what="the heap frozen", pause=pilot.pause
+        )
+        await eventually_async(
+            lambda: _phase(app) is Phase.FINISHED, what="the run finished", pause=pilot.pause
+        )
+        await pilot.press("q")
+    assert gc.get_threshold() == before
+    assert gc.get_freeze_count() == 0
 
 
 async def test_read_only_triage_hides_writes_but_steps_failures(harness: Harness) -> None:

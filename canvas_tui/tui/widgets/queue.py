@@ -150,6 +150,7 @@ class QueueView(Vertical):
         self._read_span: tuple[object, ...] | None = None  # what the last tick's read covered
         self._next_read = 0.0  # monotonic time from which the tick reads that span again
         self.shown = asyncio.Event()  # set once the first window of rows is in the table
+        self._status = ""  # what the status line shows
 
     def compose(self) -> ComposeResult:
         yield Static(id="queue-status")
@@ -226,7 +227,10 @@ class QueueView(Vertical):
     async def _refresh(self, state: RunState | None) -> None:
         table = self.table
         wanted, generation = self.filter, table.generation
-        total = await asyncio.to_thread(self.total_for, state)
+        if state is not None and not wanted.text:
+            total = self.total_for(state)  # the snapshot's counts: no thread for a lookup
+        else:
+            total = await asyncio.to_thread(self.total_for, state)  # reads the store
         start, limit = table.window_span()
         span = (wanted, generation, start, limit)
         rows: list[RecordRow] | None = None
@@ -243,8 +247,9 @@ class QueueView(Vertical):
         if rows is not None:
             table.replace_window(start, rows, generation)
             self.shown.set()
-        status = Text.assemble(
-            ("Queue ", "bold"),
-            f"{fmt.count(total)} records · {self.filter.describe()}",
-        )
-        self.query_one("#queue-status", Static).update(status, layout=False)
+        status = f"{fmt.count(total)} records · {self.filter.describe()}"
+        if status != self._status:  # unchanged on most ticks: no repaint
+            self._status = status
+            self.query_one("#queue-status", Static).update(
+                Text.assemble(("Queue ", "bold"), status), layout=False
+            )
