@@ -95,9 +95,8 @@ class TopicPoller:
         self.layout = layout_of(spec)
         self.max_records = max_records
         self.description = f"kafka:{spec.topic} (group {spec.group})"
-        self.csv_mode: CsvMode | None = (
-            None  # a message is one change: nothing drops for its absence
-        )
+        # a message is one change: nothing drops for its absence
+        self.csv_mode: CsvMode | None = None
         self.redelivered = 0  # messages skipped because the journal holds them already
         self.committed: dict[int, int] = {}  # partition -> the offset last committed to Kafka
         self._handed: dict[int, int] = {}  # partition -> next offset after the last batch read

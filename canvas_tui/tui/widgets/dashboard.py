@@ -22,7 +22,7 @@ from canvas_tui.engine.state import Phase, RunState
 from canvas_tui.records import State
 from canvas_tui.text import printable
 from canvas_tui.tui import format as fmt
-from canvas_tui.tui.widgets.import_panel import running
+from canvas_tui.tui.widgets.import_panel import running, update_fitted
 from canvas_tui.tui.widgets.import_panel import time_left as import_time_left
 
 PHASE_STYLES: dict[Phase, str] = {
@@ -422,12 +422,8 @@ class Dashboard(Horizontal):
         )
         if self._shown.get("front") != front:
             self._shown["front"] = front
-            static = self._static("front")
-            height = 2 if "\n" in front.plain else 1  # the panel's spare row, when narrow
-            grows = static.styles.height is None or static.styles.height.value != height
-            if grows:
-                static.styles.height = height
-            static.update(front, layout=grows)
+            # two rows when narrow: the panel's spare row
+            update_fitted(self._static("front"), front, 2 if "\n" in front.plain else 1)
         rates = list(state.rate_history)
         rate_spark = spark_text(
             "records/s", rates, max(rates, default=0.0), self._width("rate-spark")

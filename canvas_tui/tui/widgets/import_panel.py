@@ -142,6 +142,15 @@ def _wrap(figures: list[Text], width: int) -> list[Text]:
     return rows
 
 
+def update_fitted(static: Static, text: Text, height: int) -> None:
+    """Show `text` in `static` at `height` rows: a layout pass only when the height changes
+    (an update of the same size repaints only)."""
+    grows = static.styles.height is None or static.styles.height.value != height
+    if grows:
+        static.styles.height = height
+    static.update(text, layout=grows)
+
+
 def note_text(status: ImportStatus) -> str:
     """The border's subtitle: an abort's fate, else what the import waits for or ended with."""
     if status.abort == "sent":
@@ -190,8 +199,4 @@ class ImportPanel(Static):
         self.border_subtitle = f"{note} · {keys}" if keys and note else (note or keys)
         text = import_text(status, width)
         lines = min(1 + MAX_LINES, len(text.plain.split("\n")))
-        height = lines + 2  # the border
-        grows = self.styles.height is None or self.styles.height.value != height
-        if grows:
-            self.styles.height = height
-        self.update(text, layout=grows)  # a layout pass only when the height changes
+        update_fitted(self, text, lines + 2)  # + the border
