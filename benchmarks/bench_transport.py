@@ -4,7 +4,7 @@
 
 CanvasClient GETs `users/self` 11 at a time from `canvas-tui simulate --time-scale 1000` (so the
 client, not the latency, sets the pace) over: `httpx` = httpx's own transport (httpcore, h11,
-anyio); `aiohttp` = canvas/transport.py (the default before http1); `http1` = canvas/http1.py,
+anyio); `aiohttp` = benchmarks/aiohttp_transport.py (the default before http1); `http1` = canvas/http1.py,
 our own HTTP/1.1, the default; `bare` = aiohttp alone, no CanvasClient, the floor. The figure is this process's CPU (time.process_time) per request; the simulator runs in its
 own process. Each kind runs in turn, the list twice, so the load is shared.
 """
@@ -23,7 +23,7 @@ import httpx
 from canvas_tui.canvas.client import CanvasClient
 from canvas_tui.canvas.governor import Governor
 from canvas_tui.canvas.http1 import Http1Transport
-from canvas_tui.canvas.transport import AiohttpTransport
+from aiohttp_transport import AiohttpTransport  # the default before http1, kept here as the comparison
 from canvas_tui.simulator.testing import simulate_process
 
 TOKEN = "bench-token-not-a-secret"

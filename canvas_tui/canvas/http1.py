@@ -306,20 +306,26 @@ class Http1Transport(httpx.AsyncBaseTransport):
 
 def _request_bytes(request: httpx.Request, body: bytes) -> bytes:
     """The request line, headers and body, as one write. httpx has already set Host and, for a
-    body, Content-Length."""
+    body it knew whole, Content-Length. A streamed body came with `Transfer-Encoding: chunked`
+    instead; it has been read whole here, so it goes out with its length, not that header."""
     url = request.url
     lines = [request.method.encode("ascii"), b" ", url.raw_path, b" HTTP/1.1\r\n"]
     has_length = False
+    written = 0
     for name, value in request.headers.raw:
+        lower = name.lower()
+        if lower == b"transfer-encoding":
+            continue
         lines += (name, b": ", value, b"\r\n")
-        if not has_length and name.lower() in (b"content-length", b"transfer-encoding"):
-            has_length = True
+        written += 1
+        has_length = has_length or lower == b"content-length"
     if body and not has_length:
         lines += (b"Content-Length: ", str(len(body)).encode("ascii"), b"\r\n")
+        written += 1
     lines.append(b"\r\n")
     head = b"".join(lines)
     # httpx lets CR, LF and NUL through in header values; none may split or end a header here
-    ends = len(request.headers.raw) + (3 if body and not has_length else 2)
+    ends = written + 2
     if head.count(b"\n") != ends or head.count(b"\r") != ends or b"\0" in head:
         raise httpx.LocalProtocolError("a request header contains CR, LF or NUL")
     return head + body if body else head

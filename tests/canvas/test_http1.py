@@ -332,3 +332,31 @@ async def test_a_header_with_a_line_break_is_never_written() -> None:
             await transport.handle_async_request(request)
         await transport.aclose()
     assert raw.connections == 0
+
+
+async def test_a_streamed_body_goes_out_with_its_length_not_chunked() -> None:
+    """httpx marks a body of unknown length `Transfer-Encoding: chunked`; the transport reads it
+    whole, so the framing it announces must be the length of what it writes."""
+    seen: list[bytes] = []
+
+    async def recording(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        seen.append(await read_request(reader))
+        writer.write(ok())
+        await writer.drain()
+        await reader.read()
+
+    async def parts() -> AsyncIterator[bytes]:
+        yield b"user_id=1&"
+        yield b"type=StudentEnrollment"
+
+    async with raw_server(recording) as (_raw, url):
+        transport = new_transport()
+        request = httpx.Request("POST", url, content=parts())
+        assert request.headers["Transfer-Encoding"] == "chunked"
+        response = await transport.handle_async_request(request)
+        assert response.status_code == 200
+        await transport.aclose()
+    head, _, body = seen[0].partition(b"\r\n\r\n")
+    assert b"transfer-encoding" not in head.lower()
+    assert b"Content-Length: 32" in head
+    assert body == b"user_id=1&type=StudentEnrollment"

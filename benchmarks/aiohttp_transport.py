@@ -1,7 +1,7 @@
 """httpx's client API over aiohttp's connection pool and C HTTP parser (issue 14).
 
-No longer the default: http1.py (our own HTTP/1.1 over httptools) replaced it at ~2/3 of its CPU
-per request; it stays as benchmarks/bench_transport.py's `aiohttp` kind, the comparison.
+The default until canvas/http1.py replaced it at ~2/3 of its CPU per request; kept here as
+bench_transport.py's `aiohttp` kind, the comparison.
 
 httpx's own transport (httpcore + h11 + anyio) spends ~2 ms of CPU per request on a busy loop:
 anyio backend detection and cancel scopes, a checkpoint per socket operation, h11 in pure
