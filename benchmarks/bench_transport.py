@@ -19,11 +19,11 @@ from collections.abc import Awaitable, Callable
 
 import aiohttp
 import httpx
+from aiohttp_transport import AiohttpTransport  # the default before http1: the comparison
 
 from canvas_tui.canvas.client import CanvasClient
 from canvas_tui.canvas.governor import Governor
 from canvas_tui.canvas.http1 import Http1Transport
-from aiohttp_transport import AiohttpTransport  # the default before http1, kept here as the comparison
 from canvas_tui.simulator.testing import simulate_process
 
 TOKEN = "bench-token-not-a-secret"
