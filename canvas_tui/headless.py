@@ -384,11 +384,15 @@ async def _sync(session: Session, reporter: Reporter, args: argparse.Namespace) 
     if not getattr(args, "no_attach", False):
         attach = serve_attach(session, warn=lambda m: reporter.info(m, level="warning"))
 
+    phase_changed = asyncio.Event()  # wakes the JSON progress lines' tick
+
     def on_event(event: Event) -> None:
         if isinstance(event, RecordChanged) and event.state == State.FAILED:
             reporter.failure(_failure_fields(session, event))
-        elif isinstance(event, RunPhaseChanged) and event.phase == Phase.ABORTED:
-            reporter.error(f"run aborted: {event.reason}", ExitCode.ABORTED)
+        elif isinstance(event, RunPhaseChanged):
+            phase_changed.set()
+            if event.phase == Phase.ABORTED:
+                reporter.error(f"run aborted: {event.reason}", ExitCode.ABORTED)
 
     refused = False  # nothing queued: an empty journal is removed
     discard = False  # queued, but aborted before any request for a record: the journal goes too
@@ -488,7 +492,7 @@ async def _sync(session: Session, reporter: Reporter, args: argparse.Namespace) 
                 )
         runner.stop_when_unreachable = True  # exit 3, records pending; the next run resumes
         unsubscribe = runner.subscribe(on_event)
-        ticker = asyncio.create_task(_tick(runner.snapshot, reporter))
+        ticker = asyncio.create_task(_tick(runner.snapshot, reporter, phase_changed))
         try:
             state = await session.run(load_while_running=True)
         finally:
@@ -561,11 +565,23 @@ def _discard_journal(path: Path) -> None:
         Path(f"{path}{suffix}").unlink(missing_ok=True)
 
 
-async def _tick(snapshot: Callable[[], RunState], reporter: Reporter) -> None:
-    interval = min(getattr(reporter, "interval", 1.0), 1.0)
+async def _tick(
+    snapshot: Callable[[], RunState], reporter: Reporter, phase_changed: asyncio.Event
+) -> None:
+    """Progress: a bar redraws every second; JSON lines come every `interval` and at once on a
+    phase change (`phase_changed`), with no wake in between (issue 14: an idle run's 1 Hz tick)."""
+    interval = getattr(reporter, "interval", 1.0)
+    if interval <= 1.0:
+        while True:
+            reporter.progress(snapshot())
+            await asyncio.sleep(interval)
     while True:
+        phase_changed.clear()
         reporter.progress(snapshot())
-        await asyncio.sleep(interval)
+        with contextlib.suppress(TimeoutError):
+            # a little past the reporter's due time, so its own `interval` check passes
+            async with asyncio.timeout(interval + 0.01):
+                await phase_changed.wait()
 
 
 def _dry_run(

@@ -26,6 +26,7 @@ and adds `MARGIN_STEP` spare units that decay over the next clean answers. Witho
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import time
 from collections import deque
@@ -109,6 +110,9 @@ class Governor:
         self._waiters: deque[asyncio.Future[int]] = deque()
         self._timer: asyncio.TimerHandle | None = None
         self._timer_loop: asyncio.AbstractEventLoop | None = None
+        # Called after each answer is modelled (the limit may have risen): the runner's dispatcher
+        # waits on answers instead of polling (issue 14).
+        self._listeners: list[Callable[[], None]] = []
         self.requests = 0  # requests admitted (retries included)
         self.throttled = 0  # refusals reported
         self.max_in_flight = 0
@@ -168,6 +172,38 @@ class Governor:
             return 0.0
         needed = self.up_front * (len(self._in_flight) + 1) + self.effective_margin - free
         return max(0.0, needed / self.leak) + (0.001 if needed > 0 else 0.0)
+
+    def leak_raises_limit(self) -> bool:
+        """Whether the bucket's leak alone (no answer, no `set_cap`) may still raise `limit`: only
+        while the modelled bucket binds (not the first probe, the AIMD ceiling, the cap or
+        `max_limit`) and holds some leaked cost. Every other rise follows an answer, which the
+        listeners hear (`listen`)."""
+        if self._answers == 0 or not self._headers_seen or self.leak <= 0:
+            return False
+        if self._base_now() <= 0:
+            return False
+        model = self._model_limit()
+        assert model is not None
+        # the most an empty bucket allows, under every other bound
+        bound = min(
+            max(0, math.ceil((self._hwm() - self.effective_margin) / self.up_front) - 1),
+            self.max_limit,
+        )
+        if math.isfinite(self._ceiling):
+            bound = min(bound, max(1, math.floor(self._ceiling)))
+        if self._cap is not None:
+            bound = min(bound, self._cap)
+        return model < bound
+
+    def listen(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call `callback` after each answer is modelled; returns what stops it."""
+        self._listeners.append(callback)
+
+        def stop() -> None:
+            with contextlib.suppress(ValueError):
+                self._listeners.remove(callback)
+
+        return stop
 
     def set_cap(self, cap: int | None) -> None:
         """The operator's ceiling on requests in flight (None removes it)."""
@@ -240,6 +276,8 @@ class Governor:
             elif model is None:
                 self._ceiling = min(self._ceiling, float(self.max_limit))
         self._wake()
+        for listener in self._listeners:
+            listener()
 
     # ---- admission ------------------------------------------------------------------------------
     # Waiters queue in FIFO order and are granted their place directly (no thundering herd: a

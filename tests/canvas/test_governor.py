@@ -252,3 +252,28 @@ async def test_without_headers_aimd_finishes_everything(status: int) -> None:
     assert limits[0] == 1 and 4 in limits  # a probe, then the conservative fallback ...
     assert max(limits) > 4  # ... which probes upward
     assert stats["throttled"] <= 0.2 * stats["requests"]
+
+
+async def test_only_a_leaking_bucket_raises_the_limit_unannounced() -> None:
+    clock = ManualClock()
+    governor = Governor(clock=clock)
+    assert not governor.leak_raises_limit()  # the probe: only the first answer raises it
+    await answer(governor, 30.0)  # a nearly full bucket: the leak opens room
+    assert governor.limit == 0 and governor.leak_raises_limit()
+    clock.now += 60  # leaked empty: nothing but an answer or a cap raises the limit now
+    assert governor.limit == 11 and not governor.leak_raises_limit()
+    await answer(governor, 300.0)
+    governor.set_cap(2)  # the cap binds, not the bucket
+    assert governor.limit == 2 and not governor.leak_raises_limit()
+
+
+async def test_listeners_hear_each_answer_until_stopped() -> None:
+    governor = Governor(clock=ManualClock())
+    heard: list[int] = []
+    stop = governor.listen(lambda: heard.append(governor.limit))
+    await answer(governor, 599.9)
+    assert heard == [11]
+    stop()
+    stop()  # twice is harmless
+    await answer(governor, 599.9)
+    assert heard == [11]

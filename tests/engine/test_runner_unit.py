@@ -7,6 +7,7 @@ dispatch rules themselves: the in-flight bound, pause/resume, skip/retry, cancel
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -304,3 +305,54 @@ async def test_edit_and_retry_renormalizes_the_row(journal: Journal) -> None:
     assert state.counts[State.DONE] == 3
     record = journal.record(3)
     assert record is not None and record.status == "active"
+
+
+class AnsweringGovernor(FixedGovernor):
+    """A governor whose limit only an answer raises (the bucket has leaked empty)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(limit)
+        self.reads = 0
+        self.listeners: list[Callable[[], None]] = []
+
+    @property
+    def limit(self) -> int:
+        self.reads += 1
+        return self._limit
+
+    def refill_wait(self) -> float:
+        return 1.5  # what an empty bucket with every place taken reports: no leak helps
+
+    def leak_raises_limit(self) -> bool:
+        return False
+
+    def listen(self, callback: Callable[[], None]) -> Callable[[], None]:
+        self.listeners.append(callback)
+        return lambda: self.listeners.remove(callback)
+
+    def answer(self, limit: int) -> None:
+        self._limit = limit
+        for listener in list(self.listeners):
+            listener()
+
+
+async def test_a_full_dispatcher_waits_for_events_not_a_timer(journal: Journal) -> None:
+    """Every place taken and nothing leaking: the dispatcher sleeps until an answer raises the
+    limit (issue 14: it woke 4 times a second), and an answer that does wakes it at once."""
+    journal.load(items(6), description="in.csv")
+    executor = Scripted(hold=True)
+    governor = AnsweringGovernor(2)
+    runner = Runner(journal, executor, governor)
+    task = asyncio.create_task(runner.run())
+    await eventually_async(lambda: executor.in_flight == 2, what="two records in flight")
+    reads = governor.reads
+    await asyncio.sleep(0.6)  # at IDLE_POLL the dispatcher looked at the limit ~2 times
+    assert governor.reads == reads
+    governor.answer(2)  # an answer that leaves the limit as it was wakes nothing
+    await asyncio.sleep(0.05)
+    assert governor.reads == reads + 1  # (the listener's own look)
+    governor.answer(3)
+    await eventually_async(lambda: executor.in_flight == 3, what="a third record", timeout=0.5)
+    executor.release.set()
+    state = await task
+    assert state.phase == Phase.FINISHED and not governor.listeners
