@@ -570,11 +570,11 @@ async def _tick(
 ) -> None:
     """Progress: a bar redraws every second; JSON lines come every `interval` and at once on a
     phase change (`phase_changed`), with no wake in between (issue 14: an idle run's 1 Hz tick)."""
-    interval = getattr(reporter, "interval", 1.0)
-    if interval <= 1.0:
+    interval: float | None = getattr(reporter, "interval", None)
+    if interval is None:
         while True:
             reporter.progress(snapshot())
-            await asyncio.sleep(interval)
+            await asyncio.sleep(1.0)
     while True:
         phase_changed.clear()
         reporter.progress(snapshot())

@@ -355,3 +355,36 @@ def test_the_progress_bar_puts_a_running_import_first() -> None:
     detail = reporter._progress.tasks[0].fields["detail"]
     assert detail.startswith("0.5/s ETA 0s |") and "| import 101 imported 100%" in detail
     reporter.close()
+
+
+async def test_json_progress_wakes_per_interval_and_at_each_phase_change(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """JSON lines come every `interval`, and a phase change is written at once; nothing looks at
+    the run in between (issue 14: an idle run's 1 Hz tick)."""
+    import asyncio
+    import io
+
+    from canvas_tui import headless
+    from canvas_tui.engine.state import Phase
+
+    reporter = headless.JsonReporter(io.StringIO())
+    monkeypatch.setattr(reporter, "interval", 0.3)
+    phase = [Phase.RUNNING]
+    looks: list[Phase] = []
+
+    def snapshot() -> object:
+        looks.append(phase[0])
+        return object()
+
+    written: list[Phase] = []
+    monkeypatch.setattr(reporter, "progress", lambda state: written.append(looks[-1]))
+    changed = asyncio.Event()
+    ticker = asyncio.create_task(headless._tick(snapshot, reporter, changed))  # type: ignore[arg-type]
+    await asyncio.sleep(0.45)
+    assert looks == [Phase.RUNNING, Phase.RUNNING]  # at 0 and 0.31 s, not every 0.1 s or so
+    phase[0] = Phase.PAUSED
+    changed.set()
+    await asyncio.sleep(0.02)
+    ticker.cancel()
+    assert looks == [Phase.RUNNING, Phase.RUNNING, Phase.PAUSED] == written
