@@ -695,21 +695,26 @@ class _Writer(threading.Thread):
             first = self._queue.get()
             with self.lock:
                 stopping = self._run(first)
-                batch = self._batch
-                assert batch is not None
                 # Gather a window of writes: run what is queued, then sleep until the window
                 # ends or someone awaits an answer (`_wanted`); once someone awaits a commit,
                 # take only what is already queued (it rides along) and commit. Inline writes
-                # join meanwhile; if the loop's timer commits the batch first, stop gathering.
+                # join meanwhile. The open batch is read again after each wait: the loop's
+                # timer may have committed the one waited for, and what ran since is in the
+                # next, which this thread then commits by the same rule.
                 while True:
-                    while not stopping and batch.size < _BATCH_MAX:
+                    while not stopping:
+                        assert self._batch is not None
+                        if self._batch.size >= _BATCH_MAX:
+                            break
                         try:
                             item = self._queue.get_nowait()
                         except queue.Empty:
                             break
                         stopping = self._run(item)
-                    if self._batch is not batch or not batch.open:
-                        break  # committed by the loop's timer, or failed
+                    batch = self._batch
+                    assert batch is not None
+                    if not batch.open:
+                        break  # nothing open: committed by the loop's timer, or failed
                     left = batch.deadline - time.monotonic()
                     if stopping or batch.urgent or batch.size >= _BATCH_MAX or left <= 0:
                         self._commit()

@@ -570,3 +570,24 @@ async def test_a_loop_claim_waits_for_a_busy_writer(journal: Journal) -> None:
     await journal.flush()
     assert writer.inline_runs == before
     assert _committed_states(journal.path) == {1: "skipped", 2: "in_flight", 3: "failed"}
+
+
+async def test_a_write_after_the_loop_committed_the_window_waited_for_is_committed(
+    journal: Journal, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The writer gathers a window an inline claim opened (it ran a thread's post in it); the
+    loop's timer commits that window while the writer sleeps; an awaited write that then wakes
+    the writer runs in the next transaction, which the writer commits at once."""
+    monkeypatch.setattr("canvas_tui.engine.journal._BATCH_WINDOW", 2.0)  # the writer sleeps
+    journal.load(items(3), description="in.csv")
+    writer = journal._w()
+    assert await journal.claim([1]) == [1]  # inline: opens the window, the loop's timer set
+    window = writer._batch
+    assert window is not None and window.open
+    posting = threading.Thread(target=lambda: journal.post(lambda conn: None))
+    posting.start()  # the writer wakes for it, runs it in the window, sleeps until its end
+    posting.join()
+    _until(lambda: not writer._queued)
+    writer._window_closed(window)  # the loop's timer, early: commits the window
+    assert not window.open and _committed_states(journal.path)[1] == "in_flight"
+    await asyncio.wait_for(asyncio.to_thread(journal.flush_sync), 1.0)  # not hung
