@@ -65,10 +65,11 @@ def kept(enrollment: dict[str, Any]) -> dict[str, Any]:
 # ---- the roster store --------------------------------------------------------------------------
 
 # The rosters of a fetch stay in memory up to this many enrollments in all, then move to a
-# RosterStore (issue 14). Kept in memory, an enrollment costs ~0.95 KB with its index; a
+# RosterStore (issue 14). Kept in memory, an enrollment costs ~0.95 KB of RSS with its index; a
 # re-sync of a term meets as many as it has rows. Below this, planning stays as fast as with
-# dicts (a plan against the store costs a query per record, see BENCHMARKS.md, "Rosters in a
-# store"); above it, memory stops growing with the rosters.
+# dicts (against the store, each record's enrollments are a query and unmarshalled: 25-45 us
+# more a record, BENCHMARKS.md "A re-sync: the rosters in a store"); above it, memory stops
+# growing with the rosters.
 SPILL_AT = 20_000
 _CHUNK = 512  # enrollments read from the store at a time when a roster is iterated
 _SCOPE_SHIFT = 32  # an enrollment's row id: (its roster's number << 32) | its place in it
