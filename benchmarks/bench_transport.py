@@ -1,11 +1,11 @@
 """The client's CPU per request over each transport, in one process (issue 14).
 
-    .venv/bin/python benchmarks/bench_transport.py [--requests 2000] [--kinds httpx,aiohttp,bare]
+    .venv/bin/python benchmarks/bench_transport.py [--requests 2000] [--kinds httpx,aiohttp,http1,bare]
 
 CanvasClient GETs `users/self` 11 at a time from `canvas-tui simulate --time-scale 1000` (so the
 client, not the latency, sets the pace) over: `httpx` = httpx's own transport (httpcore, h11,
-anyio); `aiohttp` = canvas/transport.py, the default; `bare` = aiohttp alone, no CanvasClient, the
-floor. The figure is this process's CPU (time.process_time) per request; the simulator runs in its
+anyio); `aiohttp` = benchmarks/aiohttp_transport.py (the default before http1); `http1` = canvas/http1.py,
+our own HTTP/1.1, the default; `bare` = aiohttp alone, no CanvasClient, the floor. The figure is this process's CPU (time.process_time) per request; the simulator runs in its
 own process. Each kind runs in turn, the list twice, so the load is shared.
 """
 
@@ -19,9 +19,11 @@ from collections.abc import Awaitable, Callable
 
 import aiohttp
 import httpx
+from aiohttp_transport import AiohttpTransport  # the default before http1: the comparison
 
 from canvas_tui.canvas.client import CanvasClient
 from canvas_tui.canvas.governor import Governor
+from canvas_tui.canvas.http1 import Http1Transport
 from canvas_tui.simulator.testing import simulate_process
 
 TOKEN = "bench-token-not-a-secret"
@@ -42,7 +44,13 @@ async def _timed(one: Callable[[], Awaitable[None]], n: int) -> tuple[float, flo
 
 
 async def client_run(base: str, kind: str, n: int) -> tuple[float, float]:
-    transport = httpx.AsyncHTTPTransport() if kind == "httpx" else None
+    transport: httpx.AsyncBaseTransport | None = None
+    if kind == "httpx":
+        transport = httpx.AsyncHTTPTransport()
+    elif kind == "aiohttp":
+        transport = AiohttpTransport(httpx.Limits(max_connections=100))
+    elif kind == "http1":
+        transport = Http1Transport(httpx.Limits(max_connections=100))
     async with CanvasClient(
         base, TOKEN, transport=transport, governor=Governor(leak=1000)
     ) as client:
@@ -67,7 +75,7 @@ async def bare_run(base: str, n: int) -> tuple[float, float]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=2000)
-    parser.add_argument("--kinds", default="httpx,aiohttp,bare")
+    parser.add_argument("--kinds", default="httpx,aiohttp,http1,bare")
     args = parser.parse_args(argv)
     kinds = args.kinds.split(",") * 2
     with simulate_process("--time-scale", "1000", "--token", TOKEN, "--latency", "0.5") as base:

@@ -36,10 +36,10 @@ from canvas_tui.canvas.errors import (
     may_have_been_applied,
 )
 from canvas_tui.canvas.governor import Governor
+from canvas_tui.canvas.http1 import Http1Transport
 from canvas_tui.canvas.ids import path_segment
 from canvas_tui.canvas.retry import RetryPolicy, Sleep, call_with_retry
 from canvas_tui.canvas.shapes import Check, enrollment_problem, list_of, object_problem
-from canvas_tui.canvas.transport import AiohttpTransport
 from canvas_tui.canvas.urls import base_url_problem, next_link, origin, proxy_problem
 from canvas_tui.config import Config, ConfigError, check_base_url
 
@@ -156,11 +156,11 @@ class CanvasClient:
         if transport is None:
             # Proxies only when configured: HTTP_PROXY / ALL_PROXY from the environment would see
             # a plain-http request whole, Authorization header included. (Either transport still
-            # reads SSL_CERT_FILE / SSL_CERT_DIR, which a site's own CA bundle needs.) aiohttp
-            # carries the requests at a third of httpcore's CPU (transport.py); a proxy, rare,
+            # reads SSL_CERT_FILE / SSL_CERT_DIR, which a site's own CA bundle needs.) Our own
+            # HTTP/1.1 (http1.py) carries the requests at a ninth of httpcore's CPU; a proxy, rare,
             # keeps httpx's own transport, whose proxy handling the security rules were checked on.
             if proxy is None:
-                transport = AiohttpTransport(limits)
+                transport = Http1Transport(limits)
             else:
                 transport = httpx.AsyncHTTPTransport(limits=limits, proxy=proxy)
         self.requests_sent = 0  # every attempt that went out, retries and page reads included
@@ -523,18 +523,26 @@ class CanvasClient:
         observer: Observer | None = None,
         item: Check = object_problem,
         keep: Callable[[JsonObject], JsonObject] | None = None,
+        each_page: Callable[[list[JsonObject]], None] | None = None,
     ) -> list[JsonObject]:
         """Every page's objects; `keep` makes what is kept of each, page by page (the rest of
-        a page is freed before the next one is read)."""
+        a page is freed before the next one is read). `each_page` takes each page's kept
+        objects as it arrives, and then none is kept here (the list returned is empty)."""
         results: list[JsonObject] = []
         pages = 0
+        count = 0
         async for page in self.paginate(
             path, params, not_found=not_found, observer=observer, item=item
         ):
             pages += 1
-            results.extend(page if keep is None else map(keep, page))
+            objects = page if keep is None else list(map(keep, page))
+            count += len(objects)
+            if each_page is not None:
+                each_page(objects)
+            else:
+                results.extend(objects)
             if on_page is not None:
-                on_page(pages, len(results))
+                on_page(pages, count)
         return results
 
     # ---- enrollments ----------------------------------------------------------------------------
@@ -648,9 +656,11 @@ class CanvasClient:
         on_page: Callable[[int, int], None] | None = None,
         observer: Observer | None = None,
         keep: Callable[[JsonObject], JsonObject] | None = None,
+        each_page: Callable[[list[JsonObject]], None] | None = None,
     ) -> list[JsonObject]:
         """Every enrollment of a section, a course, or a user (in that order of preference).
-        `keep`: what is kept of each enrollment (see `list_all`)."""
+        `keep`, `each_page`: what is kept of each enrollment, and where each page goes
+        (see `list_all`)."""
         if section:
             path, missing = (
                 f"sections/{path_segment(section)}/enrollments",
@@ -678,6 +688,7 @@ class CanvasClient:
                 observer=observer,
                 item=enrollment_problem,
                 keep=keep,
+                each_page=each_page,
             )
         except CanvasError as error:
             if error.status == 404 and error.category is Category.NOT_FOUND:

@@ -201,7 +201,7 @@ def _attempt(a: Any) -> TracedAttempt:
 
 def planned_action(record: EnrollmentRecord) -> str:
     """diff.py's `planned_action`, imported on first use: the plan's modules bring the Canvas
-    client and aiohttp (~0.3 s), which a trace of the journals alone never needs."""
+    client and httpx (~0.3 s), which a trace of the journals alone never needs."""
     from canvas_tui.engine.plan.diff import planned_action as planned
 
     return planned(record)

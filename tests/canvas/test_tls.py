@@ -1,4 +1,4 @@
-"""https through the default transport (canvas/transport.py), whose TLS context is made on the
+"""https through the default transport (canvas/http1.py), whose TLS context is made on the
 first https request: the server's certificate is verified as httpx verifies it (certifi, or
 SSL_CERT_FILE), and a certificate nobody trusts stops the request before anything is sent."""
 
@@ -12,6 +12,7 @@ import pytest
 
 from canvas_tui.canvas.client import AttemptEvent, CanvasClient
 from canvas_tui.canvas.errors import CanvasError, Category, may_have_been_applied
+from canvas_tui.canvas.http1 import Http1Transport
 from canvas_tui.simulator import ADMIN_TOKEN, build_app
 from canvas_tui.simulator.testing import serve_in_thread
 from tests.canvas.conftest import Sleeps, sim_config
@@ -64,4 +65,6 @@ async def test_a_certificate_trusted_through_ssl_cert_file_is_accepted(
     async with CanvasClient(served_tls, ADMIN_TOKEN, sleep=Sleeps()) as client:
         me = await client.whoami()
         again = await client.whoami()  # the same connection, the same context
+        transport = client._transport
+        assert isinstance(transport, Http1Transport) and len(transport._open) == 1
     assert me["id"] == again["id"] == 1

@@ -1,5 +1,8 @@
 """httpx's client API over aiohttp's connection pool and C HTTP parser (issue 14).
 
+The default until canvas/http1.py replaced it at ~2/3 of its CPU per request; kept here as
+bench_transport.py's `aiohttp` kind, the comparison.
+
 httpx's own transport (httpcore + h11 + anyio) spends ~2 ms of CPU per request on a busy loop:
 anyio backend detection and cancel scopes, a checkpoint per socket operation, h11 in pure
 Python. This transport hands each request, already built and authorised by httpx, to one
