@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/bench_stream.py [--rows 100000 1000000] [--before /work/wt/base]
         [--before-max 100000] [--runs 2] [--sql] [--until-loaded] [--trace DIR] [--fresh]
+        [--existing]
 
 Each run is a fresh `canvas-tui` process (`sync --no-plan`, `sync` in auto mode, `sync --plan`,
 and `canvas-tui plan`) against the simulator in its own process (seed 7, time scale 20). A
@@ -15,6 +16,10 @@ issue 14) in the same session, alternated with this one, up to `--before-max` ro
 The source: the seed-7 world's users in its open courses, every (course, user, role) once
 (roles student, teacher, ta, designer, observer... then numbered custom roles for more rows),
 so every user exists and `plan`'s preflight reads only users the rosters do not show.
+
+`--existing`: a re-sync. Each simulator starts already holding the source's enrollments (every
+row of a built-in role, active, made by an SIS import), put straight into its world before it
+serves (no POSTs): a plan then reads them all in its rosters, and finds those rows in place.
 """
 
 from __future__ import annotations
@@ -35,8 +40,10 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
+
 from canvas_tui.simulator import ADMIN_TOKEN, World
-from canvas_tui.simulator.testing import simulate_process, simulator_stats
+from canvas_tui.simulator.testing import free_port, simulate_process, simulator_stats
 
 ROOT = Path(__file__).resolve().parents[1]
 SEED = 7
@@ -74,6 +81,78 @@ atexit.register(keep)
 sys.argv = ["canvas_tui", *sys.argv[2:]]
 runpy.run_module("canvas_tui", run_name="__main__", alter_sys=True)
 """
+
+
+# The simulator for --existing: `canvas-tui simulate` (seed, time scale) whose world first gets
+# an enrollment for every row of the source (argv: port, seed, time scale, source) that names a
+# built-in role; custom role rows stay missing, as in Canvas, where those roles do not exist.
+_SEEDED = """
+import csv, sys, uvicorn
+from canvas_tui.simulator.app import SimConfig, build_app
+from canvas_tui.simulator.testing import quiet_simulated_resets
+from canvas_tui.simulator.world import BUILT_IN_ROLE_IDS
+port, seed, scale, source = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
+app = build_app(SimConfig(seed=seed, time_scale=scale))
+world = app.world
+users = {u.sis_user_id: u for u in world.users.values() if u.sis_user_id}
+sections = {s.sis_section_id: s for s in world.sections.values() if s.sis_section_id}
+defaults = {c.sis_course_id: next(s for s in world.sections_of(c.id) if s.default)
+            for c in world.courses.values() if c.sis_course_id and world.sections_of(c.id)
+            and any(s.default for s in world.sections_of(c.id))}
+types = {"student": "StudentEnrollment", "teacher": "TeacherEnrollment", "ta": "TaEnrollment",
+         "designer": "DesignerEnrollment"}
+made = 0
+with open(source, newline="", encoding="utf-8") as handle:
+    for course, user, role, section, _status in csv.reader(handle):
+        if role not in types:
+            continue
+        world.add_enrollment(users[user], sections[section] if section else defaults[course],
+                             world.roles[BUILT_IN_ROLE_IDS[types[role]]], sis_import_id=1)
+        made += 1
+print(f"seeded {made} enrollments", flush=True)
+quiet_simulated_resets()
+uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+"""
+
+
+@contextlib.contextmanager
+def seeded_simulator(source: Path, seed: int, time_scale: str) -> Iterator[str]:
+    """A simulator whose world already holds the source's enrollments (`_SEEDED`)."""
+    port = free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    csv_source = source.with_suffix(".rows.csv")
+    if not csv_source.exists():  # the rows without their header (a SQLite source's too)
+        with csv_source.open("w", newline="", encoding="utf-8") as handle:
+            csv.writer(handle).writerows(rows(int(source.stem.rsplit("-", 1)[1])))
+    with tempfile.TemporaryFile("w+") as output:
+        # Our own interpreter and arguments, no shell.
+        process = subprocess.Popen(
+            [sys.executable, "-c", _SEEDED, str(port), str(seed), time_scale, str(csv_source)],
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
+        try:
+            deadline = time.monotonic() + 600
+            while True:
+                try:
+                    simulator_stats(base_url)
+                    break
+                except httpx.TransportError:  # not serving yet
+                    if process.poll() is not None or time.monotonic() > deadline:
+                        output.seek(0)
+                        raise RuntimeError(
+                            f"the simulator did not start: {output.read()}"
+                        ) from None
+                    time.sleep(0.2)
+            yield base_url
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
 
 
 def rows(count: int) -> Iterator[list[str]]:
@@ -250,17 +329,31 @@ def main() -> int:
         "reads them all: its rosters grow run after run, and the more, the longer each run "
         "sent, as on a loaded machine)",
     )
+    parser.add_argument(
+        "--existing",
+        action="store_true",
+        help="a re-sync: each simulator starts holding the source's enrollments (those of "
+        "built-in roles), seeded into its world rather than POSTed",
+    )
     args = parser.parse_args()
-    print(f"load average {os.getloadavg()}; time scale {args.time_scale}", flush=True)
+    print(
+        f"load average {os.getloadavg()}; time scale {args.time_scale}"
+        + ("; Canvas holds the source's enrollments (--existing)" if args.existing else ""),
+        flush=True,
+    )
     results: list[dict[str, object]] = []
     simulator = ("--seed", str(SEED), "--time-scale", args.time_scale)
     with (
         tempfile.TemporaryDirectory() as tmp,
         contextlib.ExitStack() as shared,
     ):
-        base_url = "" if args.fresh else shared.enter_context(simulate_process(*simulator))
+        base_url = ""
+        if not args.fresh and not args.existing:
+            base_url = shared.enter_context(simulate_process(*simulator))
         for count in args.rows:
             source = write_source(Path(tmp), count, args.sql)
+            if args.existing and not args.fresh:  # one seeded simulator for this size's runs
+                base_url = shared.enter_context(seeded_simulator(source, SEED, args.time_scale))
             codes = [("after", ROOT)]
             if args.before and count <= args.before_max:
                 codes.insert(0, ("before", args.before))
@@ -268,7 +361,11 @@ def main() -> int:
                 for run in range(args.runs):
                     for label, code in codes:  # alternated: before, after, before, after
                         own = contextlib.ExitStack()
-                        if args.fresh:
+                        if args.fresh and args.existing:
+                            base_url = own.enter_context(
+                                seeded_simulator(source, SEED, args.time_scale)
+                            )
+                        elif args.fresh:
                             base_url = own.enter_context(simulate_process(*simulator))
                         cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
                         work = Path(tmp) / f"{label}-{mode}-{count}-{run}"

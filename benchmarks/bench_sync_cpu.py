@@ -69,6 +69,7 @@ class Run:
     enrolled: int
     throttled: int
     ratio: float  # T*/T over the process's whole wall time
+    switches: int = 0  # voluntary context switches of the sync process (its threads')
 
     @property
     def ms_per_request(self) -> float:
@@ -122,6 +123,7 @@ def run_sync(code: Code, spec: WorldSpec, csv_path: Path, work: Path, profile: P
         enrolled=enrolled,
         throttled=int(stats["throttled"]),
         ratio=spec.t_star(enrolled) / wall,
+        switches=usage.ru_nvcsw,
     )
 
 
@@ -229,20 +231,25 @@ def main(argv: list[str] | None = None) -> int:
                         f"  {code.label:6} scale {scale:g} run {number + 1}: "
                         f"{run.ms_per_request:.2f} ms CPU/request ({run.cpu:.2f} s, "
                         f"{run.requests} requests), wall {run.wall:.1f} s, T*/T {run.ratio:.2f}, "
+                        f"{run.switches / max(1, run.requests):.1f} voluntary switches/request, "
                         f"enrolled {run.enrolled}, throttled {run.throttled}",
                         file=sys.stderr,
                         flush=True,
                     )
     load = Path("/proc/loadavg").read_text().split()[:3] if Path("/proc/loadavg").exists() else []
     print(f"records {args.records}, latency {args.latency} world s; load average {' '.join(load)}")
-    print("| code | time scale | run | CPU s | requests | CPU ms/request | wall s | T*/T |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    print(
+        "| code | time scale | run | CPU s | requests | CPU ms/request | wall s | T*/T "
+        "| voluntary switches/request |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     counters: collections.Counter[tuple[str, float]] = collections.Counter()
     for r in runs:
         counters[(r.code, r.scale)] += 1
         print(
             f"| {r.code} | {r.scale:g} | {counters[(r.code, r.scale)]} | {r.cpu:.2f} "
-            f"| {r.requests} | {r.ms_per_request:.2f} | {r.wall:.1f} | {r.ratio:.2f} |"
+            f"| {r.requests} | {r.ms_per_request:.2f} | {r.wall:.1f} | {r.ratio:.2f} "
+            f"| {r.switches / max(1, r.requests):.1f} |"
         )
     return 0
 

@@ -523,18 +523,26 @@ class CanvasClient:
         observer: Observer | None = None,
         item: Check = object_problem,
         keep: Callable[[JsonObject], JsonObject] | None = None,
+        each_page: Callable[[list[JsonObject]], None] | None = None,
     ) -> list[JsonObject]:
         """Every page's objects; `keep` makes what is kept of each, page by page (the rest of
-        a page is freed before the next one is read)."""
+        a page is freed before the next one is read). `each_page` takes each page's kept
+        objects as it arrives, and then none is kept here (the list returned is empty)."""
         results: list[JsonObject] = []
         pages = 0
+        count = 0
         async for page in self.paginate(
             path, params, not_found=not_found, observer=observer, item=item
         ):
             pages += 1
-            results.extend(page if keep is None else map(keep, page))
+            objects = page if keep is None else list(map(keep, page))
+            count += len(objects)
+            if each_page is not None:
+                each_page(objects)
+            else:
+                results.extend(objects)
             if on_page is not None:
-                on_page(pages, len(results))
+                on_page(pages, count)
         return results
 
     # ---- enrollments ----------------------------------------------------------------------------
@@ -648,9 +656,11 @@ class CanvasClient:
         on_page: Callable[[int, int], None] | None = None,
         observer: Observer | None = None,
         keep: Callable[[JsonObject], JsonObject] | None = None,
+        each_page: Callable[[list[JsonObject]], None] | None = None,
     ) -> list[JsonObject]:
         """Every enrollment of a section, a course, or a user (in that order of preference).
-        `keep`: what is kept of each enrollment (see `list_all`)."""
+        `keep`, `each_page`: what is kept of each enrollment, and where each page goes
+        (see `list_all`)."""
         if section:
             path, missing = (
                 f"sections/{path_segment(section)}/enrollments",
@@ -678,6 +688,7 @@ class CanvasClient:
                 observer=observer,
                 item=enrollment_problem,
                 keep=keep,
+                each_page=each_page,
             )
         except CanvasError as error:
             if error.status == 404 and error.category is Category.NOT_FOUND:

@@ -31,6 +31,7 @@ import queue
 import sqlite3
 import threading
 import time
+from asyncio.events import _get_running_loop
 from collections import Counter, deque
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -542,7 +543,15 @@ class _Writer(threading.Thread):
     Each function runs as it arrives, inside the open transaction; the transaction commits when
     the batch window closes or as soon as someone awaits a commit. A function submitted `early`
     is answered as soon as it has run (its result is what every later read will see; a crash
-    before the commit undoes it together with everything after it)."""
+    before the commit undoes it together with everything after it).
+
+    The connection is guarded by `lock`, held by whoever runs a write on it. An event loop's
+    per-record writes (a claim, an attempt, an outcome: `inline`) run on the loop's own thread
+    when the lock is free and nothing is queued, so they keep their order with every queued
+    write and join the open transaction as a queued write would; otherwise they are queued. The
+    window's commit is made by whoever holds the connection when it closes: the writer, or a
+    timer on the loop that opened the transaction (issue 14: each hand-off to this thread and
+    back cost a thread switch and a GIL hand-off per record)."""
 
     def __init__(self, path: Path) -> None:
         super().__init__(name=f"journal-writer:{path.name}", daemon=True)
@@ -555,28 +564,101 @@ class _Writer(threading.Thread):
         self._ready = concurrent.futures.Future[None]()
         self.errors: list[BaseException] = []
         self.failure: JournalWriteFailed | None = None  # set once; every later write fails
+        self.lock = threading.Lock()  # held while the connection runs a write or commits
+        # Items put and not yet run (changed under `_count_lock`; it only falls under `lock`):
+        # a write runs inline only when this is 0, so it never passes a queued one.
+        self._queued = 0
+        self._count_lock = threading.Lock()
+        self._stopped = False  # (under `lock`) the writer has taken its stop
+        self.inline_runs = 0  # writes run on a caller's thread (tests, measurements)
+        self._conn: sqlite3.Connection | None = None
+        self._batch: _Batch | None = None
 
     def start_and_wait(self) -> None:
         self.start()
         self._ready.result()
 
+    def _put(self, item: _Item | None) -> None:
+        with self._count_lock:
+            self._queued += 1
+            self._queue.put(item)
+
+    def _ran(self) -> None:
+        with self._count_lock:
+            self._queued -= 1
+
     def submit(self, fn: WriteFn, *, early: bool = False) -> concurrent.futures.Future[Any]:
         future: concurrent.futures.Future[Any] = concurrent.futures.Future()
-        self._queue.put((fn, future, early))
+        self._put((fn, future, early))
         self._wanted.put(None)
         return future
 
     def post(self, fn: WriteFn) -> None:
-        self._queue.put((fn, None, False))
+        self._put((fn, None, False))
 
     def stop(self) -> None:
-        self._queue.put(None)
+        self._put(None)
         self._wanted.put(None)
         self.join()
 
+    def inline(
+        self, fn: WriteFn, loop: asyncio.AbstractEventLoop, *, post: bool = False
+    ) -> tuple[bool, Any]:
+        """Run `fn` now, on this (the loop's) thread, if the writer is idle: (True, its value),
+        in the open transaction, committed by the batch rule. (False, None) when it must be
+        queued instead: the connection is in use, a write is queued, or the journal has failed.
+        Raises what `fn` raises, or JournalWriteFailed if the journal fails with it; a `post`
+        raises nothing (its error is kept in `errors`, as a queued post's is)."""
+        if self._queued or self.failure is not None or not self.lock.acquire(blocking=False):
+            return False, None
+        try:
+            batch = self._batch
+            if self._queued or self._stopped or batch is None or self.failure is not None:
+                return False, None
+            opened = not batch.open
+            try:
+                value, error = batch.call(fn)
+            except JournalWriteFailed:
+                if post:
+                    return True, None
+                raise
+            self.inline_runs += 1
+            if batch.size >= _BATCH_MAX:
+                self._commit()
+            elif opened:  # this transaction's window is this loop's to close
+                loop.call_later(_BATCH_WINDOW, self._window_closed, batch)
+        finally:
+            self.lock.release()
+        if error is not None:
+            if not post:
+                raise error
+            self.errors.append(error)
+        return True, value
+
+    def _window_closed(self, batch: _Batch) -> None:
+        """(loop timer) The window of a transaction an inline write opened has closed."""
+        if self._batch is not batch or not batch.open:
+            return  # committed already
+        if not self.lock.acquire(blocking=False):
+            # the writer runs a write of this batch and commits it after, when the window has
+            # closed; a check makes sure of it if someone else holds the connection
+            self._put((_check_window, None, False))
+            return
+        try:
+            if self._batch is batch and batch.open:
+                self._commit()
+        finally:
+            self.lock.release()
+
+    def _commit(self) -> None:
+        """(under `lock`) Commit the open batch and start the next."""
+        assert self._batch is not None and self._conn is not None
+        batch, self._batch = self._batch, _Batch(self, self._conn)
+        batch.commit()
+
     def run(self) -> None:
         try:
-            conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=True)
+            conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA busy_timeout=5000")
@@ -595,47 +677,73 @@ class _Writer(threading.Thread):
         except BaseException as exc:
             self._ready.set_exception(exc)
             return
+        self._conn = conn
+        self._batch = _Batch(self, conn)
         self._ready.set_result(None)
         try:
-            self._loop(conn)
+            self._loop()
         finally:
-            _checkpoint(conn)
-            with contextlib.suppress(sqlite3.Error):  # a full disk may refuse the checkpoint
-                conn.close()
+            with self.lock:
+                self._stopped = True
+                _checkpoint(conn)
+                with contextlib.suppress(sqlite3.Error):  # a full disk may refuse the checkpoint
+                    conn.close()
 
-    def _loop(self, conn: sqlite3.Connection) -> None:
+    def _loop(self) -> None:
         stopping = False
         while not stopping:
             first = self._queue.get()
-            if first is None:
-                break
-            batch = _Batch(self, conn)
-            if not batch.run(first):
-                continue
-            deadline = time.monotonic() + _BATCH_WINDOW
-            # Gather a window of writes: run what is queued, then sleep until the window ends or
-            # someone awaits an answer (`_wanted`); once someone awaits a commit, take only what
-            # is already queued (it rides along) and commit.
-            while batch.size < 5000 and not stopping:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    left = deadline - time.monotonic()
-                    if batch.urgent or left <= 0:
+            with self.lock:
+                stopping = self._run(first)
+                # Gather a window of writes: run what is queued, then sleep until the window
+                # ends or someone awaits an answer (`_wanted`); once someone awaits a commit,
+                # take only what is already queued (it rides along) and commit. Inline writes
+                # join meanwhile. The open batch is read again after each wait: the loop's
+                # timer may have committed the one waited for, and what ran since is in the
+                # next, which this thread then commits by the same rule.
+                while True:
+                    while not stopping:
+                        assert self._batch is not None
+                        if self._batch.size >= _BATCH_MAX:
+                            break
+                        try:
+                            item = self._queue.get_nowait()
+                        except queue.Empty:
+                            break
+                        stopping = self._run(item)
+                    batch = self._batch
+                    assert batch is not None
+                    if not batch.open:
+                        break  # nothing open: committed by the loop's timer, or failed
+                    left = batch.deadline - time.monotonic()
+                    if stopping or batch.urgent or batch.size >= _BATCH_MAX or left <= 0:
+                        self._commit()
                         break
-                    # Tokens are put after their item: once one is taken, so is any other
-                    # (their items are queued). A token left by an item already run only ends
-                    # this wait early.
-                    with contextlib.suppress(queue.Empty):
-                        self._wanted.get(timeout=left)
-                        while True:
-                            self._wanted.get_nowait()
-                    continue
-                if item is None:
-                    stopping = True
-                elif not batch.run(item):
-                    break
-            batch.commit()
+                    self.lock.release()
+                    try:
+                        # Tokens are put after their item: once one is taken, so is any other
+                        # (their items are queued). A token left by an item already run only
+                        # ends this wait early.
+                        with contextlib.suppress(queue.Empty):
+                            self._wanted.get(timeout=left)
+                            while True:
+                                self._wanted.get_nowait()
+                    finally:
+                        self.lock.acquire()
+                if stopping and self._batch is not None and self._batch.open:
+                    self._commit()
+
+    def _run(self, item: _Item | None) -> bool:
+        """(under `lock`) Run one queued item; True for the stop."""
+        try:
+            if item is None:
+                self._stopped = True  # nothing runs inline any more
+                return True
+            assert self._batch is not None
+            self._batch.run(item)
+            return False
+        finally:
+            self._ran()
 
     def fail(self, exc: BaseException, futures: Iterable[concurrent.futures.Future[Any]]) -> None:
         """A full disk or an I/O error: the batch is lost and later writes would fare no
@@ -647,48 +755,76 @@ class _Writer(threading.Thread):
                 future.set_exception(self.failure)
 
 
-_Item = tuple[WriteFn, "concurrent.futures.Future[Any] | None", bool]
+_Item = tuple["WriteFn | None", "concurrent.futures.Future[Any] | None", bool]
+_BATCH_MAX = 5000  # writes in one transaction at most
+
+
+def _check_window(conn: sqlite3.Connection) -> None:
+    """Queued by a loop's timer that found the connection busy: the writer, running it in the
+    open batch, commits that batch if its window has closed."""
 
 
 class _Batch:
-    """One transaction of the writer: runs items as they come, answers them at the commit."""
+    """One transaction: runs writes as they come, answers the queued ones at the commit."""
 
     def __init__(self, writer: _Writer, conn: sqlite3.Connection) -> None:
         self._writer = writer
         self._conn = conn
-        self._open = False
+        self.open = False
+        self.deadline = 0.0  # when the window closes (monotonic), once open
         self._answers: list[tuple[concurrent.futures.Future[Any], Any, BaseException | None]] = []
         self.size = 0
         self.urgent = False
 
-    def run(self, item: _Item) -> bool:
-        """Run one item; False once the journal has failed (the item is answered with it)."""
-        fn, future, early = item
+    def call(self, fn: WriteFn) -> tuple[Any, BaseException | None]:
+        """Run `fn` in the transaction (opening it): its value or the error it raised. On a
+        storage failure the batch is rolled back and failed, and JournalWriteFailed raised."""
         self.size += 1
         writer = self._writer
-        if writer.failure is not None:  # nothing more is written once the journal failed
-            if future is not None:
-                future.set_exception(writer.failure)
-            return False
         try:
-            if not self._open:
+            opening = not self.open
+            if opening:
                 self._conn.execute("BEGIN IMMEDIATE")
-                self._open = True
+                self.open = True
             try:
                 value, error = fn(self._conn), None
             except Exception as exc:
                 if _storage_failure(exc) or not self._conn.in_transaction:
                     raise  # SQLite may have rolled the whole batch back: stop here
                 value, error = None, exc
-                if future is None:
-                    writer.errors.append(exc)
+            if opening:
+                self.deadline = time.monotonic() + _BATCH_WINDOW
         except Exception as exc:
             self._rollback()
             pending = [f for f, _, _ in self._answers]
             self._answers = []
-            writer.fail(exc, [*pending, *([future] if future is not None else [])])
+            writer.fail(exc, pending)
+            assert writer.failure is not None
+            raise writer.failure from exc
+        return value, error
+
+    def run(self, item: _Item) -> bool:
+        """Run one queued item; False once the journal has failed (the item is answered with
+        it)."""
+        fn, future, early = item
+        writer = self._writer
+        if fn is _check_window:
+            return True  # nothing to write: the caller commits if the window has closed
+        if writer.failure is not None:  # nothing more is written once the journal failed
+            self.size += 1
+            if future is not None:
+                future.set_exception(writer.failure)
+            return False
+        assert fn is not None
+        try:
+            value, error = self.call(fn)
+        except JournalWriteFailed as failure:
+            if future is not None and not future.done():
+                future.set_exception(failure)
             return False
         if future is None:
+            if error is not None:
+                writer.errors.append(error)
             return True
         if early:
             _answer(future, value, error)
@@ -702,10 +838,11 @@ class _Batch:
         with contextlib.suppress(sqlite3.Error):
             if self._conn.in_transaction:
                 self._conn.execute("ROLLBACK")
-        self._open = False
+        self.open = False
 
     def commit(self) -> None:
-        if self._open:
+        if self.open:
+            self.open = False
             try:
                 self._conn.execute("COMMIT")
             except Exception as exc:
@@ -758,10 +895,10 @@ class Journal:
         self._sources: dict[int, tuple[str, list[str] | None]] = {}
         self._root: str | None = None  # the Canvas API root attempts' URLs are stored under
         self._templates: dict[int, str] = {}  # urls, as read
-        self._template_ids: dict[str, int] = {}  # (writer) urls, as written
-        self._first_seen: dict[str, int] = {}  # (writer) template -> the first record to use it
-        # Records claimed and not yet settled, as the claim read them (the writer thread fills
-        # and empties it; the runner reads it instead of a SELECT per record).
+        self._template_ids: dict[str, int] = {}  # (write connection) urls, as written
+        self._first_seen: dict[str, int] = {}  # (write conn.) template -> its first record
+        # Records claimed and not yet settled, as the claim read them (writes on the write
+        # connection fill and empty it; the runner reads it instead of a SELECT per record).
         self._claimed: dict[int, EnrollmentRecord | None] = {}  # (dict ops are atomic)
         existed = self.path.is_file() and self.path.stat().st_size > 0
         if read_only:
@@ -866,6 +1003,14 @@ class Journal:
     def post(self, fn: WriteFn) -> None:
         """Queue `fn`; it commits with the next batch. Order with other writes is kept."""
         self._w().post(fn)
+
+    def _post_record(self, fn: WriteFn) -> None:
+        """A record's attempt or outcome: on an event loop's thread it runs there when the
+        writer is idle (`_Writer.inline`), else it is posted. Order and commit as `post`."""
+        writer = self._w()
+        loop = _get_running_loop()
+        if loop is None or not writer.inline(fn, loop, post=True)[0]:
+            writer.post(fn)
 
     async def flush(self) -> None:
         if self._writer is not None:
@@ -1525,7 +1670,12 @@ class Journal:
 
         if not ids:
             return []
-        result: list[int] = await asyncio.wrap_future(self._w().submit(claim, early=True))
+        writer = self._w()
+        ran, found = writer.inline(claim, asyncio.get_running_loop())
+        if ran:
+            inline: list[int] = found
+            return inline
+        result: list[int] = await asyncio.wrap_future(writer.submit(claim, early=True))
         return result
 
     async def unclaim(self, ids: list[int]) -> None:
@@ -1551,7 +1701,7 @@ class Journal:
             conn.execute(_SET_OUTCOME, params)
             self._claimed.pop(record_id, None)
 
-        self.post(settle)
+        self._post_record(settle)
 
     async def mark_in_place(self, in_place: Iterable[tuple[int, str, int | None]]) -> None:
         """End pending records done with action `none`, for a caller that knows Canvas already
@@ -1787,7 +1937,7 @@ class Journal:
                 ),
             )
 
-        self.post(insert)
+        self._post_record(insert)
 
     def _template(self, stored: str) -> str:
         """A stored URL with a shared template ("#n") replaced by the template."""
@@ -1799,7 +1949,7 @@ class Journal:
         return self._templates[number]
 
     def _shared(self, conn: sqlite3.Connection, stored: str, record_id: int) -> str:
-        """(writer thread) "#n" for a templated URL a second record uses too, else `stored`."""
+        """(write connection) "#n" for a templated URL a second record uses too, else `stored`."""
         if not templated(stored):
             return stored
         number = self._template_ids.get(stored)
@@ -1818,7 +1968,7 @@ class Journal:
         return f"#{number}"
 
     def _sending(self, conn: sqlite3.Connection, record_id: int) -> EnrollmentRecord | None:
-        """(writer thread) The record as it is being sent."""
+        """(write connection) The record as it is being sent."""
         with contextlib.suppress(KeyError):  # one lookup: the writer may settle it meanwhile
             return self._claimed[record_id]
         found = conn.execute(
@@ -1830,7 +1980,7 @@ class Journal:
     def _stored_url(
         self, conn: sqlite3.Connection, url: str, record: EnrollmentRecord | None
     ) -> str:
-        """(writer thread) `url` as stored: under the journal's API root, set by the first."""
+        """(write connection) `url` as stored: under the journal's API root, set by the first."""
         if self._root is None:
             self._root = url_root(url)
             if self._root is not None:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -472,3 +473,121 @@ def test_a_load_waits_for_the_writer_instead_of_queueing_rows(
     assert not loading.is_alive()
     assert beyond == [False]
     assert journal.count() == 1000 and journal.loaded
+
+
+# ---- a loop's per-record writes on the write connection (issue 14) ---------------------------
+
+
+def _committed_states(path: Path) -> dict[int, str]:
+    """Record states as another connection sees them: what is committed."""
+    other = sqlite3.connect(path)
+    try:
+        return {int(r): str(s) for r, s in other.execute("SELECT record_id, state FROM records")}
+    finally:
+        other.close()
+
+
+def _until(condition: Callable[[], bool]) -> None:
+    """Wait (blocking the event loop, if any) until `condition` holds, 10 s at most."""
+    deadline = time.monotonic() + 10
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.001)
+
+
+def _skip(record_id: int) -> Callable[[sqlite3.Connection], None]:
+    def skip(conn: sqlite3.Connection) -> None:
+        conn.execute(
+            "UPDATE records SET state = 'skipped' WHERE record_id = ? AND state = 'pending'",
+            (record_id,),
+        )
+
+    return skip
+
+
+async def test_a_loop_claim_runs_inline_and_commits_with_the_window_unawaited(
+    journal: Journal,
+) -> None:
+    """With the writer idle, a claim and an outcome made on the event loop run on its thread
+    (no hand-off to the writer), join one transaction, and commit when the batch window closes
+    with nothing awaited, not before: what a kill -9 can lose is what it lost before."""
+    journal.load(items(3), description="in.csv")
+    writer = journal._w()
+    before = writer.inline_runs
+    assert await journal.claim([1, 2]) == [1, 2]
+    journal.post_outcome(1, Outcome(State.DONE, action="create"), attempts=1)
+    assert writer.inline_runs == before + 2  # neither went through the writer's queue
+    assert _committed_states(journal.path)[1] == "pending"  # the window is still open
+    for _ in range(100):  # the loop's timer commits at the window's end (20 ms)
+        await asyncio.sleep(0.01)
+        if _committed_states(journal.path)[1] == "done":
+            break
+    states = _committed_states(journal.path)
+    assert (states[1], states[2], states[3]) == ("done", "in_flight", "pending")
+
+
+async def test_a_loop_claim_never_passes_a_queued_write(journal: Journal) -> None:
+    """A write queued before a claim (a skip, posted while the writer gathers a window, so
+    the connection is free) runs first: the claim goes through the queue behind it."""
+    journal.load(items(3), description="in.csv")
+    writer = journal._w()
+    opened = threading.Thread(target=lambda: journal.post(lambda conn: None))
+    opened.start()  # from a thread: wakes the writer, which opens a window and waits in it
+    opened.join()
+    _until(lambda: not writer._queued)  # it has run (the loop is not let run meanwhile)
+    journal.post(_skip(1))  # queued (no running write wakes the writer for a post)
+    assert await journal.claim([1, 2]) == [2]
+    await journal.flush()
+    assert journal.counts()[State.SKIPPED] == 1
+
+
+async def test_a_loop_claim_waits_for_a_busy_writer(journal: Journal) -> None:
+    """With the writer running a write (a load's chunk, an operator's skip from another
+    thread), the claim and the outcome are queued behind it, in order, as before."""
+    journal.load(items(3), description="in.csv")
+    writer = journal._w()
+    busy, release = threading.Event(), threading.Event()
+
+    def hold(conn: sqlite3.Connection) -> None:
+        busy.set()
+        release.wait(10)
+
+    held = writer.submit(hold)
+    assert busy.wait(10)
+    skipper = threading.Thread(
+        target=lambda: journal.transition([1], State.SKIPPED, only_from=[State.PENDING])
+    )
+    skipper.start()
+    _until(lambda: writer._queued >= 2)  # the skip is queued behind the held write
+    before = writer.inline_runs
+    claiming = asyncio.ensure_future(journal.claim([1, 2]))
+    await asyncio.sleep(0.05)
+    assert not claiming.done()  # waits in the queue: the connection is busy
+    journal.post_outcome(3, Outcome(State.FAILED, message="x"))  # queued too
+    release.set()
+    assert await claiming == [2]  # after the skip
+    await asyncio.wrap_future(held)
+    skipper.join(10)
+    await journal.flush()
+    assert writer.inline_runs == before
+    assert _committed_states(journal.path) == {1: "skipped", 2: "in_flight", 3: "failed"}
+
+
+async def test_a_write_after_the_loop_committed_the_window_waited_for_is_committed(
+    journal: Journal, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The writer gathers a window an inline claim opened (it ran a thread's post in it); the
+    loop's timer commits that window while the writer sleeps; an awaited write that then wakes
+    the writer runs in the next transaction, which the writer commits at once."""
+    monkeypatch.setattr("canvas_tui.engine.journal._BATCH_WINDOW", 2.0)  # the writer sleeps
+    journal.load(items(3), description="in.csv")
+    writer = journal._w()
+    assert await journal.claim([1]) == [1]  # inline: opens the window, the loop's timer set
+    window = writer._batch
+    assert window is not None and window.open
+    posting = threading.Thread(target=lambda: journal.post(lambda conn: None))
+    posting.start()  # the writer wakes for it, runs it in the window, sleeps until its end
+    posting.join()
+    _until(lambda: not writer._queued)
+    writer._window_closed(window)  # the loop's timer, early: commits the window
+    assert not window.open and _committed_states(journal.path)[1] == "in_flight"
+    await asyncio.wait_for(asyncio.to_thread(journal.flush_sync), 1.0)  # not hung

@@ -14,7 +14,13 @@ from typing import Any
 
 from canvas_tui.config import PlanConfig
 from canvas_tui.engine import roster_match
-from canvas_tui.engine.plan.rosters import Roster, RosterIndex, scope_of
+from canvas_tui.engine.plan.rosters import (
+    Roster,
+    RosterIndex,
+    course_id_of,
+    live_per_course,
+    scope_of,
+)
 from canvas_tui.engine.repost import PostFields, differs, post_fields
 from canvas_tui.engine.roster_match import (
     names_enrollment,
@@ -599,7 +605,7 @@ def plan_record(
     if mine and default is not None and not default.known:
         reason = f"{default.describe(record.course_label)}; decided when sent"
         return made(_lookup_action(record), reason, Via.LOOKUP), mine
-    course_id = _course_id(mine) or _course_id(roster.enrollments)
+    course_id = _course_id(mine) or course_id_of(roster)
     current = ",".join(sorted({str(e.get("enrollment_state")) for e in mine})) or None
     live = [e for e in mine if e.get("enrollment_state") != "deleted"]
 
@@ -727,17 +733,9 @@ def evaluate_brake(
     steps: Sequence[Step], rosters: Mapping[str, Roster], policy: PlanConfig
 ) -> Brake:
     """Drops per course against the course's live roster, and in all."""
-    live: dict[str, set[int]] = defaultdict(set)
-    for roster in rosters.values():
-        for enrollment in roster.enrollments:
-            if (
-                enrollment.get("enrollment_state") in LIVE_STATES
-                and enrollment.get("id") is not None
-            ):
-                course = _label(enrollment, "sis_course_id", "course_id")
-                live[course].add(int(enrollment["id"]))
+    live = live_per_course(rosters, LIVE_STATES)
     drops = Counter(s.course for s in steps if s.drop and s.action is not Action.NONE)
-    return brake_for(drops, {c: len(ids) for c, ids in live.items()}, policy)
+    return brake_for(drops, live, policy)
 
 
 def brake_for(drops: Mapping[str, int], live: Mapping[str, int], policy: PlanConfig) -> Brake:
@@ -783,7 +781,6 @@ class PlanBuilder:
         self._on_step = on_step  # sees each record's step as it is computed (a SIS import)
         self._known = known_ids or set()
         self._active_state = active_state
-        self._claimed: set[int] = set()
         self.index = RosterIndex(rosters, aliases)
         self.plan = Plan(
             canvas_only=[],
@@ -810,23 +807,17 @@ class PlanBuilder:
         plan.tally.add(step)
         if self._on_step is not None:
             self._on_step(step)
-        self._claimed.update(_ids(mine))
+        self.index.claim(_ids(mine))
 
     def finish(self) -> Plan:
         """The enrollments no record claims (the drops among them) and the brake."""
-        plan, claimed, known = self.plan, self._claimed, self._known
-        seen: set[int] = set()
+        plan, known = self.plan, self._known
         canvas_only: list[Step] = []
-        for roster in self._rosters.values():
-            for enrollment in roster.enrollments:
-                eid = enrollment.get("id")
-                if eid is None or int(eid) in claimed or int(eid) in seen:
-                    continue
-                seen.add(int(eid))
-                managed = enrollment.get("sis_import_id") is not None or int(eid) in known
-                drop = plan_drop(enrollment, plan.policy, managed=managed)
-                if drop is not None:
-                    canvas_only.append(drop)
+        for enrollment in self.index.unclaimed():
+            managed = enrollment.get("sis_import_id") is not None or int(enrollment["id"]) in known
+            drop = plan_drop(enrollment, plan.policy, managed=managed)
+            if drop is not None:
+                canvas_only.append(drop)
         plan.canvas_only = canvas_only
         plan.brake = evaluate_brake(canvas_only, self._rosters, plan.policy)
         return plan
