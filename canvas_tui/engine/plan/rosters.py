@@ -446,31 +446,22 @@ async def fetch_rosters(
         async with gate:
             listed = False
             try:
-                if kind == "section":
-                    await client.list_enrollments(
-                        section=ref,
-                        states=ALL_STATES,
-                        on_page=on_page,
-                        observer=observer,
-                        keep=kept,
-                        each_page=each_page,
-                    )
-                    listed = True
-                else:
-                    await client.list_enrollments(
-                        course=ref,
-                        states=ALL_STATES,
-                        on_page=on_page,
-                        observer=observer,
-                        keep=kept,
-                        each_page=each_page,
-                    )
-                    listed = True
-                    if scope in defaults:
-                        users = defaults[scope]
-                        if users is None or needs_default(roster.enrollments, users):
-                            sections = await client.list_course_sections(ref, observer=observer)
-                            roster.default = default_section_from(sections)
+                by_section = kind == "section"
+                await client.list_enrollments(
+                    course=None if by_section else ref,
+                    section=ref if by_section else None,
+                    states=ALL_STATES,
+                    on_page=on_page,
+                    observer=observer,
+                    keep=kept,
+                    each_page=each_page,
+                )
+                listed = True
+                if not by_section and scope in defaults:
+                    users = defaults[scope]
+                    if users is None or needs_default(roster.enrollments, users):
+                        sections = await client.list_course_sections(ref, observer=observer)
+                        roster.default = default_section_from(sections)
             except CanvasError as error:
                 # a plan without the rosters is no plan: Canvas unreachable after every retry
                 # ends it as surely as a rejected token does
