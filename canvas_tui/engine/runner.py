@@ -256,6 +256,9 @@ class Runner:
         self._wake = asyncio.Event()
         # The governor's limit the dispatcher waits to see rise (None: not waiting on it).
         self._held_at: int | None = None
+        # While the limit wait sleeps on answers alone: the governor's check that the leak may
+        # raise the limit after all (`_limit_wait`, `_on_answer`).
+        self._leak_check: Callable[[], bool] | None = None
         self._running = False
         self._resumed_checked = False
         self._channels: list[Channel] = []
@@ -569,23 +572,28 @@ class Runner:
         self._wake.clear()
 
     def _limit_wait(self) -> float:
-        """How long to sleep while the governor's limit holds dispatch back. Its limit rises
-        unannounced only as the bucket leaks: wait until the model expects room for one more
-        request (`refill_wait`), between WAKE_POLL and IDLE_POLL; completions, retries and
-        commands wake the dispatcher sooner. Waking every 50 ms whatever the state cost up to
-        ~15 ms of CPU a second of run on a 2-core VM (issue 14). An answer that raises the
-        limit wakes it at once (`_on_answer`), but the poll stays even where only answers
-        should raise it: polling at SAFETY_POLL there put the demo's first seconds ~200
-        requests behind, so some rise is not announced (not yet found)."""
+        """How long to sleep while the governor's limit holds dispatch back. While the bucket's
+        leak may raise it (unannounced), until the model expects room for one more request
+        (`refill_wait`), between WAKE_POLL and IDLE_POLL: waking every 50 ms whatever the state
+        cost up to ~15 ms of CPU a second of run on a 2-core VM (issue 14). Otherwise only an
+        answer (`_on_answer`), a completion, a retry's back-off or a command can raise what may
+        go, and each wakes the dispatcher: SAFETY_POLL."""
+        self._leak_check = None
         refill = getattr(self._governor, "refill_wait", None)
         if refill is None:
             return WAKE_POLL
+        leaks = getattr(self._governor, "leak_raises_limit", None)
+        if leaks is not None and not leaks():
+            self._leak_check = leaks
+            return SAFETY_POLL
         return min(IDLE_POLL, max(WAKE_POLL, float(refill())))
 
     def _on_answer(self) -> None:
-        """The governor modelled an answer: wake the dispatcher if the limit it waits on rose."""
-        held = self._held_at
-        if held is not None and self._governor.limit > held:
+        """The governor modelled an answer: wake the dispatcher if the limit it waits on rose,
+        or if it sleeps on answers alone and the answer made the leak what binds (the bucket
+        filled below the AIMD ceiling): it then goes back to polling the leak."""
+        held, leaks = self._held_at, self._leak_check
+        if held is not None and (self._governor.limit > held or (leaks is not None and leaks())):
             self._wake.set()
 
     async def _dispatch(self) -> None:

@@ -313,6 +313,7 @@ class AnsweringGovernor(FixedGovernor):
     def __init__(self, limit: int) -> None:
         super().__init__(limit)
         self.reads = 0
+        self.leaks = False
         self.listeners: list[Callable[[], None]] = []
 
     @property
@@ -324,7 +325,7 @@ class AnsweringGovernor(FixedGovernor):
         return 1.5  # what an empty bucket with every place taken reports: no leak helps
 
     def leak_raises_limit(self) -> bool:
-        return False
+        return self.leaks
 
     def listen(self, callback: Callable[[], None]) -> Callable[[], None]:
         self.listeners.append(callback)
@@ -336,18 +337,44 @@ class AnsweringGovernor(FixedGovernor):
             listener()
 
 
-async def test_an_answer_that_raises_the_limit_wakes_a_full_dispatcher(journal: Journal) -> None:
-    """Every place taken: an answer that raises the limit wakes the dispatcher at once, without
-    waiting for its poll (which stays: a limit held back unannounced would otherwise wait for
-    the 2 s safety timer, and the demo's first seconds showed it)."""
+async def test_a_full_dispatcher_waits_for_answers_not_a_timer(journal: Journal) -> None:
+    """Every place taken and nothing leaking: the dispatcher sleeps until an answer raises the
+    limit (issue 14: it woke 4 times a second), and an answer that does wakes it at once."""
     journal.load(items(6), description="in.csv")
     executor = Scripted(hold=True)
     governor = AnsweringGovernor(2)
     runner = Runner(journal, executor, governor)
     task = asyncio.create_task(runner.run())
     await eventually_async(lambda: executor.in_flight == 2, what="two records in flight")
+    reads = governor.reads
+    await asyncio.sleep(0.6)  # at IDLE_POLL the dispatcher looked at the limit ~2 times
+    assert governor.reads == reads
+    governor.answer(2)  # an answer that leaves the limit as it was wakes nothing
+    await asyncio.sleep(0.05)
+    assert governor.reads == reads + 1  # (the listener's own look)
     governor.answer(3)
     await eventually_async(lambda: executor.in_flight == 3, what="a third record", timeout=0.5)
+    executor.release.set()
+    state = await task
+    assert state.phase == Phase.FINISHED and not governor.listeners
+
+
+async def test_an_answer_that_lets_the_leak_bind_brings_the_poll_back(journal: Journal) -> None:
+    """The dispatcher slept on answers alone (the AIMD ceiling bound the limit); an answer that
+    fills the bucket below that ceiling leaves the limit as it was, but from then on the leak
+    raises it unannounced: the dispatcher must go back to polling, not sleep out SAFETY_POLL."""
+    journal.load(items(6), description="in.csv")
+    executor = Scripted(hold=True)
+    governor = AnsweringGovernor(2)
+    runner = Runner(journal, executor, governor)
+    task = asyncio.create_task(runner.run())
+    await eventually_async(lambda: executor.in_flight == 2, what="two records in flight")
+    await asyncio.sleep(0.05)  # asleep on answers alone
+    governor.leaks = True
+    governor.answer(2)
+    await asyncio.sleep(0.05)
+    governor._limit = 3  # the leak, which no one announces
+    await eventually_async(lambda: executor.in_flight == 3, what="a third record", timeout=0.6)
     executor.release.set()
     state = await task
     assert state.phase == Phase.FINISHED and not governor.listeners
