@@ -40,10 +40,13 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
-
 from canvas_tui.simulator import ADMIN_TOKEN, World
-from canvas_tui.simulator.testing import free_port, simulate_process, simulator_stats
+from canvas_tui.simulator.testing import (
+    free_port,
+    serving_process,
+    simulate_process,
+    simulator_stats,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 SEED = 7
@@ -124,35 +127,10 @@ def seeded_simulator(source: Path, seed: int, time_scale: str) -> Iterator[str]:
     if not csv_source.exists():  # the rows without their header (a SQLite source's too)
         with csv_source.open("w", newline="", encoding="utf-8") as handle:
             csv.writer(handle).writerows(rows(int(source.stem.rsplit("-", 1)[1])))
-    with tempfile.TemporaryFile("w+") as output:
-        # Our own interpreter and arguments, no shell.
-        process = subprocess.Popen(
-            [sys.executable, "-c", _SEEDED, str(port), str(seed), time_scale, str(csv_source)],
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
-        )
-        try:
-            deadline = time.monotonic() + 600
-            while True:
-                try:
-                    simulator_stats(base_url)
-                    break
-                except httpx.TransportError:  # not serving yet
-                    if process.poll() is not None or time.monotonic() > deadline:
-                        output.seek(0)
-                        raise RuntimeError(
-                            f"the simulator did not start: {output.read()}"
-                        ) from None
-                    time.sleep(0.2)
-            yield base_url
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+    command = [sys.executable, "-c", _SEEDED, str(port), str(seed), time_scale, str(csv_source)]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    with serving_process(command, base_url, startup=600, env=env):  # a million rows to seed
+        yield base_url
 
 
 def rows(count: int) -> Iterator[list[str]]:

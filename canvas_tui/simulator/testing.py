@@ -9,7 +9,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -102,14 +102,29 @@ def simulator_stats(base_url: str) -> dict[str, Any]:
 @contextmanager
 def simulate_process(*options: str, startup: float = 60.0) -> Iterator[str]:
     """`canvas-tui simulate OPTIONS...` in its own process on a free loopback port; yields its
-    base URL once `/__sim__/stats` answers, and stops the process on exit. Its output goes to a
-    temporary file, quoted in the error when it does not start within `startup` seconds."""
+    base URL once `/__sim__/stats` answers, and stops the process on exit."""
     port = free_port()
     command = [sys.executable, "-m", "canvas_tui", "simulate", "--port", str(port), *options]
-    base_url = f"http://127.0.0.1:{port}"
+    with serving_process(command, f"http://127.0.0.1:{port}", startup=startup) as base_url:
+        yield base_url
+
+
+@contextmanager
+def serving_process(
+    command: Sequence[str],
+    base_url: str,
+    *,
+    startup: float = 60.0,
+    env: Mapping[str, str] | None = None,
+) -> Iterator[str]:
+    """Run `command`, a simulator that will serve at `base_url`; yield `base_url` once its
+    `/__sim__/stats` answers, and stop the process on exit. Its output goes to a temporary file,
+    quoted in the error when it does not start within `startup` seconds."""
     with tempfile.TemporaryFile("w+") as output:
         # Our own interpreter and arguments, no shell.
-        process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)  # noqa: S603
+        process = subprocess.Popen(  # noqa: S603
+            list(command), stdout=output, stderr=subprocess.STDOUT, env=env
+        )
         try:
             deadline = time.monotonic() + startup
             while not _answers(base_url):
