@@ -491,8 +491,14 @@ class CanvasClient:
                 observer=observer,
                 validate=validate,
             )
-            yield _decoded(response)
             link = next_link(response.headers)
+            page = _decoded(response)
+            # Neither the answer (its body) nor the page stays referenced here while the
+            # consumer works and the next page is awaited: a plan reads ~100 rosters at once,
+            # and each would otherwise hold a page and its body the whole time (issue 14).
+            del response
+            yield page
+            del page
             if link is None:
                 return
             next_url = httpx.URL(link)
@@ -543,6 +549,7 @@ class CanvasClient:
                 results.extend(objects)
             if on_page is not None:
                 on_page(pages, count)
+            del page, objects  # not held while the next page is awaited (see `paginate`)
         return results
 
     # ---- enrollments ----------------------------------------------------------------------------
