@@ -418,7 +418,8 @@ class CanvasClient:
         url = self._urls.get(path)
         if url is None:
             url = httpx.URL(path)
-            if url.is_relative_url:
+            relative = url.is_relative_url
+            if relative:
                 url = httpx.URL(self._api + path.lstrip("/"))
             if origin(url) != self._origin:
                 raise CanvasError(
@@ -428,9 +429,12 @@ class CanvasClient:
                     method=method,
                     url=_origin_text(url),
                 )
-            if len(self._urls) >= 4096:
-                self._urls.clear()
-            self._urls[path] = url
+            # An API path repeats (a POST's, per course); an absolute URL is a page link, each
+            # used once: kept, thousands of them would stay scattered in memory (issue 14).
+            if relative:
+                if len(self._urls) >= 4096:
+                    self._urls.clear()
+                self._urls[path] = url
         return url.copy_merge_params(params) if params else url
 
     async def _exchange(self, request: httpx.Request) -> httpx.Response:

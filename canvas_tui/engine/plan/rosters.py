@@ -69,8 +69,10 @@ def kept(enrollment: dict[str, Any]) -> dict[str, Any]:
 # re-sync of a term meets as many as it has rows. Below this, planning stays as fast as with
 # dicts (against the store, each record's enrollments are a query and unmarshalled: 25-45 us
 # more a record, BENCHMARKS.md "A re-sync: the rosters in a store"); above it, memory stops
-# growing with the rosters.
-SPILL_AT = 20_000
+# growing with the rosters. Small: what was held before the spill is freed then, but the
+# allocator's arenas it filled stay (others' objects land among its own): at 20,000 that was
+# ~30 MB of Python's arenas kept for the rest of a re-sync (BENCHMARKS.md, "wt/rss2").
+SPILL_AT = 2_000
 _CHUNK = 512  # enrollments read from the store at a time when a roster is iterated
 _SCOPE_SHIFT = 32  # an enrollment's row id: (its roster's number << 32) | its place in it
 
