@@ -269,17 +269,21 @@ class RosterStore:
     def live_per_course(self, rosters: Iterable[int], states: Iterable[str]) -> dict[str, int]:
         """Distinct enrollment ids per course label among these rosters' enrollments in
         `states` (`live_per_course`)."""
-        spans = [_span(r) for r in rosters]
-        if not spans:
+        numbers = ", ".join(str(int(r)) for r in rosters)
+        if not numbers:
             return {}
         wanted = list(states)
-        where = " OR ".join("rowid BETWEEN ? AND ?" for _ in spans)
         marks = ", ".join("?" for _ in wanted)
+        # One scan, each row's roster number tested against the list. An OR of the rosters'
+        # rowid ranges made SQLite gather every matching rowid first (its memory's high-water
+        # mark 15 MB instead of 8 at 300,000 enrollments), freed into holes of the malloc heap
+        # that stayed for the rest of the run (7 MB free there; 20 MB at a million).
         with self._lock:
             found = self._db.execute(
-                f"SELECT course, COUNT(DISTINCT id) FROM enrollment WHERE ({where}) "  # noqa: S608
-                f"AND state IN ({marks}) AND id IS NOT NULL GROUP BY course",
-                [*(v for span in spans for v in span), *wanted],
+                "SELECT course, COUNT(DISTINCT id) FROM enrollment "  # noqa: S608 (ints)
+                f"WHERE (rowid >> {_SCOPE_SHIFT}) IN ({numbers}) AND state IN ({marks}) "
+                "AND id IS NOT NULL GROUP BY course",
+                wanted,
             ).fetchall()
         return {str(course): int(n) for course, n in found}
 
