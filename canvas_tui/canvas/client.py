@@ -418,7 +418,8 @@ class CanvasClient:
         url = self._urls.get(path)
         if url is None:
             url = httpx.URL(path)
-            if url.is_relative_url:
+            relative = url.is_relative_url
+            if relative:
                 url = httpx.URL(self._api + path.lstrip("/"))
             if origin(url) != self._origin:
                 raise CanvasError(
@@ -428,9 +429,12 @@ class CanvasClient:
                     method=method,
                     url=_origin_text(url),
                 )
-            if len(self._urls) >= 4096:
-                self._urls.clear()
-            self._urls[path] = url
+            # An API path repeats (a POST's, per course); an absolute URL is a page link, each
+            # used once: kept, thousands of them would stay scattered in memory (issue 14).
+            if relative:
+                if len(self._urls) >= 4096:
+                    self._urls.clear()
+                self._urls[path] = url
         return url.copy_merge_params(params) if params else url
 
     async def _exchange(self, request: httpx.Request) -> httpx.Response:
@@ -491,8 +495,14 @@ class CanvasClient:
                 observer=observer,
                 validate=validate,
             )
-            yield _decoded(response)
             link = next_link(response.headers)
+            page = _decoded(response)
+            # Neither the answer (its body) nor the page stays referenced here while the
+            # consumer works and the next page is awaited: a plan reads ~100 rosters at once,
+            # and each would otherwise hold a page and its body the whole time (issue 14).
+            del response
+            yield page
+            del page
             if link is None:
                 return
             next_url = httpx.URL(link)
@@ -543,6 +553,7 @@ class CanvasClient:
                 results.extend(objects)
             if on_page is not None:
                 on_page(pages, count)
+            del page, objects  # not held while the next page is awaited (see `paginate`)
         return results
 
     # ---- enrollments ----------------------------------------------------------------------------

@@ -100,6 +100,55 @@ async def test_a_plan_holds_nothing_per_enrollment_canvas_has(
     )
 
 
+# Rosters read at once, each of several pages: a plan reads every course of the source at once
+# (~100 in the benchmark's million rows), so what one roster holds while its next page is
+# awaited counts that many times.
+FEW, MANY = 8, 32
+PAGES = 3  # pages per roster (100 enrollments each, the last one partial)
+# Bytes of peak growth allowed per extra roster read at once. Holding its last page while the
+# next is awaited cost ~440 KB a roster here (the page decoded, what is kept of it, its answer's
+# body); without them ~18 KB is left (its task, the pagination's state, the store's rows).
+PER_ROSTER = 40_000
+
+
+async def test_rosters_read_at_once_hold_no_page_between_pages(arena: Arena) -> None:
+    world = arena.world
+    student = world.roles[BUILT_IN_ROLE_IDS["StudentEnrollment"]]
+    users = [world.add_user(f"Paged {n}", f"PG-U{n:04d}") for n in range(PAGES * 100 - 40)]
+    scopes = []
+    for n in range(MANY):
+        course = world.add_course(f"Paged {n}", f"PG{n:03d}")
+        section = world.add_section(course, f"Paged {n} 01", f"PG{n:03d}-01")
+        for user in users:
+            world.add_enrollment(user, section, student, sis_import_id=SIS_IMPORT)
+        scopes.append(f"course/sis_course_id:{course.sis_course_id}")
+    session = arena.session(arena.csv([arena.row(arena.users[0])]), arena.config(), "paged")
+    client = session.client
+    assert client is not None
+
+    async def peak(count: int) -> int:
+        tracemalloc.start()
+        try:
+            rosters = await fetch_rosters(client, scopes[:count], spill_at=0)
+            top = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert all(r.pages == PAGES for r in rosters.values())
+        next(iter(rosters.values())).enrollments.store.close()  # type: ignore[union-attr]
+        return top
+
+    try:
+        await peak(FEW)  # what a first pass allocates for good (caches)
+        peaks = {count: await peak(count) for count in (FEW, MANY)}
+    finally:
+        await session.close()
+    growth, more = peaks[MANY] - peaks[FEW], MANY - FEW
+    assert growth < PER_ROSTER * more, (
+        f"peak grew {growth / 2**20:.1f} MiB for {more} more rosters read at once "
+        f"({growth / more / 1024:.0f} KiB each): each holds a page while awaiting the next"
+    )
+
+
 def _arranged(arena: Arena) -> list[list[str]]:
     """Enrollments of every kind a plan tells apart, and rows that claim some of them."""
     users = arena.users

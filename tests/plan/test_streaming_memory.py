@@ -14,19 +14,20 @@ import csv
 import sqlite3
 import tracemalloc
 from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from canvas_tui.config import PlanConfig
-from canvas_tui.engine.plan.diff import Plan, build_plan
+from canvas_tui.engine.plan.diff import Action, Plan, Step, StepKind, Tally, build_plan
 from canvas_tui.engine.plan.executor import SourceCounts, prepare_sync
 from canvas_tui.engine.plan.render import write_plan
 from canvas_tui.engine.plan.rosters import UNREAD_FIELDS, Roster, fetch_rosters, kept
 from canvas_tui.engine.preflight import Census, plan_and_preflight
 from canvas_tui.engine.roster_match import ALL_STATES
 from canvas_tui.engine.session import Session
-from canvas_tui.records import Source
+from canvas_tui.records import EnrollmentRecord, Provenance, SisStatus, Source
 from canvas_tui.simulator import World
 from canvas_tui.sources import CsvSource, SqlSource
 from tests.plan.conftest import HEADER, Arena
@@ -267,3 +268,52 @@ async def test_a_roster_keeps_what_is_read_of_each_enrollment(arena: Arena) -> N
     assert all(e == kept(w) for e, w in zip(enrollments, whole, strict=True))
     # (the whole JSON: ~1.9 KB an enrollment of this simulator; kept: ~0.95 KB)
     assert kept_bytes < 1400 * len(enrollments) + 64 * 1024
+
+
+RECORD = EnrollmentRecord(
+    user="U1",
+    course="C1",
+    section=None,
+    role="student",
+    enrollment_type=None,
+    status=SisStatus.ACTIVE,
+    provenance=Provenance("in.csv", 2, {}),
+)
+
+
+def test_a_record_in_place_keeps_its_message_as_a_number() -> None:
+    """A re-sync finds most rows in place: each keeps its journal message as a 2-byte number
+    into the plan's few phrases, not a reference of its own (issue 14); past 65,536 phrases
+    (warnings make more) the numbers widen."""
+    tally = Tally()
+
+    def in_place(position: int, reason: str, warnings: tuple[str, ...] = ()) -> None:
+        step = Step(
+            kind=StepKind.ENROLLMENT,
+            action=Action.NONE,
+            course="C1",
+            user="U1",
+            role="student",
+            section="",
+            reason=reason,
+            enrollment_ids=(position + 1,),
+            record_index=position,
+            record=replace(RECORD, warnings=warnings),
+        )
+        tally.add(step)
+
+    for position in range(4):
+        in_place(position, "already active in Canvas")
+    in_place(4, "already active in Canvas", ("a warning",))
+    assert tally.in_place_kinds.typecode == "H" and tally.in_place_kinds.tolist() == [0] * 4 + [1]
+    assert [tally.in_place_message(at) for at in (0, 3, 4)] == [
+        "plan: already active in Canvas",
+        "plan: already active in Canvas",
+        "a warning; plan: already active in Canvas",
+    ]
+    assert list(tally.in_place_ids) == [1, 2, 3, 4, 5]
+    for position in range(5, 0x10000 + 5):
+        in_place(position, "already active in Canvas", (f"w{position}",))
+    assert tally.in_place_kinds.typecode == "I"
+    assert tally.in_place_message(0x10000 + 4) == f"w{0x10000 + 4}; plan: already active in Canvas"
+    assert tally.in_place_message(4) == "a warning; plan: already active in Canvas"

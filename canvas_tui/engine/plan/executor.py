@@ -315,7 +315,7 @@ class PlannedSource:
         at = bisect_left(tally.in_place, position)
         if at == len(tally.in_place) or tally.in_place[at] != position:
             return None
-        return tally.in_place_messages[at], tally.in_place_ids[at] or None
+        return tally.in_place_message(at), tally.in_place_ids[at] or None
 
     def __iter__(self) -> Iterator[SourceItem]:
         if self._plan is None:

@@ -69,8 +69,10 @@ def kept(enrollment: dict[str, Any]) -> dict[str, Any]:
 # re-sync of a term meets as many as it has rows. Below this, planning stays as fast as with
 # dicts (against the store, each record's enrollments are a query and unmarshalled: 25-45 us
 # more a record, BENCHMARKS.md "A re-sync: the rosters in a store"); above it, memory stops
-# growing with the rosters.
-SPILL_AT = 20_000
+# growing with the rosters. Small: what was held before the spill is freed then, but the
+# allocator's arenas it filled stay (others' objects land among its own): at 20,000 that was
+# ~30 MB of Python's arenas kept for the rest of a re-sync (BENCHMARKS.md, "wt/rss2").
+SPILL_AT = 2_000
 _CHUNK = 512  # enrollments read from the store at a time when a roster is iterated
 _SCOPE_SHIFT = 32  # an enrollment's row id: (its roster's number << 32) | its place in it
 
@@ -267,17 +269,21 @@ class RosterStore:
     def live_per_course(self, rosters: Iterable[int], states: Iterable[str]) -> dict[str, int]:
         """Distinct enrollment ids per course label among these rosters' enrollments in
         `states` (`live_per_course`)."""
-        spans = [_span(r) for r in rosters]
-        if not spans:
+        numbers = ", ".join(str(int(r)) for r in rosters)
+        if not numbers:
             return {}
         wanted = list(states)
-        where = " OR ".join("rowid BETWEEN ? AND ?" for _ in spans)
         marks = ", ".join("?" for _ in wanted)
+        # One scan, each row's roster number tested against the list. An OR of the rosters'
+        # rowid ranges made SQLite gather every matching rowid first (its memory's high-water
+        # mark 15 MB instead of 8 at 300,000 enrollments), freed into holes of the malloc heap
+        # that stayed for the rest of the run (7 MB free there; 20 MB at a million).
         with self._lock:
             found = self._db.execute(
-                f"SELECT course, COUNT(DISTINCT id) FROM enrollment WHERE ({where}) "  # noqa: S608
-                f"AND state IN ({marks}) AND id IS NOT NULL GROUP BY course",
-                [*(v for span in spans for v in span), *wanted],
+                "SELECT course, COUNT(DISTINCT id) FROM enrollment "  # noqa: S608 (ints)
+                f"WHERE (rowid >> {_SCOPE_SHIFT}) IN ({numbers}) AND state IN ({marks}) "
+                "AND id IS NOT NULL GROUP BY course",
+                wanted,
             ).fetchall()
         return {str(course): int(n) for course, n in found}
 
