@@ -305,7 +305,7 @@ def test_a_record_in_place_keeps_its_message_as_a_number() -> None:
     for position in range(4):
         in_place(position, "already active in Canvas")
     in_place(4, "already active in Canvas", ("a warning",))
-    assert tally.in_place_kinds.typecode == "H" and tally.in_place_kinds.tolist() == [0] * 4 + [1]
+    assert tally.in_place_kinds.itemsize == 2 and tally.in_place_kinds.tolist() == [0] * 4 + [1]
     assert [tally.in_place_message(at) for at in (0, 3, 4)] == [
         "plan: already active in Canvas",
         "plan: already active in Canvas",
@@ -314,6 +314,6 @@ def test_a_record_in_place_keeps_its_message_as_a_number() -> None:
     assert list(tally.in_place_ids) == [1, 2, 3, 4, 5]
     for position in range(5, 0x10000 + 5):
         in_place(position, "already active in Canvas", (f"w{position}",))
-    assert tally.in_place_kinds.typecode == "I"
+    assert tally.in_place_kinds.itemsize == 4
     assert tally.in_place_message(0x10000 + 4) == f"w{0x10000 + 4}; plan: already active in Canvas"
     assert tally.in_place_message(4) == "a warning; plan: already active in Canvas"
