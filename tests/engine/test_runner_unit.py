@@ -17,7 +17,7 @@ from canvas_tui.engine.actions import ActionResult, Observer
 from canvas_tui.engine.journal import Journal
 from canvas_tui.engine.runner import Runner
 from canvas_tui.engine.state import Event as RunEvent
-from canvas_tui.engine.state import GovernorState, Phase, RecordChanged, RunPhaseChanged
+from canvas_tui.engine.state import GovernorState, Phase, RecordChanged, RunPhaseChanged, RunState
 from canvas_tui.records import EnrollmentRecord, State
 from tests.engine.helpers import items
 from tests.helpers import eventually_async, never_within_async
@@ -337,15 +337,35 @@ class AnsweringGovernor(FixedGovernor):
             listener()
 
 
-async def test_a_full_dispatcher_waits_for_answers_not_a_timer(journal: Journal) -> None:
-    """Every place taken and nothing leaking: the dispatcher sleeps until an answer raises the
-    limit (issue 14: it woke 4 times a second), and an answer that does wakes it at once."""
+async def _every_place_taken(
+    journal: Journal,
+) -> tuple[Scripted, AnsweringGovernor, asyncio.Task[RunState]]:
+    """A run whose governor allows two in flight, both taken and held."""
     journal.load(items(6), description="in.csv")
     executor = Scripted(hold=True)
     governor = AnsweringGovernor(2)
-    runner = Runner(journal, executor, governor)
-    task = asyncio.create_task(runner.run())
+    task = asyncio.create_task(Runner(journal, executor, governor).run())
     await eventually_async(lambda: executor.in_flight == 2, what="two records in flight")
+    return executor, governor, task
+
+
+async def _third_record_goes(
+    executor: Scripted,
+    governor: AnsweringGovernor,
+    task: asyncio.Task[RunState],
+    *,
+    within: float,
+) -> None:
+    await eventually_async(lambda: executor.in_flight == 3, what="a third record", timeout=within)
+    executor.release.set()
+    state = await task
+    assert state.phase == Phase.FINISHED and not governor.listeners
+
+
+async def test_a_full_dispatcher_waits_for_answers_not_a_timer(journal: Journal) -> None:
+    """Every place taken and nothing leaking: the dispatcher sleeps until an answer raises the
+    limit (issue 14: it woke 4 times a second), and an answer that does wakes it at once."""
+    executor, governor, task = await _every_place_taken(journal)
     reads = governor.reads
     await asyncio.sleep(0.6)  # at IDLE_POLL the dispatcher looked at the limit ~2 times
     assert governor.reads == reads
@@ -353,28 +373,17 @@ async def test_a_full_dispatcher_waits_for_answers_not_a_timer(journal: Journal)
     await asyncio.sleep(0.05)
     assert governor.reads == reads + 1  # (the listener's own look)
     governor.answer(3)
-    await eventually_async(lambda: executor.in_flight == 3, what="a third record", timeout=0.5)
-    executor.release.set()
-    state = await task
-    assert state.phase == Phase.FINISHED and not governor.listeners
+    await _third_record_goes(executor, governor, task, within=0.5)
 
 
 async def test_an_answer_that_lets_the_leak_bind_brings_the_poll_back(journal: Journal) -> None:
     """The dispatcher slept on answers alone (the AIMD ceiling bound the limit); an answer that
     fills the bucket below that ceiling leaves the limit as it was, but from then on the leak
     raises it unannounced: the dispatcher must go back to polling, not sleep out SAFETY_POLL."""
-    journal.load(items(6), description="in.csv")
-    executor = Scripted(hold=True)
-    governor = AnsweringGovernor(2)
-    runner = Runner(journal, executor, governor)
-    task = asyncio.create_task(runner.run())
-    await eventually_async(lambda: executor.in_flight == 2, what="two records in flight")
+    executor, governor, task = await _every_place_taken(journal)
     await asyncio.sleep(0.05)  # asleep on answers alone
     governor.leaks = True
     governor.answer(2)
     await asyncio.sleep(0.05)
     governor._limit = 3  # the leak, which no one announces
-    await eventually_async(lambda: executor.in_flight == 3, what="a third record", timeout=0.6)
-    executor.release.set()
-    state = await task
-    assert state.phase == Phase.FINISHED and not governor.listeners
+    await _third_record_goes(executor, governor, task, within=0.6)
