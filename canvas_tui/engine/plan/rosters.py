@@ -168,15 +168,22 @@ class RosterStore:
     ) -> Iterator[dict[str, Any]]:
         """A roster's enrollments in order, from place `start` up to `stop`, a chunk at a time."""
         low, high = _span(roster)
-        at = low + start
         if stop is not None:
             high = min(high, low + stop - 1)
+        return self._scan(low + start, high)
+
+    def _scan(
+        self, low: int, high: int, where: str = "", args: tuple[Any, ...] = ()
+    ) -> Iterator[dict[str, Any]]:
+        """The enrollments at row ids `low`..`high` (and `where`, on `e`), in row id order, a
+        chunk at a time: each chunk starts after the last one's row id."""
+        at = low
         while at <= high:
             with self._lock:
                 chunk = self._db.execute(
-                    "SELECT rowid, data FROM enrollment WHERE rowid BETWEEN ? AND ? "
-                    "ORDER BY rowid LIMIT ?",
-                    (at, high, _CHUNK),
+                    "SELECT rowid, data FROM enrollment e WHERE rowid BETWEEN ? AND ? "  # noqa: S608
+                    f"{where} ORDER BY rowid LIMIT ?",
+                    (at, high, *args, _CHUNK),
                 ).fetchall()
             if not chunk:
                 return
@@ -249,22 +256,12 @@ class RosterStore:
         """Each enrollment with an id that `owner` did not claim, at its first place in the
         rosters' order, in that order (`RosterIndex.unclaimed`)."""
         for roster in rosters:
-            low, high = _span(roster)
-            at = low
-            while True:
-                with self._lock:
-                    chunk = self._db.execute(
-                        "SELECT rowid, data FROM enrollment e WHERE rowid BETWEEN ? AND ? "
-                        "AND id IS NOT NULL AND id NOT IN (SELECT id FROM claimed WHERE owner = ?) "
-                        "AND rowid = (SELECT MIN(rowid) FROM enrollment f WHERE f.id = e.id) "
-                        "ORDER BY rowid LIMIT ?",
-                        (at, high, owner, _CHUNK),
-                    ).fetchall()
-                if not chunk:
-                    break
-                for _rowid, data in chunk:
-                    yield _loads(data)
-                at = chunk[-1][0] + 1
+            yield from self._scan(
+                *_span(roster),
+                "AND id IS NOT NULL AND id NOT IN (SELECT id FROM claimed WHERE owner = ?) "
+                "AND rowid = (SELECT MIN(rowid) FROM enrollment f WHERE f.id = e.id)",
+                (owner,),
+            )
 
     def live_per_course(self, rosters: Iterable[int], states: Iterable[str]) -> dict[str, int]:
         """Distinct enrollment ids per course label among these rosters' enrollments in
